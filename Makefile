@@ -1,0 +1,48 @@
+# Each target installs what it needs, so a fresh Debian machine (as root) only needs `make`.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEB_STAMP := $(VENV)/.debs
+DEBS := qemu-system-x86 qemu-utils libxml2-utils
+
+.PHONY: test lint demo bench fuzz debs venv clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test,lint]'
+	touch $@
+
+venv: $(STAMP)
+
+# QEMU (for the real-QEMU tests and the demo) and xmllint come from Debian.
+$(DEB_STAMP): | $(STAMP)
+	@if ! command -v qemu-system-x86_64 >/dev/null || ! command -v qemu-img >/dev/null \
+	    || ! command -v xmllint >/dev/null; then \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEBS); \
+	fi
+	touch $@
+
+debs: $(DEB_STAMP)
+
+test: $(STAMP) $(DEB_STAMP)
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check blockjob tests bench
+	$(VENV)/bin/mypy --strict
+
+demo: $(STAMP) $(DEB_STAMP)
+	$(PY) -m blockjob demo
+
+fuzz: $(STAMP)
+	BLOCKJOB_FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -m fuzz tests
+
+bench: $(STAMP) $(DEB_STAMP)
+	$(PY) -m pip install --quiet -e '.[test,lint,bench]'
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .mypy_cache .ruff_cache .pytest_cache .hypothesis

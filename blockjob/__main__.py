@@ -1,0 +1,3 @@
+from blockjob.cli import main
+
+raise SystemExit(main())

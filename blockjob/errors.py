@@ -1,0 +1,24 @@
+"""Typed errors: a bad document is an outcome callers act on, not a crash."""
+
+from __future__ import annotations
+
+
+class BlockJobError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class StatusXMLError(BlockJobError):
+    """A document that cannot be loaded at all (libvirt would lose the domain).
+
+    `line` is 1-based, or None when the problem has no place in the file.
+    """
+
+    def __init__(self, file: str, line: int | None, message: str) -> None:
+        super().__init__(f"{file}:{line if line is not None else 0}: {message}")
+        self.file = file
+        self.line = line
+        self.message = message
+
+
+class UnsafeXMLError(StatusXMLError):
+    """The document uses a DTD, entities or another construct we refuse to parse."""

@@ -1,0 +1,162 @@
+"""The block-job model: what a status file records about one job.
+
+Enum values are libvirt's exact strings. They are an append-only contract:
+a status file written years ago must still name the same things.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from blockjob.xmlnode import Node
+
+
+class JobType(StrEnum):
+    PULL = "pull"
+    COPY = "copy"
+    COMMIT = "commit"
+    ACTIVE_COMMIT = "active-commit"
+    BACKUP = "backup"
+    CREATE = "create"
+    BROKEN = "broken"
+
+
+class JobState(StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    READY = "ready"
+    NEW = "new"
+    RUNNING = "running"
+    CONCLUDED = "concluded"
+    ABORTING = "aborting"
+    PENDING = "pending"
+    PIVOTING = "pivoting"
+
+
+# States in which a job bound to a disk makes `<blockjobs active='yes'>`.
+ACTIVE_STATES = frozenset(
+    {JobState.RUNNING, JobState.READY, JobState.ABORTING, JobState.PIVOTING}
+)
+
+
+@dataclass(frozen=True)
+class StorageSource:
+    """One image of a chain: the wrapper's type/format, its `<source>`, its backing.
+
+    `source` holds the `<source>` element as read (without the `index` attribute,
+    which is stored in `index` because its place depends on the image's position).
+    `backing` is the next image down; `terminated` says a `<backingStore/>`
+    terminator follows when there is no next image.
+    """
+
+    type: str
+    format: str
+    source: Node
+    index: int | None = None
+    format_children: tuple[Node, ...] = ()
+    backing: StorageSource | None = None
+    terminated: bool = False
+    storage_node: str | None = None
+    format_node: str | None = None
+
+    def images(self) -> list[StorageSource]:
+        """This image and every image below it, top first."""
+        out: list[StorageSource] = []
+        image: StorageSource | None = self
+        while image is not None:
+            out.append(image)
+            image = image.backing
+        return out
+
+    def matches(self, node_name: str) -> bool:
+        return node_name in (self.format_node, self.storage_node)
+
+    @property
+    def path(self) -> str | None:
+        """The file, device or network name the image lives at."""
+        for key in ("file", "dev", "dir", "name", "volume"):
+            value = self.source.attr(key)
+            if value is not None:
+                return value
+        return None
+
+
+@dataclass(frozen=True)
+class JobChains:
+    """Chains of a job that is not bound to a disk (libvirt's orphan chains)."""
+
+    disk: StorageSource | None = None
+    mirror: StorageSource | None = None
+
+
+@dataclass(frozen=True)
+class PullData:
+    base: str | None = None
+
+
+@dataclass(frozen=True)
+class CommitData:
+    base: str | None = None
+    top: str | None = None
+    topparent: str | None = None
+    delete_committed_images: bool = False
+    # Bitmaps disabled in `base` before the commit started; they must be
+    # re-enabled (and merged) when the job ends, whatever happened meanwhile.
+    disabled_base_bitmaps: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CreateData:
+    src: StorageSource | None = None
+    storage_only: bool = False
+
+
+@dataclass(frozen=True)
+class CopyData:
+    shallownew: bool = False
+
+
+@dataclass(frozen=True)
+class BackupData:
+    bitmap: str | None = None
+    store: StorageSource | None = None
+
+
+JobData = PullData | CommitData | CreateData | CopyData | BackupData
+
+
+@dataclass(frozen=True)
+class BlockJob:
+    """One tracked block job.
+
+    `jobflags` is None when the attribute was absent (jobs from libvirt < 6.1);
+    such a job keeps omitting it. An invalid job keeps what could be recovered in
+    these fields for callers, and `raw`, the element as read, which is what gets
+    written back so that nothing is lost.
+    """
+
+    name: str
+    type: JobType
+    state: JobState
+    newstate: JobState | None = None
+    brokentype: JobType | None = None
+    jobflags: int | None = None
+    errmsg: str | None = None
+    disk: str | None = None
+    mirror: bool = False
+    chains: JobChains | None = None
+    data: JobData | None = None
+    invalid: bool = False
+    problems: tuple[str, ...] = ()
+    raw: Node | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def commit(self) -> CommitData | None:
+        return self.data if isinstance(self.data, CommitData) else None
+
+    @property
+    def disabled_base_bitmaps(self) -> tuple[str, ...]:
+        commit = self.commit
+        return commit.disabled_base_bitmaps if commit is not None else ()

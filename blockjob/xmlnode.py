@@ -1,0 +1,102 @@
+"""A small immutable XML element, and libvirt's way of writing one.
+
+Storage sources and invalid jobs are kept as these nodes so that whatever the
+reader did not model is written back unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lxml import etree
+
+# libvirt's escaping drops C0 controls except TAB, LF, CR and 0x1A-0x1F.
+_DROP = re.compile("[\x01-\x08\x0b\x0c\x0e-\x19]")
+_ESCAPES = str.maketrans(
+    {"<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;"}
+)
+_NEEDS_WORK = re.compile("[<>&\"'\x01-\x08\x0b\x0c\x0e-\x19]")
+
+
+def escape(value: str) -> str:
+    """Escape a value the way libvirt's virBufferEscapeString does."""
+    if _NEEDS_WORK.search(value) is None:
+        return value
+    return _DROP.sub("", value).translate(_ESCAPES)
+
+
+@dataclass(frozen=True)
+class Node:
+    tag: str
+    attrs: tuple[tuple[str, str], ...] = ()
+    children: tuple[Node, ...] = ()
+    text: str | None = None
+
+    def attr(self, name: str) -> str | None:
+        for key, value in self.attrs:
+            if key == name:
+                return value
+        return None
+
+    def child(self, tag: str) -> Node | None:
+        for node in self.children:
+            if node.tag == tag:
+                return node
+        return None
+
+    def with_attrs(self, attrs: tuple[tuple[str, str], ...]) -> Node:
+        return Node(self.tag, attrs, self.children, self.text)
+
+
+def from_lxml(element: etree._Element) -> Node:
+    """Convert an lxml element, dropping comments and whitespace-only text."""
+    children = tuple(
+        from_lxml(child) for child in element if isinstance(child.tag, str)
+    )
+    text = element.text
+    if children or (text is not None and not text.strip()):
+        text = None
+    return Node(str(element.tag), tuple(element.attrib.items()), children, text)
+
+
+def attrs_bytes(attrs: tuple[tuple[str, str], ...]) -> str:
+    return "".join(f" {key}='{escape(value)}'" for key, value in attrs)
+
+
+def write_node(
+    out: list[str],
+    node: Node,
+    indent: str,
+    *,
+    pad: str | None = None,
+    inline_tags: frozenset[str] = frozenset(),
+) -> None:
+    """Append `node` in libvirt style, nested lines at `indent`.
+
+    `pad` replaces the indent of the first line only (libvirt indents a line only
+    when the buffer ends in a newline). Children named in `inline_tags` are
+    written without their trailing newline, as libvirt does for `<errmsg>`.
+    """
+    start = f"{indent if pad is None else pad}<{node.tag}{attrs_bytes(node.attrs)}"
+    if node.text is not None:
+        out.append(f"{start}>{escape(node.text)}</{node.tag}>\n")
+        return
+    if not node.children:
+        out.append(f"{start}/>\n")
+        return
+    out.append(f"{start}>\n")
+    inner = indent + "  "
+    at_line_start = True
+    for child in node.children:
+        first = None if at_line_start else ""
+        if child.tag in inline_tags and child.text is not None and not child.children:
+            prefix = inner if at_line_start else ""
+            out.append(
+                f"{prefix}<{child.tag}{attrs_bytes(child.attrs)}>{escape(child.text)}</{child.tag}>"
+            )
+            at_line_start = False
+        else:
+            write_node(out, child, inner, pad=first)
+            at_line_start = True
+    out.append(f"{indent if at_line_start else ''}</{node.tag}>\n")
