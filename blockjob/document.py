@@ -1,0 +1,226 @@
+"""A whole status file: the jobs as a model, every other byte as it was read.
+
+Only `<blockjobs>` is re-serialized on write. The rest of the file (libvirt's
+warning comment, private data, the embedded `<domain>`) is kept byte for byte,
+except a disk chain that the caller replaced through `set_disk_chain`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from blockjob.domain import Disk, read_disks
+from blockjob.errors import StatusXMLError
+from blockjob.model import ACTIVE_STATES, BlockJob, CommitData, PullData, StorageSource
+from blockjob.reader import ReadContext, read_jobs
+from blockjob.sources import backing_node, top_source_node
+from blockjob.spans import element_span, whole_lines
+from blockjob.writer import BLOCKJOBS_INDENT, write_blockjobs
+from blockjob.xmlnode import Node, from_lxml, write_node
+from blockjob.xmlparse import parse
+
+# Where libvirt puts `<blockjobs>` when a file from before 3.9 has none: before these.
+_AFTER_BLOCKJOBS = (
+    "slirp", "agentTimeout", "backups", "originalMemlock", "preMigrationMemlock", "domain",
+)
+
+
+def _sort_key(job: BlockJob) -> bytes:
+    return job.name.encode("utf-8", "surrogateescape")
+
+
+class StatusDocument:
+    """A loaded `<domstatus>` document. Build one with `load` or `loads`."""
+
+    def __init__(self, data: bytes, filename: str) -> None:
+        self.filename = filename
+        self._load(data)
+
+    def _load(self, data: bytes) -> None:
+        root = parse(data, self.filename)
+        if root.tag != "domstatus":
+            raise StatusXMLError(
+                self.filename, root.sourceline, f"root element is <{root.tag}>, expected <domstatus>"
+            )
+        domain = root.find("domain")
+        self._disks, repeated = read_disks(domain)
+        ctx = ReadContext(self.filename, self._disks, repeated)
+        blockjobs = root.find("blockjobs")
+        jobs = read_jobs(blockjobs, ctx)
+        self._jobs = {job.name: job for job in jobs}
+        self.warnings: tuple[str, ...] = tuple(ctx.warnings)
+        monitor = root.find("monitor")
+        self.monitor_path = monitor.get("path") if monitor is not None else None
+        self.domain_name = domain.findtext("name") if domain is not None else None
+
+        if blockjobs is not None:
+            start, end = element_span(data, b"blockjobs", blockjobs.sourceline or 1)
+            first, last = whole_lines(data, start, end)
+        else:
+            anchor = next((root.find(tag) for tag in _AFTER_BLOCKJOBS if root.find(tag) is not None), None)
+            if anchor is not None:
+                first = last = whole_lines(data, *element_span(data, anchor.tag.encode(), anchor.sourceline or 1))[0]
+            else:
+                first = last = data.rindex(b"</domstatus")
+        self._head = data[:first]
+        self._tail = data[last:]
+        # Line of the tail's first byte in `data`, to find domain elements again later.
+        self._tail_line = data.count(b"\n", 0, last) + 1
+
+    # Jobs -------------------------------------------------------------------
+
+    @property
+    def jobs(self) -> list[BlockJob]:
+        """Every job, sorted by name as bytes (libvirt >= 6.10 order)."""
+        return sorted(self._jobs.values(), key=_sort_key)
+
+    def job(self, name: str) -> BlockJob | None:
+        return self._jobs.get(name)
+
+    def job_for_disk(self, target: str) -> BlockJob | None:
+        return next((job for job in self._jobs.values() if job.disk == target), None)
+
+    def add_job(self, job: BlockJob) -> None:
+        if job.name in self._jobs:
+            raise ValueError(f"a block job named '{job.name}' already exists")
+        self._check_disk(job)
+        self._jobs[job.name] = job
+
+    def replace_job(self, job: BlockJob) -> None:
+        if job.name not in self._jobs:
+            raise ValueError(f"no block job named '{job.name}'")
+        self._check_disk(job)
+        self._jobs[job.name] = job
+
+    def remove_job(self, name: str) -> BlockJob:
+        try:
+            return self._jobs.pop(name)
+        except KeyError:
+            raise ValueError(f"no block job named '{name}'") from None
+
+    def _check_disk(self, job: BlockJob) -> None:
+        if job.disk is None:
+            return
+        if job.disk not in self._disks:
+            raise ValueError(f"job '{job.name}': the domain has no disk '{job.disk}'")
+        other = self.job_for_disk(job.disk)
+        if other is not None and other.name != job.name:
+            raise ValueError(f"disk '{job.disk}' already has block job '{other.name}' assigned")
+
+    @property
+    def active(self) -> bool:
+        """libvirt's `<blockjobs active>`: a disk has a live job or a legacy copy mirror."""
+        if any(job.disk is not None and job.state in ACTIVE_STATES for job in self._jobs.values()):
+            return True
+        return any(disk.mirror_job == "copy" for disk in self._disks.values())
+
+    # Domain -------------------------------------------------------------------
+
+    @property
+    def disks(self) -> tuple[Disk, ...]:
+        return tuple(self._disks.values())
+
+    def disk(self, target: str) -> Disk | None:
+        return self._disks.get(target)
+
+    def resolve_node(self, job: BlockJob, node_name: str) -> StorageSource | None:
+        """The image `node_name` refers to for `job`, in libvirt's lookup order."""
+        disk = self._disks.get(job.disk) if job.disk is not None else None
+        tops = [
+            disk.chain if disk is not None else None,
+            job.chains.disk if job.chains is not None else None,
+            disk.mirror if disk is not None and job.mirror else None,
+            job.chains.mirror if job.chains is not None else None,
+        ]
+        for top in tops:
+            if top is None:
+                continue
+            for image in top.images():
+                if image.matches(node_name):
+                    return image
+        return None
+
+    def uses_format_node_names(self) -> bool:
+        """True when the jobs' `node=` values are format node names (libvirt <= 9.x)."""
+        for job in self._jobs.values():
+            data = job.data
+            names = (
+                (data.base, data.top, data.topparent) if isinstance(data, CommitData)
+                else (data.base,) if isinstance(data, PullData)
+                else ()
+            )
+            for name in names:
+                image = self.resolve_node(job, name) if name is not None else None
+                if image is not None:
+                    return image.format_node == name
+        return False
+
+    def node_name_for(self, image: StorageSource) -> str:
+        """How a new job should name `image`: storage node names unless the file uses format ones."""
+        preferred = (
+            (image.format_node, image.storage_node)
+            if self.uses_format_node_names()
+            else (image.storage_node, image.format_node)
+        )
+        name = next((n for n in preferred if n is not None), None)
+        if name is None:
+            raise ValueError(f"image {image.path!r} has no node names")
+        return name
+
+    def set_disk_chain(self, target: str, chain: StorageSource) -> None:
+        """Replace the image chain of disk `target` in the embedded `<domain>`."""
+        disk = self._disks.get(target)
+        if disk is None:
+            raise ValueError(f"the domain has no disk '{target}'")
+        tail = self._tail
+        start, end = element_span(tail, b"disk", disk.line - self._tail_line + 1)
+        old = from_lxml(parse(tail[start:end], self.filename))
+        children: list[Node] = []
+        for child in old.children:
+            if child.tag == "source":
+                children.append(top_source_node(chain))
+                backing = backing_node(chain)
+                if backing is not None:
+                    children.append(backing)
+            elif child.tag == "backingStore":
+                continue
+            elif child.tag == "driver" and chain.format:
+                children.append(_set_attr(child, "type", chain.format))
+            else:
+                children.append(child)
+        new = Node("disk", _set_attr(old, "type", chain.type).attrs, tuple(children))
+        indent = tail[tail.rfind(b"\n", 0, start) + 1 : start].decode()
+        out: list[str] = []
+        write_node(out, new, indent, pad="")
+        text = "".join(out).encode("utf-8")
+        if text.endswith(b"\n") and tail[end : end + 1] == b"\n":
+            text = text[:-1]
+        # Re-read everything, so jobs are judged against the new chain as a reload would.
+        self._load(self._head + self._blockjobs_bytes() + tail[:start] + text + tail[end:])
+
+    # Output -------------------------------------------------------------------
+
+    def _blockjobs_bytes(self) -> bytes:
+        return write_blockjobs(self.jobs, self.active, BLOCKJOBS_INDENT).encode("utf-8")
+
+    def dumps(self) -> bytes:
+        head = self._head
+        if head and not head.endswith(b"\n"):
+            head += b"\n"
+        return head + self._blockjobs_bytes() + self._tail
+
+
+def _set_attr(node: Node, name: str, value: str) -> Node:
+    if node.attr(name) is None:
+        return node.with_attrs((*node.attrs, (name, value)))
+    return node.with_attrs(tuple((k, value if k == name else v) for k, v in node.attrs))
+
+
+def loads(data: bytes, filename: str = "<bytes>") -> StatusDocument:
+    """Load a status document from bytes; StatusXMLError when libvirt would refuse it."""
+    return StatusDocument(data, filename)
+
+
+def load(path: str | Path) -> StatusDocument:
+    """Load a status file; OSError when it cannot be read, StatusXMLError when refused."""
+    return StatusDocument(Path(path).read_bytes(), str(path))

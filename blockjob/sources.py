@@ -1,0 +1,191 @@
+"""Storage sources: `<source>` plus its `<backingStore>` chain, read and written.
+
+Two shapes share one model. A job's own images (`<chains><disk>`, `<src>`,
+`<store>`) carry `type`/`format` on the wrapper and `index` on `<source>`; a
+domain `<disk>` carries its format in `<driver type>`. Below the top image both
+use the same `<backingStore>` recursion.
+"""
+
+from __future__ import annotations
+
+from lxml import etree
+
+from blockjob.model import StorageSource
+from blockjob.xmlnode import Node, from_lxml
+
+STORAGE_TYPES = frozenset(
+    {"file", "block", "dir", "network", "volume", "nvme", "vhostuser", "vhostvdpa"}
+)
+FORMATS = frozenset(
+    {"raw", "dir", "bochs", "cloop", "dmg", "iso", "vpc", "vdi", "fat", "vhd", "ploop",
+     "cow", "qcow", "qcow2", "qed", "vmdk"}
+)
+
+
+class SourceError(ValueError):
+    """A job storage source that libvirt would refuse ("missing job chain data")."""
+
+
+def _node_names(source: etree._Element) -> tuple[str | None, str | None]:
+    storage = fmt = None
+    for nodename in source.iterfind("privateData/nodenames/nodename"):
+        kind = nodename.get("type")
+        if kind == "storage":
+            storage = nodename.get("name") or None
+        elif kind == "format":
+            fmt = nodename.get("name") or None
+    return storage, fmt
+
+
+def _index(text: str | None, what: str) -> int | None:
+    if not text:
+        return None
+    if not text.isascii() or not text.isdigit():
+        raise SourceError(f"{what}: index '{text}' is not an unsigned decimal number")
+    return int(text)
+
+
+def _source_node(source: etree._Element) -> Node:
+    node = from_lxml(source)
+    return node.with_attrs(tuple(kv for kv in node.attrs if kv[0] != "index"))
+
+
+def read_backing(element: etree._Element, *, strict: bool) -> tuple[StorageSource | None, bool]:
+    """Read the `<backingStore>` child of `element`: (next image, terminated)."""
+    backing = element.find("backingStore")
+    if backing is None:
+        return None, False
+    kind = backing.get("type")
+    if not kind:
+        return None, True
+    fmt_el = backing.find("format")
+    source = backing.find("source")
+    fmt = fmt_el.get("type") if fmt_el is not None else None
+    if source is None or not fmt:
+        if strict:
+            raise SourceError("backingStore needs <format type> and <source>")
+        return None, False
+    below, terminated = read_backing(backing, strict=strict)
+    storage, fmt_node = _node_names(source)
+    return StorageSource(
+        type=kind,
+        format=fmt,
+        source=_source_node(source),
+        index=_index(backing.get("index"), "backingStore") if strict else _lenient_index(backing),
+        format_children=tuple(from_lxml(c) for c in fmt_el if isinstance(c.tag, str))
+        if fmt_el is not None
+        else (),
+        backing=below,
+        terminated=terminated,
+        storage_node=storage,
+        format_node=fmt_node,
+    ), False
+
+
+def _lenient_index(element: etree._Element) -> int | None:
+    try:
+        return _index(element.get("index"), element.tag)
+    except SourceError:
+        return None
+
+
+def read_job_source(element: etree._Element, *, chain: bool) -> StorageSource:
+    """Read `<disk>`/`<mirror>` of `<chains>`, or `<src>`/`<store>`, as libvirt requires."""
+    kind = element.get("type")
+    fmt = element.get("format")
+    source = element.find("source")
+    where = f"<{element.tag}>"
+    if not kind or not fmt or source is None or not source.get("index"):
+        raise SourceError(f"{where} needs type, format, <source> and source/@index")
+    if kind not in STORAGE_TYPES:
+        raise SourceError(f"{where}: unknown storage type '{kind}'")
+    if fmt not in FORMATS:
+        raise SourceError(f"{where}: unknown image format '{fmt}'")
+    backing, terminated = read_backing(element, strict=True) if chain else (None, False)
+    storage, fmt_node = _node_names(source)
+    return StorageSource(
+        type=kind,
+        format=fmt,
+        source=_source_node(source),
+        index=_index(source.get("index"), where),
+        backing=backing,
+        terminated=terminated,
+        storage_node=storage,
+        format_node=fmt_node,
+    )
+
+
+def read_disk_chain(disk: etree._Element) -> StorageSource | None:
+    """The image chain of a domain `<disk>` (lenient: the domain is not ours to judge)."""
+    source = disk.find("source")
+    if source is None:
+        return None
+    driver = disk.find("driver")
+    backing, terminated = read_backing(disk, strict=False)
+    storage, fmt_node = _node_names(source)
+    return StorageSource(
+        type=disk.get("type") or "",
+        format=(driver.get("type") if driver is not None else None) or "",
+        source=_source_node(source),
+        index=_lenient_index(source),
+        backing=backing,
+        terminated=terminated,
+        storage_node=storage,
+        format_node=fmt_node,
+    )
+
+
+def read_mirror_chain(mirror: etree._Element) -> StorageSource | None:
+    """The image chain of a domain disk's `<mirror>` element."""
+    source = mirror.find("source")
+    if source is None:
+        return None
+    fmt_el = mirror.find("format")
+    fmt = mirror.get("format") or (fmt_el.get("type") if fmt_el is not None else None)
+    backing, terminated = read_backing(mirror, strict=False)
+    storage, fmt_node = _node_names(source)
+    return StorageSource(
+        type=mirror.get("type") or "",
+        format=fmt or "",
+        source=_source_node(source),
+        index=_lenient_index(source),
+        backing=backing,
+        terminated=terminated,
+        storage_node=storage,
+        format_node=fmt_node,
+    )
+
+
+def _indexed(source: Node, index: int | None) -> Node:
+    if index is None:
+        return source
+    return source.with_attrs((*source.attrs, ("index", str(index))))
+
+
+def backing_node(image: StorageSource) -> Node | None:
+    """The `<backingStore>` element that describes what lies below `image`."""
+    below = image.backing
+    if below is None:
+        return Node("backingStore") if image.terminated else None
+    attrs = [("type", below.type)]
+    if below.index is not None:
+        attrs.append(("index", str(below.index)))
+    children = [Node("format", (("type", below.format),), below.format_children), below.source]
+    deeper = backing_node(below)
+    if deeper is not None:
+        children.append(deeper)
+    return Node("backingStore", tuple(attrs), tuple(children))
+
+
+def top_source_node(image: StorageSource) -> Node:
+    """The `<source>` of a chain's top image; only there does it carry `index`."""
+    return _indexed(image.source, image.index)
+
+
+def job_source_node(tag: str, image: StorageSource) -> Node:
+    """A job storage source element: `<disk>`/`<mirror>` of `<chains>`, `<src>`, `<store>`."""
+    children = [top_source_node(image)]
+    backing = backing_node(image)
+    if backing is not None:
+        children.append(backing)
+    return Node(tag, (("type", image.type), ("format", image.format)), tuple(children))

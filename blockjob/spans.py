@@ -1,0 +1,63 @@
+"""Byte spans of elements in the original document.
+
+lxml knows on which line an element starts but not where its bytes end. To
+rewrite one element and keep every other byte, we find its start tag on that
+line and scan tags from there to the matching end tag.
+"""
+
+from __future__ import annotations
+
+import re
+
+_TOKEN = re.compile(
+    rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>"
+    rb"|<(/?)[^\s/>!?]+(?:[^>\"']|\"[^\"]*\"|'[^']*')*?(/?)>",
+    re.DOTALL,
+)
+
+
+def element_span(data: bytes, tag: bytes, line: int, nth: int = 0) -> tuple[int, int]:
+    """(start, end) of the `nth` element named `tag` whose start tag is on `line`.
+
+    `end` is just past the end tag (or the `/>` of an empty element).
+    """
+    pattern = re.compile(rb"<" + re.escape(tag) + rb"[\s/>]")
+    offset = at_line = 0
+    current = 1
+    seen = 0
+    while True:
+        found = pattern.search(data, offset)
+        if found is not None:
+            current += data.count(b"\n", at_line, found.start())
+            at_line = found.start()
+        if found is None or current > line:
+            raise ValueError(f"no <{tag.decode()}> on line {line}")
+        if current == line:
+            if seen == nth:
+                break
+            seen += 1
+        offset = found.start() + 1
+    start = found.start()
+    depth = 0
+    for token in _TOKEN.finditer(data, start):
+        closing, empty = token.group(1), token.group(2)
+        if closing is None:  # comment, CDATA or processing instruction
+            continue
+        if closing:
+            depth -= 1
+        elif not empty:
+            depth += 1
+        if depth == 0:
+            return start, token.end()
+    raise ValueError(f"<{tag.decode()}> on line {line} is never closed")
+
+
+def whole_lines(data: bytes, start: int, end: int) -> tuple[int, int]:
+    """Widen a span to whole lines when only blanks share its first and last line."""
+    first = data.rfind(b"\n", 0, start) + 1
+    if data[first:start].strip():
+        first = start
+    last = end
+    if data[end:end + 1] == b"\n":
+        last = end + 1
+    return first, last

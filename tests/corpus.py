@@ -1,0 +1,51 @@
+"""Read-only access to libvirt's status files in ../shared, and their expected round trip."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+FIXTURES = SHARED / "libvirt-qemustatusxml2xmldata"
+REAL = SHARED / "libvirt-9.0-status"
+
+# libvirt formats jobs sorted by name since 6.10.0 (commit 947d2db31b); these
+# fixture versions were written before that and list them in hash order.
+UNSORTED = frozenset(
+    f"blockjob-blockdev-in.{commit}.xml"
+    for commit in (
+        "057e4bc591", "1bf3808207", "3f93884a4d", "41de7230ab", "545edb2502",
+        "73532dadd2", "8b2798e395", "95f5ac9ae5", "9ba804a1d1", "aa99658b06",
+        "ce7229a3b0", "e67e8c545a",
+    )
+)
+_JOB_START = re.compile(rb"^    <blockjob ", re.MULTILINE)
+_NAME = re.compile(rb"name='([^']*)'")
+
+
+def status_files() -> list[Path]:
+    """Every status file in ../shared, or a skip when the folder is absent."""
+    if not FIXTURES.is_dir() or not REAL.is_dir():
+        pytest.skip(f"libvirt status files not found under {SHARED}")
+    return sorted(FIXTURES.glob("*.xml")) + sorted(REAL.glob("*.xml"))
+
+
+def with_sorted_jobs(data: bytes) -> bytes:
+    """`data` with the `<blockjob>` elements of its `<blockjobs>` sorted by name."""
+    start = data.index(b"  <blockjobs")
+    end = data.find(b"  </blockjobs>", start)
+    if end < 0:
+        return data
+    body_start = data.index(b"\n", start) + 1
+    body = data[body_start:end]
+    cuts = [m.start() for m in _JOB_START.finditer(body)] + [len(body)]
+    jobs = [body[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
+    jobs.sort(key=lambda job: _NAME.search(job).group(1) if _NAME.search(job) else b"")
+    return data[:body_start] + b"".join(jobs) + data[end:]
+
+
+def expected_roundtrip(path: Path) -> bytes:
+    data = path.read_bytes()
+    return with_sorted_jobs(data) if path.name in UNSORTED else data
