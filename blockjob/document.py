@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from blockjob.domain import Disk, read_disks
+from lxml import etree
+
+from blockjob.domain import Disk, DiskRefs, read_disks
 from blockjob.errors import StatusXMLError
 from blockjob.model import ACTIVE_STATES, BlockJob, CommitData, PullData, StorageSource
 from blockjob.reader import ReadContext, read_jobs
@@ -42,24 +44,33 @@ class StatusDocument:
             raise StatusXMLError(
                 self.filename, root.sourceline, f"root element is <{root.tag}>, expected <domstatus>"
             )
-        domain = root.find("domain")
-        self._disks, repeated = read_disks(domain)
-        ctx = ReadContext(self.filename, self._disks, repeated)
-        blockjobs = root.find("blockjobs")
+        # One pass over the top level: find() would rescan it for every name.
+        top: dict[object, etree._Element] = {}
+        for child in root:
+            top.setdefault(child.tag, child)
+        domain = top.get("domain")
+        blockjobs = top.get("blockjobs")
+        monitor = top.get("monitor")
+        refs = DiskRefs(domain)
+        self._targets = frozenset(refs.elements)
+        self._copy_mirror = refs.copy_mirror
+        self._full_disks: dict[str, Disk] | None = None
+        ctx = ReadContext(self.filename, refs)
         jobs = read_jobs(blockjobs, ctx)
         self._jobs = {job.name: job for job in jobs}
         self.warnings: tuple[str, ...] = tuple(ctx.warnings)
-        monitor = root.find("monitor")
         self.monitor_path = monitor.get("path") if monitor is not None else None
-        self.domain_name = domain.findtext("name") if domain is not None else None
+        name = domain.find("name") if domain is not None else None
+        self.domain_name = name.text if name is not None else None
 
         if blockjobs is not None:
             start, end = element_span(data, b"blockjobs", blockjobs.sourceline or 1)
             first, last = whole_lines(data, start, end)
         else:
-            anchor = next((root.find(tag) for tag in _AFTER_BLOCKJOBS if root.find(tag) is not None), None)
+            anchor = next((top[tag] for tag in _AFTER_BLOCKJOBS if tag in top), None)
             if anchor is not None:
-                first = last = whole_lines(data, *element_span(data, anchor.tag.encode(), anchor.sourceline or 1))[0]
+                span = element_span(data, str(anchor.tag).encode(), anchor.sourceline or 1)
+                first = last = whole_lines(data, *span)[0]
             else:
                 first = last = data.rindex(b"</domstatus")
         self._head = data[:first]
@@ -101,7 +112,7 @@ class StatusDocument:
     def _check_disk(self, job: BlockJob) -> None:
         if job.disk is None:
             return
-        if job.disk not in self._disks:
+        if job.disk not in self._targets:
             raise ValueError(f"job '{job.name}': the domain has no disk '{job.disk}'")
         other = self.job_for_disk(job.disk)
         if other is not None and other.name != job.name:
@@ -112,9 +123,17 @@ class StatusDocument:
         """libvirt's `<blockjobs active>`: a disk has a live job or a legacy copy mirror."""
         if any(job.disk is not None and job.state in ACTIVE_STATES for job in self._jobs.values()):
             return True
-        return any(disk.mirror_job == "copy" for disk in self._disks.values())
+        return self._copy_mirror
 
     # Domain -------------------------------------------------------------------
+
+    @property
+    def _disks(self) -> dict[str, Disk]:
+        # Whole chains are built on first use, from the bytes: loading only
+        # gathers the node names that jobs refer to.
+        if self._full_disks is None:
+            self._full_disks = read_disks(parse(self.dumps(), self.filename).find("domain"))
+        return self._full_disks
 
     @property
     def disks(self) -> tuple[Disk, ...]:

@@ -31,20 +31,10 @@ class Disk:
         return None
 
 
-def read_disks(domain: etree._Element | None) -> tuple[dict[str, Disk], frozenset[str]]:
-    """Disks by target, and the targets used twice (the first `<disk>` wins, as in libvirt)."""
+def read_disks(domain: etree._Element | None) -> dict[str, Disk]:
+    """Disks by target; the first `<disk>` of a repeated target wins, as in libvirt."""
     disks: dict[str, Disk] = {}
-    repeated: set[str] = set()
-    if domain is None:
-        return disks, frozenset()
-    for disk in domain.iterfind("devices/disk"):
-        target = disk.find("target")
-        dev = target.get("dev") if target is not None else None
-        if not dev:
-            continue
-        if dev in disks:
-            repeated.add(dev)
-            continue
+    for dev, disk in DiskRefs(domain).elements.items():
         mirror = disk.find("mirror")
         disks[dev] = Disk(
             target=dev,
@@ -53,4 +43,51 @@ def read_disks(domain: etree._Element | None) -> tuple[dict[str, Disk], frozense
             mirror_job=mirror.get("job") if mirror is not None else None,
             line=disk.sourceline or 0,
         )
-    return disks, frozenset(repeated)
+    return disks
+
+
+_NAMES = "privateData/nodenames/nodename[@type='storage' or @type='format']/@name"
+_CHAIN_NAMES = etree.XPath(f"source/{_NAMES} | backingStore//source/{_NAMES}")
+_MIRROR_NAMES = etree.XPath(f"mirror/source/{_NAMES} | mirror/backingStore//source/{_NAMES}")
+
+
+
+class DiskRefs:
+    """The load-time view of the domain's disks: just what resolving node names needs.
+
+    Building whole chains for every disk would cost more than parsing the file,
+    so names are gathered per disk, and only for disks a job refers to.
+    """
+
+    def __init__(self, domain: etree._Element | None) -> None:
+        self.elements: dict[str, etree._Element] = {}
+        repeated: set[str] = set()
+        # A legacy (pre-blockdev) block copy shows only as `<mirror job='copy'>`.
+        self.copy_mirror = False
+        devices = domain.find("devices") if domain is not None else None
+        for disk in devices.iterchildren("disk") if devices is not None else ():
+            mirror = disk.find("mirror")
+            if mirror is not None and mirror.get("job") == "copy":
+                self.copy_mirror = True
+            target = disk.find("target")
+            dev = target.get("dev") if target is not None else None
+            if not dev:
+                continue
+            if dev in self.elements:
+                repeated.add(dev)
+            else:
+                self.elements[dev] = disk
+        self.repeated = frozenset(repeated)
+
+    def __contains__(self, target: str) -> bool:
+        return target in self.elements
+
+    def chain_names(self, target: str) -> frozenset[str]:
+        return frozenset(map(str, _CHAIN_NAMES(self.elements[target])))
+
+    def mirror_names(self, target: str) -> frozenset[str] | None:
+        """Node names of the disk's `<mirror>` chain; None when it has no mirror."""
+        disk = self.elements[target]
+        if disk.find("mirror") is None:
+            return None
+        return frozenset(map(str, _MIRROR_NAMES(disk)))

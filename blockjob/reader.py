@@ -7,12 +7,12 @@ raises: two jobs with one name, or two jobs on one disk.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from lxml import etree
 
-from blockjob.domain import Disk
+from blockjob.domain import DiskRefs
 from blockjob.errors import StatusXMLError
 from blockjob.model import (
     BackupData,
@@ -41,8 +41,7 @@ class BrokenData(ValueError):
 @dataclass
 class ReadContext:
     filename: str
-    disks: Mapping[str, Disk]
-    repeated_targets: frozenset[str] = frozenset()
+    disks: DiskRefs
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, element: etree._Element, message: str) -> None:
@@ -54,9 +53,21 @@ def _attr(element: etree._Element, name: str) -> str | None:
     return element.get(name) or None
 
 
-def _child_attr(element: etree._Element, child: str, name: str) -> str | None:
-    found = element.find(child)
-    return _attr(found, name) if found is not None else None
+class _Job:
+    """A `<blockjob>` element with its children indexed by tag (first one wins, like XPath)."""
+
+    def __init__(self, element: etree._Element) -> None:
+        self.element = element
+        self.kids: dict[object, etree._Element] = {}
+        for child in element:
+            self.kids.setdefault(child.tag, child)
+
+    def attr(self, name: str) -> str | None:
+        return self.element.get(name) or None
+
+    def child_attr(self, child: str, name: str) -> str | None:
+        found = self.kids.get(child)
+        return (found.get(name) or None) if found is not None else None
 
 
 def _jobflags(text: str | None) -> int | None:
@@ -69,39 +80,42 @@ def _jobflags(text: str | None) -> int | None:
         return None
 
 
+def _image_names(top: StorageSource | None) -> frozenset[str]:
+    if top is None:
+        return frozenset()
+    return frozenset(
+        name for image in top.images() for name in (image.storage_node, image.format_node) if name
+    )
+
+
 class _Resolver:
-    """libvirt's node-name lookup: disk chain, then the job's chain, then the mirror chain."""
+    """libvirt's node-name lookup over the disk chain, the job's chain and the mirror chain.
 
-    def __init__(self, disk: Disk | None, chains: JobChains | None, mirror: StorageSource | None):
-        tops: list[StorageSource | None] = [disk.chain if disk else None]
-        tops.append(chains.disk if chains else None)
-        tops.append(mirror)
-        self._tops = [top for top in tops if top is not None]
+    Only existence matters while reading; which image a name means is asked of
+    the document later, when someone acts on the job.
+    """
 
-    def find(self, node_name: str) -> StorageSource | None:
-        for top in self._tops:
-            for image in top.images():
-                if image.matches(node_name):
-                    return image
-        return None
+    def __init__(self, names: frozenset[str]) -> None:
+        self._names = names
 
-    def require(self, element: etree._Element, child: str, *, optional: bool = False) -> str | None:
-        name = _child_attr(element, child, "node")
+    def require(self, job: _Job, child: str, *, optional: bool = False) -> str | None:
+        name = job.child_attr(child, "node")
         if name is None:
             if optional:
                 return None
             raise BrokenData(f"<{child} node> is missing")
-        if self.find(name) is None:
+        if name not in self._names:
             raise BrokenData(f"<{child}> node name '{name}' not found in the job's chains")
         return name
 
 
-def _commit(element: etree._Element, kind: JobType, resolve: _Resolver) -> CommitData:
-    topparent = resolve.require(element, "topparent") if kind is JobType.COMMIT else None
-    top = resolve.require(element, "top")
-    base = resolve.require(element, "base")
+def _commit(job: _Job, kind: JobType, resolve: _Resolver) -> CommitData:
+    topparent = resolve.require(job, "topparent") if kind is JobType.COMMIT else None
+    top = resolve.require(job, "top")
+    base = resolve.require(job, "base")
     bitmaps: list[str] = []
-    for bitmap in element.iterfind("disabledBaseBitmaps/bitmap"):
+    listed = job.kids.get("disabledBaseBitmaps")
+    for bitmap in listed.iterfind("bitmap") if listed is not None else ():
         name = _attr(bitmap, "name")
         if name is None:
             raise BrokenData("<disabledBaseBitmaps><bitmap> without a name")
@@ -110,13 +124,13 @@ def _commit(element: etree._Element, kind: JobType, resolve: _Resolver) -> Commi
         base=base,
         top=top,
         topparent=topparent,
-        delete_committed_images=element.find("deleteCommittedImages") is not None,
+        delete_committed_images="deleteCommittedImages" in job.kids,
         disabled_base_bitmaps=tuple(bitmaps),
     )
 
 
-def _source(element: etree._Element, child: str) -> StorageSource:
-    found = element.find(child)
+def _source(job: _Job, child: str) -> StorageSource:
+    found = job.kids.get(child)
     if found is None:
         raise BrokenData(f"<{child}> is missing")
     try:
@@ -125,34 +139,42 @@ def _source(element: etree._Element, child: str) -> StorageSource:
         raise BrokenData(str(exc)) from None
 
 
-def _create(element: etree._Element) -> CreateData:
-    mode = _child_attr(element, "create", "mode")
+def _pull(job: _Job, _kind: JobType, resolve: _Resolver) -> PullData:
+    return PullData(base=resolve.require(job, "base", optional=True))
+
+
+def _create(job: _Job, _kind: JobType, _resolve: _Resolver) -> CreateData:
+    mode = job.child_attr("create", "mode")
     if mode is not None and mode != "storage":
         raise BrokenData(f"<create mode='{mode}'>: only 'storage' is known")
-    return CreateData(src=_source(element, "src"), storage_only=mode == "storage")
+    return CreateData(src=_source(job, "src"), storage_only=mode == "storage")
 
 
-def _copy(element: etree._Element) -> CopyData:
-    shallownew = _attr(element, "shallownew")
+def _copy(job: _Job, _kind: JobType, _resolve: _Resolver) -> CopyData:
+    shallownew = job.attr("shallownew")
     if shallownew is not None and shallownew != "yes":
         raise BrokenData(f"shallownew='{shallownew}': only 'yes' is known")
     return CopyData(shallownew=shallownew == "yes")
 
 
-_SPECIFIC: dict[JobType, Callable[[etree._Element, JobType, _Resolver], JobData]] = {
-    JobType.PULL: lambda e, _k, r: PullData(base=r.require(e, "base", optional=True)),
+def _backup(job: _Job, _kind: JobType, _resolve: _Resolver) -> BackupData:
+    return BackupData(bitmap=job.child_attr("bitmap", "name"), store=_source(job, "store"))
+
+
+_SPECIFIC: dict[JobType, Callable[[_Job, JobType, _Resolver], JobData]] = {
+    JobType.PULL: _pull,
     JobType.COMMIT: _commit,
     JobType.ACTIVE_COMMIT: _commit,
-    JobType.CREATE: lambda e, _k, _r: _create(e),
-    JobType.COPY: lambda e, _k, _r: _copy(e),
-    JobType.BACKUP: lambda e, _k, _r: BackupData(
-        bitmap=_child_attr(e, "bitmap", "name"), store=_source(e, "store")
-    ),
+    JobType.CREATE: _create,
+    JobType.COPY: _copy,
+    JobType.BACKUP: _backup,
 }
+# Job types whose data names images by node name.
+_RESOLVING = frozenset({JobType.PULL, JobType.COMMIT, JobType.ACTIVE_COMMIT})
 
 
-def _chains(element: etree._Element) -> JobChains | None:
-    chains = element.find("chains")
+def _chains(job: _Job) -> JobChains | None:
+    chains = job.kids.get("chains")
     if chains is None:
         return None
     disk = chains.find("disk")
@@ -167,43 +189,44 @@ def _chains(element: etree._Element) -> JobChains | None:
 
 def read_job(element: etree._Element, ctx: ReadContext) -> BlockJob | None:
     """Read one `<blockjob>`; None when libvirt would drop it (no name)."""
-    name = _attr(element, "name")
+    job = _Job(element)
+    name = job.attr("name")
     if name is None:
         ctx.warn(element, "block job without a name dropped")
         return None
     problems: list[str] = []
 
-    type_text = _attr(element, "type")
+    type_text = job.attr("type")
     kind = _TYPES.get(type_text or "")
     if kind is None:
         problems.append(f"unknown job type '{type_text or ''}'")
         kind = JobType.BROKEN
 
-    brokentype_text = _attr(element, "brokentype")
+    brokentype_text = job.attr("brokentype")
     brokentype = _TYPES.get(brokentype_text or "")
     if brokentype_text is not None and brokentype is None:
         ctx.warn(element, f"job '{name}': unknown brokentype '{brokentype_text}' ignored")
 
-    state_text = _attr(element, "state")
+    state_text = job.attr("state")
     state = _STATES.get(state_text or "")
     if state is None:
         problems.append(f"unknown job state '{state_text or ''}'")
         state = JobState.FAILED
 
-    newstate_text = _attr(element, "newstate")
+    newstate_text = job.attr("newstate")
     newstate = _STATES.get(newstate_text or "")
     if newstate_text is not None and newstate is None:
         problems.append(f"unknown new state '{newstate_text}'")
 
-    dst = _child_attr(element, "disk", "dst")
-    disk = ctx.disks.get(dst) if dst is not None else None
+    dst = job.child_attr("disk", "dst")
+    disk = dst if dst is not None and dst in ctx.disks else None
     if dst is not None and disk is None:
         problems.append(f"disk '{dst}' not found in the domain")
-    mirror_text = _child_attr(element, "disk", "mirror")
+    mirror_text = job.child_attr("disk", "mirror")
     if mirror_text is not None and mirror_text != "yes":
         problems.append(f"disk mirror='{mirror_text}': only 'yes' is known")
 
-    flags_text = _attr(element, "jobflags")
+    flags_text = job.attr("jobflags")
     jobflags = _jobflags(flags_text)
     if flags_text is not None and jobflags is None:
         ctx.warn(element, f"job '{name}': unparsable jobflags '{flags_text}' dropped")
@@ -211,30 +234,34 @@ def read_job(element: etree._Element, ctx: ReadContext) -> BlockJob | None:
     chains: JobChains | None = None
     if disk is None and not problems:
         try:
-            chains = _chains(element)
+            chains = _chains(job)
         except SourceError as exc:
             problems.append(f"orphan chains: {exc}")
-    elif disk is not None and element.find("chains") is not None:
+    elif disk is not None and "chains" in job.kids:
         ctx.warn(element, f"job '{name}': <chains> of a job bound to a disk ignored")
 
     mirror = False
-    mirror_chain = chains.mirror if chains else None
+    names = _image_names(chains.disk) | _image_names(chains.mirror) if chains else frozenset()
     if mirror_text == "yes":
+        mirror_names = ctx.disks.mirror_names(disk) if disk is not None else None
         if disk is None:
             problems.append("mirror='yes' on a job without a disk")
-        elif disk.mirror is not None:
+        elif mirror_names is not None:
             mirror = True
-            mirror_chain = disk.mirror
+            names |= mirror_names
 
     data: JobData | None = None
     specific = _SPECIFIC.get(kind)
     if specific is not None:
+        if disk is not None and kind in _RESOLVING:
+            names |= ctx.disks.chain_names(disk)
         try:
-            data = specific(element, kind, _Resolver(disk, chains, mirror_chain))
+            data = specific(job, kind, _Resolver(names))
         except (BrokenData, SourceError) as exc:
             problems.append(str(exc))
 
-    errmsg = element.findtext("errmsg") or None
+    errmsg_el = job.kids.get("errmsg")
+    errmsg = (errmsg_el.text or None) if errmsg_el is not None else None
     invalid = bool(problems)
     return BlockJob(
         name=name,
@@ -244,7 +271,7 @@ def read_job(element: etree._Element, ctx: ReadContext) -> BlockJob | None:
         brokentype=brokentype,
         jobflags=jobflags,
         errmsg=errmsg,
-        disk=disk.target if disk is not None else None,
+        disk=disk,
         mirror=mirror,
         chains=chains,
         data=data,
@@ -274,7 +301,7 @@ def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJ
         lines_by_name[job.name] = line
         if job.disk is not None:
             other = names_by_disk.get(job.disk)
-            if other is not None and job.disk in ctx.repeated_targets:
+            if other is not None and job.disk in ctx.disks.repeated:
                 # libvirt <= 5.7 bound jobs to disk objects, so a domain with two
                 # disks of one target could carry a job for each. Keep the second
                 # job, unbound and invalid, rather than lose the domain.

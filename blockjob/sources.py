@@ -26,28 +26,62 @@ class SourceError(ValueError):
     """A job storage source that libvirt would refuse ("missing job chain data")."""
 
 
-def _node_names(source: etree._Element) -> tuple[str | None, str | None]:
+def _node_names(source: Node) -> tuple[str | None, str | None]:
+    """(storage, format) node names from `<source><privateData><nodenames>`."""
     storage = fmt = None
-    for nodename in source.iterfind("privateData/nodenames/nodename"):
-        kind = nodename.get("type")
+    private = source.child("privateData")
+    nodenames = private.child("nodenames") if private is not None else None
+    for nodename in nodenames.children if nodenames is not None else ():
+        kind = nodename.attr("type")
         if kind == "storage":
-            storage = nodename.get("name") or None
+            storage = nodename.attr("name") or None
         elif kind == "format":
-            fmt = nodename.get("name") or None
+            fmt = nodename.attr("name") or None
     return storage, fmt
 
 
-def _index(text: str | None, what: str) -> int | None:
+def _index(text: str | None, what: str, *, strict: bool) -> int | None:
     if not text:
         return None
     if not text.isascii() or not text.isdigit():
-        raise SourceError(f"{what}: index '{text}' is not an unsigned decimal number")
+        if strict:
+            raise SourceError(f"{what}: index '{text}' is not an unsigned decimal number")
+        return None
     return int(text)
 
 
-def _source_node(source: etree._Element) -> Node:
+def _image(
+    kind: str,
+    fmt: str,
+    source: etree._Element,
+    holder: etree._Element,
+    *,
+    strict: bool,
+    chain: bool = True,
+    format_children: tuple[Node, ...] = (),
+) -> StorageSource:
+    """One image; `holder` is the element whose `<backingStore>` child describes what is below.
+
+    `index` comes from `<source>` on a chain's top image and from the
+    `<backingStore>` element further down (`holder` then).
+    """
     node = from_lxml(source)
-    return node.with_attrs(tuple(kv for kv in node.attrs if kv[0] != "index"))
+    index_text = node.attr("index") if holder.tag != "backingStore" else holder.get("index")
+    if node.attr("index") is not None:
+        node = node.with_attrs(tuple(kv for kv in node.attrs if kv[0] != "index"))
+    backing, terminated = read_backing(holder, strict=strict) if chain else (None, False)
+    storage, fmt_node = _node_names(node)
+    return StorageSource(
+        type=kind,
+        format=fmt,
+        source=node,
+        index=_index(index_text, f"<{holder.tag}>", strict=strict),
+        format_children=format_children,
+        backing=backing,
+        terminated=terminated,
+        storage_node=storage,
+        format_node=fmt_node,
+    )
 
 
 def read_backing(element: etree._Element, *, strict: bool) -> tuple[StorageSource | None, bool]:
@@ -61,32 +95,12 @@ def read_backing(element: etree._Element, *, strict: bool) -> tuple[StorageSourc
     fmt_el = backing.find("format")
     source = backing.find("source")
     fmt = fmt_el.get("type") if fmt_el is not None else None
-    if source is None or not fmt:
+    if source is None or fmt_el is None or not fmt:
         if strict:
-            raise SourceError("backingStore needs <format type> and <source>")
+            raise SourceError("<backingStore> needs <format type> and <source>")
         return None, False
-    below, terminated = read_backing(backing, strict=strict)
-    storage, fmt_node = _node_names(source)
-    return StorageSource(
-        type=kind,
-        format=fmt,
-        source=_source_node(source),
-        index=_index(backing.get("index"), "backingStore") if strict else _lenient_index(backing),
-        format_children=tuple(from_lxml(c) for c in fmt_el if isinstance(c.tag, str))
-        if fmt_el is not None
-        else (),
-        backing=below,
-        terminated=terminated,
-        storage_node=storage,
-        format_node=fmt_node,
-    ), False
-
-
-def _lenient_index(element: etree._Element) -> int | None:
-    try:
-        return _index(element.get("index"), element.tag)
-    except SourceError:
-        return None
+    extra = from_lxml(fmt_el).children if len(fmt_el) else ()
+    return _image(kind, fmt, source, backing, strict=strict, format_children=extra), False
 
 
 def read_job_source(element: etree._Element, *, chain: bool) -> StorageSource:
@@ -101,18 +115,7 @@ def read_job_source(element: etree._Element, *, chain: bool) -> StorageSource:
         raise SourceError(f"{where}: unknown storage type '{kind}'")
     if fmt not in FORMATS:
         raise SourceError(f"{where}: unknown image format '{fmt}'")
-    backing, terminated = read_backing(element, strict=True) if chain else (None, False)
-    storage, fmt_node = _node_names(source)
-    return StorageSource(
-        type=kind,
-        format=fmt,
-        source=_source_node(source),
-        index=_index(source.get("index"), where),
-        backing=backing,
-        terminated=terminated,
-        storage_node=storage,
-        format_node=fmt_node,
-    )
+    return _image(kind, fmt, source, element, strict=True, chain=chain)
 
 
 def read_disk_chain(disk: etree._Element) -> StorageSource | None:
@@ -121,18 +124,8 @@ def read_disk_chain(disk: etree._Element) -> StorageSource | None:
     if source is None:
         return None
     driver = disk.find("driver")
-    backing, terminated = read_backing(disk, strict=False)
-    storage, fmt_node = _node_names(source)
-    return StorageSource(
-        type=disk.get("type") or "",
-        format=(driver.get("type") if driver is not None else None) or "",
-        source=_source_node(source),
-        index=_lenient_index(source),
-        backing=backing,
-        terminated=terminated,
-        storage_node=storage,
-        format_node=fmt_node,
-    )
+    fmt = (driver.get("type") if driver is not None else None) or ""
+    return _image(disk.get("type") or "", fmt, source, disk, strict=False)
 
 
 def read_mirror_chain(mirror: etree._Element) -> StorageSource | None:
@@ -141,19 +134,8 @@ def read_mirror_chain(mirror: etree._Element) -> StorageSource | None:
     if source is None:
         return None
     fmt_el = mirror.find("format")
-    fmt = mirror.get("format") or (fmt_el.get("type") if fmt_el is not None else None)
-    backing, terminated = read_backing(mirror, strict=False)
-    storage, fmt_node = _node_names(source)
-    return StorageSource(
-        type=mirror.get("type") or "",
-        format=fmt or "",
-        source=_source_node(source),
-        index=_lenient_index(source),
-        backing=backing,
-        terminated=terminated,
-        storage_node=storage,
-        format_node=fmt_node,
-    )
+    fmt = mirror.get("format") or (fmt_el.get("type") if fmt_el is not None else None) or ""
+    return _image(mirror.get("type") or "", fmt, source, mirror, strict=False)
 
 
 def _indexed(source: Node, index: int | None) -> Node:

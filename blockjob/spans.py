@@ -7,6 +7,7 @@ line and scan tags from there to the matching end tag.
 
 from __future__ import annotations
 
+import functools
 import re
 
 _TOKEN = re.compile(
@@ -16,12 +17,17 @@ _TOKEN = re.compile(
 )
 
 
+@functools.cache
+def _start_pattern(tag: bytes) -> re.Pattern[bytes]:
+    return re.compile(rb"<" + re.escape(tag) + rb"[\s/>]")
+
+
 def element_span(data: bytes, tag: bytes, line: int, nth: int = 0) -> tuple[int, int]:
     """(start, end) of the `nth` element named `tag` whose start tag is on `line`.
 
     `end` is just past the end tag (or the `/>` of an empty element).
     """
-    pattern = re.compile(rb"<" + re.escape(tag) + rb"[\s/>]")
+    pattern = _start_pattern(tag)
     offset = at_line = 0
     current = 1
     seen = 0
@@ -38,6 +44,18 @@ def element_span(data: bytes, tag: bytes, line: int, nth: int = 0) -> tuple[int,
             seen += 1
         offset = found.start() + 1
     start = found.start()
+    head = _TOKEN.match(data, start)
+    if head is None:
+        raise ValueError(f"<{tag.decode()}> on line {line} is not a start tag")
+    if head.group(2):
+        return start, head.end()
+    # Fast path: the first end tag closes it, unless a comment, CDATA section,
+    # processing instruction or nested namesake could fool a plain search.
+    close = data.find(b"</" + tag, head.end())
+    if close >= 0:
+        inner = data[head.end():close]
+        if b"<!" not in inner and b"<?" not in inner and pattern.search(inner) is None:
+            return start, data.index(b">", close) + 1
     depth = 0
     for token in _TOKEN.finditer(data, start):
         closing, empty = token.group(1), token.group(2)

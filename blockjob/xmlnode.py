@@ -7,7 +7,7 @@ reader did not model is written back unchanged.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from lxml import etree
 
@@ -26,8 +26,9 @@ def escape(value: str) -> str:
     return _DROP.sub("", value).translate(_ESCAPES)
 
 
-@dataclass(frozen=True)
-class Node:
+class Node(NamedTuple):
+    """An element: a tuple, because thousands are built per load and tuples are cheap."""
+
     tag: str
     attrs: tuple[tuple[str, str], ...] = ()
     children: tuple[Node, ...] = ()
@@ -46,18 +47,23 @@ class Node:
         return None
 
     def with_attrs(self, attrs: tuple[tuple[str, str], ...]) -> Node:
-        return Node(self.tag, attrs, self.children, self.text)
+        return self._replace(attrs=attrs)
 
 
 def from_lxml(element: etree._Element) -> Node:
     """Convert an lxml element, dropping comments and whitespace-only text."""
-    children = tuple(
-        from_lxml(child) for child in element if isinstance(child.tag, str)
-    )
+    if len(element):
+        children = tuple([from_lxml(child) for child in element.iterchildren(_ELEMENTS)])
+        if children:
+            return Node(element.tag, tuple(element.items()), children, None)  # type: ignore[arg-type]
     text = element.text
-    if children or (text is not None and not text.strip()):
+    if text is not None and not text.strip():
         text = None
-    return Node(str(element.tag), tuple(element.attrib.items()), children, text)
+    return Node(element.tag, tuple(element.items()), (), text)  # type: ignore[arg-type]
+
+
+# Comments and processing instructions carry nothing libvirt reads.
+_ELEMENTS = etree.Element
 
 
 def attrs_bytes(attrs: tuple[tuple[str, str], ...]) -> str:
