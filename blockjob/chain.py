@@ -1,0 +1,46 @@
+"""Backing chains as QEMU sees them: node names and splicing images out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+from blockjob.model import StorageSource
+
+
+def effective_node(image: StorageSource) -> str:
+    """The node QEMU users address: the format node, or the storage node without one."""
+    name = image.format_node or image.storage_node
+    if name is None:
+        raise ValueError(f"image {image.path!r} has no node names")
+    return name
+
+
+def images_between(
+    chain: StorageSource, top: StorageSource, base: StorageSource | None
+) -> list[StorageSource]:
+    """Images of `chain` from `top` (included) down to `base` (excluded; None = the bottom)."""
+    images = chain.images()
+    start = next(i for i, image in enumerate(images) if _same(image, top))
+    end = next(
+        (i for i, image in enumerate(images) if base is not None and _same(image, base)),
+        len(images),
+    )
+    return images[start:end]
+
+
+def without(chain: StorageSource, removed: Sequence[StorageSource]) -> StorageSource:
+    """`chain` with `removed` spliced out; the image above a gap now backs onto the one below."""
+    kept = [image for image in chain.images() if not any(_same(image, r) for r in removed)]
+    bottom_terminated = chain.images()[-1].terminated or len(kept) < len(chain.images())
+    rebuilt: StorageSource | None = None
+    for image in reversed(kept):
+        terminated = bottom_terminated if rebuilt is None else False
+        rebuilt = replace(image, backing=rebuilt, terminated=terminated)
+    if rebuilt is None:
+        raise ValueError("cannot remove every image of a chain")
+    return rebuilt
+
+
+def _same(a: StorageSource, b: StorageSource) -> bool:
+    return (a.format_node, a.storage_node, a.path) == (b.format_node, b.storage_node, b.path)

@@ -1,0 +1,165 @@
+"""Starting a block commit the crash-safe way (libvirt 6.2's flow, SPEC.md section 8).
+
+The status file is written before QEMU is touched, so that whatever happens after,
+recovery finds the list of base bitmaps it has to re-enable. Each `CrashPoint`
+names a place where the daemon may die; README section `recovery` says what
+recovery does at each one, and the tests crash at every one of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from enum import StrEnum
+from typing import Protocol
+
+from blockjob.bitmaps import bitmaps_to_disable, disable_actions, enable_actions
+from blockjob.chain import effective_node
+from blockjob.document import StatusDocument
+from blockjob.errors import BlockJobError
+from blockjob.model import BlockJob, CommitData, JobState, JobType, StorageSource
+from blockjob.qmp import Monitor, MonitorError
+from blockjob.reopen import set_read_only, transaction_on
+
+
+class CrashPoint(StrEnum):
+    """Points of the start flow, in order; each is reached after the step it names."""
+
+    JOB_PERSISTED = "job-persisted"        # file: state new + list; QEMU untouched
+    BASE_WRITABLE = "base-writable"        # base reopened read-write; bitmaps still recording
+    BITMAPS_DISABLED = "bitmaps-disabled"  # listed bitmaps disabled; base still read-write
+    BASE_READ_ONLY = "base-read-only"      # base read-only again; no job in QEMU yet
+    COMMIT_STARTED = "commit-started"      # QEMU runs the job; file still says new
+    RUNNING_PERSISTED = "running-persisted"  # file says running: the flow is complete
+
+
+CrashHook = Callable[[CrashPoint], None]
+
+
+class Saver(Protocol):
+    def save(self, doc: StatusDocument) -> object: ...
+
+
+class CommitError(BlockJobError):
+    """The commit cannot be started (bad arguments, or QEMU refused it)."""
+
+
+def _no_crash(point: CrashPoint) -> None:
+    del point
+
+
+def _find(chain: StorageSource, node_name: str, what: str) -> tuple[int, StorageSource]:
+    for position, image in enumerate(chain.images()):
+        if image.matches(node_name):
+            return position, image
+    raise CommitError(f"{what} '{node_name}' is not in the disk's backing chain")
+
+
+def _new_job(
+    doc: StatusDocument, disk: str, top: str, base: str
+) -> tuple[BlockJob, list[StorageSource]]:
+    """The job to record, and the chain from `top` to the bottom."""
+    found = doc.disk(disk)
+    if found is None or found.chain is None:
+        raise CommitError(f"the domain has no disk '{disk}' with a backing chain")
+    images = found.chain.images()
+    top_at, top_image = _find(found.chain, top, "top")
+    base_at, base_image = _find(found.chain, base, "base")
+    if base_at <= top_at:
+        raise CommitError(f"base '{base}' must be below top '{top}' in the chain")
+    if doc.job_for_disk(disk) is not None:
+        raise CommitError(f"disk '{disk}' already has a block job")
+    active = top_at == 0
+    data = CommitData(
+        base=doc.node_name_for(base_image),
+        top=doc.node_name_for(top_image),
+        topparent=None if active else doc.node_name_for(images[top_at - 1]),
+    )
+    job = BlockJob(
+        name=f"commit-{disk}-{effective_node(top_image)}",
+        type=JobType.ACTIVE_COMMIT if active else JobType.COMMIT,
+        state=JobState.NEW,
+        jobflags=0,
+        disk=disk,
+        data=data,
+    )
+    return job, images[top_at:]
+
+
+def start_commit(
+    store: Saver,
+    doc: StatusDocument,
+    disk: str,
+    top: str,
+    base: str,
+    *,
+    monitor: Monitor | None = None,
+    speed: int = 0,
+    crash: CrashHook = _no_crash,
+) -> BlockJob:
+    """Commit `top` into `base` (node names of disk `disk`'s chain) and return the job.
+
+    Base bitmaps the commit would dirty are disabled first and recorded in the
+    job's `<disabledBaseBitmaps>`; `recover` re-enables and merges them when the
+    job ends. Without `monitor`, the document's monitor socket is used.
+    """
+    job, chain = _new_job(doc, disk, top, base)
+    base_image = next(i for i in chain if i.matches(base))
+    own = monitor is None
+    qemu = Monitor.connect(doc.monitor_path or "") if monitor is None else monitor
+    try:
+        nodes = qemu.query_nodes()
+        base_node = effective_node(base_image)
+        names = bitmaps_to_disable([effective_node(i) for i in chain], base_node, nodes)
+        job = replace(job, data=replace(job.commit or CommitData(), disabled_base_bitmaps=names))
+        doc.add_job(job)
+        store.save(doc)
+        crash(CrashPoint.JOB_PERSISTED)
+        if names:
+            _disable(qemu, base_image, base_node, names, crash)
+        _block_commit(qemu, store, doc, job, chain, base_image, speed)
+        crash(CrashPoint.COMMIT_STARTED)
+        job = replace(job, state=JobState.RUNNING)
+        doc.replace_job(job)
+        store.save(doc)
+        crash(CrashPoint.RUNNING_PERSISTED)
+        return job
+    finally:
+        if own:
+            qemu.close()
+
+
+def _disable(
+    qemu: Monitor, base: StorageSource, base_node: str, names: tuple[str, ...], crash: CrashHook
+) -> None:
+    # Not `transaction_on`: a crash point must be able to fire while base is writable.
+    set_read_only(qemu, base, False)
+    crash(CrashPoint.BASE_WRITABLE)
+    qemu.transaction(disable_actions(base_node, names))
+    crash(CrashPoint.BITMAPS_DISABLED)
+    set_read_only(qemu, base, True)
+    crash(CrashPoint.BASE_READ_ONLY)
+
+
+def _block_commit(  # noqa: PLR0917 - one call site, every argument is needed
+    qemu: Monitor, store: Saver, doc: StatusDocument, job: BlockJob,
+    chain: list[StorageSource], base: StorageSource, speed: int,
+) -> None:
+    device = doc.disk(job.disk or "")
+    root = device.chain if device is not None else None
+    try:
+        qemu.block_commit(
+            job.name,
+            device=effective_node(root or chain[0]),
+            top_node=None if job.type is JobType.ACTIVE_COMMIT else effective_node(chain[0]),
+            base_node=effective_node(base),
+            speed=speed,
+        )
+    except MonitorError as exc:
+        # QEMU refused: undo the bitmap change and forget the job, as if never asked.
+        names = job.disabled_base_bitmaps
+        if names:
+            transaction_on(qemu, base, enable_actions(effective_node(base), names))
+        doc.remove_job(job.name)
+        store.save(doc)
+        raise CommitError(f"QEMU refused the commit: {exc}") from exc

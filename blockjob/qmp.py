@@ -1,0 +1,276 @@
+"""QMP adapter: the few QEMU monitor commands recovery needs, with typed replies.
+
+Built on the asyncio `qemu.qmp` client. `Monitor` is a synchronous facade that owns
+its own event loop, because recovery is a sequence of steps that each must finish
+(and be saved) before the next one starts; nothing gains from concurrency there.
+
+Every failure surfaces as a `MonitorError`: `MonitorUnavailableError` when there is no
+usable connection (socket gone, refused, busy with another client, timed out) and
+`QMPCommandError` when QEMU answered a command with an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, TypeVar
+
+from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
+
+from blockjob.errors import BlockJobError
+
+# qemu.qmp logs connection failures itself; we report them as typed errors instead.
+logging.getLogger("qemu.qmp").addHandler(logging.NullHandler())
+logging.getLogger("qemu.qmp").propagate = False
+
+_T = TypeVar("_T")
+
+# QEMU job statuses (QAPI JobStatus) that mean the job no longer does work.
+FINISHED_STATUSES = frozenset({"concluded", "null"})
+
+
+class MonitorError(BlockJobError):
+    """Base class of everything that went wrong talking to a QEMU monitor."""
+
+
+class MonitorUnavailableError(MonitorError):
+    """No usable QMP connection: the socket is gone, refused, busy or silent."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: QEMU monitor unavailable: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class QMPCommandError(MonitorError):
+    """QEMU refused a command; `error_class` is QMP's class, e.g. GenericError."""
+
+    def __init__(self, command: str, error_class: str, description: str) -> None:
+        super().__init__(f"{command}: {error_class}: {description}")
+        self.command = command
+        self.error_class = error_class
+        self.description = description
+
+
+@dataclass(frozen=True)
+class QemuJob:
+    """One entry of `query-jobs`; `error` is set only for a job that concluded badly."""
+
+    id: str
+    type: str
+    status: str
+    current_progress: int = 0
+    total_progress: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Bitmap:
+    """One named dirty bitmap of a node (`query-named-block-nodes`)."""
+
+    name: str
+    recording: bool
+    persistent: bool
+    busy: bool
+    count: int
+    granularity: int
+    inconsistent: bool = False
+
+
+@dataclass(frozen=True)
+class BlockNode:
+    """One node of QEMU's block graph, as far as recovery cares."""
+
+    node_name: str
+    driver: str
+    read_only: bool
+    bitmaps: tuple[Bitmap, ...] = ()
+
+    def bitmap(self, name: str) -> Bitmap | None:
+        for bitmap in self.bitmaps:
+            if bitmap.name == name:
+                return bitmap
+        return None
+
+
+def _job(raw: Mapping[str, Any]) -> QemuJob:
+    return QemuJob(
+        id=str(raw["id"]),
+        type=str(raw["type"]),
+        status=str(raw["status"]),
+        current_progress=int(raw.get("current-progress", 0)),
+        total_progress=int(raw.get("total-progress", 0)),
+        error=raw.get("error"),
+    )
+
+
+def _bitmaps(raw: Sequence[Mapping[str, Any]]) -> tuple[Bitmap, ...]:
+    # Job-internal bitmaps (e.g. an active commit's) have no name: not ours to touch.
+    return tuple(
+        Bitmap(
+            name=str(item["name"]),
+            recording=bool(item["recording"]),
+            persistent=bool(item["persistent"]),
+            busy=bool(item["busy"]),
+            count=int(item["count"]),
+            granularity=int(item["granularity"]),
+            inconsistent=bool(item.get("inconsistent", False)),
+        )
+        for item in raw
+        if "name" in item
+    )
+
+
+def _node(raw: Mapping[str, Any]) -> BlockNode:
+    return BlockNode(
+        node_name=str(raw["node-name"]),
+        driver=str(raw["drv"]),
+        read_only=bool(raw["ro"]),
+        bitmaps=_bitmaps(raw.get("dirty-bitmaps", ())),
+    )
+
+
+class Monitor:
+    """A synchronous QMP connection to one QEMU process.
+
+    Use `Monitor.connect(path)` (or as a context manager) and `close()` when done.
+    `timeout` bounds every command; `connect_timeout` bounds the whole connection
+    attempt including retries while QEMU is still creating its socket.
+    """
+
+    def __init__(self, path: str, *, timeout: float = 30.0) -> None:
+        self.path = path
+        self.timeout = timeout
+        self._loop = asyncio.new_event_loop()
+        self._client = QMPClient(f"blockjob:{path}")
+
+    @classmethod
+    def connect(
+        cls, path: str, *, timeout: float = 30.0, connect_timeout: float = 5.0
+    ) -> Monitor:
+        monitor = cls(path, timeout=timeout)
+        try:
+            monitor._connect(connect_timeout)
+        except BaseException:
+            monitor.close()
+            raise
+        return monitor
+
+    def _connect(self, connect_timeout: float) -> None:
+        deadline = time.monotonic() + connect_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                # QEMU serves one client at a time: a busy socket accepts the
+                # connection but never greets, so the handshake needs a bound too.
+                self._run(self._client.connect(self.path), max(remaining, 0.05))
+                return
+            except MonitorUnavailableError as exc:
+                if exc.reason.startswith("timed out") or time.monotonic() >= deadline:
+                    raise
+            # The socket may not exist yet while QEMU starts.
+            self._loop.run_until_complete(asyncio.sleep(0.02))
+
+    def _run(self, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
+        try:
+            return self._loop.run_until_complete(asyncio.wait_for(coro, timeout))
+        except TimeoutError:
+            raise MonitorUnavailableError(self.path, f"timed out after {timeout:g} s") from None
+        except ConnectError as exc:
+            raise MonitorUnavailableError(self.path, str(exc.exc) or str(exc)) from None
+        except ExecuteError:
+            raise
+        except (QMPError, OSError, EOFError) as exc:
+            raise MonitorUnavailableError(self.path, str(exc) or type(exc).__name__) from None
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            self._loop.run_until_complete(asyncio.wait_for(self._client.disconnect(), 5))
+        except (QMPError, OSError, EOFError, TimeoutError):
+            pass  # the peer went away first; there is nothing left to close politely
+        finally:
+            self._loop.close()
+
+    def __enter__(self) -> Monitor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def execute(self, command: str, arguments: Mapping[str, object] | None = None) -> Any:
+        """Run one QMP command and return its `return` value."""
+        try:
+            return self._run(
+                self._client.execute(command, dict(arguments) if arguments else None),
+                self.timeout,
+            )
+        except ExecuteError as exc:
+            raise QMPCommandError(command, exc.error_class, str(exc)) from None
+
+    # -- queries ---------------------------------------------------------------
+
+    def query_jobs(self) -> dict[str, QemuJob]:
+        return {job.id: job for job in map(_job, self.execute("query-jobs"))}
+
+    def query_nodes(self) -> dict[str, BlockNode]:
+        raw = self.execute("query-named-block-nodes", {"flat": True})
+        # Implicit filter nodes (commit_top, mirror_top) have generated names.
+        return {node.node_name: node for node in map(_node, raw)}
+
+    # -- commands --------------------------------------------------------------
+
+    def transaction(self, actions: Sequence[Mapping[str, object]]) -> None:
+        self.execute("transaction", {"actions": list(actions)})
+
+    def block_commit(
+        self,
+        job_id: str,
+        *,
+        device: str,
+        base_node: str,
+        top_node: str | None = None,
+        backing_file: str | None = None,
+        speed: int = 0,
+    ) -> None:
+        arguments: dict[str, object] = {
+            "job-id": job_id,
+            "device": device,
+            "base-node": base_node,
+            "auto-dismiss": False,
+        }
+        if top_node is not None:
+            arguments["top-node"] = top_node
+        if backing_file is not None:
+            arguments["backing-file"] = backing_file
+        if speed:
+            arguments["speed"] = speed
+        self.execute("block-commit", arguments)
+
+    def job_finalize(self, job_id: str) -> None:
+        self.execute("job-finalize", {"id": job_id})
+
+    def job_dismiss(self, job_id: str) -> None:
+        self.execute("job-dismiss", {"id": job_id})
+
+    def job_cancel(self, job_id: str) -> None:
+        self.execute("job-cancel", {"id": job_id})
+
+    def job_complete(self, job_id: str) -> None:
+        self.execute("job-complete", {"id": job_id})
+
+    def blockdev_reopen(self, options: Sequence[Mapping[str, object]]) -> None:
+        self.execute("blockdev-reopen", {"options": list(options)})
+
+    def blockdev_del(self, node_name: str) -> None:
+        self.execute("blockdev-del", {"node-name": node_name})

@@ -1,0 +1,174 @@
+"""What to do with each recorded job, given what QEMU says about it now.
+
+The rules (README section `recovery` has them as a table) follow libvirt's
+reconnect handling (SPEC.md section 10.2) and, for commits that disabled base
+bitmaps, libvirt 6.2's finishing steps (section 8). Unlike libvirt, a job QEMU
+never started or already forgot still gets its bitmaps re-enabled.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from blockjob.chain import effective_node, images_between, without
+from blockjob.document import StatusDocument
+from blockjob.model import BlockJob, JobState, JobType, PullData, StorageSource
+from blockjob.qmp import QemuJob
+from blockjob.recovery.steps import (
+    Cancel,
+    DeleteNodes,
+    Dismiss,
+    Drop,
+    Finalize,
+    MergeBitmaps,
+    Record,
+    Reenable,
+    Step,
+)
+
+OUTCOMES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
+# Jobs that only pivot (finish "completed") after libvirt asked QEMU to complete them.
+MIRRORING = frozenset({JobType.COPY, JobType.ACTIVE_COMMIT})
+
+
+class Decision(StrEnum):
+    ADOPT = "adopt"                      # QEMU still works on it: track its state
+    FINALIZE = "finalize"                # pending in QEMU: finalize, then decide again
+    COMPLETED = "finish-completed"       # ended well: libvirt's finishing steps
+    FAILED = "finish-failed"             # ended with an error or was cancelled
+    UNSTARTED = "never-started"          # recorded as new, unknown to QEMU
+    VANISHED = "vanished"                # QEMU forgot it and nothing says how it ended
+    INVALID = "invalid"                  # the file's job data is broken
+
+
+@dataclass(frozen=True)
+class JobPlan:
+    job: str
+    decision: Decision
+    qemu_status: str | None  # None: QEMU does not know the job
+    steps: tuple[Step, ...]
+    note: str | None = None
+
+
+def _outcome(job: BlockJob, qjob: QemuJob | None) -> JobState | None:
+    """How the job ended: from QEMU if it still reports it, else as recorded."""
+    if qjob is None or qjob.status != "concluded":
+        recorded = job.newstate if job.newstate in OUTCOMES else job.state
+        return recorded if recorded in OUTCOMES else None
+    if job.state is JobState.ABORTING:
+        return JobState.CANCELLED
+    if qjob.error is not None:
+        return JobState.FAILED
+    if job.type in MIRRORING and job.state is not JobState.PIVOTING:
+        return JobState.CANCELLED  # a ready mirror that was cancelled reports success
+    return JobState.COMPLETED
+
+
+def _commit_images(
+    doc: StatusDocument, job: BlockJob
+) -> tuple[StorageSource, list[StorageSource], StorageSource] | None:
+    """(base, committed images top first, the disk's chain) of a commit, if resolvable."""
+    data = job.commit
+    disk = doc.disk(job.disk) if job.disk is not None else None
+    if data is None or disk is None or disk.chain is None or data.base is None or data.top is None:
+        return None
+    base = doc.resolve_node(job, data.base)
+    top = doc.resolve_node(job, data.top)
+    if base is None or top is None:
+        return None
+    return base, images_between(disk.chain, top, base), disk.chain
+
+
+def _reenable(doc: StatusDocument, job: BlockJob, *, restore: bool = False) -> list[Step]:
+    found = _commit_images(doc, job)
+    if found is None or not (job.disabled_base_bitmaps or restore):
+        return []
+    return [Reenable(found[0], job.disabled_base_bitmaps, restore_read_only=restore)]
+
+
+def _record(job: BlockJob, outcome: JobState, qjob: QemuJob | None) -> list[Step]:
+    errmsg = qjob.error if qjob is not None and outcome is JobState.FAILED else job.errmsg
+    if job.newstate is outcome or job.state is outcome:
+        return []
+    return [Record(job.name, newstate=outcome, errmsg=errmsg)]
+
+
+def _dismiss(job: BlockJob, qjob: QemuJob | None) -> list[Step]:
+    return [Dismiss(job.name)] if qjob is not None else []
+
+
+def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list[Step]:
+    steps = _record(job, JobState.COMPLETED, qjob)
+    if job.type in (JobType.COMMIT, JobType.ACTIVE_COMMIT):
+        found = _commit_images(doc, job)
+        if found is None:
+            return [*steps, *_dismiss(job, qjob), Drop(job.name)]
+        base, committed, chain = found
+        below_top = chain.images()[chain.images().index(committed[0]):]
+        return [
+            *steps,
+            MergeBitmaps(base, tuple(committed), tuple(map(effective_node, below_top)),
+                         job.disabled_base_bitmaps),
+            *_dismiss(job, qjob),
+            DeleteNodes(tuple(committed)),
+            Drop(job.name, job.disk, without(chain, committed)),
+        ]
+    if job.type is JobType.PULL:
+        return [*steps, *_dismiss(job, qjob), *_pulled(doc, job)]
+    return [*steps, *_dismiss(job, qjob), Drop(job.name)]
+
+
+def _pulled(doc: StatusDocument, job: BlockJob) -> list[Step]:
+    """A finished pull copied everything above `base` into the top image."""
+    disk = doc.disk(job.disk) if job.disk is not None else None
+    if disk is None or disk.chain is None or disk.chain.backing is None:
+        return [Drop(job.name)]
+    base_name = job.data.base if isinstance(job.data, PullData) else None
+    base = doc.resolve_node(job, base_name) if base_name else None
+    removed = images_between(disk.chain, disk.chain.backing, base)
+    return [DeleteNodes(tuple(removed)), Drop(job.name, job.disk, without(disk.chain, removed))]
+
+
+def _ended_badly(
+    doc: StatusDocument, job: BlockJob, qjob: QemuJob | None, outcome: JobState
+) -> list[Step]:
+    return [
+        *_record(job, outcome, qjob), *_reenable(doc, job), *_dismiss(job, qjob), Drop(job.name)
+    ]
+
+
+def _adopt(job: BlockJob, qjob: QemuJob) -> list[Step]:
+    state = job.state
+    if qjob.status == "ready" and state in (JobState.NEW, JobState.RUNNING):
+        state = JobState.READY
+    elif state is JobState.NEW:
+        state = JobState.RUNNING
+    return [Record(job.name, state=state)] if state is not job.state else []
+
+
+def plan_job(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> JobPlan:
+    status = qjob.status if qjob is not None else None
+
+    def plan(decision: Decision, steps: list[Step], note: str | None = None) -> JobPlan:
+        return JobPlan(job.name, decision, status, tuple(steps), note)
+
+    if job.invalid or job.type is JobType.BROKEN:
+        cancel: list[Step] = [Cancel(job.name)] if status not in (None, "concluded") else []
+        steps = [*cancel, *_dismiss(job, qjob), *_reenable(doc, job), Drop(job.name)]
+        return plan(Decision.INVALID, steps, "; ".join(job.problems) or "invalid job data")
+    if status == "pending":
+        return plan(Decision.FINALIZE, [Finalize(job.name)])
+    outcome = _outcome(job, qjob)
+    if status not in (None, "concluded"):
+        return plan(Decision.ADOPT, _adopt(job, qjob) if qjob is not None else [])
+    if outcome is JobState.COMPLETED:
+        return plan(Decision.COMPLETED, _completed(doc, job, qjob))
+    if outcome is not None:
+        return plan(Decision.FAILED, _ended_badly(doc, job, qjob, outcome))
+    if job.state is JobState.NEW:
+        return plan(Decision.UNSTARTED, [*_reenable(doc, job, restore=True), Drop(job.name)])
+    return plan(
+        Decision.VANISHED, [*_reenable(doc, job), Drop(job.name)],
+        f"QEMU does not know job '{job.name}' (state {job.state}); how it ended is unknown",
+    )

@@ -1,0 +1,79 @@
+"""What recovery did (or, with --dry-run, would do), per domain and per job."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class DomainStatus(StrEnum):
+    RECONCILED = "reconciled"  # every job handled; nothing for an operator to do
+    PLANNED = "planned"        # --dry-run: nothing was changed
+    ATTENTION = "attention"    # unreachable monitor, QMP error, bitmap that could not be kept
+
+
+@dataclass
+class JobReport:
+    job: str
+    decision: str
+    qemu_status: str | None
+    steps: list[str] = field(default_factory=list)
+    done: int = 0  # how many of `steps` were carried out
+    note: str | None = None
+    problems: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.error is not None or bool(self.problems)
+
+
+@dataclass
+class DomainReport:
+    file: str
+    domain: str | None = None
+    monitor: str | None = None
+    status: DomainStatus = DomainStatus.RECONCILED
+    jobs: list[JobReport] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def needs_attention(self) -> bool:
+        return self.error is not None or any(job.needs_attention for job in self.jobs)
+
+    def settle(self, dry_run: bool) -> None:
+        if self.needs_attention:
+            self.status = DomainStatus.ATTENTION
+        else:
+            self.status = DomainStatus.PLANNED if dry_run else DomainStatus.RECONCILED
+
+    def lines(self) -> list[str]:
+        """Human-readable summary, one line per job step."""
+        head = f"{self.domain or '?'} ({self.file}): {self.status}"
+        out = [head + (f": {self.error}" if self.error else "")]
+        if not self.jobs and self.error is None:
+            out.append("  no block jobs")
+        for job in self.jobs:
+            seen = f"QEMU {job.qemu_status}" if job.qemu_status else "unknown to QEMU"
+            out.append(f"  {job.job}: {job.decision} ({seen})")
+            out += [f"    note: {job.note}"] if job.note else []
+            for number, step in enumerate(job.steps):
+                mark = "-" if self.status is DomainStatus.PLANNED else (
+                    "done" if number < job.done else "not done")
+                out.append(f"    [{mark}] {step}")
+            out += [f"    problem: {problem}" for problem in job.problems]
+            out += [f"    error: {job.error}"] if job.error else []
+        return out
+
+
+@dataclass
+class RecoveryReport:
+    domains: list[DomainReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(domain.needs_attention for domain in self.domains)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "domains": [asdict(domain) for domain in self.domains]}

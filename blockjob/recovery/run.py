@@ -1,0 +1,137 @@
+"""Recovery of whole domains: load each status file, ask its QEMU, reconcile every job."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from blockjob.atomic import replace_file
+from blockjob.commit import Saver
+from blockjob.document import StatusDocument, loads
+from blockjob.errors import BlockJobError
+from blockjob.qmp import Monitor, MonitorError, MonitorUnavailableError
+from blockjob.recovery.execute import Context, StepHook, run_step
+from blockjob.recovery.plan import Decision, plan_job
+from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
+from blockjob.recovery.steps import Finalize, describe
+from blockjob.store import SUFFIX, StatusStore, read_status_bytes
+
+ProgressHook = Callable[[DomainReport], None]
+# A pending job is finalized and planned again; more rounds than this means QEMU is stuck.
+MAX_ROUNDS = 3
+
+
+class _FileSaver:
+    """Atomic saves of a status file whose name is not `<domain name>.xml`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def save(self, doc: StatusDocument) -> None:
+        replace_file(self.path, doc.dumps())
+
+
+def _saver(path: Path, doc: StatusDocument) -> Saver:
+    if doc.domain_name is not None and path.name == f"{doc.domain_name}{SUFFIX}":
+        return StatusStore(path.parent)
+    return _FileSaver(path)
+
+
+def status_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The status files named, and the `*.xml` files directly inside named directories."""
+    found: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.name.endswith(SUFFIX) and p.is_file())
+        else:
+            found.append(path)
+    return found
+
+
+def _recover_job(ctx: Context, name: str, dry_run: bool, on_step: StepHook | None) -> JobReport:
+    report: JobReport | None = None
+    for _ in range(MAX_ROUNDS):
+        job = ctx.doc.job(name)
+        if job is None:
+            break
+        plan = plan_job(ctx.doc, job, ctx.monitor.query_jobs().get(name))
+        done = report.steps if report is not None else []
+        report = JobReport(name, plan.decision, plan.qemu_status, done, len(done), plan.note)
+        report.steps += [describe(step) for step in plan.steps]
+        if dry_run:
+            break
+        ctx.problems = report.problems
+        for step in plan.steps:
+            if on_step is not None:
+                on_step(step)
+            run_step(ctx, step)
+            report.done += 1
+        if plan.decision is not Decision.FINALIZE:
+            break
+    assert report is not None
+    if not dry_run and any(isinstance(s, Finalize) for s in plan.steps):
+        report.error = f"job '{name}' is still pending after job-finalize"
+    return report
+
+
+def recover_document(
+    doc: StatusDocument, saver: Saver, monitor: Monitor, *, dry_run: bool = False,
+    on_step: StepHook | None = None,
+) -> list[JobReport]:
+    """Reconcile every job of `doc` with the QEMU behind `monitor`."""
+    ctx = Context(doc, saver, monitor)
+    reports: list[JobReport] = []
+    for job in doc.jobs:
+        try:
+            reports.append(_recover_job(ctx, job.name, dry_run, on_step))
+        except MonitorUnavailableError as exc:
+            reports.append(JobReport(job.name, "stopped", None, error=str(exc)))
+            break
+        except (MonitorError, BlockJobError, ValueError) as exc:
+            reports.append(JobReport(job.name, "stopped", None, error=str(exc)))
+    return reports
+
+
+def recover_file(
+    path: Path, *, dry_run: bool = False, connect_timeout: float = 5.0, timeout: float = 30.0,
+    on_step: StepHook | None = None,
+) -> DomainReport:
+    report = DomainReport(str(path))
+    try:
+        doc = loads(read_status_bytes(path), str(path))
+        report.domain, report.monitor = doc.domain_name, doc.monitor_path
+        if doc.jobs:
+            if not doc.monitor_path:
+                raise MonitorUnavailableError(str(path), "the status file names no <monitor path>")
+            with Monitor.connect(
+                doc.monitor_path, timeout=timeout, connect_timeout=connect_timeout
+            ) as monitor:
+                report.jobs = recover_document(
+                    doc, _saver(path, doc), monitor, dry_run=dry_run, on_step=on_step
+                )
+    except (BlockJobError, OSError) as exc:
+        report.error = str(exc)
+    report.settle(dry_run)
+    return report
+
+
+def recover(
+    paths: Iterable[str | Path], *, dry_run: bool = False, connect_timeout: float = 5.0,
+    timeout: float = 30.0, on_step: StepHook | None = None, progress: ProgressHook | None = None,
+) -> RecoveryReport:
+    """Reconcile the status files (or directories of them) in `paths` with their QEMUs.
+
+    Every domain is processed even if another one needs attention; `report.ok`
+    tells whether all were reconciled. With `dry_run`, QEMU is only queried and
+    the files are not written: the report lists the planned steps.
+    """
+    report = RecoveryReport()
+    for path in status_files(paths):
+        domain = recover_file(
+            path, dry_run=dry_run, connect_timeout=connect_timeout, timeout=timeout,
+            on_step=on_step,
+        )
+        report.domains.append(domain)
+        if progress is not None:
+            progress(domain)
+    return report

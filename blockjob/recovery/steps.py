@@ -1,0 +1,116 @@
+"""The steps recovery takes for one job, as data: planned, printed, then executed.
+
+Steps that touch bitmaps carry what to look at, not the QMP actions: the
+executor computes those from a fresh `query-named-block-nodes`, so a step that
+is repeated after a crash does only what is still missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from blockjob.chain import effective_node
+from blockjob.model import JobState, StorageSource
+
+
+@dataclass(frozen=True)
+class Finalize:
+    """`job-finalize` a pending job; the job is planned again once it concluded."""
+
+    job: str
+
+
+@dataclass(frozen=True)
+class Record:
+    """Write the job's new state (and outcome) to the status file before acting on it."""
+
+    job: str
+    state: JobState | None = None
+    newstate: JobState | None = None
+    errmsg: str | None = None
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """`job-cancel` and wait until QEMU has concluded the job."""
+
+    job: str
+
+
+@dataclass(frozen=True)
+class MergeBitmaps:
+    """Merge the committed images' bitmaps into base and re-enable the listed ones."""
+
+    base: StorageSource
+    committed: tuple[StorageSource, ...]
+    chain: tuple[str, ...]  # node names from the commit's top to the bottom
+    listed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Reenable:
+    """Enable the listed base bitmaps that are still disabled; optionally make sure
+    base is read-only again (a start flow that died while base was writable)."""
+
+    base: StorageSource
+    listed: tuple[str, ...]
+    restore_read_only: bool = False
+
+
+@dataclass(frozen=True)
+class Dismiss:
+    job: str
+
+
+@dataclass(frozen=True)
+class DeleteNodes:
+    """`blockdev-del` images that left the chain: format node, then storage node."""
+
+    images: tuple[StorageSource, ...]
+
+
+@dataclass(frozen=True)
+class Drop:
+    """Forget the job, and give its disk the chain it has now (if it changed)."""
+
+    job: str
+    disk: str | None = None
+    chain: StorageSource | None = None
+
+
+Step = Finalize | Record | Cancel | MergeBitmaps | Reenable | Dismiss | DeleteNodes | Drop
+
+
+def _names(images: tuple[StorageSource, ...]) -> str:
+    return ", ".join(effective_node(image) for image in images)
+
+
+def describe(step: Step) -> str:
+    """One line saying what the step does, for `--dry-run` and reports."""
+    match step:
+        case Finalize(job=job):
+            return f"job-finalize {job}"
+        case Record(state=state, newstate=newstate, errmsg=errmsg):
+            parts = [f"state={state}"] if state is not None else []
+            parts += [f"newstate={newstate}"] if newstate is not None else []
+            parts += [f"errmsg={errmsg!r}"] if errmsg else []
+            return "record " + " ".join(parts)
+        case Cancel(job=job):
+            return f"job-cancel {job} and wait for it to conclude"
+        case MergeBitmaps(base=base, committed=committed, listed=listed):
+            return (
+                f"merge bitmaps of {_names(committed)} into {effective_node(base)} and "
+                f"re-enable {', '.join(listed) or 'none'} (base read-write around it)"
+            )
+        case Reenable(base=base, listed=listed, restore_read_only=restore):
+            names = ", ".join(listed) or "none"
+            text = f"re-enable still-disabled {names} in {effective_node(base)}"
+            return text + (" and make it read-only" if restore else "")
+        case Dismiss(job=job):
+            return f"job-dismiss {job}"
+        case DeleteNodes(images=images):
+            return f"blockdev-del {_names(images)} (format node, then storage node)"
+        case Drop(job=job, disk=disk, chain=chain):
+            if chain is not None:
+                return f"set disk {disk} chain to {_names(tuple(chain.images()))}; drop job {job}"
+            return f"drop job {job}"

@@ -1,0 +1,52 @@
+"""Making a read-only backing image writable for a moment, as libvirt does.
+
+Persistent bitmap changes on a read-only node live only in memory and are lost
+when QEMU exits (QEMU.md); wrapping them in `blockdev-reopen` read-write ... read-only
+makes QEMU store them in the image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+
+from blockjob.model import StorageSource
+from blockjob.qmp import Monitor, MonitorError
+
+
+def reopen_options(image: StorageSource, *, read_only: bool) -> dict[str, object]:
+    """The full option set `blockdev-reopen` needs for `image`'s format node."""
+    if image.format_node is None or image.storage_node is None:
+        raise ValueError(f"image {image.path!r} lacks a format or storage node name")
+    options: dict[str, object] = {
+        "node-name": image.format_node,
+        "driver": image.format,
+        "file": image.storage_node,
+        "read-only": read_only,
+    }
+    # Omitting "backing" would ask QEMU to reopen the image's header backing file.
+    options["backing"] = image.backing.format_node if image.backing is not None else None
+    return options
+
+
+def set_read_only(monitor: Monitor, image: StorageSource, read_only: bool) -> None:
+    monitor.blockdev_reopen([reopen_options(image, read_only=read_only)])
+
+
+def transaction_on(
+    monitor: Monitor, image: StorageSource, actions: Sequence[dict[str, object]]
+) -> None:
+    """Run `actions` in one transaction with `image` writable, then make it read-only again.
+
+    The read-only reopen also runs when the transaction fails, so an error never
+    leaves a backing image writable; the transaction's error is the one raised.
+    """
+    set_read_only(monitor, image, False)
+    try:
+        monitor.transaction(actions)
+    except MonitorError:
+        # The transaction's error is the useful one; a rerun retries the reopen.
+        with contextlib.suppress(MonitorError):
+            set_read_only(monitor, image, True)
+        raise
+    set_read_only(monitor, image, True)

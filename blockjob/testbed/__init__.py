@@ -1,0 +1,93 @@
+"""A real QEMU with a libvirt-style disk graph and its status file, for tests and the demo."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+from blockjob.qmp import Monitor
+from blockjob.testbed.domstatus import DiskChain, domstatus_xml
+from blockjob.testbed.images import ImageSpec, MiB, build_chain
+from blockjob.testbed.qemu import AttachedImage, QemuProcess, attach_chain
+
+__all__ = ["AttachedImage", "DiskSpec", "Testbed"]
+
+
+@dataclass(frozen=True)
+class DiskSpec:
+    target: str
+    images: tuple[ImageSpec, ...]  # top first
+
+
+class Testbed:
+    """Images in `directory`, one QEMU using them, and `<name>.xml` describing it.
+
+    Node indexes are numbered from 1 down each disk's chain, continuing across disks.
+    Use as a context manager so QEMU is reaped even when a test fails.
+    """
+
+    def __init__(
+        self, directory: Path, disks: Sequence[DiskSpec], *, name: str = "lab1",
+        size: int = 16 * MiB,
+    ) -> None:
+        self.directory = directory
+        self.name = name
+        self.status_path = directory / f"{name}.xml"
+        self.qemu = QemuProcess(directory / f"{name}-qemu.log")
+        self._specs = tuple(disks)
+        self._size = size
+        self.disks: tuple[DiskChain, ...] = ()
+
+    @property
+    def monitor_path(self) -> str:
+        return self.qemu.monitor_path
+
+    def start(self) -> None:
+        chains: list[DiskChain] = []
+        index = 1
+        for spec in self._specs:
+            disk_dir = self.directory / spec.target
+            disk_dir.mkdir(parents=True, exist_ok=True)
+            paths = build_chain(disk_dir, spec.images, self._size)
+            images = tuple(AttachedImage(path, index + i) for i, path in enumerate(paths))
+            index += len(images)
+            chains.append(DiskChain(spec.target, images))
+        self.disks = tuple(chains)
+        self.qemu.start()
+        with self.connect() as monitor:
+            for spec, disk in zip(self._specs, self.disks, strict=True):
+                attach_chain(monitor, disk.images, spec.images)
+        pid = self.qemu.pid or 0
+        self.status_path.write_bytes(domstatus_xml(self.name, self.monitor_path, pid, chains))
+
+    def connect(self) -> Monitor:
+        return self.qemu.connect()
+
+    def image(self, target: str, name: str) -> AttachedImage:
+        """The attached image `name` (file stem) of disk `target`."""
+        for disk in self.disks:
+            for image in disk.images:
+                if disk.target == target and image.path.stem == name:
+                    return image
+        raise KeyError(f"{target}/{name}")
+
+    def stop(self) -> None:
+        self.qemu.stop()
+
+    def __enter__(self) -> Testbed:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
