@@ -1,0 +1,66 @@
+"""`blockjob validate [--schema rng|xsd|both] [--json] FILE...`: check status XML against
+the project's schemas, xmllint style.
+
+Exit 0 when every file is valid, 1 when any is invalid, 2 when any cannot be read or parsed.
+Problems go to stderr as `FILE:LINE: PATH: message`, a verdict per file to stdout;
+with --json stdout gets one JSON object per file and nothing else is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from blockjob.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from blockjob.errors import StatusXMLError
+from blockjob.validate import validate_file
+
+NAME = "validate"
+HELP = "check status XML files against the RelaxNG and XSD schemas"
+
+_ENGINES = {"rng": ("rng",), "xsd": ("xsd",), "both": ("rng", "xsd")}
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("files", nargs="+", metavar="FILE", help="status XML file")
+    parser.add_argument(
+        "--schema", choices=sorted(_ENGINES), default="both",
+        help="which schema language to check (default: both, which must agree)",
+    )
+    parser.add_argument("--json", action="store_true", help="one JSON object per file")
+
+
+def run(args: argparse.Namespace) -> int:
+    engines = _ENGINES[args.schema]
+    worst = EXIT_OK
+    for filename in args.files:
+        worst = max(worst, _one(filename, engines, as_json=args.json))
+    return worst
+
+
+def _one(filename: str, engines: tuple[str, ...], *, as_json: bool) -> int:
+    try:
+        report = validate_file(filename, engines)
+    except StatusXMLError as exc:
+        if as_json:
+            _emit({"file": filename, "valid": None, "error": str(exc)})
+        else:
+            print(exc, file=sys.stderr)
+        return EXIT_USAGE
+    if as_json:
+        _emit(report.as_json())
+    else:
+        for problem in report.problems:
+            print(problem.format(filename), file=sys.stderr)
+        verdicts = ", ".join(f"{name} {_word(ok)}" for name, ok in report.verdicts.items())
+        print(f"{filename}: {_word(report.valid)} ({verdicts})")
+    return EXIT_OK if report.valid else EXIT_REJECTED
+
+
+def _word(valid: bool) -> str:
+    return "valid" if valid else "invalid"
+
+
+def _emit(obj: object) -> None:
+    print(json.dumps(obj, sort_keys=True))

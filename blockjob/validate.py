@@ -1,0 +1,57 @@
+"""Validate status XML against the project's schemas (RelaxNG, XSD 1.1, or both).
+
+Validation is separate from loading: blockjob.load() stays lenient whatever the schemas say,
+because recovery must never refuse a domain over a schema rule. A <blockjobs> root is checked
+against blockjobs.rng/.xsd, anything else against domstatus.rng/.xsd.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from lxml import etree
+
+from blockjob.errors import StatusXMLError
+from blockjob.validation import rng, xsd
+from blockjob.validation.problems import Problem, Report
+from blockjob.xmlparse import parse
+
+ENGINES: dict[str, Callable[[etree._Element], tuple[bool, list[Problem]]]] = {
+    "rng": rng.check,
+    "xsd": xsd.check,
+}
+
+__all__ = ["ENGINES", "Problem", "Report", "validate_bytes", "validate_file", "validate_tree"]
+
+
+def validate_tree(
+    root: etree._Element, filename: str, engines: Sequence[str] = ("rng", "xsd")
+) -> Report:
+    verdicts: dict[str, bool] = {}
+    found: dict[str, list[Problem]] = {}
+    for name in engines:
+        verdicts[name], found[name] = ENGINES[name](root)
+    # When both reject, xmlschema's messages (exact element, expected content) say more
+    # than libxml2's; an engine that disagrees always shows its own.
+    shown = [name for name in engines if not verdicts[name]]
+    if len(shown) > 1 and "xsd" in shown:
+        shown = ["xsd"]
+    problems = sorted((p for name in shown for p in found[name]), key=lambda p: p.line)
+    return Report(filename, verdicts, tuple(problems))
+
+
+def validate_bytes(
+    data: bytes, filename: str = "<bytes>", engines: Sequence[str] = ("rng", "xsd")
+) -> Report:
+    """Raises StatusXMLError (with a line) when `data` is not usable XML at all."""
+    return validate_tree(parse(data, filename), filename, engines)
+
+
+def validate_file(path: str | Path, engines: Sequence[str] = ("rng", "xsd")) -> Report:
+    filename = str(path)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise StatusXMLError(filename, None, f"cannot read: {exc.strerror or exc}") from None
+    return validate_bytes(data, filename, engines)
