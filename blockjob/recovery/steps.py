@@ -99,8 +99,8 @@ def describe(step: Step) -> str:
             return f"job-cancel {job} and wait for it to conclude"
         case MergeBitmaps(base=base, committed=committed, listed=listed):
             return (
-                f"merge bitmaps of {_names(committed)} into {effective_node(base)} and "
-                f"re-enable {', '.join(listed) or 'none'} (base read-write around it)"
+                f"merge {_names(committed)} bitmaps into {effective_node(base)}, "
+                f"re-enable {', '.join(listed) or 'none'}"
             )
         case Reenable(base=base, listed=listed, restore_read_only=restore):
             names = ", ".join(listed) or "none"
@@ -112,5 +112,5 @@ def describe(step: Step) -> str:
             return f"blockdev-del {_names(images)} (format node, then storage node)"
         case Drop(job=job, disk=disk, chain=chain):
             if chain is not None:
-                return f"set disk {disk} chain to {_names(tuple(chain.images()))}; drop job {job}"
+                return f"drop job {job}; disk {disk} chain is {_names(tuple(chain.images()))}"
             return f"drop job {job}"

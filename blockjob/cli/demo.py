@@ -1,0 +1,25 @@
+"""`blockjob demo`: the main job end to end on a real QEMU, with pictures."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from blockjob.demo import run_demo
+from blockjob.errors import BlockJobError
+
+NAME = "demo"
+HELP = "commit, daemon gone, recovery: on a real QEMU in a temporary directory"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    del parser  # no options: the demo is one fixed story
+
+
+def run(args: argparse.Namespace) -> int:
+    del args
+    try:
+        return run_demo()
+    except (BlockJobError, OSError, TimeoutError) as exc:
+        sys.stderr.write(f"demo: {exc}\n")
+        return 2

@@ -1,0 +1,51 @@
+"""`blockjob recover`: reconcile status files with their running QEMUs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from blockjob.recovery import DomainReport, recover
+
+NAME = "recover"
+HELP = "reconcile recorded block jobs with QEMU after a daemon restart"
+
+EXIT_OK = 0
+EXIT_ATTENTION = 1
+EXIT_USAGE = 2
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", metavar="PATH",
+                        help="status files, or directories of <domain>.xml files")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the plan; change nothing in QEMU or on disk")
+    parser.add_argument("--json", action="store_true", help="print per-domain actions as JSON")
+    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                        help="bound on each QMP command (default 30)")
+
+
+def _progress(domain: DomainReport) -> None:
+    sys.stderr.write(f"recover: {domain.domain or domain.file}: {domain.status}\n")
+    sys.stderr.flush()
+
+
+def run(args: argparse.Namespace) -> int:
+    missing = [path for path in args.paths if not Path(path).exists()]
+    for path in missing:
+        sys.stderr.write(f"{path}:0: no such file or directory\n")
+    if missing:
+        return EXIT_USAGE
+    report = recover(
+        args.paths, dry_run=args.dry_run, timeout=args.timeout,
+        progress=_progress if sys.stderr.isatty() else None,
+    )
+    if args.json:
+        json.dump(report.to_json(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        for domain in report.domains:
+            sys.stdout.write("\n".join(domain.lines()) + "\n")
+    return EXIT_OK if report.ok else EXIT_ATTENTION

@@ -1,0 +1,112 @@
+"""The main job end to end, on real QEMU: commit, the daemon goes away, recovery.
+
+Everything lives in a temporary directory and one QEMU process, both removed at
+the end whatever happens.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from blockjob.commit import start_commit
+from blockjob.demo.picture import ShownImage, render, rows
+from blockjob.document import StatusDocument, load
+from blockjob.qmp import Monitor
+from blockjob.recovery import recover
+from blockjob.store import StatusStore
+from blockjob.testbed import DiskSpec, Testbed, scenario
+
+Say = Callable[[str], None]
+# Slow enough that the daemon leaves while the job runs; 4 MiB to copy.
+COMMIT_SPEED = 8 << 20
+WAIT_SECONDS = 60.0
+
+
+def _wait_concluded(monitor: Monitor, job: str) -> None:
+    deadline = time.monotonic() + WAIT_SECONDS
+    while time.monotonic() < deadline:
+        found = monitor.query_jobs().get(job)
+        if found is None or found.status == "concluded":
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"job {job} did not conclude within {WAIT_SECONDS:g} s")
+
+
+def _picture(tb: Testbed, doc: StatusDocument, title: str, say: Say) -> None:
+    disk = doc.disk(scenario.TARGET)
+    in_chain = {image.path for image in disk.chain.images()} if disk and disk.chain else set()
+    shown = [
+        ShownImage(image.path, image.format_node,
+                   "" if str(image.path) in in_chain else "(left the chain)")
+        for image in tb.disks[0].images
+    ]
+    with tb.connect() as monitor:
+        drawn = rows(monitor, tb.qemu.nbd_path, shown, scenario.SIZE)
+    say("")
+    for line in render(title, scenario.SIZE, drawn):
+        say(line)
+
+
+def _status_excerpt(path: Path, say: Say) -> None:
+    text = path.read_text()
+    start = text.index("  <blockjobs")
+    end = text.index("\n", text.index("blockjobs", start + 12)) + 1
+    say("")
+    say(f"{path.name}, <blockjobs>:")
+    for line in text[start:end].splitlines():
+        say(line)
+
+
+def run_demo(say: Say = print) -> int:
+    with tempfile.TemporaryDirectory(prefix="blockjob-demo-") as tmp:
+        directory = Path(tmp)
+        with Testbed(directory, [DiskSpec(scenario.TARGET, scenario.chain())]) as tb:
+            return _story(tb, directory, say)
+
+
+def _story(tb: Testbed, directory: Path, say: Say) -> int:
+    top, mid, base = tb.disks[0].images
+    say(f"QEMU {tb.qemu.pid} runs disk {scenario.TARGET}: "
+        f"{top.path.name} -> {mid.path.name} -> {base.path.name}")
+    store = StatusStore(directory)
+    doc = load(tb.status_path)
+    _picture(tb, doc, "1. Before the commit", say)
+
+    with tb.connect() as daemon:
+        job = start_commit(store, doc, scenario.TARGET, mid.format_node, base.format_node,
+                           monitor=daemon, speed=COMMIT_SPEED)
+    say("")
+    say(f"The daemon started {job.name} (mid into base), disabled "
+        f"{', '.join(job.disabled_base_bitmaps)} in base, and went away.")
+    _status_excerpt(tb.status_path, say)
+
+    with tb.connect() as observer:
+        _wait_concluded(observer, job.name)
+    _picture(tb, load(tb.status_path), "2. Daemon away: job concluded, base bitmaps disabled", say)
+
+    report = recover([tb.status_path])
+    say("")
+    say("Recovery (blockjob recover):")
+    for domain in report.domains:
+        for line in domain.lines():
+            say(line)
+    _picture(tb, load(tb.status_path), "3. After recovery", say)
+    return 0 if report.ok and _check(tb, base.format_node, say) else 1
+
+
+def _check(tb: Testbed, base_node: str, say: Say) -> bool:
+    """Compare base's bitmaps with what the story says they must hold now."""
+    with tb.connect() as monitor:
+        node = monitor.query_nodes()[base_node]
+    counts = {bitmap.name: bitmap.count for bitmap in node.bitmaps}
+    enabled = all(bitmap.recording for bitmap in node.bitmaps if bitmap.name != "bm-off")
+    good = counts == scenario.EXPECTED_AFTER_COMMIT and enabled
+    shown = ", ".join(f"{name} {count >> 10} KiB" for name, count in sorted(counts.items()))
+    say("")
+    say(f"Base bitmaps now: {shown}.")
+    say("As expected: checkpoints merged, commit writes not counted twice." if good
+        else f"UNEXPECTED: wanted {scenario.EXPECTED_AFTER_COMMIT}, all recording but bm-off.")
+    return good
