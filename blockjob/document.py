@@ -42,7 +42,9 @@ class StatusDocument:
         root = parse(data, self.filename)
         if root.tag != "domstatus":
             raise StatusXMLError(
-                self.filename, root.sourceline, f"root element is <{root.tag}>, expected <domstatus>"
+                self.filename,
+                root.sourceline,
+                f"root element is <{root.tag!s}>, expected <domstatus>",
             )
         # One pass over the top level: find() would rescan it for every name.
         top: dict[object, etree._Element] = {}
@@ -75,8 +77,6 @@ class StatusDocument:
                 first = last = data.rindex(b"</domstatus")
         self._head = data[:first]
         self._tail = data[last:]
-        # Line of the tail's first byte in `data`, to find domain elements again later.
-        self._tail_line = data.count(b"\n", 0, last) + 1
 
     # Jobs -------------------------------------------------------------------
 
@@ -175,7 +175,7 @@ class StatusDocument:
         return False
 
     def node_name_for(self, image: StorageSource) -> str:
-        """How a new job should name `image`: storage node names unless the file uses format ones."""
+        """How a new job names `image`: storage node names, unless the file uses format ones."""
         preferred = (
             (image.format_node, image.storage_node)
             if self.uses_format_node_names()
@@ -192,7 +192,10 @@ class StatusDocument:
         if disk is None:
             raise ValueError(f"the domain has no disk '{target}'")
         tail = self._tail
-        start, end = element_span(tail, b"disk", disk.line - self._tail_line + 1)
+        # `disk.line` counts lines of dumps(), which ends with the tail.
+        full = self.dumps()
+        tail_line = full.count(b"\n", 0, len(full) - len(tail)) + 1
+        start, end = element_span(tail, b"disk", disk.line - tail_line + 1)
         old = from_lxml(parse(tail[start:end], self.filename))
         children: list[Node] = []
         for child in old.children:

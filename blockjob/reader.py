@@ -34,7 +34,7 @@ _TYPES = {t.value: t for t in JobType}
 _STATES = {s.value: s for s in JobState}
 
 
-class BrokenData(ValueError):
+class BrokenDataError(ValueError):
     """Type-specific data libvirt would call broken; the job stays, marked invalid."""
 
 
@@ -92,20 +92,21 @@ class _Resolver:
     """libvirt's node-name lookup over the disk chain, the job's chain and the mirror chain.
 
     Only existence matters while reading; which image a name means is asked of
-    the document later, when someone acts on the job.
+    the document later, when someone acts on the job. Unknown names are kept as
+    written, so callers can see what the file said.
     """
 
     def __init__(self, names: frozenset[str]) -> None:
         self._names = names
+        self.problems: list[str] = []
 
     def require(self, job: _Job, child: str, *, optional: bool = False) -> str | None:
+        """The node name as written; a missing or unknown one is recorded as a problem."""
         name = job.child_attr(child, "node")
-        if name is None:
-            if optional:
-                return None
-            raise BrokenData(f"<{child} node> is missing")
-        if name not in self._names:
-            raise BrokenData(f"<{child}> node name '{name}' not found in the job's chains")
+        if name is None and not optional:
+            self.problems.append(f"<{child} node> is missing")
+        elif name is not None and name not in self._names:
+            self.problems.append(f"<{child}> node name '{name}' not found in the job's chains")
         return name
 
 
@@ -118,7 +119,7 @@ def _commit(job: _Job, kind: JobType, resolve: _Resolver) -> CommitData:
     for bitmap in listed.iterfind("bitmap") if listed is not None else ():
         name = _attr(bitmap, "name")
         if name is None:
-            raise BrokenData("<disabledBaseBitmaps><bitmap> without a name")
+            raise BrokenDataError("<disabledBaseBitmaps><bitmap> without a name")
         bitmaps.append(name)
     return CommitData(
         base=base,
@@ -132,11 +133,11 @@ def _commit(job: _Job, kind: JobType, resolve: _Resolver) -> CommitData:
 def _source(job: _Job, child: str) -> StorageSource:
     found = job.kids.get(child)
     if found is None:
-        raise BrokenData(f"<{child}> is missing")
+        raise BrokenDataError(f"<{child}> is missing")
     try:
         return read_job_source(found, chain=False)
     except SourceError as exc:
-        raise BrokenData(str(exc)) from None
+        raise BrokenDataError(str(exc)) from None
 
 
 def _pull(job: _Job, _kind: JobType, resolve: _Resolver) -> PullData:
@@ -146,14 +147,14 @@ def _pull(job: _Job, _kind: JobType, resolve: _Resolver) -> PullData:
 def _create(job: _Job, _kind: JobType, _resolve: _Resolver) -> CreateData:
     mode = job.child_attr("create", "mode")
     if mode is not None and mode != "storage":
-        raise BrokenData(f"<create mode='{mode}'>: only 'storage' is known")
+        raise BrokenDataError(f"<create mode='{mode}'>: only 'storage' is known")
     return CreateData(src=_source(job, "src"), storage_only=mode == "storage")
 
 
 def _copy(job: _Job, _kind: JobType, _resolve: _Resolver) -> CopyData:
     shallownew = job.attr("shallownew")
     if shallownew is not None and shallownew != "yes":
-        raise BrokenData(f"shallownew='{shallownew}': only 'yes' is known")
+        raise BrokenDataError(f"shallownew='{shallownew}': only 'yes' is known")
     return CopyData(shallownew=shallownew == "yes")
 
 
@@ -255,10 +256,12 @@ def read_job(element: etree._Element, ctx: ReadContext) -> BlockJob | None:
     if specific is not None:
         if disk is not None and kind in _RESOLVING:
             names |= ctx.disks.chain_names(disk)
+        resolver = _Resolver(names)
         try:
-            data = specific(job, kind, _Resolver(names))
-        except (BrokenData, SourceError) as exc:
+            data = specific(job, kind, resolver)
+        except (BrokenDataError, SourceError) as exc:
             problems.append(str(exc))
+        problems.extend(resolver.problems)
 
     errmsg_el = job.kids.get("errmsg")
     errmsg = (errmsg_el.text or None) if errmsg_el is not None else None
@@ -299,26 +302,22 @@ def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJ
                 f"duplicate block job name '{job.name}' (first at line {lines_by_name[job.name]})",
             )
         lines_by_name[job.name] = line
-        if job.disk is not None:
-            other = names_by_disk.get(job.disk)
-            if other is not None and job.disk in ctx.disks.repeated:
-                # libvirt <= 5.7 bound jobs to disk objects, so a domain with two
-                # disks of one target could carry a job for each. Keep the second
-                # job, unbound and invalid, rather than lose the domain.
-                job = replace(
-                    job,
-                    disk=None,
-                    invalid=True,
-                    problems=(*job.problems, f"disk '{job.disk}' is repeated in the domain "
-                              f"and already has block job '{other}' assigned"),
-                    raw=from_lxml(element),
-                )
-            elif other is not None:
-                raise StatusXMLError(
-                    ctx.filename, line,
-                    f"disk '{job.disk}' already has block job '{other}' assigned",
-                )
-            else:
-                names_by_disk[job.disk] = job.name
+        disk = job.disk
+        other = names_by_disk.get(disk) if disk is not None else None
+        if disk is None:
+            pass
+        elif other is not None and disk in ctx.disks.repeated:
+            # libvirt <= 5.7 bound jobs to disk objects, so a domain with two
+            # disks of one target could carry a job for each. Keep the second
+            # job, unbound and invalid, rather than lose the domain.
+            problem = f"disk '{disk}' is repeated in the domain and already has job '{other}'"
+            job = replace(job, disk=None, invalid=True, problems=(*job.problems, problem),
+                          raw=from_lxml(element))
+        elif other is not None:
+            raise StatusXMLError(
+                ctx.filename, line, f"disk '{disk}' already has block job '{other}' assigned"
+            )
+        else:
+            names_by_disk[disk] = job.name
         jobs.append(job)
     return jobs

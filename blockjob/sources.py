@@ -75,7 +75,7 @@ def _image(
         type=kind,
         format=fmt,
         source=node,
-        index=_index(index_text, f"<{holder.tag}>", strict=strict),
+        index=_index(index_text, f"<{holder.tag!s}>", strict=strict),
         format_children=format_children,
         backing=backing,
         terminated=terminated,
@@ -108,7 +108,7 @@ def read_job_source(element: etree._Element, *, chain: bool) -> StorageSource:
     kind = element.get("type")
     fmt = element.get("format")
     source = element.find("source")
-    where = f"<{element.tag}>"
+    where = f"<{element.tag!s}>"
     if not kind or not fmt or source is None or not source.get("index"):
         raise SourceError(f"{where} needs type, format, <source> and source/@index")
     if kind not in STORAGE_TYPES:
@@ -171,3 +171,32 @@ def job_source_node(tag: str, image: StorageSource) -> Node:
     if backing is not None:
         children.append(backing)
     return Node(tag, (("type", image.type), ("format", image.format)), tuple(children))
+
+
+def file_image(
+    path: str,
+    fmt: str = "qcow2",
+    *,
+    index: int | None = None,
+    storage_node: str | None = None,
+    format_node: str | None = None,
+    backing: StorageSource | None = None,
+    terminated: bool = False,
+) -> StorageSource:
+    """A file-backed image as libvirt records it, node names in `<privateData>`."""
+    names = tuple(
+        Node("nodename", (("type", kind), ("name", name)))
+        for kind, name in (("storage", storage_node), ("format", format_node))
+        if name is not None
+    )
+    private = (Node("privateData", (), (Node("nodenames", (), names),)),) if names else ()
+    return StorageSource(
+        type="file",
+        format=fmt,
+        source=Node("source", (("file", path),), private),
+        index=index,
+        backing=backing,
+        terminated=terminated,
+        storage_node=storage_node,
+        format_node=format_node,
+    )

@@ -93,7 +93,7 @@ def _write_chains(children: _Children, job: BlockJob) -> None:
         return
     parts = [("disk", chains.disk), ("mirror", chains.mirror)]
     children.node(
-        Node("chains", (), tuple(job_source_node(tag, top) for tag, top in parts if top is not None))
+        Node("chains", (), tuple(job_source_node(t, top) for t, top in parts if top is not None))
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 from pathlib import Path
 
@@ -32,6 +33,19 @@ def status_files() -> list[Path]:
     return sorted(FIXTURES.glob("*.xml")) + sorted(REAL.glob("*.xml"))
 
 
+def status_file_params() -> list[object]:
+    """Parameters for a test over every shared status file; one skipped one when absent."""
+    if not FIXTURES.is_dir() or not REAL.is_dir():
+        reason = f"libvirt status files not found under {SHARED}"
+        return [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="no-shared")]
+    return [pytest.param(path, id=path.name) for path in status_files()]
+
+
+def _job_name(job: bytes) -> bytes:
+    found = _NAME.search(job)
+    return found.group(1) if found else b""
+
+
 def with_sorted_jobs(data: bytes) -> bytes:
     """`data` with the `<blockjob>` elements of its `<blockjobs>` sorted by name."""
     start = data.index(b"  <blockjobs")
@@ -41,8 +55,8 @@ def with_sorted_jobs(data: bytes) -> bytes:
     body_start = data.index(b"\n", start) + 1
     body = data[body_start:end]
     cuts = [m.start() for m in _JOB_START.finditer(body)] + [len(body)]
-    jobs = [body[a:b] for a, b in zip(cuts, cuts[1:], strict=False)]
-    jobs.sort(key=lambda job: _NAME.search(job).group(1) if _NAME.search(job) else b"")
+    jobs = [body[a:b] for a, b in itertools.pairwise(cuts)]
+    jobs.sort(key=_job_name)
     return data[:body_start] + b"".join(jobs) + data[end:]
 
 

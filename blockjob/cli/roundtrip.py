@@ -1,0 +1,24 @@
+"""`blockjob roundtrip FILE`: print the bytes saving the loaded document would write."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from blockjob.cli.common import EXIT_OK, load_document
+
+NAME = "roundtrip"
+HELP = "print what saving the loaded status file would write"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="a libvirt status XML file")
+
+
+def run(args: argparse.Namespace) -> int:
+    doc = load_document(args.file)
+    if isinstance(doc, int):
+        return doc
+    sys.stdout.buffer.write(doc.dumps())
+    sys.stdout.flush()
+    return EXIT_OK

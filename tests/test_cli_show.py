@@ -1,0 +1,90 @@
+"""`blockjob show` and `blockjob roundtrip`: output, exit codes, errors as FILE:LINE."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from blockjob.cli import main
+
+DATA = Path(__file__).parent / "data"
+JOB_KEYS = {
+    "name", "type", "state", "newstate", "brokentype", "jobflags", "errmsg", "disk", "mirror",
+    "invalid", "problems", "base", "top", "topparent", "delete_committed_images",
+    "disabled_base_bitmaps", "shallownew", "create_mode", "bitmap",
+}
+
+
+def test_show_json_has_exactly_the_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "--json", str(DATA / "every-type-in.xml")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert set(out) == {"file", "domain", "active", "jobs"}
+    assert out["domain"] == "golden" and out["active"] is True
+    assert all(set(job) == JOB_KEYS for job in out["jobs"])
+    commit = next(job for job in out["jobs"] if job["type"] == "commit")
+    assert commit["disabled_base_bitmaps"] == ["chk1", "a&b <c>", "it's", 'say "hi"']
+    assert commit["topparent"] == "libvirt-3-storage" and commit["jobflags"] == 0
+    create = next(job for job in out["jobs"] if job["type"] == "create")
+    assert create["create_mode"] == "storage" and create["disk"] is None
+
+
+def test_show_json_lists_invalid_jobs_with_problems(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", "--json", str(DATA / "invalid-jobs-in.xml"),
+                 str(DATA / "orphan-chains-in.xml")]) == 0
+    captured = capsys.readouterr()
+    documents = json.loads(captured.out)["documents"]
+    assert [doc["domain"] for doc in documents] == ["golden", "golden"]
+    invalid = {job["name"]: job for job in documents[0]["jobs"] if job["invalid"]}
+    assert invalid["unresolved-node"]["base"] == "libvirt-99-format"
+    assert invalid["unresolved-node"]["disabled_base_bitmaps"] == ["must-survive"]
+    assert "block job without a name dropped (warning)" in captured.err
+
+
+def test_show_table_marks_invalid_jobs(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", str(DATA / "invalid-jobs-in.xml")]) == 0
+    out = capsys.readouterr().out
+    assert "unknown-type" in out and "INVALID" in out
+    assert "! unknown-state: unknown job state 'sleeping'" in out
+
+
+def test_show_reports_unloadable_files_and_goes_on(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.xml"
+    broken.write_bytes(b"<domstatus>\n<blockjobs>\n")
+    code = main(["show", str(broken), str(DATA / "every-type-in.xml")])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert captured.err.startswith(f"{broken}:3: not well-formed XML")
+    assert "Traceback" not in captured.err
+    assert "domain golden" in captured.out
+
+
+def test_missing_file_is_an_io_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["show", str(tmp_path / "nope.xml")]) == 2
+    assert f"{tmp_path / 'nope.xml'}:0: cannot read:" in capsys.readouterr().err
+
+
+def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["show"])
+    assert caught.value.code == 2
+    assert "usage:" in capsys.readouterr().err
+
+
+def test_roundtrip_prints_the_golden_output(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
+    assert main(["roundtrip", str(DATA / "reserialized-in.xml")]) == 0
+    assert capsysbinary.readouterr().out == (DATA / "reserialized-out.xml").read_bytes()
+
+
+def test_roundtrip_refuses_duplicate_jobs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (DATA / "every-type-in.xml").read_text().replace(
+        "name='broken-one'", "name='pull-vdc-libvirt-7-format'")
+    path = tmp_path / "dup.xml"
+    path.write_text(text)
+    assert main(["roundtrip", str(path)]) == 1
+    assert "duplicate block job name 'pull-vdc-libvirt-7-format'" in capsys.readouterr().err

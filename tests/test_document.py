@@ -1,0 +1,126 @@
+"""The document API: editing jobs, node-name conventions, chain edits, libvirt's byte rules."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+import blockjob
+from blockjob import BlockJob, CommitData, JobState, JobType
+from tests.docs import jobs
+
+DATA = Path(__file__).parent / "data"
+
+
+def _doc() -> blockjob.StatusDocument:
+    return blockjob.loads(jobs())
+
+
+def test_added_jobs_are_written_sorted_by_name_bytes() -> None:
+    doc = _doc()
+    for name in ("b", "B", "a", "\u00e9"):
+        doc.add_job(BlockJob(name=name, type=JobType.BROKEN, state=JobState.FAILED))
+    assert [job.name for job in doc.jobs] == ["B", "a", "b", "\u00e9"]
+    text = doc.dumps().decode()
+    assert text.index("name='B'") < text.index("name='a'") < text.index("name='\u00e9'")
+
+
+def test_active_follows_jobs_on_disks_in_live_states() -> None:
+    doc = blockjob.loads(jobs(), "f")
+    # vdb carries a legacy <mirror job='copy'>, which alone makes the section active.
+    assert doc.active
+    idle = blockjob.loads(doc.dumps().replace(b"job='copy'", b"job='active-commit'"))
+    assert not idle.active
+    idle.add_job(BlockJob(name="j", type=JobType.COPY, state=JobState.PENDING, disk="vda"))
+    assert not idle.active
+    idle.replace_job(BlockJob(name="j", type=JobType.COPY, state=JobState.PIVOTING, disk="vda"))
+    assert idle.active
+    assert b"<blockjobs active='yes'>" in idle.dumps()
+
+
+def test_empty_blockjobs_is_self_closing() -> None:
+    assert b"  <blockjobs active='yes'/>\n" in _doc().dumps()
+
+
+def test_api_rejects_duplicates_and_unknown_disks() -> None:
+    doc = _doc()
+    doc.add_job(BlockJob(name="j", type=JobType.COPY, state=JobState.READY, disk="vda"))
+    with pytest.raises(ValueError, match="already exists"):
+        doc.add_job(BlockJob(name="j", type=JobType.COPY, state=JobState.READY))
+    with pytest.raises(ValueError, match="already has block job 'j'"):
+        doc.add_job(BlockJob(name="k", type=JobType.COPY, state=JobState.READY, disk="vda"))
+    with pytest.raises(ValueError, match="no disk 'vdq'"):
+        doc.add_job(BlockJob(name="k", type=JobType.COPY, state=JobState.READY, disk="vdq"))
+    with pytest.raises(ValueError, match="no block job named 'zz'"):
+        doc.remove_job("zz")
+    with pytest.raises(ValueError, match="no block job named 'zz'"):
+        doc.replace_job(BlockJob(name="zz", type=JobType.COPY, state=JobState.READY))
+    assert doc.remove_job("j").name == "j" and doc.jobs == []
+
+
+def test_errmsg_is_written_without_newline_and_control_characters_are_dropped() -> None:
+    doc = _doc()
+    doc.add_job(BlockJob(name="e", type=JobType.COPY, state=JobState.FAILED, disk="vda",
+                         errmsg="bad\x07 'x' <y> & \"z\"\ttab"))
+    doc.add_job(BlockJob(name="f", type=JobType.COPY, state=JobState.FAILED, errmsg="alone"))
+    text = doc.dumps().decode()
+    assert ("    <blockjob name='e' type='copy' state='failed'>\n"
+            "      <errmsg>bad &apos;x&apos; &lt;y&gt; &amp; &quot;z&quot;\ttab</errmsg>"
+            "<disk dst='vda'/>\n    </blockjob>\n") in text
+    assert "      <errmsg>alone</errmsg></blockjob>\n" in text
+
+
+def test_node_name_convention_follows_the_document() -> None:
+    storage = blockjob.load(DATA / "every-type-in.xml")
+    fmt = blockjob.load(DATA / "orphan-chains-in.xml")
+    image = storage.disk("vda").chain.backing  # type: ignore[union-attr]
+    assert image is not None
+    assert storage.node_name_for(image) == "libvirt-2-storage"
+    assert fmt.node_name_for(image) == "libvirt-2-format"
+    assert _doc().node_name_for(image) == "libvirt-2-storage"
+
+
+def test_resolve_node_finds_images_in_libvirt_order() -> None:
+    doc = blockjob.load(DATA / "every-type-in.xml")
+    job = doc.job("commit-vda-libvirt-2-format")
+    assert job is not None
+    image = doc.resolve_node(job, "libvirt-1-storage")
+    assert image is not None and image.path == "/img/vda-base.qcow2"
+    assert doc.resolve_node(job, "libvirt-9-format") is None  # vdb's mirror, not vda's
+
+
+def test_set_disk_chain_splices_out_committed_images_and_keeps_other_bytes() -> None:
+    path = DATA / "every-type-in.xml"
+    original = path.read_bytes()
+    doc = blockjob.load(path)
+    top = doc.disk("vda").chain  # type: ignore[union-attr]
+    assert top is not None and top.backing is not None and top.backing.backing is not None
+    base = top.backing.backing
+    doc.set_disk_chain("vda", dataclasses.replace(top, backing=base))
+    assert [image.format_node for image in doc.disk("vda").chain.images()] == [  # type: ignore[union-attr]
+        "libvirt-3-format", "libvirt-1-format"]
+    out = doc.dumps()
+    assert b"vda-mid.qcow2" not in out.split(b"<domain")[1]
+    before, after = original.split(b"<domain ")[1], out.split(b"<domain ")[1]
+    removed = before.index(b"        <backingStore type='file' index='2'>")
+    assert after[:removed] == before[:removed]
+    assert after.endswith(before[before.index(b"        <target dev='vda'"):])
+    # The commit job's top is gone from the chain: reloading marks it invalid, not lost.
+    job = doc.job("commit-vda-libvirt-2-format")
+    assert job is not None and job.invalid
+    assert blockjob.loads(out).dumps() == out
+
+
+def test_commit_data_round_trips_through_the_api() -> None:
+    doc = _doc()
+    job = BlockJob(
+        name="commit-vda-libvirt-2-format", type=JobType.COMMIT, state=JobState.NEW, jobflags=0,
+        disk="vda", data=CommitData(base="libvirt-1-storage", top="libvirt-2-storage",
+                                    topparent="libvirt-3-storage",
+                                    disabled_base_bitmaps=("chk'1", "chk<2>")),
+    )
+    doc.add_job(job)
+    again = blockjob.loads(doc.dumps())
+    assert again.jobs == [job]

@@ -1,0 +1,183 @@
+"""libvirt's parse rules: what keeps a job, what marks it invalid, what refuses the file."""
+
+from __future__ import annotations
+
+import pytest
+
+import blockjob
+from blockjob import JobState, JobType, StatusXMLError
+from tests.docs import disk, jobs, status
+
+COMMIT = (
+    "<blockjob name='c' type='commit' state='running'><disk dst='vda'/>"
+    "<base node='libvirt-1-format'/><top node='libvirt-2-format'/>"
+    "<topparent node='libvirt-3-format'/>{extra}</blockjob>"
+)
+
+
+def _one(*elements: str) -> blockjob.BlockJob:
+    (job,) = blockjob.loads(jobs(*elements)).jobs
+    return job
+
+
+def test_valid_commit_keeps_disabled_base_bitmaps_in_document_order() -> None:
+    extra = "<disabledBaseBitmaps><bitmap name='z'/><bitmap name='a'/></disabledBaseBitmaps>"
+    job = _one(COMMIT.format(extra=extra))
+    assert not job.invalid
+    assert job.disabled_base_bitmaps == ("z", "a")
+
+
+def test_bitmap_without_name_marks_commit_invalid() -> None:
+    job = _one(COMMIT.format(extra="<disabledBaseBitmaps><bitmap/></disabledBaseBitmaps>"))
+    assert job.invalid
+    assert "without a name" in job.problems[0]
+
+
+def test_job_without_name_is_dropped_with_a_warning() -> None:
+    doc = blockjob.loads(jobs("<blockjob type='copy' state='ready'/>"), "f.xml")
+    assert doc.jobs == []
+    assert doc.warnings == ("f.xml:3: block job without a name dropped",)
+
+
+@pytest.mark.parametrize(
+    ("element", "problem"),
+    [
+        ("<blockjob name='j' type='stream' state='ready'/>", "unknown job type 'stream'"),
+        ("<blockjob name='j' state='ready'/>", "unknown job type ''"),
+        ("<blockjob name='j' type='copy' state='dozing'/>", "unknown job state 'dozing'"),
+        ("<blockjob name='j' type='copy' state='ready' newstate='x'/>", "unknown new state 'x'"),
+        ("<blockjob name='j' type='copy' state='ready'><disk dst='vdz'/></blockjob>",
+         "disk 'vdz' not found in the domain"),
+        ("<blockjob name='j' type='copy' state='ready'><disk dst='vdb' mirror='no'/></blockjob>",
+         "disk mirror='no': only 'yes' is known"),
+        ("<blockjob name='j' type='copy' state='ready' shallownew='no'/>",
+         "shallownew='no': only 'yes' is known"),
+        ("<blockjob name='j' type='create' state='ready'/>", "<src> is missing"),
+        ("<blockjob name='j' type='create' state='ready'><create mode='all'/></blockjob>",
+         "<create mode='all'>: only 'storage' is known"),
+        ("<blockjob name='j' type='backup' state='ready'><disk dst='vda'/></blockjob>",
+         "<store> is missing"),
+        ("<blockjob name='j' type='backup' state='ready'><disk dst='vda'/>"
+         "<store type='file' format='qcow2'><source file='/s'/></store></blockjob>",
+         "<store> needs type, format, <source> and source/@index"),
+        ("<blockjob name='j' type='backup' state='ready'><disk dst='vda'/>"
+         "<store type='floppy' format='qcow2'><source file='/s' index='1'/></store></blockjob>",
+         "<store>: unknown storage type 'floppy'"),
+        ("<blockjob name='j' type='backup' state='ready'><disk dst='vda'/>"
+         "<store type='file' format='qcow9'><source file='/s' index='1'/></store></blockjob>",
+         "<store>: unknown image format 'qcow9'"),
+        ("<blockjob name='j' type='backup' state='ready'><disk dst='vda'/>"
+         "<store type='file' format='qcow2'><source file='/s' index='x1'/></store></blockjob>",
+         "<store>: index 'x1' is not an unsigned decimal number"),
+        ("<blockjob name='j' type='pull' state='ready'><disk dst='vda'/>"
+         "<base node='nope'/></blockjob>", "<base> node name 'nope' not found"),
+        ("<blockjob name='j' type='copy' state='ready'><chains><disk type='file' format='raw'>"
+         "<source file='/o'/></disk></chains></blockjob>", "orphan chains: <disk> needs"),
+        ("<blockjob name='j' type='copy' state='ready'><chains><disk type='file' format='raw'>"
+         "<source file='/o' index='7'/><backingStore type='file'><source file='/p'/>"
+         "</backingStore></disk></chains></blockjob>",
+         "orphan chains: <backingStore> needs <format type> and <source>"),
+    ],
+)
+def test_bad_job_is_kept_invalid_with_its_problem(element: str, problem: str) -> None:
+    job = _one(element)
+    assert job.invalid
+    assert any(p.startswith(problem) for p in job.problems), job.problems
+
+
+def test_invalid_job_defaults_follow_libvirt() -> None:
+    job = _one("<blockjob name='j' type='stream' state='dozing'><disk dst='vda'/></blockjob>")
+    assert (job.type, job.state, job.disk) == (JobType.BROKEN, JobState.FAILED, "vda")
+
+
+def test_commit_needs_top_base_and_topparent() -> None:
+    job = _one("<blockjob name='c' type='commit' state='running'><disk dst='vda'/>"
+               "<base node='libvirt-1-format'/></blockjob>")
+    assert job.invalid
+    assert job.problems == ("<topparent node> is missing", "<top node> is missing")
+
+
+def test_active_commit_has_no_topparent() -> None:
+    job = _one("<blockjob name='c' type='active-commit' state='ready'><disk dst='vda'/>"
+               "<base node='libvirt-1-storage'/><top node='libvirt-3-storage'/></blockjob>")
+    assert not job.invalid and job.commit is not None and job.commit.topparent is None
+
+
+def test_mirror_chain_resolves_only_for_mirror_jobs() -> None:
+    with_mirror = _one("<blockjob name='p' type='pull' state='ready'>"
+                       "<disk dst='vdb' mirror='yes'/><base node='libvirt-9-format'/></blockjob>")
+    without = _one("<blockjob name='p' type='pull' state='ready'>"
+                   "<disk dst='vdb'/><base node='libvirt-9-format'/></blockjob>")
+    assert not with_mirror.invalid and with_mirror.mirror
+    assert without.invalid
+
+
+def test_mirror_yes_without_disk_mirror_disappears() -> None:
+    job = _one("<blockjob name='j' type='copy' state='ready'>"
+               "<disk dst='vda' mirror='yes'/></blockjob>")
+    assert not job.invalid and not job.mirror
+
+
+def test_jobflags_absent_stays_absent_and_garbage_is_dropped_with_warning() -> None:
+    doc = blockjob.loads(jobs("<blockjob name='a' type='copy' state='ready'/>",
+                              "<blockjob name='b' type='copy' state='ready' jobflags='0xzz'/>",
+                              "<blockjob name='c' type='copy' state='ready' jobflags='1F'/>"))
+    assert [j.jobflags for j in doc.jobs] == [None, None, 0x1F]
+    assert "unparsable jobflags '0xzz' dropped" in doc.warnings[0]
+
+
+def test_unknown_brokentype_is_dropped_with_warning() -> None:
+    doc = blockjob.loads(jobs("<blockjob name='b' type='broken' state='ready' brokentype='x'/>"))
+    assert doc.jobs[0].brokentype is None and not doc.jobs[0].invalid
+    assert "unknown brokentype 'x' ignored" in doc.warnings[0]
+
+
+def test_chains_of_a_job_with_a_disk_are_ignored_with_warning() -> None:
+    doc = blockjob.loads(jobs("<blockjob name='j' type='copy' state='ready'><disk dst='vda'/>"
+                              "<chains/></blockjob>"))
+    assert doc.jobs[0].chains is None
+    assert "<chains> of a job bound to a disk ignored" in doc.warnings[0]
+
+
+def test_duplicate_name_refuses_the_file_with_its_line() -> None:
+    data = jobs("<blockjob name='x' type='copy' state='ready'/>\n",
+                "<blockjob name='x' type='copy' state='ready'/>")
+    with pytest.raises(StatusXMLError) as caught:
+        blockjob.loads(data, "dup.xml")
+    assert (caught.value.file, caught.value.line) == ("dup.xml", 4)
+    assert str(caught.value) == "dup.xml:4: duplicate block job name 'x' (first at line 3)"
+
+
+def test_two_jobs_on_one_disk_refuse_the_file() -> None:
+    data = jobs("<blockjob name='x' type='copy' state='ready'><disk dst='vda'/></blockjob>",
+                "<blockjob name='y' type='copy' state='ready'><disk dst='vda'/></blockjob>")
+    with pytest.raises(StatusXMLError, match="disk 'vda' already has block job 'x' assigned"):
+        blockjob.loads(data)
+
+
+def test_repeated_disk_target_keeps_second_job_invalid() -> None:
+    data = status(
+        "<blockjobs active='no'><blockjob name='x' type='copy' state='ready'><disk dst='vda'/>"
+        "</blockjob><blockjob name='y' type='copy' state='ready'><disk dst='vda'/></blockjob>"
+        "</blockjobs>",
+        disk("vda", (1,)) + disk("vda", (2,)),
+    )
+    first, second = blockjob.loads(data).jobs
+    assert not first.invalid and second.invalid and second.disk is None
+    assert "repeated in the domain and already has job" in second.problems[0]
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"<domstatus><blockjobs>", "not well-formed XML"),
+        (b"<domain/>", "root element is <domain>, expected <domstatus>"),
+        (b"", "not well-formed XML"),
+        (b"<!DOCTYPE domstatus><domstatus/>", "document type declarations"),
+    ],
+)
+def test_unloadable_documents_raise_typed_errors(data: bytes, message: str) -> None:
+    with pytest.raises(StatusXMLError) as caught:
+        blockjob.loads(data, "bad.xml")
+    assert caught.value.file == "bad.xml" and caught.value.line is not None
+    assert message in caught.value.message
