@@ -36,8 +36,8 @@ def _problem(error: XMLSchemaValidationError, root: etree._Element) -> Problem:
         if isinstance(child, etree._Element):
             element = child
             message = _unexpected_child(child, error.validator)
-        else:
-            message = f"{message} {_allowed_children(error.validator)}"
+        elif "expected" not in message:
+            message = f"{message}; {_allowed_children(error.validator)}"
     elif "attribute not allowed" in message:
         names = _names(getattr(error.validator, "keys", lambda: ())())
         message = f"{message}; allowed attributes: {names or 'none'}"
