@@ -36,7 +36,7 @@ TAIL = b"""  <agentTimeout>-2</agentTimeout>
 </domstatus>
 """
 
-JOBS = b"""    <blockjob name='active' type='active-commit' state='ready' newstate='concluded' jobflags='0x4'>
+JOBS = b"""    <blockjob name='active' type='active-commit' state='ready' jobflags='0x4'>
       <disk dst='vda'/>
       <base node='libvirt-2-format'/>
       <top node='libvirt-1-format'/>
@@ -55,7 +55,7 @@ JOBS = b"""    <blockjob name='active' type='active-commit' state='ready' newsta
     <blockjob name='broken' type='broken' state='failed' brokentype='commit'>
       <errmsg>it broke</errmsg><disk dst='vdc'/>
     </blockjob>
-    <blockjob name='commit' type='commit' state='pending' jobflags='0x0'>
+    <blockjob name='commit' type='commit' state='pending' newstate='failed' jobflags='0x0'>
       <disk dst='vdd'/>
       <base node='libvirt-5-storage'/>
       <top node='libvirt-4-storage'/>
