@@ -242,11 +242,14 @@ class Monitor:
         top_node: str | None = None,
         backing_file: str | None = None,
         speed: int = 0,
+        auto_finalize: bool = True,
     ) -> None:
+        # auto-dismiss off: a job that ends while nobody listens stays visible (concluded).
         arguments: dict[str, object] = {
             "job-id": job_id,
             "device": device,
             "base-node": base_node,
+            "auto-finalize": auto_finalize,
             "auto-dismiss": False,
         }
         if top_node is not None:

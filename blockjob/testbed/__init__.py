@@ -28,6 +28,8 @@ class Testbed:
     Use as a context manager so QEMU is reaped even when a test fails.
     """
 
+    __test__ = False  # not a pytest test class, despite the name
+
     def __init__(
         self, directory: Path, disks: Sequence[DiskSpec], *, name: str = "lab1",
         size: int = 16 * MiB,

@@ -1,0 +1,105 @@
+"""Real-QEMU helpers for the commit, recovery and demo tests.
+
+Plain context managers rather than fixtures, so test modules need no conftest
+hooks: `with started(tmp_path) as tb:` reaps QEMU even when the test fails.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+import blockjob
+from blockjob.commit import CrashPoint, start_commit
+from blockjob.model import BlockJob
+from blockjob.qmp import Bitmap, Monitor
+from blockjob.store import StatusStore
+from blockjob.testbed import DiskSpec, Testbed, scenario
+from blockjob.validate import validate_file
+
+HAVE_QEMU = all(shutil.which(tool) for tool in ("qemu-system-x86_64", "qemu-img", "qemu-io"))
+needs_qemu = [
+    pytest.mark.qemu,
+    pytest.mark.skipif(not HAVE_QEMU, reason="qemu-system-x86_64/qemu-img/qemu-io not installed"),
+]
+
+TOP, MID, BASE = "libvirt-1-format", "libvirt-2-format", "libvirt-3-format"
+JOB = "commit-vda-libvirt-2-format"
+# Slow enough that a test sees the commit running; tests lift it to let the job end.
+CRAWL = 64 * 1024
+
+
+class Crash(Exception):
+    """Stands for the daemon dying at a crash point."""
+
+
+@contextmanager
+def started(directory: Path, *, fail_commit: bool = False) -> Iterator[Testbed]:
+    with Testbed(directory, [DiskSpec(scenario.TARGET, scenario.chain(fail_commit=fail_commit))]) as tb:
+        yield tb
+
+
+def crash_at(point: CrashPoint) -> Callable[[CrashPoint], None]:
+    def hook(reached: CrashPoint) -> None:
+        if reached is point:
+            raise Crash(point)
+    return hook
+
+
+def commit(tb: Testbed, *, speed: int = 0, crash: CrashPoint | None = None) -> BlockJob | None:
+    """Start the scenario's commit (mid into base) the way the daemon does."""
+    doc = blockjob.load(tb.status_path)
+    hook = crash_at(crash) if crash is not None else (lambda _: None)
+    try:
+        return start_commit(StatusStore(tb.directory), doc, scenario.TARGET, MID, BASE,
+                            speed=speed, crash=hook)
+    except Crash:
+        return None
+
+
+def wait_until(check: Callable[[], bool], what: str, limit: float = 60.0) -> None:
+    """Poll `check`; the limit only keeps a broken QEMU from hanging the suite."""
+    deadline = time.monotonic() + limit
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        time.sleep(0.02)
+
+
+def job_status(monitor: Monitor, job: str = JOB) -> str | None:
+    found = monitor.query_jobs().get(job)
+    return found.status if found is not None else None
+
+
+def wait_concluded(tb: Testbed, job: str = JOB) -> None:
+    with tb.connect() as monitor:
+        wait_until(lambda: job_status(monitor, job) in ("concluded", None), f"{job} to conclude")
+
+
+def base_bitmaps(tb: Testbed) -> dict[str, Bitmap]:
+    with tb.connect() as monitor:
+        node = monitor.query_nodes()[BASE]
+    return {bitmap.name: bitmap for bitmap in node.bitmaps}
+
+
+def counts(bitmaps: dict[str, Bitmap]) -> dict[str, int]:
+    return {name: bitmap.count for name, bitmap in bitmaps.items()}
+
+
+def assert_file_sound(path: Path) -> blockjob.StatusDocument:
+    """The file loads again, and our schemas accept it."""
+    doc = blockjob.load(path)
+    report = validate_file(path)
+    assert report.valid, report.problems
+    return doc
+
+
+def assert_chain(doc: blockjob.StatusDocument, *names: str) -> None:
+    disk = doc.disk(scenario.TARGET)
+    assert disk is not None and disk.chain is not None
+    assert [image.format_node for image in disk.chain.images()] == list(names)

@@ -1,0 +1,211 @@
+"""Recovery against a real QEMU: every crash point of the start flow, every outcome."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+import blockjob
+from blockjob.commit import CrashPoint
+from blockjob.recovery import Decision, recover
+from blockjob.testbed import Testbed, scenario
+from tests.qemu_fixtures import (
+    BASE,
+    CRAWL,
+    JOB,
+    MID,
+    TOP,
+    assert_chain,
+    assert_file_sound,
+    base_bitmaps,
+    commit,
+    counts,
+    job_status,
+    needs_qemu,
+    started,
+    wait_concluded,
+    wait_until,
+)
+
+pytestmark = needs_qemu
+
+BEFORE_QEMU_JOB = [
+    CrashPoint.JOB_PERSISTED, CrashPoint.BASE_WRITABLE,
+    CrashPoint.BITMAPS_DISABLED, CrashPoint.BASE_READ_ONLY,
+]
+AFTER_QEMU_JOB = [CrashPoint.COMMIT_STARTED, CrashPoint.RUNNING_PERSISTED]
+
+
+def assert_completed(tb: Testbed) -> None:
+    """The commit is finished as libvirt 6.2 would: merged, re-enabled, cleaned up."""
+    assert_chain(assert_file_sound(tb.status_path), TOP, BASE)
+    assert blockjob.load(tb.status_path).jobs == []
+    with tb.connect() as monitor:
+        assert monitor.query_jobs() == {}
+        nodes = monitor.query_nodes()
+    assert "libvirt-2-format" not in nodes and "libvirt-2-storage" not in nodes
+    assert nodes[BASE].read_only
+    bitmaps = base_bitmaps(tb)
+    assert counts(bitmaps) == scenario.EXPECTED_AFTER_COMMIT
+    assert {n for n, b in bitmaps.items() if b.recording} == {"chk0", "chk1", "chk2"}
+
+
+def assert_restored(tb: Testbed) -> None:
+    """The commit left no trace: bitmaps recording again and unchanged, chain kept."""
+    assert_chain(assert_file_sound(tb.status_path), TOP, MID, BASE)
+    assert blockjob.load(tb.status_path).jobs == []
+    with tb.connect() as monitor:
+        assert monitor.query_jobs() == {}
+        assert monitor.query_nodes()[BASE].read_only
+    bitmaps = base_bitmaps(tb)
+    assert counts(bitmaps) == scenario.EXPECTED_UNCHANGED
+    assert {n for n, b in bitmaps.items() if b.recording} == {"chk0", "chk1"}
+
+
+def recover_ok(tb: Testbed, **kwargs: object) -> list[str]:
+    report = recover([tb.status_path], **kwargs)  # type: ignore[arg-type]
+    assert report.ok, [line for d in report.domains for line in d.lines()]
+    return [job.decision for domain in report.domains for job in domain.jobs]
+
+
+@pytest.mark.parametrize("point", BEFORE_QEMU_JOB, ids=str)
+def test_crash_before_the_qemu_job_restores_the_bitmaps(tmp_path: Path, point: CrashPoint) -> None:
+    with started(tmp_path) as tb:
+        assert commit(tb, crash=point) is None
+        job = blockjob.load(tb.status_path).job(JOB)
+        assert job is not None and job.state == "new"
+        assert sorted(job.disabled_base_bitmaps) == sorted(scenario.DISABLED_AT_START)
+        assert recover_ok(tb) == [Decision.UNSTARTED]
+        assert_restored(tb)
+
+
+@pytest.mark.parametrize("point", AFTER_QEMU_JOB, ids=str)
+def test_crash_after_the_qemu_job_started_finishes_it(tmp_path: Path, point: CrashPoint) -> None:
+    with started(tmp_path) as tb:
+        assert commit(tb, crash=point) is None
+        wait_concluded(tb)
+        assert recover_ok(tb) == [Decision.COMPLETED]
+        assert_completed(tb)
+
+
+def test_completed_commit_is_finished_and_stored_in_the_image(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        commit(tb)
+        wait_concluded(tb)
+        assert {b.recording for b in base_bitmaps(tb).values()} == {False}
+        assert recover_ok(tb) == [Decision.COMPLETED]
+        assert_completed(tb)
+        with tb.connect() as monitor:
+            monitor.execute("quit")
+        tb.stop()
+        info = json.loads(subprocess.run(
+            ["qemu-img", "info", "--output=json", str(tb.image("vda", "base").path)],
+            check=True, capture_output=True, text=True).stdout)
+    stored = {b["name"]: b["flags"] for b in info["format-specific"]["data"]["bitmaps"]}
+    # Re-enabled and merged with base writable: QEMU stored them as recording ("auto").
+    assert stored == {"chk0": ["auto"], "chk1": ["auto"], "chk2": ["auto"], "bm-off": []}
+
+
+def test_failed_commit_re_enables_and_keeps_the_chain(tmp_path: Path) -> None:
+    with started(tmp_path, fail_commit=True) as tb:
+        commit(tb)
+        wait_concluded(tb)
+        with tb.connect() as monitor:
+            assert monitor.query_jobs()[JOB].error == "Input/output error"
+        assert recover_ok(tb) == [Decision.FAILED]
+        assert_restored(tb)
+
+
+def test_cancelled_commit_re_enables_and_keeps_the_chain(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        commit(tb, speed=CRAWL)
+        with tb.connect() as monitor:  # someone else cancels while the daemon is away
+            monitor.job_cancel(JOB)
+        wait_concluded(tb)
+        assert recover_ok(tb) == [Decision.FAILED]
+        assert_restored(tb)
+
+
+def test_running_commit_is_adopted_then_finished_by_a_later_run(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        commit(tb, speed=CRAWL, crash=CrashPoint.COMMIT_STARTED)
+        assert recover_ok(tb) == [Decision.ADOPT]
+        job = blockjob.load(tb.status_path).job(JOB)
+        assert job is not None and job.state == "running"
+        assert {n for n, b in base_bitmaps(tb).items() if b.recording} == set()
+        assert_file_sound(tb.status_path)
+        with tb.connect() as monitor:
+            assert job_status(monitor) == "running"
+            monitor.execute("block-job-set-speed", {"device": JOB, "speed": 0})
+        wait_concluded(tb)
+        assert recover_ok(tb) == [Decision.COMPLETED]
+        assert_completed(tb)
+
+
+def test_ready_active_commit_is_adopted_as_ready(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        doc = blockjob.load(tb.status_path)
+        from blockjob.commit import start_commit
+        from blockjob.store import StatusStore
+        job = start_commit(StatusStore(tmp_path), doc, "vda", TOP, BASE)
+        assert job.type == "active-commit"
+        with tb.connect() as monitor:
+            wait_until(lambda: job_status(monitor, job.name) == "ready", "ready")
+        assert recover_ok(tb) == [Decision.ADOPT]
+        adopted = assert_file_sound(tb.status_path).job(job.name)
+        assert adopted is not None and adopted.state == "ready"
+        assert not base_bitmaps(tb)["chk1"].recording
+        assert recover_ok(tb) == [Decision.ADOPT]  # nothing left to change
+
+
+def test_pending_job_is_finalized_then_finished(tmp_path: Path) -> None:
+    """A job started with auto-finalize off (libvirt >= 9) waits in `pending`."""
+    with started(tmp_path) as tb:
+        commit(tb, crash=CrashPoint.BASE_READ_ONLY)
+        with tb.connect() as monitor:
+            monitor.block_commit(JOB, device=TOP, top_node=MID, base_node=BASE,
+                                 auto_finalize=False)
+            wait_until(lambda: job_status(monitor) == "pending", "pending")
+        assert recover_ok(tb) == [Decision.COMPLETED]
+        assert_completed(tb)
+
+
+def test_second_run_changes_nothing(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        commit(tb)
+        wait_concluded(tb)
+        recover_ok(tb)
+        before = tb.status_path.read_bytes(), base_bitmaps(tb)
+        report = recover([tb.status_path])
+        assert report.ok and report.domains[0].jobs == []
+        assert (tb.status_path.read_bytes(), base_bitmaps(tb)) == before
+
+
+def test_vanished_job_gets_its_bitmaps_back_and_is_reported(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        commit(tb)
+        wait_concluded(tb)
+        with tb.connect() as monitor:  # someone else dismissed it: outcome unknown
+            monitor.job_dismiss(JOB)
+        report = recover([tb.status_path])
+        job = report.domains[0].jobs[0]
+        assert report.ok and job.decision == Decision.VANISHED and job.note
+        assert_file_sound(tb.status_path)
+        assert {n for n, b in base_bitmaps(tb).items() if b.recording} == {"chk0", "chk1"}
+
+
+def test_dry_run_changes_nothing_and_shows_the_plan(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        commit(tb)
+        wait_concluded(tb)
+        before = tb.status_path.read_bytes(), base_bitmaps(tb)
+        report = recover([tb.status_path], dry_run=True)
+        assert report.ok and report.domains[0].status == "planned"
+        steps = report.domains[0].jobs[0].steps
+        assert steps[0] == "record newstate=completed" and "job-dismiss" in steps[2]
+        assert (tb.status_path.read_bytes(), base_bitmaps(tb)) == before
+        with tb.connect() as monitor:
+            assert job_status(monitor) == "concluded"
