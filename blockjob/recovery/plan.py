@@ -81,10 +81,12 @@ def _commit_images(
 
 
 def _reenable(doc: StatusDocument, job: BlockJob, *, restore: bool = False) -> list[Step]:
-    found = _commit_images(doc, job)
-    if found is None or not (job.disabled_base_bitmaps or restore):
+    # Only base is needed: an invalid job whose top is lost still gets its bitmaps back.
+    data = job.commit
+    base = doc.resolve_node(job, data.base) if data is not None and data.base else None
+    if base is None or not (job.disabled_base_bitmaps or restore):
         return []
-    return [Reenable(found[0], job.disabled_base_bitmaps, restore_read_only=restore)]
+    return [Reenable(base, job.disabled_base_bitmaps, restore_read_only=restore)]
 
 
 def _record(job: BlockJob, outcome: JobState, qjob: QemuJob | None) -> list[Step]:

@@ -93,7 +93,7 @@ def recover_document(
 
 
 def recover_file(
-    path: Path, *, dry_run: bool = False, connect_timeout: float = 5.0, timeout: float = 30.0,
+    path: Path, *, dry_run: bool = False, connect_timeout: float = 1.0, timeout: float = 30.0,
     on_step: StepHook | None = None,
 ) -> DomainReport:
     report = DomainReport(str(path))
@@ -116,7 +116,7 @@ def recover_file(
 
 
 def recover(
-    paths: Iterable[str | Path], *, dry_run: bool = False, connect_timeout: float = 5.0,
+    paths: Iterable[str | Path], *, dry_run: bool = False, connect_timeout: float = 1.0,
     timeout: float = 30.0, on_step: StepHook | None = None, progress: ProgressHook | None = None,
 ) -> RecoveryReport:
     """Reconcile the status files (or directories of them) in `paths` with their QEMUs.

@@ -1,0 +1,129 @@
+"""Recovery of broken, foreign and unreachable cases, and the other job types (real QEMU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import blockjob
+from blockjob.commit import CommitError, start_commit
+from blockjob.model import BlockJob, JobState, JobType, PullData
+from blockjob.recovery import Decision, recover
+from blockjob.store import StatusStore
+from blockjob.testbed import scenario
+from tests.qemu_fixtures import (
+    BASE,
+    CRAWL,
+    JOB,
+    MID,
+    TOP,
+    assert_chain,
+    assert_file_sound,
+    base_bitmaps,
+    commit,
+    counts,
+    job_status,
+    needs_qemu,
+    started,
+    wait_concluded,
+)
+
+pytestmark = needs_qemu
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_invalid_job_is_cancelled_its_bitmaps_restored_and_the_file_stays_loadable(
+    tmp_path: Path,
+) -> None:
+    with started(tmp_path) as tb:
+        commit(tb, speed=CRAWL)
+        text = tb.status_path.read_text()
+        broken = text.replace("<top node='libvirt-2-storage'/>", "<top node='libvirt-99-storage'/>")
+        assert broken != text
+        tb.status_path.write_text(broken)
+        report = recover([tb.status_path])
+        job = report.domains[0].jobs[0]
+        assert report.ok and job.decision == Decision.INVALID and "libvirt-99" in (job.note or "")
+        assert job.steps[0].startswith("job-cancel")
+        with tb.connect() as monitor:
+            assert monitor.query_jobs() == {}
+        doc = assert_file_sound(tb.status_path)
+        assert doc.jobs == []
+        assert_chain(doc, TOP, MID, BASE)
+        bitmaps = base_bitmaps(tb)
+        assert counts(bitmaps) == scenario.EXPECTED_UNCHANGED
+        assert bitmaps["chk0"].recording and bitmaps["chk1"].recording
+
+
+def test_finished_pull_drops_the_pulled_images(tmp_path: Path) -> None:
+    name = "pull-vda-libvirt-1-format"
+    with started(tmp_path) as tb:
+        doc = blockjob.load(tb.status_path)
+        doc.add_job(BlockJob(name, JobType.PULL, JobState.RUNNING, jobflags=0, disk="vda",
+                             data=PullData(base="libvirt-3-storage")))
+        StatusStore(tmp_path).save(doc)
+        with tb.connect() as monitor:
+            monitor.execute("block-stream", {"job-id": name, "device": TOP, "base-node": BASE,
+                                             "auto-dismiss": False})
+        wait_concluded(tb, name)
+        report = recover([tb.status_path])
+        assert report.ok and report.domains[0].jobs[0].decision == Decision.COMPLETED
+        assert_chain(assert_file_sound(tb.status_path), TOP, BASE)
+        with tb.connect() as monitor:
+            assert monitor.query_jobs() == {}
+            assert MID not in monitor.query_nodes()
+
+
+def test_unreachable_monitor_needs_attention_and_other_domains_still_recover(
+    tmp_path: Path,
+) -> None:
+    with started(tmp_path) as tb:
+        commit(tb)
+        gone = tb.status_path.read_text().replace("<name>lab1</name>", "<name>lab2</name>")
+        gone = gone.replace(tb.monitor_path, str(tmp_path / "dead.sock"))
+        (tmp_path / "lab2.xml").write_text(gone)
+        wait_concluded(tb)
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        done = subprocess.run(
+            [sys.executable, "-m", "blockjob", "recover", "--json", str(tmp_path)],
+            env=env, cwd=REPO, check=False, capture_output=True, text=True)
+        assert done.returncode == 1, done.stdout + done.stderr
+        result = json.loads(done.stdout)
+        by_name = {d["domain"]: d for d in result["domains"]}
+        assert by_name["lab1"]["status"] == "reconciled"
+        assert by_name["lab2"]["status"] == "attention"
+        assert "QEMU monitor unavailable" in by_name["lab2"]["error"]
+        assert (tmp_path / "lab2.xml").read_text() == gone
+        assert blockjob.load(tb.status_path).jobs == []
+
+
+def test_commit_refused_by_qemu_leaves_no_job_and_no_disabled_bitmap(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        doc = blockjob.load(tb.status_path)
+        with pytest.raises(CommitError, match="QEMU refused the commit"):
+            start_commit(StatusStore(tmp_path), doc, "vda", MID, BASE, speed=-1)
+        assert assert_file_sound(tb.status_path).jobs == []
+        bitmaps = base_bitmaps(tb)
+        assert bitmaps["chk0"].recording and bitmaps["chk1"].recording
+        with tb.connect() as monitor:
+            assert job_status(monitor) is None
+            assert monitor.query_nodes()[BASE].read_only
+
+
+def test_started_commit_is_recorded_with_its_disabled_bitmaps(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        job = commit(tb, speed=CRAWL)
+        assert job is not None and job.name == JOB and job.state == "running"
+        saved = assert_file_sound(tb.status_path).job(JOB)
+        assert saved == job
+        assert sorted(job.disabled_base_bitmaps) == sorted(scenario.DISABLED_AT_START)
+        assert job.commit is not None and job.commit.topparent == "libvirt-1-storage"
+        assert {n for n, b in base_bitmaps(tb).items() if b.recording} == set()
+        with tb.connect() as monitor:
+            assert job_status(monitor) == "running"
+            assert monitor.query_nodes()[BASE].read_only is False  # the commit writes to it
