@@ -20,7 +20,7 @@ def check(root: etree._Element) -> tuple[bool, list[Problem]]:
     schema = schemafiles.xsd(schemafiles.kind_of(root))
     problems: list[Problem] = []
     # An already built tree; the resource may open nothing (no xi:include, no schemaLocation).
-    source = XMLResource(root, allow="none", defuse="always")
+    source = XMLResource(root, allow="none", defuse="always")  # type: ignore[arg-type]
     for error in schema.iter_errors(source):
         problem = _problem(error, root)
         if problem not in problems:
@@ -49,8 +49,12 @@ def _unexpected_child(child: etree._Element, model: Any) -> str:
     previous = child.getprevious()
     while previous is not None and not isinstance(previous.tag, str):
         previous = previous.getprevious()
-    where = f"after <{previous.tag}>" if previous is not None else "as first child"
-    return f"element <{child.tag}> is not allowed here ({where}); {_allowed_children(model)}"
+    where = f"after <{_tag(previous)}>" if previous is not None else "as first child"
+    return f"element <{_tag(child)}> is not allowed here ({where}); {_allowed_children(model)}"
+
+
+def _tag(element: etree._Element) -> str:
+    return etree.QName(element).text
 
 
 def _allowed_children(model: Any) -> str:
