@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -23,10 +24,18 @@ from blockjob.testbed import DiskSpec, Testbed, scenario
 from blockjob.validate import validate_file
 
 HAVE_QEMU = all(shutil.which(tool) for tool in ("qemu-system-x86_64", "qemu-img", "qemu-io"))
-needs_qemu = [
+# `pytestmark = QEMU_MARKS` for a whole module, `@needs_qemu` for one test.
+QEMU_MARKS = [
     pytest.mark.qemu,
     pytest.mark.skipif(not HAVE_QEMU, reason="qemu-system-x86_64/qemu-img/qemu-io not installed"),
 ]
+_F = TypeVar("_F", bound=Callable[..., object])
+
+
+def needs_qemu(test: _F) -> _F:
+    for mark in QEMU_MARKS:
+        test = mark(test)
+    return test
 
 TOP, MID, BASE = "libvirt-1-format", "libvirt-2-format", "libvirt-3-format"
 JOB = "commit-vda-libvirt-2-format"
@@ -34,20 +43,21 @@ JOB = "commit-vda-libvirt-2-format"
 CRAWL = 64 * 1024
 
 
-class Crash(Exception):
+class CrashError(Exception):
     """Stands for the daemon dying at a crash point."""
 
 
 @contextmanager
 def started(directory: Path, *, fail_commit: bool = False) -> Iterator[Testbed]:
-    with Testbed(directory, [DiskSpec(scenario.TARGET, scenario.chain(fail_commit=fail_commit))]) as tb:
+    disk = DiskSpec(scenario.TARGET, scenario.chain(fail_commit=fail_commit))
+    with Testbed(directory, [disk]) as tb:
         yield tb
 
 
 def crash_at(point: CrashPoint) -> Callable[[CrashPoint], None]:
     def hook(reached: CrashPoint) -> None:
         if reached is point:
-            raise Crash(point)
+            raise CrashError(point)
     return hook
 
 
@@ -58,7 +68,7 @@ def commit(tb: Testbed, *, speed: int = 0, crash: CrashPoint | None = None) -> B
     try:
         return start_commit(StatusStore(tb.directory), doc, scenario.TARGET, MID, BASE,
                             speed=speed, crash=hook)
-    except Crash:
+    except CrashError:
         return None
 
 

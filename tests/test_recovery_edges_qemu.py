@@ -21,6 +21,7 @@ from tests.qemu_fixtures import (
     CRAWL,
     JOB,
     MID,
+    QEMU_MARKS,
     TOP,
     assert_chain,
     assert_file_sound,
@@ -28,12 +29,11 @@ from tests.qemu_fixtures import (
     commit,
     counts,
     job_status,
-    needs_qemu,
     started,
     wait_concluded,
 )
 
-pytestmark = needs_qemu
+pytestmark = QEMU_MARKS
 REPO = Path(__file__).resolve().parent.parent
 
 

@@ -13,27 +13,28 @@ import pytest
 
 import blockjob
 from blockjob.recovery import recover
+from blockjob.recovery.execute import StepHook
 from blockjob.recovery.steps import Step
-from tests.qemu_fixtures import JOB, commit, job_status, needs_qemu, started, wait_concluded
+from tests.qemu_fixtures import JOB, QEMU_MARKS, commit, job_status, started, wait_concluded
 from tests.test_recovery_qemu import assert_completed, assert_restored
 
-pytestmark = needs_qemu
+pytestmark = QEMU_MARKS
 REPO = Path(__file__).resolve().parent.parent
 
 
-class Interrupted(Exception):
-    pass
+class StepInterruptError(Exception):
+    """Stands for recovery dying just before a step."""
 
 
-def interrupt_at(number: int) -> tuple[list[Step], object]:
+def interrupt_at(number: int) -> StepHook:
     seen: list[Step] = []
 
     def hook(step: Step) -> None:
         seen.append(step)
         if len(seen) == number + 1:
-            raise Interrupted(step)
+            raise StepInterruptError(step)
 
-    return seen, hook
+    return hook
 
 
 @pytest.mark.parametrize("number", range(5))
@@ -41,9 +42,8 @@ def test_completed_commit_interrupted_at_each_step(tmp_path: Path, number: int) 
     with started(tmp_path) as tb:
         commit(tb)
         wait_concluded(tb)
-        seen, hook = interrupt_at(number)
-        with pytest.raises(Interrupted):
-            recover([tb.status_path], on_step=hook)  # type: ignore[arg-type]
+        with pytest.raises(StepInterruptError):
+            recover([tb.status_path], on_step=interrupt_at(number))
         blockjob.load(tb.status_path)  # what was saved so far loads
         assert recover([tb.status_path]).ok
         assert_completed(tb)
@@ -54,9 +54,8 @@ def test_failed_commit_interrupted_at_each_step(tmp_path: Path, number: int) -> 
     with started(tmp_path, fail_commit=True) as tb:
         commit(tb)
         wait_concluded(tb)
-        seen, hook = interrupt_at(number)
-        with pytest.raises(Interrupted):
-            recover([tb.status_path], on_step=hook)  # type: ignore[arg-type]
+        with pytest.raises(StepInterruptError):
+            recover([tb.status_path], on_step=interrupt_at(number))
         assert recover([tb.status_path]).ok
         assert_restored(tb)
 

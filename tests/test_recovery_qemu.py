@@ -9,14 +9,16 @@ from pathlib import Path
 import pytest
 
 import blockjob
-from blockjob.commit import CrashPoint
+from blockjob.commit import CrashPoint, start_commit
 from blockjob.recovery import Decision, recover
+from blockjob.store import StatusStore
 from blockjob.testbed import Testbed, scenario
 from tests.qemu_fixtures import (
     BASE,
     CRAWL,
     JOB,
     MID,
+    QEMU_MARKS,
     TOP,
     assert_chain,
     assert_file_sound,
@@ -24,13 +26,12 @@ from tests.qemu_fixtures import (
     commit,
     counts,
     job_status,
-    needs_qemu,
     started,
     wait_concluded,
     wait_until,
 )
 
-pytestmark = needs_qemu
+pytestmark = QEMU_MARKS
 
 BEFORE_QEMU_JOB = [
     CrashPoint.JOB_PERSISTED, CrashPoint.BASE_WRITABLE,
@@ -148,8 +149,6 @@ def test_running_commit_is_adopted_then_finished_by_a_later_run(tmp_path: Path) 
 def test_ready_active_commit_is_adopted_as_ready(tmp_path: Path) -> None:
     with started(tmp_path) as tb:
         doc = blockjob.load(tb.status_path)
-        from blockjob.commit import start_commit
-        from blockjob.store import StatusStore
         job = start_commit(StatusStore(tmp_path), doc, "vda", TOP, BASE)
         assert job.type == "active-commit"
         with tb.connect() as monitor:

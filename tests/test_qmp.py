@@ -1,0 +1,73 @@
+"""The QMP adapter: typed replies and clear errors, against a real QEMU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from blockjob.qmp import Monitor, MonitorUnavailableError, QMPCommandError, _node
+from blockjob.testbed.qemu import QemuProcess
+from tests.qemu_fixtures import BASE, needs_qemu, started
+
+
+def test_missing_socket_is_reported_with_its_path(tmp_path: Path) -> None:
+    path = str(tmp_path / "gone.sock")
+    with pytest.raises(MonitorUnavailableError) as caught:
+        Monitor.connect(path, connect_timeout=0.1)
+    assert caught.value.path == path
+    assert str(caught.value).startswith(f"{path}: QEMU monitor unavailable: ")
+
+
+def test_node_reply_keeps_named_bitmaps_and_the_inconsistent_flag() -> None:
+    # Shapes from QEMU.md: a job-internal bitmap has no name; a crashed one is inconsistent.
+    node = _node({"node-name": "libvirt-3-format", "drv": "qcow2", "ro": True, "dirty-bitmaps": [
+        {"recording": True, "persistent": False, "busy": False, "granularity": 65536,
+         "count": 1048576},
+        {"name": "bm", "recording": False, "persistent": True, "busy": False,
+         "granularity": 65536, "count": 0, "inconsistent": True},
+    ]})
+    assert [b.name for b in node.bitmaps] == ["bm"]
+    assert node.bitmaps[0].inconsistent and node.read_only
+    assert node.bitmap("bm") is node.bitmaps[0] and node.bitmap("other") is None
+
+
+@needs_qemu
+def test_queries_and_command_errors(tmp_path: Path) -> None:
+    with started(tmp_path) as tb, tb.connect() as monitor:
+        base = monitor.query_nodes()[BASE]
+        assert base.driver == "qcow2" and base.read_only
+        assert {b.name: (b.recording, b.count) for b in base.bitmaps} == {
+            "chk0": (True, 2 << 20), "chk1": (True, 1 << 20), "bm-off": (False, 0)}
+        assert monitor.query_jobs() == {}
+        with pytest.raises(QMPCommandError) as caught:
+            monitor.job_dismiss("no-such-job")
+        assert caught.value.command == "job-dismiss"
+        assert caught.value.error_class == "GenericError"
+        assert "no-such-job" in str(caught.value) or "not found" in str(caught.value)
+
+
+@needs_qemu
+def test_busy_monitor_times_out_instead_of_hanging(tmp_path: Path) -> None:
+    qemu = QemuProcess(tmp_path / "qemu.log")
+    qemu.start()
+    try:
+        # QEMU serves one client at a time: the second one is never greeted.
+        with qemu.connect(), pytest.raises(MonitorUnavailableError, match="timed out"):
+            Monitor.connect(qemu.monitor_path, connect_timeout=0.3)
+    finally:
+        qemu.stop()
+
+
+@needs_qemu
+def test_qemu_dying_mid_session_is_monitor_unavailable(tmp_path: Path) -> None:
+    qemu = QemuProcess(tmp_path / "qemu.log")
+    qemu.start()
+    try:
+        monitor = qemu.connect()
+        qemu.kill()
+        with pytest.raises(MonitorUnavailableError):
+            monitor.query_jobs()
+        monitor.close()
+    finally:
+        qemu.stop()
