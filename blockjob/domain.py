@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lxml import etree
@@ -46,9 +47,17 @@ def read_disks(domain: etree._Element | None) -> dict[str, Disk]:
     return disks
 
 
-_NAMES = "privateData/nodenames/nodename[@type='storage' or @type='format']/@name"
-_CHAIN_NAMES = etree.XPath(f"source/{_NAMES} | backingStore//source/{_NAMES}")
-_MIRROR_NAMES = etree.XPath(f"mirror/source/{_NAMES} | mirror/backingStore//source/{_NAMES}")
+_NODE_KINDS = frozenset({"storage", "format"})
+
+
+def _names_below(elements: Iterable[etree._Element]) -> frozenset[str]:
+    """Storage and format node names anywhere below `elements`."""
+    return frozenset(
+        name
+        for element in elements
+        for nodename in element.iter("nodename")
+        if nodename.get("type") in _NODE_KINDS and (name := nodename.get("name"))
+    )
 
 
 
@@ -83,11 +92,10 @@ class DiskRefs:
         return target in self.elements
 
     def chain_names(self, target: str) -> frozenset[str]:
-        return frozenset(map(str, _CHAIN_NAMES(self.elements[target])))
+        disk = self.elements[target]
+        return _names_below(c for c in disk if c.tag == "source" or c.tag == "backingStore")
 
     def mirror_names(self, target: str) -> frozenset[str] | None:
         """Node names of the disk's `<mirror>` chain; None when it has no mirror."""
-        disk = self.elements[target]
-        if disk.find("mirror") is None:
-            return None
-        return frozenset(map(str, _MIRROR_NAMES(disk)))
+        mirror = self.elements[target].find("mirror")
+        return _names_below((mirror,)) if mirror is not None else None

@@ -7,9 +7,10 @@ a status file written years ago must still name the same things.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from enum import StrEnum
 
-from blockjob.xmlnode import Node
+from blockjob.xmlnode import Node, node_from_xml
 
 
 class JobType(StrEnum):
@@ -41,25 +42,45 @@ ACTIVE_STATES = frozenset(
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class StorageSource:
     """One image of a chain: the wrapper's type/format, its `<source>`, its backing.
 
-    `source` holds the `<source>` element as read (without the `index` attribute,
-    which is stored in `index` because its place depends on the image's position).
+    `element` is the `<source>` element, either as a Node or, straight from a
+    file, as the XML lxml read (turned into a Node on first use: most loaded
+    images are never looked at). Its `index` attribute is held in `index`,
+    because where libvirt writes it depends on the image's place in the chain.
     `backing` is the next image down; `terminated` says a `<backingStore/>`
     terminator follows when there is no next image.
     """
 
     type: str
     format: str
-    source: Node
+    element: Node | bytes
     index: int | None = None
     format_children: tuple[Node, ...] = ()
     backing: StorageSource | None = None
     terminated: bool = False
     storage_node: str | None = None
     format_node: str | None = None
+
+    @cached_property
+    def source(self) -> Node:
+        """The `<source>` element, without `index`."""
+        node = self.element if isinstance(self.element, Node) else node_from_xml(self.element)
+        if node.attr("index") is None:
+            return node
+        return node.with_attrs(tuple(kv for kv in node.attrs if kv[0] != "index"))
+
+    def _key(self) -> tuple[object, ...]:
+        return (self.type, self.format, self.source, self.index, self.format_children,
+                self.backing, self.terminated, self.storage_node, self.format_node)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, StorageSource) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
 
     def images(self) -> list[StorageSource]:
         """This image and every image below it, top first."""

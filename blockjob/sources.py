@@ -26,17 +26,15 @@ class SourceError(ValueError):
     """A job storage source that libvirt would refuse ("missing job chain data")."""
 
 
-def _node_names(source: Node) -> tuple[str | None, str | None]:
+def _node_names(source: etree._Element) -> tuple[str | None, str | None]:
     """(storage, format) node names from `<source><privateData><nodenames>`."""
     storage = fmt = None
-    private = source.child("privateData")
-    nodenames = private.child("nodenames") if private is not None else None
-    for nodename in nodenames.children if nodenames is not None else ():
-        kind = nodename.attr("type")
+    for nodename in source.iter("nodename"):
+        kind = nodename.get("type")
         if kind == "storage":
-            storage = nodename.attr("name") or None
+            storage = nodename.get("name") or None
         elif kind == "format":
-            fmt = nodename.attr("name") or None
+            fmt = nodename.get("name") or None
     return storage, fmt
 
 
@@ -65,16 +63,13 @@ def _image(
     `index` comes from `<source>` on a chain's top image and from the
     `<backingStore>` element further down (`holder` then).
     """
-    node = from_lxml(source)
-    index_text = node.attr("index") if holder.tag != "backingStore" else holder.get("index")
-    if node.attr("index") is not None:
-        node = node.with_attrs(tuple(kv for kv in node.attrs if kv[0] != "index"))
+    index_text = source.get("index") if holder.tag != "backingStore" else holder.get("index")
     backing, terminated = read_backing(holder, strict=strict) if chain else (None, False)
-    storage, fmt_node = _node_names(node)
+    storage, fmt_node = _node_names(source)
     return StorageSource(
         type=kind,
         format=fmt,
-        source=node,
+        element=etree.tostring(source, with_tail=False),
         index=_index(index_text, f"<{holder.tag!s}>", strict=strict),
         format_children=format_children,
         backing=backing,
@@ -193,7 +188,7 @@ def file_image(
     return StorageSource(
         type="file",
         format=fmt,
-        source=Node("source", (("file", path),), private),
+        element=Node("source", (("file", path),), private),
         index=index,
         backing=backing,
         terminated=terminated,

@@ -52,14 +52,24 @@ class Node(NamedTuple):
 
 def from_lxml(element: etree._Element) -> Node:
     """Convert an lxml element, dropping comments and whitespace-only text."""
+    # tuple.__new__ skips NamedTuple's Python-level constructor: this runs per element.
     if len(element):
         children = tuple([from_lxml(child) for child in element.iterchildren(_ELEMENTS)])
         if children:
-            return Node(element.tag, tuple(element.items()), children, None)  # type: ignore[arg-type]
+            return _new(Node, (element.tag, tuple(element.items()), children, None))
     text = element.text
     if text is not None and not text.strip():
         text = None
-    return Node(element.tag, tuple(element.items()), (), text)  # type: ignore[arg-type]
+    return _new(Node, (element.tag, tuple(element.items()), (), text))
+
+
+_new = tuple.__new__
+# Only for XML lxml itself serialized from an already checked document.
+_TRUSTED = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
+
+
+def node_from_xml(data: bytes) -> Node:
+    return from_lxml(etree.fromstring(data, _TRUSTED))
 
 
 # Comments and processing instructions carry nothing libvirt reads.

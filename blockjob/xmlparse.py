@@ -23,7 +23,9 @@ _PARSER = etree.XMLParser(
     load_dtd=False,
     dtd_validation=False,
     huge_tree=False,
-    remove_comments=False,
+    # Indentation text nodes carry nothing libvirt reads; dropping them makes
+    # the tree smaller and faster to build and to walk.
+    remove_blank_text=True,
     collect_ids=False,
 )
 _DOCTYPE = re.compile(rb"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
