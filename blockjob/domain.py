@@ -93,7 +93,7 @@ class DiskRefs:
 
     def chain_names(self, target: str) -> frozenset[str]:
         disk = self.elements[target]
-        return _names_below(c for c in disk if c.tag == "source" or c.tag == "backingStore")
+        return _names_below(c for c in disk if c.tag in {"source", "backingStore"})
 
     def mirror_names(self, target: str) -> frozenset[str] | None:
         """Node names of the disk's `<mirror>` chain; None when it has no mirror."""

@@ -7,8 +7,8 @@ a status file written years ago must still name the same things.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from functools import cached_property
 from enum import StrEnum
+from functools import cached_property
 
 from blockjob.xmlnode import Node, node_from_xml
 
