@@ -106,7 +106,7 @@ def start_commit(
     job, chain = _new_job(doc, disk, top, base)
     base_image = next(i for i in chain if i.matches(base))
     own = monitor is None
-    qemu = Monitor.connect(doc.monitor_path or "") if monitor is None else monitor
+    qemu = monitor or Monitor.connect(doc.monitor_path or "", connect_timeout=1.0)
     try:
         nodes = qemu.query_nodes()
         base_node = effective_node(base_image)

@@ -1,0 +1,171 @@
+"""The recovery rules table: job state x QEMU state -> decision and steps (no QEMU)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import blockjob
+from blockjob.model import BlockJob, CommitData, JobState, JobType, PullData
+from blockjob.qmp import QemuJob
+from blockjob.recovery import Decision, plan_job
+from blockjob.recovery.steps import (
+    Cancel,
+    DeleteNodes,
+    Dismiss,
+    Drop,
+    Finalize,
+    MergeBitmaps,
+    Record,
+    Reenable,
+    describe,
+)
+from blockjob.testbed.domstatus import DiskChain, domstatus_xml
+from blockjob.testbed.qemu import AttachedImage
+
+NAME = "commit-vda-libvirt-2-format"
+DATA = CommitData(base="libvirt-3-storage", top="libvirt-2-storage",
+                  topparent="libvirt-1-storage", disabled_base_bitmaps=("chk1", "chk0"))
+COMMIT = BlockJob(NAME, JobType.COMMIT, JobState.RUNNING, jobflags=0, disk="vda", data=DATA)
+
+
+def document(job: BlockJob | None = COMMIT) -> blockjob.StatusDocument:
+    images = tuple(AttachedImage(Path(f"/img/{n}.qcow2"), i + 1)
+                   for i, n in enumerate(("top", "mid", "base")))
+    doc = blockjob.loads(domstatus_xml("lab1", "/run/qmp.sock", 1, [DiskChain("vda", images)]))
+    if job is not None:
+        doc.add_job(job)
+    return doc
+
+
+def qemu(status: str, error: str | None = None, name: str = NAME) -> QemuJob:
+    return QemuJob(name, "commit", status, error=error)
+
+
+def kinds(steps: tuple[object, ...]) -> list[str]:
+    return [type(step).__name__ for step in steps]
+
+
+def test_concluded_commit_is_finished_merged_and_spliced_out() -> None:
+    doc = document()
+    plan = plan_job(doc, COMMIT, qemu("concluded"))
+    assert plan.decision is Decision.COMPLETED
+    assert kinds(plan.steps) == ["Record", "MergeBitmaps", "Dismiss", "DeleteNodes", "Drop"]
+    record, merge, _, delete, drop = plan.steps
+    assert isinstance(record, Record) and record.newstate is JobState.COMPLETED
+    assert isinstance(merge, MergeBitmaps)
+    assert merge.chain == ("libvirt-2-format", "libvirt-3-format")
+    assert merge.listed == ("chk1", "chk0")
+    assert isinstance(delete, DeleteNodes)
+    assert [i.format_node for i in delete.images] == ["libvirt-2-format"]
+    assert isinstance(drop, Drop) and drop.chain is not None
+    assert [i.format_node for i in drop.chain.images()] == ["libvirt-1-format", "libvirt-3-format"]
+    assert drop.chain.images()[-1].terminated
+
+
+def test_recorded_completion_resumes_without_qemu_job() -> None:
+    job = replace(COMMIT, newstate=JobState.COMPLETED)
+    plan = plan_job(document(job), job, None)
+    assert plan.decision is Decision.COMPLETED
+    assert kinds(plan.steps) == ["MergeBitmaps", "DeleteNodes", "Drop"]
+
+
+@pytest.mark.parametrize(("job", "qjob", "outcome"), [
+    (COMMIT, qemu("concluded", "Input/output error"), JobState.FAILED),
+    (replace(COMMIT, state=JobState.ABORTING), qemu("concluded"), JobState.CANCELLED),
+    (replace(COMMIT, type=JobType.ACTIVE_COMMIT, state=JobState.READY), qemu("concluded"),
+     JobState.CANCELLED),
+    (replace(COMMIT, newstate=JobState.FAILED), None, JobState.FAILED),
+])
+def test_jobs_that_ended_badly_get_bitmaps_back_and_keep_the_chain(
+    job: BlockJob, qjob: QemuJob | None, outcome: JobState
+) -> None:
+    doc = document(replace(job, data=replace(DATA, topparent=None))
+                   if job.type is JobType.ACTIVE_COMMIT else job)
+    stored = doc.job(NAME)
+    assert stored is not None
+    plan = plan_job(doc, stored, qjob)
+    assert plan.decision is Decision.FAILED
+    steps = [s for s in plan.steps if not isinstance(s, Record)]
+    expected = ["Reenable", "Dismiss", "Drop"] if qjob else ["Reenable", "Drop"]
+    assert kinds(tuple(steps)) == expected
+    drop = steps[-1]
+    assert isinstance(drop, Drop) and drop.chain is None
+    records = [s for s in plan.steps if isinstance(s, Record)]
+    assert all(r.newstate is outcome for r in records)
+
+
+def test_failure_message_from_qemu_is_recorded() -> None:
+    plan = plan_job(document(), COMMIT, qemu("concluded", "Input/output error"))
+    record = plan.steps[0]
+    assert isinstance(record, Record) and record.errmsg == "Input/output error"
+    assert describe(record) == "record newstate=failed errmsg='Input/output error'"
+
+
+@pytest.mark.parametrize(("state", "status", "new"), [
+    (JobState.NEW, "running", JobState.RUNNING),
+    (JobState.RUNNING, "ready", JobState.READY),
+    (JobState.NEW, "ready", JobState.READY),
+    (JobState.RUNNING, "running", None),
+    (JobState.PIVOTING, "ready", None),
+])
+def test_running_jobs_are_adopted_and_follow_qemu(
+    state: JobState, status: str, new: JobState | None
+) -> None:
+    job = replace(COMMIT, state=state)
+    plan = plan_job(document(job), job, qemu(status))
+    assert plan.decision is Decision.ADOPT
+    assert plan.steps == ((Record(NAME, state=new),) if new else ())
+
+
+def test_pending_job_is_finalized_first() -> None:
+    plan = plan_job(document(), COMMIT, qemu("pending"))
+    assert plan.decision is Decision.FINALIZE and plan.steps == (Finalize(NAME),)
+
+
+def test_never_started_job_restores_bitmaps_and_base() -> None:
+    job = replace(COMMIT, state=JobState.NEW)
+    plan = plan_job(document(job), job, None)
+    assert plan.decision is Decision.UNSTARTED
+    reenable, drop = plan.steps
+    assert isinstance(reenable, Reenable) and reenable.restore_read_only
+    assert reenable.base.format_node == "libvirt-3-format"
+    assert drop == Drop(NAME)
+
+
+def test_vanished_running_job_is_dropped_with_a_note() -> None:
+    plan = plan_job(document(), COMMIT, None)
+    assert plan.decision is Decision.VANISHED and plan.note
+    assert kinds(plan.steps) == ["Reenable", "Drop"]
+
+
+def test_invalid_job_is_cancelled_and_its_listed_bitmaps_restored() -> None:
+    job = replace(COMMIT, data=replace(DATA, top="libvirt-99-storage"))
+    doc = blockjob.loads(document(job).dumps())  # reload: the reader marks it invalid
+    loaded = doc.job(NAME)
+    assert loaded is not None and loaded.invalid
+    plan = plan_job(doc, loaded, qemu("running"))
+    assert plan.decision is Decision.INVALID
+    assert plan.steps[:2] == (Cancel(NAME), Dismiss(NAME))
+    assert kinds(plan.steps[2:]) == ["Reenable", "Drop"]
+    assert plan_job(doc, loaded, None).steps[0].__class__ is Reenable
+
+
+def test_finished_pull_keeps_top_and_base() -> None:
+    job = BlockJob("pull-vda-libvirt-1-format", JobType.PULL, JobState.RUNNING, jobflags=0,
+                   disk="vda", data=PullData(base="libvirt-3-storage"))
+    plan = plan_job(document(job), job, qemu("concluded", name=job.name))
+    assert kinds(plan.steps) == ["Record", "Dismiss", "DeleteNodes", "Drop"]
+    drop = plan.steps[-1]
+    assert isinstance(drop, Drop) and drop.chain is not None
+    assert [i.format_node for i in drop.chain.images()] == ["libvirt-1-format", "libvirt-3-format"]
+
+
+def test_finished_copy_is_only_dismissed_and_dropped() -> None:
+    job = BlockJob("copy-vda-libvirt-1-format", JobType.COPY, JobState.PIVOTING, jobflags=0,
+                   disk="vda")
+    plan = plan_job(document(job), job, qemu("concluded", name=job.name))
+    assert plan.decision is Decision.COMPLETED
+    assert kinds(plan.steps) == ["Record", "Dismiss", "Drop"]
