@@ -1,0 +1,73 @@
+"""`blockjob recover`: exit codes, text and JSON output, progress on a terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from blockjob.cli import main
+from tests.qemu_fixtures import commit, needs_qemu, started, wait_concluded
+from tests.test_recovery_plan import document
+
+
+def test_missing_path_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope.xml"
+    assert main(["recover", str(missing)]) == 2
+    assert capsys.readouterr().err == f"{missing}:0: no such file or directory\n"
+
+
+def test_file_without_jobs_needs_no_qemu(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "lab1.xml"
+    path.write_bytes(document(None).dumps())
+    assert main(["recover", str(path)]) == 0
+    assert capsys.readouterr().out == f"lab1 ({path}): reconciled\n  no block jobs\n"
+
+
+def test_unloadable_file_needs_attention_and_says_where(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = tmp_path / "lab1.xml"
+    good.write_bytes(document(None).dumps())
+    bad = tmp_path / "lab2.xml"
+    bad.write_bytes(b"<domstatus>\n<blockjobs>\n</domstatus>\n")
+    assert main(["recover", "--json", str(tmp_path)]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["ok"] is False
+    assert [d["status"] for d in result["domains"]] == ["reconciled", "attention"]
+    assert result["domains"][1]["error"].startswith(f"{bad}:3: ")
+
+
+def test_progress_goes_to_a_terminal_stderr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "lab1.xml"
+    path.write_bytes(document(None).dumps())
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["recover", str(path)]) == 0
+    assert capsys.readouterr().err == "recover: lab1: reconciled\n"
+
+
+@needs_qemu
+def test_dry_run_prints_the_plan(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with started(tmp_path) as tb:
+        commit(tb)
+        wait_concluded(tb)
+        before = tb.status_path.read_bytes()
+        assert main(["recover", "--dry-run", str(tb.status_path)]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert out[0] == f"lab1 ({tb.status_path}): planned"
+        assert out[1] == "  commit-vda-libvirt-2-format: finish-completed (QEMU concluded)"
+        assert out[2:] == [
+            "    [-] record newstate=completed",
+            "    [-] merge libvirt-2-format bitmaps into libvirt-3-format, re-enable chk1, chk0",
+            "    [-] job-dismiss commit-vda-libvirt-2-format",
+            "    [-] blockdev-del libvirt-2-format (format node, then storage node)",
+            "    [-] drop job commit-vda-libvirt-2-format; disk vda chain is "
+            "libvirt-1-format, libvirt-3-format",
+        ]
+        assert tb.status_path.read_bytes() == before
