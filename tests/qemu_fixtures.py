@@ -49,6 +49,7 @@ class CrashError(Exception):
 
 @contextmanager
 def started(directory: Path, *, fail_commit: bool = False) -> Iterator[Testbed]:
+    directory.mkdir(parents=True, exist_ok=True)
     disk = DiskSpec(scenario.TARGET, scenario.chain(fail_commit=fail_commit))
     with Testbed(directory, [disk]) as tb:
         yield tb

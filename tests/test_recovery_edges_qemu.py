@@ -127,3 +127,25 @@ def test_started_commit_is_recorded_with_its_disabled_bitmaps(tmp_path: Path) ->
         with tb.connect() as monitor:
             assert job_status(monitor) == "running"
             assert monitor.query_nodes()[BASE].read_only is False  # the commit writes to it
+
+
+SHARED = REPO.parent / "shared" / "libvirt-9.0-status"
+
+
+def test_libvirt_9_corrupt_file_is_rewritten_loadable(tmp_path: Path) -> None:
+    """libvirt 9.0 lost this domain on the next restart (`<mirror job=''>`, QEMU.md)."""
+    source = SHARED / "corrupt1-edited.xml"
+    if not source.exists():
+        pytest.skip(f"{source} is not available")
+    with started(tmp_path / "qemu") as tb:
+        text = source.read_text()
+        text = text.replace("/var/lib/libvirt/qemu/domain-1-lab1/monitor.sock", tb.monitor_path)
+        path = tmp_path / "lab1.xml"
+        path.write_text(text)
+        report = recover([path])
+        assert report.ok
+        assert [job.decision for job in report.domains[0].jobs] == [Decision.INVALID] * 2
+        doc = assert_file_sound(path)
+        assert doc.jobs == []
+        assert "job=''" not in path.read_text()
+        assert recover([path]).ok and path.read_text() == doc.dumps().decode()
