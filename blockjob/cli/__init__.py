@@ -28,13 +28,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _modules() -> list[ModuleType]:
-    found = []
-    for name in COMMANDS:  # TODO(lead): drop this guard once every command module has landed
-        try:
-            found.append(importlib.import_module(f"blockjob.cli.{name}"))
-        except ModuleNotFoundError:
-            continue
-    return found
+    return [importlib.import_module(f"blockjob.cli.{name}") for name in COMMANDS]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
