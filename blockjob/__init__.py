@@ -1,5 +1,6 @@
 """blockjob: libvirt status-XML block jobs, kept alive across a daemon restart."""
 
+from blockjob.commit import CrashPoint, start_commit
 from blockjob.document import StatusDocument, load, loads
 from blockjob.domain import Disk
 from blockjob.errors import BlockJobError, StatusXMLError, UnsafeXMLError
@@ -15,6 +16,8 @@ from blockjob.model import (
     PullData,
     StorageSource,
 )
+from blockjob.recovery import RecoveryReport, recover
+from blockjob.store import LoadFailure, LoadReport, StatusStore, StoreError
 
 __all__ = [
     "BackupData",
@@ -22,16 +25,24 @@ __all__ = [
     "BlockJobError",
     "CommitData",
     "CopyData",
+    "CrashPoint",
     "CreateData",
     "Disk",
     "JobChains",
     "JobState",
     "JobType",
+    "LoadFailure",
+    "LoadReport",
     "PullData",
+    "RecoveryReport",
     "StatusDocument",
+    "StatusStore",
     "StatusXMLError",
     "StorageSource",
+    "StoreError",
     "UnsafeXMLError",
     "load",
     "loads",
+    "recover",
+    "start_commit",
 ]
