@@ -59,22 +59,22 @@ def test_missing_file_exits_2(valid: Path, capsys: pytest.CaptureFixture[str]) -
     assert "/nonexistent/x.xml:0: cannot read: No such file or directory" in err
 
 
-def test_not_well_formed_exits_2_with_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"<domstatus>\n  <blockjobs active='no'>\n</domstatus>\n", ":3: not well-formed XML"),
+        (b"<!DOCTYPE d [<!ENTITY e 'x'>]>\n<domstatus>&e;</domstatus>\n",
+         ":1: document type declarations"),
+    ],
+    ids=["not-well-formed", "doctype"],
+)
+def test_unusable_xml_exits_2_with_line(
+    content: bytes, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "broken.xml"
-    path.write_bytes(b"<domstatus>\n  <blockjobs active='no'>\n</domstatus>\n")
+    path = tmp_path / "unusable.xml"
+    path.write_bytes(content)
     assert main(["validate", str(path)]) == 2
-    assert capsys.readouterr().err.startswith(f"{path}:3: not well-formed XML")
-
-
-def test_doctype_is_refused_not_validated(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = tmp_path / "entity.xml"
-    path.write_bytes(b"<!DOCTYPE d [<!ENTITY e 'x'>]>\n<domstatus>&e;</domstatus>\n")
-    assert main(["validate", str(path)]) == 2
-    assert "document type declarations" in capsys.readouterr().err
+    assert capsys.readouterr().err.startswith(f"{path}{expected}")
 
 
 def test_json_one_object_per_file(valid: Path, capsys: pytest.CaptureFixture[str]) -> None:
