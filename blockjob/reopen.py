@@ -38,9 +38,14 @@ def transaction_on(
 ) -> None:
     """Run `actions` in one transaction with `image` writable, then make it read-only again.
 
-    The read-only reopen also runs when the transaction fails, so an error never
-    leaves a backing image writable; the transaction's error is the one raised.
+    An image that is writable already (e.g. the active layer after an active commit)
+    is left as it is. The read-only reopen also runs when the transaction fails, so an
+    error never leaves a backing image writable; the transaction's error is raised.
     """
+    node = monitor.query_nodes().get(image.format_node or "")
+    if node is not None and not node.read_only:
+        monitor.transaction(actions)
+        return
     set_read_only(monitor, image, False)
     try:
         monitor.transaction(actions)

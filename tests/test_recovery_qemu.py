@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 import blockjob
 from blockjob.commit import CrashPoint, start_commit
+from blockjob.model import JobState
 from blockjob.recovery import Decision, recover
 from blockjob.store import StatusStore
 from blockjob.testbed import Testbed, scenario
@@ -208,3 +210,27 @@ def test_dry_run_changes_nothing_and_shows_the_plan(tmp_path: Path) -> None:
         assert (tb.status_path.read_bytes(), base_bitmaps(tb)) == before
         with tb.connect() as monitor:
             assert job_status(monitor) == "concluded"
+
+
+def test_pivoted_active_commit_makes_base_the_active_image(tmp_path: Path) -> None:
+    """The daemon asked for the pivot (state pivoting) and died before it concluded."""
+    with started(tmp_path) as tb:
+        store = StatusStore(tmp_path)
+        doc = blockjob.load(tb.status_path)
+        job = start_commit(store, doc, "vda", TOP, BASE)
+        with tb.connect() as monitor:
+            wait_until(lambda: job_status(monitor, job.name) == "ready", "ready")
+            doc.replace_job(replace(job, state=JobState.PIVOTING))
+            store.save(doc)
+            monitor.job_complete(job.name)
+        wait_concluded(tb, job.name)
+        assert recover_ok(tb) == [Decision.COMPLETED]
+        assert_chain(assert_file_sound(tb.status_path), BASE)
+        with tb.connect() as monitor:
+            nodes = monitor.query_nodes()
+        assert TOP not in nodes and MID not in nodes
+        assert not nodes[BASE].read_only  # base is the active image now
+        bitmaps = base_bitmaps(tb)
+        # base 1-2M + mid 4-7M + top 12-13M; chk2: mid 6-7M + top 12-13M
+        assert counts(bitmaps) == {"chk0": 2 << 20, "chk1": 5 << 20, "chk2": 2 << 20, "bm-off": 0}
+        assert {n for n, b in bitmaps.items() if b.recording} == {"chk0", "chk1", "chk2"}

@@ -94,7 +94,8 @@ def _reenable(ctx: Context, step: Reenable) -> None:
     ctx.problems.extend(problems)
     if actions:
         transaction_on(ctx.monitor, step.base, actions)
-    elif step.restore_read_only and base in nodes and not nodes[base].read_only:
+    # A start flow that died inside its window left base writable; the commit never ran.
+    if step.restore_read_only and base in nodes and not nodes[base].read_only:
         set_read_only(ctx.monitor, step.base, True)
 
 
