@@ -86,9 +86,49 @@ def test_crash_before_the_qemu_job_restores_the_bitmaps(tmp_path: Path, point: C
 
 
 @pytest.mark.parametrize("point", AFTER_QEMU_JOB, ids=str)
-def test_crash_after_the_qemu_job_started_finishes_it(tmp_path: Path, point: CrashPoint) -> None:
+def test_completed_after_each_crash_point(tmp_path: Path, point: CrashPoint) -> None:
     with started(tmp_path) as tb:
         assert commit(tb, crash=point) is None
+        wait_concluded(tb)
+        assert recover_ok(tb) == [Decision.COMPLETED]
+        assert_completed(tb)
+
+
+@pytest.mark.parametrize("point", AFTER_QEMU_JOB, ids=str)
+def test_failed_after_each_crash_point(tmp_path: Path, point: CrashPoint) -> None:
+    with started(tmp_path, fail_commit=True) as tb:
+        commit(tb, crash=point)
+        wait_concluded(tb)
+        with tb.connect() as monitor:
+            assert monitor.query_jobs()[JOB].error == "Input/output error"
+        assert recover_ok(tb) == [Decision.FAILED]
+        assert_restored(tb)
+
+
+@pytest.mark.parametrize("point", AFTER_QEMU_JOB, ids=str)
+def test_cancelled_after_each_crash_point(tmp_path: Path, point: CrashPoint) -> None:
+    with started(tmp_path) as tb:
+        commit(tb, speed=CRAWL, crash=point)
+        with tb.connect() as monitor:  # someone else cancels while the daemon is away
+            monitor.job_cancel(JOB)
+        wait_concluded(tb)
+        assert recover_ok(tb) == [Decision.FAILED]
+        assert_restored(tb)
+
+
+@pytest.mark.parametrize("point", AFTER_QEMU_JOB, ids=str)
+def test_running_after_each_crash_point_is_adopted_then_finished(
+    tmp_path: Path, point: CrashPoint
+) -> None:
+    with started(tmp_path) as tb:
+        commit(tb, speed=CRAWL, crash=point)
+        assert recover_ok(tb) == [Decision.ADOPT]
+        job = assert_file_sound(tb.status_path).job(JOB)
+        assert job is not None and job.state == "running"
+        assert {n for n, b in base_bitmaps(tb).items() if b.recording} == set()
+        with tb.connect() as monitor:
+            assert job_status(monitor) == "running"
+            monitor.execute("block-job-set-speed", {"device": JOB, "speed": 0})
         wait_concluded(tb)
         assert recover_ok(tb) == [Decision.COMPLETED]
         assert_completed(tb)
@@ -110,42 +150,6 @@ def test_completed_commit_is_finished_and_stored_in_the_image(tmp_path: Path) ->
     stored = {b["name"]: b["flags"] for b in info["format-specific"]["data"]["bitmaps"]}
     # Re-enabled and merged with base writable: QEMU stored them as recording ("auto").
     assert stored == {"chk0": ["auto"], "chk1": ["auto"], "chk2": ["auto"], "bm-off": []}
-
-
-def test_failed_commit_re_enables_and_keeps_the_chain(tmp_path: Path) -> None:
-    with started(tmp_path, fail_commit=True) as tb:
-        commit(tb)
-        wait_concluded(tb)
-        with tb.connect() as monitor:
-            assert monitor.query_jobs()[JOB].error == "Input/output error"
-        assert recover_ok(tb) == [Decision.FAILED]
-        assert_restored(tb)
-
-
-def test_cancelled_commit_re_enables_and_keeps_the_chain(tmp_path: Path) -> None:
-    with started(tmp_path) as tb:
-        commit(tb, speed=CRAWL)
-        with tb.connect() as monitor:  # someone else cancels while the daemon is away
-            monitor.job_cancel(JOB)
-        wait_concluded(tb)
-        assert recover_ok(tb) == [Decision.FAILED]
-        assert_restored(tb)
-
-
-def test_running_commit_is_adopted_then_finished_by_a_later_run(tmp_path: Path) -> None:
-    with started(tmp_path) as tb:
-        commit(tb, speed=CRAWL, crash=CrashPoint.COMMIT_STARTED)
-        assert recover_ok(tb) == [Decision.ADOPT]
-        job = blockjob.load(tb.status_path).job(JOB)
-        assert job is not None and job.state == "running"
-        assert {n for n, b in base_bitmaps(tb).items() if b.recording} == set()
-        assert_file_sound(tb.status_path)
-        with tb.connect() as monitor:
-            assert job_status(monitor) == "running"
-            monitor.execute("block-job-set-speed", {"device": JOB, "speed": 0})
-        wait_concluded(tb)
-        assert recover_ok(tb) == [Decision.COMPLETED]
-        assert_completed(tb)
 
 
 def test_ready_active_commit_is_adopted_as_ready(tmp_path: Path) -> None:
