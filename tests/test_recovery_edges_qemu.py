@@ -149,3 +149,21 @@ def test_libvirt_9_corrupt_file_is_rewritten_loadable(tmp_path: Path) -> None:
         assert doc.jobs == []
         assert "job=''" not in path.read_text()
         assert recover([path]).ok and path.read_text() == doc.dumps().decode()
+
+
+def test_qmp_error_needs_attention_and_keeps_the_job_for_a_rerun(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        commit(tb)
+        wait_concluded(tb)
+        # The file names a storage node QEMU does not have: blockdev-reopen fails.
+        text = tb.status_path.read_text().replace("libvirt-3-storage", "libvirt-33-storage")
+        tb.status_path.write_text(text)
+        report = recover([tb.status_path])
+        assert not report.ok and report.domains[0].status == "attention"
+        job = report.domains[0].jobs[0]
+        assert job.done == 1 and job.error is not None and job.error.startswith("blockdev-reopen")
+        kept = assert_file_sound(tb.status_path).job(JOB)
+        assert kept is not None and kept.newstate == "completed"
+        with tb.connect() as monitor:
+            assert job_status(monitor) == "concluded"
+            assert monitor.query_nodes()[BASE].read_only

@@ -13,7 +13,7 @@ from blockjob.qmp import Monitor, MonitorError, MonitorUnavailableError
 from blockjob.recovery.execute import Context, StepHook, run_step
 from blockjob.recovery.plan import Decision, plan_job
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
-from blockjob.recovery.steps import Finalize, describe
+from blockjob.recovery.steps import describe
 from blockjob.store import SUFFIX, StatusStore, read_status_bytes
 
 ProgressHook = Callable[[DomainReport], None]
@@ -48,30 +48,30 @@ def status_files(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def _recover_job(ctx: Context, name: str, dry_run: bool, on_step: StepHook | None) -> JobReport:
-    report: JobReport | None = None
+def _recover_job(
+    ctx: Context, report: JobReport, dry_run: bool, on_step: StepHook | None
+) -> None:
+    """Plan and run the job's steps into `report`; a pending job is finalized, then
+    planned again from what QEMU says after that."""
+    ctx.problems = report.problems
     for _ in range(MAX_ROUNDS):
-        job = ctx.doc.job(name)
+        job = ctx.doc.job(report.job)
         if job is None:
-            break
-        plan = plan_job(ctx.doc, job, ctx.monitor.query_jobs().get(name))
-        done = report.steps if report is not None else []
-        report = JobReport(name, plan.decision, plan.qemu_status, done, len(done), plan.note)
+            return
+        plan = plan_job(ctx.doc, job, ctx.monitor.query_jobs().get(report.job))
+        report.decision, report.qemu_status, report.note = (
+            plan.decision, plan.qemu_status, plan.note)
         report.steps += [describe(step) for step in plan.steps]
         if dry_run:
-            break
-        ctx.problems = report.problems
+            return
         for step in plan.steps:
             if on_step is not None:
                 on_step(step)
             run_step(ctx, step)
             report.done += 1
         if plan.decision is not Decision.FINALIZE:
-            break
-    assert report is not None
-    if not dry_run and any(isinstance(s, Finalize) for s in plan.steps):
-        report.error = f"job '{name}' is still pending after job-finalize"
-    return report
+            return
+    report.error = f"job '{report.job}' is still pending after job-finalize"
 
 
 def recover_document(
@@ -82,13 +82,15 @@ def recover_document(
     ctx = Context(doc, saver, monitor)
     reports: list[JobReport] = []
     for job in doc.jobs:
+        report = JobReport(job.name, "unknown", None)
+        reports.append(report)
         try:
-            reports.append(_recover_job(ctx, job.name, dry_run, on_step))
+            _recover_job(ctx, report, dry_run, on_step)
         except MonitorUnavailableError as exc:
-            reports.append(JobReport(job.name, "stopped", None, error=str(exc)))
-            break
+            report.error = str(exc)
+            break  # the next jobs would meet the same dead monitor
         except (MonitorError, BlockJobError, ValueError) as exc:
-            reports.append(JobReport(job.name, "stopped", None, error=str(exc)))
+            report.error = str(exc)
     return reports
 
 
