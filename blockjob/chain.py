@@ -21,7 +21,9 @@ def images_between(
 ) -> list[StorageSource]:
     """Images of `chain` from `top` (included) down to `base` (excluded; None = the bottom)."""
     images = chain.images()
-    start = next(i for i, image in enumerate(images) if _same(image, top))
+    start = next((i for i, image in enumerate(images) if _same(image, top)), None)
+    if start is None:
+        raise ValueError(f"image {top.path!r} is not in the disk's backing chain")
     end = next(
         (i for i, image in enumerate(images) if base is not None and _same(image, base)),
         len(images),

@@ -89,7 +89,7 @@ def recover_document(
         except MonitorUnavailableError as exc:
             report.error = str(exc)
             break  # the next jobs would meet the same dead monitor
-        except (MonitorError, BlockJobError, ValueError) as exc:
+        except (MonitorError, BlockJobError, ValueError, OSError) as exc:
             report.error = str(exc)
     return reports
 
