@@ -167,3 +167,17 @@ def test_qmp_error_needs_attention_and_keeps_the_job_for_a_rerun(tmp_path: Path)
         with tb.connect() as monitor:
             assert job_status(monitor) == "concluded"
             assert monitor.query_nodes()[BASE].read_only
+
+
+def test_job_that_ignores_cancel_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("blockjob.recovery.execute.CANCEL_WAIT_SECONDS", 0.0)
+    with started(tmp_path) as tb:
+        commit(tb, speed=CRAWL)
+        text = tb.status_path.read_text()
+        tb.status_path.write_text(text.replace("type='commit'", "type='bogus'"))
+        report = recover([tb.status_path])
+        job = report.domains[0].jobs[0]
+        assert not report.ok and job.decision == Decision.INVALID
+        assert job.problems == [f"job '{JOB}' did not conclude within 0 s of job-cancel"]
