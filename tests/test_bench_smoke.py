@@ -1,0 +1,52 @@
+"""The benchmark harness runs end to end (tiny repeat counts, tiny directories); no timings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench import corpus, run
+from bench.inputs import FIXTURE
+from bench.table import Row, render
+from blockjob import loads
+
+pytestmark = pytest.mark.skipif(
+    not FIXTURE.is_file(), reason=f"libvirt status files not found under {FIXTURE.parent.parent}"
+)
+
+
+def test_quick_run_prints_every_case(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    assert run.main(["--quick", "--sizes", "3,6", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    for case in ("| load ", "| dump ", "| save (fsync)", "| restart, per file ",
+                 "restart, per file growth", "validate RelaxNG", "validate XSD 1.1",
+                 "peak RSS growth"):
+        assert case in out, case
+    assert "lxml fromstring" in out
+    assert "targets missed" in out
+    assert list(tmp_path.iterdir()) == [], "scratch directories are removed"
+
+
+def test_corpus_files_are_real_files_renamed(tmp_path: Path) -> None:
+    sources = corpus.templates()
+    total = corpus.build(tmp_path, 4, sources)
+    files = sorted(tmp_path.iterdir())
+    assert total == sum(p.stat().st_size for p in files)
+    names: set[str] = set()
+    for path in files:
+        doc = loads(path.read_bytes(), str(path))
+        assert doc.domain_name == path.stem
+        names.update(job.name for job in doc.jobs)
+    assert len(names) == sum(len(loads(p.read_bytes()).jobs) for p in files), "job names unique"
+
+
+def test_ratio_and_verdict() -> None:
+    slower = Row("load", "x", 3e-6, "floor", 2e-6, "<= 1.5")
+    assert slower.verdict == "ok"
+    assert Row("load", "x", 4e-6, "floor", 2e-6, "<= 1.5").verdict == "MISS"
+    assert Row("load", "x", 1e-6, "peer", 2e-6, ">= 3").verdict == "MISS"
+    assert Row("load", "x", 1e-6, "peer", 4e-6, ">= 3").verdict == "ok"
+    table = render([slower, Row("v", "x", None, "floor", 1e-6, note="n/a")])
+    assert "1.50x" in table
+    assert "n/a" in table
