@@ -50,11 +50,12 @@ def element_span(data: bytes, tag: bytes, line: int, nth: int = 0) -> tuple[int,
     if head.group(2):
         return start, head.end()
     # Fast path: the first end tag closes it, unless a comment, CDATA section,
-    # processing instruction or nested namesake could fool a plain search.
+    # processing instruction or nested namesake could fool a plain search. Single
+    # bytes are looked for because memchr finds them many times faster than `<!`.
     close = data.find(b"</" + tag, head.end())
     if close >= 0:
         inner = data[head.end():close]
-        if b"<!" not in inner and b"<?" not in inner and pattern.search(inner) is None:
+        if b"!" not in inner and b"?" not in inner and b"<" + tag not in inner:
             return start, data.index(b">", close) + 1
     depth = 0
     for token in _TOKEN.finditer(data, start):
