@@ -62,7 +62,7 @@ class StatusDocument:
         self._jobs = {job.name: job for job in jobs}
         self.warnings: tuple[str, ...] = tuple(ctx.warnings)
         self.monitor_path = monitor.get("path") if monitor is not None else None
-        name = domain.find("name") if domain is not None else None
+        name = next(domain.iterchildren("name"), None) if domain is not None else None
         self.domain_name = name.text if name is not None else None
 
         if blockjobs is not None:

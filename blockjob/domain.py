@@ -52,13 +52,14 @@ _NODE_KINDS = frozenset({"storage", "format"})
 
 def _names_below(elements: Iterable[etree._Element]) -> frozenset[str]:
     """Storage and format node names anywhere below `elements`."""
-    return frozenset(
-        name
-        for element in elements
-        for nodename in element.iter("nodename")
-        if nodename.get("type") in _NODE_KINDS and (name := nodename.get("name"))
-    )
-
+    names = set()
+    for element in elements:
+        for nodename in element.iter("nodename"):
+            if nodename.get("type") in _NODE_KINDS:
+                name = nodename.get("name")
+                if name:
+                    names.add(name)
+    return frozenset(names)
 
 
 class DiskRefs:
@@ -73,12 +74,16 @@ class DiskRefs:
         repeated: set[str] = set()
         # A legacy (pre-blockdev) block copy shows only as `<mirror job='copy'>`.
         self.copy_mirror = False
-        devices = domain.find("devices") if domain is not None else None
+        devices = next(domain.iterchildren("devices"), None) if domain is not None else None
         for disk in devices.iterchildren("disk") if devices is not None else ():
-            mirror = disk.find("mirror")
+            target = mirror = None
+            for child in disk.iterchildren("target", "mirror"):
+                if child.tag == "target":
+                    target = child if target is None else target
+                elif mirror is None:
+                    mirror = child
             if mirror is not None and mirror.get("job") == "copy":
                 self.copy_mirror = True
-            target = disk.find("target")
             dev = target.get("dev") if target is not None else None
             if not dev:
                 continue
@@ -93,9 +98,9 @@ class DiskRefs:
 
     def chain_names(self, target: str) -> frozenset[str]:
         disk = self.elements[target]
-        return _names_below(c for c in disk if c.tag in {"source", "backingStore"})
+        return _names_below(disk.iterchildren("source", "backingStore"))
 
     def mirror_names(self, target: str) -> frozenset[str] | None:
         """Node names of the disk's `<mirror>` chain; None when it has no mirror."""
-        mirror = self.elements[target].find("mirror")
+        mirror = next(self.elements[target].iterchildren("mirror"), None)
         return _names_below((mirror,)) if mirror is not None else None

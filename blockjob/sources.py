@@ -11,7 +11,7 @@ from __future__ import annotations
 from lxml import etree
 
 from blockjob.model import StorageSource
-from blockjob.xmlnode import Node, from_lxml
+from blockjob.xmlnode import Node, first_children, from_lxml
 
 STORAGE_TYPES = frozenset(
     {"file", "block", "dir", "network", "volume", "nvme", "vhostuser", "vhostvdpa"}
@@ -38,12 +38,12 @@ def _node_names(source: etree._Element) -> tuple[str | None, str | None]:
     return storage, fmt
 
 
-def _index(text: str | None, what: str, *, strict: bool) -> int | None:
+def _index(text: str | None, holder: object, *, strict: bool) -> int | None:
     if not text:
         return None
     if not text.isascii() or not text.isdigit():
         if strict:
-            raise SourceError(f"{what}: index '{text}' is not an unsigned decimal number")
+            raise SourceError(f"<{holder!s}>: index '{text}' is not an unsigned decimal number")
         return None
     return int(text)
 
@@ -52,25 +52,24 @@ def _image(
     kind: str,
     fmt: str,
     source: etree._Element,
-    holder: etree._Element,
+    index: tuple[str | None, object],
+    below: etree._Element | None,
     *,
     strict: bool,
-    chain: bool = True,
     format_children: tuple[Node, ...] = (),
 ) -> StorageSource:
-    """One image; `holder` is the element whose `<backingStore>` child describes what is below.
+    """One image; `below` is the `<backingStore>` that describes what lies under it.
 
-    `index` comes from `<source>` on a chain's top image and from the
-    `<backingStore>` element further down (`holder` then).
+    `index` is (its text, the tag it came from): `<source index>` on a chain's top image,
+    the `<backingStore index>` further down.
     """
-    index_text = source.get("index") if holder.tag != "backingStore" else holder.get("index")
-    backing, terminated = read_backing(holder, strict=strict) if chain else (None, False)
+    backing, terminated = read_backing(below, strict=strict) if below is not None else (None, False)
     storage, fmt_node = _node_names(source)
     return StorageSource(
         type=kind,
         format=fmt,
         element=etree.tostring(source, with_tail=False),
-        index=_index(index_text, f"<{holder.tag!s}>", strict=strict),
+        index=_index(*index, strict=strict),
         format_children=format_children,
         backing=backing,
         terminated=terminated,
@@ -79,58 +78,68 @@ def _image(
     )
 
 
-def read_backing(element: etree._Element, *, strict: bool) -> tuple[StorageSource | None, bool]:
-    """Read the `<backingStore>` child of `element`: (next image, terminated)."""
-    backing = element.find("backingStore")
-    if backing is None:
-        return None, False
+def read_backing(backing: etree._Element, *, strict: bool) -> tuple[StorageSource | None, bool]:
+    """Read a `<backingStore>` element: (the image it describes, terminated)."""
     kind = backing.get("type")
     if not kind:
         return None, True
-    fmt_el = backing.find("format")
-    source = backing.find("source")
+    kids = first_children(backing)
+    fmt_el = kids.get("format")
+    source = kids.get("source")
     fmt = fmt_el.get("type") if fmt_el is not None else None
     if source is None or fmt_el is None or not fmt:
         if strict:
             raise SourceError("<backingStore> needs <format type> and <source>")
         return None, False
     extra = from_lxml(fmt_el).children if len(fmt_el) else ()
-    return _image(kind, fmt, source, backing, strict=strict, format_children=extra), False
+    return _image(kind, fmt, source, (backing.get("index"), "backingStore"),
+                  kids.get("backingStore"), strict=strict, format_children=extra), False
 
 
 def read_job_source(element: etree._Element, *, chain: bool) -> StorageSource:
     """Read `<disk>`/`<mirror>` of `<chains>`, or `<src>`/`<store>`, as libvirt requires."""
     kind = element.get("type")
     fmt = element.get("format")
-    source = element.find("source")
-    where = f"<{element.tag!s}>"
-    if not kind or not fmt or source is None or not source.get("index"):
-        raise SourceError(f"{where} needs type, format, <source> and source/@index")
+    kids = first_children(element)
+    source = kids.get("source")
+    index = source.get("index") if source is not None else None
+    if not kind or not fmt or source is None or not index:
+        raise SourceError(f"<{element.tag!s}> needs type, format, <source> and source/@index")
     if kind not in STORAGE_TYPES:
-        raise SourceError(f"{where}: unknown storage type '{kind}'")
+        raise SourceError(f"<{element.tag!s}>: unknown storage type '{kind}'")
     if fmt not in FORMATS:
-        raise SourceError(f"{where}: unknown image format '{fmt}'")
-    return _image(kind, fmt, source, element, strict=True, chain=chain)
+        raise SourceError(f"<{element.tag!s}>: unknown image format '{fmt}'")
+    below = kids.get("backingStore") if chain else None
+    return _image(kind, fmt, source, (index, element.tag), below, strict=True)
+
+
+def _lenient_image(
+    kind: str, fmt: str, source: etree._Element, kids: dict[object, etree._Element]
+) -> StorageSource:
+    return _image(kind, fmt, source, (source.get("index"), None), kids.get("backingStore"),
+                  strict=False)
 
 
 def read_disk_chain(disk: etree._Element) -> StorageSource | None:
     """The image chain of a domain `<disk>` (lenient: the domain is not ours to judge)."""
-    source = disk.find("source")
+    kids = first_children(disk)
+    source = kids.get("source")
     if source is None:
         return None
-    driver = disk.find("driver")
+    driver = kids.get("driver")
     fmt = (driver.get("type") if driver is not None else None) or ""
-    return _image(disk.get("type") or "", fmt, source, disk, strict=False)
+    return _lenient_image(disk.get("type") or "", fmt, source, kids)
 
 
 def read_mirror_chain(mirror: etree._Element) -> StorageSource | None:
     """The image chain of a domain disk's `<mirror>` element."""
-    source = mirror.find("source")
+    kids = first_children(mirror)
+    source = kids.get("source")
     if source is None:
         return None
-    fmt_el = mirror.find("format")
+    fmt_el = kids.get("format")
     fmt = mirror.get("format") or (fmt_el.get("type") if fmt_el is not None else None) or ""
-    return _image(mirror.get("type") or "", fmt, source, mirror, strict=False)
+    return _lenient_image(mirror.get("type") or "", fmt, source, kids)
 
 
 def _indexed(source: Node, index: int | None) -> Node:

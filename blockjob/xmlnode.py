@@ -50,6 +50,18 @@ class Node(NamedTuple):
         return self._replace(attrs=attrs)
 
 
+def first_children(element: etree._Element) -> dict[object, etree._Element]:
+    """The first child of each tag, like `find(tag)` for all tags at once, in one pass.
+
+    `find` parses its argument as a path on every call; a dict of the few children an
+    element has is cheaper as soon as two of them are looked up.
+    """
+    found: dict[object, etree._Element] = {}
+    for child in element:
+        found.setdefault(child.tag, child)
+    return found
+
+
 def from_lxml(element: etree._Element) -> Node:
     """Convert an lxml element, dropping comments and whitespace-only text."""
     # tuple.__new__ skips NamedTuple's Python-level constructor: this runs per element.
