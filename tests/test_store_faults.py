@@ -1,0 +1,134 @@
+"""Fault injection at each step of a save: the old file survives and StoreError is raised."""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import signal
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from blockjob.store import StatusStore, StoreError
+from tests.test_store_support import RawDocument, scratch_files, status_bytes
+
+OLD = RawDocument("vm1", status_bytes("vm1", "old version"))
+NEW = RawDocument("vm1", status_bytes("vm1", "new version " * 4000))
+
+_real_open = os.open
+_real_write = os.write
+_real_fsync = os.fsync
+_real_link = os.link
+
+
+def _fail(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+def _scratch_open(path: str | os.PathLike[str], flags: int, mode: int = 0o777, **kw: int) -> int:
+    if os.fspath(path).endswith(".tmp") and flags & os.O_CREAT and flags & os.O_EXCL:
+        raise _fail(errno.ENOSPC)
+    return _real_open(path, flags, mode, **kw)
+
+
+def _disk_full_write(fd: int, data: bytes | memoryview) -> int:
+    # The first chunk lands, then the disk is full: a torn scratch file exists.
+    if os.fstat(fd).st_size > 0:
+        raise _fail(errno.ENOSPC)
+    return _real_write(fd, data[: len(data) // 2])
+
+
+def _io_error_write(fd: int, data: bytes | memoryview) -> int:
+    raise _fail(errno.EIO)
+
+
+def _fsync_failing(directory: bool) -> Callable[[int], None]:
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode) == directory:
+            raise _fail(errno.EIO)
+        _real_fsync(fd)
+
+    return fsync
+
+
+def _rename_fails(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+    raise _fail(errno.EXDEV)
+
+
+def _link_fails(src: str | os.PathLike[str], dst: str | os.PathLike[str], **kw: bool) -> None:
+    raise _fail(errno.EMLINK)
+
+
+def _fchmod_fails(fd: int, mode: int) -> None:
+    raise _fail(errno.EPERM)
+
+
+FAULTS: dict[str, tuple[str, Callable[..., object], str]] = {
+    "create scratch": ("open", _scratch_open, "No space left on device"),
+    "fchmod": ("fchmod", _fchmod_fails, "Operation not permitted"),
+    "write, disk full": ("write", _disk_full_write, "No space left on device"),
+    "write, I/O error": ("write", _io_error_write, "Input/output error"),
+    "file fsync": ("fsync", _fsync_failing(directory=False), "Input/output error"),
+    "link old version": ("link", _link_fails, "Too many links"),
+    "rename": ("replace", _rename_fails, "Invalid cross-device link"),
+    "directory fsync": ("fsync", _fsync_failing(directory=True), "Input/output error"),
+}
+
+
+@pytest.mark.parametrize("step", FAULTS)
+def test_a_failing_step_leaves_the_old_file_and_no_scratch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    store = StatusStore(tmp_path)
+    path = store.save(OLD)
+    before = path.stat()
+    function, fake, message = FAULTS[step]
+    monkeypatch.setattr(os, function, fake)
+    with pytest.raises(StoreError, match=f"vm1.xml: cannot save: {message}"):
+        store.save(NEW)
+    monkeypatch.undo()
+
+    after = path.stat()
+    assert path.read_bytes() == OLD.data
+    assert (after.st_ino, after.st_mode, after.st_mtime_ns) == (
+        before.st_ino, before.st_mode, before.st_mtime_ns
+    )
+    assert scratch_files(tmp_path) == []
+    assert store.save(NEW) == path, "the store stays usable after a failed save"
+    assert path.read_bytes() == NEW.data
+
+
+@pytest.mark.parametrize("step", ["write, disk full", "file fsync", "directory fsync"])
+def test_a_failing_first_save_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    function, fake, _ = FAULTS[step]
+    monkeypatch.setattr(os, function, fake)
+    with pytest.raises(StoreError):
+        StatusStore(tmp_path).save(NEW)
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == [".lock"]
+
+
+def test_a_real_file_size_limit_fails_the_save_and_keeps_the_old_file(tmp_path: Path) -> None:
+    # The kernel, not a fake, refuses the write (EFBIG) in a forked child.
+    store = StatusStore(tmp_path)
+    path = store.save(OLD)
+    pid = os.fork()
+    if pid == 0:
+        code = 3
+        try:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+            store.save(NEW)
+        except StoreError as exc:
+            code = 0 if "File too large" in str(exc) else 4
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert path.read_bytes() == OLD.data
+    assert scratch_files(tmp_path) == []

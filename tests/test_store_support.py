@@ -1,0 +1,56 @@
+"""Helpers shared by the status-store tests (no tests here)."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+from dataclasses import dataclass
+
+from blockjob.atomic import is_scratch
+
+_PR_CAPBSET_DROP = 24
+_CAP_DAC_OVERRIDE = 1
+_CAP_DAC_READ_SEARCH = 2
+
+
+@dataclass(frozen=True)
+class RawDocument:
+    """A savable document whose bytes the test fixes exactly."""
+
+    domain_name: str | None
+    data: bytes
+
+    def dumps(self) -> bytes:
+        return self.data
+
+
+def status_bytes(name: str, note: str = "") -> bytes:
+    """A minimal status file of domain `name` that the codec loads; `note` makes versions differ."""
+    return (
+        f"<domstatus state='running' reason='booted' pid='4242'>\n"
+        f"  <blockjobs active='no'/>\n"
+        f"  <domain type='qemu'>\n"
+        f"    <name>{name}</name>\n"
+        f"    <description>{note}</description>\n"
+        f"  </domain>\n"
+        f"</domstatus>\n"
+    ).encode()
+
+
+def version(name: str, note: str, size: int = 64 * 1024) -> RawDocument:
+    """A document of about `size` bytes, so that a write takes long enough to be interrupted."""
+    return RawDocument(name, status_bytes(name, note * (size // max(len(note), 1))))
+
+
+def scratch_files(directory: os.PathLike[str] | str) -> list[str]:
+    return sorted(name for name in os.listdir(directory) if is_scratch(name))
+
+
+def without_dac_override() -> None:
+    """preexec_fn: make a root child obey file permissions, as an unprivileged daemon would."""
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
