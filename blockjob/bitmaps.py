@@ -61,10 +61,6 @@ def _enable(base: str, name: str) -> Action:
     return {"type": "block-dirty-bitmap-enable", "data": {"node": base, "name": name}}
 
 
-def enable_actions(base: str, names: Sequence[str]) -> list[Action]:
-    return [_enable(base, name) for name in names]
-
-
 def reenable_actions(
     base: str, listed: Sequence[str], nodes: Nodes
 ) -> tuple[list[Action], list[str]]:

@@ -13,13 +13,13 @@ from dataclasses import replace
 from enum import StrEnum
 from typing import Protocol
 
-from blockjob.bitmaps import bitmaps_to_disable, disable_actions, enable_actions
+from blockjob.bitmaps import bitmaps_to_disable, disable_actions
 from blockjob.chain import effective_node
 from blockjob.document import StatusDocument
 from blockjob.errors import BlockJobError
 from blockjob.model import BlockJob, CommitData, JobState, JobType, StorageSource
 from blockjob.qmp import Monitor, MonitorError
-from blockjob.reopen import set_read_only, transaction_on
+from blockjob.reopen import restore_base, set_read_only
 
 
 class CrashPoint(StrEnum):
@@ -57,8 +57,8 @@ def _find(chain: StorageSource, node_name: str, what: str) -> tuple[int, Storage
 
 def _new_job(
     doc: StatusDocument, disk: str, top: str, base: str
-) -> tuple[BlockJob, list[StorageSource]]:
-    """The job to record, and the chain from `top` to the bottom."""
+) -> tuple[BlockJob, list[StorageSource], StorageSource]:
+    """The job to record, the chain from `top` to the bottom, and the disk's top image."""
     found = doc.disk(disk)
     if found is None or found.chain is None:
         raise CommitError(f"the domain has no disk '{disk}' with a backing chain")
@@ -83,7 +83,7 @@ def _new_job(
         disk=disk,
         data=data,
     )
-    return job, images[top_at:]
+    return job, images[top_at:], found.chain
 
 
 def start_commit(
@@ -103,7 +103,10 @@ def start_commit(
     job's `<disabledBaseBitmaps>`; `recover` re-enables and merges them when the
     job ends. Without `monitor`, the document's monitor socket is used.
     """
-    job, chain = _new_job(doc, disk, top, base)
+    try:
+        job, chain, device = _new_job(doc, disk, top, base)
+    except ValueError as exc:  # an image without node names
+        raise CommitError(str(exc)) from None
     base_image = next(i for i in chain if i.matches(base))
     own = monitor is None
     qemu = monitor or Monitor.connect(doc.monitor_path or "", connect_timeout=1.0)
@@ -115,9 +118,16 @@ def start_commit(
         doc.add_job(job)
         store.save(doc)
         crash(CrashPoint.JOB_PERSISTED)
-        if names:
-            _disable(qemu, base_image, base_node, names, crash)
-        _block_commit(qemu, store, doc, job, chain, base_image, speed)
+        try:
+            if names:
+                _disable(qemu, base_image, base_node, names, crash)
+            _block_commit(qemu, job, device=device, top=chain[0], base=base_image, speed=speed)
+        except MonitorError as exc:
+            # QEMU refused: undo the bitmap change and forget the job, as if never asked.
+            restore_base(qemu, base_image, names, read_only=True)
+            doc.remove_job(job.name)
+            store.save(doc)
+            raise CommitError(f"QEMU refused the commit: {exc}") from exc
         crash(CrashPoint.COMMIT_STARTED)
         job = replace(job, state=JobState.RUNNING)
         doc.replace_job(job)
@@ -141,25 +151,14 @@ def _disable(
     crash(CrashPoint.BASE_READ_ONLY)
 
 
-def _block_commit(  # noqa: PLR0917 - one call site, every argument is needed
-    qemu: Monitor, store: Saver, doc: StatusDocument, job: BlockJob,
-    chain: list[StorageSource], base: StorageSource, speed: int,
+def _block_commit(
+    qemu: Monitor, job: BlockJob, *, device: StorageSource, top: StorageSource,
+    base: StorageSource, speed: int,
 ) -> None:
-    device = doc.disk(job.disk or "")
-    root = device.chain if device is not None else None
-    try:
-        qemu.block_commit(
-            job.name,
-            device=effective_node(root or chain[0]),
-            top_node=None if job.type is JobType.ACTIVE_COMMIT else effective_node(chain[0]),
-            base_node=effective_node(base),
-            speed=speed,
-        )
-    except MonitorError as exc:
-        # QEMU refused: undo the bitmap change and forget the job, as if never asked.
-        names = job.disabled_base_bitmaps
-        if names:
-            transaction_on(qemu, base, enable_actions(effective_node(base), names))
-        doc.remove_job(job.name)
-        store.save(doc)
-        raise CommitError(f"QEMU refused the commit: {exc}") from exc
+    qemu.block_commit(
+        job.name,
+        device=effective_node(device),
+        top_node=None if job.type is JobType.ACTIVE_COMMIT else effective_node(top),
+        base_node=effective_node(base),
+        speed=speed,
+    )

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 
+from blockjob.bitmaps import reenable_actions
+from blockjob.chain import effective_node
 from blockjob.model import StorageSource
 from blockjob.qmp import Monitor, MonitorError
 
@@ -55,3 +57,20 @@ def transaction_on(
             set_read_only(monitor, image, True)
         raise
     set_read_only(monitor, image, True)
+
+
+def restore_base(
+    monitor: Monitor, base: StorageSource, listed: Sequence[str], *, read_only: bool
+) -> list[str]:
+    """Enable the listed base bitmaps that are still disabled (one transaction, base
+    writable around it) and, with `read_only`, make sure base ends read-only (a start
+    flow that stopped inside its window left it writable). Returns the bitmaps that
+    could not be re-enabled, as problems for the operator."""
+    nodes = monitor.query_nodes()
+    name = effective_node(base)
+    actions, problems = reenable_actions(name, listed, nodes)
+    if actions:
+        transaction_on(monitor, base, actions)
+    if read_only and name in nodes and not nodes[name].read_only:
+        set_read_only(monitor, base, True)
+    return problems

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 import blockjob
 from blockjob.commit import CommitError, start_commit
 from blockjob.model import BlockJob, JobState, JobType, PullData
+from blockjob.qmp import Monitor, QMPCommandError
 from blockjob.recovery import Decision, recover
 from blockjob.store import StatusStore
 from blockjob.testbed import scenario
@@ -181,3 +183,24 @@ def test_job_that_ignores_cancel_is_reported(
         job = report.domains[0].jobs[0]
         assert not report.ok and job.decision == Decision.INVALID
         assert job.problems == [f"job '{JOB}' did not conclude within 0 s of job-cancel"]
+
+
+class RefusingMonitor(Monitor):
+    """A real monitor whose `transaction` QEMU refuses."""
+
+    def transaction(self, actions: Sequence[Mapping[str, object]]) -> None:
+        raise QMPCommandError("transaction", "GenericError", "refused for the test")
+
+
+def test_refused_disable_leaves_base_read_only_and_no_job(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        doc = blockjob.load(tb.status_path)
+        with RefusingMonitor.connect(tb.monitor_path) as monitor, \
+                pytest.raises(CommitError, match="refused for the test"):
+            start_commit(StatusStore(tmp_path), doc, "vda", MID, BASE, monitor=monitor)
+        assert assert_file_sound(tb.status_path).jobs == []
+        bitmaps = base_bitmaps(tb)
+        assert bitmaps["chk0"].recording and bitmaps["chk1"].recording
+        with tb.connect() as monitor:
+            assert monitor.query_nodes()[BASE].read_only
+            assert job_status(monitor) is None

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from blockjob.bitmaps import finish_actions, reenable_actions
+from blockjob.bitmaps import finish_actions
 from blockjob.chain import effective_node
 from blockjob.commit import Saver
 from blockjob.document import StatusDocument, loads
@@ -27,7 +27,7 @@ from blockjob.recovery.steps import (
     Reenable,
     Step,
 )
-from blockjob.reopen import set_read_only, transaction_on
+from blockjob.reopen import restore_base, transaction_on
 
 # Called with each step just before it runs (tests use it to crash on purpose).
 StepHook = Callable[[Step], None]
@@ -88,15 +88,9 @@ def _merge(ctx: Context, step: MergeBitmaps) -> None:
 
 
 def _reenable(ctx: Context, step: Reenable) -> None:
-    nodes = ctx.monitor.query_nodes()
-    base = effective_node(step.base)
-    actions, problems = reenable_actions(base, step.listed, nodes)
-    ctx.problems.extend(problems)
-    if actions:
-        transaction_on(ctx.monitor, step.base, actions)
-    # A start flow that died inside its window left base writable; the commit never ran.
-    if step.restore_read_only and base in nodes and not nodes[base].read_only:
-        set_read_only(ctx.monitor, step.base, True)
+    ctx.problems.extend(
+        restore_base(ctx.monitor, step.base, step.listed, read_only=step.restore_read_only)
+    )
 
 
 def _dismiss(ctx: Context, step: Dismiss) -> None:
