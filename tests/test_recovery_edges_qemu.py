@@ -93,7 +93,7 @@ def test_unreachable_monitor_needs_attention_and_other_domains_still_recover(
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         done = subprocess.run(
             [sys.executable, "-m", "blockjob", "recover", "--json", str(tmp_path)],
-            env=env, cwd=REPO, check=False, capture_output=True, text=True)
+            env=env, cwd=REPO, check=False, capture_output=True, text=True, timeout=120)
         assert done.returncode == 1, done.stdout + done.stderr
         result = json.loads(done.stdout)
         by_name = {d["domain"]: d for d in result["domains"]}

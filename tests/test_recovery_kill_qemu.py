@@ -79,7 +79,7 @@ def test_sigkilled_recovery_process_is_finished_by_the_next_run(tmp_path: Path) 
         commit(tb)
         wait_concluded(tb)
         killed = subprocess.run([sys.executable, "-c", KILLER, str(tb.status_path)],
-                                env=env, cwd=REPO, check=False)
+                                env=env, cwd=REPO, check=False, timeout=120)
         assert killed.returncode == -signal.SIGKILL
         # Killed after merging and recording the outcome, before job-dismiss.
         job = blockjob.load(tb.status_path).job(JOB)
@@ -88,7 +88,7 @@ def test_sigkilled_recovery_process_is_finished_by_the_next_run(tmp_path: Path) 
             assert job_status(monitor) == "concluded"
         rerun = subprocess.run(
             [sys.executable, "-m", "blockjob", "recover", "--json", str(tb.status_path)],
-            env=env, cwd=REPO, check=False, capture_output=True, text=True)
+            env=env, cwd=REPO, check=False, capture_output=True, text=True, timeout=120)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         domain = json.loads(rerun.stdout)["domains"][0]
         assert [job["decision"] for job in domain["jobs"]] == ["finish-completed"]

@@ -15,6 +15,8 @@ from pathlib import Path
 from blockjob.errors import BlockJobError
 
 MiB = 1 << 20
+# Small images take well under a second; this only stops a stuck NBD read from hanging.
+TOOL_TIMEOUT = 120
 
 
 class ImageToolError(BlockJobError):
@@ -50,9 +52,13 @@ class ImageSpec:
 def run_tool(argv: Sequence[str]) -> str:
     """Run a QEMU tool; its stdout, or a typed error naming the command."""
     try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+        done = subprocess.run(
+            list(argv), capture_output=True, text=True, check=False, timeout=TOOL_TIMEOUT
+        )
     except FileNotFoundError:
         raise ImageToolError(f"{argv[0]}: not installed") from None
+    except subprocess.TimeoutExpired:
+        raise ImageToolError(f"{' '.join(argv)}: no answer in {TOOL_TIMEOUT} s") from None
     # qemu-io reports failed requests on stdout but still exits 0.
     if done.returncode != 0 or "failed:" in done.stdout:
         detail = (done.stderr or done.stdout).strip()
