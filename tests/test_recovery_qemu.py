@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from blockjob.model import JobState
 from blockjob.recovery import Decision, recover
 from blockjob.store import StatusStore
 from blockjob.testbed import Testbed, scenario
+from blockjob.testbed.images import run_tool
 from tests.qemu_fixtures import (
     BASE,
     CRAWL,
@@ -144,9 +144,8 @@ def test_completed_commit_is_finished_and_stored_in_the_image(tmp_path: Path) ->
         with tb.connect() as monitor:
             monitor.execute("quit")
         tb.stop()
-        info = json.loads(subprocess.run(
-            ["qemu-img", "info", "--output=json", str(tb.image("vda", "base").path)],
-            check=True, capture_output=True, text=True).stdout)
+        base = tb.image("vda", "base").path
+        info = json.loads(run_tool(["qemu-img", "info", "--output=json", str(base)]))
     stored = {b["name"]: b["flags"] for b in info["format-specific"]["data"]["bitmaps"]}
     # Re-enabled and merged with base writable: QEMU stored them as recording ("auto").
     assert stored == {"chk0": ["auto"], "chk1": ["auto"], "chk2": ["auto"], "bm-off": []}
