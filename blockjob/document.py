@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from lxml import etree
-
 from blockjob.domain import Disk, DiskRefs, read_disks
 from blockjob.errors import StatusXMLError
 from blockjob.model import ACTIVE_STATES, BlockJob, CommitData, PullData, StorageSource
@@ -18,7 +16,7 @@ from blockjob.reader import ReadContext, read_jobs
 from blockjob.sources import backing_node, top_source_node
 from blockjob.spans import element_span, whole_lines
 from blockjob.writer import BLOCKJOBS_INDENT, write_blockjobs
-from blockjob.xmlnode import Node, from_lxml, write_node
+from blockjob.xmlnode import Node, first_children, from_lxml, write_node
 from blockjob.xmlparse import parse
 
 # Where libvirt puts `<blockjobs>` when a file from before 3.9 has none: before these.
@@ -47,9 +45,7 @@ class StatusDocument:
                 f"root element is <{root.tag!s}>, expected <domstatus>",
             )
         # One pass over the top level: find() would rescan it for every name.
-        top: dict[object, etree._Element] = {}
-        for child in root:
-            top.setdefault(child.tag, child)
+        top = first_children(root)
         domain = top.get("domain")
         blockjobs = top.get("blockjobs")
         monitor = top.get("monitor")
@@ -65,18 +61,32 @@ class StatusDocument:
         name = next(domain.iterchildren("name"), None) if domain is not None else None
         self.domain_name = name.text if name is not None else None
 
-        if blockjobs is not None:
-            start, end = element_span(data, b"blockjobs", blockjobs.sourceline or 1)
-            first, last = whole_lines(data, start, end)
-        else:
-            anchor = next((top[tag] for tag in _AFTER_BLOCKJOBS if tag in top), None)
-            if anchor is not None:
-                span = element_span(data, str(anchor.tag).encode(), anchor.sourceline or 1)
-                first = last = whole_lines(data, *span)[0]
-            else:
+        # Where `<blockjobs>` goes in the bytes only matters when the file is written back,
+        # so it is looked for on the first dump: a daemon restart loads every file, and
+        # writes only those whose jobs change.
+        self._data = data
+        self._split: tuple[bytes, bytes] | None = None
+        anchor = blockjobs if blockjobs is not None else next(
+            (top[tag] for tag in _AFTER_BLOCKJOBS if tag in top), None
+        )
+        self._anchor = (
+            (str(anchor.tag).encode(), anchor.sourceline or 1) if anchor is not None else None
+        )
+        self._replaces_blockjobs = blockjobs is not None
+
+    def _head_tail(self) -> tuple[bytes, bytes]:
+        """The bytes before and after `<blockjobs>` (or where it would go)."""
+        if self._split is None:
+            data = self._data
+            if self._anchor is None:
                 first = last = data.rindex(b"</domstatus")
-        self._head = data[:first]
-        self._tail = data[last:]
+            elif self._replaces_blockjobs:
+                first, last = whole_lines(data, *element_span(data, *self._anchor))
+            else:
+                first = last = whole_lines(data, *element_span(data, *self._anchor))[0]
+            self._split = (data[:first], data[last:])
+            self._data = b""  # the two pieces hold every byte now
+        return self._split
 
     # Jobs -------------------------------------------------------------------
 
@@ -191,7 +201,7 @@ class StatusDocument:
         disk = self._disks.get(target)
         if disk is None:
             raise ValueError(f"the domain has no disk '{target}'")
-        tail = self._tail
+        head, tail = self._head_tail()
         # `disk.line` counts lines of dumps(), which ends with the tail.
         full = self.dumps()
         tail_line = full.count(b"\n", 0, len(full) - len(tail)) + 1
@@ -218,7 +228,7 @@ class StatusDocument:
         if text.endswith(b"\n") and tail[end : end + 1] == b"\n":
             text = text[:-1]
         # Re-read everything, so jobs are judged against the new chain as a reload would.
-        self._load(self._head + self._blockjobs_bytes() + tail[:start] + text + tail[end:])
+        self._load(head + self._blockjobs_bytes() + tail[:start] + text + tail[end:])
 
     # Output -------------------------------------------------------------------
 
@@ -226,10 +236,10 @@ class StatusDocument:
         return write_blockjobs(self.jobs, self.active, BLOCKJOBS_INDENT).encode("utf-8")
 
     def dumps(self) -> bytes:
-        head = self._head
+        head, tail = self._head_tail()
         if head and not head.endswith(b"\n"):
             head += b"\n"
-        return head + self._blockjobs_bytes() + self._tail
+        return b"".join((head, self._blockjobs_bytes(), tail))
 
 
 def _set_attr(node: Node, name: str, value: str) -> Node:
