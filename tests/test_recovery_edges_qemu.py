@@ -204,3 +204,20 @@ def test_refused_disable_leaves_base_read_only_and_no_job(tmp_path: Path) -> Non
         with tb.connect() as monitor:
             assert monitor.query_nodes()[BASE].read_only
             assert job_status(monitor) is None
+
+
+def test_bitmaps_made_inconsistent_by_a_qemu_crash_are_reported(tmp_path: Path) -> None:
+    """QEMU killed mid-commit leaves base's bitmaps in-use on disk (QEMU.md): they can
+    only be removed, so recovery reports them instead of pretending."""
+    with started(tmp_path) as tb:
+        commit(tb, speed=CRAWL)
+        tb.crash_qemu_and_restart()
+        assert base_bitmaps(tb)["chk1"].inconsistent
+        report = recover([tb.status_path])
+        job = report.domains[0].jobs[0]
+        assert not report.ok and job.decision == Decision.VANISHED
+        assert sorted(job.problems) == [
+            "bitmap 'chk0' in libvirt-3-format is inconsistent; it can only be removed",
+            "bitmap 'chk1' in libvirt-3-format is inconsistent; it can only be removed",
+        ]
+        assert assert_file_sound(tb.status_path).jobs == []
