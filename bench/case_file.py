@@ -10,7 +10,7 @@ from bench.inputs import SCHEMAS
 from bench.peers import Loader
 from bench.table import Row
 from bench.timing import Budget, median_seconds
-from blockjob import loads
+from blockjob import StatusDocument, loads
 from blockjob.validation import rng, xsd
 from blockjob.xmlparse import parse
 
@@ -30,14 +30,24 @@ def load_rows(name: str, data: bytes, peers: dict[str, Loader], budget: Budget) 
 def dump_rows(name: str, data: bytes, budget: Budget) -> list[Row]:
     """Model to bytes vs lxml writing its tree of the same document.
 
-    Nothing is cached between dumps: every call writes `<blockjobs>` from the model, so the
-    first dump of a document costs what a repeated one does.
+    No rendered text is cached: every dump writes `<blockjobs>` from the model. The first
+    dump of a loaded document also finds where `<blockjobs>` sits in the original bytes and
+    builds the `<source>` nodes that loading left as lxml's bytes, so it is timed apart, on
+    documents loaded (untimed) just before.
     """
     doc = loads(data)
     tree = etree.fromstring(data)
     floor = median_seconds(lambda: etree.tostring(tree), budget)
-    ours = median_seconds(doc.dumps, budget)
-    return [Row("dump", name, ours, "lxml tostring", floor, "<= 1.0")]
+    repeated = median_seconds(doc.dumps, budget)
+    fresh: list[StatusDocument] = []
+    calls = min(budget.number, 50)
+
+    def refill() -> None:
+        fresh[:] = [loads(data) for _ in range(calls + 1)]
+
+    first = median_seconds(lambda: fresh.pop().dumps(), budget, number=calls, setup=refill)
+    return [Row("dump, first of a document", name, first, "lxml tostring", floor, "<= 1.0"),
+            Row("dump, repeated", name, repeated, "lxml tostring", floor, "<= 1.0")]
 
 
 def validation_rows(name: str, data: bytes, budget: Budget) -> list[Row]:

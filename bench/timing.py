@@ -17,7 +17,7 @@ class Budget:
     number: int = 200
     # Restart-at-scale directory sizes, and how often each is loaded.
     sizes: tuple[int, ...] = (100, 1_000, 10_000)
-    scale_repeat: int = 3
+    scale_repeat: int = 5
 
     def calls(self, cost_hint: float) -> int:
         """Calls per sample for an action of about `cost_hint` seconds: ~20 ms a sample."""
@@ -34,6 +34,8 @@ def median_seconds(action: Callable[[], object], budget: Budget, *, number: int 
     Garbage collection runs as in a real process (a daemon does not disable it); a
     collection is forced between samples so one sample does not pay for another's garbage.
     """
+    if setup is not None:
+        setup()
     action()  # warm caches: schemas, compiled patterns, imports done lazily
     calls = number if number is not None else budget.calls(_once(action))
     samples = []
