@@ -53,6 +53,7 @@ class StatusDocument:
         self._targets = frozenset(refs.elements)
         self._copy_mirror = refs.copy_mirror
         self._full_disks: dict[str, Disk] | None = None
+        self._disks_tail_line = 0
         ctx = ReadContext(self.filename, refs)
         jobs = read_jobs(blockjobs, ctx)
         self._jobs = {job.name: job for job in jobs}
@@ -142,7 +143,11 @@ class StatusDocument:
         # Whole chains are built on first use, from the bytes: loading only
         # gathers the node names that jobs refer to.
         if self._full_disks is None:
-            self._full_disks = read_disks(parse(self.dumps(), self.filename).find("domain"))
+            full = self.dumps()
+            # Disk lines count from here on; kept relative to the tail, which
+            # job edits do not move.
+            self._disks_tail_line = full.count(b"\n", 0, len(full) - len(self._head_tail()[1]))
+            self._full_disks = read_disks(parse(full, self.filename).find("domain"))
         return self._full_disks
 
     @property
@@ -202,10 +207,7 @@ class StatusDocument:
         if disk is None:
             raise ValueError(f"the domain has no disk '{target}'")
         head, tail = self._head_tail()
-        # `disk.line` counts lines of dumps(), which ends with the tail.
-        full = self.dumps()
-        tail_line = full.count(b"\n", 0, len(full) - len(tail)) + 1
-        start, end = element_span(tail, b"disk", disk.line - tail_line + 1)
+        start, end = element_span(tail, b"disk", disk.line - self._disks_tail_line)
         old = from_lxml(parse(tail[start:end], self.filename))
         children: list[Node] = []
         for child in old.children:

@@ -124,3 +124,14 @@ def test_commit_data_round_trips_through_the_api() -> None:
     doc.add_job(job)
     again = blockjob.loads(doc.dumps())
     assert again.jobs == [job]
+
+
+def test_set_disk_chain_after_jobs_changed_the_blockjobs_length() -> None:
+    doc = blockjob.load(DATA / "every-type-in.xml")
+    top = doc.disk("vda").chain  # type: ignore[union-attr]
+    assert top is not None and top.backing is not None
+    doc.remove_job("commit-vda-libvirt-2-format")
+    doc.remove_job("create-libvirt-11-storage")
+    doc.set_disk_chain("vda", dataclasses.replace(top, backing=top.backing.backing))
+    assert [i.format_node for i in doc.disk("vda").chain.images()] == [  # type: ignore[union-attr]
+        "libvirt-3-format", "libvirt-1-format"]
