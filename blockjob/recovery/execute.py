@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from blockjob.bitmaps import finish_actions
 from blockjob.chain import effective_node
 from blockjob.commit import Saver
-from blockjob.document import StatusDocument, loads
+from blockjob.document import StatusDocument
 from blockjob.qmp import Monitor
 from blockjob.recovery.steps import (
     Cancel,
@@ -110,9 +110,7 @@ def _drop(ctx: Context, step: Drop) -> None:
     if ctx.doc.job(step.job) is not None:
         ctx.doc.remove_job(step.job)
     if step.disk is not None and step.chain is not None:
-        # After the job is gone, so no job is judged against the shorter chain; from
-        # freshly read bytes, so the disk is found where it is after the edits above.
-        ctx.doc = loads(ctx.doc.dumps(), ctx.doc.filename)
+        # After the job is gone, so no job is judged against the shorter chain.
         ctx.doc.set_disk_chain(step.disk, step.chain)
     _save(ctx)
 
