@@ -201,8 +201,15 @@ class StatusDocument:
             raise ValueError(f"image {image.path!r} has no node names")
         return name
 
-    def set_disk_chain(self, target: str, chain: StorageSource) -> None:
-        """Replace the image chain of disk `target` in the embedded `<domain>`."""
+    def set_disk_chain(
+        self, target: str, chain: StorageSource | None = None, *, drop_mirror: bool = False
+    ) -> None:
+        """Rewrite disk `target` in the embedded `<domain>`.
+
+        `chain` replaces its image chain (as after a commit, pull or pivot);
+        `drop_mirror` removes its `<mirror>` (a copy or active commit that ended).
+        Every other byte of the file stays as it is.
+        """
         disk = self._disks.get(target)
         if disk is None:
             raise ValueError(f"the domain has no disk '{target}'")
@@ -211,18 +218,21 @@ class StatusDocument:
         old = from_lxml(parse(tail[start:end], self.filename))
         children: list[Node] = []
         for child in old.children:
-            if child.tag == "source":
+            if chain is not None and child.tag == "source":
                 children.append(top_source_node(chain))
                 backing = backing_node(chain)
                 if backing is not None:
                     children.append(backing)
-            elif child.tag == "backingStore":
+            elif chain is not None and child.tag == "backingStore":
                 continue
-            elif child.tag == "driver" and chain.format:
+            elif chain is not None and child.tag == "driver" and chain.format:
                 children.append(_set_attr(child, "type", chain.format))
+            elif drop_mirror and child.tag == "mirror":
+                continue
             else:
                 children.append(child)
-        new = Node("disk", _set_attr(old, "type", chain.type).attrs, tuple(children))
+        attrs = _set_attr(old, "type", chain.type).attrs if chain is not None else old.attrs
+        new = Node("disk", attrs, tuple(children))
         indent = tail[tail.rfind(b"\n", 0, start) + 1 : start].decode()
         out: list[str] = []
         write_node(out, new, indent, pad="")

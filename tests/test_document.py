@@ -135,3 +135,22 @@ def test_set_disk_chain_after_jobs_changed_the_blockjobs_length() -> None:
     doc.set_disk_chain("vda", dataclasses.replace(top, backing=top.backing.backing))
     assert [i.format_node for i in doc.disk("vda").chain.images()] == [  # type: ignore[union-attr]
         "libvirt-3-format", "libvirt-1-format"]
+
+
+def test_set_disk_chain_can_drop_the_disk_mirror_alone() -> None:
+    doc = blockjob.load(DATA / "every-type-in.xml")
+    doc.remove_job("copy-vdb-libvirt-9-format")
+    before = doc.dumps()
+    doc.set_disk_chain("vdb", drop_mirror=True)
+    after = doc.dumps()
+    assert b"<mirror" in before and b"<mirror" not in after
+    assert doc.disk("vdb").mirror is None  # type: ignore[union-attr]
+    # Only the mirror's lines went away; with it the legacy-copy activity is gone.
+    kept = [line for line in before.splitlines() if b"vdb-copy" not in line]
+    assert len(after.splitlines()) < len(kept)
+    assert b"<blockjobs active='yes'>" in after  # other jobs still run
+
+
+def test_set_disk_chain_of_an_unknown_disk_is_refused() -> None:
+    with pytest.raises(ValueError, match="no disk 'vdz'"):
+        blockjob.load(DATA / "every-type-in.xml").set_disk_chain("vdz", drop_mirror=True)

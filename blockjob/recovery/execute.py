@@ -109,9 +109,9 @@ def _delete(ctx: Context, step: DeleteNodes) -> None:
 def _drop(ctx: Context, step: Drop) -> None:
     if ctx.doc.job(step.job) is not None:
         ctx.doc.remove_job(step.job)
-    if step.disk is not None and step.chain is not None:
+    if step.disk is not None and (step.chain is not None or step.drop_mirror):
         # After the job is gone, so no job is judged against the shorter chain.
-        ctx.doc.set_disk_chain(step.disk, step.chain)
+        ctx.doc.set_disk_chain(step.disk, step.chain, drop_mirror=step.drop_mirror)
     _save(ctx)
 
 

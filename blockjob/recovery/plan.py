@@ -96,6 +96,17 @@ def _record(job: BlockJob, outcome: JobState, qjob: QemuJob | None) -> list[Step
     return [Record(job.name, newstate=outcome, errmsg=errmsg)]
 
 
+def _drop(
+    doc: StatusDocument, job: BlockJob, chain: StorageSource | None = None
+) -> Drop:
+    """Forget `job`; a copy or active commit that is over takes its disk's `<mirror>` along."""
+    disk = doc.disk(job.disk) if job.disk is not None else None
+    drop_mirror = job.type in MIRRORING and disk is not None and disk.mirror is not None
+    if chain is None and not drop_mirror:
+        return Drop(job.name)
+    return Drop(job.name, job.disk, chain, drop_mirror)
+
+
 def _dismiss(job: BlockJob, qjob: QemuJob | None) -> list[Step]:
     return [Dismiss(job.name)] if qjob is not None else []
 
@@ -105,7 +116,7 @@ def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list
     if job.type in (JobType.COMMIT, JobType.ACTIVE_COMMIT):
         found = _commit_images(doc, job)
         if found is None:
-            return [*steps, *_dismiss(job, qjob), Drop(job.name)]
+            return [*steps, *_dismiss(job, qjob), _drop(doc, job)]
         base, committed, chain = found
         below_top = chain.images()[chain.images().index(committed[0]):]
         return [
@@ -114,11 +125,15 @@ def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list
                          job.disabled_base_bitmaps),
             *_dismiss(job, qjob),
             DeleteNodes(tuple(committed)),
-            Drop(job.name, job.disk, without(chain, committed)),
+            _drop(doc, job, without(chain, committed)),
         ]
     if job.type is JobType.PULL:
         return [*steps, *_dismiss(job, qjob), *_pulled(doc, job)]
-    return [*steps, *_dismiss(job, qjob), Drop(job.name)]
+    disk = doc.disk(job.disk) if job.disk is not None else None
+    if job.type is JobType.COPY and disk is not None and disk.mirror is not None:
+        # A copy that completed has pivoted: the disk now runs on the mirror's images.
+        return [*steps, *_dismiss(job, qjob), _drop(doc, job, disk.mirror)]
+    return [*steps, *_dismiss(job, qjob), _drop(doc, job)]
 
 
 def _pulled(doc: StatusDocument, job: BlockJob) -> list[Step]:
@@ -136,7 +151,7 @@ def _ended_badly(
     doc: StatusDocument, job: BlockJob, qjob: QemuJob | None, outcome: JobState
 ) -> list[Step]:
     return [
-        *_record(job, outcome, qjob), *_reenable(doc, job), *_dismiss(job, qjob), Drop(job.name)
+        *_record(job, outcome, qjob), *_reenable(doc, job), *_dismiss(job, qjob), _drop(doc, job)
     ]
 
 
@@ -157,7 +172,7 @@ def plan_job(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> JobPla
 
     if job.invalid or job.type is JobType.BROKEN:
         cancel: list[Step] = [Cancel(job.name)] if status not in (None, "concluded") else []
-        steps = [*cancel, *_dismiss(job, qjob), *_reenable(doc, job), Drop(job.name)]
+        steps = [*cancel, *_dismiss(job, qjob), *_reenable(doc, job), _drop(doc, job)]
         return plan(Decision.INVALID, steps, "; ".join(job.problems) or "invalid job data")
     if status == "pending":
         return plan(Decision.FINALIZE, [Finalize(job.name)])
@@ -169,8 +184,8 @@ def plan_job(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> JobPla
     if outcome is not None:
         return plan(Decision.FAILED, _ended_badly(doc, job, qjob, outcome))
     if job.state is JobState.NEW:
-        return plan(Decision.UNSTARTED, [*_reenable(doc, job, restore=True), Drop(job.name)])
+        return plan(Decision.UNSTARTED, [*_reenable(doc, job, restore=True), _drop(doc, job)])
     return plan(
-        Decision.VANISHED, [*_reenable(doc, job), Drop(job.name)],
+        Decision.VANISHED, [*_reenable(doc, job), _drop(doc, job)],
         f"QEMU does not know job '{job.name}' (state {job.state}); how it ended is unknown",
     )

@@ -71,11 +71,13 @@ class DeleteNodes:
 
 @dataclass(frozen=True)
 class Drop:
-    """Forget the job, and give its disk the chain it has now (if it changed)."""
+    """Forget the job, give its disk the chain it has now (if it changed), and drop the
+    disk's `<mirror>` when the job that owned it is over."""
 
     job: str
     disk: str | None = None
     chain: StorageSource | None = None
+    drop_mirror: bool = False
 
 
 Step = Finalize | Record | Cancel | MergeBitmaps | Reenable | Dismiss | DeleteNodes | Drop
@@ -110,7 +112,8 @@ def describe(step: Step) -> str:
             return f"job-dismiss {job}"
         case DeleteNodes(images=images):
             return f"blockdev-del {_names(images)} (format node, then storage node)"
-        case Drop(job=job, disk=disk, chain=chain):
+        case Drop(job=job, disk=disk, chain=chain, drop_mirror=drop_mirror):
+            text = f"drop job {job}"
             if chain is not None:
-                return f"drop job {job}; disk {disk} chain is {_names(tuple(chain.images()))}"
-            return f"drop job {job}"
+                text += f"; disk {disk} chain is {_names(tuple(chain.images()))}"
+            return text + (f"; remove disk {disk} <mirror>" if drop_mirror else "")
