@@ -9,6 +9,9 @@ DEBS := qemu-system-x86 qemu-utils libxml2-utils
 .PHONY: test lint demo bench fuzz debs venv clean
 
 $(STAMP): pyproject.toml
+	@python3 -c 'import venv, ensurepip' 2>/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq --no-install-recommends python3-venv; }
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,lint]'
