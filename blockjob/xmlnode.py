@@ -47,7 +47,8 @@ class Node(NamedTuple):
         return None
 
     def with_attrs(self, attrs: tuple[tuple[str, str], ...]) -> Node:
-        return self._replace(attrs=attrs)
+        # Not _replace(): that goes through a map and a dict of keywords, per call.
+        return _new(Node, (self.tag, attrs, self.children, self.text))
 
 
 def first_children(element: etree._Element) -> dict[object, etree._Element]:
@@ -89,7 +90,7 @@ _ELEMENTS = etree.Element
 
 
 def attrs_bytes(attrs: tuple[tuple[str, str], ...]) -> str:
-    return "".join(f" {key}='{escape(value)}'" for key, value in attrs)
+    return "".join([f" {key}='{escape(value)}'" for key, value in attrs])
 
 
 def write_node(
