@@ -12,11 +12,9 @@ serializing saves of different domains is cheap.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -25,6 +23,7 @@ from typing import Protocol
 from blockjob.atomic import fsync_directory, remove_scratch_files, replace_file
 from blockjob.document import StatusDocument, loads
 from blockjob.errors import BlockJobError, StatusXMLError
+from blockjob.lock import FileLock
 
 SUFFIX = ".xml"
 QUARANTINE = "quarantine"
@@ -114,28 +113,21 @@ class StatusStore:
     def __init__(self, directory: str | os.PathLike[str], loader: Loader = loads) -> None:
         self.directory = Path(directory)
         self._loader = loader
+        self._lock = FileLock(self.directory / LOCK)
+        self._directory_made = False
 
     def path_for(self, name: str) -> Path:
         return self.directory / f"{checked_name(name, self.directory)}{SUFFIX}"
-
-    @contextlib.contextmanager
-    def _locked(self) -> Iterator[None]:
-        # A fresh descriptor per holder, so threads of one process exclude each other too.
-        fd = os.open(self.directory / LOCK, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
 
     def save(self, doc: SavableDocument) -> Path:
         """Write `doc` to `<directory>/<domain name>.xml`; on StoreError the old file is intact."""
         path = self.path_for(checked_name(doc.domain_name, self.directory))
         data = doc.dumps()
         try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            with self._locked():
+            if not self._directory_made:
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self._directory_made = True
+            with self._lock.held():
                 replace_file(path, data)
         except OSError as exc:
             raise StoreError(path, f"cannot save: {exc.strerror or exc}") from None
@@ -161,7 +153,7 @@ class StatusStore:
         if not self.directory.is_dir():
             return report
         try:
-            with self._locked():
+            with self._lock.held():
                 report.removed_scratch_files = remove_scratch_files(self.directory)
                 for path in self._status_files():
                     self._load_one(path, report)

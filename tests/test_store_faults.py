@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from blockjob import atomic
 from blockjob.store import StatusStore, StoreError
 from tests.test_store_support import RawDocument, scratch_files, status_bytes
 
@@ -21,7 +22,6 @@ NEW = RawDocument("vm1", status_bytes("vm1", "new version " * 4000))
 _real_open = os.open
 _real_write = os.write
 _real_fsync = os.fsync
-_real_link = os.link
 
 
 def _fail(code: int) -> OSError:
@@ -58,35 +58,37 @@ def _rename_fails(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> N
     raise _fail(errno.EXDEV)
 
 
-def _link_fails(src: str | os.PathLike[str], dst: str | os.PathLike[str], **kw: bool) -> None:
-    raise _fail(errno.EMLINK)
+def _swap_fails(first: Path, second: Path) -> atomic.Swap:
+    raise _fail(errno.EIO)
 
 
 def _fchmod_fails(fd: int, mode: int) -> None:
     raise _fail(errno.EPERM)
 
 
-FAULTS: dict[str, tuple[str, Callable[..., object], str]] = {
-    "create scratch": ("open", _scratch_open, "No space left on device"),
-    "fchmod": ("fchmod", _fchmod_fails, "Operation not permitted"),
-    "write, disk full": ("write", _disk_full_write, "No space left on device"),
-    "write, I/O error": ("write", _io_error_write, "Input/output error"),
-    "file fsync": ("fsync", _fsync_failing(directory=False), "Input/output error"),
-    "link old version": ("link", _link_fails, "Too many links"),
-    "rename": ("replace", _rename_fails, "Invalid cross-device link"),
-    "directory fsync": ("fsync", _fsync_failing(directory=True), "Input/output error"),
+FAULTS: dict[str, tuple[object, str, Callable[..., object], str]] = {
+    "create scratch": (os, "open", _scratch_open, "No space left on device"),
+    "fchmod": (os, "fchmod", _fchmod_fails, "Operation not permitted"),
+    "write, disk full": (os, "write", _disk_full_write, "No space left on device"),
+    "write, I/O error": (os, "write", _io_error_write, "Input/output error"),
+    "file fsync": (os, "fsync", _fsync_failing(directory=False), "Input/output error"),
+    "swap names": (atomic, "swap_names", _swap_fails, "Input/output error"),
+    "rename": (os, "replace", _rename_fails, "Invalid cross-device link"),
+    "directory fsync": (os, "fsync", _fsync_failing(directory=True), "Input/output error"),
 }
+# Where the old file exists and names can be swapped, a save never calls os.replace.
+OVER_AN_OLD_FILE = [step for step in FAULTS if step != "rename"]
 
 
-@pytest.mark.parametrize("step", FAULTS)
+@pytest.mark.parametrize("step", OVER_AN_OLD_FILE)
 def test_a_failing_step_leaves_the_old_file_and_no_scratch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
     store = StatusStore(tmp_path)
     path = store.save(OLD)
     before = path.stat()
-    function, fake, message = FAULTS[step]
-    monkeypatch.setattr(os, function, fake)
+    owner, function, fake, message = FAULTS[step]
+    monkeypatch.setattr(owner, function, fake)
     with pytest.raises(StoreError, match=f"vm1.xml: cannot save: {message}"):
         store.save(NEW)
     monkeypatch.undo()
@@ -101,12 +103,12 @@ def test_a_failing_step_leaves_the_old_file_and_no_scratch(
     assert path.read_bytes() == NEW.data
 
 
-@pytest.mark.parametrize("step", ["write, disk full", "file fsync", "directory fsync"])
+@pytest.mark.parametrize("step", ["write, disk full", "file fsync", "rename", "directory fsync"])
 def test_a_failing_first_save_leaves_no_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
-    function, fake, _ = FAULTS[step]
-    monkeypatch.setattr(os, function, fake)
+    owner, function, fake, _ = FAULTS[step]
+    monkeypatch.setattr(owner, function, fake)
     with pytest.raises(StoreError):
         StatusStore(tmp_path).save(NEW)
     monkeypatch.undo()
@@ -132,3 +134,45 @@ def test_a_real_file_size_limit_fails_the_save_and_keeps_the_old_file(tmp_path: 
     assert os.waitstatus_to_exitcode(status) == 0
     assert path.read_bytes() == OLD.data
     assert scratch_files(tmp_path) == []
+
+
+def test_without_name_swapping_a_save_still_replaces_atomically(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(atomic, "_renameat2", None)
+    store = StatusStore(tmp_path)
+    store.save(OLD)
+    path = store.save(NEW)
+    assert path.read_bytes() == NEW.data
+    assert scratch_files(tmp_path) == []
+    monkeypatch.setattr(os, "replace", _rename_fails)
+    with pytest.raises(StoreError, match="Invalid cross-device link"):
+        store.save(OLD)
+    assert path.read_bytes() == NEW.data
+    assert scratch_files(tmp_path) == []
+
+
+def test_without_name_swapping_a_failed_directory_fsync_still_fails_the_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The documented weaker guarantee: the error is raised, the new version stays.
+    monkeypatch.setattr(atomic, "_renameat2", None)
+    store = StatusStore(tmp_path)
+    path = store.save(OLD)
+    monkeypatch.setattr(os, "fsync", _fsync_failing(directory=True))
+    with pytest.raises(StoreError, match="Input/output error"):
+        store.save(NEW)
+    assert path.read_bytes() == NEW.data
+    assert scratch_files(tmp_path) == []
+
+
+def test_swap_names_reports_a_missing_target_and_raises_on_a_missing_source(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a").write_bytes(b"a")
+    assert atomic.swap_names(tmp_path / "a", tmp_path / "b") is atomic.Swap.NO_TARGET
+    with pytest.raises(FileNotFoundError):
+        atomic.swap_names(tmp_path / "missing", tmp_path / "a")
+    (tmp_path / "b").write_bytes(b"b")
+    assert atomic.swap_names(tmp_path / "a", tmp_path / "b") is atomic.Swap.DONE
+    assert ((tmp_path / "a").read_bytes(), (tmp_path / "b").read_bytes()) == (b"b", b"a")

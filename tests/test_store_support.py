@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
+import signal
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from blockjob.atomic import is_scratch
@@ -54,3 +58,36 @@ def without_dac_override() -> None:
     for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
         if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+@contextlib.contextmanager
+def child_process(body: Callable[[], object]) -> Iterator[int]:
+    """Fork a child running `body` (exit 0, or 1 if it raised); killed if the test leaves early.
+
+    The child never returns into pytest, and a failing test cannot leave it running (it
+    would hold pytest's output pipe open).
+    """
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            body()
+            code = 0
+        finally:
+            os._exit(code)
+    try:
+        yield pid
+    finally:
+        with contextlib.suppress(ChildProcessError):  # already reaped by the test
+            if os.waitpid(pid, os.WNOHANG) == (0, 0):
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+
+
+def exit_code(pid: int, timeout: float = 60) -> int:
+    """The child's exit code; a child still running after a generous `timeout` fails the test."""
+    deadline = time.monotonic() + timeout
+    while (done := os.waitpid(pid, os.WNOHANG)) == (0, 0):
+        assert time.monotonic() < deadline, f"child {pid} hangs (deadlocked?)"
+        time.sleep(0.005)
+    return os.waitstatus_to_exitcode(done[1])
