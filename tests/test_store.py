@@ -45,7 +45,33 @@ def test_save_replaces_and_creates_the_directory(tmp_path: Path) -> None:
     store.save(RawDocument("vm1", status_bytes("vm1", "one")))
     path = store.save(RawDocument("vm1", status_bytes("vm1", "two")))
     assert path.read_bytes() == status_bytes("vm1", "two")
-    assert sorted(p.name for p in path.parent.iterdir()) == [".lock", "vm1.xml"]
+    [kept] = scratch_files(path.parent)
+    assert sorted(p.name for p in path.parent.iterdir()) == [kept, ".lock", "vm1.xml"]
+
+
+def test_the_replaced_version_is_kept_as_the_next_scratch_file(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path)
+    versions = [RawDocument("vm1", status_bytes("vm1", "v" * n)) for n in (300, 1, 200, 5)]
+    inodes = []
+    for doc in versions:
+        path = store.save(doc)
+        inodes.append(path.stat().st_ino)
+        assert path.read_bytes() == doc.data
+    [kept] = scratch_files(tmp_path)
+    assert (tmp_path / kept).read_bytes() == versions[-2].data, "a whole earlier version"
+    assert (tmp_path / kept).stat().st_mode & 0o777 == 0o600
+    # Two files take turns; a shorter version does not keep the longer one's tail.
+    assert inodes[1:] == [inodes[1], inodes[0], inodes[1]]
+
+
+def test_a_hard_linked_old_version_is_not_overwritten(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path)
+    store.save(RawDocument("vm1", b"first\n"))
+    os.link(tmp_path / "vm1.xml", tmp_path / "backup-of-first")
+    store.save(RawDocument("vm1", b"second\n"))  # the first version becomes the kept file
+    store.save(RawDocument("vm1", b"third\n"))  # must not write into it
+    assert (tmp_path / "backup-of-first").read_bytes() == b"first\n"
+    assert (tmp_path / "vm1.xml").read_bytes() == b"third\n"
 
 
 def test_save_of_a_real_document_round_trips_through_load(tmp_path: Path) -> None:

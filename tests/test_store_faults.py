@@ -29,7 +29,7 @@ def _fail(code: int) -> OSError:
 
 
 def _scratch_open(path: str | os.PathLike[str], flags: int, mode: int = 0o777, **kw: int) -> int:
-    if os.fspath(path).endswith(".tmp") and flags & os.O_CREAT and flags & os.O_EXCL:
+    if os.fspath(path).endswith(".tmp") and flags & os.O_CREAT:
         raise _fail(errno.ENOSPC)
     return _real_open(path, flags, mode, **kw)
 
