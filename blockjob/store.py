@@ -4,6 +4,9 @@
 the previous version or the new one. `load_all`, run at daemon start, isolates bad files: each
 one is reported and moved to `quarantine/`, never deleted, and the other domains still load.
 
+Besides `*.xml`, the directory holds `.lock` and, per domain, a hidden scratch file
+`.blockjob-<hash>.tmp` with the previous version, which the next save overwrites.
+
 Writers and `load_all` serialize on an advisory `flock` of `<directory>/.lock`. The lock is
 per directory, not per domain, because `load_all` must also exclude writers while it removes
 their scratch files and moves files into quarantine; a save costs one fsync pair, so
