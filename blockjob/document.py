@@ -74,12 +74,18 @@ class StatusDocument:
             (str(anchor.tag).encode(), anchor.sourceline or 1) if anchor is not None else None
         )
         self._replaces_blockjobs = blockjobs is not None
+        self._root_line = root.sourceline or 1
 
     def _head_tail(self) -> tuple[bytes, bytes]:
         """The bytes before and after `<blockjobs>` (or where it would go)."""
         if self._split is None:
             data = self._data
-            if self._anchor is None:
+            if self._anchor is None and b"</domstatus" not in data:
+                # `<domstatus/>`: open the root up so `<blockjobs>` has a place.
+                end = element_span(data, b"domstatus", self._root_line)[1]
+                data = data[: end - 2] + b">\n</domstatus>" + data[end:]
+                first = last = end
+            elif self._anchor is None:
                 first = last = data.rindex(b"</domstatus")
             elif self._replaces_blockjobs:
                 first, last = whole_lines(data, *element_span(data, *self._anchor))

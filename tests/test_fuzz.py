@@ -110,15 +110,9 @@ def test_fuzz_loader() -> None:
 
 
 # Cases fuzzing found, replayed on every run.
-_SELF_CLOSING_ROOT = pytest.mark.xfail(
-    strict=True, raises=ValueError,
-    reason="codec: dumps() of a self-closing <domstatus/> raises ValueError (lead to fix)",
-)
-
-
 @pytest.mark.parametrize("data", [
-    pytest.param(b"<domstatus/>", marks=_SELF_CLOSING_ROOT),
-    pytest.param(b"<domstatus path='/x' type='unix'/>", marks=_SELF_CLOSING_ROOT),
+    b"<domstatus/>",
+    b"<domstatus path='/x' type='unix'/>",
     b"<domstatus></domstatus>",
 ])
 def test_found_by_fuzzing(data: bytes) -> None:

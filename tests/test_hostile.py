@@ -217,16 +217,7 @@ def test_parser_and_loader_refuse_with_a_typed_error(
         assert "document type declarations and entities are not allowed" in str(caught.value)
 
 
-# validate reports unparsable input as 2 ("cannot be read or parsed"); this issue asks for 1.
-_VALIDATE_EXIT_2 = pytest.mark.xfail(
-    strict=True, reason="blockjob validate exits 2 for a refused document; its owner decides"
-)
-
-
-@pytest.mark.parametrize(
-    "command", [pytest.param(c, marks=_VALIDATE_EXIT_2) if c == "validate" else c
-                for c in COMMANDS]
-)
+@pytest.mark.parametrize("command", COMMANDS)
 def test_commands_exit_1_with_file_line_message(
     tmp_path: Path, server_url: str, command: str
 ) -> None:

@@ -60,20 +60,21 @@ def test_missing_file_exits_2(valid: Path, capsys: pytest.CaptureFixture[str]) -
 
 
 @pytest.mark.parametrize(
-    ("content", "expected"),
+    ("content", "expected", "code"),
     [
-        (b"<domstatus>\n  <blockjobs active='no'>\n</domstatus>\n", ":3: not well-formed XML"),
+        (b"<domstatus>\n  <blockjobs active='no'>\n</domstatus>\n", ":3: not well-formed XML", 2),
+        # Refused for safety: rejected (1), as by the loader and the other commands.
         (b"<!DOCTYPE d [<!ENTITY e 'x'>]>\n<domstatus>&e;</domstatus>\n",
-         ":1: document type declarations"),
+         ":1: document type declarations", 1),
     ],
     ids=["not-well-formed", "doctype"],
 )
-def test_unusable_xml_exits_2_with_line(
-    content: bytes, expected: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_unusable_or_refused_xml_exits_with_line(
+    content: bytes, expected: str, code: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "unusable.xml"
     path.write_bytes(content)
-    assert main(["validate", str(path)]) == 2
+    assert main(["validate", str(path)]) == code
     assert capsys.readouterr().err.startswith(f"{path}{expected}")
 
 

@@ -13,7 +13,7 @@ import json
 import sys
 
 from blockjob.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
-from blockjob.errors import StatusXMLError
+from blockjob.errors import StatusXMLError, UnsafeXMLError
 from blockjob.validate import validate_file
 
 NAME = "validate"
@@ -47,7 +47,9 @@ def _one(filename: str, engines: tuple[str, ...], *, as_json: bool) -> int:
             _emit({"file": filename, "valid": None, "error": str(exc)})
         else:
             print(exc, file=sys.stderr)
-        return EXIT_USAGE
+        # A document refused for safety (DTD, entities) is rejected like any other
+        # document, as the loader and the other commands do; unreadable input is usage.
+        return EXIT_REJECTED if isinstance(exc, UnsafeXMLError) else EXIT_USAGE
     if as_json:
         _emit(report.as_json())
     else:
