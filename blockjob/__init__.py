@@ -17,7 +17,7 @@ from blockjob.model import (
     StorageSource,
 )
 from blockjob.recovery import RecoveryReport, recover
-from blockjob.store import LoadFailure, LoadReport, StatusStore, StoreError
+from blockjob.store import DomainNameError, LoadFailure, LoadReport, StatusStore, StoreError
 
 __all__ = [
     "BackupData",
@@ -28,6 +28,7 @@ __all__ = [
     "CrashPoint",
     "CreateData",
     "Disk",
+    "DomainNameError",
     "JobChains",
     "JobState",
     "JobType",
