@@ -21,16 +21,6 @@ class Disk:
     mirror_job: str | None
     line: int
 
-    def find_image(self, node_name: str) -> StorageSource | None:
-        """The image in the disk's chain (then its mirror chain) with this node name."""
-        for top in (self.chain, self.mirror):
-            if top is None:
-                continue
-            for image in top.images():
-                if image.matches(node_name):
-                    return image
-        return None
-
 
 def read_disks(domain: etree._Element | None) -> dict[str, Disk]:
     """Disks by target; the first `<disk>` of a repeated target wins, as in libvirt."""
