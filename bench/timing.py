@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -27,27 +27,41 @@ class Budget:
 QUICK = Budget(repeat=3, number=3, sizes=(5, 10), scale_repeat=1)
 
 
-def median_seconds(action: Callable[[], object], budget: Budget, *, number: int | None = None,
-                   setup: Callable[[], object] | None = None) -> float:
-    """Median time of one call of `action`, over `budget.repeat` samples.
+@dataclass(frozen=True)
+class Timed:
+    """An action to time; `setup` runs (untimed) before each sample of `number` calls."""
 
-    Garbage collection runs as in a real process (a daemon does not disable it); a
-    collection is forced between samples so one sample does not pay for another's garbage.
+    action: Callable[[], object]
+    setup: Callable[[], object] | None = None
+    number: int | None = None
+
+
+def in_turns(timed: Sequence[Timed], budget: Budget) -> list[float]:
+    """Median seconds per call of each action, sampled in turns, round after round.
+
+    Taking one sample of each action per round means a burst of load from elsewhere on the
+    machine hits an action and its baseline alike, which keeps their ratio honest. Garbage
+    collection runs as in a real process (a daemon does not disable it); a collection is
+    forced before each sample so one sample does not pay for another's garbage.
     """
-    if setup is not None:
-        setup()
-    action()  # warm caches: schemas, compiled patterns, imports done lazily
-    calls = number if number is not None else budget.calls(_once(action))
-    samples = []
+    calls = []
+    for item in timed:
+        if item.setup is not None:
+            item.setup()
+        item.action()  # warm caches: schemas, compiled patterns, lazily done imports
+        calls.append(item.number if item.number is not None
+                     else budget.calls(_once(item.action)))
+    samples: list[list[float]] = [[] for _ in timed]
     for _ in range(budget.repeat):
-        if setup is not None:
-            setup()
-        gc.collect()
-        start = time.perf_counter()
-        for _ in range(calls):
-            action()
-        samples.append((time.perf_counter() - start) / calls)
-    return statistics.median(samples)
+        for item, count, taken in zip(timed, calls, samples, strict=True):
+            if item.setup is not None:
+                item.setup()
+            gc.collect()
+            start = time.perf_counter()
+            for _ in range(count):
+                item.action()
+            taken.append((time.perf_counter() - start) / count)
+    return [statistics.median(taken) for taken in samples]
 
 
 def _once(action: Callable[[], object]) -> float:
