@@ -52,7 +52,9 @@ def xsdata_loader(workdir: Path) -> Loader:
         cwd=workdir, env=env, capture_output=True, text=True, check=False,
     )
     if done.returncode != 0 or not (workdir / _PACKAGE).is_dir():
-        raise UnavailableError(f"xsdata generate failed: {(done.stderr or done.stdout)[-300:]}")
+        # e.g. "No module named 'click'": the generator needs xsdata's `cli` extra.
+        last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+        raise UnavailableError(f"xsdata generate failed: {last[0]}")
     sys.path.insert(0, str(workdir))
     try:
         bindings: Any = importlib.import_module(f"{_PACKAGE}.blockjobs")

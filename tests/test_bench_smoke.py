@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from bench import corpus, run
+from bench import corpus, peers, run
 from bench.inputs import FIXTURE
 from bench.table import Row, render
 from blockjob import loads
@@ -50,3 +51,14 @@ def test_ratio_and_verdict() -> None:
     table = render([slower, Row("v", "x", None, "floor", 1e-6, note="n/a")])
     assert "1.50x" in table
     assert "n/a" in table
+
+
+def test_missing_peer_is_reported_as_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A module set to None in sys.modules makes its import fail, as when it is not installed.
+    monkeypatch.setitem(sys.modules, "bench.pydantic_model", None)
+    monkeypatch.setitem(sys.modules, "xsdata.formats.dataclass.parsers", None)
+    loaders, skipped, workdir = peers.all_loaders()
+    workdir.cleanup()
+    assert set(skipped) == {"pydantic-xml", "xsdata"}
+    assert "not installed" in skipped["pydantic-xml"]
+    assert set(loaders) == {"xmlschema to_dict"}
