@@ -12,6 +12,7 @@ medians of the per-round ratios.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import tempfile
@@ -20,12 +21,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.case_save import _bare_atomic_write
 from blockjob import StatusStore, loads
 
 _DEFAULT_INPUT = Path(__file__).resolve().parent.parent.parent / "shared" / (
     "libvirt-9.0-status/blockcommit-running.xml"
 )
+
+
+def bare_atomic_write(directory: Path, target: Path, data: bytes) -> None:
+    """The floor: write + fsync + rename + directory fsync, nothing else."""
+    scratch = directory / "bare.tmp"
+    fd = os.open(scratch, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(scratch, target)
+    dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 @dataclass(frozen=True)
@@ -64,7 +81,7 @@ def measure_save(data: bytes, rounds: int = 1000, where: Path | None = None) -> 
         bare_dir = directory / "bare"
         bare_dir.mkdir()
         group: list[tuple[str, Callable[[], object]]] = [
-            ("bare", lambda: _bare_atomic_write(bare_dir, bare_dir / "bare.xml", payload)),
+            ("bare", lambda: bare_atomic_write(bare_dir, bare_dir / "bare.xml", payload)),
             ("save", lambda: store.save(doc)),
             ("store", lambda: store.save(serialized)),
         ]
