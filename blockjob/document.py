@@ -149,11 +149,14 @@ class StatusDocument:
         # Whole chains are built on first use, from the bytes: loading only
         # gathers the node names that jobs refer to.
         if self._full_disks is None:
-            full = self.dumps()
-            # Disk lines count from here on; kept relative to the tail, which
-            # job edits do not move.
-            self._disks_tail_line = full.count(b"\n", 0, len(full) - len(self._head_tail()[1]))
-            self._full_disks = read_disks(parse(full, self.filename).find("domain"))
+            original = self._data  # the bytes as loaded, until the first dump splits them
+            tail = self._head_tail()[1]
+            # The domain lives in the tail, which job edits leave alone: the loaded
+            # bytes serve as well as a fresh dump, and cost no rendering.
+            source = original if original and original.endswith(tail) else self.dumps()
+            # Disk lines are kept relative to the tail, which job edits do not move.
+            self._disks_tail_line = source.count(b"\n", 0, len(source) - len(tail))
+            self._full_disks = read_disks(parse(source, self.filename).find("domain"))
         return self._full_disks
 
     @property
