@@ -90,7 +90,9 @@ class DiskRefs:
         disk = self.elements[target]
         return _names_below(disk.iterchildren("source", "backingStore"))
 
-    def mirror_names(self, target: str) -> frozenset[str] | None:
-        """Node names of the disk's `<mirror>` chain; None when it has no mirror."""
-        mirror = next(self.elements[target].iterchildren("mirror"), None)
-        return _names_below((mirror,)) if mirror is not None else None
+    def has_mirror(self, target: str) -> bool:
+        return next(self.elements[target].iterchildren("mirror"), None) is not None
+
+    def mirror_names(self, target: str) -> frozenset[str]:
+        """Node names of the disk's `<mirror>` chain (none when it has no mirror)."""
+        return _names_below(self.elements[target].iterchildren("mirror"))

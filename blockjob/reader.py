@@ -174,6 +174,18 @@ _SPECIFIC: dict[JobType, Callable[[_Job, JobType, _Resolver], JobData]] = {
 _RESOLVING = frozenset({JobType.PULL, JobType.COMMIT, JobType.ACTIVE_COMMIT})
 
 
+def _resolvable(
+    disks: DiskRefs, disk: str | None, mirror: bool, chains: JobChains | None
+) -> frozenset[str]:
+    """Node names a job may refer to: its disk's chain, its own chains, its mirror chain."""
+    names = _image_names(chains.disk) | _image_names(chains.mirror) if chains else frozenset()
+    if disk is not None:
+        names |= disks.chain_names(disk)
+        if mirror:
+            names |= disks.mirror_names(disk)
+    return names
+
+
 def _chains(job: _Job) -> JobChains | None:
     chains = job.kids.get("chains")
     if chains is None:
@@ -243,20 +255,16 @@ def read_job(element: etree._Element, ctx: ReadContext) -> BlockJob | None:
         ctx.warn(element, f"job '{name}': <chains> of a job bound to a disk ignored")
 
     mirror = False
-    names = _image_names(chains.disk) | _image_names(chains.mirror) if chains else frozenset()
     if mirror_text == "yes":
-        mirror_names = ctx.disks.mirror_names(disk) if disk is not None else None
         if disk is None:
             problems.append("mirror='yes' on a job without a disk")
-        elif mirror_names is not None:
-            mirror = True
-            names |= mirror_names
+        else:
+            mirror = ctx.disks.has_mirror(disk)
 
     data: JobData | None = None
     specific = _SPECIFIC.get(kind)
     if specific is not None:
-        if disk is not None and kind in _RESOLVING:
-            names |= ctx.disks.chain_names(disk)
+        names = _resolvable(ctx.disks, disk, mirror, chains) if kind in _RESOLVING else frozenset()
         resolver = _Resolver(names)
         try:
             data = specific(job, kind, resolver)
