@@ -12,12 +12,10 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from blockjob.cli.common import EXIT_OK, EXIT_USAGE
+
 # Each module defines `NAME`, `HELP`, `configure(parser)` and `run(args) -> int`.
 COMMANDS = ("roundtrip", "show", "validate", "recover", "demo")
-
-EXIT_OK = 0
-EXIT_REJECTED = 1
-EXIT_USAGE = 2
 
 
 class _Parser(argparse.ArgumentParser):

@@ -7,6 +7,7 @@ import sys
 from blockjob.document import StatusDocument, load
 from blockjob.errors import StatusXMLError
 
+# xmllint's habits: 1 also means "needs attention" for recover.
 EXIT_OK = 0
 EXIT_REJECTED = 1
 EXIT_USAGE = 2

@@ -7,14 +7,11 @@ import json
 import sys
 from pathlib import Path
 
+from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from blockjob.recovery import DomainReport, recover
 
 NAME = "recover"
 HELP = "reconcile recorded block jobs with QEMU after a daemon restart"
-
-EXIT_OK = 0
-EXIT_ATTENTION = 1
-EXIT_USAGE = 2
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -48,4 +45,4 @@ def run(args: argparse.Namespace) -> int:
     else:
         for domain in report.domains:
             sys.stdout.write("\n".join(domain.lines()) + "\n")
-    return EXIT_OK if report.ok else EXIT_ATTENTION
+    return EXIT_OK if report.ok else EXIT_REJECTED

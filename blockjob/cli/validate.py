@@ -12,7 +12,7 @@ import argparse
 import json
 import sys
 
-from blockjob.cli import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from blockjob.errors import StatusXMLError, UnsafeXMLError
 from blockjob.validate import validate_file
 
