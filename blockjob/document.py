@@ -11,6 +11,7 @@ from pathlib import Path
 
 from blockjob.domain import Disk, DiskRefs, read_disks
 from blockjob.errors import StatusXMLError
+from blockjob.jobsources import LoadedBlockjobs
 from blockjob.model import ACTIVE_STATES, BlockJob, CommitData, PullData, StorageSource
 from blockjob.reader import ReadContext, read_jobs
 from blockjob.sources import backing_node, top_source_node
@@ -54,7 +55,8 @@ class StatusDocument:
         self._copy_mirror = refs.copy_mirror
         self._full_disks: dict[str, Disk] | None = None
         self._disks_tail_line = 0
-        ctx = ReadContext(self.filename, refs)
+        line = blockjobs.sourceline if blockjobs is not None else None
+        ctx = ReadContext(self.filename, refs, LoadedBlockjobs(data, line or 1))
         jobs = read_jobs(blockjobs, ctx)
         self._jobs = {job.name: job for job in jobs}
         self.warnings: tuple[str, ...] = tuple(ctx.warnings)

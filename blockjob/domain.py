@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lxml import etree
@@ -40,18 +39,6 @@ def read_disks(domain: etree._Element | None) -> dict[str, Disk]:
 _NODE_KINDS = frozenset({"storage", "format"})
 
 
-def _names_below(elements: Iterable[etree._Element]) -> frozenset[str]:
-    """Storage and format node names anywhere below `elements`."""
-    names = set()
-    for element in elements:
-        for nodename in element.iter("nodename"):
-            if nodename.get("type") in _NODE_KINDS:
-                name = nodename.get("name")
-                if name:
-                    names.add(name)
-    return frozenset(names)
-
-
 class DiskRefs:
     """The load-time view of the domain's disks: just what resolving node names needs.
 
@@ -86,13 +73,24 @@ class DiskRefs:
     def __contains__(self, target: str) -> bool:
         return target in self.elements
 
-    def chain_names(self, target: str) -> frozenset[str]:
-        disk = self.elements[target]
-        return _names_below(disk.iterchildren("source", "backingStore"))
-
     def has_mirror(self, target: str) -> bool:
         return next(self.elements[target].iterchildren("mirror"), None) is not None
 
-    def mirror_names(self, target: str) -> frozenset[str]:
-        """Node names of the disk's `<mirror>` chain (none when it has no mirror)."""
-        return _names_below(self.elements[target].iterchildren("mirror"))
+    def known_names(self, target: str, wanted: set[str], *, mirror: bool) -> set[str]:
+        """Those of `wanted` that name an image of the disk's chain, or of its mirror's.
+
+        Only the names a job asks about are looked up: reading every name of a deep
+        chain would cost more than the job itself.
+        """
+        found: set[str] = set()
+        if not wanted:
+            return found
+        tags = ("source", "backingStore", "mirror") if mirror else ("source", "backingStore")
+        for element in self.elements[target].iterchildren(*tags):
+            for nodename in element.iter("nodename"):
+                name = nodename.get("name")
+                if name in wanted and nodename.get("type") in _NODE_KINDS:
+                    found.add(name)
+                    if len(found) == len(wanted):
+                        return found
+        return found

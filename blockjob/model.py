@@ -6,11 +6,27 @@ a status file written years ago must still name the same things.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
+from typing import Any, TypeVar, overload
 
 from blockjob.xmlnode import Node, node_from_xml
+
+_Frozen = TypeVar("_Frozen")
+
+
+def assemble(cls: type[_Frozen], **fields: Any) -> _Frozen:
+    """Build a frozen dataclass from its fields without the generated `__init__`.
+
+    That `__init__` stores each field through `object.__setattr__`, which costs more
+    than reading the job did. The reader builds thousands per restart and passes
+    every field, so one dict assignment does the same work.
+    """
+    instance = object.__new__(cls)
+    object.__setattr__(instance, "__dict__", fields)
+    return instance
 
 
 class JobType(StrEnum):
@@ -104,12 +120,42 @@ class StorageSource:
         return None
 
 
+class LazySource:
+    """A dataclass field that reads as a `StorageSource` (or None).
+
+    It may be given a function instead, called on the first read. The reader passes
+    one: it checks a job's images while loading but builds them only when asked,
+    since a restart loads every status file and looks into few of their images.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._key = f"_{name}"
+
+    @overload
+    def __get__(self, instance: None, owner: type) -> None: ...
+    @overload
+    def __get__(self, instance: object, owner: type) -> StorageSource | None: ...
+    def __get__(self, instance: object | None, owner: type) -> StorageSource | None:
+        if instance is None:
+            return None  # the field's default
+        value: StorageSource | Callable[[], StorageSource] | None = instance.__dict__[self._key]
+        if callable(value):
+            value = value()
+            instance.__dict__[self._key] = value
+        return value
+
+    def __set__(
+        self, instance: object, value: StorageSource | Callable[[], StorageSource] | None
+    ) -> None:
+        instance.__dict__[self._key] = value
+
+
 @dataclass(frozen=True)
 class JobChains:
     """Chains of a job that is not bound to a disk (libvirt's orphan chains)."""
 
-    disk: StorageSource | None = None
-    mirror: StorageSource | None = None
+    disk: LazySource = LazySource()
+    mirror: LazySource = LazySource()
 
 
 @dataclass(frozen=True)
@@ -130,7 +176,7 @@ class CommitData:
 
 @dataclass(frozen=True)
 class CreateData:
-    src: StorageSource | None = None
+    src: LazySource = LazySource()
     storage_only: bool = False
 
 
@@ -142,7 +188,7 @@ class CopyData:
 @dataclass(frozen=True)
 class BackupData:
     bitmap: str | None = None
-    store: StorageSource | None = None
+    store: LazySource = LazySource()
 
 
 JobData = PullData | CommitData | CreateData | CopyData | BackupData

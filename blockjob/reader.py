@@ -14,6 +14,7 @@ from lxml import etree
 
 from blockjob.domain import DiskRefs
 from blockjob.errors import StatusXMLError
+from blockjob.jobsources import LoadedBlockjobs, Path
 from blockjob.model import (
     BackupData,
     BlockJob,
@@ -26,8 +27,9 @@ from blockjob.model import (
     JobType,
     PullData,
     StorageSource,
+    assemble,
 )
-from blockjob.sources import SourceError, read_job_source
+from blockjob.sources import SourceError
 from blockjob.xmlnode import first_children, from_lxml
 
 _TYPES = {t.value: t for t in JobType}
@@ -42,32 +44,20 @@ class BrokenDataError(ValueError):
 class ReadContext:
     filename: str
     disks: DiskRefs
+    origin: LoadedBlockjobs
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, element: etree._Element, message: str) -> None:
         self.warnings.append(f"{self.filename}:{element.sourceline or 0}: {message}")
 
 
-def _attr(element: etree._Element, name: str) -> str | None:
+_Kids = dict[object, etree._Element]
+
+
+def _child_attr(kids: _Kids, child: str, name: str) -> str | None:
     # libvirt's XPath string helper reads an empty value as absent.
-    return element.get(name) or None
-
-
-class _Job:
-    """A `<blockjob>` element with its children indexed by tag (first one wins, like XPath)."""
-
-    def __init__(self, element: etree._Element) -> None:
-        self.element = element
-        self.kids = first_children(element)
-        # One call for all attributes: cheaper than a get() per attribute read.
-        self.attrs = dict(element.items())
-
-    def attr(self, name: str) -> str | None:
-        return self.attrs.get(name) or None
-
-    def child_attr(self, child: str, name: str) -> str | None:
-        found = self.kids.get(child)
-        return (found.get(name) or None) if found is not None else None
+    found = kids.get(child)
+    return (found.get(name) or None) if found is not None else None
 
 
 def _jobflags(text: str | None) -> int | None:
@@ -88,40 +78,74 @@ def _image_names(top: StorageSource | None) -> frozenset[str]:
     )
 
 
-class _Resolver:
-    """libvirt's node-name lookup over the disk chain, the job's chain and the mirror chain.
+class _Job:
+    """What the type-specific readers see of one `<blockjob>`.
 
-    Only existence matters while reading; which image a name means is asked of
-    the document later, when someone acts on the job. Unknown names are kept as
-    written, so callers can see what the file said.
+    Children are indexed by tag (the first one wins, like XPath). `known` holds
+    those of the job's node names that name an image it may refer to; which image
+    is asked of the document later. Unknown names are kept as written, so callers
+    can see what the file said.
     """
 
-    def __init__(self, names: frozenset[str]) -> None:
-        self._names = names
-        self.problems: list[str] = []
+    __slots__ = ("attrs", "kids", "known", "nodes", "origin", "position", "problems")
 
-    def require(self, job: _Job, child: str, *, optional: bool = False) -> str | None:
-        """The node name as written; a missing or unknown one is recorded as a problem."""
-        name = job.child_attr(child, "node")
-        if name is None and not optional:
-            self.problems.append(f"<{child} node> is missing")
-        elif name is not None and name not in self._names:
+    def __init__(
+        self, attrs: dict[str, str], kids: _Kids, problems: list[str],
+        origin: LoadedBlockjobs, position: tuple[int, str],
+    ) -> None:
+        self.attrs = attrs
+        self.kids = kids
+        self.problems = problems
+        self.origin = origin
+        self.position = position  # among the `<blockjob>` elements, and the job's name
+        self.nodes: dict[str, str] = {}
+        self.known: set[str] = set()
+
+    def node_names(self) -> set[str]:
+        """The node names the job's children name (read once, for `node`)."""
+        nodes = self.nodes
+        for tag in _NODE_TAGS:
+            name = _child_attr(self.kids, tag, "node")
+            if name is not None:
+                nodes[tag] = name
+        return set(nodes.values())
+
+    def node(self, child: str, *, optional: bool = False) -> str | None:
+        """The node name of `<child node>` as written; a missing or unknown one is a problem."""
+        name = self.nodes.get(child)
+        if name is None:
+            if not optional:
+                self.problems.append(f"<{child} node> is missing")
+        elif name not in self.known:
             self.problems.append(f"<{child}> node name '{name}' not found in the job's chains")
         return name
 
+    def image(
+        self, element: etree._Element, path: Path, *, chain: bool
+    ) -> Callable[[], StorageSource]:
+        """A job image at `path` below the job, checked now and built when first read."""
+        return self.origin.defer(element, (*self.position, path), chain=chain)
 
-def _commit(job: _Job, kind: JobType, resolve: _Resolver) -> CommitData:
-    topparent = resolve.require(job, "topparent") if kind is JobType.COMMIT else None
-    top = resolve.require(job, "top")
-    base = resolve.require(job, "base")
+    def source(self, child: str) -> Callable[[], StorageSource]:
+        found = self.kids.get(child)
+        if found is None:
+            raise BrokenDataError(f"<{child}> is missing")
+        return self.image(found, (child,), chain=False)
+
+
+def _commit(job: _Job, kind: JobType) -> CommitData:
+    topparent = job.node("topparent") if kind is JobType.COMMIT else None
+    top = job.node("top")
+    base = job.node("base")
     bitmaps: list[str] = []
     listed = job.kids.get("disabledBaseBitmaps")
     for bitmap in listed.iterchildren("bitmap") if listed is not None else ():
-        name = _attr(bitmap, "name")
-        if name is None:
+        name = bitmap.get("name")
+        if not name:
             raise BrokenDataError("<disabledBaseBitmaps><bitmap> without a name")
         bitmaps.append(name)
-    return CommitData(
+    return assemble(
+        CommitData,
         base=base,
         top=top,
         topparent=topparent,
@@ -130,39 +154,29 @@ def _commit(job: _Job, kind: JobType, resolve: _Resolver) -> CommitData:
     )
 
 
-def _source(job: _Job, child: str) -> StorageSource:
-    found = job.kids.get(child)
-    if found is None:
-        raise BrokenDataError(f"<{child}> is missing")
-    try:
-        return read_job_source(found, chain=False)
-    except SourceError as exc:
-        raise BrokenDataError(str(exc)) from None
+def _pull(job: _Job, _kind: JobType) -> PullData:
+    return assemble(PullData, base=job.node("base", optional=True))
 
 
-def _pull(job: _Job, _kind: JobType, resolve: _Resolver) -> PullData:
-    return PullData(base=resolve.require(job, "base", optional=True))
-
-
-def _create(job: _Job, _kind: JobType, _resolve: _Resolver) -> CreateData:
-    mode = job.child_attr("create", "mode")
+def _create(job: _Job, _kind: JobType) -> CreateData:
+    mode = _child_attr(job.kids, "create", "mode")
     if mode is not None and mode != "storage":
         raise BrokenDataError(f"<create mode='{mode}'>: only 'storage' is known")
-    return CreateData(src=_source(job, "src"), storage_only=mode == "storage")
+    return CreateData(src=job.source("src"), storage_only=mode == "storage")
 
 
-def _copy(job: _Job, _kind: JobType, _resolve: _Resolver) -> CopyData:
-    shallownew = job.attr("shallownew")
+def _copy(job: _Job, _kind: JobType) -> CopyData:
+    shallownew = job.attrs.get("shallownew") or None
     if shallownew is not None and shallownew != "yes":
         raise BrokenDataError(f"shallownew='{shallownew}': only 'yes' is known")
-    return CopyData(shallownew=shallownew == "yes")
+    return assemble(CopyData, shallownew=shallownew == "yes")
 
 
-def _backup(job: _Job, _kind: JobType, _resolve: _Resolver) -> BackupData:
-    return BackupData(bitmap=job.child_attr("bitmap", "name"), store=_source(job, "store"))
+def _backup(job: _Job, _kind: JobType) -> BackupData:
+    return BackupData(bitmap=_child_attr(job.kids, "bitmap", "name"), store=job.source("store"))
 
 
-_SPECIFIC: dict[JobType, Callable[[_Job, JobType, _Resolver], JobData]] = {
+_SPECIFIC: dict[JobType, Callable[[_Job, JobType], JobData]] = {
     JobType.PULL: _pull,
     JobType.COMMIT: _commit,
     JobType.ACTIVE_COMMIT: _commit,
@@ -174,73 +188,82 @@ _SPECIFIC: dict[JobType, Callable[[_Job, JobType, _Resolver], JobData]] = {
 _RESOLVING = frozenset({JobType.PULL, JobType.COMMIT, JobType.ACTIVE_COMMIT})
 
 
-def _resolvable(
-    disks: DiskRefs, disk: str | None, mirror: bool, chains: JobChains | None
-) -> frozenset[str]:
-    """Node names a job may refer to: its disk's chain, its own chains, its mirror chain."""
-    names = _image_names(chains.disk) | _image_names(chains.mirror) if chains else frozenset()
-    if disk is not None:
-        names |= disks.chain_names(disk)
-        if mirror:
-            names |= disks.mirror_names(disk)
-    return names
+# Children whose `node` attribute names an image.
+_NODE_TAGS = ("base", "top", "topparent")
+
+
+def _known(
+    disks: DiskRefs, disk: str | None, mirror: bool, chains: JobChains | None, wanted: set[str]
+) -> set[str]:
+    """Those of `wanted` in the job's chains: its disk's, its own, its mirror's."""
+    known = wanted & (_image_names(chains.disk) | _image_names(chains.mirror)) if chains else set()
+    if disk is not None and len(known) < len(wanted):
+        known |= disks.known_names(disk, wanted - known, mirror=mirror)
+    return known
 
 
 def _chains(job: _Job) -> JobChains | None:
     chains = job.kids.get("chains")
     if chains is None:
         return None
-    kids = first_children(chains)
-    disk = kids.get("disk")
-    mirror = kids.get("mirror")
+    found = first_children(chains)
+    disk = found.get("disk")
+    mirror = found.get("mirror")
     if disk is None and mirror is None:
         return None
     return JobChains(
-        disk=read_job_source(disk, chain=True) if disk is not None else None,
-        mirror=read_job_source(mirror, chain=True) if mirror is not None else None,
+        disk=job.image(disk, ("chains", "disk"), chain=True) if disk is not None else None,
+        mirror=job.image(mirror, ("chains", "mirror"), chain=True) if mirror is not None else None,
     )
 
 
-def read_job(element: etree._Element, ctx: ReadContext) -> BlockJob | None:
-    """Read one `<blockjob>`; None when libvirt would drop it (no name)."""
-    job = _Job(element)
-    name = job.attr("name")
-    if name is None:
+def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJob | None:
+    """Read the `<blockjob>` at `position`; None when libvirt would drop it (no name)."""
+    # One call for all attributes: cheaper than a get() per attribute read.
+    attrs = dict(element.items())
+    get = attrs.get
+    name = get("name")
+    if not name:
         ctx.warn(element, "block job without a name dropped")
         return None
     problems: list[str] = []
 
-    type_text = job.attr("type")
-    kind = _TYPES.get(type_text or "")
+    type_text = get("type") or ""
+    kind = _TYPES.get(type_text)
     if kind is None:
-        problems.append(f"unknown job type '{type_text or ''}'")
+        problems.append(f"unknown job type '{type_text}'")
         kind = JobType.BROKEN
 
-    brokentype_text = job.attr("brokentype")
-    brokentype = _TYPES.get(brokentype_text or "")
+    brokentype_text = get("brokentype") or None
+    brokentype = _TYPES.get(brokentype_text) if brokentype_text is not None else None
     if brokentype_text is not None and brokentype is None:
         ctx.warn(element, f"job '{name}': unknown brokentype '{brokentype_text}' ignored")
 
-    state_text = job.attr("state")
-    state = _STATES.get(state_text or "")
+    state_text = get("state") or ""
+    state = _STATES.get(state_text)
     if state is None:
-        problems.append(f"unknown job state '{state_text or ''}'")
+        problems.append(f"unknown job state '{state_text}'")
         state = JobState.FAILED
 
-    newstate_text = job.attr("newstate")
-    newstate = _STATES.get(newstate_text or "")
+    newstate_text = get("newstate") or None
+    newstate = _STATES.get(newstate_text) if newstate_text is not None else None
     if newstate_text is not None and newstate is None:
         problems.append(f"unknown new state '{newstate_text}'")
 
-    dst = job.child_attr("disk", "dst")
+    kids = first_children(element)
+    job = _Job(attrs, kids, problems, ctx.origin, (position, name))
+    disk_el = kids.get("disk")
+    dst = mirror_text = None
+    if disk_el is not None:
+        dst = disk_el.get("dst") or None
+        mirror_text = disk_el.get("mirror") or None
     disk = dst if dst is not None and dst in ctx.disks else None
     if dst is not None and disk is None:
         problems.append(f"disk '{dst}' not found in the domain")
-    mirror_text = job.child_attr("disk", "mirror")
     if mirror_text is not None and mirror_text != "yes":
         problems.append(f"disk mirror='{mirror_text}': only 'yes' is known")
 
-    flags_text = job.attr("jobflags")
+    flags_text = get("jobflags") or None
     jobflags = _jobflags(flags_text)
     if flags_text is not None and jobflags is None:
         ctx.warn(element, f"job '{name}': unparsable jobflags '{flags_text}' dropped")
@@ -251,7 +274,7 @@ def read_job(element: etree._Element, ctx: ReadContext) -> BlockJob | None:
             chains = _chains(job)
         except SourceError as exc:
             problems.append(f"orphan chains: {exc}")
-    elif disk is not None and "chains" in job.kids:
+    elif disk is not None and "chains" in kids:
         ctx.warn(element, f"job '{name}': <chains> of a job bound to a disk ignored")
 
     mirror = False
@@ -264,18 +287,18 @@ def read_job(element: etree._Element, ctx: ReadContext) -> BlockJob | None:
     data: JobData | None = None
     specific = _SPECIFIC.get(kind)
     if specific is not None:
-        names = _resolvable(ctx.disks, disk, mirror, chains) if kind in _RESOLVING else frozenset()
-        resolver = _Resolver(names)
+        if kind in _RESOLVING:
+            job.known = _known(ctx.disks, disk, mirror, chains, job.node_names())
         try:
-            data = specific(job, kind, resolver)
+            data = specific(job, kind)
         except (BrokenDataError, SourceError) as exc:
             problems.append(str(exc))
-        problems.extend(resolver.problems)
 
-    errmsg_el = job.kids.get("errmsg")
+    errmsg_el = kids.get("errmsg")
     errmsg = (errmsg_el.text or None) if errmsg_el is not None else None
     invalid = bool(problems)
-    return BlockJob(
+    return assemble(
+        BlockJob,
         name=name,
         type=kind,
         state=state,
@@ -300,8 +323,8 @@ def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJ
         return jobs
     lines_by_name: dict[str, int] = {}
     names_by_disk: dict[str, str] = {}
-    for element in blockjobs.iterchildren("blockjob"):
-        job = read_job(element, ctx)
+    for position, element in enumerate(blockjobs.iterchildren("blockjob")):
+        job = read_job(element, position, ctx)
         if job is None:
             continue
         line = element.sourceline or 0

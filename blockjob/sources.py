@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from lxml import etree
 
-from blockjob.model import StorageSource
+from blockjob.model import StorageSource, assemble
 from blockjob.xmlnode import Node, first_children, from_lxml
 
 STORAGE_TYPES = frozenset(
@@ -38,38 +38,36 @@ def _node_names(source: etree._Element) -> tuple[str | None, str | None]:
     return storage, fmt
 
 
-def _index(text: str | None, holder: object, *, strict: bool) -> int | None:
-    if not text:
-        return None
-    if not text.isascii() or not text.isdigit():
-        if strict:
-            raise SourceError(f"<{holder!s}>: index '{text}' is not an unsigned decimal number")
-        return None
-    return int(text)
+def _index(text: str | None) -> int | None:
+    return int(text) if text and text.isascii() and text.isdigit() else None
+
+
+def _check_index(text: str | None, holder: object) -> None:
+    if text and (not text.isascii() or not text.isdigit()):
+        raise SourceError(f"<{holder!s}>: index '{text}' is not an unsigned decimal number")
 
 
 def _image(
     kind: str,
     fmt: str,
     source: etree._Element,
-    index: tuple[str | None, object],
+    index: str | None,
     below: etree._Element | None,
     *,
-    strict: bool,
     format_children: tuple[Node, ...] = (),
 ) -> StorageSource:
     """One image; `below` is the `<backingStore>` that describes what lies under it.
 
-    `index` is (its text, the tag it came from): `<source index>` on a chain's top image,
-    the `<backingStore index>` further down.
+    `index` is `<source index>` on a chain's top image, `<backingStore index>` further down.
     """
-    backing, terminated = read_backing(below, strict=strict) if below is not None else (None, False)
+    backing, terminated = read_backing(below) if below is not None else (None, False)
     storage, fmt_node = _node_names(source)
-    return StorageSource(
+    return assemble(
+        StorageSource,
         type=kind,
         format=fmt,
         element=etree.tostring(source, with_tail=False),
-        index=_index(*index, strict=strict),
+        index=_index(index),
         format_children=format_children,
         backing=backing,
         terminated=terminated,
@@ -78,8 +76,11 @@ def _image(
     )
 
 
-def read_backing(backing: etree._Element, *, strict: bool) -> tuple[StorageSource | None, bool]:
-    """Read a `<backingStore>` element: (the image it describes, terminated)."""
+def read_backing(backing: etree._Element) -> tuple[StorageSource | None, bool]:
+    """Read a `<backingStore>` element: (the image it describes, terminated).
+
+    Lenient: a `<backingStore>` that describes no usable image ends the chain.
+    """
     kind = backing.get("type")
     if not kind:
         return None, True
@@ -88,16 +89,29 @@ def read_backing(backing: etree._Element, *, strict: bool) -> tuple[StorageSourc
     source = kids.get("source")
     fmt = fmt_el.get("type") if fmt_el is not None else None
     if source is None or fmt_el is None or not fmt:
-        if strict:
-            raise SourceError("<backingStore> needs <format type> and <source>")
         return None, False
     extra = from_lxml(fmt_el).children if len(fmt_el) else ()
-    return _image(kind, fmt, source, (backing.get("index"), "backingStore"),
-                  kids.get("backingStore"), strict=strict, format_children=extra), False
+    return _image(kind, fmt, source, backing.get("index"), kids.get("backingStore"),
+                  format_children=extra), False
 
 
-def read_job_source(element: etree._Element, *, chain: bool) -> StorageSource:
-    """Read `<disk>`/`<mirror>` of `<chains>`, or `<src>`/`<store>`, as libvirt requires."""
+def _check_backing(backing: etree._Element | None) -> None:
+    """Refuse a job chain whose `<backingStore>` entries libvirt could not read."""
+    while backing is not None and backing.get("type"):
+        kids = first_children(backing)
+        fmt_el = kids.get("format")
+        if "source" not in kids or fmt_el is None or not fmt_el.get("type"):
+            raise SourceError("<backingStore> needs <format type> and <source>")
+        _check_index(backing.get("index"), "backingStore")
+        backing = kids.get("backingStore")
+
+
+def check_job_source(element: etree._Element, *, chain: bool) -> None:
+    """Raise SourceError where libvirt refuses a job's storage source ("missing job chain data").
+
+    `element` is `<disk>`/`<mirror>` of `<chains>` (`chain`: its `<backingStore>`s count),
+    or `<src>`/`<store>`.
+    """
     kind = element.get("type")
     fmt = element.get("format")
     kids = first_children(element)
@@ -109,15 +123,24 @@ def read_job_source(element: etree._Element, *, chain: bool) -> StorageSource:
         raise SourceError(f"<{element.tag!s}>: unknown storage type '{kind}'")
     if fmt not in FORMATS:
         raise SourceError(f"<{element.tag!s}>: unknown image format '{fmt}'")
+    _check_index(index, element.tag)
+    if chain:
+        _check_backing(kids.get("backingStore"))
+
+
+def build_job_source(element: etree._Element, *, chain: bool) -> StorageSource:
+    """The image of a job storage source that `check_job_source` accepted."""
+    kids = first_children(element)
+    source = kids["source"]
     below = kids.get("backingStore") if chain else None
-    return _image(kind, fmt, source, (index, element.tag), below, strict=True)
+    return _image(element.get("type") or "", element.get("format") or "", source,
+                  source.get("index"), below)
 
 
 def _lenient_image(
     kind: str, fmt: str, source: etree._Element, kids: dict[object, etree._Element]
 ) -> StorageSource:
-    return _image(kind, fmt, source, (source.get("index"), None), kids.get("backingStore"),
-                  strict=False)
+    return _image(kind, fmt, source, source.get("index"), kids.get("backingStore"))
 
 
 def read_disk_chain(disk: etree._Element) -> StorageSource | None:

@@ -112,6 +112,33 @@ def test_mirror_chain_resolves_only_for_mirror_jobs() -> None:
     assert without.invalid
 
 
+def test_only_storage_and_format_node_names_resolve() -> None:
+    slice_disk = disk("vda", (3, 2, 1)).replace(
+        "<nodename type='storage' name='libvirt-1-storage'/>",
+        "<nodename type='slice-storage' name='libvirt-1-slice'/>",
+    )
+    doc = blockjob.loads(status(
+        "<blockjobs active='no'><blockjob name='c' type='commit' state='running'>"
+        "<disk dst='vda'/><base node='libvirt-1-slice'/><top node='libvirt-2-storage'/>"
+        "<topparent node='libvirt-3-format'/></blockjob></blockjobs>",
+        slice_disk,
+    ))
+    assert doc.jobs[0].problems == (
+        "<base> node name 'libvirt-1-slice' not found in the job's chains",
+    )
+
+
+def test_node_names_anywhere_down_a_deep_chain_resolve() -> None:
+    deep = disk("vda", tuple(range(40, 0, -1)))
+    doc = blockjob.loads(status(
+        "<blockjobs active='no'><blockjob name='c' type='commit' state='running'>"
+        "<disk dst='vda'/><base node='libvirt-1-format'/><top node='libvirt-1-storage'/>"
+        "<topparent node='libvirt-40-format'/></blockjob></blockjobs>",
+        deep,
+    ))
+    assert not doc.jobs[0].invalid
+
+
 def test_mirror_yes_without_disk_mirror_disappears() -> None:
     job = _one("<blockjob name='j' type='copy' state='ready'>"
                "<disk dst='vda' mirror='yes'/></blockjob>")

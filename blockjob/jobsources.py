@@ -1,0 +1,79 @@
+"""Job storage sources built on first use, from the bytes they were loaded from.
+
+Loading checks every image a job names (its validity depends on them), but building
+one costs more than reading the rest of its job, and a daemon restart looks into few.
+So a loaded job keeps where its images are instead: the document's bytes, which
+`<blockjob>` and which child. The first image asked for re-reads `<blockjobs>`.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+
+from lxml import etree
+
+from blockjob.model import StorageSource
+from blockjob.sources import build_job_source, check_job_source
+from blockjob.spans import element_span
+from blockjob.xmlnode import TRUSTED_PARSER, first_children
+
+# Where a job image sits below its `<blockjob>`: `("src",)`, `("chains", "disk")`, ...
+Path = tuple[str, ...]
+
+
+class LoadedBlockjobs:
+    """The `<blockjobs>` element of a loaded document, re-read when a job image is needed.
+
+    `data` is the document as loaded (so already checked by the secure parser) and
+    `line` the line `<blockjobs>` starts on.
+    """
+
+    def __init__(self, data: bytes, line: int) -> None:
+        self._data = data
+        self._line = line
+        self._jobs: list[etree._Element] | None = None
+
+    def __reduce__(self) -> tuple[type[LoadedBlockjobs], tuple[bytes, int]]:
+        return LoadedBlockjobs, (self._data, self._line)  # the parsed cache stays behind
+
+    def defer(
+        self, element: etree._Element, where: tuple[int, str, Path], *, chain: bool
+    ) -> Callable[[], StorageSource]:
+        """Check a job image now; build it from the bytes when first asked for.
+
+        `where` is the job's position among the `<blockjob>` elements, its name, and
+        the image's path below it.
+        """
+        check_job_source(element, chain=chain)
+        return functools.partial(self._build, where, chain)
+
+    def _build(self, where: tuple[int, str, Path], chain: bool) -> StorageSource:
+        index, name, path = where
+        jobs = self._jobs
+        if jobs is None or not _holds(jobs, index, name):
+            jobs = self._from_span()
+            if not _holds(jobs, index, name):
+                jobs = self._from_document()
+            self._jobs = jobs
+        element = jobs[index]
+        for tag in path:
+            element = first_children(element)[tag]
+        return build_job_source(element, chain=chain)
+
+    def _from_span(self) -> list[etree._Element]:
+        """The jobs, parsing just the bytes of `<blockjobs>` (a few KB of the file)."""
+        try:
+            start, end = element_span(self._data, b"blockjobs", self._line)
+            root = etree.fromstring(self._data[start:end], TRUSTED_PARSER)
+        except (ValueError, etree.XMLSyntaxError):
+            return []  # fooled by a comment, or a namespace declared further up
+        return list(root.iterchildren("blockjob")) if root.tag == "blockjobs" else []
+
+    def _from_document(self) -> list[etree._Element]:
+        root = etree.fromstring(self._data, TRUSTED_PARSER)
+        return list(first_children(root)["blockjobs"].iterchildren("blockjob"))
+
+
+def _holds(jobs: list[etree._Element], index: int, name: str) -> bool:
+    return index < len(jobs) and jobs[index].get("name") == name

@@ -1,0 +1,153 @@
+"""Job images are checked on load and built from the loaded bytes on first read."""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from lxml import etree
+
+import blockjob
+from blockjob.jobsources import LoadedBlockjobs
+from blockjob.model import BackupData, CreateData, JobChains, StorageSource
+from blockjob.sources import build_job_source, file_image
+from blockjob.xmlnode import first_children
+from tests.docs import jobs, status
+
+DATA = Path(__file__).parent / "data"
+
+_SRC = (
+    "<blockjob name='{name}' type='create' state='running'>"
+    "<src type='file' format='qcow2'><source file='{path}' index='{index}'/></src>"
+    "</blockjob>"
+)
+_ORPHAN = (
+    "<blockjob name='o' type='copy' state='ready'><chains>"
+    "<disk type='file' format='qcow2'><source file='/top' index='5'/>"
+    "<backingStore type='file' index='6'><format type='raw'/><source file='/base'/>"
+    "<backingStore/></backingStore></disk>"
+    "<mirror type='file' format='raw'><source file='/copy' index='7'/></mirror>"
+    "</chains></blockjob>"
+)
+
+
+def _images(job: blockjob.BlockJob) -> dict[tuple[str, ...], StorageSource | None]:
+    data = job.data
+    found: dict[tuple[str, ...], StorageSource | None] = {}
+    if isinstance(data, CreateData):
+        found["src",] = data.src
+    if isinstance(data, BackupData):
+        found["store",] = data.store
+    if job.chains is not None:
+        found["chains", "disk"] = job.chains.disk
+        found["chains", "mirror"] = job.chains.mirror
+    return found
+
+
+@pytest.mark.parametrize("name", ["every-type-in.xml", "orphan-chains-in.xml"])
+def test_images_built_later_equal_images_read_from_the_tree(name: str) -> None:
+    data = (DATA / name).read_bytes()
+    doc = blockjob.loads(data)
+    tree = first_children(etree.fromstring(data))["blockjobs"]
+    elements = {job.get("name"): job for job in tree.iterchildren("blockjob")}
+    compared = 0
+    for job in doc.jobs:
+        for path, image in _images(job).items():
+            element: etree._Element | None = elements[job.name]
+            for tag in path:
+                element = first_children(element).get(tag) if element is not None else None
+            chain = path[0] == "chains"
+            expected = build_job_source(element, chain=chain) if element is not None else None
+            assert image == expected
+            compared += image is not None
+    assert compared >= 2
+
+
+def test_an_image_is_built_once_and_only_when_read() -> None:
+    doc = blockjob.loads(jobs(_SRC.format(name="c", path="/new", index=3)))
+    data = doc.jobs[0].data
+    assert isinstance(data, CreateData)
+    assert callable(data.__dict__["_src"])
+    first = data.src
+    assert first is not None and first.path == "/new" and first.index == 3
+    assert data.src is first
+    assert data.__dict__["_src"] is first
+
+
+def test_each_job_finds_its_own_images_when_everything_is_on_one_line() -> None:
+    # One line: locating the images by line could not tell the three `<src>` apart.
+    elements = [_SRC.format(name=f"c{n}", path=f"/img{n}", index=n) for n in range(3)]
+    doc = blockjob.loads(status("<blockjobs active='no'>" + "".join(elements) + "</blockjobs>"))
+    for n in range(3):
+        job = doc.job(f"c{n}")
+        assert job is not None and isinstance(job.data, CreateData)
+        data = job.data
+        assert data.src is not None
+        assert (data.src.path, data.src.index) == (f"/img{n}", n)
+
+
+def test_orphan_chain_images_and_their_backing_are_built_from_the_bytes() -> None:
+    (job,) = blockjob.loads(jobs(_ORPHAN)).jobs
+    assert job.chains is not None and job.chains.disk is not None
+    assert [image.path for image in job.chains.disk.images()] == ["/top", "/base"]
+    assert job.chains.disk.backing is not None and job.chains.disk.backing.terminated
+    assert job.chains.mirror is not None and job.chains.mirror.format == "raw"
+
+
+@pytest.mark.parametrize(
+    "trick",
+    [
+        # A comment on the `<blockjobs>` line that spells a start tag.
+        lambda body: body.replace("<blockjobs", "<!-- <blockjobs> --><blockjobs", 1),
+        # A prefix bound on the root only: `<blockjobs>` alone is not well-formed.
+        lambda body: body.replace("</blockjob>", "<x:extra/></blockjob>", 1),
+    ],
+    ids=["comment-on-the-line", "namespace-from-the-root"],
+)
+def test_images_are_found_when_blockjobs_cannot_be_parsed_on_its_own(
+    trick: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = _count_whole_document_parses(monkeypatch)
+    body = "<blockjobs active='no'>" + _SRC.format(name="c", path="/new", index=3) + "</blockjobs>"
+    data = status(trick(body)).replace(b"<domstatus ", b"<domstatus xmlns:x='urn:x' ", 1)
+    (job,) = blockjob.loads(data).jobs
+    assert isinstance(job.data, CreateData) and job.data.src is not None
+    assert job.data.src.path == "/new"
+    assert whole == [1]
+
+
+def test_only_blockjobs_is_parsed_again_in_a_plain_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    whole = _count_whole_document_parses(monkeypatch)
+    (job,) = blockjob.loads(jobs(_ORPHAN)).jobs
+    assert job.chains is not None and job.chains.mirror is not None
+    assert whole == [0]
+
+
+def _count_whole_document_parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls = [0]
+    original = LoadedBlockjobs._from_document
+
+    def counted(self: LoadedBlockjobs) -> list[etree._Element]:
+        calls[0] += 1
+        return original(self)
+
+    monkeypatch.setattr(LoadedBlockjobs, "_from_document", counted)
+    return calls
+
+
+def test_a_loaded_job_pickles_before_and_after_its_images_are_built() -> None:
+    (job,) = blockjob.loads(jobs(_ORPHAN)).jobs
+    before = pickle.loads(pickle.dumps(job))
+    assert job.chains is not None and job.chains.disk is not None  # built now
+    after = pickle.loads(pickle.dumps(job))
+    assert before == job == after
+
+
+def test_image_fields_default_to_none_and_take_images_directly() -> None:
+    image = file_image("/a", index=1, storage_node="s")
+    assert CreateData().src is None and JobChains().mirror is None
+    assert CreateData(src=image).src is image
+    assert JobChains(disk=image) == JobChains(disk=lambda: image)
+    assert hash(BackupData(store=image)) == hash(BackupData(store=lambda: image))
