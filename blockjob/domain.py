@@ -43,7 +43,7 @@ class DiskRefs:
     """The load-time view of the domain's disks: just what resolving node names needs.
 
     Building whole chains for every disk would cost more than parsing the file,
-    so names are gathered per disk, and only for disks a job refers to.
+    so a job's node names are looked up in the disk it names, and nothing else.
     """
 
     def __init__(self, domain: etree._Element | None) -> None:
@@ -77,11 +77,7 @@ class DiskRefs:
         return next(self.elements[target].iterchildren("mirror"), None) is not None
 
     def known_names(self, target: str, wanted: set[str], *, mirror: bool) -> set[str]:
-        """Those of `wanted` that name an image of the disk's chain, or of its mirror's.
-
-        Only the names a job asks about are looked up: reading every name of a deep
-        chain would cost more than the job itself.
-        """
+        """Those of `wanted` that name an image of the disk's chain, or of its mirror's."""
         found: set[str] = set()
         if not wanted:
             return found
