@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lxml import etree
@@ -37,6 +38,21 @@ def read_disks(domain: etree._Element | None) -> dict[str, Disk]:
 
 
 _NODE_KINDS = frozenset({"storage", "format"})
+
+
+def known_names(elements: Iterable[etree._Element], wanted: set[str]) -> set[str]:
+    """Those of `wanted` that are storage or format node names anywhere below `elements`."""
+    found: set[str] = set()
+    if not wanted:
+        return found
+    for element in elements:
+        for nodename in element.iter("nodename"):
+            name = nodename.get("name")
+            if name in wanted and nodename.get("type") in _NODE_KINDS:
+                found.add(name)
+                if len(found) == len(wanted):
+                    return found
+    return found
 
 
 class DiskRefs:
@@ -78,15 +94,5 @@ class DiskRefs:
 
     def known_names(self, target: str, wanted: set[str], *, mirror: bool) -> set[str]:
         """Those of `wanted` that name an image of the disk's chain, or of its mirror's."""
-        found: set[str] = set()
-        if not wanted:
-            return found
         tags = ("source", "backingStore", "mirror") if mirror else ("source", "backingStore")
-        for element in self.elements[target].iterchildren(*tags):
-            for nodename in element.iter("nodename"):
-                name = nodename.get("name")
-                if name in wanted and nodename.get("type") in _NODE_KINDS:
-                    found.add(name)
-                    if len(found) == len(wanted):
-                        return found
-        return found
+        return known_names(self.elements[target].iterchildren(*tags), wanted)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 
 from lxml import etree
 
-from blockjob.domain import DiskRefs
+from blockjob.domain import DiskRefs, known_names
 from blockjob.errors import StatusXMLError
 from blockjob.jobsources import LoadedBlockjobs, Path
 from blockjob.model import (
@@ -68,14 +68,6 @@ def _jobflags(text: str | None) -> int | None:
         return int(digits, 16) if digits and digits.isascii() and digits.isalnum() else None
     except ValueError:
         return None
-
-
-def _image_names(top: StorageSource | None) -> frozenset[str]:
-    if top is None:
-        return frozenset()
-    return frozenset(
-        name for image in top.images() for name in (image.storage_node, image.format_node) if name
-    )
 
 
 class _Job:
@@ -193,10 +185,19 @@ _NODE_TAGS = ("base", "top", "topparent")
 
 
 def _known(
-    disks: DiskRefs, disk: str | None, mirror: bool, chains: JobChains | None, wanted: set[str]
+    disks: DiskRefs, disk: str | None, mirror: bool, chains: etree._Element | None,
+    wanted: set[str],
 ) -> set[str]:
-    """Those of `wanted` in the job's chains: its disk's, its own, its mirror's."""
-    known = wanted & (_image_names(chains.disk) | _image_names(chains.mirror)) if chains else set()
+    """Those of `wanted` in the job's chains: its disk's, its own, its mirror's.
+
+    `chains` is the job's own `<chains>`, when they were read (an orphan job).
+    """
+    own = first_children(chains) if chains is not None else {}
+    images = (
+        image for tag in ("disk", "mirror") if tag in own
+        for image in own[tag].iterchildren("source", "backingStore")
+    )
+    known = known_names(images, wanted)
     if disk is not None and len(known) < len(wanted):
         known |= disks.known_names(disk, wanted - known, mirror=mirror)
     return known
@@ -288,7 +289,8 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     specific = _SPECIFIC.get(kind)
     if specific is not None:
         if kind in _RESOLVING:
-            job.known = _known(ctx.disks, disk, mirror, chains, job.node_names())
+            own_chains = kids.get("chains") if chains is not None else None
+            job.known = _known(ctx.disks, disk, mirror, own_chains, job.node_names())
         try:
             data = specific(job, kind)
         except (BrokenDataError, SourceError) as exc:

@@ -139,6 +139,30 @@ def test_node_names_anywhere_down_a_deep_chain_resolve() -> None:
     assert not doc.jobs[0].invalid
 
 
+_ORPHAN_PULL = (
+    "<blockjob name='p' type='pull' state='running'><base node='{base}'/><chains>"
+    "<disk type='file' format='qcow2'><source file='/top' index='5'><privateData><nodenames>"
+    "<nodename type='format' name='top-format'/></nodenames></privateData></source>"
+    "<backingStore type='file' index='6'><format type='raw'/><source file='/base'>"
+    "<privateData><nodenames><nodename type='storage' name='base-storage'/></nodenames>"
+    "</privateData></source><backingStore/></backingStore></disk>"
+    "<mirror type='file' format='raw'><source file='/copy' index='7'><privateData><nodenames>"
+    "<nodename type='format' name='copy-format'/></nodenames></privateData></source></mirror>"
+    "</chains></blockjob>"
+)
+
+
+@pytest.mark.parametrize(
+    ("base", "invalid"),
+    [("top-format", False), ("base-storage", False), ("copy-format", False),
+     ("libvirt-1-format", True)],  # vda's: an orphan job has no disk chain
+)
+def test_orphan_job_resolves_its_own_chains(base: str, invalid: bool) -> None:
+    job = _one(_ORPHAN_PULL.format(base=base))
+    assert job.invalid is invalid
+    assert job.chains is not None
+
+
 def test_mirror_yes_without_disk_mirror_disappears() -> None:
     job = _one("<blockjob name='j' type='copy' state='ready'>"
                "<disk dst='vda' mirror='yes'/></blockjob>")
