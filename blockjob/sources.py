@@ -66,7 +66,7 @@ def _image(
         StorageSource,
         type=kind,
         format=fmt,
-        element=etree.tostring(source, with_tail=False),
+        element=from_lxml(source),
         index=_index(index),
         format_children=format_children,
         backing=backing,
