@@ -12,7 +12,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, TypeVar, overload
 
-from blockjob.xmlnode import Node
+from blockjob.xmlnode import Node, node_from_xml
 
 _Frozen = TypeVar("_Frozen")
 
@@ -63,15 +63,18 @@ ACTIVE_STATES = frozenset(
 class StorageSource:
     """One image of a chain: the wrapper's type/format, its `<source>`, its backing.
 
-    `element` is the `<source>` element as read. Its `index` attribute is held in
-    `index`, because where libvirt writes it depends on the image's place in the chain.
+    `element` is the `<source>` element, either as a Node or, for a domain disk's
+    chain, as the XML lxml read: a restart reads the chains of many disks but looks
+    at few `<source>` elements, and bytes cost less to keep than nodes (turned into
+    a Node on first use). Its `index` attribute is held in `index`,
+    because where libvirt writes it depends on the image's place in the chain.
     `backing` is the next image down; `terminated` says a `<backingStore/>`
     terminator follows when there is no next image.
     """
 
     type: str
     format: str
-    element: Node
+    element: Node | bytes
     index: int | None = None
     format_children: tuple[Node, ...] = ()
     backing: StorageSource | None = None
@@ -82,7 +85,7 @@ class StorageSource:
     @cached_property
     def source(self) -> Node:
         """The `<source>` element, without `index`."""
-        node = self.element
+        node = self.element if isinstance(self.element, Node) else node_from_xml(self.element)
         if node.attr("index") is None:
             return node
         return node.with_attrs(tuple(kv for kv in node.attrs if kv[0] != "index"))

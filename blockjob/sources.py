@@ -55,28 +55,35 @@ def _image(
     below: etree._Element | None,
     *,
     format_children: tuple[Node, ...] = (),
+    as_node: bool = False,
 ) -> StorageSource:
     """One image; `below` is the `<backingStore>` that describes what lies under it.
 
     `index` is `<source index>` on a chain's top image, `<backingStore index>` further down.
+    `as_node` builds the `<source>` node now; otherwise it is kept as lxml's bytes,
+    a plain string the garbage collector never walks, until first read.
     """
-    backing, terminated = read_backing(below) if below is not None else (None, False)
+    below_image, terminated = None, False
+    if below is not None:
+        below_image, terminated = read_backing(below, as_node=as_node)
     storage, fmt_node = _node_names(source)
     return assemble(
         StorageSource,
         type=kind,
         format=fmt,
-        element=from_lxml(source),
+        element=from_lxml(source) if as_node else etree.tostring(source, with_tail=False),
         index=_index(index),
         format_children=format_children,
-        backing=backing,
+        backing=below_image,
         terminated=terminated,
         storage_node=storage,
         format_node=fmt_node,
     )
 
 
-def read_backing(backing: etree._Element) -> tuple[StorageSource | None, bool]:
+def read_backing(
+    backing: etree._Element, *, as_node: bool = False
+) -> tuple[StorageSource | None, bool]:
     """Read a `<backingStore>` element: (the image it describes, terminated).
 
     Lenient: a `<backingStore>` that describes no usable image ends the chain.
@@ -92,7 +99,7 @@ def read_backing(backing: etree._Element) -> tuple[StorageSource | None, bool]:
         return None, False
     extra = from_lxml(fmt_el).children if len(fmt_el) else ()
     return _image(kind, fmt, source, backing.get("index"), kids.get("backingStore"),
-                  format_children=extra), False
+                  format_children=extra, as_node=as_node), False
 
 
 def _check_backing(backing: etree._Element | None) -> None:
@@ -129,12 +136,15 @@ def check_job_source(element: etree._Element, *, chain: bool) -> None:
 
 
 def build_job_source(element: etree._Element, *, chain: bool) -> StorageSource:
-    """The image of a job storage source that `check_job_source` accepted."""
+    """The image of a job storage source that `check_job_source` accepted.
+
+    Built when first asked for, so it is about to be read: its nodes are built now.
+    """
     kids = first_children(element)
     source = kids["source"]
     below = kids.get("backingStore") if chain else None
     return _image(element.get("type") or "", element.get("format") or "", source,
-                  source.get("index"), below)
+                  source.get("index"), below, as_node=True)
 
 
 def _lenient_image(

@@ -77,8 +77,13 @@ def from_lxml(element: etree._Element) -> Node:
 
 
 _new = tuple.__new__
-# Only for bytes `xmlparse.parse` already accepted (re-reading part of a loaded file).
+# Only for bytes from a document `xmlparse.parse` accepted: lxml's own serialization of
+# part of it, or a slice of the file re-read.
 TRUSTED_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
+
+
+def node_from_xml(data: bytes) -> Node:
+    return from_lxml(etree.fromstring(data, TRUSTED_PARSER))
 
 
 # Comments and processing instructions carry nothing libvirt reads.
