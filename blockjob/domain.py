@@ -38,6 +38,9 @@ def read_disks(domain: etree._Element | None) -> dict[str, Disk]:
 
 
 _NODE_KINDS = frozenset({"storage", "format"})
+# Compiled once; one XPath call walks the disks in C, where a loop makes a proxy per child.
+_FIRST_TARGETS = etree.XPath("devices/disk/target[1]")
+_COPY_MIRROR = etree.XPath("boolean(devices/disk/mirror[1][@job='copy'])")
 
 
 def known_names(elements: Iterable[etree._Element], wanted: set[str]) -> set[str]:
@@ -65,26 +68,17 @@ class DiskRefs:
     def __init__(self, domain: etree._Element | None) -> None:
         self.elements: dict[str, etree._Element] = {}
         repeated: set[str] = set()
-        # A legacy (pre-blockdev) block copy shows only as `<mirror job='copy'>`.
-        self.copy_mirror = False
-        devices = next(domain.iterchildren("devices"), None) if domain is not None else None
-        for disk in devices.iterchildren("disk") if devices is not None else ():
-            target = mirror = None
-            for child in disk.iterchildren("target", "mirror"):
-                if child.tag == "target":
-                    target = child if target is None else target
-                elif mirror is None:
-                    mirror = child
-            if mirror is not None and mirror.get("job") == "copy":
-                self.copy_mirror = True
-            dev = target.get("dev") if target is not None else None
+        for target in _FIRST_TARGETS(domain) if domain is not None else ():
+            dev = target.get("dev")
             if not dev:
                 continue
             if dev in self.elements:
                 repeated.add(dev)
             else:
-                self.elements[dev] = disk
+                self.elements[dev] = target.getparent()
         self.repeated = frozenset(repeated)
+        # A legacy (pre-blockdev) block copy shows only as `<mirror job='copy'>`.
+        self.copy_mirror = domain is not None and bool(_COPY_MIRROR(domain))
 
     def __contains__(self, target: str) -> bool:
         return target in self.elements
