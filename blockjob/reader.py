@@ -7,6 +7,7 @@ raises: two jobs with one name, or two jobs on one disk.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -60,6 +61,7 @@ def _child_attr(kids: _Kids, child: str, name: str) -> str | None:
     return (found.get(name) or None) if found is not None else None
 
 
+@functools.lru_cache(maxsize=64)  # a daemon's files carry a handful of distinct values
 def _jobflags(text: str | None) -> int | None:
     if text is None:
         return None
@@ -136,18 +138,17 @@ def _commit(job: _Job, kind: JobType) -> CommitData:
         if not name:
             raise BrokenDataError("<disabledBaseBitmaps><bitmap> without a name")
         bitmaps.append(name)
-    return assemble(
-        CommitData,
-        base=base,
-        top=top,
-        topparent=topparent,
-        delete_committed_images="deleteCommittedImages" in job.kids,
-        disabled_base_bitmaps=tuple(bitmaps),
-    )
+    return assemble(CommitData, {
+        "base": base,
+        "top": top,
+        "topparent": topparent,
+        "delete_committed_images": "deleteCommittedImages" in job.kids,
+        "disabled_base_bitmaps": tuple(bitmaps),
+    })
 
 
 def _pull(job: _Job, _kind: JobType) -> PullData:
-    return assemble(PullData, base=job.node("base", optional=True))
+    return assemble(PullData, {"base": job.node("base", optional=True)})
 
 
 def _create(job: _Job, _kind: JobType) -> CreateData:
@@ -161,7 +162,7 @@ def _copy(job: _Job, _kind: JobType) -> CopyData:
     shallownew = job.attrs.get("shallownew") or None
     if shallownew is not None and shallownew != "yes":
         raise BrokenDataError(f"shallownew='{shallownew}': only 'yes' is known")
-    return assemble(CopyData, shallownew=shallownew == "yes")
+    return assemble(CopyData, {"shallownew": shallownew == "yes"})
 
 
 def _backup(job: _Job, _kind: JobType) -> BackupData:
@@ -192,12 +193,14 @@ def _known(
 
     `chains` is the job's own `<chains>`, when they were read (an orphan job).
     """
-    own = first_children(chains) if chains is not None else {}
-    images = (
-        image for tag in ("disk", "mirror") if tag in own
-        for image in own[tag].iterchildren("source", "backingStore")
-    )
-    known = known_names(images, wanted)
+    known: set[str] = set()
+    if chains is not None:
+        own = first_children(chains)
+        known = known_names(
+            (image for tag in ("disk", "mirror") if tag in own
+             for image in own[tag].iterchildren("source", "backingStore")),
+            wanted,
+        )
     if disk is not None and len(known) < len(wanted):
         known |= disks.known_names(disk, wanted - known, mirror=mirror)
     return known
@@ -299,23 +302,22 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     errmsg_el = kids.get("errmsg")
     errmsg = (errmsg_el.text or None) if errmsg_el is not None else None
     invalid = bool(problems)
-    return assemble(
-        BlockJob,
-        name=name,
-        type=kind,
-        state=state,
-        newstate=newstate,
-        brokentype=brokentype,
-        jobflags=jobflags,
-        errmsg=errmsg,
-        disk=disk,
-        mirror=mirror,
-        chains=chains,
-        data=data,
-        invalid=invalid,
-        problems=tuple(problems),
-        raw=from_lxml(element) if invalid else None,
-    )
+    return assemble(BlockJob, {
+        "name": name,
+        "type": kind,
+        "state": state,
+        "newstate": newstate,
+        "brokentype": brokentype,
+        "jobflags": jobflags,
+        "errmsg": errmsg,
+        "disk": disk,
+        "mirror": mirror,
+        "chains": chains,
+        "data": data,
+        "invalid": invalid,
+        "problems": tuple(problems),
+        "raw": from_lxml(element) if invalid else None,
+    })
 
 
 def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJob]:

@@ -67,18 +67,17 @@ def _image(
     if below is not None:
         below_image, terminated = read_backing(below, as_node=as_node)
     storage, fmt_node = _node_names(source)
-    return assemble(
-        StorageSource,
-        type=kind,
-        format=fmt,
-        element=from_lxml(source) if as_node else etree.tostring(source, with_tail=False),
-        index=_index(index),
-        format_children=format_children,
-        backing=below_image,
-        terminated=terminated,
-        storage_node=storage,
-        format_node=fmt_node,
-    )
+    return assemble(StorageSource, {
+        "type": kind,
+        "format": fmt,
+        "element": from_lxml(source) if as_node else etree.tostring(source, with_tail=False),
+        "index": _index(index),
+        "format_children": format_children,
+        "backing": below_image,
+        "terminated": terminated,
+        "storage_node": storage,
+        "format_node": fmt_node,
+    })
 
 
 def read_backing(
