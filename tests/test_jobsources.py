@@ -12,8 +12,9 @@ from lxml import etree
 import blockjob
 from blockjob.jobsources import LoadedBlockjobs
 from blockjob.model import BackupData, CreateData, JobChains, StorageSource
-from blockjob.sources import build_job_source, file_image
+from blockjob.sources import build_job_source, file_image, read_backing
 from blockjob.xmlnode import first_children
+from tests.corpus import SHARED
 from tests.docs import jobs, status
 
 DATA = Path(__file__).parent / "data"
@@ -151,3 +152,25 @@ def test_image_fields_default_to_none_and_take_images_directly() -> None:
     assert CreateData(src=image).src is image
     assert JobChains(disk=image) == JobChains(disk=lambda: image)
     assert hash(BackupData(store=image)) == hash(BackupData(store=lambda: image))
+
+
+def _documents() -> list[Path]:
+    # Golden inputs always; libvirt's files as well when ../shared is there.
+    return sorted(DATA.glob("*-in.xml")) + sorted(SHARED.glob("*/*.xml"))
+
+
+def test_an_image_built_as_nodes_equals_one_kept_as_lxml_bytes() -> None:
+    # Job images (built on first read) convert `<source>` at once; domain disk chains keep
+    # lxml's bytes until read. Both must describe the same image, backing chain and all.
+    compared = 0
+    for path in _documents():
+        for backing in etree.parse(str(path)).iter("backingStore"):
+            as_bytes, terminated = read_backing(backing)
+            as_nodes, terminated_too = read_backing(backing, as_node=True)
+            assert (as_nodes, terminated_too) == (as_bytes, terminated), path
+            while as_nodes is not None and as_bytes is not None:
+                assert isinstance(as_bytes.element, bytes), path
+                assert as_nodes.source == as_bytes.source and as_nodes.path == as_bytes.path
+                as_nodes, as_bytes = as_nodes.backing, as_bytes.backing
+                compared += 1
+    assert compared >= 10
