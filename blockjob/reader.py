@@ -196,11 +196,11 @@ def _known(
     known: set[str] = set()
     if chains is not None:
         own = first_children(chains)
-        known = known_names(
-            (image for tag in ("disk", "mirror") if tag in own
-             for image in own[tag].iterchildren("source", "backingStore")),
-            wanted,
+        images = (
+            image for tag in ("disk", "mirror") if tag in own
+            for image in own[tag].iterchildren("source", "backingStore")
         )
+        known = known_names(images, wanted)
     if disk is not None and len(known) < len(wanted):
         known |= disks.known_names(disk, wanted - known, mirror=mirror)
     return known
