@@ -37,7 +37,7 @@ $(DEB_STAMP): | $(STAMP)
 debs: $(DEB_STAMP)
 
 test: $(STAMP) $(DEB_STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -rs
 
 lint: $(BENCH_STAMP)
 	$(VENV)/bin/ruff check blockjob tests bench

@@ -11,8 +11,8 @@ from bench.peers import Loader
 from bench.table import Row
 from bench.timing import Budget, Timed, in_turns
 from blockjob import StatusDocument, loads
+from blockjob.statusxml.parse import parse
 from blockjob.validation import rng, xsd
-from blockjob.xmlparse import parse
 
 
 def load_rows(name: str, data: bytes, peers: dict[str, Loader], budget: Budget) -> list[Row]:

@@ -1,9 +1,7 @@
 """blockjob: libvirt status-XML block jobs, kept alive across a daemon restart."""
 
-from blockjob.commit import CrashPoint, start_commit
-from blockjob.document import StatusDocument, load, loads
-from blockjob.domain import Disk
 from blockjob.errors import BlockJobError, StatusXMLError, UnsafeXMLError
+from blockjob.jobs.commit import CrashPoint, start_commit
 from blockjob.model import (
     BackupData,
     BlockJob,
@@ -17,7 +15,15 @@ from blockjob.model import (
     StorageSource,
 )
 from blockjob.recovery import RecoveryReport, recover
-from blockjob.store import DomainNameError, LoadFailure, LoadReport, StatusStore, StoreError
+from blockjob.statusxml.disks import Disk
+from blockjob.statusxml.document import StatusDocument, load, loads
+from blockjob.store.status_store import (
+    DomainNameError,
+    LoadFailure,
+    LoadReport,
+    StatusStore,
+    StoreError,
+)
 
 __all__ = [
     "BackupData",

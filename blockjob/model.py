@@ -12,7 +12,7 @@ from enum import StrEnum
 from functools import cached_property
 from typing import Any, TypeVar, overload
 
-from blockjob.xmlnode import Node, node_from_xml
+from blockjob.statusxml.node import Node, node_from_xml
 
 _Frozen = TypeVar("_Frozen")
 

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from blockjob.bitmaps import (
+from blockjob.qemu.bitmaps import (
     bitmaps_to_disable,
     chain_is_valid,
     finish_actions,
     reenable_actions,
 )
-from blockjob.qmp import Bitmap, BlockNode
+from blockjob.qemu.monitor import Bitmap, BlockNode
 
 G = 65536
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from blockjob.chain import effective_node, images_between, without
 from blockjob.model import StorageSource
+from blockjob.qemu.nodes import effective_node, images_between, without
 from tests.test_recovery_plan import document
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 import blockjob
-from blockjob.commit import CommitError, CrashPoint, start_commit
-from blockjob.qmp import MonitorUnavailableError
+from blockjob.jobs.commit import CommitError, CrashPoint, start_commit
+from blockjob.qemu.monitor import MonitorUnavailableError
 from tests.test_recovery_plan import COMMIT, document
 
 

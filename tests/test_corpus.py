@@ -14,7 +14,7 @@ import pytest
 from lxml import etree
 
 import blockjob
-from tests.corpus import expected_roundtrip, status_file_params, status_files
+from tests.support.corpus import expected_roundtrip, status_file_params, status_files
 
 
 @pytest.fixture(params=status_file_params())

@@ -9,7 +9,7 @@ import pytest
 
 from blockjob.demo import run_demo
 from blockjob.demo.picture import CELLS, Row, render
-from tests.qemu_fixtures import needs_qemu
+from tests.support.qemu_fixtures import needs_qemu
 
 
 def test_render_marks_every_cell_an_extent_touches() -> None:

@@ -9,7 +9,7 @@ import pytest
 
 import blockjob
 from blockjob import BlockJob, CommitData, JobState, JobType
-from tests.docs import jobs
+from tests.support.docs import jobs
 
 DATA = Path(__file__).parent / "data"
 

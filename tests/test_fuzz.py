@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 import blockjob
 from blockjob.cli import main
 from blockjob.errors import BlockJobError
-from blockjob.store import StatusStore
-from tests.corpus import FIXTURES, REAL
+from blockjob.store.status_store import StatusStore
+from tests.support.corpus import FIXTURES, REAL
 from tests.test_store_support import status_bytes
 
 EXAMPLES = int(os.environ.get("BLOCKJOB_FUZZ_EXAMPLES", "300"))

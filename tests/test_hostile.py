@@ -25,7 +25,7 @@ from lxml import etree
 
 import blockjob
 from blockjob.errors import StatusXMLError, UnsafeXMLError
-from blockjob.xmlparse import parse
+from blockjob.statusxml.parse import parse
 
 REPO = Path(blockjob.__file__).resolve().parent.parent
 PASSWD_LINE = Path("/etc/passwd").read_text().splitlines()[0]
@@ -259,7 +259,7 @@ def test_xinclude_schema_location_and_stylesheet_are_inert(
 def test_second_line_of_defence_refuses_a_doctype_the_scan_missed(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("blockjob.xmlparse._declaration", lambda data: None)
+    monkeypatch.setattr("blockjob.statusxml.parse._declaration", lambda data: None)
     with pytest.raises(UnsafeXMLError, match="document type declarations"):
         parse(b"<!DOCTYPE domstatus>\n<domstatus/>\n", "f.xml")
 

@@ -10,12 +10,12 @@ import pytest
 from lxml import etree
 
 import blockjob
-from blockjob.jobsources import LoadedBlockjobs
 from blockjob.model import BackupData, CreateData, JobChains, StorageSource
-from blockjob.sources import build_job_source, file_image, read_backing
-from blockjob.xmlnode import first_children
-from tests.corpus import SHARED
-from tests.docs import jobs, status
+from blockjob.statusxml.lazyimages import LoadedBlockjobs
+from blockjob.statusxml.node import first_children
+from blockjob.statusxml.sources import build_job_source, file_image, read_backing
+from tests.support.corpus import SHARED
+from tests.support.docs import jobs, status
 
 DATA = Path(__file__).parent / "data"
 

@@ -19,8 +19,8 @@ from blockjob import (
     JobType,
     PullData,
 )
-from blockjob.sources import file_image
-from tests.docs import jobs
+from blockjob.statusxml.sources import file_image
+from tests.support.docs import jobs
 
 # XML 1.0 cannot carry control characters; attribute values also lose TAB/LF/CR
 # to normalisation, and text loses CR, so those stay out of generated strings.

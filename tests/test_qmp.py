@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from blockjob.qmp import Monitor, MonitorUnavailableError, QMPCommandError, _node
-from blockjob.testbed.qemu import QemuProcess
-from tests.qemu_fixtures import BASE, needs_qemu, started
+from blockjob.demo.qemu import QemuProcess
+from blockjob.qemu.monitor import Monitor, MonitorUnavailableError, QMPCommandError, _node
+from tests.support.qemu_fixtures import BASE, needs_qemu, started
 
 
 def test_missing_socket_is_reported_with_its_path(tmp_path: Path) -> None:

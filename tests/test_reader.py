@@ -6,7 +6,7 @@ import pytest
 
 import blockjob
 from blockjob import JobState, JobType, StatusXMLError
-from tests.docs import disk, jobs, status
+from tests.support.docs import disk, jobs, status
 
 COMMIT = (
     "<blockjob name='c' type='commit' state='running'><disk dst='vda'/>"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from blockjob.cli import main
-from tests.qemu_fixtures import commit, needs_qemu, started, wait_concluded
+from tests.support.qemu_fixtures import commit, needs_qemu, started, wait_concluded
 from tests.test_recovery_plan import document
 
 

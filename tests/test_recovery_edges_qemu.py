@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 
 import blockjob
-from blockjob.commit import CommitError, start_commit
+from blockjob.jobs.commit import CommitError, start_commit
 from blockjob.model import BlockJob, JobState, JobType, PullData
-from blockjob.qmp import Monitor, QMPCommandError
+from blockjob.qemu.monitor import Monitor, QMPCommandError
 from blockjob.recovery import Decision, recover
-from blockjob.store import StatusStore
-from blockjob.testbed import scenario
-from tests.qemu_fixtures import (
+from blockjob.store.status_store import StatusStore
+from tests.support import scenario
+from tests.support.qemu_fixtures import (
     BASE,
     CRAWL,
     JOB,

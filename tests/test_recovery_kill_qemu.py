@@ -15,7 +15,7 @@ import blockjob
 from blockjob.recovery import recover
 from blockjob.recovery.execute import StepHook
 from blockjob.recovery.steps import Step
-from tests.qemu_fixtures import JOB, QEMU_MARKS, commit, job_status, started, wait_concluded
+from tests.support.qemu_fixtures import JOB, QEMU_MARKS, commit, job_status, started, wait_concluded
 from tests.test_recovery_qemu import assert_completed, assert_restored
 
 pytestmark = QEMU_MARKS

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import blockjob
 from blockjob.model import JobState
-from blockjob.qmp import QemuJob
+from blockjob.qemu.monitor import QemuJob
 from blockjob.recovery import Decision, plan_job
 from blockjob.recovery.execute import Context, run_step
 from blockjob.recovery.steps import Drop

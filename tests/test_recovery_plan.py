@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 import blockjob
+from blockjob.demo.qemu import AttachedImage
+from blockjob.demo.statusfile import DiskChain, domstatus_xml
 from blockjob.model import BlockJob, CommitData, JobState, JobType, PullData
-from blockjob.qmp import QemuJob
+from blockjob.qemu.monitor import QemuJob
 from blockjob.recovery import Decision, plan_job
 from blockjob.recovery.steps import (
     Cancel,
@@ -22,8 +24,6 @@ from blockjob.recovery.steps import (
     Reenable,
     describe,
 )
-from blockjob.testbed.domstatus import DiskChain, domstatus_xml
-from blockjob.testbed.qemu import AttachedImage
 
 NAME = "commit-vda-libvirt-2-format"
 DATA = CommitData(base="libvirt-3-storage", top="libvirt-2-storage",

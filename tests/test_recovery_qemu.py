@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 import blockjob
-from blockjob.commit import CrashPoint, start_commit
+from blockjob.demo.images import run_tool
+from blockjob.demo.lab import Lab
+from blockjob.jobs.commit import CrashPoint, start_commit
 from blockjob.model import JobState
 from blockjob.recovery import Decision, recover
-from blockjob.store import StatusStore
-from blockjob.testbed import Testbed, scenario
-from blockjob.testbed.images import run_tool
-from tests.qemu_fixtures import (
+from blockjob.store.status_store import StatusStore
+from tests.support import scenario
+from tests.support.qemu_fixtures import (
     BASE,
     CRAWL,
     JOB,
@@ -42,7 +43,7 @@ BEFORE_QEMU_JOB = [
 AFTER_QEMU_JOB = [CrashPoint.COMMIT_STARTED, CrashPoint.RUNNING_PERSISTED]
 
 
-def assert_completed(tb: Testbed) -> None:
+def assert_completed(tb: Lab) -> None:
     """The commit is finished as libvirt 6.2 would: merged, re-enabled, cleaned up."""
     assert_chain(assert_file_sound(tb.status_path), TOP, BASE)
     assert blockjob.load(tb.status_path).jobs == []
@@ -56,7 +57,7 @@ def assert_completed(tb: Testbed) -> None:
     assert {n for n, b in bitmaps.items() if b.recording} == {"chk0", "chk1", "chk2"}
 
 
-def assert_restored(tb: Testbed) -> None:
+def assert_restored(tb: Lab) -> None:
     """The commit left no trace: bitmaps recording again and unchanged, chain kept."""
     assert_chain(assert_file_sound(tb.status_path), TOP, MID, BASE)
     assert blockjob.load(tb.status_path).jobs == []
@@ -68,7 +69,7 @@ def assert_restored(tb: Testbed) -> None:
     assert {n for n, b in bitmaps.items() if b.recording} == {"chk0", "chk1"}
 
 
-def recover_ok(tb: Testbed, **kwargs: object) -> list[str]:
+def recover_ok(tb: Lab, **kwargs: object) -> list[str]:
     report = recover([tb.status_path], **kwargs)  # type: ignore[arg-type]
     assert report.ok, [line for d in report.domains for line in d.lines()]
     return [job.decision for domain in report.domains for job in domain.jobs]

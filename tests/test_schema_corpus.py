@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from blockjob import loads
-from blockjob.validate import validate_file
-from tests.corpus import status_files
+from blockjob.validation.check import validate_file
+from tests.support.corpus import status_files
 from tests.test_schema_support import CORRUPT, DATA, INVALID, MINIMAL, SCHEMAS, both
 
 ENGINES = ("rng", "xsd")

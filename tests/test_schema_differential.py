@@ -19,9 +19,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from blockjob.statusxml.parse import parse
 from blockjob.validation import rng, xsd
-from blockjob.xmlparse import parse
-from tests.corpus import status_files
+from tests.support.corpus import status_files
 from tests.test_schema_support import DATA, MINIMAL, SCHEMAS
 
 EXAMPLES = int(os.environ.get("BLOCKJOB_FUZZ_EXAMPLES", "300"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from blockjob.validate import Report, validate_bytes
+from blockjob.validation.check import Report, validate_bytes
 
 DATA = Path(__file__).resolve().parent / "data"
 INVALID = DATA / "invalid"

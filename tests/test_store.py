@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import blockjob
-from blockjob import store as store_module
-from blockjob.store import DomainNameError, StatusStore, StoreError
+from blockjob.store import status_store as store_module
+from blockjob.store.status_store import DomainNameError, StatusStore, StoreError
 from tests.test_store_support import RawDocument, scratch_files, status_bytes, without_dac_override
 
 REPO = Path(blockjob.__file__).resolve().parent.parent
@@ -238,7 +238,7 @@ def test_load_all_of_an_unwritable_directory_is_a_store_error(tmp_path: Path) ->
 
 _LOAD_ALL_SCRIPT = """
 import json, sys
-from blockjob.store import StatusStore
+from blockjob.store.status_store import StatusStore
 report = StatusStore(sys.argv[1]).load_all()
 print(json.dumps({
     "documents": sorted(report.documents),

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from blockjob.store import LOCK, StatusStore
+from blockjob.store.status_store import LOCK, StatusStore
 from tests.test_store_support import (
     RawDocument,
     child_process,

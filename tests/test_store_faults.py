@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from blockjob import atomic
-from blockjob.store import StatusStore, StoreError
+from blockjob.store import atomic
+from blockjob.store.status_store import StatusStore, StoreError
 from tests.test_store_support import RawDocument, scratch_files, status_bytes
 
 OLD = RawDocument("vm1", status_bytes("vm1", "old version"))

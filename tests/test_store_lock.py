@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from blockjob import store as store_module
-from blockjob.atomic import replace_file
-from blockjob.lock import FileLock
-from blockjob.store import LOCK, StatusStore
+from blockjob.store import status_store as store_module
+from blockjob.store.atomic import replace_file
+from blockjob.store.lock import FileLock
+from blockjob.store.status_store import LOCK, StatusStore
 from tests.test_store_support import RawDocument, child_process, exit_code, status_bytes
 
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from blockjob.atomic import is_scratch
+from blockjob.store.atomic import is_scratch
 
 _PR_CAPBSET_DROP = 24
 _CAP_DAC_OVERRIDE = 1

@@ -1,4 +1,4 @@
-"""blockjob.validate as a library: reports, engines, <blockjobs> fragments, lenient loading."""
+"""The validation library (blockjob.validation.check): reports, engines, fragments, leniency."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from blockjob import loads
 from blockjob.errors import StatusXMLError
-from blockjob.validate import validate_bytes
+from blockjob.validation.check import validate_bytes
 from tests.test_schema_support import JOBS, MINIMAL
 
 FRAGMENT = b"<blockjobs active='yes'>\n" + JOBS + b"</blockjobs>\n"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from blockjob.document import StatusDocument, load
 from blockjob.errors import StatusXMLError
+from blockjob.statusxml.document import StatusDocument, load
 
 # xmllint's habits: 1 also means "needs attention" for recover.
 EXIT_OK = 0

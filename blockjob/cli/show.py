@@ -8,7 +8,7 @@ import sys
 from typing import Any
 
 from blockjob.cli.common import EXIT_OK, load_document
-from blockjob.summary import document_summary
+from blockjob.statusxml.summary import document_summary
 
 NAME = "show"
 HELP = "list the block jobs recorded in status files"

@@ -14,7 +14,7 @@ import sys
 
 from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from blockjob.errors import StatusXMLError, UnsafeXMLError
-from blockjob.validate import validate_file
+from blockjob.validation.check import validate_file
 
 NAME = "validate"
 HELP = "check status XML files against the RelaxNG and XSD schemas"

@@ -14,8 +14,8 @@ import json
 import time
 from pathlib import Path
 
-from blockjob.qmp import Monitor
-from blockjob.testbed.images import run_tool
+from blockjob.demo.images import run_tool
+from blockjob.qemu.monitor import Monitor
 
 Extent = tuple[int, int]  # (start, length) in bytes
 EXPORT = "blockjob-picture"

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blockjob.demo.extents import BitmapReader, Extent, allocated
-from blockjob.qmp import Monitor, QMPCommandError
+from blockjob.qemu.monitor import Monitor, QMPCommandError
 
 WIDTH = 80
 CELLS = 32

@@ -11,13 +11,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from blockjob.commit import start_commit
+from blockjob.demo import story
+from blockjob.demo.lab import DiskSpec, Lab
 from blockjob.demo.picture import ShownImage, render, rows
-from blockjob.document import StatusDocument, load
-from blockjob.qmp import Monitor
+from blockjob.jobs.commit import start_commit
+from blockjob.qemu.monitor import Monitor
 from blockjob.recovery import recover
-from blockjob.store import StatusStore
-from blockjob.testbed import DiskSpec, Testbed, scenario
+from blockjob.statusxml.document import StatusDocument, load
+from blockjob.store.status_store import StatusStore
 
 Say = Callable[[str], None]
 # Slow enough that the daemon leaves while the job runs; 4 MiB to copy.
@@ -35,8 +36,8 @@ def _wait_concluded(monitor: Monitor, job: str) -> None:
     raise TimeoutError(f"job {job} did not conclude within {WAIT_SECONDS:g} s")
 
 
-def _picture(tb: Testbed, doc: StatusDocument, title: str, say: Say) -> None:
-    disk = doc.disk(scenario.TARGET)
+def _picture(tb: Lab, doc: StatusDocument, title: str, say: Say) -> None:
+    disk = doc.disk(story.TARGET)
     in_chain = {image.path for image in disk.chain.images()} if disk and disk.chain else set()
     shown = [
         ShownImage(image.path, image.format_node,
@@ -44,9 +45,9 @@ def _picture(tb: Testbed, doc: StatusDocument, title: str, say: Say) -> None:
         for image in tb.disks[0].images
     ]
     with tb.connect() as monitor:
-        drawn = rows(monitor, tb.qemu.nbd_path, shown, scenario.SIZE)
+        drawn = rows(monitor, tb.qemu.nbd_path, shown, story.SIZE)
     say("")
-    for line in render(title, scenario.SIZE, drawn):
+    for line in render(title, story.SIZE, drawn):
         say(line)
 
 
@@ -63,20 +64,20 @@ def _status_excerpt(path: Path, say: Say) -> None:
 def run_demo(say: Say = print) -> int:
     with tempfile.TemporaryDirectory(prefix="blockjob-demo-") as tmp:
         directory = Path(tmp)
-        with Testbed(directory, [DiskSpec(scenario.TARGET, scenario.chain())]) as tb:
+        with Lab(directory, [DiskSpec(story.TARGET, story.chain())]) as tb:
             return _story(tb, directory, say)
 
 
-def _story(tb: Testbed, directory: Path, say: Say) -> int:
+def _story(tb: Lab, directory: Path, say: Say) -> int:
     top, mid, base = tb.disks[0].images
-    say(f"QEMU {tb.qemu.pid} runs disk {scenario.TARGET}: "
+    say(f"QEMU {tb.qemu.pid} runs disk {story.TARGET}: "
         f"{top.path.name} -> {mid.path.name} -> {base.path.name}")
     store = StatusStore(directory)
     doc = load(tb.status_path)
     _picture(tb, doc, "1. Before the commit", say)
 
     with tb.connect() as daemon:
-        job = start_commit(store, doc, scenario.TARGET, mid.format_node, base.format_node,
+        job = start_commit(store, doc, story.TARGET, mid.format_node, base.format_node,
                            monitor=daemon, speed=COMMIT_SPEED)
     say("")
     say(f"The daemon started {job.name} (mid into base), disabled "
@@ -97,16 +98,16 @@ def _story(tb: Testbed, directory: Path, say: Say) -> int:
     return 0 if report.ok and _check(tb, base.format_node, say) else 1
 
 
-def _check(tb: Testbed, base_node: str, say: Say) -> bool:
+def _check(tb: Lab, base_node: str, say: Say) -> bool:
     """Compare base's bitmaps with what the story says they must hold now."""
     with tb.connect() as monitor:
         node = monitor.query_nodes()[base_node]
     counts = {bitmap.name: bitmap.count for bitmap in node.bitmaps}
     enabled = all(bitmap.recording for bitmap in node.bitmaps if bitmap.name != "bm-off")
-    good = counts == scenario.EXPECTED_AFTER_COMMIT and enabled
+    good = counts == story.EXPECTED_AFTER_COMMIT and enabled
     shown = ", ".join(f"{name} {count >> 10} KiB" for name, count in sorted(counts.items()))
     say("")
     say(f"Base bitmaps now: {shown}.")
     say("As expected: checkpoints merged, commit writes not counted twice." if good
-        else f"UNEXPECTED: wanted {scenario.EXPECTED_AFTER_COMMIT}, all recording but bm-off.")
+        else f"UNEXPECTED: wanted {story.EXPECTED_AFTER_COMMIT}, all recording but bm-off.")
     return good

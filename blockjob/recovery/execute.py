@@ -11,11 +11,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from blockjob.bitmaps import finish_actions
-from blockjob.chain import effective_node
-from blockjob.commit import Saver
-from blockjob.document import StatusDocument
-from blockjob.qmp import Monitor
+from blockjob.jobs.commit import Saver
+from blockjob.qemu.bitmaps import finish_actions
+from blockjob.qemu.monitor import Monitor
+from blockjob.qemu.nodes import effective_node
+from blockjob.qemu.reopen import restore_base, transaction_on
 from blockjob.recovery.steps import (
     Cancel,
     DeleteNodes,
@@ -27,7 +27,7 @@ from blockjob.recovery.steps import (
     Reenable,
     Step,
 )
-from blockjob.reopen import restore_base, transaction_on
+from blockjob.statusxml.document import StatusDocument
 
 # Called with each step just before it runs (tests use it to crash on purpose).
 StepHook = Callable[[Step], None]

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from blockjob.chain import effective_node, images_between, without
-from blockjob.document import StatusDocument
 from blockjob.model import BlockJob, JobState, JobType, PullData, StorageSource
-from blockjob.qmp import QemuJob
+from blockjob.qemu.monitor import QemuJob
+from blockjob.qemu.nodes import effective_node, images_between, without
 from blockjob.recovery.steps import (
     Cancel,
     DeleteNodes,
@@ -26,6 +25,7 @@ from blockjob.recovery.steps import (
     Reenable,
     Step,
 )
+from blockjob.statusxml.document import StatusDocument
 
 OUTCOMES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
 # Jobs that only pivot (finish "completed") after libvirt asked QEMU to complete them.

@@ -5,16 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from blockjob.atomic import replace_file
-from blockjob.commit import Saver
-from blockjob.document import StatusDocument, loads
 from blockjob.errors import BlockJobError
-from blockjob.qmp import Monitor, MonitorError, MonitorUnavailableError
+from blockjob.jobs.commit import Saver
+from blockjob.qemu.monitor import Monitor, MonitorError, MonitorUnavailableError
 from blockjob.recovery.execute import Context, StepHook, run_step
 from blockjob.recovery.plan import Decision, plan_job
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
 from blockjob.recovery.steps import describe
-from blockjob.store import SUFFIX, StatusStore, read_status_bytes
+from blockjob.statusxml.document import StatusDocument, loads
+from blockjob.store.atomic import replace_file
+from blockjob.store.status_store import SUFFIX, StatusStore, read_status_bytes
 
 ProgressHook = Callable[[DomainReport], None]
 # A pending job is finalized and planned again; more rounds than this means QEMU is stuck.

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from blockjob.chain import effective_node
 from blockjob.model import JobState, StorageSource
+from blockjob.qemu.nodes import effective_node
 
 
 @dataclass(frozen=True)

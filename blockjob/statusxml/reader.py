@@ -13,9 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from lxml import etree
 
-from blockjob.domain import DiskRefs, known_names
 from blockjob.errors import StatusXMLError
-from blockjob.jobsources import LoadedBlockjobs, Path
 from blockjob.model import (
     BackupData,
     BlockJob,
@@ -30,8 +28,10 @@ from blockjob.model import (
     StorageSource,
     assemble,
 )
-from blockjob.sources import SourceError
-from blockjob.xmlnode import first_children, from_lxml
+from blockjob.statusxml.disks import DiskRefs, known_names
+from blockjob.statusxml.lazyimages import LoadedBlockjobs, Path
+from blockjob.statusxml.node import first_children, from_lxml
+from blockjob.statusxml.sources import SourceError
 
 _TYPES = {t.value: t for t in JobType}
 _STATES = {s.value: s for s in JobState}

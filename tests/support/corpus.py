@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared"
+SHARED = Path(__file__).resolve().parents[3] / "shared"
 FIXTURES = SHARED / "libvirt-qemustatusxml2xmldata"
 REAL = SHARED / "libvirt-9.0-status"
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from blockjob.domain import Disk, DiskRefs, read_disks
 from blockjob.errors import StatusXMLError
-from blockjob.jobsources import LoadedBlockjobs
 from blockjob.model import ACTIVE_STATES, BlockJob, CommitData, PullData, StorageSource
-from blockjob.reader import ReadContext, read_jobs
-from blockjob.sources import backing_node, top_source_node
-from blockjob.spans import element_span, whole_lines
-from blockjob.writer import BLOCKJOBS_INDENT, write_blockjobs
-from blockjob.xmlnode import Node, first_children, from_lxml, write_node
-from blockjob.xmlparse import parse
+from blockjob.statusxml.disks import Disk, DiskRefs, read_disks
+from blockjob.statusxml.lazyimages import LoadedBlockjobs
+from blockjob.statusxml.node import Node, first_children, from_lxml, write_node
+from blockjob.statusxml.parse import parse
+from blockjob.statusxml.reader import ReadContext, read_jobs
+from blockjob.statusxml.sources import backing_node, top_source_node
+from blockjob.statusxml.spans import element_span, whole_lines
+from blockjob.statusxml.writer import BLOCKJOBS_INDENT, write_blockjobs
 
 # Where libvirt puts `<blockjobs>` when a file from before 3.9 has none: before these.
 _AFTER_BLOCKJOBS = (

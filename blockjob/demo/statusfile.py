@@ -11,8 +11,8 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from blockjob.testbed.qemu import AttachedImage
-from blockjob.xmlnode import escape
+from blockjob.demo.qemu import AttachedImage
+from blockjob.statusxml.node import escape
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-from blockjob.qmp import Monitor
-from blockjob.testbed.domstatus import DiskChain, domstatus_xml
-from blockjob.testbed.images import ImageSpec, MiB, build_chain
-from blockjob.testbed.qemu import AttachedImage, QemuProcess, attach_chain
+from blockjob.demo.images import ImageSpec, MiB, build_chain
+from blockjob.demo.qemu import AttachedImage, QemuProcess, attach_chain
+from blockjob.demo.statusfile import DiskChain, domstatus_xml
+from blockjob.qemu.monitor import Monitor
 
-__all__ = ["AttachedImage", "DiskSpec", "Testbed"]
+__all__ = ["AttachedImage", "DiskSpec", "Lab"]
 
 
 @dataclass(frozen=True)
@@ -21,7 +21,7 @@ class DiskSpec:
     images: tuple[ImageSpec, ...]  # top first
 
 
-class Testbed:
+class Lab:
     """Images in `directory`, one QEMU using them, and `<name>.xml` describing it.
 
     Node indexes are numbered from 1 down each disk's chain, continuing across disks.
@@ -92,7 +92,7 @@ class Testbed:
     def stop(self) -> None:
         self.qemu.stop()
 
-    def __enter__(self) -> Testbed:
+    def __enter__(self) -> Lab:
         try:
             self.start()
         except BaseException:

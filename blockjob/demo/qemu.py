@@ -10,9 +10,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from blockjob.demo.images import ImageSpec, host_offset
 from blockjob.errors import BlockJobError
-from blockjob.qmp import Monitor
-from blockjob.testbed.images import ImageSpec, host_offset
+from blockjob.qemu.monitor import Monitor
 
 QEMU = "qemu-system-x86_64"
 

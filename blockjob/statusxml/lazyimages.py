@@ -14,9 +14,9 @@ from collections.abc import Callable
 from lxml import etree
 
 from blockjob.model import StorageSource
-from blockjob.sources import build_job_source, check_job_source
-from blockjob.spans import element_span
-from blockjob.xmlnode import TRUSTED_PARSER, first_children
+from blockjob.statusxml.node import TRUSTED_PARSER, first_children
+from blockjob.statusxml.sources import build_job_source, check_job_source
+from blockjob.statusxml.spans import element_span
 
 # Where a job image sits below its `<blockjob>`: `("src",)`, `("chains", "disk")`, ...
 Path = tuple[str, ...]

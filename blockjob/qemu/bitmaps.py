@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from blockjob.qmp import Bitmap, BlockNode
+from blockjob.qemu.monitor import Bitmap, BlockNode
 
 Nodes = Mapping[str, BlockNode]
 Action = dict[str, object]

@@ -18,8 +18,8 @@ from blockjob.model import (
     JobData,
     PullData,
 )
-from blockjob.sources import job_source_node
-from blockjob.xmlnode import Node, escape, write_node
+from blockjob.statusxml.node import Node, escape, write_node
+from blockjob.statusxml.sources import job_source_node
 
 _INLINE = frozenset({"errmsg"})
 BLOCKJOBS_INDENT = "  "

@@ -13,13 +13,13 @@ from dataclasses import replace
 from enum import StrEnum
 from typing import Protocol
 
-from blockjob.bitmaps import bitmaps_to_disable, disable_actions
-from blockjob.chain import effective_node
-from blockjob.document import StatusDocument
 from blockjob.errors import BlockJobError
 from blockjob.model import BlockJob, CommitData, JobState, JobType, StorageSource
-from blockjob.qmp import Monitor, MonitorError
-from blockjob.reopen import restore_base, set_read_only
+from blockjob.qemu.bitmaps import bitmaps_to_disable, disable_actions
+from blockjob.qemu.monitor import Monitor, MonitorError
+from blockjob.qemu.nodes import effective_node
+from blockjob.qemu.reopen import restore_base, set_read_only
+from blockjob.statusxml.document import StatusDocument
 
 
 class CrashPoint(StrEnum):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from lxml import etree
 
 from blockjob.model import StorageSource, assemble
-from blockjob.xmlnode import Node, first_children, from_lxml
+from blockjob.statusxml.node import Node, first_children, from_lxml
 
 STORAGE_TYPES = frozenset(
     {"file", "block", "dir", "network", "volume", "nvme", "vhostuser", "vhostvdpa"}

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from blockjob.cli import main
+from blockjob.demo.images import ImageToolError, build_chain, host_offset, run_tool
+from blockjob.demo.qemu import QemuProcess, QemuStartError
+from blockjob.demo.story import chain
 from blockjob.errors import BlockJobError
-from blockjob.testbed.images import ImageToolError, build_chain, host_offset, run_tool
-from blockjob.testbed.qemu import QemuProcess, QemuStartError
-from blockjob.testbed.scenario import chain
-from tests.qemu_fixtures import needs_qemu
+from tests.support.qemu_fixtures import needs_qemu
 
 
 def test_missing_tool_is_a_typed_error() -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 from lxml import etree
 
 from blockjob.errors import StatusXMLError
+from blockjob.statusxml.parse import parse
 from blockjob.validation import rng, xsd
 from blockjob.validation.problems import Problem, Report
-from blockjob.xmlparse import parse
 
 ENGINES: dict[str, Callable[[etree._Element], tuple[bool, list[Problem]]]] = {
     "rng": rng.check,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from blockjob.model import StorageSource
-from blockjob.sources import read_disk_chain, read_mirror_chain
+from blockjob.statusxml.sources import read_disk_chain, read_mirror_chain
 
 
 @dataclass(frozen=True)

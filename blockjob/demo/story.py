@@ -13,17 +13,13 @@ the commit's own writes would make them 6 and 5 MiB.
 
 from __future__ import annotations
 
-from blockjob.testbed.images import AddBitmap, ImageSpec, MiB, Write
+from blockjob.demo.images import AddBitmap, ImageSpec, MiB, Write
 
 SIZE = 16 * MiB
 TARGET = "vda"
 
 # Dirty bytes in base after a successful commit and recovery.
 EXPECTED_AFTER_COMMIT = {"chk0": 2 * MiB, "chk1": 4 * MiB, "chk2": 1 * MiB, "bm-off": 0}
-# ... and after a failed, cancelled or never-started one (nothing merged).
-EXPECTED_UNCHANGED = {"chk0": 2 * MiB, "chk1": 1 * MiB, "bm-off": 0}
-# The base bitmaps a commit of mid must disable.
-DISABLED_AT_START = ("chk0", "chk1")
 
 
 def chain(*, fail_commit: bool = False) -> tuple[ImageSpec, ...]:

@@ -1,6 +1,6 @@
 """A directory of status files, one `<domain name>.xml` per domain, safe against crashes.
 
-`save` replaces a file atomically (see `blockjob.atomic`), so a daemon killed mid-write leaves
+`save` replaces a file atomically (see `blockjob.store.atomic`), so a daemon killed mid-write leaves
 the previous version or the new one. `load_all`, run at daemon start, isolates bad files: each
 one is reported and moved to `quarantine/`, never deleted, and the other domains still load.
 
@@ -23,10 +23,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from blockjob.atomic import fsync_directory, remove_scratch_files, replace_file
-from blockjob.document import StatusDocument, loads
 from blockjob.errors import BlockJobError, StatusXMLError
-from blockjob.lock import FileLock
+from blockjob.statusxml.document import StatusDocument, loads
+from blockjob.store.atomic import fsync_directory, remove_scratch_files, replace_file
+from blockjob.store.lock import FileLock
 
 SUFFIX = ".xml"
 QUARANTINE = "quarantine"

@@ -16,12 +16,13 @@ from typing import TypeVar
 import pytest
 
 import blockjob
-from blockjob.commit import CrashPoint, start_commit
+from blockjob.demo.lab import DiskSpec, Lab
+from blockjob.jobs.commit import CrashPoint, start_commit
 from blockjob.model import BlockJob
-from blockjob.qmp import Bitmap, Monitor
-from blockjob.store import StatusStore
-from blockjob.testbed import DiskSpec, Testbed, scenario
-from blockjob.validate import validate_file
+from blockjob.qemu.monitor import Bitmap, Monitor
+from blockjob.store.status_store import StatusStore
+from blockjob.validation.check import validate_file
+from tests.support import scenario
 
 HAVE_QEMU = all(shutil.which(tool) for tool in ("qemu-system-x86_64", "qemu-img", "qemu-io"))
 # `pytestmark = QEMU_MARKS` for a whole module, `@needs_qemu` for one test.
@@ -48,10 +49,10 @@ class CrashError(Exception):
 
 
 @contextmanager
-def started(directory: Path, *, fail_commit: bool = False) -> Iterator[Testbed]:
+def started(directory: Path, *, fail_commit: bool = False) -> Iterator[Lab]:
     directory.mkdir(parents=True, exist_ok=True)
     disk = DiskSpec(scenario.TARGET, scenario.chain(fail_commit=fail_commit))
-    with Testbed(directory, [disk]) as tb:
+    with Lab(directory, [disk]) as tb:
         yield tb
 
 
@@ -62,7 +63,7 @@ def crash_at(point: CrashPoint) -> Callable[[CrashPoint], None]:
     return hook
 
 
-def commit(tb: Testbed, *, speed: int = 0, crash: CrashPoint | None = None) -> BlockJob | None:
+def commit(tb: Lab, *, speed: int = 0, crash: CrashPoint | None = None) -> BlockJob | None:
     """Start the scenario's commit (mid into base) the way the daemon does."""
     doc = blockjob.load(tb.status_path)
     hook = crash_at(crash) if crash is not None else (lambda _: None)
@@ -87,12 +88,12 @@ def job_status(monitor: Monitor, job: str = JOB) -> str | None:
     return found.status if found is not None else None
 
 
-def wait_concluded(tb: Testbed, job: str = JOB) -> None:
+def wait_concluded(tb: Lab, job: str = JOB) -> None:
     with tb.connect() as monitor:
         wait_until(lambda: job_status(monitor, job) in ("concluded", None), f"{job} to conclude")
 
 
-def base_bitmaps(tb: Testbed) -> dict[str, Bitmap]:
+def base_bitmaps(tb: Lab) -> dict[str, Bitmap]:
     with tb.connect() as monitor:
         node = monitor.query_nodes()[BASE]
     return {bitmap.name: bitmap for bitmap in node.bitmaps}

@@ -10,10 +10,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Sequence
 
-from blockjob.bitmaps import reenable_actions
-from blockjob.chain import effective_node
 from blockjob.model import StorageSource
-from blockjob.qmp import Monitor, MonitorError
+from blockjob.qemu.bitmaps import reenable_actions
+from blockjob.qemu.monitor import Monitor, MonitorError
+from blockjob.qemu.nodes import effective_node
 
 
 def reopen_options(image: StorageSource, *, read_only: bool) -> dict[str, object]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from blockjob.document import StatusDocument
 from blockjob.model import BackupData, BlockJob, CommitData, CopyData, CreateData, PullData
+from blockjob.statusxml.document import StatusDocument
 
 
 def job_summary(job: BlockJob) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Test scaffolding shared by the test modules; never installed."""
