@@ -46,7 +46,7 @@ def test_save_replaces_and_creates_the_directory(tmp_path: Path) -> None:
     path = store.save(RawDocument("vm1", status_bytes("vm1", "two")))
     assert path.read_bytes() == status_bytes("vm1", "two")
     [kept] = scratch_files(path.parent)
-    assert sorted(p.name for p in path.parent.iterdir()) == [kept, ".lock", "vm1.xml"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [kept, ".lock", ".vm1.lock", "vm1.xml"]
 
 
 def test_the_replaced_version_is_kept_as_the_next_scratch_file(tmp_path: Path) -> None:

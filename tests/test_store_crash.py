@@ -90,6 +90,6 @@ def test_two_processes_saving_concurrently_lose_and_tear_nothing(tmp_path: Path)
     assert reads > 1
     # At most the kept scratch file, and it holds a whole version.
     kept = scratch_files(tmp_path)
-    assert sorted(os.listdir(tmp_path)) == sorted([*kept, LOCK, "vm1.xml"])
+    assert sorted(os.listdir(tmp_path)) == sorted([*kept, LOCK, ".vm1.lock", "vm1.xml"])
     assert len(kept) <= 1
     assert all((tmp_path / name).read_bytes() in (v.data for v in versions) for name in kept)

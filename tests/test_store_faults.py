@@ -112,7 +112,7 @@ def test_a_failing_first_save_leaves_no_file(
     with pytest.raises(StoreError):
         StatusStore(tmp_path).save(NEW)
     monkeypatch.undo()
-    assert sorted(os.listdir(tmp_path)) == [".lock"]
+    assert sorted(os.listdir(tmp_path)) == [".lock", ".vm1.lock"]  # the locks, no status file
 
 
 def test_a_real_file_size_limit_fails_the_save_and_keeps_the_old_file(tmp_path: Path) -> None:

@@ -4,11 +4,21 @@ May import: blockjob.errors, blockjob.model, blockjob.statusxml.
 """
 
 from blockjob.store.status_store import (
+    DomainBusyError,
     DomainNameError,
+    DomainOwner,
     LoadFailure,
     LoadReport,
     StatusStore,
     StoreError,
 )
 
-__all__ = ["DomainNameError", "LoadFailure", "LoadReport", "StatusStore", "StoreError"]
+__all__ = [
+    "DomainBusyError",
+    "DomainNameError",
+    "DomainOwner",
+    "LoadFailure",
+    "LoadReport",
+    "StatusStore",
+    "StoreError",
+]

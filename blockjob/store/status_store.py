@@ -7,17 +7,22 @@ one is reported and moved to `quarantine/`, never deleted, and the other domains
 Besides `*.xml`, the directory holds `.lock` and, per domain, a hidden scratch file
 `.blockjob-<hash>.tmp` with the previous version, which the next save overwrites.
 
-Writers and `load_all` serialize on an advisory `flock` of `<directory>/.lock`. The lock is
-per directory, not per domain, because `load_all` must also exclude writers while it removes
-their scratch files and moves files into quarantine; a save costs one fsync pair, so
-serializing saves of different domains is cheap.
+Two locks, always taken in this order:
+- `owned(name)`: the per-domain owner lock, a `flock` of `<directory>/.<name>.lock` held
+  from before a read until after the last save of a read-modify-write, so two processes
+  changing one domain never lose an update. Waiting for it is bounded by a timeout.
+- the directory lock, `<directory>/.lock`, held only for the instant of a write and by
+  `load_all`, which must exclude writers while it removes scratch files and quarantines.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import stat
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,6 +36,10 @@ from blockjob.store.lock import FileLock
 SUFFIX = ".xml"
 QUARANTINE = "quarantine"
 LOCK = ".lock"
+# How long `owned` waits for another owner by default: long enough to ride out a save or a
+# short recovery, short enough that a stuck owner is reported rather than waited on forever.
+OWNER_TIMEOUT = 10.0
+_OWNER_POLL = 0.01
 # Real status files are tens of kilobytes; refuse to read a hostile multi-gigabyte one.
 MAX_FILE_BYTES = 64 * 1024 * 1024
 
@@ -57,6 +66,10 @@ class StoreError(BlockJobError):
 
 class DomainNameError(StoreError):
     """The domain name is missing, or cannot be a file name in the store."""
+
+
+class DomainBusyError(StoreError):
+    """Another owner held the domain for longer than the caller was willing to wait."""
 
 
 @dataclass(frozen=True)
@@ -122,19 +135,51 @@ class StatusStore:
     def path_for(self, name: str) -> Path:
         return self.directory / f"{checked_name(name, self.directory)}{SUFFIX}"
 
-    def save(self, doc: SavableDocument) -> Path:
-        """Write `doc` to `<directory>/<domain name>.xml`; on StoreError the old file is intact."""
-        path = self.path_for(checked_name(doc.domain_name, self.directory))
-        data = doc.dumps()
+    @contextlib.contextmanager
+    def owned(self, name: str, *, timeout: float = OWNER_TIMEOUT) -> Iterator[DomainOwner]:
+        """Own domain `name` for a read-modify-write: load under its lock, save through it.
+
+        Waits at most `timeout` seconds for another owner (thread or process), then raises
+        DomainBusyError. The lock is released when the block ends, however it ends.
+        """
+        path = self.path_for(name)
+        self._make_directory()
+        lock_path = self.directory / f".{name}{LOCK}"
         try:
-            if not self._directory_made:
-                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-                self._directory_made = True
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            raise StoreError(lock_path, f"cannot open lock: {exc.strerror or exc}") from None
+        try:
+            _flock_within(fd, timeout, lock_path, name)
+            yield DomainOwner(self, name, path)
+        finally:
+            os.close(fd)  # closing the only descriptor releases the flock
+
+    def save(self, doc: SavableDocument) -> Path:
+        """Write `doc` as its domain's file, owning the domain for just this write.
+
+        A caller that read the file first must use `owned` instead, or it can lose an update.
+        """
+        name = checked_name(doc.domain_name, self.directory)
+        with self.owned(name) as owner:
+            return owner.save(doc)
+
+    def _make_directory(self) -> None:
+        if self._directory_made:
+            return
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(self.directory, f"cannot create: {exc.strerror or exc}") from None
+        self._directory_made = True
+
+    def _write(self, path: Path, data: bytes) -> None:
+        """The one place that writes a status file."""
+        try:
             with self._lock.held():
                 replace_file(path, data)
         except OSError as exc:
             raise StoreError(path, f"cannot save: {exc.strerror or exc}") from None
-        return path
 
     def load(self, name: str) -> StatusDocument:
         """The document of domain `name`; StoreError or StatusXMLError when it cannot be loaded."""
@@ -195,3 +240,43 @@ class StatusStore:
             return LoadFailure(path, f"{reason} (left in place: cannot quarantine: "
                                      f"{exc.strerror or exc})", line)
         return LoadFailure(path, reason, line, target)
+
+
+def _flock_within(fd: int, timeout: float, lock_path: Path, name: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise DomainBusyError(
+                    lock_path, f"domain {name!r} is owned by another process or thread "
+                               f"(waited {timeout:g} s)") from None
+            time.sleep(_OWNER_POLL)
+        except OSError as exc:
+            raise StoreError(lock_path, f"cannot lock: {exc.strerror or exc}") from None
+
+
+class DomainOwner:
+    """What `StatusStore.owned` yields: the domain's file, read and saved under its lock."""
+
+    def __init__(self, store: StatusStore, name: str, path: Path) -> None:
+        self.store = store
+        self.name = name
+        self.path = path
+
+    def exists(self) -> bool:
+        return os.path.lexists(self.path)
+
+    def load(self) -> StatusDocument:
+        """The document as saved now (StoreError or StatusXMLError when it cannot be loaded)."""
+        return self.store._load_file(self.path, self.name)
+
+    def save(self, doc: SavableDocument) -> Path:
+        """Write `doc`; it must be this domain's document. On StoreError the old file is intact."""
+        if checked_name(doc.domain_name, self.path) != self.name:
+            raise DomainNameError(
+                self.path, f"document of domain {doc.domain_name!r} saved as {self.name!r}")
+        self.store._write(self.path, doc.dumps())
+        return self.path
