@@ -54,7 +54,7 @@ def test_what_does_not_count(other: bytes) -> None:
      "<metadata><p><b>b</b><i>c</i> tail</p></metadata>"),
     # Under xml:space='preserve' indentation counts too.
     ("<metadata xml:space='preserve'><a/><b/></metadata>",
-     "<metadata xml:space='preserve'><a/>\n<b/></metadata>"),
+     "<metadata xml:space='preserve'>\n      <a/>\n      <b/>\n    </metadata>"),
     # Order of other children, comments, processing instructions, namespace prefixes.
     ("<name>x</name><uuid>u</uuid>", "<uuid>u</uuid><name>x</name>"),
     ("<name>x</name>", "<name>x</name><!-- note -->"),

@@ -68,7 +68,8 @@ def test_readme_example_regenerates_then_passes(pytester: pytest.Pytester, proje
 
     regenerated = pytester.runpytest("--blockjob-regenerate", "-v")
     regenerated.assert_outcomes(passed=3)
-    regenerated.stdout.fnmatch_lines(["blockjob: rewriting golden files", "*test_tool_output?lab? PASSED*"])
+    regenerated.stdout.fnmatch_lines(
+        ["blockjob: rewriting golden files", "*test_tool_output?lab? PASSED*"])
     assert (project / "lab-out.xml").read_bytes() == _forget_finished_jobs(project / "lab-in.xml")
     no_jobs = blockjob.load(project / "lab-no-jobs.xml")
     assert no_jobs.jobs == [] and no_jobs.domain_name == "golden"

@@ -13,10 +13,11 @@ from lxml import etree
 
 from blockjob.errors import StatusXMLError, UnsafeXMLError
 
-# The input is always read as UTF-8 (all libvirt writes), whatever an XML declaration or
-# BOM claims: a UTF-16 or UTF-7 document could otherwise spell `<!DOCTYPE` in bytes the scan
-# below cannot see. Non-UTF-8 input is then simply not well-formed.
+
 def _parser(remove_blank_text: bool) -> etree.XMLParser:
+    # The input is always read as UTF-8 (all libvirt writes), whatever an XML declaration or
+    # BOM claims: a UTF-16 or UTF-7 document could otherwise spell `<!DOCTYPE` in bytes the
+    # scan below cannot see. Non-UTF-8 input is then simply not well-formed.
     return etree.XMLParser(
         encoding="utf-8",
         resolve_entities=False,

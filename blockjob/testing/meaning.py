@@ -52,6 +52,10 @@ def _normalize(element: etree._Element, preserve: bool) -> None:
         element.text = None
         for child in children:
             child.tail = None
+    elif children and preserve:
+        # An empty text node keeps pretty printing from indenting content whose
+        # whitespace counts (libxml2 indents wherever an element has no text child).
+        element.text = element.text or ""
     attributes = sorted(element.attrib.items())
     element.attrib.clear()
     element.attrib.update(attributes)
@@ -72,9 +76,10 @@ def _canonical(data: bytes, label: str) -> tuple[str, dict[str, list[str]]]:
     _normalize(root, preserve=False)
     jobs: dict[str, list[str]] = defaultdict(list)
     blockjobs = root.find("blockjobs") if root.tag == "domstatus" else None
-    for job in blockjobs.findall("blockjob") if blockjobs is not None else ():
-        jobs[job.get("name") or ""].append(_text(job))
-        blockjobs.remove(job)  # type: ignore[union-attr]
+    if blockjobs is not None:
+        for job in blockjobs.findall("blockjob"):
+            jobs[job.get("name") or ""].append(_text(job))
+            blockjobs.remove(job)
     for texts in jobs.values():
         texts.sort()
     return _text(root.getroottree()), jobs
@@ -94,11 +99,13 @@ def assert_same_status(a: Status, b: Status) -> None:
     for name in sorted(jobs_a.keys() | jobs_b.keys()):
         old, new = "".join(jobs_a.get(name, ())), "".join(jobs_b.get(name, ()))
         if old != new:
+            where = f"(job {name!r})"
             parts.append(f"block job {name!r} differs:\n"
-                         + unified(old, new, f"{label_a} (job {name!r})", f"{label_b} (job {name!r})"))
+                         + unified(old, new, f"{label_a} {where}", f"{label_b} {where}"))
     if rest_a != rest_b:
+        where = "(without jobs)"
         parts.append("outside the block jobs:\n"
-                     + unified(rest_a, rest_b, f"{label_a} (without jobs)", f"{label_b} (without jobs)"))
+                     + unified(rest_a, rest_b, f"{label_a} {where}", f"{label_b} {where}"))
     if parts:
         raise AssertionError(
             f"{label_a} and {label_b} differ in meaning:\n" + "".join(parts)
