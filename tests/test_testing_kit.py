@@ -78,10 +78,13 @@ def test_a_missing_golden_file_fails_and_is_not_created(tmp_path: Path) -> None:
     assert not golden.exists()
 
 
-def test_regeneration_rewrites_keeping_the_mode_and_creates_missing_files(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def regenerating(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(REGENERATE_VARIABLE, "1")
+
+
+@pytest.mark.usefixtures("regenerating")
+def test_regeneration_rewrites_keeping_the_mode_and_creates_missing_files(tmp_path: Path) -> None:
     golden = tmp_path / "x-out.xml"
     golden.write_bytes(b"old\n")
     golden.chmod(0o640)
@@ -97,10 +100,8 @@ def test_regeneration_rewrites_keeping_the_mode_and_creates_missing_files(
     assert [path.name for path in tmp_path.glob("*.xml")] == ["x-out.xml"]
 
 
-def test_regeneration_leaves_an_equal_file_alone(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv(REGENERATE_VARIABLE, "1")
+@pytest.mark.usefixtures("regenerating")
+def test_regeneration_leaves_an_equal_file_alone(tmp_path: Path) -> None:
     golden = tmp_path / "x-out.xml"
     golden.write_bytes(b"same\n")
     before = golden.stat()
