@@ -7,6 +7,7 @@ next run, exactly the end state of an uninterrupted run; one more run changes no
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -117,6 +118,7 @@ def test_killed_at_a_point_converges(tmp_path: Path, flow: str, point: int) -> N
 
 
 @pytest.mark.fuzz
+@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
 @pytest.mark.parametrize("flow", FLOWS)
 @pytest.mark.parametrize("point", range(48))
 def test_killed_at_every_point_converges(tmp_path: Path, flow: str, point: int) -> None:
