@@ -262,3 +262,20 @@ def test_missing_bitmap_after_a_completed_commit_is_reported_on_every_run(
             assert monitor.query_jobs() == {} and MID not in monitor.query_nodes()
             assert monitor.query_nodes()[BASE].read_only
         assert {n for n, b in base_bitmaps(tb).items() if b.recording} == {"chk1", "chk2"}
+
+
+def test_stale_mirror_left_by_libvirt_is_removed(tmp_path: Path) -> None:
+    """libvirt 9.0 leaves `<mirror job=''>` after cancelling a broken active commit."""
+    with started(tmp_path) as tb:
+        text = tb.status_path.read_text()
+        stale = text.replace("<target dev='vda'", "<mirror type='file' job=''>\n"
+                             "          <format type='qcow2'/>\n        </mirror>\n"
+                             "        <target dev='vda'")
+        tb.status_path.write_text(stale)
+        dry = recover([tb.status_path], dry_run=True)
+        assert dry.domains[0].jobs[0].decision == "stale-mirror"
+        assert tb.status_path.read_text() == stale
+        report = recover([tb.status_path])
+        assert report.ok, report.domains[0].lines()
+        assert tb.status_path.read_text() == text
+        assert recover([tb.status_path]).ok
