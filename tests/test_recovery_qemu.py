@@ -114,7 +114,10 @@ def test_cancelled_after_each_crash_point(tmp_path: Path, point: CrashPoint) -> 
         with tb.connect() as monitor:  # someone else cancels while the daemon is away
             monitor.job_cancel(JOB)
         wait_concluded(tb)
-        assert recover_ok(tb) == [Decision.FAILED]
+        report = recover([tb.status_path])
+        job = report.domains[0].jobs[0]
+        assert report.ok and job.decision == Decision.FAILED
+        assert job.steps[0] == "record newstate=cancelled"  # not failed
         assert_restored(tb)
 
 
