@@ -119,8 +119,9 @@ recover([sys.argv[1]], probe=die)
 
 
 def test_sigkilled_recovery_processes_are_finished_by_the_next_run(tmp_path: Path) -> None:
-    # Inside the read-write window of base (after reopen, after transaction), and mid-delete.
-    for number, point in enumerate((16, 18, 30)):
+    # Inside the read-write window of base (after its reopen), and between two blockdev-del;
+    # test_recovery_kill_qemu.py SIGKILLs before job-dismiss.
+    for number, point in enumerate((16, 30)):
         with started(tmp_path / str(number)) as tb:
             commit(tb)
             wait_concluded(tb)
