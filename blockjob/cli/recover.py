@@ -10,9 +10,6 @@ from pathlib import Path
 from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from blockjob.recovery import DomainReport, recover
 
-NAME = "recover"
-HELP = "reconcile recorded block jobs with QEMU after a daemon restart"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH",

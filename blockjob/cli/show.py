@@ -7,11 +7,9 @@ import json
 import sys
 from typing import Any
 
-from blockjob.cli.common import EXIT_OK, load_document
+from blockjob.cli.common import EXIT_OK
+from blockjob.cli.documents import load_document
 from blockjob.statusxml.summary import document_summary
-
-NAME = "show"
-HELP = "list the block jobs recorded in status files"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
