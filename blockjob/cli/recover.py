@@ -9,6 +9,7 @@ from pathlib import Path
 
 from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from blockjob.recovery import DomainReport, recover
+from blockjob.recovery.parallel import DEFAULT_JOBS
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -19,6 +20,18 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print per-domain actions as JSON")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                         help="bound on each QMP command (default 30)")
+    parser.add_argument("--jobs", type=_jobs, default=DEFAULT_JOBS, metavar="N",
+                        help=f"domains recovered at once (default {DEFAULT_JOBS})")
+
+
+def _jobs(text: str) -> int:
+    try:
+        jobs = int(text)
+    except ValueError:
+        jobs = 0
+    if jobs < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return jobs
 
 
 def _progress(domain: DomainReport) -> None:
@@ -33,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         return EXIT_USAGE
     report = recover(
-        args.paths, dry_run=args.dry_run, timeout=args.timeout,
+        args.paths, dry_run=args.dry_run, timeout=args.timeout, jobs=args.jobs,
         progress=_progress if sys.stderr.isatty() else None,
     )
     if args.json:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 
 from blockjob.errors import BlockJobError
 from blockjob.jobs.commit import Saver
 from blockjob.qemu.monitor import Monitor, MonitorError, MonitorUnavailableError
 from blockjob.recovery.execute import Context, StepHook, run_step
+from blockjob.recovery.parallel import file_key, run_ordered
 from blockjob.recovery.plan import Decision, plan_job
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
 from blockjob.recovery.steps import describe
@@ -120,20 +122,23 @@ def recover_file(
 def recover(
     paths: Iterable[str | Path], *, dry_run: bool = False, connect_timeout: float = 1.0,
     timeout: float = 30.0, on_step: StepHook | None = None, progress: ProgressHook | None = None,
+    jobs: int = 1,
 ) -> RecoveryReport:
     """Reconcile the status files (or directories of them) in `paths` with their QEMUs.
 
     Every domain is processed even if another one needs attention; `report.ok`
     tells whether all were reconciled. With `dry_run`, QEMU is only queried and
     the files are not written: the report lists the planned steps.
+
+    Up to `jobs` domains are recovered at once (see `parallel`); the report, and the
+    calls of `progress`, keep the order of the files whatever that number. With more
+    than one job, `on_step` is called from the worker threads.
     """
-    report = RecoveryReport()
-    for path in status_files(paths):
-        domain = recover_file(
-            path, dry_run=dry_run, connect_timeout=connect_timeout, timeout=timeout,
-            on_step=on_step,
-        )
-        report.domains.append(domain)
-        if progress is not None:
-            progress(domain)
-    return report
+    recover_one = partial(
+        recover_file, dry_run=dry_run, connect_timeout=connect_timeout, timeout=timeout,
+        on_step=on_step,
+    )
+    domains = run_ordered(
+        status_files(paths), recover_one, jobs=jobs, key=file_key, done=progress
+    )
+    return RecoveryReport(domains)
