@@ -25,6 +25,7 @@ from blockjob.jobs.commit import start_commit
 from blockjob.statusxml.document import load
 from blockjob.store.status_store import StatusStore
 
+HAVE_QEMU = all(shutil.which(tool) for tool in ("qemu-system-x86_64", "qemu-img", "qemu-io"))
 # Every offset and length of the story is a multiple of 1 MiB and the bitmaps' granularity
 # is 64 KiB, so shrinking 8 times keeps every write on whole bitmap clusters.
 SHRINK = 8
