@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from blockjob.recovery.parallel import file_key, run_ordered
+from blockjob.cli import main
+from blockjob.recovery.parallel import DEFAULT_JOBS, file_key, run_ordered
 
 # Only keeps a broken implementation from hanging the suite; nothing here is timed.
 LIMIT = 30.0
@@ -132,3 +133,21 @@ def test_file_key_is_one_for_every_name_of_a_file(tmp_path: Path) -> None:
     assert file_key(other) not in keys
     missing = tmp_path / "missing.xml"
     assert file_key(missing) == file_key(tmp_path / "." / "missing.xml")
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "x", "1.5", ""])
+def test_recover_jobs_must_be_a_positive_integer(
+    value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["recover", "--jobs", value, str(tmp_path)])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --jobs: expected a positive integer, got {value!r}" in err
+    assert "Traceback" not in err
+
+
+def test_recover_jobs_default_is_the_documented_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["recover", "--help"])
+    assert f"(default {DEFAULT_JOBS})" in " ".join(capsys.readouterr().out.split())
