@@ -23,7 +23,8 @@ _Result = TypeVar("_Result")
 
 # A domain's recovery is mostly waiting (for QEMU's reopen and flush, for fsync), so a few
 # domains in flight per core keep both sides busy. Measured over 100 real QEMUs on 2 cores
-# (`make bench`): 8 in flight 1.5 s, 16 1.05 s, 32 1.3 s, 64 1.5 s; one at a time 5-9 s.
+# (the `bench/fleet.py` domains, one round each): 8 in flight 1.5 s, 16 1.05 s, 32 1.3 s,
+# 64 1.5 s; one at a time 5-9 s.
 # Each domain in flight also holds a thread, a QMP socket and an event loop.
 DEFAULT_JOBS = 16
 
