@@ -7,12 +7,10 @@ import json
 import sys
 from typing import Any
 
-from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, error, load_document
+from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, error
+from blockjob.cli.documents import load_document
 from blockjob.statusxml.mirrors import mirror_problems
 from blockjob.statusxml.summary import document_summary
-
-NAME = "show"
-HELP = "list the block jobs recorded in status files"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -12,7 +12,10 @@ from blockjob.demo.qemu import AttachedImage, QemuProcess, add_device, attach_ch
 from blockjob.demo.statusfile import DiskChain, domstatus_xml
 from blockjob.qemu.monitor import Monitor
 
-__all__ = ["AttachedImage", "DiskSpec", "Lab"]
+__all__ = ["AttachedImage", "ChainBuilder", "DiskSpec", "Lab"]
+
+# Makes a disk's images (top first) in a directory, at a size; returns their paths, top first.
+ChainBuilder = Callable[[Path, Sequence[ImageSpec], int], list[Path]]
 
 
 @dataclass(frozen=True)
@@ -32,7 +35,7 @@ class Lab:
 
     def __init__(
         self, directory: Path, disks: Sequence[DiskSpec], *, name: str = "lab1",
-        size: int = 16 * MiB, devices: bool = False,
+        size: int = 16 * MiB, devices: bool = False, build: ChainBuilder = build_chain,
     ) -> None:
         self.directory = directory
         self.name = name
@@ -41,6 +44,7 @@ class Lab:
         self.qemu = QemuProcess(directory / f"{name}-qemu.log", devices=devices)
         self._specs = tuple(disks)
         self._size = size
+        self._build = build
         self.disks: tuple[DiskChain, ...] = ()
 
     @property
@@ -53,7 +57,7 @@ class Lab:
         for spec in self._specs:
             disk_dir = self.directory / spec.target
             disk_dir.mkdir(parents=True, exist_ok=True)
-            paths = build_chain(disk_dir, spec.images, self._size)
+            paths = self._build(disk_dir, spec.images, self._size)
             images = tuple(AttachedImage(path, index + i) for i, path in enumerate(paths))
             index += len(images)
             chains.append(DiskChain(spec.target, images))

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
-from qemu.qmp import ConnectError, ExecuteError, QMPClient, QMPError
+from qemu.qmp import ConnectError, ExecuteError, Message, QMPClient, QMPError
 
 from blockjob.errors import BlockJobError
 
@@ -148,6 +148,21 @@ def _node(raw: Mapping[str, Any]) -> BlockNode:
     )
 
 
+class _Client(QMPClient):
+    """qemu.qmp's client, without its message log when that log is off.
+
+    The library's hooks for every message sent and received pretty-print the whole message
+    (`json.dumps(indent=2)`) for a debug line, even when nothing would show it: for a
+    `query-named-block-nodes` reply that is most of what a command costs us.
+    """
+
+    def _cb_outbound(self, msg: Message) -> Message:
+        return super()._cb_outbound(msg) if self.logger.isEnabledFor(logging.DEBUG) else msg
+
+    def _cb_inbound(self, msg: Message) -> Message:
+        return super()._cb_inbound(msg) if self.logger.isEnabledFor(logging.DEBUG) else msg
+
+
 class Monitor:
     """A synchronous QMP connection to one QEMU process.
 
@@ -160,7 +175,7 @@ class Monitor:
         self.path = path
         self.timeout = timeout
         self._loop = asyncio.new_event_loop()
-        self._client = QMPClient(f"blockjob:{path}")
+        self._client = _Client(f"blockjob:{path}")
         self.observer: CommandObserver | None = None
 
     @classmethod

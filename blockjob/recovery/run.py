@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 from blockjob.errors import BlockJobError
 from blockjob.qemu.monitor import Monitor, MonitorError, MonitorUnavailableError
 from blockjob.recovery.execute import Context, Probe, StepHook, run_step
+from blockjob.recovery.parallel import file_key, run_ordered
 from blockjob.recovery.plan import ATTENTION, Decision, JobPlan, plan_job
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
 from blockjob.recovery.steps import DropMirror, MergeBitmaps, Reenable, Step, describe
@@ -207,7 +209,7 @@ def recover(
     paths: Iterable[str | Path], *, dry_run: bool = False, connect_timeout: float | None = None,
     timeout: float = 30.0, on_step: StepHook | None = None, progress: ProgressHook | None = None,
     probe: Probe | None = None, acknowledge: bool = False,
-    owner_timeout: float = OWNER_TIMEOUT,
+    owner_timeout: float = OWNER_TIMEOUT, jobs: int = 1,
 ) -> RecoveryReport:
     """Reconcile the status files (or directories of them) in `paths` with their QEMUs.
 
@@ -216,14 +218,16 @@ def recover(
     queried and the files are not written: the report lists the planned steps.
     `acknowledge` lets go of listed bitmaps that can never be re-enabled (reported,
     then forgotten) instead of keeping them recorded.
+
+    Up to `jobs` domains are recovered at once (see `parallel`); the report, and the
+    calls of `progress`, keep the order of the files whatever that number. With more
+    than one job, `on_step` and `probe` are called from the worker threads.
     """
-    report = RecoveryReport()
-    for path in status_files(paths):
-        domain = recover_file(
-            path, dry_run=dry_run, connect_timeout=connect_timeout, timeout=timeout,
-            on_step=on_step, probe=probe, acknowledge=acknowledge, owner_timeout=owner_timeout,
-        )
-        report.domains.append(domain)
-        if progress is not None:
-            progress(domain)
-    return report
+    recover_one = partial(
+        recover_file, dry_run=dry_run, connect_timeout=connect_timeout, timeout=timeout,
+        on_step=on_step, probe=probe, acknowledge=acknowledge, owner_timeout=owner_timeout,
+    )
+    domains = run_ordered(
+        status_files(paths), recover_one, jobs=jobs, key=file_key, done=progress
+    )
+    return RecoveryReport(domains)
