@@ -123,11 +123,10 @@ def test_load_does_not_block_on_a_fifo(tmp_path: Path) -> None:
         StatusStore(tmp_path).load("vm1")
 
 
-def test_load_refuses_an_oversized_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_refuses_an_oversized_file(tmp_path: Path) -> None:
     (tmp_path / "vm1.xml").write_bytes(status_bytes("vm1"))
-    monkeypatch.setattr(store_module, "MAX_FILE_BYTES", 100)
     with pytest.raises(StoreError, match="larger than 100"):
-        StatusStore(tmp_path).load("vm1")
+        StatusStore(tmp_path, max_bytes=100).load("vm1")
 
 
 # load_all -------------------------------------------------------------------

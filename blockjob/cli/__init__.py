@@ -1,6 +1,7 @@
-"""`blockjob` command line: one module per subcommand, xmllint-style exit codes.
+"""`blockjob` command line: one module per subcommand, one table of exit codes.
 
-Exit codes: 0 ok, 1 a document was rejected (or needs attention), 2 usage or I/O error.
+Exit codes (`blockjob.cli.common`): 0 ok, 1 a document was read and is invalid or needs
+attention, 2 bad usage or an input that cannot be used, 130 interrupted.
 Errors go to stderr as `FILE:LINE: message`, never as a traceback.
 """
 
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-from blockjob.cli.common import EXIT_OK, EXIT_USAGE
+from blockjob.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_UNUSABLE
 
 # Each module defines `NAME`, `HELP`, `configure(parser)` and `run(args) -> int`.
 COMMANDS = ("roundtrip", "show", "validate", "recover", "demo")
@@ -22,7 +23,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(EXIT_USAGE)
+        raise SystemExit(EXIT_UNUSABLE)
 
 
 def _modules() -> list[ModuleType]:
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
     return code

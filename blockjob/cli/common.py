@@ -1,32 +1,69 @@
-"""What every subcommand does with a file argument: load it or say why not."""
+"""What every subcommand shares: the exit codes, the input options, loading a file or saying
+why not."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-from blockjob.errors import StatusXMLError
-from blockjob.statusxml.document import StatusDocument, load
+from blockjob.errors import InputError, StatusXMLError
+from blockjob.inputs import MAX_INPUT_BYTES, display_name, read_input
+from blockjob.statusxml.document import StatusDocument, loads
 
-# xmllint's habits: 1 also means "needs attention" for recover.
+# The exit codes of every command (the README has them as a table). The worst outcome of
+# all inputs wins.
 EXIT_OK = 0
+# A document was read, and it is invalid (`validate`) or its domain needs attention (`recover`).
 EXIT_REJECTED = 1
-EXIT_USAGE = 2
+# Bad usage, or an input that cannot be used: missing, unreadable, not a regular file, over
+# the size limit, not well-formed XML, refused for safety (DOCTYPE, entities), or refused by
+# the loader (e.g. two jobs with one name).
+EXIT_UNUSABLE = 2
+EXIT_INTERRUPTED = 130
+
+LoadError = InputError | StatusXMLError
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 
 
 def error(message: str) -> None:
     sys.stderr.write(f"{message}\n")
 
 
-def load_document(path: str) -> StatusDocument | int:
-    """The document, or the exit code after reporting `FILE:LINE: message` on stderr."""
+def size(text: str) -> int:
+    """A byte count such as `65536`, `512K`, `64M` or `1G` (argparse type)."""
+    digits = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = digits[-1:] if digits[-1:] in _UNITS else ""
     try:
-        doc = load(path)
-    except StatusXMLError as exc:
+        value = int(digits[: len(digits) - len(unit)]) * _UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (e.g. 65536, 512K, 64M)") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"not a positive size: {text!r}")
+    return value
+
+
+def add_max_size(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-size", type=size, default=MAX_INPUT_BYTES, metavar="BYTES",
+        help=f"refuse input larger than this (default {MAX_INPUT_BYTES >> 20}M)",
+    )
+
+
+def try_load(path: str, max_bytes: int = MAX_INPUT_BYTES) -> StatusDocument | LoadError:
+    """The document (`-` is standard input) with its warnings reported on stderr, or the
+    error that kept it from loading, reported there as `FILE:LINE: message`."""
+    try:
+        doc = loads(read_input(path, max_bytes=max_bytes), display_name(path))
+    except (InputError, StatusXMLError) as exc:
         error(str(exc))
-        return EXIT_REJECTED
-    except OSError as exc:
-        error(f"{path}:0: cannot read: {exc.strerror or exc}")
-        return EXIT_USAGE
+        return exc
     for warning in doc.warnings:
         error(f"{warning} (warning)")
     return doc
+
+
+def load_document(path: str, max_bytes: int = MAX_INPUT_BYTES) -> StatusDocument | int:
+    """The document, or the exit code after reporting why it cannot be loaded."""
+    doc = try_load(path, max_bytes)
+    return doc if isinstance(doc, StatusDocument) else EXIT_UNUSABLE

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
-from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE, add_max_size, error
+from blockjob.errors import InputError
 from blockjob.recovery import DomainReport, recover
 
 NAME = "recover"
@@ -22,6 +22,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print per-domain actions as JSON")
     parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
                         help="bound on each QMP command (default 30)")
+    add_max_size(parser)
 
 
 def _progress(domain: DomainReport) -> None:
@@ -30,19 +31,23 @@ def _progress(domain: DomainReport) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    missing = [path for path in args.paths if not Path(path).exists()]
-    for path in missing:
-        sys.stderr.write(f"{path}:0: no such file or directory\n")
-    if missing:
-        return EXIT_USAGE
-    report = recover(
-        args.paths, dry_run=args.dry_run, timeout=args.timeout,
-        progress=_progress if sys.stderr.isatty() else None,
-    )
+    try:
+        report = recover(
+            args.paths, dry_run=args.dry_run, timeout=args.timeout, max_bytes=args.max_size,
+            progress=_progress if sys.stderr.isatty() else None,
+        )
+    except InputError as exc:  # a named path or directory that cannot be looked at
+        error(str(exc))
+        return EXIT_UNUSABLE
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         for domain in report.domains:
             sys.stdout.write("\n".join(domain.lines()) + "\n")
+    for domain in report.domains:
+        if domain.unusable:
+            error(str(domain.error))
+    if report.unusable_input:
+        return EXIT_UNUSABLE
     return EXIT_OK if report.ok else EXIT_REJECTED

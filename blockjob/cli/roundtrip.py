@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 import sys
 
-from blockjob.cli.common import EXIT_OK, load_document
+from blockjob.cli.common import EXIT_OK, add_max_size, load_document
 
 NAME = "roundtrip"
 HELP = "print what saving the loaded status file would write"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="a libvirt status XML file")
+    parser.add_argument("file", help="a libvirt status XML file (`-`: standard input)")
+    add_max_size(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    doc = load_document(args.file)
+    doc = load_document(args.file, args.max_size)
     if isinstance(doc, int):
         return doc
     sys.stdout.buffer.write(doc.dumps())

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from blockjob.errors import BlockJobError
+from blockjob.errors import BlockJobError, InputError, StatusXMLError
+from blockjob.inputs import MAX_INPUT_BYTES, is_directory, list_directory, read_file
 from blockjob.jobs.commit import Saver
 from blockjob.qemu.monitor import Monitor, MonitorError, MonitorUnavailableError
 from blockjob.recovery.execute import Context, StepHook, run_step
@@ -14,7 +16,7 @@ from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
 from blockjob.recovery.steps import describe
 from blockjob.statusxml.document import StatusDocument, loads
 from blockjob.store.atomic import replace_file
-from blockjob.store.status_store import SUFFIX, StatusStore, read_status_bytes
+from blockjob.store.status_store import SUFFIX, StatusStore
 
 ProgressHook = Callable[[DomainReport], None]
 # A pending job is finalized and planned again; more rounds than this means QEMU is stuck.
@@ -38,13 +40,16 @@ def _saver(path: Path, doc: StatusDocument) -> Saver:
 
 
 def status_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The status files named, and the `*.xml` files directly inside named directories."""
+    """The status files named, and the `*.xml` files directly inside named directories.
+
+    InputError when a named path cannot be looked at or a directory cannot be listed.
+    """
     found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.name.endswith(SUFFIX) and p.is_file())
+    for path in paths:
+        if is_directory(path):
+            found += [Path(p) for p in list_directory(path, SUFFIX) if os.path.isfile(p)]
         else:
-            found.append(path)
+            found.append(Path(path))
     return found
 
 
@@ -96,11 +101,16 @@ def recover_document(
 
 def recover_file(
     path: Path, *, dry_run: bool = False, connect_timeout: float = 1.0, timeout: float = 30.0,
-    on_step: StepHook | None = None,
+    on_step: StepHook | None = None, max_bytes: int = MAX_INPUT_BYTES,
 ) -> DomainReport:
     report = DomainReport(str(path))
     try:
-        doc = loads(read_status_bytes(path), str(path))
+        doc = loads(read_file(path, max_bytes=max_bytes), str(path))
+    except (InputError, StatusXMLError) as exc:
+        report.error, report.unusable = str(exc), True
+        report.settle(dry_run)
+        return report
+    try:
         report.domain, report.monitor = doc.domain_name, doc.monitor_path
         if doc.jobs:
             if not doc.monitor_path:
@@ -120,18 +130,21 @@ def recover_file(
 def recover(
     paths: Iterable[str | Path], *, dry_run: bool = False, connect_timeout: float = 1.0,
     timeout: float = 30.0, on_step: StepHook | None = None, progress: ProgressHook | None = None,
+    max_bytes: int = MAX_INPUT_BYTES,
 ) -> RecoveryReport:
     """Reconcile the status files (or directories of them) in `paths` with their QEMUs.
 
     Every domain is processed even if another one needs attention; `report.ok`
     tells whether all were reconciled. With `dry_run`, QEMU is only queried and
-    the files are not written: the report lists the planned steps.
+    the files are not written: the report lists the planned steps. Files are read under
+    the input policy (`blockjob.inputs`); a named path that cannot be looked at raises
+    InputError before anything is done.
     """
     report = RecoveryReport()
     for path in status_files(paths):
         domain = recover_file(
             path, dry_run=dry_run, connect_timeout=connect_timeout, timeout=timeout,
-            on_step=on_step,
+            on_step=on_step, max_bytes=max_bytes,
         )
         report.domains.append(domain)
         if progress is not None:

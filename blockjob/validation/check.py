@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from blockjob.errors import StatusXMLError
+from blockjob.inputs import MAX_INPUT_BYTES, display_name, read_input
 from blockjob.statusxml.parse import parse
 from blockjob.validation import rng, xsd
 from blockjob.validation.problems import Problem, Report
@@ -48,10 +48,11 @@ def validate_bytes(
     return validate_tree(parse(data, filename), filename, engines)
 
 
-def validate_file(path: str | Path, engines: Sequence[str] = ("rng", "xsd")) -> Report:
-    filename = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise StatusXMLError(filename, None, f"cannot read: {exc.strerror or exc}") from None
-    return validate_bytes(data, filename, engines)
+def validate_file(
+    path: str | Path, engines: Sequence[str] = ("rng", "xsd"), *,
+    max_bytes: int = MAX_INPUT_BYTES,
+) -> Report:
+    """Read `path` under the input policy (InputError when it cannot be read; `-` is standard
+    input) and validate it."""
+    data = read_input(path, max_bytes=max_bytes)
+    return validate_bytes(data, display_name(path), engines)
