@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 import blockjob
-from blockjob.store import status_store as store_module
 from blockjob.store.status_store import DomainNameError, StatusStore, StoreError
 from tests.test_store_support import RawDocument, scratch_files, status_bytes, without_dac_override
 
