@@ -1,6 +1,6 @@
 """blockjob: libvirt status-XML block jobs, kept alive across a daemon restart."""
 
-from blockjob.errors import BlockJobError, StatusXMLError, UnsafeXMLError
+from blockjob.errors import BlockJobError, InputError, StatusXMLError, UnsafeXMLError
 from blockjob.jobs.commit import CrashPoint, start_commit
 from blockjob.model import (
     BackupData,
@@ -38,6 +38,7 @@ __all__ = [
     "JobChains",
     "JobState",
     "JobType",
+    "InputError",
     "LoadFailure",
     "LoadReport",
     "PullData",

@@ -8,6 +8,7 @@ import sys
 
 from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE, add_max_size, error
 from blockjob.errors import InputError
+from blockjob.inputs import STDIN, display_name
 from blockjob.recovery import DomainReport, recover
 
 NAME = "recover"
@@ -31,6 +32,9 @@ def _progress(domain: DomainReport) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if STDIN in args.paths:  # recovery saves what it changes back to the file
+        error(f"{display_name(STDIN)}:0: recover needs status files, not standard input")
+        return EXIT_UNUSABLE
     try:
         report = recover(
             args.paths, dry_run=args.dry_run, timeout=args.timeout, max_bytes=args.max_size,
