@@ -13,9 +13,10 @@ import blockjob
 from blockjob.model import BackupData, CreateData, JobChains, StorageSource
 from blockjob.statusxml.lazyimages import LoadedBlockjobs
 from blockjob.statusxml.node import first_children
-from blockjob.statusxml.sources import build_job_source, file_image, read_backing
+from blockjob.statusxml.sources import build_job_source, read_backing
 from tests.support.corpus import SHARED
 from tests.support.docs import jobs, status
+from tests.support.images import file_image
 
 DATA = Path(__file__).parent / "data"
 

@@ -30,6 +30,7 @@ from tests.support.qemu_fixtures import (
     base_bitmaps,
     commit,
     counts,
+    crash_qemu_and_restart,
     job_status,
     started,
     wait_concluded,
@@ -211,7 +212,7 @@ def test_bitmaps_made_inconsistent_by_a_qemu_crash_are_reported(tmp_path: Path) 
     only be removed, so recovery reports them instead of pretending."""
     with started(tmp_path) as tb:
         commit(tb, speed=CRAWL)
-        tb.crash_qemu_and_restart()
+        crash_qemu_and_restart(tb)
         assert base_bitmaps(tb)["chk1"].inconsistent
         report = recover([tb.status_path])
         job = report.domains[0].jobs[0]

@@ -57,26 +57,16 @@ class Lab:
             index += len(images)
             chains.append(DiskChain(spec.target, images))
         self.disks = tuple(chains)
-        self._launch()
+        self.launch()
         pid = self.qemu.pid or 0
         self.status_path.write_bytes(domstatus_xml(self.name, self.monitor_path, pid, chains))
 
-    def _launch(self) -> None:
+    def launch(self) -> None:
+        """Start `self.qemu` and attach every disk's chain to it."""
         self.qemu.start()
         with self.connect() as monitor:
             for spec, disk in zip(self._specs, self.disks, strict=True):
                 attach_chain(monitor, disk.images, spec.images)
-
-    def crash_qemu_and_restart(self) -> None:
-        """SIGKILL QEMU and start a new one on the same images (a QEMU crash, then the
-        domain started again); the status file is pointed at the new monitor."""
-        old = self.monitor_path.encode()
-        self.qemu.kill()
-        self.qemu.stop()
-        self.qemu = QemuProcess(self.directory / f"{self.name}-qemu.log")
-        self._launch()
-        data = self.status_path.read_bytes()
-        self.status_path.write_bytes(data.replace(old, self.monitor_path.encode()))
 
     def connect(self) -> Monitor:
         return self.qemu.connect()

@@ -29,8 +29,8 @@ logging.getLogger("qemu.qmp").propagate = False
 
 _T = TypeVar("_T")
 
-# QEMU job statuses (QAPI JobStatus) that mean the job no longer does work.
-FINISHED_STATUSES = frozenset({"concluded", "null"})
+# The QEMU job status (QAPI JobStatus) of a job that has ended and waits for `job-dismiss`.
+CONCLUDED = "concluded"
 
 
 class MonitorError(BlockJobError):
@@ -240,7 +240,6 @@ class Monitor:
         device: str,
         base_node: str,
         top_node: str | None = None,
-        backing_file: str | None = None,
         speed: int = 0,
         auto_finalize: bool = True,
     ) -> None:
@@ -254,8 +253,6 @@ class Monitor:
         }
         if top_node is not None:
             arguments["top-node"] = top_node
-        if backing_file is not None:
-            arguments["backing-file"] = backing_file
         if speed:
             arguments["speed"] = speed
         self.execute("block-commit", arguments)

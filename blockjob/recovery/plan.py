@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from blockjob.model import BlockJob, JobState, JobType, PullData, StorageSource
-from blockjob.qemu.monitor import QemuJob
+from blockjob.qemu.monitor import CONCLUDED, QemuJob
 from blockjob.qemu.nodes import effective_node, images_between, without
 from blockjob.recovery.steps import (
     Cancel,
@@ -53,7 +53,7 @@ class JobPlan:
 
 def _outcome(job: BlockJob, qjob: QemuJob | None) -> JobState | None:
     """How the job ended: from QEMU if it still reports it, else as recorded."""
-    if qjob is None or qjob.status != "concluded":
+    if qjob is None or qjob.status != CONCLUDED:
         recorded = job.newstate if job.newstate in OUTCOMES else job.state
         return recorded if recorded in OUTCOMES else None
     if job.state is JobState.ABORTING:
@@ -171,13 +171,13 @@ def plan_job(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> JobPla
         return JobPlan(job.name, decision, status, tuple(steps), note)
 
     if job.invalid or job.type is JobType.BROKEN:
-        cancel: list[Step] = [Cancel(job.name)] if status not in (None, "concluded") else []
+        cancel: list[Step] = [Cancel(job.name)] if status not in (None, CONCLUDED) else []
         steps = [*cancel, *_dismiss(job, qjob), *_reenable(doc, job), _drop(doc, job)]
         return plan(Decision.INVALID, steps, "; ".join(job.problems) or "invalid job data")
     if status == "pending":
         return plan(Decision.FINALIZE, [Finalize(job.name)])
     outcome = _outcome(job, qjob)
-    if status not in (None, "concluded"):
+    if status not in (None, CONCLUDED):
         return plan(Decision.ADOPT, _adopt(job, qjob) if qjob is not None else [])
     if outcome is JobState.COMPLETED:
         return plan(Decision.COMPLETED, _completed(doc, job, qjob))
