@@ -1,8 +1,8 @@
 """What to do with each recorded job, given what QEMU says about it now.
 
 The rules (README section `recovery` has them as a table) follow libvirt's
-reconnect handling (SPEC.md section 10.2) and, for commits that disabled base
-bitmaps, libvirt 6.2's finishing steps (section 8). Unlike libvirt, a job QEMU
+reconnect handling (docs/format.md#reconnect) and, for commits that disabled base
+bitmaps, libvirt 6.2's finishing steps (docs/format.md#bitmaps). Unlike libvirt, a job QEMU
 never started or already forgot still gets its bitmaps re-enabled.
 """
 
