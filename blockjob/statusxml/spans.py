@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 
 _TOKEN = re.compile(
     rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>"
@@ -43,29 +44,64 @@ def element_span(data: bytes, tag: bytes, line: int, nth: int = 0) -> tuple[int,
 
 def _start_tag(data: bytes, tag: bytes, line: int, nth: int) -> int:
     """Offset of the `<` of the element `element_span` describes."""
-    pattern = _start_pattern(tag)
-    offset = at_line = 0
-    current = 1  # the line `at_line` is on
+    try:
+        found = _nth_ending_on(_quick_heads(data, tag, line), line, nth)
+    except _FooledError:
+        found = _nth_ending_on(_exact_heads(data, tag), line, nth)
+    if found is None:
+        raise ValueError(f"no <{tag.decode()}> start tag ending on line {line}")
+    return found
+
+
+class _FooledError(Exception):
+    """A quick candidate may sit in a comment, CDATA section or processing instruction."""
+
+
+Heads = Iterator[tuple[int, int]]  # (offset of a start tag's `<`, line of its `>`)
+
+
+def _nth_ending_on(heads: Heads, line: int, nth: int) -> int | None:
     seen = 0
-    while (found := pattern.search(data, offset)) is not None:
-        current += data.count(b"\n", at_line, found.start())
-        at_line = offset = found.start()
-        if current > line:
-            break
-        offset += 1
-        if _maybe_in_markup(data, found.start()):
-            return _start_tag_by_tokens(data, tag, line, nth)
-        head = _TOKEN.match(data, found.start())
-        if head is None:
-            break
-        ends_on = current + data.count(b"\n", found.start(), head.end())
+    for start, ends_on in heads:
         if ends_on == line:
             if seen == nth:
-                return found.start()
+                return start
             seen += 1
         elif ends_on > line:
             break
-    raise ValueError(f"no <{tag.decode()}> start tag ending on line {line}")
+    return None
+
+
+def _quick_heads(data: bytes, tag: bytes, line: int) -> Heads:
+    """Start tags named `tag` in document order, found by searching for `<tag`; raises
+    _FooledError when one might be inside other markup."""
+    pattern = _start_pattern(tag)
+    offset = at_line = 0
+    current = 1  # the line `at_line` is on
+    while (found := pattern.search(data, offset)) is not None:
+        current += data.count(b"\n", at_line, found.start())
+        at_line = found.start()
+        offset = at_line + 1
+        if current > line:
+            return
+        if _maybe_in_markup(data, at_line):
+            raise _FooledError
+        head = _TOKEN.match(data, at_line)
+        if head is None:
+            return
+        yield at_line, current + data.count(b"\n", at_line, head.end())
+
+
+def _exact_heads(data: bytes, tag: bytes) -> Heads:
+    """Start tags named `tag` in document order, from every token of the document."""
+    pattern = _start_pattern(tag)
+    current, at_line = 1, 0
+    for token in _TOKEN.finditer(data):
+        if token.group(1) != b"" or not pattern.match(data, token.start()):
+            continue  # markup, an end tag, or another element
+        current += data.count(b"\n", at_line, token.start())
+        at_line = token.start()
+        yield at_line, current + data.count(b"\n", at_line, token.end())
 
 
 def _maybe_in_markup(data: bytes, at: int) -> bool:
@@ -77,24 +113,6 @@ def _maybe_in_markup(data: bytes, at: int) -> bool:
         if begun >= 0 and data.find(closer, begun + len(opener), at) < 0:
             return True
     return False
-
-
-def _start_tag_by_tokens(data: bytes, tag: bytes, line: int, nth: int) -> int:
-    """`_start_tag` the slow, exact way: every token of the document in order."""
-    current, at_line, seen = 1, 0, 0
-    for token in _TOKEN.finditer(data):
-        if token.group(1) != b"" or not _start_pattern(tag).match(data, token.start()):
-            continue  # markup, an end tag, or another element
-        current += data.count(b"\n", at_line, token.start())
-        at_line = token.start()
-        ends_on = current + data.count(b"\n", token.start(), token.end())
-        if ends_on == line:
-            if seen == nth:
-                return token.start()
-            seen += 1
-        elif ends_on > line:
-            break
-    raise ValueError(f"no <{tag.decode()}> start tag ending on line {line}")
 
 
 def _end_of(data: bytes, tag: bytes, start: int, head_end: int) -> int:
