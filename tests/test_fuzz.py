@@ -129,6 +129,8 @@ def test_fuzz_loader() -> None:
     b"<domstatus><?pi <blockjobs ?><blockjobs active='no'/></domstatus>",
     b"<domstatus><x><![CDATA[<blockjobs>]]></x><blockjobs active='no'/></domstatus>",
     b"<domstatus><!-- <? --><blockjobs active='no'/></domstatus>",
+    # A longer name that starts the same, before the real one on its line.
+    b"<domstatus><blockjobsx/><blockjobs\tactive='no'/></domstatus>",
 ])
 def test_found_by_fuzzing(data: bytes) -> None:
     _loads_and_dumps(data)

@@ -1,5 +1,5 @@
 """`blockjob validate [--schema rng|xsd|both] [--json] FILE...`: check status XML against
-the project's schemas, xmllint style.
+the project's schemas.
 
 Exit 0 when every file is valid, 1 when any is invalid, 2 when any cannot be used: not
 readable under the input policy, not well-formed, or refused for safety (DOCTYPE, entities).

@@ -19,6 +19,9 @@ _TOKEN = re.compile(
 
 
 _MARKUP = ((b"<!--", b"-->"), (b"<![CDATA[", b"]]>"), (b"<?", b"?>"))
+# What may follow an element name in a start tag: a `find` plus this check is several times
+# faster than a regex search.
+_AFTER_NAME = frozenset(bytes([c]) for c in b" \t\r\n/>")
 
 
 @functools.cache
@@ -75,13 +78,15 @@ def _nth_ending_on(heads: Heads, line: int, nth: int) -> int | None:
 def _quick_heads(data: bytes, tag: bytes, line: int) -> Heads:
     """Start tags named `tag` in document order, found by searching for `<tag`; raises
     _FooledError when one might be inside other markup."""
-    pattern = _start_pattern(tag)
+    opener = b"<" + tag
     offset = at_line = 0
     current = 1  # the line `at_line` is on
-    while (found := pattern.search(data, offset)) is not None:
-        current += data.count(b"\n", at_line, found.start())
-        at_line = found.start()
-        offset = at_line + 1
+    while (found := data.find(opener, offset)) >= 0:
+        offset = found + 1
+        if data[found + len(opener):found + len(opener) + 1] not in _AFTER_NAME:
+            continue  # a longer name that starts the same
+        current += data.count(b"\n", at_line, found)
+        at_line = found
         if current > line:
             return
         if _maybe_in_markup(data, at_line):
@@ -109,6 +114,8 @@ def _maybe_in_markup(data: bytes, at: int) -> bool:
     instruction: the last opener of each kind before it is closed before it. In well-formed
     XML no opener of a kind can sit inside an unclosed one of the same kind and be closed."""
     for opener, closer in _MARKUP:
+        if data.rfind(opener[1:2], 0, at) < 0:  # memchr for `!`/`?` first: usually enough
+            continue
         begun = data.rfind(opener, 0, at)
         if begun >= 0 and data.find(closer, begun + len(opener), at) < 0:
             return True
