@@ -15,8 +15,8 @@ import sys
 
 from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE, add_max_size
 from blockjob.errors import InputError, StatusXMLError
-from blockjob.inputs import display_name
-from blockjob.validation.check import validate_file
+from blockjob.inputs import display_name, read_input
+from blockjob.validation.check import validate_bytes
 
 NAME = "validate"
 HELP = "check status XML files against the RelaxNG and XSD schemas"
@@ -45,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _one(filename: str, engines: tuple[str, ...], max_bytes: int, *, as_json: bool) -> int:
     try:
-        report = validate_file(filename, engines, max_bytes=max_bytes)
+        data = read_input(filename, max_bytes=max_bytes)
+        report = validate_bytes(data, display_name(filename), engines)
     except (InputError, StatusXMLError) as exc:
         if as_json:
             _emit({"file": display_name(filename), "valid": None, "error": str(exc)})

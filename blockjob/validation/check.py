@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from blockjob.inputs import MAX_INPUT_BYTES, display_name, read_input
+from blockjob.inputs import MAX_INPUT_BYTES, read_file
 from blockjob.statusxml.parse import parse
 from blockjob.validation import rng, xsd
 from blockjob.validation.problems import Problem, Report
@@ -52,7 +52,5 @@ def validate_file(
     path: str | Path, engines: Sequence[str] = ("rng", "xsd"), *,
     max_bytes: int = MAX_INPUT_BYTES,
 ) -> Report:
-    """Read `path` under the input policy (InputError when it cannot be read; `-` is standard
-    input) and validate it."""
-    data = read_input(path, max_bytes=max_bytes)
-    return validate_bytes(data, display_name(path), engines)
+    """Read `path` under the input policy (InputError when it cannot be read) and validate it."""
+    return validate_bytes(read_file(path, max_bytes=max_bytes), str(path), engines)
