@@ -25,10 +25,8 @@ class Lab:
     """Images in `directory`, one QEMU using them, and `<name>.xml` describing it.
 
     Node indexes are numbered from 1 down each disk's chain, continuing across disks.
-    Use as a context manager so QEMU is reaped even when a test fails.
+    Use as a context manager so QEMU is reaped however the caller ends.
     """
-
-    __test__ = False  # not a pytest test class, despite the name
 
     def __init__(
         self, directory: Path, disks: Sequence[DiskSpec], *, name: str = "lab1",
@@ -70,14 +68,6 @@ class Lab:
 
     def connect(self) -> Monitor:
         return self.qemu.connect()
-
-    def image(self, target: str, name: str) -> AttachedImage:
-        """The attached image `name` (file stem) of disk `target`."""
-        for disk in self.disks:
-            for image in disk.images:
-                if disk.target == target and image.path.stem == name:
-                    return image
-        raise KeyError(f"{target}/{name}")
 
     def stop(self) -> None:
         self.qemu.stop()
