@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from blockjob.errors import BlockJobError, StatusXMLError, UnsafeXMLError
+    from blockjob.errors import BlockJobError, InputError, StatusXMLError, UnsafeXMLError
     from blockjob.jobs.commit import CrashPoint, start_commit
     from blockjob.model import (
         BackupData,
@@ -45,6 +45,7 @@ __all__ = [
     "CreateData",
     "Disk",
     "DomainNameError",
+    "InputError",
     "JobChains",
     "JobState",
     "JobType",
@@ -68,7 +69,7 @@ __all__ = [
 _HOMES = {
     name: module
     for module, names in {
-        "blockjob.errors": ("BlockJobError", "StatusXMLError", "UnsafeXMLError"),
+        "blockjob.errors": ("BlockJobError", "InputError", "StatusXMLError", "UnsafeXMLError"),
         "blockjob.jobs.commit": ("CrashPoint", "start_commit"),
         "blockjob.model": ("BackupData", "BlockJob", "CommitData", "CopyData", "CreateData",
                            "JobChains", "JobState", "JobType", "PullData", "StorageSource"),
