@@ -193,9 +193,12 @@ def _load(owner: DomainOwner, report: DomainReport) -> StatusDocument | None:
         return owner.load()
     except DomainNameError:
         raise  # read and loaded, but it is not this file's domain: attention
-    except (StatusXMLError, StoreError) as exc:  # not well-formed, refused, unreadable
-        report.error, report.unusable = str(exc), True
-        return None
+    except StatusXMLError as exc:  # not well-formed, or refused by the loader
+        report.error = str(exc)
+    except StoreError as exc:  # unreadable under the input policy
+        report.error = f"{exc.path}:0: {exc.message}"
+    report.unusable = True
+    return None
 
 
 def recover_file(
