@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from blockjob.element import Node
 from blockjob.errors import StatusXMLError
 from blockjob.model import ACTIVE_STATES, BlockJob, CommitData, PullData, StorageSource
 from blockjob.statusxml.disks import Disk, DiskRefs, read_disks
 from blockjob.statusxml.lazyimages import LoadedBlockjobs
-from blockjob.statusxml.node import Node, first_children, from_lxml, write_node
+from blockjob.statusxml.node import first_children, from_lxml, write_node
 from blockjob.statusxml.parse import parse
 from blockjob.statusxml.reader import ReadContext, read_jobs
 from blockjob.statusxml.sources import backing_node, top_source_node

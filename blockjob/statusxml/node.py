@@ -7,9 +7,10 @@ reader did not model is written back unchanged.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 from lxml import etree
+
+from blockjob.element import Node
 
 # libvirt's escaping drops C0 controls except TAB, LF, CR and 0x1A-0x1F.
 _DROP = re.compile("[\x01-\x08\x0b\x0c\x0e-\x19]")
@@ -24,31 +25,6 @@ def escape(value: str) -> str:
     if _NEEDS_WORK.search(value) is None:
         return value
     return _DROP.sub("", value).translate(_ESCAPES)
-
-
-class Node(NamedTuple):
-    """An element: a tuple, because thousands are built per load and tuples are cheap."""
-
-    tag: str
-    attrs: tuple[tuple[str, str], ...] = ()
-    children: tuple[Node, ...] = ()
-    text: str | None = None
-
-    def attr(self, name: str) -> str | None:
-        for key, value in self.attrs:
-            if key == name:
-                return value
-        return None
-
-    def child(self, tag: str) -> Node | None:
-        for node in self.children:
-            if node.tag == tag:
-                return node
-        return None
-
-    def with_attrs(self, attrs: tuple[tuple[str, str], ...]) -> Node:
-        # Not _replace(): that goes through a map and a dict of keywords, per call.
-        return _new(Node, (self.tag, attrs, self.children, self.text))
 
 
 def first_children(element: etree._Element) -> dict[object, etree._Element]:
@@ -84,6 +60,18 @@ TRUSTED_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove
 
 def node_from_xml(data: bytes) -> Node:
     return from_lxml(etree.fromstring(data, TRUSTED_PARSER))
+
+
+class SerializedXML(bytes):
+    """An element as lxml serialized it, made a Node on request (the model's SerializedNode).
+
+    One string, which the garbage collector never walks, costs less to keep than nodes.
+    """
+
+    __slots__ = ()
+
+    def node(self) -> Node:
+        return node_from_xml(self)
 
 
 # Comments and processing instructions carry nothing libvirt reads.

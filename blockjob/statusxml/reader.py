@@ -26,7 +26,6 @@ from blockjob.model import (
     JobType,
     PullData,
     StorageSource,
-    assemble,
 )
 from blockjob.statusxml.disks import DiskRefs, known_names
 from blockjob.statusxml.lazyimages import LoadedBlockjobs, Path
@@ -114,13 +113,11 @@ class _Job:
             self.problems.append(f"<{child}> node name '{name}' not found in the job's chains")
         return name
 
-    def image(
-        self, element: etree._Element, path: Path, *, chain: bool
-    ) -> Callable[[], StorageSource]:
+    def image(self, element: etree._Element, path: Path, *, chain: bool) -> StorageSource:
         """A job image at `path` below the job, checked now and built when first read."""
         return self.origin.defer(element, (*self.position, path), chain=chain)
 
-    def source(self, child: str) -> Callable[[], StorageSource]:
+    def source(self, child: str) -> StorageSource:
         found = self.kids.get(child)
         if found is None:
             raise BrokenDataError(f"<{child}> is missing")
@@ -138,17 +135,17 @@ def _commit(job: _Job, kind: JobType) -> CommitData:
         if not name:
             raise BrokenDataError("<disabledBaseBitmaps><bitmap> without a name")
         bitmaps.append(name)
-    return assemble(CommitData, {
-        "base": base,
-        "top": top,
-        "topparent": topparent,
-        "delete_committed_images": "deleteCommittedImages" in job.kids,
-        "disabled_base_bitmaps": tuple(bitmaps),
-    })
+    return CommitData(
+        base=base,
+        top=top,
+        topparent=topparent,
+        delete_committed_images="deleteCommittedImages" in job.kids,
+        disabled_base_bitmaps=tuple(bitmaps),
+    )
 
 
 def _pull(job: _Job, _kind: JobType) -> PullData:
-    return assemble(PullData, {"base": job.node("base", optional=True)})
+    return PullData(base=job.node("base", optional=True))
 
 
 def _create(job: _Job, _kind: JobType) -> CreateData:
@@ -162,7 +159,7 @@ def _copy(job: _Job, _kind: JobType) -> CopyData:
     shallownew = job.attrs.get("shallownew") or None
     if shallownew is not None and shallownew != "yes":
         raise BrokenDataError(f"shallownew='{shallownew}': only 'yes' is known")
-    return assemble(CopyData, {"shallownew": shallownew == "yes"})
+    return CopyData(shallownew=shallownew == "yes")
 
 
 def _backup(job: _Job, _kind: JobType) -> BackupData:
@@ -302,22 +299,22 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     errmsg_el = kids.get("errmsg")
     errmsg = (errmsg_el.text or None) if errmsg_el is not None else None
     invalid = bool(problems)
-    return assemble(BlockJob, {
-        "name": name,
-        "type": kind,
-        "state": state,
-        "newstate": newstate,
-        "brokentype": brokentype,
-        "jobflags": jobflags,
-        "errmsg": errmsg,
-        "disk": disk,
-        "mirror": mirror,
-        "chains": chains,
-        "data": data,
-        "invalid": invalid,
-        "problems": tuple(problems),
-        "raw": from_lxml(element) if invalid else None,
-    })
+    return BlockJob(
+        name=name,
+        type=kind,
+        state=state,
+        newstate=newstate,
+        brokentype=brokentype,
+        jobflags=jobflags,
+        errmsg=errmsg,
+        disk=disk,
+        mirror=mirror,
+        chains=chains,
+        data=data,
+        invalid=invalid,
+        problems=tuple(problems),
+        raw=from_lxml(element) if invalid else None,
+    )
 
 
 def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJob]:

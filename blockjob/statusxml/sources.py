@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from lxml import etree
 
-from blockjob.model import StorageSource, assemble
-from blockjob.statusxml.node import Node, first_children, from_lxml
+from blockjob.element import Node
+from blockjob.model import StorageSource
+from blockjob.statusxml.node import SerializedXML, first_children, from_lxml
 
 STORAGE_TYPES = frozenset(
     {"file", "block", "dir", "network", "volume", "nvme", "vhostuser", "vhostvdpa"}
@@ -60,24 +61,27 @@ def _image(
     """One image; `below` is the `<backingStore>` that describes what lies under it.
 
     `index` is `<source index>` on a chain's top image, `<backingStore index>` further down.
-    `as_node` builds the `<source>` node now; otherwise it is kept as lxml's bytes,
-    a plain string the garbage collector never walks, until first read.
+    `as_node` builds the `<source>` node now; otherwise it is kept as lxml's bytes
+    until first read.
     """
     below_image, terminated = None, False
     if below is not None:
         below_image, terminated = read_backing(below, as_node=as_node)
     storage, fmt_node = _node_names(source)
-    return assemble(StorageSource, {
-        "type": kind,
-        "format": fmt,
-        "element": from_lxml(source) if as_node else etree.tostring(source, with_tail=False),
-        "index": _index(index),
-        "format_children": format_children,
-        "backing": below_image,
-        "terminated": terminated,
-        "storage_node": storage,
-        "format_node": fmt_node,
-    })
+    return StorageSource(
+        type=kind,
+        format=fmt,
+        element=(
+            from_lxml(source) if as_node
+            else SerializedXML(etree.tostring(source, with_tail=False))
+        ),
+        index=_index(index),
+        format_children=format_children,
+        backing=below_image,
+        terminated=terminated,
+        storage_node=storage,
+        format_node=fmt_node,
+    )
 
 
 def read_backing(
@@ -208,31 +212,3 @@ def job_source_node(tag: str, image: StorageSource) -> Node:
         children.append(backing)
     return Node(tag, (("type", image.type), ("format", image.format)), tuple(children))
 
-
-def file_image(
-    path: str,
-    fmt: str = "qcow2",
-    *,
-    index: int | None = None,
-    storage_node: str | None = None,
-    format_node: str | None = None,
-    backing: StorageSource | None = None,
-    terminated: bool = False,
-) -> StorageSource:
-    """A file-backed image as libvirt records it, node names in `<privateData>`."""
-    names = tuple(
-        Node("nodename", (("type", kind), ("name", name)))
-        for kind, name in (("storage", storage_node), ("format", format_node))
-        if name is not None
-    )
-    private = (Node("privateData", (), (Node("nodenames", (), names),)),) if names else ()
-    return StorageSource(
-        type="file",
-        format=fmt,
-        element=Node("source", (("file", path),), private),
-        index=index,
-        backing=backing,
-        terminated=terminated,
-        storage_node=storage_node,
-        format_node=format_node,
-    )

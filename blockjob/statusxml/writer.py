@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from blockjob.element import Node
 from blockjob.model import (
     BackupData,
     BlockJob,
@@ -18,7 +19,7 @@ from blockjob.model import (
     JobData,
     PullData,
 )
-from blockjob.statusxml.node import Node, escape, write_node
+from blockjob.statusxml.node import escape, write_node
 from blockjob.statusxml.sources import job_source_node
 
 _INLINE = frozenset({"errmsg"})
