@@ -164,6 +164,11 @@ class BlockJob:
     such a job keeps omitting it. An invalid job keeps what could be recovered in
     these fields for callers, and `raw`, the element as read, which is what gets
     written back so that nothing is lost.
+
+    `kept_attributes` and `kept_children` hold what a valid job carried that this
+    version does not know (a newer libvirt's additions), each with the name of the
+    known attribute or child it followed (None: it came first). They are written
+    back unchanged, in that place.
     """
 
     name: str
@@ -180,6 +185,8 @@ class BlockJob:
     invalid: bool = False
     problems: tuple[str, ...] = ()
     raw: Node | None = field(default=None, compare=False, repr=False)
+    kept_attributes: tuple[tuple[str | None, str, str], ...] = ()
+    kept_children: tuple[tuple[str | None, Node], ...] = ()
 
     @property
     def commit(self) -> CommitData | None:

@@ -1,4 +1,4 @@
-"""Write `<blockjobs>` exactly as libvirt does (SPEC.md sections 1-4).
+"""Write `<blockjobs>` exactly as libvirt does, row by row of `mapping.py`.
 
 Fixed attribute and child order, single quotes, libvirt's escaping, two spaces
 per level, empty elements omitted, and the `<errmsg>` line quirk: libvirt writes
@@ -10,15 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from blockjob.element import Node
-from blockjob.model import (
-    BackupData,
-    BlockJob,
-    CommitData,
-    CopyData,
-    CreateData,
-    JobData,
-    PullData,
-)
+from blockjob.model import BlockJob, JobChains, StorageSource
+from blockjob.statusxml.mapping import ATTRIBUTES, CHILDREN, Kind, Row, value_of
 from blockjob.statusxml.node import escape, write_node
 from blockjob.statusxml.sources import job_source_node
 
@@ -44,58 +37,90 @@ class _Children:
         write_node(self.out, node, self.indent, pad=self.pad)
 
 
-def _node(children: _Children, tag: str, node_name: str | None) -> None:
-    if node_name is not None:
-        children.line(f"<{tag} node='{escape(node_name)}'/>")
+# How each kind of row is written, given the model's value (None: nothing to write).
+# Attributes return their text; children append to the buffer.
+
+def _attribute(row: Row, value: object) -> str:
+    if value is None or value is False:
+        return ""
+    if row.kind is Kind.FLAGS:
+        return f" {row.xml}='0x{value:x}'"
+    if row.kind is Kind.YES:
+        return f" {row.xml}='yes'"
+    text = str(value)  # names as written, libvirt's enum strings
+    return f" {row.xml}='{escape(text)}'"
 
 
-def _write_data(children: _Children, data: JobData) -> None:
-    if isinstance(data, PullData):
-        _node(children, "base", data.base)
-    elif isinstance(data, CommitData):
-        _node(children, "base", data.base)
-        _node(children, "top", data.top)
-        _node(children, "topparent", data.topparent)
-        if data.delete_committed_images:
-            children.line("<deleteCommittedImages/>")
-        if data.disabled_base_bitmaps:
-            children.line("<disabledBaseBitmaps>")
-            for name in data.disabled_base_bitmaps:
-                children.out.append(f"{children.indent}  <bitmap name='{escape(name)}'/>\n")
-            children.out.append(f"{children.indent}</disabledBaseBitmaps>\n")
-    elif isinstance(data, CreateData):
-        if data.storage_only:
-            children.line("<create mode='storage'/>")
-        if data.src is not None:
-            children.node(job_source_node("src", data.src))
-    elif isinstance(data, BackupData):
-        if data.bitmap is not None:
-            children.line(f"<bitmap name='{escape(data.bitmap)}'/>")
-        if data.store is not None:
-            children.node(job_source_node("store", data.store))
+def _text(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
+    # libvirt writes it without a newline: the next child follows on the same line.
+    children.out.append(f"{children.pad}<{row.xml}>{escape(str(value))}</{row.xml}>")
+
+
+def _disk(children: _Children, row: Row, value: object, job: BlockJob) -> None:
+    mirror = " mirror='yes'" if job.mirror else ""
+    children.line(f"<{row.xml} dst='{escape(str(value))}'{mirror}/>")
+
+
+def _chains(children: _Children, row: Row, value: object, job: BlockJob) -> None:
+    assert isinstance(value, JobChains)
+    if job.disk is not None:
+        return  # a bound job's chains are its disk's, in the domain
+    parts = [(tag, top) for tag, top in (("disk", value.disk), ("mirror", value.mirror))
+             if top is not None]
+    if parts:
+        children.node(Node(row.xml, (), tuple(job_source_node(t, top) for t, top in parts)))
+
+
+def _node(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
+    children.line(f"<{row.xml} node='{escape(str(value))}'/>")
+
+
+def _flag(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
+    if value:
+        extra = f" {row.value[0]}='{escape(row.value[1])}'" if row.value is not None else ""
+        children.line(f"<{row.xml}{extra}/>")
+
+
+def _names(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
+    assert isinstance(value, tuple)
+    if value:
+        children.line(f"<{row.xml}>")
+        for name in value:
+            children.out.append(f"{children.indent}  <{row.item} name='{escape(name)}'/>\n")
+        children.out.append(f"{children.indent}</{row.xml}>\n")
+
+
+def _named(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
+    children.line(f"<{row.xml} name='{escape(str(value))}'/>")
+
+
+def _image(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
+    assert isinstance(value, StorageSource)
+    children.node(job_source_node(row.xml, value))
+
+
+_WRITERS = {
+    Kind.TEXT: _text,
+    Kind.DISK: _disk,
+    Kind.CHAINS: _chains,
+    Kind.NODE: _node,
+    Kind.FLAG: _flag,
+    Kind.NAMES: _names,
+    Kind.NAMED: _named,
+    Kind.IMAGE: _image,
+}
+_CHILD_WRITERS = tuple((row, _WRITERS[row.kind]) for row in CHILDREN)
 
 
 def _attributes(job: BlockJob) -> str:
-    parts = [f" name='{escape(job.name)}' type='{job.type.value}' state='{job.state.value}'"]
-    if job.newstate is not None:
-        parts.append(f" newstate='{job.newstate.value}'")
-    if job.brokentype is not None:
-        parts.append(f" brokentype='{job.brokentype.value}'")
-    if job.jobflags is not None:
-        parts.append(f" jobflags='0x{job.jobflags:x}'")
-    if isinstance(job.data, CopyData) and job.data.shallownew:
-        parts.append(" shallownew='yes'")
+    kept = job.kept_attributes
+    parts = [f" {key}='{escape(value)}'" for after, key, value in kept if after is None]
+    for row in ATTRIBUTES:
+        parts.append(_attribute(row, value_of(row, job)))
+        if kept:
+            parts.extend(f" {key}='{escape(value)}'" for after, key, value in kept
+                         if after == row.xml)
     return "".join(parts)
-
-
-def _write_chains(children: _Children, job: BlockJob) -> None:
-    chains = job.chains
-    if chains is None or (chains.disk is None and chains.mirror is None):
-        return
-    parts = [("disk", chains.disk), ("mirror", chains.mirror)]
-    children.node(
-        Node("chains", (), tuple(job_source_node(t, top) for t, top in parts if top is not None))
-    )
 
 
 def write_job(out: list[str], job: BlockJob, indent: str) -> None:
@@ -104,15 +129,17 @@ def write_job(out: list[str], job: BlockJob, indent: str) -> None:
         write_node(out, job.raw, indent, inline_tags=_INLINE)
         return
     children = _Children(indent + "  ")
-    if job.errmsg is not None:
-        children.out.append(f"{children.indent}<errmsg>{escape(job.errmsg)}</errmsg>")
-    if job.disk is not None:
-        mirror = " mirror='yes'" if job.mirror else ""
-        children.line(f"<disk dst='{escape(job.disk)}'{mirror}/>")
-    else:
-        _write_chains(children, job)
-    if job.data is not None:
-        _write_data(children, job.data)
+    kept = job.kept_children
+    for _after, node in (pair for pair in kept if pair[0] is None):
+        children.node(node)
+    for row, write in _CHILD_WRITERS:
+        value = value_of(row, job)
+        if value is not None:
+            write(children, row, value, job)
+        if kept:
+            for after, node in kept:
+                if after == row.xml:
+                    children.node(node)
     start = f"{indent}<blockjob{_attributes(job)}"
     if not children.out:
         out.append(f"{start}/>\n")
