@@ -78,7 +78,9 @@ def generated_job(kind: JobType, disk_name: str | None) -> BlockJob:
     )
 
 
-CASES = [(kind, "vdb" if kind is JobType.COPY else "vda") for kind in JobType]
+CASES: list[tuple[JobType, str | None]] = [
+    (kind, "vdb" if kind is JobType.COPY else "vda") for kind in JobType
+]
 # An unbound job keeps its own chains; libvirt writes those only for jobs without a disk.
 CASES += [(JobType.COPY, None), (JobType.PULL, None)]
 

@@ -53,6 +53,59 @@ def from_lxml(element: etree._Element) -> Node:
 
 
 _new = tuple.__new__
+_XML_NS = "http://www.w3.org/XML/1998/namespace"
+
+
+def _uses_namespaces(element: etree._Element) -> bool:
+    return any(
+        str(e.tag)[0] == "{" or any(key[0] == "{" for key in e.attrib)
+        for e in element.iter(_ELEMENTS)
+    )
+
+
+def prefixed(element: etree._Element, name: str) -> str:
+    """`name` (lxml's `{uri}local`, or plain) as written: `prefix:local` in `element`'s scope."""
+    if name[0] != "{":
+        return name
+    uri, local = name[1:].split("}", 1)
+    if uri == _XML_NS:
+        return f"xml:{local}"
+    if name == element.tag:
+        return f"{element.prefix}:{local}" if element.prefix else local
+    # An attribute: a default namespace never applies to it, so its prefix has a name.
+    prefix = next(p for p, u in element.nsmap.items() if u == uri and p is not None)
+    return f"{prefix}:{local}"
+
+
+def declarations(
+    element: etree._Element, inherited: dict[str | None, str]
+) -> list[tuple[str, str]]:
+    """The `xmlns` attributes `element` needs beyond the namespaces in `inherited`."""
+    return [(f"xmlns:{p}" if p else "xmlns", uri) for p, uri in element.nsmap.items()
+            if inherited.get(p) != uri]
+
+
+def _with_prefixes(element: etree._Element, inherited: dict[str | None, str]) -> Node:
+    attrs = declarations(element, inherited)
+    attrs += [(prefixed(element, key), value) for key, value in element.items()]
+    children = tuple(_with_prefixes(child, dict(element.nsmap))
+                     for child in element.iterchildren(_ELEMENTS))
+    text = element.text if not children and element.text and element.text.strip() else None
+    return _new(Node, (prefixed(element, str(element.tag)), tuple(attrs), children, text))
+
+
+def kept_node(element: etree._Element) -> Node:
+    """`from_lxml` for an element written back as it was read (a kept or invalid job part).
+
+    lxml names what lies in a namespace `{uri}local`, which is no XML name: such names
+    keep their prefix instead, and the element declares the namespaces it uses that the
+    document root (the only ancestor written back byte for byte) does not.
+    """
+    if not _uses_namespaces(element):
+        return from_lxml(element)
+    return _with_prefixes(element, dict(element.getroottree().getroot().nsmap))
+
+
 # Only for bytes from a document `xmlparse.parse` accepted: lxml's own serialization of
 # part of it, or a slice of the file re-read.
 TRUSTED_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)

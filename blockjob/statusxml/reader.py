@@ -36,7 +36,7 @@ from blockjob.statusxml.mapping import (
     Kind,
     Row,
 )
-from blockjob.statusxml.node import first_children, from_lxml
+from blockjob.statusxml.node import declarations, first_children, kept_node, prefixed
 from blockjob.statusxml.sources import SourceError
 
 _TYPES = {t.value: t for t in JobType}
@@ -259,8 +259,13 @@ def _kept_attributes(
         if key in KNOWN_ATTRIBUTES:
             after = key
             continue
-        ctx.warn(element, f"job '{name}': unknown attribute '{key}' kept as written")
-        kept.append((after, key, value))
+        written = prefixed(element, key)
+        ctx.warn(element, f"job '{name}': unknown attribute '{written}' kept as written")
+        if written != key:  # in a namespace: declared with it, if the root does not
+            root = element.getroottree().getroot()
+            kept.extend((after, *pair) for pair in declarations(element, dict(root.nsmap))
+                        if (after, *pair) not in kept)
+        kept.append((after, written, value))
     return tuple(kept)
 
 
@@ -275,8 +280,9 @@ def _kept_children(
         if tag in KNOWN_CHILDREN:
             after = str(tag)
             continue
-        ctx.warn(child, f"job '{name}': unknown element <{tag!s}> kept as written")
-        kept.append((after, from_lxml(child)))
+        node = kept_node(child)
+        ctx.warn(child, f"job '{name}': unknown element <{node.tag}> kept as written")
+        kept.append((after, node))
     return tuple(kept)
 
 
@@ -382,7 +388,7 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
         data=data,
         invalid=invalid,
         problems=tuple(problems),
-        raw=from_lxml(element) if invalid else None,
+        raw=kept_node(element) if invalid else None,
         kept_attributes=kept_attributes,
         kept_children=kept_children,
     )
@@ -419,7 +425,7 @@ def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJ
                 f"disk '{disk}' is repeated in the domain and already has job '{other}'",
             )
             job = replace(job, disk=None, invalid=True, problems=(*job.problems, repeated),
-                          raw=from_lxml(element))
+                          raw=kept_node(element))
         elif other is not None:
             raise StatusXMLError(
                 ctx.filename, line, f"disk '{disk}' already has block job '{other}' assigned"
