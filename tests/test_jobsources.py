@@ -73,10 +73,11 @@ def test_an_image_is_built_once_and_only_when_read() -> None:
     data = doc.jobs[0].data
     assert isinstance(data, CreateData)
     image = data.src
-    assert isinstance(image, DeferredImage) and "_image" not in image.__dict__
+    assert isinstance(image, DeferredImage) and "_build" in image.__dict__
     assert image.path == "/new" and image.index == 3
-    built = image.__dict__["_image"]
-    assert image.path == "/new" and image.__dict__["_image"] is built
+    assert "_build" not in image.__dict__
+    source = image.__dict__["element"]
+    assert image.path == "/new" and image.__dict__["element"] is source
 
 
 def test_each_job_finds_its_own_images_when_everything_is_on_one_line() -> None:

@@ -48,7 +48,9 @@ class LoadedBlockjobs:
         the image's path below it.
         """
         check_job_source(element, chain=chain)
-        return DeferredImage(functools.partial(self._build, where, chain))
+        image = _new(DeferredImage)  # without `__init__`: this runs per job image loaded
+        image.__dict__["_build"] = functools.partial(self._build, where, chain)
+        return image
 
     def _build(self, where: tuple[int, str, Path], chain: bool) -> StorageSource:
         index, name, path = where
@@ -81,11 +83,16 @@ def _holds(jobs: list[etree._Element], index: int, name: str) -> bool:
     return index < len(jobs) and jobs[index].get("name") == name
 
 
+_new = object.__new__
+
+
 class DeferredImage(StorageSource):
     """A StorageSource whose fields are built by `build` when one is first read.
 
     To the model it is a StorageSource like any other (equality, hashing, `replace`):
     `dataclasses.replace` passes the fields as keywords, which build a plain one.
+    Once built, the fields sit in the instance's `__dict__`, read as directly as a
+    plain StorageSource's: the field descriptors below only serve the first read.
     """
 
     def __init__(self, build: Callable[[], StorageSource] | None = None, **fields: Any) -> None:
@@ -93,15 +100,21 @@ class DeferredImage(StorageSource):
             build = functools.partial(StorageSource, **fields)
         object.__setattr__(self, "_build", build)
 
-    @functools.cached_property
-    def _image(self) -> StorageSource:
-        built: StorageSource = self.__dict__["_build"]()
-        return built
 
+class _BuiltOnFirstRead:
+    """A field of DeferredImage: builds the image, then steps aside (a non-data descriptor)."""
 
-def _delegate(name: str) -> property:
-    return property(lambda self: getattr(self._image, name))
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: object, owner: type) -> Any:
+        if instance is None:
+            return self
+        fields = instance.__dict__
+        built: StorageSource = fields.pop("_build")()
+        fields.update(vars(built))
+        return fields[self.name]
 
 
 for _field in dataclasses.fields(StorageSource):
-    setattr(DeferredImage, _field.name, _delegate(_field.name))
+    setattr(DeferredImage, _field.name, _BuiltOnFirstRead(_field.name))

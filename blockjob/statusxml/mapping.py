@@ -129,23 +129,31 @@ ROWS_OF_TYPE = {
     kind: tuple(row for row in ROWS if row.types is not None and kind in row.types)
     for kind in DATA_CLASSES
 }
-ROWS_OF_CLASS: dict[type[JobData], tuple[Row, ...]] = {
-    cls: tuple(row for row in ROWS if row.types is not None
-               and any(DATA_CLASSES[kind] is cls for kind in row.types))
-    for cls in DATA_CLASSES.values()
+# Per class of `BlockJob.data` (NoneType: a job without data), its rows.
+ROWS_OF_CLASS: dict[type[JobData | None], tuple[Row, ...]] = {
+    type(None): (),
+    **{
+        cls: tuple(row for row in ROWS if row.types is not None
+                   and any(DATA_CLASSES[kind] is cls for kind in row.types))
+        for cls in DATA_CLASSES.values()
+    },
 }
-# Node-name references, by job type: the job types that have some resolve them.
+# Node-name references, by job type.
 NODE_ROWS = {
     kind: tuple(row for row in rows if row.kind is Kind.NODE)
     for kind, rows in ROWS_OF_TYPE.items()
 }
-RESOLVING = frozenset(kind for kind, rows in NODE_ROWS.items() if rows)
+
+
+def plan(cls: type[JobData | None]) -> tuple[tuple[Row, bool], ...]:
+    """The rows a job whose data is a `cls` has, in table order, each with whether its
+    field is on the data (True) or on the job."""
+    own = ROWS_OF_CLASS[cls]
+    return tuple((row, row.types is not None) for row in ROWS if row.types is None or row in own)
 
 
 def node_references(data: JobData | None) -> tuple[str | None, ...]:
     """The node names a job's data refers to, in table order (None where unset)."""
-    if data is None:
-        return ()
     return tuple(getattr(data, row.field) for row in ROWS_OF_CLASS[type(data)]
                  if row.kind is Kind.NODE)
 
@@ -155,6 +163,4 @@ def value_of(row: Row, job: BlockJob) -> object:
     if row.types is None:
         return getattr(job, row.field)
     data = job.data
-    if data is None or row not in ROWS_OF_CLASS.get(type(data), ()):
-        return None
-    return getattr(data, row.field)
+    return getattr(data, row.field) if row in ROWS_OF_CLASS[type(data)] else None

@@ -7,6 +7,7 @@ raises: two jobs with one name, or two jobs on one disk.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,7 @@ from blockjob.model import (
     JobType,
     StorageSource,
 )
+from blockjob.statusxml.build import builder
 from blockjob.statusxml.disks import DiskRefs, known_names
 from blockjob.statusxml.lazyimages import LoadedBlockjobs, Path
 from blockjob.statusxml.mapping import (
@@ -31,7 +33,6 @@ from blockjob.statusxml.mapping import (
     KNOWN_ATTRIBUTES,
     KNOWN_CHILDREN,
     NODE_ROWS,
-    RESOLVING,
     ROWS_OF_TYPE,
     Kind,
     Row,
@@ -115,13 +116,13 @@ class _Job:
         self.nodes: dict[str, str] = {}
         self.known: set[str] = set()
 
-    def node_names(self, kind: JobType) -> set[str]:
-        """The node names the job's children name (read once, for `node`)."""
+    def node_names(self, tags: tuple[str, ...]) -> set[str]:
+        """The node names the children `tags` name (read once, for the node readers)."""
         nodes = self.nodes
-        for row in NODE_ROWS[kind]:
-            name = _child_attr(self.kids, row.xml, "node")
+        for tag in tags:
+            name = _child_attr(self.kids, tag, "node")
             if name is not None:
-                nodes[row.xml] = name
+                nodes[tag] = name
         return set(nodes.values())
 
     def image(self, element: etree._Element, path: Path, *, chain: bool) -> StorageSource:
@@ -132,85 +133,132 @@ class _Job:
             raise BrokenDataError(str(exc), element) from None
 
 
-# How each kind of data row is read. Each returns the model value, appends a problem
-# for what libvirt tolerates but cannot use, and raises BrokenDataError where libvirt
-# would call the job's data broken.
-_Reader = Callable[[_Job, Row, JobType], Any]  # the row's model field decides the type
+# How each kind of data row is read: a factory per kind, called once per row and job
+# type at import, returns the reader (everything it can know beforehand bound in). A
+# reader returns the model value, appends a problem for what libvirt tolerates but
+# cannot use, and raises BrokenDataError where libvirt would call the job's data broken.
+_Reader = Callable[[_Job], Any]  # the row's model field decides the type
 
 
-def _read_node(job: _Job, row: Row, kind: JobType) -> str | None:
-    name = job.nodes.get(row.xml)
-    if name is None:
-        if kind in row.required:
-            job.problems.append(problem(job.element, f"<{row.xml} node> is missing"))
-    elif name not in job.known:
-        job.problems.append(problem(
-            job.kids[row.xml], f"<{row.xml}> node name '{name}' not found in the job's chains"
-        ))
-    return name
+def _node_reader(row: Row, kind: JobType) -> _Reader:
+    tag, required = row.xml, kind in row.required
+
+    def read(job: _Job) -> str | None:
+        name = job.nodes.get(tag)
+        if name is None:
+            if required:
+                job.problems.append(problem(job.element, f"<{tag} node> is missing"))
+        elif name not in job.known:
+            job.problems.append(problem(
+                job.kids[tag], f"<{tag}> node name '{name}' not found in the job's chains"
+            ))
+        return name
+
+    return read
 
 
-def _read_flag(job: _Job, row: Row, _kind: JobType) -> bool:
-    if row.value is None:
-        return row.xml in job.kids
-    attr, expected = row.value
-    text = _child_attr(job.kids, row.xml, attr)
-    if text is not None and text != expected:
-        raise BrokenDataError(
-            f"<{row.xml} {attr}='{text}'>: only '{expected}' is known", job.kids[row.xml]
-        )
-    return text == expected
+def _flag_reader(row: Row, _kind: JobType) -> _Reader:
+    tag, value = row.xml, row.value
+    if value is None:
+        return lambda job: tag in job.kids
+    attr, expected = value
+
+    def read(job: _Job) -> bool:
+        text = _child_attr(job.kids, tag, attr)
+        if text is not None and text != expected:
+            raise BrokenDataError(
+                f"<{tag} {attr}='{text}'>: only '{expected}' is known", job.kids[tag]
+            )
+        return text == expected
+
+    return read
 
 
-def _read_yes(job: _Job, row: Row, _kind: JobType) -> bool:
-    text = job.attrs.get(row.xml) or None
-    if text is not None and text != "yes":
-        raise BrokenDataError(f"{row.xml}='{text}': only 'yes' is known", job.element)
-    return text == "yes"
+def _yes_reader(row: Row, _kind: JobType) -> _Reader:
+    name = row.xml
+
+    def read(job: _Job) -> bool:
+        text = job.attrs.get(name) or None
+        if text is not None and text != "yes":
+            raise BrokenDataError(f"{name}='{text}': only 'yes' is known", job.element)
+        return text == "yes"
+
+    return read
 
 
-def _read_names(job: _Job, row: Row, _kind: JobType) -> tuple[str, ...]:
-    names: list[str] = []
-    listed = job.kids.get(row.xml)
-    for item in listed.iterchildren(row.item) if listed is not None else ():
-        name = item.get("name")
-        if not name:
-            raise BrokenDataError(f"<{row.xml}><{row.item}> without a name", item)
-        names.append(name)
-    return tuple(names)
+def _names_reader(row: Row, _kind: JobType) -> _Reader:
+    tag, item_tag = row.xml, row.item
+
+    def read(job: _Job) -> tuple[str, ...]:
+        names: list[str] = []
+        listed = job.kids.get(tag)
+        for item in listed.iterchildren(item_tag) if listed is not None else ():
+            name = item.get("name")
+            if not name:
+                raise BrokenDataError(f"<{tag}><{item_tag}> without a name", item)
+            names.append(name)
+        return tuple(names)
+
+    return read
 
 
-def _read_named(job: _Job, row: Row, _kind: JobType) -> str | None:
-    return _child_attr(job.kids, row.xml, "name")
+def _named_reader(row: Row, _kind: JobType) -> _Reader:
+    tag = row.xml
+    return lambda job: _child_attr(job.kids, tag, "name")
 
 
-def _read_image(job: _Job, row: Row, kind: JobType) -> StorageSource | None:
-    found = job.kids.get(row.xml)
-    if found is None:
-        if kind in row.required:
-            raise BrokenDataError(f"<{row.xml}> is missing", job.element)
-        return None
-    return job.image(found, (row.xml,), chain=False)
+def _image_reader(row: Row, kind: JobType) -> _Reader:
+    tag, required, path = row.xml, kind in row.required, (row.xml,)
+
+    def read(job: _Job) -> StorageSource | None:
+        found = job.kids.get(tag)
+        if found is None:
+            if required:
+                raise BrokenDataError(f"<{tag}> is missing", job.element)
+            return None
+        return job.image(found, path, chain=False)
+
+    return read
 
 
-_READERS: dict[Kind, _Reader] = {
-    Kind.NODE: _read_node,
-    Kind.FLAG: _read_flag,
-    Kind.YES: _read_yes,
-    Kind.NAMES: _read_names,
-    Kind.NAMED: _read_named,
-    Kind.IMAGE: _read_image,
+_READERS: dict[Kind, Callable[[Row, JobType], _Reader]] = {
+    Kind.NODE: _node_reader,
+    Kind.FLAG: _flag_reader,
+    Kind.YES: _yes_reader,
+    Kind.NAMES: _names_reader,
+    Kind.NAMED: _named_reader,
+    Kind.IMAGE: _image_reader,
 }
-# Per job type, its data class and the readers of its rows, in table order.
+
+
+def _data_reader(kind: JobType) -> Callable[[_Job], JobData]:
+    """Read the data of a job of type `kind`: its rows in table order, into its data class.
+
+    Fields of the class that no row of this type fills (`topparent` of an active
+    commit) keep their defaults.
+    """
+    cls = DATA_CLASSES[kind]
+    build = builder(cls)
+    readers = tuple((row.field, _READERS[row.kind](row, kind)) for row in ROWS_OF_TYPE[kind])
+    filled = {row.field for row in ROWS_OF_TYPE[kind]}
+    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name not in filled}
+
+    def read_data(job: _Job) -> JobData:
+        values = {name: read(job) for name, read in readers}
+        if defaults:
+            values.update(defaults)
+        data: JobData = build(values)
+        return data
+
+    return read_data
+
+
+# Per job type, its data reader and the children naming images by node name. Keyed by
+# libvirt's string, like `_TYPES`: hashing a JobType runs Python code, per lookup.
 _DATA_READERS = {
-    kind: (DATA_CLASSES[kind], tuple((row, _READERS[row.kind]) for row in rows))
-    for kind, rows in ROWS_OF_TYPE.items()
+    kind.value: (_data_reader(kind), tuple(row.xml for row in NODE_ROWS[kind]))
+    for kind in ROWS_OF_TYPE
 }
-
-
-def _read_data(job: _Job, kind: JobType) -> JobData:
-    cls, readers = _DATA_READERS[kind]
-    return cls(**{row.field: read(job, row, kind) for row, read in readers})
 
 
 def _known(
@@ -247,6 +295,9 @@ def _chains(job: _Job) -> JobChains | None:
         disk=job.image(disk, ("chains", "disk"), chain=True) if disk is not None else None,
         mirror=job.image(mirror, ("chains", "mirror"), chain=True) if mirror is not None else None,
     )
+
+
+_new_job = builder(BlockJob)
 
 
 def _kept_attributes(
@@ -354,12 +405,14 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
             mirror = ctx.disks.has_mirror(disk)
 
     data: JobData | None = None
-    if kind in _DATA_READERS:
-        if kind in RESOLVING:
+    specific = _DATA_READERS.get(type_text)
+    if specific is not None:
+        read_data, node_tags = specific
+        if node_tags:
             own_chains = kids.get("chains") if chains is not None else None
-            job.known = _known(ctx.disks, disk, mirror, own_chains, job.node_names(kind))
+            job.known = _known(ctx.disks, disk, mirror, own_chains, job.node_names(node_tags))
         try:
-            data = _read_data(job, kind)
+            data = read_data(job)
         except BrokenDataError as exc:
             problems.append(_at(exc.line, str(exc)))
 
@@ -374,24 +427,24 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     kept_children = (
         () if invalid or kids.keys() <= KNOWN_CHILDREN else _kept_children(element, name, ctx)
     )
-    return BlockJob(
-        name=name,
-        type=kind,
-        state=state,
-        newstate=newstate,
-        brokentype=brokentype,
-        jobflags=jobflags,
-        errmsg=errmsg,
-        disk=disk,
-        mirror=mirror,
-        chains=chains,
-        data=data,
-        invalid=invalid,
-        problems=tuple(problems),
-        raw=kept_node(element) if invalid else None,
-        kept_attributes=kept_attributes,
-        kept_children=kept_children,
-    )
+    return _new_job({
+        "name": name,
+        "type": kind,
+        "state": state,
+        "newstate": newstate,
+        "brokentype": brokentype,
+        "jobflags": jobflags,
+        "errmsg": errmsg,
+        "disk": disk,
+        "mirror": mirror,
+        "chains": chains,
+        "data": data,
+        "invalid": invalid,
+        "problems": tuple(problems),
+        "raw": kept_node(element) if invalid else None,
+        "kept_attributes": kept_attributes,
+        "kept_children": kept_children,
+    })
 
 
 def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJob]:

@@ -12,6 +12,7 @@ from lxml import etree
 
 from blockjob.element import Node
 from blockjob.model import StorageSource
+from blockjob.statusxml.build import builder
 from blockjob.statusxml.node import SerializedXML, first_children, from_lxml
 
 STORAGE_TYPES = frozenset(
@@ -21,6 +22,9 @@ FORMATS = frozenset(
     {"raw", "dir", "bochs", "cloop", "dmg", "iso", "vpc", "vdi", "fat", "vhd", "ploop",
      "cow", "qcow", "qcow2", "qed", "vmdk"}
 )
+
+
+_new_image = builder(StorageSource)
 
 
 class SourceError(ValueError):
@@ -68,20 +72,20 @@ def _image(
     if below is not None:
         below_image, terminated = read_backing(below, as_node=as_node)
     storage, fmt_node = _node_names(source)
-    return StorageSource(
-        type=kind,
-        format=fmt,
-        element=(
+    return _new_image({
+        "type": kind,
+        "format": fmt,
+        "element": (
             from_lxml(source) if as_node
             else SerializedXML(etree.tostring(source, with_tail=False))
         ),
-        index=_index(index),
-        format_children=format_children,
-        backing=below_image,
-        terminated=terminated,
-        storage_node=storage,
-        format_node=fmt_node,
-    )
+        "index": _index(index),
+        "format_children": format_children,
+        "backing": below_image,
+        "terminated": terminated,
+        "storage_node": storage,
+        "format_node": fmt_node,
+    })
 
 
 def read_backing(

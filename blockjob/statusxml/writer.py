@@ -7,11 +7,12 @@ it without a newline, so the next child follows on the same line.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from blockjob.element import Node
-from blockjob.model import BlockJob, JobChains, StorageSource
-from blockjob.statusxml.mapping import ATTRIBUTES, CHILDREN, Kind, Row, value_of
+from blockjob.model import BlockJob, JobChains, JobData, StorageSource
+from blockjob.statusxml.mapping import DATA_CLASSES, Kind, Row, plan
 from blockjob.statusxml.node import escape, write_node
 from blockjob.statusxml.sources import job_source_node
 
@@ -40,15 +41,16 @@ class _Children:
 # How each kind of row is written, given the model's value (None: nothing to write).
 # Attributes return their text; children append to the buffer.
 
-def _attribute(row: Row, value: object) -> str:
-    if value is None or value is False:
-        return ""
+def _attribute(row: Row) -> Callable[[Any], str]:
+    """How `row`'s value is written, as a function of the value (which is set)."""
+    head = f" {row.xml}='"
     if row.kind is Kind.FLAGS:
-        return f" {row.xml}='0x{value:x}'"
+        return lambda value: f"{head}0x{value:x}'"
     if row.kind is Kind.YES:
-        return f" {row.xml}='yes'"
-    text = str(value)  # names as written, libvirt's enum strings
-    return f" {row.xml}='{escape(text)}'"
+        return lambda _value: f"{head}yes'"
+    if row.kind in (Kind.JOB_TYPE, Kind.STATE):
+        return lambda value: f"{head}{value.value}'"  # libvirt's names need no escaping
+    return lambda value: f"{head}{escape(value)}'"
 
 
 def _text(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
@@ -99,7 +101,8 @@ def _image(children: _Children, row: Row, value: object, _job: BlockJob) -> None
     children.node(job_source_node(row.xml, value))
 
 
-_WRITERS = {
+_ChildWriter = Callable[[_Children, Row, object, BlockJob], None]
+_WRITERS: dict[Kind, _ChildWriter] = {
     Kind.TEXT: _text,
     Kind.DISK: _disk,
     Kind.CHAINS: _chains,
@@ -109,14 +112,29 @@ _WRITERS = {
     Kind.NAMED: _named,
     Kind.IMAGE: _image,
 }
-_CHILD_WRITERS = tuple((row, _WRITERS[row.kind]) for row in CHILDREN)
+_Plan = tuple[
+    tuple[tuple[Row, bool, Callable[[Any], str]], ...],
+    tuple[tuple[Row, bool, _ChildWriter], ...],
+]
+# Per data class (NoneType: no data), the attribute rows and the child rows with their writers.
+_PLANS: dict[type[JobData | None], _Plan] = {
+    cls: (
+        tuple((row, on_data, _attribute(row)) for row, on_data in plan(cls) if row.attribute),
+        tuple((row, on_data, _WRITERS[row.kind]) for row, on_data in plan(cls)
+              if not row.attribute),
+    )
+    for cls in (type(None), *DATA_CLASSES.values())
+}
 
 
-def _attributes(job: BlockJob) -> str:
+def _attributes(job: BlockJob, rows: tuple[tuple[Row, bool, Callable[[Any], str]], ...]) -> str:
     kept = job.kept_attributes
+    data = job.data
     parts = [f" {key}='{escape(value)}'" for after, key, value in kept if after is None]
-    for row in ATTRIBUTES:
-        parts.append(_attribute(row, value_of(row, job)))
+    for row, on_data, write in rows:
+        value = getattr(data if on_data else job, row.field)
+        if value is not None and value is not False:
+            parts.append(write(value))
         if kept:
             parts.extend(f" {key}='{escape(value)}'" for after, key, value in kept
                          if after == row.xml)
@@ -130,17 +148,23 @@ def write_job(out: list[str], job: BlockJob, indent: str) -> None:
         return
     children = _Children(indent + "  ")
     kept = job.kept_children
-    for _after, node in (pair for pair in kept if pair[0] is None):
-        children.node(node)
-    for row, write in _CHILD_WRITERS:
-        value = value_of(row, job)
-        if value is not None:
-            write(children, row, value, job)
-        if kept:
-            for after, node in kept:
-                if after == row.xml:
-                    children.node(node)
-    start = f"{indent}<blockjob{_attributes(job)}"
+    data = job.data
+    attributes, rows = _PLANS[type(data)]
+    if not kept:
+        for row, on_data, write in rows:
+            value = getattr(data if on_data else job, row.field)
+            if value is not None:
+                write(children, row, value, job)
+    else:
+        for _after, node in (pair for pair in kept if pair[0] is None):
+            children.node(node)
+        for row, on_data, write in rows:
+            value = getattr(data if on_data else job, row.field)
+            if value is not None:
+                write(children, row, value, job)
+            for node in (node for after, node in kept if after == row.xml):
+                children.node(node)
+    start = f"{indent}<blockjob{_attributes(job, attributes)}"
     if not children.out:
         out.append(f"{start}/>\n")
         return
