@@ -10,6 +10,7 @@ import pytest
 
 import blockjob
 from blockjob.model import CommitData
+from blockjob.statusxml.build import builder
 from blockjob.statusxml.document import StatusDocument, loads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +31,15 @@ def test_the_package_front_door_still_names_the_codec() -> None:
 
 
 def test_a_misspelled_field_is_refused_not_defaulted() -> None:
-    # The reader builds jobs through the dataclasses' own constructors (no `__dict__` adoption).
     with pytest.raises(TypeError, match="delete_commited_images"):
         CommitData(delete_commited_images=True)  # type: ignore[call-arg]
+    # The codec's fast builder (which skips `__init__`) checks the fields just as strictly.
+    fields = {"base": "b", "top": "t", "topparent": None, "disabled_base_bitmaps": ()}
+    build = builder(CommitData)
+    with pytest.raises(TypeError, match=r"unknown fields \['delete_commited_images'\], "
+                                        r"missing \['delete_committed_images'\]"):
+        build({**fields, "delete_commited_images": True})
+    with pytest.raises(TypeError, match=r"missing \['delete_committed_images'\]"):
+        build(fields)
+    assert build({**fields, "delete_committed_images": True}) == CommitData(
+        base="b", top="t", delete_committed_images=True)
