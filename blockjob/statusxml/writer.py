@@ -49,7 +49,7 @@ def _attribute(row: Row) -> Callable[[Any], str]:
     if row.kind is Kind.YES:
         return lambda _value: f"{head}yes'"
     if row.kind in (Kind.JOB_TYPE, Kind.STATE):
-        return lambda value: f"{head}{value.value}'"  # libvirt's names need no escaping
+        return lambda value: f"{head}{value}'"  # a StrEnum: libvirt's name, never escaped
     return lambda value: f"{head}{escape(value)}'"
 
 
@@ -128,16 +128,21 @@ _PLANS: dict[type[JobData | None], _Plan] = {
 
 
 def _attributes(job: BlockJob, rows: tuple[tuple[Row, bool, Callable[[Any], str]], ...]) -> str:
-    kept = job.kept_attributes
     data = job.data
+    kept = job.kept_attributes
+    if not kept:
+        return "".join([
+            write(value) for row, on_data, write in rows
+            if (value := getattr(data if on_data else job, row.field)) is not None
+            and value is not False
+        ])
     parts = [f" {key}='{escape(value)}'" for after, key, value in kept if after is None]
     for row, on_data, write in rows:
         value = getattr(data if on_data else job, row.field)
         if value is not None and value is not False:
             parts.append(write(value))
-        if kept:
-            parts.extend(f" {key}='{escape(value)}'" for after, key, value in kept
-                         if after == row.xml)
+        parts.extend(f" {key}='{escape(value)}'" for after, key, value in kept
+                     if after == row.xml)
     return "".join(parts)
 
 
