@@ -155,3 +155,14 @@ def test_kept_parts_in_a_namespace_dump_to_xml_that_loads_the_same(
     assert _limit(dumped) == _limit(data)
     if where == "root":
         assert dumped == data
+
+
+def test_known_children_of_another_job_type_and_repeats_are_dropped_as_libvirt_does() -> None:
+    data = jobs("<blockjob name='p' type='pull' state='ready'><disk dst='vda'/>"
+                "<base node='libvirt-1-format'/><base node='libvirt-2-format'/>"
+                "<top node='libvirt-3-format'/></blockjob>")
+    doc = blockjob.loads(data)
+    (job,) = doc.jobs
+    assert not job.invalid and job.kept_children == () and doc.warnings == ()
+    written = doc.dumps()
+    assert written.count(b"<base ") == 1 and b"<top " not in written

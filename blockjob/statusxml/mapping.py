@@ -9,8 +9,12 @@ every row set, and checks both schemas accept it.
 
 Adding a child: one model field, one row here, both schemas, golden files.
 
-Attributes and children that no row names (a newer libvirt's) are kept on the job
-and written back where they stood (`BlockJob.kept_attributes`/`kept_children`).
+Attributes and children that no row names (a newer libvirt's) are never lost. On a
+valid job they are kept (`BlockJob.kept_attributes`/`kept_children`), each with the
+known attribute or child it followed, written back in that place, and reported as
+a warning naming file and line; an invalid job is written back whole, as read. Known
+children that do not belong to the job's type, and repeats of a known child, are
+dropped as libvirt drops them.
 """
 
 from __future__ import annotations

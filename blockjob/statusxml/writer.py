@@ -12,11 +12,12 @@ from typing import Any
 
 from blockjob.element import Node
 from blockjob.model import BlockJob, JobChains, JobData, StorageSource
-from blockjob.statusxml.mapping import DATA_CLASSES, Kind, Row, plan
+from blockjob.statusxml.mapping import DATA_CLASSES, ROWS, Kind, Row, plan
 from blockjob.statusxml.node import escape, write_node
 from blockjob.statusxml.sources import job_source_node
 
-_INLINE = frozenset({"errmsg"})
+# libvirt writes text children (`<errmsg>`) without a newline after them.
+_INLINE = frozenset(row.xml for row in ROWS if row.kind is Kind.TEXT)
 BLOCKJOBS_INDENT = "  "
 
 
