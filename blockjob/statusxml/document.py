@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from blockjob.element import Node
 from blockjob.errors import StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, read_file
-from blockjob.model import ACTIVE_STATES, BlockJob, CommitData, PullData, StorageSource
+from blockjob.model import ACTIVE_STATES, BlockJob, StorageSource
 from blockjob.statusxml.disks import Disk, DiskRefs, read_disks
 from blockjob.statusxml.lazyimages import LoadedBlockjobs
-from blockjob.statusxml.node import Node, first_children, from_lxml, write_node
+from blockjob.statusxml.mapping import node_references
+from blockjob.statusxml.node import first_children, from_lxml, write_node
 from blockjob.statusxml.parse import parse
 from blockjob.statusxml.reader import ReadContext, read_jobs
 from blockjob.statusxml.sources import backing_node, top_source_node
@@ -189,13 +191,7 @@ class StatusDocument:
     def uses_format_node_names(self) -> bool:
         """True when the jobs' `node=` values are format node names (libvirt <= 9.x)."""
         for job in self._jobs.values():
-            data = job.data
-            names = (
-                (data.base, data.top, data.topparent) if isinstance(data, CommitData)
-                else (data.base,) if isinstance(data, PullData)
-                else ()
-            )
-            for name in names:
+            for name in node_references(job.data):
                 image = self.resolve_node(job, name) if name is not None else None
                 if image is not None:
                     return image.format_node == name
