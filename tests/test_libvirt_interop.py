@@ -214,3 +214,16 @@ def test_recovered_pivot_window_agrees_with_qemu(lab: LibvirtLab) -> None:
         assert recovered.returncode == 0, recovered.stdout + recovered.stderr
         lab.start_daemon()
         assert_agree(dom, "vda-base")
+
+
+def test_harness_cleans_up_after_a_failed_test(lab: LibvirtLab) -> None:
+    """A test that dies with libvirtd down and a job running leaves no domain behind."""
+    with pytest.raises(RuntimeError), lab.domain("bj-dropped") as dom:
+        dom.virsh("blockcommit", "vda", "--active", "--bandwidth", CRAWL, "--bytes")
+        lab.kill_daemon()
+        raise RuntimeError("the test failed here")
+    assert not dom.qemu_alive()
+    assert not dom.status_path.exists()
+    assert not dom.images.exists()
+    lab.start_daemon()
+    assert "bj-dropped" not in lab.virsh("list", "--all", "--name").stdout
