@@ -49,7 +49,7 @@ def files(dom: LabDomain, *images: str) -> list[str]:
 
 def libvirt_job(dom: LabDomain) -> str | None:
     """The type of vda's job as libvirt tracks it (`virsh blockjob --raw`), if any."""
-    raw = dom.virsh("blockjob", "vda", "--raw").stdout
+    raw = dom.virsh("blockjob", "vda", "--raw", check=False).stdout
     found = re.search(r"^\s*type=(.*)$", raw, re.MULTILINE)
     return found.group(1) if found else None
 

@@ -6,7 +6,7 @@ a fresh paused domain from the shared template with its own images and yields a
 `LabDomain`. Both tear down whatever a failed test left: the daemon, every QEMU in the
 lab's mount namespaces, the domain's definition, status file and images.
 
-Things learned from running it here (see the report in the README's test section):
+Things learned from running it here (README: "Interop with a real libvirt 9.0"):
 - Each `start-libvirtd.sh` makes a new mount namespace. QEMU processes stay in the one of
   the daemon that started them, so a command that follows a domain's `<monitor path>`
   enters the namespace of that domain's QEMU, not the daemon's.
@@ -56,7 +56,7 @@ NAMESPACE_DIRS = {"/run/libvirt": "run", "/var/lib/libvirt": "lib"}
 # one core: in a VM each core may report different CPUID data, and libvirt then finds its
 # capability cache "outdated" and re-probes QEMU (~8 s) on a start at random.
 _PRIVATE_RUN = ("unshare", "-m", "--propagation", "private", "sh", "-c",
-                'mount -t tmpfs -o mode=0755 blockjob-lab-run /run && exec taskset -c 0 "$0"')
+                'mount -t tmpfs -o mode=0755 blockjob-lab-run /run && exec taskset -c "$1" "$0"')
 # Bounds that keep a broken daemon from hanging the suite; never timing assertions.
 START_LIMIT = 120.0
 COMMAND_LIMIT = 60.0
@@ -136,7 +136,6 @@ class LibvirtLab:
         self.root = root
         self.uri = f"qemu+unix:///system?socket={root}/run/libvirt-sock"
         self.daemon_pid: int | None = None
-        self.daemon_starts = 0
         self._namespaces: set[str] = set()
         self._log_offset = 0
 
@@ -152,9 +151,12 @@ class LibvirtLab:
             raise LabError("libvirtd is already running")
         self._log_offset = self._log_size()
         env = dict(os.environ, VLAB=str(self.root))
-        done = _run([*_PRIVATE_RUN, str(START_SCRIPT)], check=True, env=env)
+        cpu = str(min(os.sched_getaffinity(0)))
+        try:
+            done = _run([*_PRIVATE_RUN, str(START_SCRIPT), cpu], check=True, env=env)
+        except LabError as exc:
+            raise LabError(f"{exc}\n{self._errors_since_start()}") from None
         self.daemon_pid = int(done.stdout.split()[-1])
-        self.daemon_starts += 1
         namespace = _mount_ns(self.daemon_pid)
         if namespace is not None:
             self._namespaces.add(namespace)
@@ -163,7 +165,7 @@ class LibvirtLab:
 
     def _answers(self) -> bool:
         if not self.daemon_running:
-            raise LabError(f"libvirtd exited during start-up: {self._stdout_tail()}")
+            raise LabError(f"libvirtd exited during start-up:\n{self._errors_since_start()}")
         return self.virsh("version", check=False).returncode == 0
 
     def kill_daemon(self, sig: signal.Signals = signal.SIGKILL) -> None:
@@ -189,9 +191,12 @@ class LibvirtLab:
         log = self.root / "log" / "libvirtd.log"
         return log.stat().st_size if log.exists() else 0
 
-    def _stdout_tail(self) -> str:
-        path = self.root / "log" / "libvirtd.stdout"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
+    def _errors_since_start(self) -> str:
+        """The last errors libvirtd logged (why it refused to start, e.g. a held pid file)."""
+        if not (self.root / "log" / "libvirtd.log").exists():
+            return "(libvirtd wrote no log)"
+        errors = [line for line in self.log_since_start().splitlines() if " error : " in line]
+        return "\n".join(errors[-5:])
 
     # -- domains ---------------------------------------------------------------
 
