@@ -172,15 +172,23 @@ def adopt_ready_commit(lab: LibvirtLab, dom: LabDomain) -> str:
     return name
 
 
+def restart_and_pivot(lab: LibvirtLab, dom: LabDomain) -> str | None:
+    """Restart libvirtd, pivot the adopted commit with virsh; the mirror's `ready` before it."""
+    lab.start_daemon()
+    wait_for(lambda: libvirt_job(dom) == "Active Block Commit",
+             "libvirt to track the active commit")
+    shown = mirror(dom.dumpxml(), "vda")
+    assert shown is not None
+    dom.virsh("blockjob", "vda", "--pivot")
+    wait_for(lambda: not recorded_jobs(dom), "libvirt to finish the pivot")
+    assert_agree(dom, "vda-base")
+    return shown.get("ready")
+
+
 def test_adopted_ready_commit_pivots_under_libvirt(lab: LibvirtLab) -> None:
     with lab.domain("bj-pivot") as dom:
         adopt_ready_commit(lab, dom)
-        lab.start_daemon()
-        wait_for(lambda: libvirt_job(dom) == "Active Block Commit",
-                 "libvirt to track the active commit")
-        dom.virsh("blockjob", "vda", "--pivot")
-        wait_for(lambda: not recorded_jobs(dom), "libvirt to finish the pivot")
-        assert_agree(dom, "vda-base")
+        restart_and_pivot(lab, dom)
 
 
 @NEEDS_RECOVERY
@@ -189,12 +197,7 @@ def test_adopted_ready_commit_has_libvirts_ready_mirror(lab: LibvirtLab) -> None
         adopt_ready_commit(lab, dom)
         assert re.search(r"<mirror type='file' job='active-commit' ready='yes'>",
                          dom.status_path.read_text())
-        lab.start_daemon()
-        shown = mirror(dom.dumpxml(), "vda")
-        assert shown is not None and shown.get("ready") == "yes"
-        dom.virsh("blockjob", "vda", "--pivot")
-        wait_for(lambda: not recorded_jobs(dom), "libvirt to finish the pivot")
-        assert_agree(dom, "vda-base")
+        assert restart_and_pivot(lab, dom) == "yes"
 
 
 @NEEDS_RECOVERY
