@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 from lxml import etree
 
-from blockjob.demo.images import AddBitmap, ImageSpec, MiB, Write, build_chain
+from blockjob.demo.images import AddBitmap, ImageSpec, MiB, Write, build_chain, run_tool
 from blockjob.qemu.monitor import Monitor, MonitorError
 from tests.support.corpus import SHARED
 from tests.support.qemu_fixtures import wait_until
@@ -248,6 +248,11 @@ class LabDomain:
             ImageSpec("vda-mid", (AddBitmap("chk0"), Write(0, 4 * MiB, 0x11))),
             ImageSpec("vda-base"),
         ], 64 * MiB)
+        # Absolute backing names, as in the lab's README: with relative ones QEMU names an
+        # image `json:{...}` in query-block once a cancelled active commit reshaped the graph.
+        for image, backing in (("vda-top", "vda-mid"), ("vda-mid", "vda-base")):
+            run_tool(["qemu-img", "rebase", "-u", "-F", "qcow2", "-b",
+                      str(self.image(backing)), str(self.image(image))])
         build_chain(self.images, [ImageSpec("vdb")], 16 * MiB)
         template = TEMPLATE.read_text()
         xml = template.replace("@IMAGES@", str(self.images)).replace(
@@ -372,6 +377,23 @@ def qemu_chain(domain: LabDomain, target: str) -> list[str]:
                 image = image.get("backing-image")
             return files
     raise LabError(f"query-block: no device {qdev}")
+
+
+def format_node(domain: LabDomain, image: Path) -> str:
+    """QEMU's qcow2 node for `image`."""
+    for node in domain.qmp("query-named-block-nodes", {"flat": True}):
+        if node["drv"] == "qcow2" and node["file"] == str(image):
+            return str(node["node-name"])
+    raise LabError(f"query-named-block-nodes: no qcow2 node for {image}")
+
+
+def node_bitmaps(domain: LabDomain, node_name: str) -> list[str]:
+    """Names of the dirty bitmaps QEMU has on one node."""
+    for node in domain.qmp("query-named-block-nodes", {"flat": True}):
+        if node["node-name"] == node_name:
+            return [str(bitmap["name"]) for bitmap in node.get("dirty-bitmaps", ())
+                    if "name" in bitmap]
+    raise LabError(f"query-named-block-nodes: no node {node_name}")
 
 
 def mirror(root: etree._Element, target: str) -> etree._Element | None:
