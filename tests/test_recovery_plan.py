@@ -20,6 +20,7 @@ from blockjob.recovery.steps import (
     Drop,
     Finalize,
     MergeBitmaps,
+    MirrorReady,
     Record,
     Reenable,
     describe,
@@ -106,8 +107,6 @@ def test_failure_message_from_qemu_is_recorded() -> None:
 
 @pytest.mark.parametrize(("state", "status", "new"), [
     (JobState.NEW, "running", JobState.RUNNING),
-    (JobState.RUNNING, "ready", JobState.READY),
-    (JobState.NEW, "ready", JobState.READY),
     (JobState.RUNNING, "running", None),
     (JobState.PIVOTING, "ready", None),
 ])
@@ -118,6 +117,14 @@ def test_running_jobs_are_adopted_and_follow_qemu(
     plan = plan_job(document(job), job, qemu(status))
     assert plan.decision is Decision.ADOPT
     assert plan.steps == ((Record(NAME, state=new),) if new else ())
+
+
+@pytest.mark.parametrize("state", [JobState.NEW, JobState.RUNNING])
+def test_a_ready_job_records_newstate_first_then_ready(state: JobState) -> None:
+    job = replace(COMMIT, state=state)
+    plan = plan_job(document(job), job, qemu("ready"))
+    assert plan.decision is Decision.ADOPT
+    assert plan.steps == (Record(NAME, newstate=JobState.READY), MirrorReady(NAME))
 
 
 def test_pending_job_is_finalized_first() -> None:

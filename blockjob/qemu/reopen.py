@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Sequence
 
 from blockjob.model import StorageSource
-from blockjob.qemu.bitmaps import reenable_actions
+from blockjob.qemu.bitmaps import finish_actions, reenable_actions
 from blockjob.qemu.monitor import Monitor, MonitorError
 from blockjob.qemu.nodes import effective_node
 
@@ -73,4 +73,24 @@ def restore_base(
         transaction_on(monitor, base, actions)
     if read_only and name in nodes and not nodes[name].read_only:
         set_read_only(monitor, base, True)
+    return problems
+
+
+def merge_into_base(
+    monitor: Monitor, base: StorageSource, committed: Sequence[StorageSource],
+    chain: Sequence[str], listed: Sequence[str],
+) -> list[str]:
+    """A commit's finishing bitmap work (`finish_actions`) in one transaction, base
+    writable around it; returns the bitmaps it had to skip, as problems.
+
+    Safe to repeat; a no-op once the committed nodes are gone, since they are
+    deleted only after the merge. An active commit runs it before `job-complete`
+    and its finish runs it again (a union changes nothing)."""
+    nodes = monitor.query_nodes()
+    names = [effective_node(image) for image in committed]
+    if not all(name in nodes for name in names):
+        return []
+    actions, problems = finish_actions(names, chain, effective_node(base), listed, nodes)
+    if actions:
+        transaction_on(monitor, base, actions)
     return problems

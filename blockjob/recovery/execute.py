@@ -12,10 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from blockjob.jobs.commit import Saver
-from blockjob.qemu.bitmaps import finish_actions
+from blockjob.model import JobState
 from blockjob.qemu.monitor import Monitor
-from blockjob.qemu.nodes import effective_node
-from blockjob.qemu.reopen import restore_base, transaction_on
+from blockjob.qemu.reopen import merge_into_base, restore_base
 from blockjob.recovery.steps import (
     Cancel,
     DeleteNodes,
@@ -23,11 +22,13 @@ from blockjob.recovery.steps import (
     Drop,
     Finalize,
     MergeBitmaps,
+    MirrorReady,
     Record,
     Reenable,
     Step,
 )
 from blockjob.statusxml.document import StatusDocument
+from blockjob.statusxml.sources import disk_mirror_node
 
 # Called with each step just before it runs (tests use it to crash on purpose).
 StepHook = Callable[[Step], None]
@@ -75,16 +76,24 @@ def _cancel(ctx: Context, step: Cancel) -> None:
 
 
 def _merge(ctx: Context, step: MergeBitmaps) -> None:
-    nodes = ctx.monitor.query_nodes()
-    base = effective_node(step.base)
-    committed = [effective_node(image) for image in step.committed]
-    if not all(name in nodes for name in committed):
-        # Committed nodes are deleted only after the merge: it already happened.
+    ctx.problems.extend(
+        merge_into_base(ctx.monitor, step.base, step.committed, step.chain, step.listed))
+
+
+def _mirror_ready(ctx: Context, step: MirrorReady) -> None:
+    """libvirt 9.0's ready: state and newstate `ready`, the disk's `<mirror ready='yes'>`
+    (an active commit's mirror is its base, written here if the start left none)."""
+    job = ctx.doc.job(step.job)
+    if job is None:
         return
-    actions, problems = finish_actions(committed, step.chain, base, step.listed, nodes)
-    ctx.problems.extend(problems)
-    if actions:
-        transaction_on(ctx.monitor, step.base, actions)
+    ctx.doc.replace_job(replace(job, state=JobState.READY, newstate=JobState.READY))
+    disk = ctx.doc.disk(job.disk) if job.disk is not None else None
+    if disk is not None and disk.mirror is not None:
+        ctx.doc.set_disk_chain(disk.target, mirror_ready=True)
+    elif disk is not None and step.base is not None:
+        ctx.doc.set_disk_chain(
+            disk.target, mirror=disk_mirror_node(step.base, job.type, ready=True))
+    _save(ctx)
 
 
 def _reenable(ctx: Context, step: Reenable) -> None:
@@ -125,6 +134,8 @@ def run_step(ctx: Context, step: Step) -> None:
             _cancel(ctx, step)
         case MergeBitmaps():
             _merge(ctx, step)
+        case MirrorReady():
+            _mirror_ready(ctx, step)
         case Reenable():
             _reenable(ctx, step)
         case Dismiss():

@@ -21,6 +21,7 @@ from blockjob.recovery.steps import (
     Drop,
     Finalize,
     MergeBitmaps,
+    MirrorReady,
     Record,
     Reenable,
     Step,
@@ -155,13 +156,17 @@ def _ended_badly(
     ]
 
 
-def _adopt(job: BlockJob, qjob: QemuJob) -> list[Step]:
-    state = job.state
-    if qjob.status == "ready" and state in (JobState.NEW, JobState.RUNNING):
-        state = JobState.READY
-    elif state is JobState.NEW:
-        state = JobState.RUNNING
-    return [Record(job.name, state=state)] if state is not job.state else []
+def _adopt(doc: StatusDocument, job: BlockJob, qjob: QemuJob) -> list[Step]:
+    if qjob.status == "ready" and job.state in (JobState.NEW, JobState.RUNNING):
+        # libvirt saves the mapped status as newstate before it acts on it.
+        data = job.commit
+        base = doc.resolve_node(job, data.base) if data is not None and data.base else None
+        record = [] if job.newstate is JobState.READY else [
+            Record(job.name, newstate=JobState.READY)]
+        return [*record, MirrorReady(job.name, base if job.type in MIRRORING else None)]
+    if job.state is JobState.NEW:
+        return [Record(job.name, state=JobState.RUNNING)]
+    return []
 
 
 def plan_job(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> JobPlan:
@@ -178,7 +183,7 @@ def plan_job(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> JobPla
         return plan(Decision.FINALIZE, [Finalize(job.name)])
     outcome = _outcome(job, qjob)
     if status not in (None, "concluded"):
-        return plan(Decision.ADOPT, _adopt(job, qjob) if qjob is not None else [])
+        return plan(Decision.ADOPT, _adopt(doc, job, qjob) if qjob is not None else [])
     if outcome is JobState.COMPLETED:
         return plan(Decision.COMPLETED, _completed(doc, job, qjob))
     if outcome is not None:

@@ -74,6 +74,21 @@ def _recover_job(
     report.error = f"job '{report.job}' is still pending after job-finalize"
 
 
+def reconcile_job(
+    doc: StatusDocument, saver: Saver, monitor: Monitor, name: str, *,
+    on_step: StepHook | None = None,
+) -> JobReport:
+    """Observe job `name` in QEMU now and run the plan recovery runs after a restart.
+
+    The seam of a live tracker: a status change it hears about is handled by the
+    same state machine, so a daemon that dies anywhere leaves what recovery finishes.
+    QMP and file errors propagate to the caller.
+    """
+    report = JobReport(name, "unknown", None)
+    _recover_job(Context(doc, saver, monitor), report, False, on_step)
+    return report
+
+
 def recover_document(
     doc: StatusDocument, saver: Saver, monitor: Monitor, *, dry_run: bool = False,
     on_step: StepHook | None = None,

@@ -31,6 +31,15 @@ class Record:
 
 
 @dataclass(frozen=True)
+class MirrorReady:
+    """Record a copy or active commit as ready, with its disk's `<mirror ready='yes'>`;
+    `base` is an active commit's, the mirror to write when the disk has none."""
+
+    job: str
+    base: StorageSource | None = None
+
+
+@dataclass(frozen=True)
 class Cancel:
     """`job-cancel` and wait until QEMU has concluded the job."""
 
@@ -80,7 +89,10 @@ class Drop:
     drop_mirror: bool = False
 
 
-Step = Finalize | Record | Cancel | MergeBitmaps | Reenable | Dismiss | DeleteNodes | Drop
+Step = (
+    Finalize | Record | MirrorReady | Cancel | MergeBitmaps | Reenable | Dismiss | DeleteNodes
+    | Drop
+)
 
 
 def _names(images: tuple[StorageSource, ...]) -> str:
@@ -97,6 +109,8 @@ def describe(step: Step) -> str:
             parts += [f"newstate={newstate}"] if newstate is not None else []
             parts += [f"errmsg={errmsg!r}"] if errmsg else []
             return "record " + " ".join(parts)
+        case MirrorReady(job=job):
+            return f"record {job} state=ready; disk <mirror ready='yes'>"
         case Cancel(job=job):
             return f"job-cancel {job} and wait for it to conclude"
         case MergeBitmaps(base=base, committed=committed, listed=listed):
