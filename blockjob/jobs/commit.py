@@ -9,7 +9,7 @@ recovery does at each one, and the tests crash at every one of them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -17,9 +17,10 @@ from blockjob.errors import BlockJobError
 from blockjob.model import BlockJob, CommitData, JobState, JobType, StorageSource
 from blockjob.qemu.bitmaps import bitmaps_to_disable, disable_actions
 from blockjob.qemu.monitor import Monitor, MonitorError
-from blockjob.qemu.nodes import effective_node
+from blockjob.qemu.nodes import effective_node, images_between, without
 from blockjob.qemu.reopen import restore_base, set_read_only
 from blockjob.statusxml.document import StatusDocument
+from blockjob.statusxml.sources import disk_mirror_node
 
 
 class CrashPoint(StrEnum):
@@ -34,6 +35,8 @@ class CrashPoint(StrEnum):
 
 
 CrashHook = Callable[[CrashPoint], None]
+# libvirt's VIR_DOMAIN_BLOCK_COMMIT_ACTIVE, kept in `jobflags` as libvirt 9.0 does.
+ACTIVE_FLAG = 0x4
 
 
 class Saver(Protocol):
@@ -44,7 +47,38 @@ class CommitError(BlockJobError):
     """The commit cannot be started (bad arguments, or QEMU refused it)."""
 
 
-def _no_crash(point: CrashPoint) -> None:
+@dataclass(frozen=True)
+class CommitImages:
+    """A recorded commit's images: its base, the committed ones (top first), the disk chain."""
+
+    base: StorageSource
+    committed: tuple[StorageSource, ...]
+    chain: StorageSource
+
+    def chain_names(self) -> tuple[str, ...]:
+        """Node names from the commit's top down to the bottom (the bitmap chain)."""
+        images = self.chain.images()
+        return tuple(map(effective_node, images[images.index(self.committed[0]):]))
+
+    def remaining(self) -> StorageSource:
+        """The disk's chain once the committed images left it."""
+        return without(self.chain, self.committed)
+
+
+def commit_images(doc: StatusDocument, job: BlockJob) -> CommitImages | None:
+    """The images of commit `job` in `doc`, or None when the file cannot resolve them."""
+    data = job.commit
+    disk = doc.disk(job.disk) if job.disk is not None else None
+    if data is None or disk is None or disk.chain is None or data.base is None or data.top is None:
+        return None
+    base = doc.resolve_node(job, data.base)
+    top = doc.resolve_node(job, data.top)
+    if base is None or top is None:
+        return None
+    return CommitImages(base, tuple(images_between(disk.chain, top, base)), disk.chain)
+
+
+def no_crash(point: CrashPoint) -> None:
     del point
 
 
@@ -79,7 +113,7 @@ def _new_job(
         name=f"commit-{disk}-{effective_node(top_image)}",
         type=JobType.ACTIVE_COMMIT if active else JobType.COMMIT,
         state=JobState.NEW,
-        jobflags=0,
+        jobflags=ACTIVE_FLAG if active else 0,
         disk=disk,
         data=data,
     )
@@ -95,7 +129,7 @@ def start_commit(
     *,
     monitor: Monitor | None = None,
     speed: int = 0,
-    crash: CrashHook = _no_crash,
+    crash: CrashHook = no_crash,
 ) -> BlockJob:
     """Commit `top` into `base` (node names of disk `disk`'s chain) and return the job.
 
@@ -116,6 +150,10 @@ def start_commit(
         names = bitmaps_to_disable([effective_node(i) for i in chain], base_node, nodes)
         job = replace(job, data=replace(job.commit or CommitData(), disabled_base_bitmaps=names))
         doc.add_job(job)
+        if job.type is JobType.ACTIVE_COMMIT:
+            # An active commit mirrors the disk into base (libvirt's `<mirror>`); written
+            # with the job, so recovery of a job QEMU never started drops both.
+            doc.set_disk_chain(disk, mirror=disk_mirror_node(base_image, job.type, ready=False))
         store.save(doc)
         crash(CrashPoint.JOB_PERSISTED)
         try:
@@ -126,6 +164,8 @@ def start_commit(
             # QEMU refused: undo the bitmap change and forget the job, as if never asked.
             restore_base(qemu, base_image, names, read_only=True)
             doc.remove_job(job.name)
+            if job.type is JobType.ACTIVE_COMMIT:
+                doc.set_disk_chain(disk, drop_mirror=True)
             store.save(doc)
             raise CommitError(f"QEMU refused the commit: {exc}") from exc
         crash(CrashPoint.COMMIT_STARTED)

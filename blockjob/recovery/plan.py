@@ -11,9 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from blockjob.jobs.commit import commit_images
 from blockjob.model import BlockJob, JobState, JobType, PullData, StorageSource
 from blockjob.qemu.monitor import QemuJob
-from blockjob.qemu.nodes import effective_node, images_between, without
+from blockjob.qemu.nodes import images_between, without
 from blockjob.recovery.steps import (
     Cancel,
     DeleteNodes,
@@ -66,21 +67,6 @@ def _outcome(job: BlockJob, qjob: QemuJob | None) -> JobState | None:
     return JobState.COMPLETED
 
 
-def _commit_images(
-    doc: StatusDocument, job: BlockJob
-) -> tuple[StorageSource, list[StorageSource], StorageSource] | None:
-    """(base, committed images top first, the disk's chain) of a commit, if resolvable."""
-    data = job.commit
-    disk = doc.disk(job.disk) if job.disk is not None else None
-    if data is None or disk is None or disk.chain is None or data.base is None or data.top is None:
-        return None
-    base = doc.resolve_node(job, data.base)
-    top = doc.resolve_node(job, data.top)
-    if base is None or top is None:
-        return None
-    return base, images_between(disk.chain, top, base), disk.chain
-
-
 def _reenable(doc: StatusDocument, job: BlockJob, *, restore: bool = False) -> list[Step]:
     # Only base is needed: an invalid job whose top is lost still gets its bitmaps back.
     data = job.commit
@@ -115,18 +101,16 @@ def _dismiss(job: BlockJob, qjob: QemuJob | None) -> list[Step]:
 def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list[Step]:
     steps = _record(job, JobState.COMPLETED, qjob)
     if job.type in (JobType.COMMIT, JobType.ACTIVE_COMMIT):
-        found = _commit_images(doc, job)
+        found = commit_images(doc, job)
         if found is None:
             return [*steps, *_dismiss(job, qjob), _drop(doc, job)]
-        base, committed, chain = found
-        below_top = chain.images()[chain.images().index(committed[0]):]
         return [
             *steps,
-            MergeBitmaps(base, tuple(committed), tuple(map(effective_node, below_top)),
+            MergeBitmaps(found.base, found.committed, found.chain_names(),
                          job.disabled_base_bitmaps),
             *_dismiss(job, qjob),
-            DeleteNodes(tuple(committed)),
-            _drop(doc, job, without(chain, committed)),
+            DeleteNodes(found.committed),
+            _drop(doc, job, found.remaining()),
         ]
     if job.type is JobType.PULL:
         return [*steps, *_dismiss(job, qjob), *_pulled(doc, job)]
