@@ -104,7 +104,8 @@ def test_active_commit_reaches_ready_as_libvirt_writes_it_then_pivots(tmp_path: 
                     "newstate='ready' jobflags='0x4'>") in text
             assert "<mirror type='file' job='active-commit' ready='yes'>" in text
             saves = [entry[2:] for entry in log if entry[0] == "save"]
-            assert saves[:4] == [("new:-",), ("running:-",), ("running:ready",), ("ready:ready",)]
+            # ready has no finishing step: one save, as libvirt 9.0's file has it.
+            assert saves[:3] == [("new:-",), ("running:-",), ("ready:ready",)]
             assert t.pivot(ACTIVE_JOB) == []
             assert state_on_file(tb, ACTIVE_JOB) is JobState.PIVOTING
             to_end(t, ACTIVE_JOB)

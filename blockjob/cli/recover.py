@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
 from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from blockjob.qemu.monitor import GREETING_WAIT
 from blockjob.recovery import DomainReport, recover
 
 NAME = "recover"
@@ -20,8 +22,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true",
                         help="print the plan; change nothing in QEMU or on disk")
     parser.add_argument("--json", action="store_true", help="print per-domain actions as JSON")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=_seconds, default=30.0, metavar="SECONDS",
                         help="bound on each QMP command (default 30)")
+    parser.add_argument("--connect-timeout", type=_seconds, default=GREETING_WAIT,
+                        metavar="SECONDS",
+                        help="how long to wait for a monitor another client holds "
+                             f"(default {GREETING_WAIT:g})")
+    parser.add_argument("--acknowledge", action="store_true",
+                        help="let go of listed bitmaps that can never be re-enabled "
+                             "(reported once more, then no longer recorded)")
+
+
+def _seconds(text: str) -> float:
+    """A positive, finite number of seconds (argparse reports anything else, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite number of seconds")
+    return value
 
 
 def _progress(domain: DomainReport) -> None:
@@ -37,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     report = recover(
         args.paths, dry_run=args.dry_run, timeout=args.timeout,
+        connect_timeout=args.connect_timeout, acknowledge=args.acknowledge,
         progress=_progress if sys.stderr.isatty() else None,
     )
     if args.json:

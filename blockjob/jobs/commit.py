@@ -9,7 +9,7 @@ recovery does at each one, and the tests crash at every one of them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -17,7 +17,7 @@ from blockjob.errors import BlockJobError
 from blockjob.model import BlockJob, CommitData, JobState, JobType, StorageSource
 from blockjob.qemu.bitmaps import bitmaps_to_disable, disable_actions
 from blockjob.qemu.monitor import Monitor, MonitorError
-from blockjob.qemu.nodes import effective_node, images_between, without
+from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, set_read_only
 from blockjob.statusxml.document import StatusDocument
 from blockjob.statusxml.sources import disk_mirror_node
@@ -45,37 +45,6 @@ class Saver(Protocol):
 
 class CommitError(BlockJobError):
     """The commit cannot be started (bad arguments, or QEMU refused it)."""
-
-
-@dataclass(frozen=True)
-class CommitImages:
-    """A recorded commit's images: its base, the committed ones (top first), the disk chain."""
-
-    base: StorageSource
-    committed: tuple[StorageSource, ...]
-    chain: StorageSource
-
-    def chain_names(self) -> tuple[str, ...]:
-        """Node names from the commit's top down to the bottom (the bitmap chain)."""
-        images = self.chain.images()
-        return tuple(map(effective_node, images[images.index(self.committed[0]):]))
-
-    def remaining(self) -> StorageSource:
-        """The disk's chain once the committed images left it."""
-        return without(self.chain, self.committed)
-
-
-def commit_images(doc: StatusDocument, job: BlockJob) -> CommitImages | None:
-    """The images of commit `job` in `doc`, or None when the file cannot resolve them."""
-    data = job.commit
-    disk = doc.disk(job.disk) if job.disk is not None else None
-    if data is None or disk is None or disk.chain is None or data.base is None or data.top is None:
-        return None
-    base = doc.resolve_node(job, data.base)
-    top = doc.resolve_node(job, data.top)
-    if base is None or top is None:
-        return None
-    return CommitImages(base, tuple(images_between(disk.chain, top, base)), disk.chain)
 
 
 def no_crash(point: CrashPoint) -> None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 
-from blockjob.jobs.commit import Saver, commit_images
+from blockjob.jobs.commit import Saver
 from blockjob.jobs.requests import RequestError, persist_state, requested_job
 from blockjob.model import BlockJob, JobState, JobType
 from blockjob.qemu.monitor import Monitor
-from blockjob.qemu.reopen import merge_into_base
 from blockjob.statusxml.document import StatusDocument
 
 
@@ -29,12 +28,15 @@ class PivotCrashPoint(StrEnum):
 
 
 PivotHook = Callable[[PivotCrashPoint], None]
+# Merges an active commit's bitmaps into base (recovery's merge step, which the
+# caller above this layer provides); returns the bitmaps it had to skip.
+MergeHook = Callable[[BlockJob], list[str]]
 PIVOTABLE = frozenset({JobType.ACTIVE_COMMIT, JobType.COPY})
 
 
 def request_pivot(
     saver: Saver, doc: StatusDocument, name: str, monitor: Monitor, *,
-    crash: PivotHook | None = None,
+    merge: MergeHook, crash: PivotHook | None = None,
 ) -> tuple[BlockJob, list[str]]:
     """Ask QEMU to pivot ready job `name`; returns the job (state pivoting) and the bitmaps
     the merge had to skip. Safe to repeat on a job already recorded as pivoting."""
@@ -47,11 +49,7 @@ def request_pivot(
     job = persist_state(saver, doc, job, JobState.PIVOTING)
     if crash is not None:
         crash(PivotCrashPoint.PIVOTING_PERSISTED)
-    problems: list[str] = []
-    images = commit_images(doc, job) if job.type is JobType.ACTIVE_COMMIT else None
-    if images is not None:
-        problems = merge_into_base(monitor, images.base, images.committed,
-                                   images.chain_names(), job.disabled_base_bitmaps)
+    problems = merge(job) if job.type is JobType.ACTIVE_COMMIT else []
     if crash is not None:
         crash(PivotCrashPoint.BITMAPS_MERGED)
     monitor.job_complete(name)

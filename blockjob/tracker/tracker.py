@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -24,11 +25,12 @@ from blockjob.jobs.commit import CrashHook, no_crash, start_commit
 from blockjob.jobs.pivot import PivotHook, request_pivot
 from blockjob.model import BlockJob, JobState
 from blockjob.qemu.monitor import Monitor, MonitorUnavailableError
-from blockjob.recovery.execute import StepHook
+from blockjob.recovery.execute import Context, StepHook, run_step
+from blockjob.recovery.plan import merge_step
 from blockjob.recovery.report import JobReport
-from blockjob.recovery.run import reconcile_job
+from blockjob.recovery.run import reconcile_job, recover_document
 from blockjob.statusxml.document import StatusDocument
-from blockjob.store.status_store import OWNER_TIMEOUT, DomainOwner, StatusStore
+from blockjob.store.status_store import OWNER_TIMEOUT, DomainOwner, SavableDocument, StatusStore
 
 # The QEMU statuses libvirt acts on (SPEC: "maps only ready, concluded and pending").
 FOLLOWED_STATUSES = frozenset({"ready", "pending", "concluded"})
@@ -37,17 +39,18 @@ _CANCELLABLE = frozenset({"created", "running", "paused", "ready", "standby"})
 SaveHook = Callable[[StatusDocument], None]
 
 
-class _Saver:
-    """Saves through the domain's owner; `on_save` sees each saved document (tests)."""
+class _Owner(DomainOwner):
+    """The domain's owner; `on_save` sees each saved document (tests record the order)."""
 
     def __init__(self, owner: DomainOwner, on_save: SaveHook | None) -> None:
-        self.owner = owner
+        super().__init__(owner.store, owner.name, owner.path)
         self.on_save = on_save
 
-    def save(self, doc: StatusDocument) -> None:
-        self.owner.save(doc)
-        if self.on_save is not None:
+    def save(self, doc: SavableDocument) -> Path:
+        path = super().save(doc)
+        if self.on_save is not None and isinstance(doc, StatusDocument):
             self.on_save(doc)
+        return path
 
 
 class JobTracker:
@@ -73,10 +76,12 @@ class JobTracker:
         self.on_step = on_step
         self.on_save = on_save
         self.reports: list[JobReport] = []
+        # Failed end-state checks of the catch-up at open (recovery's verification).
+        self.failed_checks: list[str] = []
         self._stack = ExitStack()
         self._doc: StatusDocument | None = None
         self._monitor: Monitor | None = None
-        self._saver: _Saver | None = None
+        self._owner: _Owner | None = None
 
     # -- life ------------------------------------------------------------------
 
@@ -97,7 +102,7 @@ class JobTracker:
     def open(self) -> None:
         owner = self._stack.enter_context(
             self.store.owned(self.name, timeout=self.lock_timeout))
-        self._saver = _Saver(owner, self.on_save)
+        self._owner = _Owner(owner, self.on_save)
         self._doc = owner.load()
         if not self._doc.monitor_path:
             raise MonitorUnavailableError(str(owner.path), "the status file names no <monitor>")
@@ -123,24 +128,25 @@ class JobTracker:
         return self._monitor
 
     @property
-    def saver(self) -> _Saver:
-        if self._saver is None:
+    def owner(self) -> DomainOwner:
+        if self._owner is None:
             raise RuntimeError("the tracker is not open")
-        return self._saver
+        return self._owner
 
     # -- the state machine -----------------------------------------------------
 
     def reconcile(self, name: str) -> JobReport:
         """Observe job `name` and run recovery's plan for it (newstate saved first)."""
-        report = reconcile_job(self.doc, self.saver, self.monitor, name, on_step=self.on_step)
+        report = reconcile_job(self.doc, self.owner, self.monitor, name, on_step=self.on_step)
         self.reports.append(report)
         return report
 
     def catch_up(self) -> None:
-        """What a restart does: every recorded job reconciled against `query-jobs`, then
-        a pivot or abort that was recorded but maybe never reached QEMU asked again."""
-        for job in self.doc.jobs:
-            self.reconcile(job.name)
+        """What a restart does: `recover_document` (what `blockjob recover` runs), then a
+        pivot or abort that was recorded but maybe never reached QEMU asked again."""
+        reports, self.failed_checks = recover_document(
+            self.doc, self.owner, self.monitor, on_step=self.on_step)
+        self.reports += reports
         jobs = self.monitor.query_jobs()
         for job in self.doc.jobs:
             status = jobs[job.name].status if job.name in jobs else None
@@ -191,26 +197,38 @@ class JobTracker:
         """Record a job the daemon started itself in QEMU (any type); it is then followed,
         and caught up at once in case it already changed status."""
         self.doc.add_job(job)
-        self.saver.save(self.doc)
+        self.owner.save(self.doc)
         self.reconcile(job.name)
 
     def start_commit(
         self, disk: str, top: str, base: str, *, speed: int = 0, crash: CrashHook = no_crash,
     ) -> BlockJob:
-        return start_commit(self.saver, self.doc, disk, top, base, monitor=self.monitor,
+        return start_commit(self.owner, self.doc, disk, top, base, monitor=self.monitor,
                             speed=speed, crash=crash)
 
     def start_active_commit(
         self, disk: str, base: str, *, speed: int = 0, crash: CrashHook = no_crash,
     ) -> BlockJob:
-        return start_active_commit(self.saver, self.doc, disk, base, monitor=self.monitor,
+        return start_active_commit(self.owner, self.doc, disk, base, monitor=self.monitor,
                                    speed=speed, crash=crash)
 
     def pivot(self, name: str, *, crash: PivotHook | None = None) -> list[str]:
         """Pivot ready job `name`; returns bitmaps the merge skipped. The finish follows
         with the job's `concluded` event (`follow`, `wait_for`)."""
-        return request_pivot(self.saver, self.doc, name, self.monitor, crash=crash)[1]
+        return request_pivot(self.owner, self.doc, name, self.monitor, merge=self._merge,
+                             crash=crash)[1]
+
+    def _merge(self, job: BlockJob) -> list[str]:
+        """Recovery's own merge step, run before `job-complete` as libvirt 6.2 does."""
+        step = merge_step(self.doc, job)
+        if step is None:
+            return [f"job '{job.name}': its images are not in the file; nothing merged"]
+        ctx = Context(self.doc, self.owner, self.monitor)
+        if self.on_step is not None:
+            self.on_step(step)
+        run_step(ctx, step)
+        return ctx.problems
 
     def abort(self, name: str, *, crash: AbortHook | None = None) -> None:
         """Cancel job `name`; it finishes as `cancelled` with its `concluded` event."""
-        request_abort(self.saver, self.doc, name, self.monitor, crash=crash)
+        request_abort(self.owner, self.doc, name, self.monitor, crash=crash)

@@ -48,7 +48,11 @@ def to_ready(t: JobTracker, name: str = ACTIVE_JOB) -> None:
 
 
 def to_end(t: JobTracker, name: str) -> None:
+    """Follow `name` until it is finished, and every reconcile on the way (recovery's
+    steps and its verification of the end state) reported nothing wrong."""
     assert t.wait_for(gone(name), WAIT), f"{name} was never finished"
+    assert t.failed_checks == []
+    assert [(r.job, r.problems, r.error) for r in t.reports if r.problems or r.error] == []
 
 
 def assert_pivoted(tb: Lab) -> None:
