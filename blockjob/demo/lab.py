@@ -8,7 +8,7 @@ from pathlib import Path
 from types import TracebackType
 
 from blockjob.demo.images import ImageSpec, MiB, build_chain
-from blockjob.demo.qemu import AttachedImage, QemuProcess, attach_chain
+from blockjob.demo.qemu import AttachedImage, QemuProcess, add_device, attach_chain
 from blockjob.demo.statusfile import DiskChain, domstatus_xml
 from blockjob.qemu.monitor import Monitor
 
@@ -32,12 +32,13 @@ class Lab:
 
     def __init__(
         self, directory: Path, disks: Sequence[DiskSpec], *, name: str = "lab1",
-        size: int = 16 * MiB,
+        size: int = 16 * MiB, devices: bool = False,
     ) -> None:
         self.directory = directory
         self.name = name
         self.status_path = directory / f"{name}.xml"
-        self.qemu = QemuProcess(directory / f"{name}-qemu.log")
+        self.devices = devices  # a virtio device per disk (`query-block` shows its root)
+        self.qemu = QemuProcess(directory / f"{name}-qemu.log", devices=devices)
         self._specs = tuple(disks)
         self._size = size
         self.disks: tuple[DiskChain, ...] = ()
@@ -66,6 +67,8 @@ class Lab:
         with self.connect() as monitor:
             for spec, disk in zip(self._specs, self.disks, strict=True):
                 attach_chain(monitor, disk.images, spec.images)
+                if self.devices:
+                    add_device(monitor, disk.target, disk.images[0])
 
     def crash_qemu_and_restart(self) -> None:
         """SIGKILL QEMU and start a new one on the same images (a QEMU crash, then the
@@ -73,7 +76,7 @@ class Lab:
         old = self.monitor_path.encode()
         self.qemu.kill()
         self.qemu.stop()
-        self.qemu = QemuProcess(self.directory / f"{self.name}-qemu.log")
+        self.qemu = QemuProcess(self.directory / f"{self.name}-qemu.log", devices=self.devices)
         self._launch()
         data = self.status_path.read_bytes()
         self.status_path.write_bytes(data.replace(old, self.monitor_path.encode()))

@@ -19,7 +19,7 @@ from blockjob.recovery.execute import Context, Probe, StepHook, run_step
 from blockjob.recovery.plan import ATTENTION, Decision, JobPlan, plan_job
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
 from blockjob.recovery.steps import DropMirror, MergeBitmaps, Reenable, Step, describe
-from blockjob.recovery.verify import Touched, check_bases, check_domain
+from blockjob.recovery.verify import Observed, Touched, check_bases, check_domain
 from blockjob.statusxml.document import StatusDocument
 from blockjob.store.status_store import (
     OWNER_TIMEOUT,
@@ -124,9 +124,9 @@ class _Run:
             nodes = monitor.query_nodes()
             failed = check_bases(self.touched, nodes, self.unresolved, planned=self.dry_run)
             if not self.dry_run:
-                failed += check_domain(self.ctx.doc, monitor.query_jobs(), nodes,
-                                       monitor.backing_of(), monitor.device_roots(),
-                                       self.finished)
+                seen = Observed(monitor.query_jobs(), nodes, monitor.backing_of(),
+                                monitor.device_roots())
+                failed += check_domain(self.ctx.doc, seen, self.finished)
         except MonitorError as exc:
             return [f"could not observe QEMU to verify: {exc}"]
         return failed

@@ -10,6 +10,7 @@ in the file that QEMU does not know.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from blockjob.model import StorageSource
 from blockjob.qemu.bitmaps import Nodes
@@ -69,10 +70,17 @@ def _chain_failures(disk: Disk, chain: StorageSource, nodes: Nodes,
     return []
 
 
-def check_domain(
-    doc: StatusDocument, qemu_jobs: Mapping[str, QemuJob], nodes: Nodes,
-    backing: Mapping[str, str], roots: Sequence[str], finished: set[str],
-) -> list[str]:
+@dataclass(frozen=True)
+class Observed:
+    """A fresh look at QEMU: jobs, node graph, backing edges, device roots."""
+
+    jobs: Mapping[str, QemuJob]
+    nodes: Nodes
+    backing: Mapping[str, str]
+    roots: Sequence[str]
+
+
+def check_domain(doc: StatusDocument, seen: Observed, finished: set[str]) -> list[str]:
     """The chains of the `finished` disks (a job of theirs ended) match QEMU; no disk
     keeps a `<mirror>` without a job; every recorded job is known to QEMU."""
     failed: list[str] = []
@@ -83,10 +91,10 @@ def check_domain(
         if disk.chain is None or disk.target in busy or disk.target not in finished:
             continue
         try:
-            failed += _chain_failures(disk, disk.chain, nodes, backing, roots)
+            failed += _chain_failures(disk, disk.chain, seen.nodes, seen.backing, seen.roots)
         except ValueError as exc:  # an image without node names: cannot be compared
             failed.append(f"disk {disk.target}: {exc}")
     for job in doc.jobs:
-        if job.name not in qemu_jobs and not is_unresolved_record(doc, job):
+        if job.name not in seen.jobs and not is_unresolved_record(doc, job):
             failed.append(f"job '{job.name}' is recorded but QEMU does not know it")
     return failed
