@@ -192,3 +192,16 @@ def test_reenable_and_merge_are_the_steps_recovery_names(tmp_path: Path) -> None
         to_end(t, JOB)
     assert any(isinstance(s, MergeBitmaps) for s in steps)
     assert not any(isinstance(s, Reenable) for s in steps)
+
+
+def test_recover_reports_the_domain_busy_while_a_tracker_owns_it(tmp_path: Path) -> None:
+    with started(tmp_path) as tb, tracker(tb) as t:
+        t.start_commit("vda", MID, BASE, speed=CRAWL)
+        before = tb.status_path.read_bytes()
+        report = recover([tb.status_path], owner_timeout=0.2)
+        assert not report.ok
+        error = report.domains[0].error or ""
+        assert "is owned by another process" in error, error
+        assert tb.status_path.read_bytes() == before
+        t.abort(JOB)
+        to_end(t, JOB)
