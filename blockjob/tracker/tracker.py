@@ -203,12 +203,15 @@ class JobTracker:
     def start_commit(
         self, disk: str, top: str, base: str, *, speed: int = 0, crash: CrashHook = no_crash,
     ) -> BlockJob:
+        """Start a commit of `top` into `base` (node names of disk `disk`), crash-safe."""
         return start_commit(self.owner, self.doc, disk, top, base, monitor=self.monitor,
                             speed=speed, crash=crash)
 
     def start_active_commit(
         self, disk: str, base: str, *, speed: int = 0, crash: CrashHook = no_crash,
     ) -> BlockJob:
+        """Start an active commit of disk `disk`'s top image into `base`; it is followed
+        to `ready`, then ends with `pivot` or `abort`."""
         return start_active_commit(self.owner, self.doc, disk, base, monitor=self.monitor,
                                    speed=speed, crash=crash)
 
