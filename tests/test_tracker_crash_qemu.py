@@ -17,7 +17,7 @@ from blockjob.jobs.pivot import PivotCrashPoint
 from blockjob.model import JobState
 from blockjob.recovery import recover
 from blockjob.tracker import JobTracker
-from tests.support.qemu_fixtures import BASE, QEMU_MARKS, CrashError, started
+from tests.support.qemu_fixtures import BASE, CRAWL, JOB, MID, QEMU_MARKS, CrashError, started
 from tests.support.tracking import (
     ACTIVE_JOB,
     assert_active_aborted,
@@ -26,6 +26,7 @@ from tests.support.tracking import (
     to_ready,
     tracker,
 )
+from tests.test_recovery_qemu import assert_restored
 
 pytestmark = QEMU_MARKS
 
@@ -91,6 +92,17 @@ def test_killed_while_aborting(tmp_path: Path, point: AbortCrashPoint) -> None:
         with tracker(tb) as t:
             to_end(t, ACTIVE_JOB)
         assert_active_aborted(tb)
+
+
+@pytest.mark.parametrize("point", list(AbortCrashPoint), ids=str)
+def test_killed_while_aborting_a_plain_commit(tmp_path: Path, point: AbortCrashPoint) -> None:
+    with started(tmp_path) as tb:
+        with pytest.raises(CrashError), tracker(tb) as t:
+            t.start_commit("vda", MID, BASE, speed=CRAWL)
+            t.abort(JOB, crash=crash_at(point))
+        with tracker(tb) as t:
+            to_end(t, JOB)
+        assert_restored(tb)
 
 
 @pytest.mark.parametrize(("request_", "check"), [

@@ -205,3 +205,11 @@ def test_recover_reports_the_domain_busy_while_a_tracker_owns_it(tmp_path: Path)
         assert tb.status_path.read_bytes() == before
         t.abort(JOB)
         to_end(t, JOB)
+
+
+def test_the_readme_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("<!-- section:tracker -->", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md#live-tracking", "exec"), {})
+    assert capsys.readouterr().out.strip() == "libvirt-3-format"
