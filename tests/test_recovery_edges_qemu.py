@@ -63,7 +63,8 @@ def test_invalid_job_is_cancelled_its_bitmaps_restored_and_the_file_stays_loadab
         assert bitmaps["chk0"].recording and bitmaps["chk1"].recording
 
 
-def test_finished_pull_drops_the_pulled_images(tmp_path: Path) -> None:
+def test_concluded_stream_job_does_not_crash_qemu(tmp_path: Path) -> None:
+    """QEMU 7.2 segfaults on query-named-block-nodes while a concluded stream job waits."""
     name = "pull-vda-libvirt-1-format"
     with started(tmp_path) as tb:
         doc = blockjob.load(tb.status_path)
@@ -74,6 +75,8 @@ def test_finished_pull_drops_the_pulled_images(tmp_path: Path) -> None:
             monitor.execute("block-stream", {"job-id": name, "device": TOP, "base-node": BASE,
                                              "auto-dismiss": False})
         wait_concluded(tb, name)
+        dry = recover([tb.status_path], dry_run=True)  # must not ask for the node graph
+        assert dry.domains[0].jobs[0].decision == Decision.COMPLETED
         report = recover([tb.status_path])
         assert report.ok and report.domains[0].jobs[0].decision == Decision.COMPLETED
         assert_chain(assert_file_sound(tb.status_path), TOP, BASE)
@@ -259,3 +262,20 @@ def test_missing_bitmap_after_a_completed_commit_is_reported_on_every_run(
             assert monitor.query_jobs() == {} and MID not in monitor.query_nodes()
             assert monitor.query_nodes()[BASE].read_only
         assert {n for n, b in base_bitmaps(tb).items() if b.recording} == {"chk1", "chk2"}
+
+
+def test_stale_mirror_left_by_libvirt_is_removed(tmp_path: Path) -> None:
+    """libvirt 9.0 leaves `<mirror job=''>` after cancelling a broken active commit."""
+    with started(tmp_path) as tb:
+        text = tb.status_path.read_text()
+        stale = text.replace("<target dev='vda'", "<mirror type='file' job=''>\n"
+                             "          <format type='qcow2'/>\n        </mirror>\n"
+                             "        <target dev='vda'")
+        tb.status_path.write_text(stale)
+        dry = recover([tb.status_path], dry_run=True)
+        assert dry.domains[0].jobs[0].decision == "stale-mirror"
+        assert tb.status_path.read_text() == stale
+        report = recover([tb.status_path])
+        assert report.ok, report.domains[0].lines()
+        assert tb.status_path.read_text() == text
+        assert recover([tb.status_path]).ok

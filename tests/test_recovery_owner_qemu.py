@@ -11,15 +11,11 @@ import sys
 import threading
 from pathlib import Path
 
-import blockjob
-from blockjob.model import BlockJob, JobState, JobType, PullData
 from blockjob.recovery import Decision, recover
-from blockjob.store.status_store import StatusStore
 from tests.support.qemu_fixtures import (
     BASE,
     CRAWL,
     JOB,
-    MID,
     QEMU_MARKS,
     TOP,
     commit,
@@ -108,24 +104,6 @@ def test_foreign_job_type_changes_nothing(tmp_path: Path) -> None:
         with tb.connect() as monitor:
             assert job_status(monitor) == "running"
             assert {b.name for b in monitor.query_nodes()[BASE].bitmaps if b.recording} == set()
-
-
-def test_concluded_stream_job_does_not_crash_qemu(tmp_path: Path) -> None:
-    name = "pull-vda-libvirt-1-format"
-    with started(tmp_path) as tb:
-        doc = blockjob.load(tb.status_path)
-        doc.add_job(BlockJob(name, JobType.PULL, JobState.RUNNING, jobflags=0, disk="vda",
-                             data=PullData(base="libvirt-3-storage")))
-        StatusStore(tmp_path).save(doc)
-        with tb.connect() as monitor:
-            monitor.execute("block-stream", {"job-id": name, "device": TOP, "base-node": BASE,
-                                             "auto-dismiss": False})
-        wait_concluded(tb, name)
-        dry = recover([tb.status_path], dry_run=True)  # must not ask for the node graph
-        assert dry.domains[0].jobs[0].decision == Decision.COMPLETED
-        assert recover([tb.status_path]).ok
-        with tb.connect() as monitor:  # QEMU is alive and the stream finished
-            assert monitor.query_jobs() == {} and MID not in monitor.query_nodes()
 
 
 KILLER = """

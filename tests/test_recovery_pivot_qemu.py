@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import blockjob
+from blockjob.demo.images import run_tool
 from blockjob.demo.lab import Lab
 from blockjob.jobs.commit import start_commit
 from blockjob.qemu.bitmaps import TMP_ACTIVEWRITE
@@ -99,3 +100,76 @@ def test_without_a_device_nothing_is_guessed(tmp_path: Path) -> None:
         job = report.domains[0].jobs[0]
         assert not report.ok and job.decision == "undecidable" and job.steps == []
         assert tb.status_path.read_bytes() == before
+
+
+COPY = "copy-vda-libvirt-9-format"
+
+
+def _ready_copy(tb: Lab) -> Path:
+    """A full block copy of vda to a new image, ready, recorded the way libvirt 9.0 does."""
+    target = tb.directory / "vda" / "copy.qcow2"
+    run_tool(["qemu-img", "create", "-q", "-f", "qcow2", str(target), str(scenario.SIZE)])
+    with tb.connect() as monitor:
+        monitor.execute("blockdev-add", {"driver": "file", "filename": str(target),
+                                         "node-name": "libvirt-9-storage"})
+        monitor.execute("blockdev-add", {"driver": "qcow2", "file": "libvirt-9-storage",
+                                         "node-name": "libvirt-9-format", "backing": None})
+        monitor.execute("blockdev-mirror", {"job-id": COPY, "device": TOP,
+                                            "target": "libvirt-9-format", "sync": "full",
+                                            "auto-dismiss": False})
+        wait_until(lambda: job_status(monitor, COPY) == "ready", "ready")
+    text = tb.status_path.read_text()
+    text = text.replace("<blockjobs active='no'/>", (
+        "<blockjobs active='yes'>\n"
+        f"    <blockjob name='{COPY}' type='copy' state='ready' newstate='ready' "
+        "jobflags='0x0'>\n      <disk dst='vda' mirror='yes'/>\n    </blockjob>\n"
+        "  </blockjobs>"))
+    text = text.replace("        <target dev='vda'", (
+        f"        <mirror type='file' file='{target}' format='qcow2' job='copy' ready='yes'>\n"
+        "          <format type='qcow2'/>\n"
+        f"          <source file='{target}' index='9'>\n"
+        "            <privateData>\n              <nodenames>\n"
+        "                <nodename type='storage' name='libvirt-9-storage'/>\n"
+        "                <nodename type='format' name='libvirt-9-format'/>\n"
+        "              </nodenames>\n            </privateData>\n          </source>\n"
+        "          <backingStore/>\n        </mirror>\n        <target dev='vda'"))
+    tb.status_path.write_text(text)
+    job = blockjob.load(tb.status_path).job(COPY)
+    assert job is not None and not job.invalid
+    return target
+
+
+def _finish_copy(tb: Lab, command: str) -> None:
+    with tb.connect() as monitor:
+        monitor.execute(command, {"id": COPY})
+        wait_until(lambda: job_status(monitor, COPY) == "concluded", "concluded")
+        monitor.job_dismiss(COPY)
+
+
+def test_copy_pivoted_while_away_runs_on_the_copy(tmp_path: Path) -> None:
+    with started(tmp_path, devices=True) as tb:
+        _ready_copy(tb)
+        _finish_copy(tb, "job-complete")
+        assert _roots(tb) == ("libvirt-9-format",)
+        assert recover_ok(tb) == ["pivot-window-completed"]
+        doc = assert_file_sound(tb.status_path)
+        assert_chain(doc, "libvirt-9-format")
+        disk = doc.disk("vda")
+        assert disk is not None and disk.mirror is None and doc.jobs == []
+        with tb.connect() as monitor:
+            nodes = monitor.query_nodes()
+        assert not {TOP, MID, BASE} & set(nodes)
+        assert recover_ok(tb) == []
+
+
+def test_copy_cancelled_while_away_keeps_the_chain(tmp_path: Path) -> None:
+    with started(tmp_path, devices=True) as tb:
+        _ready_copy(tb)
+        _finish_copy(tb, "job-cancel")
+        assert _roots(tb) == (TOP,)
+        assert recover_ok(tb) == ["pivot-window-cancelled"]
+        doc = assert_file_sound(tb.status_path)
+        assert_chain(doc, TOP, MID, BASE)
+        with tb.connect() as monitor:
+            assert "libvirt-9-format" not in monitor.query_nodes()
+        assert recover_ok(tb) == []

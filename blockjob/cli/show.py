@@ -7,7 +7,8 @@ import json
 import sys
 from typing import Any
 
-from blockjob.cli.common import EXIT_OK, load_document
+from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, error, load_document
+from blockjob.statusxml.mirrors import mirror_problems
 from blockjob.statusxml.summary import document_summary
 
 NAME = "show"
@@ -58,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(doc, int):
             code = max(code, doc)
             continue
+        for problem in mirror_problems(doc.disks, path):
+            error(problem)
+            code = max(code, EXIT_REJECTED)
         summaries.append(document_summary(doc))
     if args.json:
         out: Any = summaries[0] if len(args.files) == 1 and summaries else {"documents": summaries}

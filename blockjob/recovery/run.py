@@ -21,6 +21,7 @@ from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
 from blockjob.recovery.steps import DropMirror, MergeBitmaps, Reenable, Step, describe
 from blockjob.recovery.verify import Observed, Touched, check_bases, check_domain
 from blockjob.statusxml.document import StatusDocument
+from blockjob.statusxml.mirrors import mirror_job_problem
 from blockjob.store.status_store import (
     OWNER_TIMEOUT,
     SUFFIX,
@@ -32,8 +33,6 @@ from blockjob.store.status_store import (
 ProgressHook = Callable[[DomainReport], None]
 # A pending job is finalized and planned again; more rounds than this means QEMU is stuck.
 MAX_ROUNDS = 3
-# libvirt's `<mirror job=...>` values it can load.
-MIRROR_JOBS = frozenset({"copy", "active-commit"})
 # Decisions after which the job's disk must match QEMU.
 _ENDED = frozenset(Decision) - {Decision.ADOPT, Decision.FINALIZE, *ATTENTION}
 
@@ -98,19 +97,21 @@ class _Run:
             report.done += 1
 
     def stale_mirrors(self) -> list[JobReport]:
-        """A `<mirror>` libvirt cannot load (unknown job) or no job owns is removed."""
+        """Remove a `<mirror>` libvirt cannot load (empty or unknown job), or one that no
+        job of the file owns while QEMU runs no mirroring job either."""
         reports = []
         owned = {job.disk for job in self.ctx.doc.jobs}
+        qemu_mirrors = [j for j in self.ctx.monitor.query_jobs().values()
+                        if j.type in ("mirror", "commit")]
         for disk in self.ctx.doc.disks:
-            if disk.mirror_job is None and disk.mirror is None:
-                continue
-            if disk.target in owned and disk.mirror_job in MIRROR_JOBS:
-                continue
+            problem = mirror_job_problem(disk.mirror_job)
+            if problem is None and (disk.mirror_job is None or disk.target in owned
+                                    or qemu_mirrors):
+                continue  # loadable, and owned or possibly QEMU's (a legacy copy)
             step = DropMirror(disk.target)
             report = JobReport(f"<mirror> of disk {disk.target}", "stale-mirror", None,
-                               note=f"job={disk.mirror_job!r}, no job of the disk owns it"
-                               if disk.target not in owned else
-                               f"job={disk.mirror_job!r} is not a job libvirt knows")
+                               note=problem or f"<mirror job={disk.mirror_job!r}>: no job "
+                               f"in the file or in QEMU owns it")
             report.steps.append(describe(step))
             if not self.dry_run:
                 self._steps(report, [step])

@@ -86,7 +86,7 @@ def check_domain(doc: StatusDocument, seen: Observed, finished: set[str]) -> lis
     failed: list[str] = []
     busy = {job.disk for job in doc.jobs}
     for disk in doc.disks:
-        if disk.mirror is not None and disk.target not in busy:
+        if disk.mirror_job is not None and disk.target not in busy and not seen.jobs:
             failed.append(f"disk {disk.target} has a <mirror> but no job")
         if disk.chain is None or disk.target in busy or disk.target not in finished:
             continue
