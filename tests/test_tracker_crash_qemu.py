@@ -66,32 +66,28 @@ def test_killed_while_starting(tmp_path: Path, point: CrashPoint) -> None:
         assert_pivoted(tb)
 
 
-@pytest.mark.parametrize("point", list(PivotCrashPoint), ids=str)
-def test_killed_while_pivoting(tmp_path: Path, point: PivotCrashPoint) -> None:
+REQUESTS = [
+    *[("pivot", point, JobState.PIVOTING, assert_pivoted) for point in PivotCrashPoint],
+    *[("abort", point, JobState.ABORTING, assert_active_aborted) for point in AbortCrashPoint],
+]
+
+
+@pytest.mark.parametrize(("request_", "point", "recorded", "check"), REQUESTS,
+                         ids=[str(r[1]) for r in REQUESTS])
+def test_killed_while_pivoting_or_aborting(
+    tmp_path: Path, request_: str, point: StrEnum, recorded: JobState,
+    check: Callable[..., None],
+) -> None:
     with started(tmp_path) as tb:
         with pytest.raises(CrashError), tracker(tb) as t:
             t.start_active_commit("vda", BASE)
             to_ready(t)
-            t.pivot(ACTIVE_JOB, crash=crash_at(point))
+            getattr(t, request_)(ACTIVE_JOB, crash=crash_at(point))
         job = blockjob.load(tb.status_path).job(ACTIVE_JOB)
-        assert job is not None and job.state is JobState.PIVOTING
+        assert job is not None and job.state is recorded
         with tracker(tb) as t:
             to_end(t, ACTIVE_JOB)
-        assert_pivoted(tb)
-
-
-@pytest.mark.parametrize("point", list(AbortCrashPoint), ids=str)
-def test_killed_while_aborting(tmp_path: Path, point: AbortCrashPoint) -> None:
-    with started(tmp_path) as tb:
-        with pytest.raises(CrashError), tracker(tb) as t:
-            t.start_active_commit("vda", BASE)
-            to_ready(t)
-            t.abort(ACTIVE_JOB, crash=crash_at(point))
-        job = blockjob.load(tb.status_path).job(ACTIVE_JOB)
-        assert job is not None and job.state is JobState.ABORTING
-        with tracker(tb) as t:
-            to_end(t, ACTIVE_JOB)
-        assert_active_aborted(tb)
+        check(tb)
 
 
 @pytest.mark.parametrize("point", list(AbortCrashPoint), ids=str)
