@@ -183,7 +183,6 @@ def test_adopted_ready_commit_pivots_under_libvirt(lab: LibvirtLab) -> None:
         assert_agree(dom, "vda-base")
 
 
-@NEEDS_RECOVERY
 def test_adopted_ready_commit_has_libvirts_ready_mirror(lab: LibvirtLab) -> None:
     with lab.domain("bj-ready") as dom:
         adopt_ready_commit(lab, dom)
@@ -197,7 +196,6 @@ def test_adopted_ready_commit_has_libvirts_ready_mirror(lab: LibvirtLab) -> None
         assert_agree(dom, "vda-base")
 
 
-@NEEDS_RECOVERY
 def test_recovered_pivot_window_agrees_with_qemu(lab: LibvirtLab) -> None:
     with lab.domain("bj-window") as dom:
         dom.virsh("blockcommit", "vda", "--active")
