@@ -9,6 +9,7 @@ import pytest
 
 import blockjob
 from blockjob.demo.lab import Lab
+from blockjob.jobs.requests import RequestError
 from blockjob.model import BlockJob, JobState, JobType, PullData
 from blockjob.recovery import recover
 from blockjob.recovery.steps import MergeBitmaps, Reenable, Step
@@ -116,14 +117,17 @@ def test_pivot_is_refused_before_ready_and_for_a_plain_commit(tmp_path: Path) ->
     with started(tmp_path) as tb:
         with tracker(tb) as t:
             t.start_commit("vda", MID, BASE, speed=CRAWL)
-            with pytest.raises(blockjob.BlockJobError, match="has no mirror to pivot to"):
+            with pytest.raises(RequestError, match="has no mirror to pivot to"):
                 t.pivot(JOB)
-            with pytest.raises(blockjob.BlockJobError, match="no such block job"):
+            with pytest.raises(RequestError, match="no such block job"):
                 t.pivot("nope")
             t.abort(JOB)
             to_end(t, JOB)
-            with pytest.raises(blockjob.BlockJobError, match="no such block job"):
+            with pytest.raises(RequestError, match="no such block job"):
                 t.abort(JOB)
+            t.doc.add_job(BlockJob(name="ghost", type=JobType.COMMIT, state=JobState.RUNNING))
+            with pytest.raises(RequestError, match="has ended \\(unknown to QEMU\\)"):
+                t.abort("ghost")
         assert_restored(tb)
 
 
@@ -213,3 +217,27 @@ def test_the_readme_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     exec(compile(code, "README.md#live-tracking", "exec"), {})
     assert capsys.readouterr().out.strip() == "libvirt-3-format"
+
+
+def test_an_active_commit_is_not_pivoted_before_ready(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.start_active_commit("vda", BASE, speed=CRAWL)
+            with pytest.raises(RequestError, match="not ready \\(file: running, QEMU: running\\)"):
+                t.pivot(ACTIVE_JOB)
+            assert state_on_file(tb, ACTIVE_JOB) is JobState.RUNNING  # nothing saved
+            t.abort(ACTIVE_JOB)
+            to_end(t, ACTIVE_JOB)
+        assert_active_aborted(tb)
+
+
+def test_follow_handles_the_events_that_arrive(tmp_path: Path) -> None:
+    with started(tmp_path) as tb, tracker(tb) as t:
+        t.start_commit("vda", MID, BASE)
+        followed = 0
+        for _ in range(600):  # bounded: a broken QEMU must not hang the suite
+            if t.doc.job(JOB) is None:
+                break
+            followed += t.follow(0.1)
+        assert t.doc.job(JOB) is None and followed == 1  # concluded; nothing else followed
+        assert [r.decision for r in t.reports] == ["finish-completed"]

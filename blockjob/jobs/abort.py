@@ -11,8 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 
-from blockjob.jobs.commit import Saver
-from blockjob.jobs.requests import persist_state, requested_job
+from blockjob.jobs.requests import Saver, persist_state, requested_job
 from blockjob.model import BlockJob, JobState
 from blockjob.qemu.monitor import Monitor
 from blockjob.statusxml.document import StatusDocument

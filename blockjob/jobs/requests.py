@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Protocol
 
 from blockjob.errors import BlockJobError
-from blockjob.jobs.commit import Saver
 from blockjob.model import BlockJob, JobState
 from blockjob.qemu.monitor import Monitor, QemuJob
 from blockjob.statusxml.document import StatusDocument
+
+
+class Saver(Protocol):
+    """Where a request saves the document: the domain's owner (`StatusStore.owned`)."""
+
+    def save(self, doc: StatusDocument) -> object: ...
 
 
 class RequestError(BlockJobError):
