@@ -1,17 +1,22 @@
-"""The tracker's refusals that need no QEMU: a busy domain, a file without a monitor."""
+"""Without QEMU: the tracker's refusals, crash point order, the mirror libvirt writes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+import blockjob
 from blockjob.jobs.abort import AbortCrashPoint
 from blockjob.jobs.pivot import PivotCrashPoint
+from blockjob.model import JobState
 from blockjob.qemu.monitor import MonitorUnavailableError
+from blockjob.statusxml.sources import disk_mirror_node
 from blockjob.store.status_store import DomainBusyError, StatusStore
 from blockjob.tracker import JobTracker
 from tests.support import docs
+from tests.support.corpus import REAL
 
 
 def _store(tmp_path: Path, data: bytes) -> StatusStore:
@@ -46,3 +51,28 @@ def test_crash_points_are_in_flow_order() -> None:
     assert [p.value for p in PivotCrashPoint] == [
         "pivoting-persisted", "bitmaps-merged", "complete-sent"]
     assert [p.value for p in AbortCrashPoint] == ["aborting-persisted", "cancel-sent"]
+
+
+def _real(name: str) -> bytes:
+    path = REAL / name
+    if not path.is_file():
+        pytest.skip(f"{path} not available")
+    return path.read_bytes()
+
+
+def test_the_active_commit_mirror_is_written_as_libvirt_90_writes_it() -> None:
+    """What start_active_commit adds (`<mirror job='active-commit'>` naming base) and what
+    ready adds (`ready='yes'`, state and newstate ready) give libvirt 9.0's exact bytes."""
+    running = _real("activecommit-running.xml")
+    doc = blockjob.loads(running)
+    disk = doc.disk("vda")
+    assert disk is not None and disk.chain is not None
+    base = disk.chain.images()[-1]
+    doc.set_disk_chain("vda", drop_mirror=True)
+    assert doc.dumps() != running
+    doc.set_disk_chain("vda", mirror=disk_mirror_node(base, "active-commit", ready=False))
+    assert doc.dumps() == running
+    job = doc.jobs[0]
+    doc.replace_job(replace(job, state=JobState.READY, newstate=JobState.READY))
+    doc.set_disk_chain("vda", mirror_ready=True)
+    assert doc.dumps() == _real("activecommit-ready.xml")
