@@ -38,8 +38,8 @@ QEMU_TYPES = {
     JobType.PULL: "stream", JobType.COMMIT: "commit", JobType.ACTIVE_COMMIT: "commit",
     JobType.COPY: "mirror", JobType.BACKUP: "backup", JobType.CREATE: "create",
 }
-# QEMU's `error` of a job that was cancelled before it was ready.
-CANCELLED_ERROR = "Operation cancelled"
+# QEMU's `error` of a job cancelled before it was ready (strerror(ECANCELED), glibc).
+CANCELLED_ERROR = "Operation canceled"
 
 
 class Decision(StrEnum):

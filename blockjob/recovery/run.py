@@ -76,7 +76,9 @@ class _Run:
                 return
             if job.disk is not None and plan.decision in _ENDED:
                 self.finished.add(job.disk)
-            self.touched += [s for s in plan.steps if isinstance(s, MergeBitmaps | Reenable)]
+            if not self.dry_run or plan.qemu_status in (None, "concluded"):
+                # A base QEMU's job still writes to (before a planned cancel) may be writable.
+                self.touched += [s for s in plan.steps if isinstance(s, MergeBitmaps | Reenable)]
             if not self.dry_run:
                 self._steps(report, plan.steps)
             if plan.decision is not Decision.FINALIZE or self.dry_run:
