@@ -193,7 +193,6 @@ def test_adopted_ready_commit_pivots_under_libvirt(lab: LibvirtLab) -> None:
         restart_and_pivot(lab, dom)
 
 
-@NEEDS_RECOVERY
 def test_adopted_ready_commit_has_libvirts_ready_mirror(lab: LibvirtLab) -> None:
     with lab.domain("bj-ready") as dom:
         adopt_ready_commit(lab, dom)

@@ -20,6 +20,7 @@ from blockjob.qemu.monitor import Monitor, MonitorError
 from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, set_read_only
 from blockjob.statusxml.document import StatusDocument
+from blockjob.statusxml.sources import disk_mirror_node
 
 
 class CrashPoint(StrEnum):
@@ -34,6 +35,8 @@ class CrashPoint(StrEnum):
 
 
 CrashHook = Callable[[CrashPoint], None]
+# libvirt's VIR_DOMAIN_BLOCK_COMMIT_ACTIVE, kept in `jobflags` as libvirt 9.0 does.
+ACTIVE_FLAG = 0x4
 
 
 class Saver(Protocol):
@@ -44,7 +47,7 @@ class CommitError(BlockJobError):
     """The commit cannot be started (bad arguments, or QEMU refused it)."""
 
 
-def _no_crash(point: CrashPoint) -> None:
+def no_crash(point: CrashPoint) -> None:
     del point
 
 
@@ -79,7 +82,7 @@ def _new_job(
         name=f"commit-{disk}-{effective_node(top_image)}",
         type=JobType.ACTIVE_COMMIT if active else JobType.COMMIT,
         state=JobState.NEW,
-        jobflags=0,
+        jobflags=ACTIVE_FLAG if active else 0,
         disk=disk,
         data=data,
     )
@@ -95,7 +98,7 @@ def start_commit(
     *,
     monitor: Monitor | None = None,
     speed: int = 0,
-    crash: CrashHook = _no_crash,
+    crash: CrashHook = no_crash,
 ) -> BlockJob:
     """Commit `top` into `base` (node names of disk `disk`'s chain) and return the job.
 
@@ -116,6 +119,10 @@ def start_commit(
         names = bitmaps_to_disable([effective_node(i) for i in chain], base_node, nodes)
         job = replace(job, data=replace(job.commit or CommitData(), disabled_base_bitmaps=names))
         doc.add_job(job)
+        if job.type is JobType.ACTIVE_COMMIT:
+            # An active commit mirrors the disk into base (libvirt's `<mirror>`); written
+            # with the job, so recovery of a job QEMU never started drops both.
+            doc.set_disk_chain(disk, mirror=disk_mirror_node(base_image, job.type, ready=False))
         store.save(doc)
         crash(CrashPoint.JOB_PERSISTED)
         try:
@@ -126,6 +133,8 @@ def start_commit(
             # QEMU refused: undo the bitmap change and forget the job, as if never asked.
             restore_base(qemu, base_image, names, read_only=True)
             doc.remove_job(job.name)
+            if job.type is JobType.ACTIVE_COMMIT:
+                doc.set_disk_chain(disk, drop_mirror=True)
             store.save(doc)
             raise CommitError(f"QEMU refused the commit: {exc}") from exc
         crash(CrashPoint.COMMIT_STARTED)

@@ -143,6 +143,25 @@ class _Run:
         return failed
 
 
+def reconcile_job(
+    doc: StatusDocument, owner: DomainOwner, monitor: Monitor, name: str, *,
+    on_step: StepHook | None = None,
+) -> JobReport:
+    """Observe job `name` in QEMU now, run the plan recovery runs after a restart, and,
+    once the job ended, verify the end state (failed checks become problems).
+
+    The seam of a live tracker: a status change it hears about is handled by the
+    same state machine, so a daemon that dies anywhere leaves what recovery finishes.
+    QMP and file errors propagate to the caller.
+    """
+    report = JobReport(name, "unknown", None)
+    run = _Run(Context(doc, owner, monitor), False, on_step)
+    run.job(report)
+    if run.finished or run.touched:
+        report.problems += [f"check failed: {check}" for check in run.verify()]
+    return report
+
+
 def recover_document(
     doc: StatusDocument, owner: DomainOwner, monitor: Monitor, *, dry_run: bool = False,
     on_step: StepHook | None = None, probe: Probe | None = None, acknowledge: bool = False,

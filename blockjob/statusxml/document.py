@@ -211,13 +211,15 @@ class StatusDocument:
 
     def set_disk_chain(
         self, target: str, chain: StorageSource | None = None, *, drop_mirror: bool = False,
-        mirror_ready: bool = False,
+        mirror: Node | None = None, mirror_ready: bool = False,
     ) -> None:
         """Rewrite disk `target` in the embedded `<domain>`.
 
         `chain` replaces its image chain (as after a commit, pull or pivot);
         `drop_mirror` removes its `<mirror>` (a copy or active commit that ended);
-        `mirror_ready` sets its `<mirror ready='yes'>` (a copy or active commit now ready).
+        `mirror` puts that `<mirror>` element in place of the disk's own, or after
+        its chain when it has none (libvirt's order: source, backingStore, mirror);
+        `mirror_ready` marks the disk's `<mirror>` `ready='yes'` (its job reached ready).
         Every other byte of the file stays as it is.
         """
         disk = self._disks.get(target)
@@ -237,12 +239,18 @@ class StatusDocument:
                 continue
             elif chain is not None and child.tag == "driver" and chain.format:
                 children.append(_set_attr(child, "type", chain.format))
-            elif drop_mirror and child.tag == "mirror":
+            elif (drop_mirror or mirror is not None) and child.tag == "mirror":
                 continue
             elif mirror_ready and child.tag == "mirror":
                 children.append(_set_attr(child, "ready", "yes"))
             else:
                 children.append(child)
+        if mirror is not None:
+            after = max(
+                (i for i, c in enumerate(children) if c.tag in ("source", "backingStore")),
+                default=len(children) - 1,
+            )
+            children.insert(after + 1, mirror)
         attrs = _set_attr(old, "type", chain.type).attrs if chain is not None else old.attrs
         new = Node("disk", attrs, tuple(children))
         indent = tail[tail.rfind(b"\n", 0, start) + 1 : start].decode()

@@ -208,6 +208,17 @@ def top_source_node(image: StorageSource) -> Node:
     return _indexed(image.source, image.index)
 
 
+def disk_mirror_node(image: StorageSource, job: str, *, ready: bool) -> Node:
+    """A disk's `<mirror>` for a copy or active commit into `image`, as libvirt 9.0
+    writes it: the image alone (no backing), `index` on its `<source>`."""
+    attrs = [("type", image.type), ("job", job)]
+    if ready:
+        attrs.append(("ready", "yes"))
+    children = (Node("format", (("type", image.format),), image.format_children),
+                top_source_node(image))
+    return Node("mirror", tuple(attrs), children)
+
+
 def job_source_node(tag: str, image: StorageSource) -> Node:
     """A job storage source element: `<disk>`/`<mirror>` of `<chains>`, `<src>`, `<store>`."""
     children = [top_source_node(image)]
