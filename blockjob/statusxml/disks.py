@@ -7,8 +7,11 @@ from dataclasses import dataclass
 
 from lxml import etree
 
+from blockjob.errors import StatusXMLError
 from blockjob.model import StorageSource
+from blockjob.statusxml.parse import parse
 from blockjob.statusxml.sources import read_disk_chain, read_mirror_chain
+from blockjob.statusxml.spans import element_span
 
 
 @dataclass(frozen=True)
@@ -24,21 +27,48 @@ class Disk:
     mirror_line: int = 0  # the `<mirror>` element's line; 0 without a mirror
 
 
-def read_disks(domain: etree._Element | None) -> dict[str, Disk]:
-    """Disks by target; the first `<disk>` of a repeated target wins, as in libvirt."""
-    disks: dict[str, Disk] = {}
-    for dev, disk in DiskRefs(domain).elements.items():
-        mirror = disk.find("mirror")
-        disks[dev] = Disk(
-            target=dev,
-            chain=read_disk_chain(disk),
-            mirror=read_mirror_chain(mirror) if mirror is not None else None,
-            mirror_job=mirror.get("job") if mirror is not None else None,
-            line=disk.sourceline or 0,
-            mirror_ready=mirror is not None and mirror.get("ready") == "yes",
-            mirror_line=(mirror.sourceline or 0) if mirror is not None else 0,
-        )
-    return disks
+def read_disks(domain: etree._Element | None, lines_above: int = 0) -> dict[str, Disk]:
+    """Disks by target; the first `<disk>` of a repeated target wins, as in libvirt.
+
+    `lines_above`, here and below: lines of the file before the bytes that were parsed.
+    """
+    return {dev: _disk(dev, disk, lines_above)
+            for dev, disk in DiskRefs(domain).elements.items()}
+
+
+def read_disk_at(
+    data: bytes, filename: str, target: str, line: int, lines_above: int = 0
+) -> Disk | None:
+    """Disk `target` read from its own bytes: the `<disk>` whose start tag ends on `line`.
+
+    What `read_disks` gives for that target, without parsing the whole document (a
+    restart plans every job of every file, and a job needs only its own disk). None when
+    the element's bytes alone cannot tell: no such start tag, another disk on the same
+    line, or markup that needs its ancestors (a namespace prefix declared above it); the
+    caller then reads the whole document. `tests/test_disks.py` holds the two paths equal.
+    """
+    try:
+        start, end = element_span(data, b"disk", line)
+        element = parse(data[start:end], filename)
+    except (ValueError, StatusXMLError):
+        return None
+    first = next(element.iterchildren("target"), None)
+    if first is None or first.get("dev") != target:
+        return None
+    return _disk(target, element, lines_above + line - (element.sourceline or 1))
+
+
+def _disk(target: str, disk: etree._Element, lines_above: int) -> Disk:
+    mirror = next(disk.iterchildren("mirror"), None)
+    return Disk(
+        target=target,
+        chain=read_disk_chain(disk),
+        mirror=read_mirror_chain(mirror) if mirror is not None else None,
+        mirror_job=mirror.get("job") if mirror is not None else None,
+        line=(disk.sourceline or 0) + lines_above,
+        mirror_ready=mirror is not None and mirror.get("ready") == "yes",
+        mirror_line=(mirror.sourceline or 0) + lines_above if mirror is not None else 0,
+    )
 
 
 _NODE_KINDS = frozenset({"storage", "format"})

@@ -13,7 +13,7 @@ from blockjob.element import Node
 from blockjob.errors import StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, read_file
 from blockjob.model import ACTIVE_STATES, BlockJob, StorageSource
-from blockjob.statusxml.disks import Disk, DiskRefs, read_disks
+from blockjob.statusxml.disks import Disk, DiskRefs, read_disk_at, read_disks
 from blockjob.statusxml.lazyimages import LoadedBlockjobs
 from blockjob.statusxml.mapping import node_references
 from blockjob.statusxml.node import first_children, from_lxml, write_node
@@ -56,8 +56,10 @@ class StatusDocument:
         refs = DiskRefs(domain)
         self._targets = frozenset(refs.elements)
         self._copy_mirror = refs.copy_mirror
+        # Where each disk's start tag ends: enough to read a disk from its own bytes later.
+        self._disk_lines = {dev: disk.sourceline or 0 for dev, disk in refs.elements.items()}
+        self._read_disks: dict[str, Disk | None] = {}
         self._full_disks: dict[str, Disk] | None = None
-        self._disks_tail_line = 0
         line = blockjobs.sourceline if blockjobs is not None else None
         ctx = ReadContext(self.filename, refs, LoadedBlockjobs(data, line or 1))
         jobs = read_jobs(blockjobs, ctx)
@@ -72,6 +74,7 @@ class StatusDocument:
         # writes only those whose jobs change.
         self._data = data
         self._split: tuple[bytes, bytes] | None = None
+        self._tail_line = 0  # lines of the loaded bytes before the tail, once split
         anchor = blockjobs if blockjobs is not None else next(
             (top[tag] for tag in _AFTER_BLOCKJOBS if tag in top), None
         )
@@ -97,6 +100,7 @@ class StatusDocument:
             else:
                 first = last = whole_lines(data, *element_span(data, *self._anchor))[0]
             self._split = (data[:first], data[last:])
+            self._tail_line = data.count(b"\n", 0, last)
             self._data = b""  # the two pieces hold every byte now
         return self._split
 
@@ -151,17 +155,15 @@ class StatusDocument:
 
     @property
     def _disks(self) -> dict[str, Disk]:
-        # Whole chains are built on first use, from the bytes: loading only
-        # gathers the node names that jobs refer to.
+        """Every disk, from the whole document; lines count in the bytes as loaded."""
         if self._full_disks is None:
-            original = self._data  # the bytes as loaded, until the first dump splits them
-            tail = self._head_tail()[1]
-            # The domain lives in the tail, which job edits leave alone: the loaded
-            # bytes serve as well as a fresh dump, and cost no rendering.
-            source = original if original and original.endswith(tail) else self.dumps()
-            # Disk lines are kept relative to the tail, which job edits do not move.
-            self._disks_tail_line = source.count(b"\n", 0, len(source) - len(tail))
-            self._full_disks = read_disks(parse(source, self.filename).find("domain"))
+            # The domain lives in the tail, which job edits leave alone: the loaded bytes
+            # serve as well as a fresh dump, and cost no rendering.
+            source, above = self._data, 0
+            if self._split is not None:
+                source = self.dumps()
+                above = self._tail_line - source.count(b"\n", 0, len(source) - len(self._split[1]))
+            self._full_disks = read_disks(parse(source, self.filename).find("domain"), above)
         return self._full_disks
 
     @property
@@ -169,11 +171,25 @@ class StatusDocument:
         return tuple(self._disks.values())
 
     def disk(self, target: str) -> Disk | None:
-        return self._disks.get(target)
+        """Disk `target`, read from its own bytes when they tell (a restart plans every
+        job of every file, and each job needs only its disk), else from the document."""
+        if self._full_disks is not None:
+            return self._full_disks.get(target)
+        if target not in self._read_disks:
+            line = self._disk_lines.get(target)
+            found = None
+            if line is not None:
+                source, above = (self._data, 0) if self._split is None \
+                    else (self._split[1], self._tail_line)
+                found = read_disk_at(source, self.filename, target, line - above, above)
+                if found is None:
+                    found = self._disks.get(target)
+            self._read_disks[target] = found
+        return self._read_disks[target]
 
     def resolve_node(self, job: BlockJob, node_name: str) -> StorageSource | None:
         """The image `node_name` refers to for `job`, in libvirt's lookup order."""
-        disk = self._disks.get(job.disk) if job.disk is not None else None
+        disk = self.disk(job.disk) if job.disk is not None else None
         tops = [
             disk.chain if disk is not None else None,
             job.chains.disk if job.chains is not None else None,
@@ -222,11 +238,11 @@ class StatusDocument:
         `mirror_ready` marks the disk's `<mirror>` `ready='yes'` (its job reached ready).
         Every other byte of the file stays as it is.
         """
-        disk = self._disks.get(target)
+        disk = self.disk(target)
         if disk is None:
             raise ValueError(f"the domain has no disk '{target}'")
         head, tail = self._head_tail()
-        start, end = element_span(tail, b"disk", disk.line - self._disks_tail_line)
+        start, end = element_span(tail, b"disk", disk.line - self._tail_line)
         old = from_lxml(parse(tail[start:end], self.filename))
         children: list[Node] = []
         for child in old.children:

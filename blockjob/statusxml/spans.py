@@ -89,6 +89,11 @@ def _quick_heads(data: bytes, tag: bytes, line: int) -> Heads:
         at_line = found
         if current > line:
             return
+        # `<` cannot occur inside a tag: if the next one comes before `line`, so does this
+        # tag's end, and the costlier checks below (which scan what lies before) can wait.
+        after = data.find(b"<", found + 1)
+        if after >= 0 and current + data.count(b"\n", found, after) < line:
+            continue
         if _maybe_in_markup(data, at_line):
             raise _FooledError
         head = _TOKEN.match(data, at_line)

@@ -1,0 +1,89 @@
+"""A disk read from its own bytes (the restart path) equals the disk read from the document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import blockjob
+from blockjob import BlockJob, JobState, JobType
+from blockjob.statusxml.disks import Disk, read_disk_at, read_disks
+from blockjob.statusxml.parse import parse
+from tests.support.corpus import FIXTURES, status_file_params
+
+DATA = Path(__file__).parent / "data"
+FIXTURE = FIXTURES / "blockjob-blockdev-in.xml"
+OURS = sorted(DATA.glob("*.xml"))
+
+
+def _plain(data: bytes) -> dict[str, Disk]:
+    return read_disks(parse(data, "f").find("domain"))
+
+
+def _fast_reads(data: bytes) -> int:
+    """Check that each disk's fast read, where it gives one, equals the plain one, and that
+    the document's lookups equal its disk list; returns how many fast reads there were."""
+    plain = _plain(data)
+    fast = {target: read_disk_at(data, "f", target, disk.line) for target, disk in plain.items()}
+    assert {t: disk for t, disk in fast.items() if disk is not None}.items() <= plain.items()
+    by_lookup = blockjob.loads(data)
+    assert {t: by_lookup.disk(t) for t in plain} == plain
+    assert {disk.target: disk for disk in blockjob.loads(data).disks} == plain
+    return sum(disk is not None for disk in fast.values())
+
+
+@pytest.mark.parametrize("path", status_file_params())
+def test_fast_path_agrees_on_libvirts_files(path: Path) -> None:
+    data = path.read_bytes()
+    # libvirt writes one element per line: every disk is read from its own bytes.
+    assert _fast_reads(data) == len(_plain(data))
+
+
+@pytest.mark.parametrize("path", OURS, ids=[p.name for p in OURS])
+def test_fast_path_agrees_on_our_files(path: Path) -> None:
+    _fast_reads(path.read_bytes())
+
+
+def _fixture() -> bytes:
+    if not FIXTURE.is_file():
+        pytest.skip(f"{FIXTURE} not found")
+    return FIXTURE.read_bytes()
+
+
+def _two_disks_on_one_line(data: bytes) -> bytes:
+    """`data` with the line breaks inside the domain's `<devices>` removed."""
+    start = data.index(b"<devices>", data.index(b"<domain "))
+    end = data.index(b"</devices>", start)
+    return data[:start] + data[start:end].replace(b"\n", b"") + data[end:]
+
+
+def test_disks_sharing_a_line_fall_back_to_the_document() -> None:
+    data = _two_disks_on_one_line(_fixture())
+    plain = _plain(data)
+    second = list(plain.values())[1]
+    assert read_disk_at(data, "f", second.target, second.line) is None
+    assert blockjob.loads(data).disk(second.target) == second
+
+
+def test_a_prefix_declared_above_the_disk_falls_back_to_the_document() -> None:
+    data = _fixture().replace(b"<domain ", b"<domain xmlns:x='urn:x' ", 1)
+    data = data.replace(b"<driver ", b"<x:tuning/><driver ", 1)
+    plain = _plain(data)
+    first = next(iter(plain.values()))
+    assert read_disk_at(data, "f", first.target, first.line) is None
+    assert blockjob.loads(data).disk(first.target) == first
+
+
+def test_no_such_start_tag_gives_none() -> None:
+    assert read_disk_at(_fixture(), "f", "vda", 1) is None
+
+
+def test_disk_lines_count_in_the_loaded_file_after_job_edits() -> None:
+    data = _fixture()
+    loaded = {disk.target: disk for disk in _plain(data).values()}
+    doc = blockjob.loads(data)
+    doc.add_job(BlockJob(name="extra", type=JobType.BROKEN, state=JobState.FAILED))
+    doc.dumps()  # splits the bytes around `<blockjobs>`, which now has one more job
+    assert {t: doc.disk(t) for t in loaded} == loaded
+    assert {disk.target: disk for disk in doc.disks} == loaded
