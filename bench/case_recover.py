@@ -23,8 +23,6 @@ from blockjob.demo.lab import Lab
 from blockjob.recovery import recover
 
 _TICK = os.sysconf("SC_CLK_TCK")
-LIBVIRT_SKIPPED = ("the libvirtd restart anchor needs the libvirt lab harness "
-                   "(branch `lab`); not measured here")
 
 
 class EndStateError(RuntimeError):

@@ -13,7 +13,16 @@ from pathlib import Path
 
 from lxml import etree
 
-from bench import case_file, case_recover, case_save, case_scale, case_start, memory, peers
+from bench import (
+    case_file,
+    case_libvirt,
+    case_recover,
+    case_save,
+    case_scale,
+    case_start,
+    memory,
+    peers,
+)
 from bench.fleet import HAVE_QEMU
 from bench.inputs import REAL, MissingInputError, named_inputs
 from bench.table import Row, render
@@ -35,7 +44,10 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
                         help=f"domains recovered at once in that case (default {DEFAULT_JOBS})")
     parser.add_argument("--skip-qemu", action="store_true",
-                        help="leave out the case that starts real QEMUs")
+                        help="leave out the cases that start real QEMUs")
+    parser.add_argument("--libvirt-domains", type=int,
+                        help="domains per side and round for the libvirtd-restart anchor "
+                             "(default 24; needs root and ../shared/libvirt-lab)")
     return parser.parse_args(argv)
 
 
@@ -47,6 +59,17 @@ def machine() -> str:
             f"lxml {lxml} (libxml2 {libxml2})")
 
 
+def _libvirt_anchor(args: argparse.Namespace, budget: Budget, skipped: dict[str, str]
+                    ) -> list[Row]:
+    """The libvirtd-restart anchor, unless it cannot run here (or the run is --quick:
+    a fresh lab daemon alone takes about 10 s)."""
+    reason = "--quick" if args.quick else case_libvirt.skip_reason()
+    if reason is not None:
+        skipped["libvirtd restart anchor"] = reason
+        return []
+    return case_libvirt.libvirt_rows(budget, args.jobs)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     budget = QUICK if args.quick else Budget()
@@ -54,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         budget = dataclasses.replace(budget, sizes=tuple(int(n) for n in args.sizes.split(",")))
     if args.domains:
         budget = dataclasses.replace(budget, domains=args.domains)
+    if args.libvirt_domains:
+        budget = dataclasses.replace(budget, libvirt_domains=args.libvirt_domains)
     try:
         inputs = named_inputs()
     except MissingInputError as exc:
@@ -77,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
             else "qemu-system-x86_64/qemu-img/qemu-io not installed"
     else:
         rows += case_recover.recover_rows(budget, args.jobs, args.dir)
-        skipped["libvirtd restart anchor"] = case_recover.LIBVIRT_SKIPPED
+        rows += _libvirt_anchor(args, budget, skipped)
     try:
         for name, data in inputs.items():
             rows += case_file.validation_rows(name, data, budget)

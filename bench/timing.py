@@ -21,6 +21,9 @@ class Budget:
     # Real-QEMU restart: domains per fleet, and rounds of (one at a time, J at a time, one).
     domains: int = 100
     fleet_rounds: int = 3
+    # The libvirtd-restart anchor: lab domains per side and round, and rounds.
+    libvirt_domains: int = 24
+    libvirt_rounds: int = 2
     # Whole processes (start-up): runs of each command, in turns.
     process_runs: int = 15
 
@@ -30,7 +33,7 @@ class Budget:
 
 
 QUICK = Budget(repeat=3, number=3, sizes=(5, 10), scale_repeat=1, domains=3, fleet_rounds=1,
-               process_runs=3)
+               process_runs=3, libvirt_domains=1, libvirt_rounds=1)
 
 
 @dataclass(frozen=True)
