@@ -71,7 +71,7 @@ def scale_rows(budget: Budget, where: Path | None = None) -> tuple[list[Row], di
         note = f"load_all alone {statistics.median(loads[count]) * 1e6:.0f} us"
         rows.append(Row("restart (load_all + plan), per file", f"N={count:,}",
                         statistics.median(totals[count]), "lxml read+parse",
-                        statistics.median(floors[count]), note=note))
+                        statistics.median(floors[count]), "<= 1.5", note=note))
     first, last = budget.sizes[0], budget.sizes[-1]
     rows.append(Row("restart, per-file growth", f"N={first:,} -> {last:,}",
                     statistics.median(totals[last]), f"per file at N={first:,}",

@@ -1,4 +1,4 @@
-"""The libvirtd-restart anchor of the benchmark runs end to end (one domain per side); no timings."""
+"""The benchmark's libvirtd-restart anchor runs end to end (one domain a side); no timings."""
 
 from __future__ import annotations
 

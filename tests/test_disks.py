@@ -25,7 +25,7 @@ def _fast_reads(data: bytes) -> int:
     """Check that each disk's fast read, where it gives one, equals the plain one, and that
     the document's lookups equal its disk list; returns how many fast reads there were."""
     plain = _plain(data)
-    fast = {target: read_disk_at(data, "f", target, disk.line) for target, disk in plain.items()}
+    fast = {target: read_disk_at(data, target, disk.line) for target, disk in plain.items()}
     assert {t: disk for t, disk in fast.items() if disk is not None}.items() <= plain.items()
     by_lookup = blockjob.loads(data)
     assert {t: by_lookup.disk(t) for t in plain} == plain
@@ -62,7 +62,7 @@ def test_disks_sharing_a_line_fall_back_to_the_document() -> None:
     data = _two_disks_on_one_line(_fixture())
     plain = _plain(data)
     second = list(plain.values())[1]
-    assert read_disk_at(data, "f", second.target, second.line) is None
+    assert read_disk_at(data, second.target, second.line) is None
     assert blockjob.loads(data).disk(second.target) == second
 
 
@@ -71,12 +71,12 @@ def test_a_prefix_declared_above_the_disk_falls_back_to_the_document() -> None:
     data = data.replace(b"<driver ", b"<x:tuning/><driver ", 1)
     plain = _plain(data)
     first = next(iter(plain.values()))
-    assert read_disk_at(data, "f", first.target, first.line) is None
+    assert read_disk_at(data, first.target, first.line) is None
     assert blockjob.loads(data).disk(first.target) == first
 
 
 def test_no_such_start_tag_gives_none() -> None:
-    assert read_disk_at(_fixture(), "f", "vda", 1) is None
+    assert read_disk_at(_fixture(), "vda", 1) is None
 
 
 def test_disk_lines_count_in_the_loaded_file_after_job_edits() -> None:

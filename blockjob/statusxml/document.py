@@ -61,7 +61,8 @@ class StatusDocument:
         self._read_disks: dict[str, Disk | None] = {}
         self._full_disks: dict[str, Disk] | None = None
         line = blockjobs.sourceline if blockjobs is not None else None
-        ctx = ReadContext(self.filename, refs, LoadedBlockjobs(data, line or 1))
+        self._loaded_blockjobs = LoadedBlockjobs(data, line or 1)
+        ctx = ReadContext(self.filename, refs, self._loaded_blockjobs)
         jobs = read_jobs(blockjobs, ctx)
         self._jobs = {job.name: job for job in jobs}
         self.warnings: tuple[str, ...] = tuple(ctx.warnings)
@@ -96,7 +97,7 @@ class StatusDocument:
             elif self._anchor is None:
                 first = last = data.rindex(b"</domstatus")
             elif self._replaces_blockjobs:
-                first, last = whole_lines(data, *element_span(data, *self._anchor))
+                first, last = whole_lines(data, *self._loaded_blockjobs.span())
             else:
                 first = last = whole_lines(data, *element_span(data, *self._anchor))[0]
             self._split = (data[:first], data[last:])
@@ -181,7 +182,7 @@ class StatusDocument:
             if line is not None:
                 source, above = (self._data, 0) if self._split is None \
                     else (self._split[1], self._tail_line)
-                found = read_disk_at(source, self.filename, target, line - above, above)
+                found = read_disk_at(source, target, line - above, above)
                 if found is None:
                     found = self._disks.get(target)
             self._read_disks[target] = found

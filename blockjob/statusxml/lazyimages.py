@@ -35,9 +35,17 @@ class LoadedBlockjobs:
         self._data = data
         self._line = line
         self._jobs: list[etree._Element] | None = None
+        self._span: tuple[int, int] | None = None
 
     def __reduce__(self) -> tuple[type[LoadedBlockjobs], tuple[bytes, int]]:
         return LoadedBlockjobs, (self._data, self._line)  # the parsed cache stays behind
+
+    def span(self) -> tuple[int, int]:
+        """Where `<blockjobs>` is in the bytes (`element_span`), looked for once: the
+        document's first dump needs it too."""
+        if self._span is None:
+            self._span = element_span(self._data, b"blockjobs", self._line)
+        return self._span
 
     def defer(
         self, element: etree._Element, where: tuple[int, str, Path], *, chain: bool
@@ -68,7 +76,7 @@ class LoadedBlockjobs:
     def _from_span(self) -> list[etree._Element]:
         """The jobs, parsing just the bytes of `<blockjobs>` (a few KB of the file)."""
         try:
-            start, end = element_span(self._data, b"blockjobs", self._line)
+            start, end = self.span()
             root = etree.fromstring(self._data[start:end], TRUSTED_PARSER)
         except (ValueError, etree.XMLSyntaxError):
             return []  # fooled by a comment, or a namespace declared further up
