@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from blockjob.store.atomic import is_scratch
+from blockjob.store.atomic import scratch_key
 
 _PR_CAPBSET_DROP = 24
 _CAP_DAC_OVERRIDE = 1
@@ -47,7 +47,7 @@ def version(name: str, note: str, size: int = 64 * 1024) -> RawDocument:
 
 
 def scratch_files(directory: os.PathLike[str] | str) -> list[str]:
-    return sorted(name for name in os.listdir(directory) if is_scratch(name))
+    return sorted(name for name in os.listdir(directory) if scratch_key(name) is not None)
 
 
 def without_dac_override() -> None:
