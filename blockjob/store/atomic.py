@@ -58,13 +58,16 @@ def fsync_directory(directory: Path) -> None:
 
 
 def _write_new(scratch: Path, data: bytes, mode: int) -> None:
-    fd = os.open(scratch, _CREATE, mode)
+    fd = os.open(scratch, _CREATE, mode)  # raises before anything of ours exists
     try:
         os.fchmod(fd, mode)  # the umask may have taken bits off `mode`
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
         os.fsync(fd)
+    except BaseException:
+        _unlink_quietly(scratch)
+        raise
     finally:
         os.close(fd)
 
@@ -98,9 +101,9 @@ def replace_file(path: Path, data: bytes, mode: int = 0o600) -> None:
     token = f"{_PREFIX}{key_of(path)}.{secrets.token_hex(8)}"
     scratch = path.with_name(f"{token}.tmp")
     kept = path.with_name(f"{token}.old.tmp")
+    _write_new(scratch, data, mode)
     old = _Old.ABSENT
     try:
-        _write_new(scratch, data, mode)
         old = _keep_old(path, kept)
         os.rename(scratch, path)
         try:

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 _IN_MEMORY = frozenset({"tmpfs", "ramfs", "devtmpfs"})
 
 
@@ -34,8 +36,6 @@ def disk_directory(tmp_path: Path) -> Iterator[Path]:
         yield tmp_path
         return
     if filesystem_type(Path("/var/tmp")) in _IN_MEMORY:
-        import pytest
-
         pytest.skip("no disk file system: /tmp and /var/tmp are both in memory")
     directory = Path(tempfile.mkdtemp(prefix="blockjob-disk-", dir="/var/tmp"))
     try:
