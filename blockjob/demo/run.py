@@ -72,12 +72,10 @@ def _story(tb: Lab, directory: Path, say: Say) -> int:
     top, mid, base = tb.disks[0].images
     say(f"QEMU {tb.qemu.pid} runs disk {story.TARGET}: "
         f"{top.path.name} -> {mid.path.name} -> {base.path.name}")
-    store = StatusStore(directory)
-    doc = load(tb.status_path)
-    _picture(tb, doc, "1. Before the commit", say)
+    _picture(tb, load(tb.status_path), "1. Before the commit", say)
 
-    with tb.connect() as daemon:
-        job = start_commit(store, doc, story.TARGET, mid.format_node, base.format_node,
+    with tb.connect() as daemon, StatusStore(directory).owned(tb.name) as owner:
+        job = start_commit(owner, story.TARGET, mid.format_node, base.format_node,
                            monitor=daemon, speed=COMMIT_SPEED)
     say("")
     say(f"The daemon started {job.name} (mid into base), disabled "

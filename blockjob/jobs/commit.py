@@ -1,7 +1,9 @@
 """Starting a block commit the crash-safe way (libvirt 6.2's flow, SPEC.md section 8).
 
 The status file is written before QEMU is touched, so that whatever happens after,
-recovery finds the list of base bitmaps it has to re-enable. Each `CrashPoint`
+recovery finds the list of base bitmaps it has to re-enable. The caller owns the domain
+(`StatusStore.owned`) for the whole flow: the document is read through that owner and every
+save goes through it, so no other writer can change the file in between. Each `CrashPoint`
 names a place where the daemon may die; README section `recovery` says what
 recovery does at each one, and the tests crash at every one of them.
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from enum import StrEnum
-from typing import Protocol
 
 from blockjob.errors import BlockJobError
 from blockjob.model import BlockJob, CommitData, JobState, JobType, StorageSource
@@ -20,6 +21,7 @@ from blockjob.qemu.monitor import Monitor, MonitorError
 from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, set_read_only
 from blockjob.statusxml.document import StatusDocument
+from blockjob.store import DomainOwner
 
 
 class CrashPoint(StrEnum):
@@ -34,10 +36,6 @@ class CrashPoint(StrEnum):
 
 
 CrashHook = Callable[[CrashPoint], None]
-
-
-class Saver(Protocol):
-    def save(self, doc: StatusDocument) -> object: ...
 
 
 class CommitError(BlockJobError):
@@ -87,8 +85,7 @@ def _new_job(
 
 
 def start_commit(
-    store: Saver,
-    doc: StatusDocument,
+    owner: DomainOwner,
     disk: str,
     top: str,
     base: str,
@@ -99,10 +96,12 @@ def start_commit(
 ) -> BlockJob:
     """Commit `top` into `base` (node names of disk `disk`'s chain) and return the job.
 
-    Base bitmaps the commit would dirty are disabled first and recorded in the
+    `owner` is the domain as owned by the caller; its file is loaded here, at the start,
+    and saved through it. Base bitmaps the commit would dirty are disabled first and recorded in the
     job's `<disabledBaseBitmaps>`; `recover` re-enables and merges them when the
     job ends. Without `monitor`, the document's monitor socket is used.
     """
+    doc = owner.load()
     try:
         job, chain, device = _new_job(doc, disk, top, base)
     except ValueError as exc:  # an image without node names
@@ -116,7 +115,7 @@ def start_commit(
         names = bitmaps_to_disable([effective_node(i) for i in chain], base_node, nodes)
         job = replace(job, data=replace(job.commit or CommitData(), disabled_base_bitmaps=names))
         doc.add_job(job)
-        store.save(doc)
+        owner.save(doc)
         crash(CrashPoint.JOB_PERSISTED)
         try:
             if names:
@@ -126,12 +125,12 @@ def start_commit(
             # QEMU refused: undo the bitmap change and forget the job, as if never asked.
             restore_base(qemu, base_image, names, read_only=True)
             doc.remove_job(job.name)
-            store.save(doc)
+            owner.save(doc)
             raise CommitError(f"QEMU refused the commit: {exc}") from exc
         crash(CrashPoint.COMMIT_STARTED)
         job = replace(job, state=JobState.RUNNING)
         doc.replace_job(job)
-        store.save(doc)
+        owner.save(doc)
         crash(CrashPoint.RUNNING_PERSISTED)
         return job
     finally:

@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
-from blockjob.jobs.commit import Saver
 from blockjob.qemu.bitmaps import finish_actions
 from blockjob.qemu.monitor import Monitor
 from blockjob.qemu.nodes import effective_node
@@ -28,6 +28,13 @@ from blockjob.recovery.steps import (
     Step,
 )
 from blockjob.statusxml.document import StatusDocument
+
+
+class Saver(Protocol):
+    """Where a step's changes to the document are saved."""
+
+    def save(self, doc: StatusDocument) -> object: ...
+
 
 # Called with each step just before it runs (tests use it to crash on purpose).
 StepHook = Callable[[Step], None]

@@ -6,9 +6,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from blockjob.errors import BlockJobError
-from blockjob.jobs.commit import Saver
 from blockjob.qemu.monitor import Monitor, MonitorError, MonitorUnavailableError
-from blockjob.recovery.execute import Context, StepHook, run_step
+from blockjob.recovery.execute import Context, Saver, StepHook, run_step
 from blockjob.recovery.plan import Decision, plan_job
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
 from blockjob.recovery.steps import describe
