@@ -18,9 +18,12 @@ from blockjob.recovery import RecoveryReport, recover
 from blockjob.statusxml.disks import Disk
 from blockjob.statusxml.document import StatusDocument, load, loads
 from blockjob.store.status_store import (
+    DomainBusyError,
     DomainNameError,
+    DomainOwner,
     LoadFailure,
     LoadReport,
+    ScanReport,
     StatusStore,
     StoreError,
 )
@@ -34,7 +37,9 @@ __all__ = [
     "CrashPoint",
     "CreateData",
     "Disk",
+    "DomainBusyError",
     "DomainNameError",
+    "DomainOwner",
     "JobChains",
     "JobState",
     "JobType",
@@ -42,6 +47,7 @@ __all__ = [
     "LoadReport",
     "PullData",
     "RecoveryReport",
+    "ScanReport",
     "StatusDocument",
     "StatusStore",
     "StatusXMLError",
