@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from blockjob.demo import run_demo
+from blockjob.demo.signals import Stopped
 from blockjob.errors import BlockJobError
 
 NAME = "demo"
@@ -20,6 +21,9 @@ def run(args: argparse.Namespace) -> int:
     del args
     try:
         return run_demo()
+    except Stopped as stop:
+        sys.stderr.write(f"demo: {stop}; QEMU stopped, temporary files removed\n")
+        return 128 + stop.signum
     except (BlockJobError, OSError, TimeoutError) as exc:
         sys.stderr.write(f"demo: {exc}\n")
         return 2

@@ -1,7 +1,8 @@
 """The main job end to end, on real QEMU: commit, the daemon goes away, recovery.
 
 Everything lives in a temporary directory and one QEMU process, both removed at
-the end whatever happens.
+the end whatever happens, also when SIGINT, SIGTERM or SIGHUP stops the demo
+(`blockjob.demo.signals`; it then raises `Stopped`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from blockjob.demo import story
 from blockjob.demo.lab import DiskSpec, Lab
 from blockjob.demo.picture import ShownImage, render, rows
+from blockjob.demo.signals import stopping_on_signals
 from blockjob.jobs.commit import start_commit
 from blockjob.qemu.monitor import Monitor
 from blockjob.recovery import recover
@@ -62,7 +64,7 @@ def _status_excerpt(path: Path, say: Say) -> None:
 
 
 def run_demo(say: Say = print) -> int:
-    with tempfile.TemporaryDirectory(prefix="blockjob-demo-") as tmp:
+    with stopping_on_signals(), tempfile.TemporaryDirectory(prefix="blockjob-demo-") as tmp:
         directory = Path(tmp)
         with Lab(directory, [DiskSpec(story.TARGET, story.chain())]) as tb:
             return _story(tb, directory, say)
