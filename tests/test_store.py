@@ -286,3 +286,29 @@ def test_load_all_quarantines_a_permission_denied_file(tmp_path: Path) -> None:
     assert report["failures"] == [["locked.xml", "cannot open: Permission denied", True]]
     [moved] = (tmp_path / "quarantine").iterdir()
     assert moved.stat().st_mode & 0o777 == 0
+
+
+_SCAN_SCRIPT = """
+import sys
+from blockjob.store.status_store import StatusStore, StoreError
+try:
+    StatusStore(sys.argv[1]).scan()
+except StoreError as exc:
+    print(exc)
+"""
+
+
+def test_scan_of_an_unreadable_directory_is_a_store_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "status").mkdir()
+    (tmp_path / "status" / "vm1.xml").write_bytes(status_bytes("vm1"))
+    (tmp_path / "status").chmod(0o000)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _SCAN_SCRIPT, str(tmp_path / "status")],
+            capture_output=True, text=True, timeout=60, preexec_fn=without_dac_override,
+            env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
+        )
+    finally:
+        (tmp_path / "status").chmod(0o700)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"{tmp_path / 'status'}: cannot load: Permission denied\n"

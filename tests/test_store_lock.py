@@ -156,6 +156,17 @@ def test_an_owner_refuses_to_work_after_its_block(tmp_path: Path) -> None:
     assert not (tmp_path / "vm1.xml").exists()
 
 
+def test_owning_a_domain_again_in_the_same_thread_fails_at_once(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path)
+    with store.owned("vm1") as owner:
+        with pytest.raises(StoreError, match="already owned by this thread"):
+            store.save(RawDocument("vm1", b"blind\n"))  # would wait for itself otherwise
+        with store.owned("vm2"):  # another domain is another lock
+            pass
+        owner.save(RawDocument("vm1", b"through the owner\n"))
+    assert (tmp_path / "vm1.xml").read_bytes() == b"through the owner\n"
+
+
 def _open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 

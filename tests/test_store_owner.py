@@ -27,12 +27,20 @@ def test_owner_saves_and_reloads(tmp_path: Path) -> None:
 
 def test_second_owner_waits_then_is_busy(tmp_path: Path) -> None:
     store = StatusStore(tmp_path)
-    with (
-        store.owned("dom"),
-        pytest.raises(DomainBusyError, match="owned by another"),
-        StatusStore(tmp_path).owned("dom", timeout=0.05),
-    ):
-        pass
+    errors: list[BaseException] = []
+
+    def second_owner() -> None:
+        try:
+            with StatusStore(tmp_path).owned("dom", timeout=0.05):
+                pass
+        except DomainBusyError as exc:
+            errors.append(exc)
+
+    with store.owned("dom"):
+        thread = threading.Thread(target=second_owner)
+        thread.start()
+        thread.join()
+    assert len(errors) == 1 and "owned by another process or thread" in str(errors[0])
     with store.owned("dom", timeout=0.05):  # released when the block ended
         pass
 

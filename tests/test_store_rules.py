@@ -12,7 +12,14 @@ from blockjob.errors import StatusXMLError
 from blockjob.statusxml.document import StatusDocument, loads
 from blockjob.store import status_store as store_module
 from blockjob.store.status_store import LoadFailure, StatusStore
-from tests.test_store_support import RawDocument, lock_name, scratch_files, status_bytes
+from tests.test_store_support import (
+    RawDocument,
+    child_process,
+    exit_code,
+    lock_name,
+    scratch_files,
+    status_bytes,
+)
 
 Scan = Callable[[StatusStore], tuple[list[str], list[LoadFailure]]]
 
@@ -115,8 +122,20 @@ def test_a_bad_file_of_a_busy_domain_is_reported_and_left_in_place(
     monkeypatch.setattr(store_module, "OWNER_TIMEOUT", 0.05)
     (tmp_path / "vm1.xml").write_bytes(b"<domstatus")
     store = StatusStore(tmp_path)
-    with store.owned("vm1", timeout=1):
+    owning, release = os.pipe(), os.pipe()
+
+    def other_owner() -> None:
+        with store.owned("vm1"):
+            os.write(owning[1], b"x")
+            os.read(release[0], 1)
+
+    with child_process(other_owner) as pid:
+        os.read(owning[0], 1)
         _, [failure] = sweep(store)
+        os.write(release[1], b"x")
+        assert exit_code(pid) == 0
+    for fd in (*owning, *release):
+        os.close(fd)
     assert failure.quarantined is None
     assert failure.reason == ("left in place: status file 'vm1.xml' is owned by another "
                               "process or thread (waited 0.05 s)")

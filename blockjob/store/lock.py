@@ -6,7 +6,8 @@ is polled until a deadline, then DomainBusyError. A child forked while the lock 
 shares the parent's open file description; it never unlocks it (only the process that took
 the lock does, explicitly, so a child that lives on cannot keep the domain locked either).
 Lock files are never deleted: removing one while another process waits on it would let two
-owners lock two different files of the same name.
+owners lock two different files of the same name. A thread that asks again for a lock it
+holds gets an error at once instead of waiting for itself until the timeout.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +25,22 @@ from blockjob.store.errors import DomainBusyError, StoreError
 
 _OPEN = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _POLL = 0.005
+
+
+class _HeldHere(threading.local):
+    """The lock files this thread holds (a forked child starts with none: pid differs)."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.names: set[str] = set()
+
+    def current(self) -> set[str]:
+        if self.pid != os.getpid():
+            self.pid, self.names = os.getpid(), set()
+        return self.names
+
+
+_HELD_HERE = _HeldHere()
 
 
 def lock_file(directory: Path, key: str) -> Path:
@@ -37,6 +55,11 @@ def lock_file_of(path: Path) -> Path:
 @contextlib.contextmanager
 def held(lock: Path, timeout: float, what: str) -> Iterator[None]:
     """Hold `lock` exclusively, waiting at most `timeout` seconds (0: one try)."""
+    names = _HELD_HERE.current()
+    name = os.path.abspath(lock)
+    if name in names:
+        raise DomainBusyError(lock, f"{what} is already owned by this thread (an owner "
+                                    f"block inside another of the same domain)")
     try:
         fd = os.open(lock, _OPEN, 0o600)
     except OSError as exc:
@@ -44,9 +67,11 @@ def held(lock: Path, timeout: float, what: str) -> Iterator[None]:
     try:
         _lock_within(fd, timeout, lock, what)
         locker = os.getpid()
+        names.add(name)
         try:
             yield
         finally:
+            names.discard(name)
             if os.getpid() == locker:
                 fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
