@@ -22,11 +22,11 @@ from __future__ import annotations
 import contextlib
 import enum
 import errno
+import functools
 import hashlib
 import os
 import re
 import secrets
-from pathlib import Path
 
 _PREFIX = ".blockjob-"
 # `.blockjob-<key>.<token>.tmp` (scratch), `.blockjob-<key>.<token>.old.tmp` (the old version
@@ -38,9 +38,10 @@ _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC | 
 _NO_LINKS = frozenset({errno.EPERM, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS})
 
 
-def key_of(path: Path) -> str:
-    """The 16 hex digits that stand for `path`'s name in its scratch and lock names."""
-    return hashlib.sha256(os.fsencode(path.name)).hexdigest()[:16]
+@functools.lru_cache(maxsize=4096)
+def key_of(name: str) -> str:
+    """The 16 hex digits that stand for file name `name` in its scratch and lock names."""
+    return hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
 
 
 def scratch_key(name: str) -> str | None:
@@ -49,7 +50,7 @@ def scratch_key(name: str) -> str | None:
     return found.group(1) if found else None
 
 
-def fsync_directory(directory: Path) -> None:
+def fsync_directory(directory: str | os.PathLike[str]) -> None:
     fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
@@ -57,7 +58,7 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def _write_new(scratch: Path, data: bytes, mode: int) -> None:
+def _write_new(scratch: str, data: bytes, mode: int) -> None:
     fd = os.open(scratch, _CREATE, mode)  # raises before anything of ours exists
     try:
         os.fchmod(fd, mode)  # the umask may have taken bits off `mode`
@@ -78,7 +79,7 @@ class _Old(enum.Enum):
     UNKEPT = "the file system cannot give it a second name"
 
 
-def _keep_old(path: Path, kept: Path) -> _Old:
+def _keep_old(path: str, kept: str) -> _Old:
     """Give the current version of `path` the hidden name `kept` as well."""
     try:
         os.link(path, kept, follow_symlinks=False)
@@ -91,31 +92,34 @@ def _keep_old(path: Path, kept: Path) -> _Old:
     return _Old.KEPT
 
 
-def replace_file(path: Path, data: bytes, mode: int = 0o600) -> None:
+def replace_file(path: str | os.PathLike[str], data: bytes, mode: int = 0o600) -> None:
     """Make `path` hold exactly `data` with permissions `mode`, atomically and durably.
 
     The caller serializes writers of `path`. Raises OSError with `path` naming the old
     version (same inode, same bytes; see the module docstring for file systems without
     hard links) and no scratch file left.
     """
-    token = f"{_PREFIX}{key_of(path)}.{secrets.token_hex(8)}"
-    scratch = path.with_name(f"{token}.tmp")
-    kept = path.with_name(f"{token}.old.tmp")
+    # Plain strings, not Path objects: a save is a few syscalls, and pathlib would cost
+    # as much CPU as all of them together.
+    target = os.fspath(path)
+    directory, name = os.path.split(target)
+    token = os.path.join(directory, f"{_PREFIX}{key_of(name)}.{secrets.token_hex(8)}")
+    scratch, kept = f"{token}.tmp", f"{token}.old.tmp"
     _write_new(scratch, data, mode)
     old = _Old.ABSENT
     try:
-        old = _keep_old(path, kept)
-        os.rename(scratch, path)
+        old = _keep_old(target, kept)
+        os.rename(scratch, target)
         try:
-            fsync_directory(path.parent)
+            fsync_directory(directory or ".")
         except BaseException:
             # The new name may not be durable: put the old version back, so the caller's
             # view ("the save failed") matches the file.
             if old is _Old.KEPT:
-                os.rename(kept, path)
+                os.rename(kept, target)
                 old = _Old.ABSENT
             elif old is _Old.ABSENT:
-                _unlink_quietly(path)
+                _unlink_quietly(target)
             raise
     except BaseException:
         _unlink_quietly(scratch)  # the unfinished new version, if not renamed
@@ -125,7 +129,7 @@ def replace_file(path: Path, data: bytes, mode: int = 0o600) -> None:
             _unlink_quietly(kept)
 
 
-def _unlink_quietly(path: Path) -> None:
+def _unlink_quietly(path: str) -> None:
     # A leftover that cannot be removed now is removed by the next load's clean-up.
     with contextlib.suppress(OSError):
         os.unlink(path)

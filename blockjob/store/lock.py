@@ -49,7 +49,7 @@ def lock_file(directory: Path, key: str) -> Path:
 
 
 def lock_file_of(path: Path) -> Path:
-    return lock_file(path.parent, key_of(path))
+    return lock_file(path.parent, key_of(path.name))
 
 
 @contextlib.contextmanager
