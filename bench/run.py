@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
 import platform
@@ -12,10 +13,12 @@ from pathlib import Path
 
 from lxml import etree
 
-from bench import case_file, case_save, case_scale, memory, peers
-from bench.inputs import MissingInputError, named_inputs
+from bench import case_file, case_recover, case_save, case_scale, case_start, memory, peers
+from bench.fleet import HAVE_QEMU
+from bench.inputs import REAL, MissingInputError, named_inputs
 from bench.table import Row, render
 from bench.timing import QUICK, Budget
+from blockjob.recovery.parallel import DEFAULT_JOBS
 
 
 def _arguments(argv: list[str] | None) -> argparse.Namespace:
@@ -27,6 +30,12 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dir", type=Path,
                         help="where scratch status files go (default: the system temp dir; "
                              "use a disk, not tmpfs, for the save case)")
+    parser.add_argument("--domains", type=int,
+                        help="real QEMU domains for the restart-over-QEMUs case (default 100)")
+    parser.add_argument("--jobs", type=int, default=DEFAULT_JOBS,
+                        help=f"domains recovered at once in that case (default {DEFAULT_JOBS})")
+    parser.add_argument("--skip-qemu", action="store_true",
+                        help="leave out the case that starts real QEMUs")
     return parser.parse_args(argv)
 
 
@@ -42,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _arguments(argv)
     budget = QUICK if args.quick else Budget()
     if args.sizes:
-        budget = Budget(budget.repeat, budget.number,
-                        tuple(int(n) for n in args.sizes.split(",")), budget.scale_repeat)
+        budget = dataclasses.replace(budget, sizes=tuple(int(n) for n in args.sizes.split(",")))
+    if args.domains:
+        budget = dataclasses.replace(budget, domains=args.domains)
     try:
         inputs = named_inputs()
     except MissingInputError as exc:
@@ -61,6 +71,13 @@ def main(argv: list[str] | None = None) -> int:
         rows += case_save.save_rows(name, data, budget, args.dir)
     scale, directories = case_scale.scale_rows(budget, args.dir)
     rows += scale
+    rows += case_start.start_rows(REAL, budget)
+    if args.skip_qemu or not HAVE_QEMU:
+        skipped["restart over real QEMUs"] = "--skip-qemu" if args.skip_qemu \
+            else "qemu-system-x86_64/qemu-img/qemu-io not installed"
+    else:
+        rows += case_recover.recover_rows(budget, args.jobs, args.dir)
+        skipped["libvirtd restart anchor"] = case_recover.LIBVIRT_SKIPPED
     try:
         for name, data in inputs.items():
             rows += case_file.validation_rows(name, data, budget)

@@ -18,13 +18,19 @@ class Budget:
     # Restart-at-scale directory sizes, and how often each is loaded.
     sizes: tuple[int, ...] = (100, 1_000, 10_000)
     scale_repeat: int = 5
+    # Real-QEMU restart: domains per fleet, and rounds of (one at a time, J at a time, one).
+    domains: int = 100
+    fleet_rounds: int = 3
+    # Whole processes (start-up): runs of each command, in turns.
+    process_runs: int = 15
 
     def calls(self, cost_hint: float) -> int:
         """Calls per sample for an action of about `cost_hint` seconds: ~20 ms a sample."""
         return max(1, min(self.number, int(0.02 / cost_hint)))
 
 
-QUICK = Budget(repeat=3, number=3, sizes=(5, 10), scale_repeat=1)
+QUICK = Budget(repeat=3, number=3, sizes=(5, 10), scale_repeat=1, domains=3, fleet_rounds=1,
+               process_runs=3)
 
 
 @dataclass(frozen=True)

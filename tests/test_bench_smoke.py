@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench import corpus, peers, run
+from bench.fleet import HAVE_QEMU
 from bench.inputs import FIXTURE
 from bench.table import Row, render
 from blockjob import loads
@@ -22,8 +23,13 @@ def test_quick_run_prints_every_case(capsys: pytest.CaptureFixture[str], tmp_pat
     out = capsys.readouterr().out
     for case in ("| load ", "| dump, first of a document", "| dump, repeated", "| save (fsync)",
                  "| restart (load_all + plan), per file", "restart, per-file growth",
-                 "validate RelaxNG", "validate XSD 1.1", "peak RSS growth"):
+                 "validate RelaxNG", "validate XSD 1.1", "peak RSS growth",
+                 "| blockjob show FILE, whole process"):
         assert case in out, case
+    if HAVE_QEMU:
+        assert "| recover 3 real QEMUs, --jobs 16 " in out
+        assert "| recover one domain " in out
+        assert "skipped libvirtd restart anchor: " in out
     assert "lxml fromstring" in out
     assert "targets missed" in out
     assert list(tmp_path.iterdir()) == [], "scratch directories are removed"

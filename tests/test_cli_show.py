@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from blockjob.cli import main
+from blockjob.testing import assert_golden
 
 DATA = Path(__file__).parent / "data"
 JOB_KEYS = {
@@ -76,7 +77,7 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_roundtrip_prints_the_golden_output(capsysbinary: pytest.CaptureFixture[bytes]) -> None:
     assert main(["roundtrip", str(DATA / "reserialized-in.xml")]) == 0
-    assert capsysbinary.readouterr().out == (DATA / "reserialized-out.xml").read_bytes()
+    assert_golden(capsysbinary.readouterr().out, DATA / "reserialized-out.xml")
 
 
 def test_roundtrip_refuses_duplicate_jobs(

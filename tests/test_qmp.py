@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from blockjob.demo.qemu import QemuProcess
-from blockjob.qemu.monitor import Monitor, MonitorUnavailableError, QMPCommandError, _node
+from blockjob.qemu.monitor import (
+    Monitor,
+    MonitorBusyError,
+    MonitorUnavailableError,
+    QMPCommandError,
+    _node,
+)
 from tests.support.qemu_fixtures import BASE, needs_qemu, started
 
 
@@ -53,7 +59,7 @@ def test_busy_monitor_times_out_instead_of_hanging(tmp_path: Path) -> None:
     qemu.start()
     try:
         # QEMU serves one client at a time: the second one is never greeted.
-        with qemu.connect(), pytest.raises(MonitorUnavailableError, match="timed out"):
+        with qemu.connect(), pytest.raises(MonitorBusyError, match="busy: held by another client"):
             Monitor.connect(qemu.monitor_path, connect_timeout=0.3)
     finally:
         qemu.stop()

@@ -71,3 +71,32 @@ def test_dry_run_prints_the_plan(tmp_path: Path, capsys: pytest.CaptureFixture[s
             "libvirt-1-format, libvirt-3-format",
         ]
         assert tb.status_path.read_bytes() == before
+
+
+@pytest.mark.parametrize("option", ["--timeout", "--connect-timeout"])
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_timeouts_must_be_positive_and_finite(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    path = tmp_path / "lab1.xml"
+    path.write_bytes(document(None).dumps())
+    with pytest.raises(SystemExit) as exit_info:
+        main(["recover", f"{option}={value}", str(path)])
+    assert exit_info.value.code == 2
+    assert f"{value!r} is not a positive, finite number of seconds" in capsys.readouterr().err
+
+
+def test_file_not_named_for_its_domain_is_refused_untouched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "copy-of-lab1.xml"
+    data = document(None).dumps()
+    path.write_bytes(data)
+    assert main(["recover", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert "file is named for domain 'copy-of-lab1' but holds domain 'lab1'" in out
+    other = tmp_path / "lab1.status"
+    other.write_bytes(data)
+    assert main(["recover", str(other)]) == 1
+    assert "a status file is named <domain>.xml; not recovered" in capsys.readouterr().out
+    assert path.read_bytes() == data and other.read_bytes() == data

@@ -5,12 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 import blockjob
 from blockjob.model import JobState
 from blockjob.qemu.monitor import QemuJob
 from blockjob.recovery import Decision, plan_job
 from blockjob.recovery.execute import Context, run_step
 from blockjob.recovery.steps import Drop
+from tests.support.corpus import REAL
 
 DATA = Path(__file__).parent / "data"
 COPY = "copy-vdb-libvirt-9-format"
@@ -58,3 +61,22 @@ def test_pivoted_copy_runs_on_the_mirror_images() -> None:
     assert disk is not None and disk.mirror is None
     assert disk.chain is not None and disk.chain.path == "/img/vdb-copy.qcow2"
     assert disk.chain.format_node == "libvirt-9-format"
+
+
+@pytest.mark.parametrize(("name", "qemu_type"), [
+    ("activecommit", "commit"), ("blockcopy", "mirror"),
+])
+def test_adopting_a_ready_mirror_writes_what_libvirt_9_writes(name: str, qemu_type: str) -> None:
+    running, ready = REAL / f"{name}-running.xml", REAL / f"{name}-ready.xml"
+    if not running.exists():
+        pytest.skip(f"{running} is not available")
+    doc = blockjob.load(running)
+    job = doc.jobs[0]
+    plan = plan_job(doc, job, QemuJob(job.name, qemu_type, "ready"))
+    assert plan.decision is Decision.ADOPT
+    saver = _Saved()
+    for step in plan.steps:
+        run_step(Context(doc, saver, monitor=None), step)  # type: ignore[arg-type]
+    assert saver.saved[-1] == ready.read_bytes()
+    again = blockjob.loads(saver.saved[-1])
+    assert plan_job(again, again.jobs[0], QemuJob(job.name, qemu_type, "ready")).steps == ()

@@ -40,8 +40,9 @@ def document(job: BlockJob | None = COMMIT) -> blockjob.StatusDocument:
     return doc
 
 
-def qemu(status: str, error: str | None = None, name: str = NAME) -> QemuJob:
-    return QemuJob(name, "commit", status, error=error)
+def qemu(status: str, error: str | None = None, name: str = NAME,
+         kind: str = "commit") -> QemuJob:
+    return QemuJob(name, kind, status, error=error)
 
 
 def kinds(steps: tuple[object, ...]) -> list[str]:
@@ -117,7 +118,9 @@ def test_running_jobs_are_adopted_and_follow_qemu(
     job = replace(COMMIT, state=state)
     plan = plan_job(document(job), job, qemu(status))
     assert plan.decision is Decision.ADOPT
-    assert plan.steps == ((Record(NAME, state=new),) if new else ())
+    # Ready is written as libvirt 9.0 does: state and newstate.
+    newstate = JobState.READY if new is JobState.READY else None
+    assert plan.steps == ((Record(NAME, state=new, newstate=newstate),) if new else ())
 
 
 def test_pending_job_is_finalized_first() -> None:
@@ -130,7 +133,7 @@ def test_never_started_job_restores_bitmaps_and_base() -> None:
     plan = plan_job(document(job), job, None)
     assert plan.decision is Decision.UNSTARTED
     reenable, drop = plan.steps
-    assert isinstance(reenable, Reenable) and reenable.restore_read_only
+    assert isinstance(reenable, Reenable) and not reenable.base_is_active
     assert reenable.base.format_node == "libvirt-3-format"
     assert drop == Drop(NAME)
 
@@ -156,7 +159,7 @@ def test_invalid_job_is_cancelled_and_its_listed_bitmaps_restored() -> None:
 def test_finished_pull_keeps_top_and_base() -> None:
     job = BlockJob("pull-vda-libvirt-1-format", JobType.PULL, JobState.RUNNING, jobflags=0,
                    disk="vda", data=PullData(base="libvirt-3-storage"))
-    plan = plan_job(document(job), job, qemu("concluded", name=job.name))
+    plan = plan_job(document(job), job, qemu("concluded", name=job.name, kind="stream"))
     assert kinds(plan.steps) == ["Record", "Dismiss", "DeleteNodes", "Drop"]
     drop = plan.steps[-1]
     assert isinstance(drop, Drop) and drop.chain is not None
@@ -166,6 +169,6 @@ def test_finished_pull_keeps_top_and_base() -> None:
 def test_finished_copy_is_only_dismissed_and_dropped() -> None:
     job = BlockJob("copy-vda-libvirt-1-format", JobType.COPY, JobState.PIVOTING, jobflags=0,
                    disk="vda")
-    plan = plan_job(document(job), job, qemu("concluded", name=job.name))
+    plan = plan_job(document(job), job, qemu("concluded", name=job.name, kind="mirror"))
     assert plan.decision is Decision.COMPLETED
     assert kinds(plan.steps) == ["Record", "Dismiss", "Drop"]

@@ -13,6 +13,7 @@ from blockjob.demo.images import run_tool
 from blockjob.demo.lab import Lab
 from blockjob.jobs.commit import CrashPoint, start_commit
 from blockjob.model import JobState
+from blockjob.qemu.reopen import set_read_only
 from blockjob.recovery import Decision, recover
 from blockjob.store.status_store import StatusStore
 from tests.support import scenario
@@ -113,7 +114,10 @@ def test_cancelled_after_each_crash_point(tmp_path: Path, point: CrashPoint) -> 
         with tb.connect() as monitor:  # someone else cancels while the daemon is away
             monitor.job_cancel(JOB)
         wait_concluded(tb)
-        assert recover_ok(tb) == [Decision.FAILED]
+        report = recover([tb.status_path])
+        job = report.domains[0].jobs[0]
+        assert report.ok and job.decision == Decision.FAILED
+        assert job.steps[0] == "record newstate=cancelled"  # not failed
         assert_restored(tb)
 
 
@@ -197,7 +201,11 @@ def test_vanished_job_gets_its_bitmaps_back_and_is_reported(tmp_path: Path) -> N
             monitor.job_dismiss(JOB)
         report = recover([tb.status_path])
         job = report.domains[0].jobs[0]
-        assert report.ok and job.decision == Decision.VANISHED and job.note
+        assert job.decision == Decision.VANISHED and job.note
+        # QEMU committed, the file still names mid: verification will not call that ok.
+        assert not report.ok and report.domains[0].failed_checks == [
+            "disk vda: libvirt-1-format is backed by libvirt-3-format in QEMU, "
+            "the file says libvirt-2-format"]
         assert_file_sound(tb.status_path)
         assert {n for n, b in base_bitmaps(tb).items() if b.recording} == {"chk0", "chk1"}
 
@@ -238,3 +246,20 @@ def test_pivoted_active_commit_makes_base_the_active_image(tmp_path: Path) -> No
         # base 1-2M + mid 4-7M + top 12-13M; chk2: mid 6-7M + top 12-13M
         assert counts(bitmaps) == {"chk0": 2 << 20, "chk1": 5 << 20, "chk2": 2 << 20, "bm-off": 0}
         assert {n for n, b in bitmaps.items() if b.recording} == {"chk0", "chk1", "chk2"}
+
+
+def test_base_left_writable_is_attention_in_a_dry_run_and_made_read_only(tmp_path: Path) -> None:
+    """A recovery killed inside base's read-write window, after the merge was recorded."""
+    with started(tmp_path) as tb:
+        commit(tb)
+        wait_concluded(tb)
+        disk = blockjob.load(tb.status_path).disk("vda")
+        assert disk is not None and disk.chain is not None
+        with tb.connect() as monitor:
+            set_read_only(monitor, disk.chain.images()[-1], False)
+        dry = recover([tb.status_path], dry_run=True)
+        assert not dry.ok
+        assert dry.domains[0].failed_checks == ["base libvirt-3-format is writable; it must be "
+                                                "read-only"]
+        assert recover_ok(tb) == [Decision.COMPLETED]
+        assert_completed(tb)

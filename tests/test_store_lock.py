@@ -14,7 +14,7 @@ import pytest
 
 from blockjob.store import status_store as store_module
 from blockjob.store.atomic import replace_file
-from blockjob.store.status_store import DomainBusyError, StatusStore, StoreError
+from blockjob.store.status_store import DomainBusyError, DomainOwner, StatusStore, StoreError
 from tests.test_store_support import (
     RawDocument,
     child_process,
@@ -179,3 +179,13 @@ def test_saves_leave_no_descriptor_open(tmp_path: Path) -> None:
     with pytest.raises(StoreError), StatusStore(tmp_path).owned("vm1") as owner:
         owner.save(RawDocument("vm2", b"wrong domain\n"))
     assert _open_descriptors() == before
+
+
+def test_an_owner_not_made_by_owned_can_read_but_not_save(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path)
+    path = store.save(RawDocument("vm1", status_bytes("vm1")))
+    reader = DomainOwner(store, "vm1", path)  # e.g. a dry run, which must never save
+    assert reader.exists() and reader.load().domain_name == "vm1"
+    with pytest.raises(StoreError, match=r"not owned: save through StatusStore\.owned"):
+        reader.save(RawDocument("vm1", b"around the lock\n"))
+    assert path.read_bytes() == status_bytes("vm1")

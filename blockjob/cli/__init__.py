@@ -10,12 +10,19 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
-from types import ModuleType
 
 from blockjob.cli.common import EXIT_OK, EXIT_USAGE
 
-# Each module defines `NAME`, `HELP`, `configure(parser)` and `run(args) -> int`.
-COMMANDS = ("roundtrip", "show", "validate", "recover", "demo")
+# Subcommand -> its one-line help. `blockjob.cli.<name>` defines `configure(parser)` and
+# `run(args) -> int`; only the chosen one is imported, so that a command does not pay for
+# the imports of the others (the QMP client, the schema engine).
+COMMANDS = {
+    "roundtrip": "print what saving the loaded status file would write",
+    "show": "list the block jobs recorded in status files",
+    "validate": "check status XML files against the RelaxNG and XSD schemas",
+    "recover": "reconcile recorded block jobs with QEMU after a daemon restart",
+    "demo": "commit, daemon gone, recovery: on a real QEMU in a temporary directory",
+}
 
 
 class _Parser(argparse.ArgumentParser):
@@ -25,17 +32,24 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(EXIT_USAGE)
 
 
-def _modules() -> list[ModuleType]:
-    return [importlib.import_module(f"blockjob.cli.{name}") for name in COMMANDS]
+def _chosen(argv: Sequence[str]) -> str | None:
+    """The subcommand argparse will pick: the first word that is not an option (the
+    top-level parser has no option taking a value)."""
+    word = next((arg for arg in argv if not arg.startswith("-")), None)
+    return word if word in COMMANDS else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     parser = _Parser(prog="blockjob", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    for module in _modules():
-        sub = subparsers.add_parser(module.NAME, help=module.HELP, description=module.HELP)
-        module.configure(sub)
-        sub.set_defaults(run=module.run)
+    chosen = _chosen(argv)
+    for name, text in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=text, description=text)
+        if name == chosen:
+            module = importlib.import_module(f"blockjob.cli.{name}")
+            module.configure(sub)
+            sub.set_defaults(run=module.run)
     args = parser.parse_args(argv)
     try:
         code: int = args.run(args)

@@ -9,9 +9,6 @@ from blockjob.demo import run_demo
 from blockjob.demo.signals import Stopped
 from blockjob.errors import BlockJobError
 
-NAME = "demo"
-HELP = "commit, daemon gone, recovery: on a real QEMU in a temporary directory"
-
 
 def configure(parser: argparse.ArgumentParser) -> None:
     del parser  # no options: the demo is one fixed story

@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from blockjob.cli.common import EXIT_OK, load_document
-
-NAME = "roundtrip"
-HELP = "print what saving the loaded status file would write"
+from blockjob.cli.common import EXIT_OK
+from blockjob.cli.documents import load_document
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

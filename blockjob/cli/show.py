@@ -7,11 +7,10 @@ import json
 import sys
 from typing import Any
 
-from blockjob.cli.common import EXIT_OK, load_document
+from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, error
+from blockjob.cli.documents import load_document
+from blockjob.statusxml.mirrors import mirror_problems
 from blockjob.statusxml.summary import document_summary
-
-NAME = "show"
-HELP = "list the block jobs recorded in status files"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -58,6 +57,9 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(doc, int):
             code = max(code, doc)
             continue
+        for problem in mirror_problems(doc.disks, path):
+            error(problem)
+            code = max(code, EXIT_REJECTED)
         summaries.append(document_summary(doc))
     if args.json:
         out: Any = summaries[0] if len(args.files) == 1 and summaries else {"documents": summaries}

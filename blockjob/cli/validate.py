@@ -16,9 +16,6 @@ from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
 from blockjob.errors import StatusXMLError, UnsafeXMLError
 from blockjob.validation.check import validate_file
 
-NAME = "validate"
-HELP = "check status XML files against the RelaxNG and XSD schemas"
-
 _ENGINES = {"rng": ("rng",), "xsd": ("xsd",), "both": ("rng", "xsd")}
 
 

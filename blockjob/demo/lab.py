@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from blockjob.demo.images import ImageSpec, MiB, build_chain
-from blockjob.demo.qemu import AttachedImage, QemuProcess, attach_chain
+from blockjob.demo.qemu import AttachedImage, QemuProcess, add_device, attach_chain
 from blockjob.demo.statusfile import DiskChain, domstatus_xml
 from blockjob.qemu.monitor import Monitor
 
-__all__ = ["AttachedImage", "DiskSpec", "Lab"]
+__all__ = ["AttachedImage", "ChainBuilder", "DiskSpec", "Lab"]
+
+# Makes a disk's images (top first) in a directory, at a size; returns their paths, top first.
+ChainBuilder = Callable[[Path, Sequence[ImageSpec], int], list[Path]]
 
 
 @dataclass(frozen=True)
@@ -32,14 +35,16 @@ class Lab:
 
     def __init__(
         self, directory: Path, disks: Sequence[DiskSpec], *, name: str = "lab1",
-        size: int = 16 * MiB,
+        size: int = 16 * MiB, devices: bool = False, build: ChainBuilder = build_chain,
     ) -> None:
         self.directory = directory
         self.name = name
         self.status_path = directory / f"{name}.xml"
-        self.qemu = QemuProcess(directory / f"{name}-qemu.log")
+        self.devices = devices  # a virtio device per disk (`query-block` shows its root)
+        self.qemu = QemuProcess(directory / f"{name}-qemu.log", devices=devices)
         self._specs = tuple(disks)
         self._size = size
+        self._build = build
         self.disks: tuple[DiskChain, ...] = ()
 
     @property
@@ -52,7 +57,7 @@ class Lab:
         for spec in self._specs:
             disk_dir = self.directory / spec.target
             disk_dir.mkdir(parents=True, exist_ok=True)
-            paths = build_chain(disk_dir, spec.images, self._size)
+            paths = self._build(disk_dir, spec.images, self._size)
             images = tuple(AttachedImage(path, index + i) for i, path in enumerate(paths))
             index += len(images)
             chains.append(DiskChain(spec.target, images))
@@ -66,6 +71,8 @@ class Lab:
         with self.connect() as monitor:
             for spec, disk in zip(self._specs, self.disks, strict=True):
                 attach_chain(monitor, disk.images, spec.images)
+                if self.devices:
+                    add_device(monitor, disk.target, disk.images[0])
 
     def crash_qemu_and_restart(self) -> None:
         """SIGKILL QEMU and start a new one on the same images (a QEMU crash, then the
@@ -73,7 +80,7 @@ class Lab:
         old = self.monitor_path.encode()
         self.qemu.kill()
         self.qemu.stop()
-        self.qemu = QemuProcess(self.directory / f"{self.name}-qemu.log")
+        self.qemu = QemuProcess(self.directory / f"{self.name}-qemu.log", devices=self.devices)
         self._launch()
         data = self.status_path.read_bytes()
         self.status_path.write_bytes(data.replace(old, self.monitor_path.encode()))

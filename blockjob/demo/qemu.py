@@ -42,7 +42,9 @@ class QemuProcess:
     """Spawn and reap one QEMU. The monitor socket lives in a short private
     directory because unix socket paths are limited to ~107 bytes."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, *, devices: bool = False) -> None:
+        # Devices need a machine with a PCI bus; -S keeps its vCPU stopped (no CPU cost).
+        self._machine = ["pc", "-S"] if devices else ["none"]
         self._rundir: Path | None = None  # made by `start`, removed by `stop`
         self._log = log
         self._proc: subprocess.Popen[bytes] | None = None
@@ -72,8 +74,8 @@ class QemuProcess:
         with deferred(), self._log.open("ab") as log:
             self._rundir = Path(tempfile.mkdtemp(prefix="bjq-"))
             argv = [
-                QEMU, "-machine", "none", "-nodefaults", "-display", "none", "-accel", "tcg",
-                "-qmp", f"unix:{self.monitor_path},server=on,wait=off",
+                QEMU, "-machine", *self._machine, "-nodefaults", "-display", "none",
+                "-accel", "tcg", "-qmp", f"unix:{self.monitor_path},server=on,wait=off",
             ]
             self._proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
@@ -114,6 +116,12 @@ def _storage_options(image: AttachedImage, spec: ImageSpec) -> dict[str, object]
         "driver": "blkdebug", "node-name": image.storage_node, "image": file_node,
         "inject-error": [{"event": "read_aio", "errno": 5, "sector": sector, "once": False}],
     }
+
+
+def add_device(monitor: Monitor, target: str, root: AttachedImage) -> None:
+    """A virtio disk on `root`, so `query-block` shows the node the disk runs on."""
+    monitor.execute("device_add", {"driver": "virtio-blk-pci", "drive": root.format_node,
+                                   "id": target})
 
 
 def attach_chain(

@@ -14,6 +14,9 @@ from blockjob.qemu.monitor import Bitmap, BlockNode
 
 Nodes = Mapping[str, BlockNode]
 Action = dict[str, object]
+# libvirt 9.0 adds this non-persistent bitmap to base just before pivoting an active
+# commit, merges it into every merged bitmap afterwards and removes it.
+TMP_ACTIVEWRITE = "libvirt-tmp-activewrite"
 
 
 def _bitmap(nodes: Nodes, node: str, name: str) -> Bitmap | None:
@@ -78,6 +81,13 @@ def reenable_actions(
     return actions, problems
 
 
+def remove_tmp_action(base: str, nodes: Nodes) -> list[Action]:
+    """Remove libvirt's pivot-time bitmap from base, if it is there."""
+    if _bitmap(nodes, base, TMP_ACTIVEWRITE) is None:
+        return []
+    return [{"type": "block-dirty-bitmap-remove", "data": {"node": base, "name": TMP_ACTIVEWRITE}}]
+
+
 def finish_actions(
     committed: Sequence[str], chain: Sequence[str], base: str, listed: Sequence[str], nodes: Nodes
 ) -> tuple[list[Action], list[str]]:
@@ -89,6 +99,7 @@ def finish_actions(
     """
     actions: list[Action] = []
     problems: list[str] = []
+    tmp = [{"node": base, "name": TMP_ACTIVEWRITE}] if _bitmap(nodes, base, TMP_ACTIVEWRITE) else []
     sources: dict[str, list[tuple[str, Bitmap]]] = {}
     for node in committed:
         for bitmap in nodes[node].bitmaps if node in nodes else ():
@@ -109,7 +120,15 @@ def finish_actions(
             actions.append(_enable(base, name))
         actions.append({"type": "block-dirty-bitmap-merge", "data": {
             "node": base, "target": name,
-            "bitmaps": [{"node": node, "name": name} for node, _ in copies],
+            "bitmaps": [{"node": node, "name": name} for node, _ in copies] + tmp,
         }})
     rest, rest_problems = reenable_actions(base, [n for n in listed if n not in sources], nodes)
-    return actions + rest, problems + rest_problems
+    return actions + rest + remove_tmp_action(base, nodes), problems + rest_problems
+
+
+def unusable(base: str, listed: Sequence[str], nodes: Nodes) -> tuple[str, ...]:
+    """Listed bitmaps that can never be enabled as they are: gone from base, or inconsistent."""
+    return tuple(
+        name for name in listed
+        if (bitmap := _bitmap(nodes, base, name)) is None or bitmap.inconsistent
+    )

@@ -21,11 +21,11 @@ def images_between(
 ) -> list[StorageSource]:
     """Images of `chain` from `top` (included) down to `base` (excluded; None = the bottom)."""
     images = chain.images()
-    start = next((i for i, image in enumerate(images) if _same(image, top)), None)
+    start = next((i for i, image in enumerate(images) if same_image(image, top)), None)
     if start is None:
         raise ValueError(f"image {top.path!r} is not in the disk's backing chain")
     end = next(
-        (i for i, image in enumerate(images) if base is not None and _same(image, base)),
+        (i for i, image in enumerate(images) if base is not None and same_image(image, base)),
         len(images),
     )
     return images[start:end]
@@ -33,7 +33,7 @@ def images_between(
 
 def without(chain: StorageSource, removed: Sequence[StorageSource]) -> StorageSource:
     """`chain` with `removed` spliced out; the image above a gap now backs onto the one below."""
-    kept = [image for image in chain.images() if not any(_same(image, r) for r in removed)]
+    kept = [image for image in chain.images() if not any(same_image(image, r) for r in removed)]
     bottom_terminated = chain.images()[-1].terminated or len(kept) < len(chain.images())
     rebuilt: StorageSource | None = None
     for image in reversed(kept):
@@ -44,5 +44,6 @@ def without(chain: StorageSource, removed: Sequence[StorageSource]) -> StorageSo
     return rebuilt
 
 
-def _same(a: StorageSource, b: StorageSource) -> bool:
+def same_image(a: StorageSource, b: StorageSource) -> bool:
+    """The same image: node names and path (backing images are not compared)."""
     return (a.format_node, a.storage_node, a.path) == (b.format_node, b.storage_node, b.path)

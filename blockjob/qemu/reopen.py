@@ -1,8 +1,8 @@
 """Making a read-only backing image writable for a moment, as libvirt does.
 
-Persistent bitmap changes on a read-only node live only in memory and are lost
-when QEMU exits (QEMU.md); wrapping them in `blockdev-reopen` read-write ... read-only
-makes QEMU store them in the image.
+Persistent bitmap changes on a read-only node live only in memory and are lost when
+QEMU exits (README section `recovery`); wrapping them in `blockdev-reopen` read-write
+... read-only makes QEMU store them in the image.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Sequence
 
 from blockjob.model import StorageSource
-from blockjob.qemu.bitmaps import reenable_actions
+from blockjob.qemu.bitmaps import reenable_actions, remove_tmp_action
 from blockjob.qemu.monitor import Monitor, MonitorError
 from blockjob.qemu.nodes import effective_node
 
@@ -36,41 +36,43 @@ def set_read_only(monitor: Monitor, image: StorageSource, read_only: bool) -> No
 
 
 def transaction_on(
-    monitor: Monitor, image: StorageSource, actions: Sequence[dict[str, object]]
+    monitor: Monitor, image: StorageSource, actions: Sequence[dict[str, object]],
+    *, read_only_after: bool = True,
 ) -> None:
-    """Run `actions` in one transaction with `image` writable, then make it read-only again.
+    """Run `actions` in one transaction with `image` writable, then leave it read-only
+    when `read_only_after` (a backing image) whether or not it was writable before.
 
-    An image that is writable already (e.g. the active layer after an active commit)
-    is left as it is. The read-only reopen also runs when the transaction fails, so an
-    error never leaves a backing image writable; the transaction's error is raised.
+    Looks at QEMU first, so a run killed inside the window converges on the next one:
+    a base found writable is made read-only even when no action is left. The read-only
+    reopen also runs when the transaction fails; the transaction's error is raised.
     """
     node = monitor.query_nodes().get(image.format_node or "")
-    if node is not None and not node.read_only:
-        monitor.transaction(actions)
-        return
-    set_read_only(monitor, image, False)
+    writable = node is not None and not node.read_only
+    if actions and not writable:
+        set_read_only(monitor, image, False)
+        writable = True
     try:
-        monitor.transaction(actions)
+        if actions:
+            monitor.transaction(actions)
     except MonitorError:
         # The transaction's error is the useful one; a rerun retries the reopen.
-        with contextlib.suppress(MonitorError):
-            set_read_only(monitor, image, True)
+        if read_only_after:
+            with contextlib.suppress(MonitorError):
+                set_read_only(monitor, image, True)
         raise
-    set_read_only(monitor, image, True)
+    if read_only_after and writable:
+        set_read_only(monitor, image, True)
 
 
 def restore_base(
-    monitor: Monitor, base: StorageSource, listed: Sequence[str], *, read_only: bool
+    monitor: Monitor, base: StorageSource, listed: Sequence[str], *, read_only: bool = True
 ) -> list[str]:
     """Enable the listed base bitmaps that are still disabled (one transaction, base
-    writable around it) and, with `read_only`, make sure base ends read-only (a start
-    flow that stopped inside its window left it writable). Returns the bitmaps that
-    could not be re-enabled, as problems for the operator."""
+    writable around it) and, with `read_only`, leave base read-only (also when a killed
+    run left it writable). Returns the bitmaps that could not be re-enabled."""
     nodes = monitor.query_nodes()
     name = effective_node(base)
     actions, problems = reenable_actions(name, listed, nodes)
-    if actions:
-        transaction_on(monitor, base, actions)
-    if read_only and name in nodes and not nodes[name].read_only:
-        set_read_only(monitor, base, True)
+    transaction_on(monitor, base, actions + remove_tmp_action(name, nodes),
+                   read_only_after=read_only)
     return problems

@@ -1,8 +1,8 @@
 """Carry out a job's plan against QEMU and the status file, one step at a time.
 
-The file is saved after every step that changed it, and every QEMU step first
-looks at what QEMU has now, so a recovery killed anywhere redoes only what is
-missing when it runs again.
+The file is saved (through the domain's owner) after every step that changed it, and
+every QEMU step first looks at what QEMU has now, so a recovery killed anywhere does
+only what is missing when it runs again.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
 
-from blockjob.qemu.bitmaps import finish_actions
+from blockjob.model import BlockJob, CommitData, JobState, JobType
+from blockjob.qemu.bitmaps import finish_actions, unusable
 from blockjob.qemu.monitor import Monitor
 from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, transaction_on
@@ -21,6 +21,7 @@ from blockjob.recovery.steps import (
     DeleteNodes,
     Dismiss,
     Drop,
+    DropMirror,
     Finalize,
     MergeBitmaps,
     Record,
@@ -28,16 +29,12 @@ from blockjob.recovery.steps import (
     Step,
 )
 from blockjob.statusxml.document import StatusDocument
-
-
-class Saver(Protocol):
-    """Where a step's changes to the document are saved."""
-
-    def save(self, doc: StatusDocument) -> object: ...
-
+from blockjob.store.status_store import DomainOwner
 
 # Called with each step just before it runs (tests use it to crash on purpose).
 StepHook = Callable[[Step], None]
+# Called ("before" | "after", what) around every QMP command and every save ("save").
+Probe = Callable[[str, str], None]
 
 CANCEL_WAIT_SECONDS = 30.0
 
@@ -45,13 +42,22 @@ CANCEL_WAIT_SECONDS = 30.0
 @dataclass
 class Context:
     doc: StatusDocument
-    saver: Saver
+    owner: DomainOwner
     monitor: Monitor
     problems: list[str] = field(default_factory=list)
+    # Listed bitmaps of the current job that cannot be enabled (gone or inconsistent).
+    unresolved: tuple[str, ...] = ()
+    acknowledge: bool = False
+    acknowledged: list[str] = field(default_factory=list)
+    probe: Probe | None = None
 
 
 def _save(ctx: Context) -> None:
-    ctx.saver.save(ctx.doc)
+    if ctx.probe is not None:
+        ctx.probe("before", "save")
+    ctx.owner.save(ctx.doc)
+    if ctx.probe is not None:
+        ctx.probe("after", "save")
 
 
 def _record(ctx: Context, step: Record) -> None:
@@ -65,6 +71,8 @@ def _record(ctx: Context, step: Record) -> None:
         errmsg=step.errmsg if step.errmsg is not None else job.errmsg,
     )
     ctx.doc.replace_job(updated)
+    if step.mirror_ready is not None:
+        ctx.doc.set_disk_chain(step.mirror_ready, mirror_ready=True)
     _save(ctx)
 
 
@@ -81,23 +89,35 @@ def _cancel(ctx: Context, step: Cancel) -> None:
     )
 
 
+def _bitmap_problems(ctx: Context, problems: list[str], names: tuple[str, ...]) -> None:
+    ctx.unresolved = tuple(dict.fromkeys((*ctx.unresolved, *names)))
+    if ctx.acknowledge:
+        ctx.acknowledged.extend(problems)
+    else:
+        ctx.problems.extend(problems)
+
+
 def _merge(ctx: Context, step: MergeBitmaps) -> None:
     nodes = ctx.monitor.query_nodes()
     base = effective_node(step.base)
     committed = [effective_node(image) for image in step.committed]
+    keep_writable = step.base_is_active
     if not all(name in nodes for name in committed):
         # Committed nodes are deleted only after the merge: it already happened.
+        transaction_on(ctx.monitor, step.base, [], read_only_after=not keep_writable)
         return
     actions, problems = finish_actions(committed, step.chain, base, step.listed, nodes)
-    ctx.problems.extend(problems)
-    if actions:
-        transaction_on(ctx.monitor, step.base, actions)
+    ctx.problems.extend(p for p in problems if "invalid chain" in p)
+    _bitmap_problems(ctx, [p for p in problems if "invalid chain" not in p],
+                     unusable(base, step.listed, nodes))
+    transaction_on(ctx.monitor, step.base, actions, read_only_after=not keep_writable)
 
 
 def _reenable(ctx: Context, step: Reenable) -> None:
-    ctx.problems.extend(
-        restore_base(ctx.monitor, step.base, step.listed, read_only=step.restore_read_only)
-    )
+    problems = restore_base(ctx.monitor, step.base, step.listed,
+                            read_only=not step.base_is_active)
+    nodes = ctx.monitor.query_nodes()
+    _bitmap_problems(ctx, problems, unusable(effective_node(step.base), step.listed, nodes))
 
 
 def _dismiss(ctx: Context, step: Dismiss) -> None:
@@ -113,12 +133,38 @@ def _delete(ctx: Context, step: DeleteNodes) -> None:
                 ctx.monitor.blockdev_del(name)
 
 
+def unresolved_record(job: BlockJob, names: tuple[str, ...]) -> BlockJob | None:
+    """What stays of a commit whose listed bitmaps cannot be enabled: the job with its
+    top set to its base (no images of its own) and only those bitmaps listed."""
+    data = job.commit
+    if data is None or data.base is None:
+        return None
+    outcome = job.newstate if job.newstate in (
+        JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED) else job.state
+    return replace(
+        job, state=outcome, newstate=None, mirror=False, chains=None,
+        # A commit needs a topparent to load; base stands in for it as for top.
+        data=CommitData(base=data.base, top=data.base, disabled_base_bitmaps=names,
+                        topparent=data.base if job.type is JobType.COMMIT else None),
+    )
+
+
 def _drop(ctx: Context, step: Drop) -> None:
-    if ctx.doc.job(step.job) is not None:
+    job = ctx.doc.job(step.job)
+    kept = (unresolved_record(job, ctx.unresolved)
+            if job is not None and ctx.unresolved and not ctx.acknowledge else None)
+    if job is not None:
         ctx.doc.remove_job(step.job)
     if step.disk is not None and (step.chain is not None or step.drop_mirror):
         # After the job is gone, so no job is judged against the shorter chain.
         ctx.doc.set_disk_chain(step.disk, step.chain, drop_mirror=step.drop_mirror)
+    if kept is not None:
+        ctx.doc.add_job(kept)
+    _save(ctx)
+
+
+def _drop_mirror(ctx: Context, step: DropMirror) -> None:
+    ctx.doc.set_disk_chain(step.disk, drop_mirror=True)
     _save(ctx)
 
 
@@ -140,3 +186,5 @@ def run_step(ctx: Context, step: Step) -> None:
             _delete(ctx, step)
         case Drop():
             _drop(ctx, step)
+        case DropMirror():
+            _drop_mirror(ctx, step)

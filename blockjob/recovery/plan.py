@@ -1,19 +1,22 @@
 """What to do with each recorded job, given what QEMU says about it now.
 
 The rules (README section `recovery` has them as a table) follow libvirt's
-reconnect handling (SPEC.md section 10.2) and, for commits that disabled base
-bitmaps, libvirt 6.2's finishing steps (section 8). Unlike libvirt, a job QEMU
-never started or already forgot still gets its bitmaps re-enabled.
+reconnect handling and, for commits that disabled base bitmaps, libvirt 6.2's
+finishing steps. Unlike libvirt, a job QEMU never started or already forgot still
+gets its bitmaps re-enabled, a QEMU job of another type than recorded is left alone,
+and a copy or active commit that QEMU finished while the daemon was away is finished
+the way QEMU's device says it ended (pivoted or not).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 from blockjob.model import BlockJob, JobState, JobType, PullData, StorageSource
 from blockjob.qemu.monitor import QemuJob
-from blockjob.qemu.nodes import effective_node, images_between, without
+from blockjob.qemu.nodes import effective_node, images_between, same_image, without
 from blockjob.recovery.steps import (
     Cancel,
     DeleteNodes,
@@ -30,6 +33,13 @@ from blockjob.statusxml.document import StatusDocument
 OUTCOMES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
 # Jobs that only pivot (finish "completed") after libvirt asked QEMU to complete them.
 MIRRORING = frozenset({JobType.COPY, JobType.ACTIVE_COMMIT})
+# The `type` of QEMU's job (`query-jobs`) for each recorded type.
+QEMU_TYPES = {
+    JobType.PULL: "stream", JobType.COMMIT: "commit", JobType.ACTIVE_COMMIT: "commit",
+    JobType.COPY: "mirror", JobType.BACKUP: "backup", JobType.CREATE: "create",
+}
+# QEMU's `error` of a job cancelled before it was ready (strerror(ECANCELED), glibc).
+CANCELLED_ERROR = "Operation canceled"
 
 
 class Decision(StrEnum):
@@ -37,9 +47,18 @@ class Decision(StrEnum):
     FINALIZE = "finalize"                # pending in QEMU: finalize, then decide again
     COMPLETED = "finish-completed"       # ended well: libvirt's finishing steps
     FAILED = "finish-failed"             # ended with an error or was cancelled
+    PIVOTED = "pivot-window-completed"   # QEMU pivoted and forgot the job: finish it
+    NOT_PIVOTED = "pivot-window-cancelled"  # QEMU forgot the job, device never moved
     UNSTARTED = "never-started"          # recorded as new, unknown to QEMU
     VANISHED = "vanished"                # QEMU forgot it and nothing says how it ended
+    UNRESOLVED = "unresolved-bitmaps"    # kept only because listed bitmaps are unusable
     INVALID = "invalid"                  # the file's job data is broken
+    FOREIGN = "foreign-job"              # QEMU's job of that id has another type
+    UNDECIDABLE = "undecidable"          # pivot window without a device to ask
+
+
+# Decisions that change nothing and need an operator.
+ATTENTION = frozenset({Decision.FOREIGN, Decision.UNDECIDABLE})
 
 
 @dataclass(frozen=True)
@@ -51,12 +70,15 @@ class JobPlan:
     note: str | None = None
 
 
+_Planner = Callable[[Decision, list[Step], str | None], JobPlan]
+
+
 def _outcome(job: BlockJob, qjob: QemuJob | None) -> JobState | None:
     """How the job ended: from QEMU if it still reports it, else as recorded."""
     if qjob is None or qjob.status != "concluded":
         recorded = job.newstate if job.newstate in OUTCOMES else job.state
         return recorded if recorded in OUTCOMES else None
-    if job.state is JobState.ABORTING:
+    if job.state is JobState.ABORTING or qjob.error == CANCELLED_ERROR:
         return JobState.CANCELLED
     if qjob.error is not None:
         return JobState.FAILED
@@ -65,32 +87,55 @@ def _outcome(job: BlockJob, qjob: QemuJob | None) -> JobState | None:
     return JobState.COMPLETED
 
 
+def _disk_chain(doc: StatusDocument, job: BlockJob) -> StorageSource | None:
+    disk = doc.disk(job.disk) if job.disk is not None else None
+    return disk.chain if disk is not None else None
+
+
+def _base(doc: StatusDocument, job: BlockJob) -> StorageSource | None:
+    data = job.commit
+    return doc.resolve_node(job, data.base) if data is not None and data.base else None
+
+
+def is_unresolved_record(doc: StatusDocument, job: BlockJob) -> bool:
+    """A commit kept only to remember unusable bitmaps: its top is its base."""
+    data = job.commit
+    return (data is not None and data.top is not None and data.top == data.base
+            and bool(job.disabled_base_bitmaps) and _base(doc, job) is not None)
+
+
 def _commit_images(
     doc: StatusDocument, job: BlockJob
 ) -> tuple[StorageSource, list[StorageSource], StorageSource] | None:
     """(base, committed images top first, the disk's chain) of a commit, if resolvable."""
     data = job.commit
-    disk = doc.disk(job.disk) if job.disk is not None else None
-    if data is None or disk is None or disk.chain is None or data.base is None or data.top is None:
+    chain = _disk_chain(doc, job)
+    if data is None or chain is None or data.base is None or data.top is None:
         return None
     base = doc.resolve_node(job, data.base)
     top = doc.resolve_node(job, data.top)
     if base is None or top is None:
         return None
-    return base, images_between(disk.chain, top, base), disk.chain
+    committed = images_between(chain, top, base)
+    return (base, committed, chain) if committed else None
 
 
-def _reenable(doc: StatusDocument, job: BlockJob, *, restore: bool = False) -> list[Step]:
+def _is_top(chain: StorageSource | None, image: StorageSource) -> bool:
+    return chain is not None and same_image(chain, image)
+
+
+def _reenable(doc: StatusDocument, job: BlockJob, *, always: bool = False) -> list[Step]:
     # Only base is needed: an invalid job whose top is lost still gets its bitmaps back.
-    data = job.commit
-    base = doc.resolve_node(job, data.base) if data is not None and data.base else None
-    if base is None or not (job.disabled_base_bitmaps or restore):
+    base = _base(doc, job)
+    if base is None or not (job.disabled_base_bitmaps or always):
         return []
-    return [Reenable(base, job.disabled_base_bitmaps, restore_read_only=restore)]
+    active = _is_top(_disk_chain(doc, job), base)
+    return [Reenable(base, job.disabled_base_bitmaps, base_is_active=active)]
 
 
 def _record(job: BlockJob, outcome: JobState, qjob: QemuJob | None) -> list[Step]:
-    errmsg = qjob.error if qjob is not None and outcome is JobState.FAILED else job.errmsg
+    failed = qjob is not None and outcome is JobState.FAILED
+    errmsg = qjob.error if failed and qjob is not None else job.errmsg
     if job.newstate is outcome or job.state is outcome:
         return []
     return [Record(job.name, newstate=outcome, errmsg=errmsg)]
@@ -111,81 +156,145 @@ def _dismiss(job: BlockJob, qjob: QemuJob | None) -> list[Step]:
     return [Dismiss(job.name)] if qjob is not None else []
 
 
+def _left(old: StorageSource, new: StorageSource | None) -> tuple[StorageSource, ...]:
+    """Images of `old` that are not in `new`: they left the disk and go from QEMU's graph."""
+    kept = new.images() if new is not None else []
+    return tuple(i for i in old.images() if not any(same_image(i, k) for k in kept))
+
+
 def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list[Step]:
     steps = _record(job, JobState.COMPLETED, qjob)
     if job.type in (JobType.COMMIT, JobType.ACTIVE_COMMIT):
         found = _commit_images(doc, job)
         if found is None:
-            return [*steps, *_dismiss(job, qjob), _drop(doc, job)]
+            return [*steps, *_reenable(doc, job), *_dismiss(job, qjob), _drop(doc, job)]
         base, committed, chain = found
         below_top = chain.images()[chain.images().index(committed[0]):]
+        rest = without(chain, committed)
         return [
             *steps,
             MergeBitmaps(base, tuple(committed), tuple(map(effective_node, below_top)),
-                         job.disabled_base_bitmaps),
+                         job.disabled_base_bitmaps, base_is_active=_is_top(rest, base)),
             *_dismiss(job, qjob),
             DeleteNodes(tuple(committed)),
-            _drop(doc, job, without(chain, committed)),
+            _drop(doc, job, rest),
         ]
     if job.type is JobType.PULL:
         return [*steps, *_dismiss(job, qjob), *_pulled(doc, job)]
     disk = doc.disk(job.disk) if job.disk is not None else None
     if job.type is JobType.COPY and disk is not None and disk.mirror is not None:
         # A copy that completed has pivoted: the disk now runs on the mirror's images.
-        return [*steps, *_dismiss(job, qjob), _drop(doc, job, disk.mirror)]
+        left = _left(disk.chain, disk.mirror) if disk.chain is not None else ()
+        deleted = [DeleteNodes(left)] if left else []
+        return [*steps, *_dismiss(job, qjob), *deleted, _drop(doc, job, disk.mirror)]
     return [*steps, *_dismiss(job, qjob), _drop(doc, job)]
 
 
 def _pulled(doc: StatusDocument, job: BlockJob) -> list[Step]:
     """A finished pull copied everything above `base` into the top image."""
-    disk = doc.disk(job.disk) if job.disk is not None else None
-    if disk is None or disk.chain is None or disk.chain.backing is None:
+    chain = _disk_chain(doc, job)
+    if chain is None or chain.backing is None:
         return [Drop(job.name)]
     base_name = job.data.base if isinstance(job.data, PullData) else None
     base = doc.resolve_node(job, base_name) if base_name else None
-    removed = images_between(disk.chain, disk.chain.backing, base)
-    return [DeleteNodes(tuple(removed)), Drop(job.name, job.disk, without(disk.chain, removed))]
+    removed = images_between(chain, chain.backing, base)
+    return [DeleteNodes(tuple(removed)), Drop(job.name, job.disk, without(chain, removed))]
 
 
 def _ended_badly(
     doc: StatusDocument, job: BlockJob, qjob: QemuJob | None, outcome: JobState
 ) -> list[Step]:
-    return [
-        *_record(job, outcome, qjob), *_reenable(doc, job), *_dismiss(job, qjob), _drop(doc, job)
-    ]
+    steps = [*_record(job, outcome, qjob), *_reenable(doc, job), *_dismiss(job, qjob)]
+    disk = doc.disk(job.disk) if job.disk is not None else None
+    if job.type is JobType.COPY and disk is not None and disk.mirror is not None:
+        # The copy's target images never became the disk's: they leave QEMU's graph.
+        left = _left(disk.mirror, disk.chain)
+        steps += [DeleteNodes(left)] if left else []
+    return [*steps, _drop(doc, job)]
 
 
-def _adopt(job: BlockJob, qjob: QemuJob) -> list[Step]:
-    state = job.state
+def _adopt(doc: StatusDocument, job: BlockJob, qjob: QemuJob) -> list[Step]:
+    state, newstate = job.state, job.newstate
     if qjob.status == "ready" and state in (JobState.NEW, JobState.RUNNING):
-        state = JobState.READY
+        # libvirt 9.0 writes both, and marks the disk's mirror ready.
+        state = newstate = JobState.READY
     elif state is JobState.NEW:
         state = JobState.RUNNING
-    return [Record(job.name, state=state)] if state is not job.state else []
+    disk = doc.disk(job.disk) if job.disk is not None else None
+    ready = (state is JobState.READY and job.type in MIRRORING and disk is not None
+             and disk.mirror is not None and not disk.mirror_ready)
+    if state is job.state and newstate is job.newstate and not ready:
+        return []
+    return [Record(job.name, state=state, newstate=newstate if newstate is not job.newstate
+                   else None, mirror_ready=job.disk if ready else None)]
 
 
-def plan_job(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> JobPlan:
+def _pivot_window(
+    doc: StatusDocument, job: BlockJob, roots: Sequence[str] | None
+) -> bool | None:
+    """Whether QEMU pivoted a copy or active commit it forgot: the device runs on the
+    job's target (base, or the copy's top) instead of the disk's recorded top.
+    None when no device of this disk tells."""
+    disk = doc.disk(job.disk) if job.disk is not None else None
+    if disk is None or disk.chain is None or roots is None:
+        return None
+    target = disk.mirror if job.type is JobType.COPY else _base(doc, job)
+    if target is not None and effective_node(target) in roots:
+        return True
+    if effective_node(disk.chain) in roots:
+        return False
+    return None
+
+
+def plan_job(
+    doc: StatusDocument, job: BlockJob, qjob: QemuJob | None,
+    roots: Sequence[str] | None = None,
+) -> JobPlan:
+    """`roots`: the node each block device runs on (`query-block`), None if unknown."""
     status = qjob.status if qjob is not None else None
 
     def plan(decision: Decision, steps: list[Step], note: str | None = None) -> JobPlan:
         return JobPlan(job.name, decision, status, tuple(steps), note)
 
+    expected = QEMU_TYPES.get(job.brokentype or job.type)
+    if qjob is not None and expected is not None and qjob.type != expected:
+        return plan(Decision.FOREIGN, [], f"QEMU's job '{job.name}' is a {qjob.type} job, "
+                    f"the file records a {job.brokentype or job.type} ({expected}) job")
     if job.invalid or job.type is JobType.BROKEN:
         cancel: list[Step] = [Cancel(job.name)] if status not in (None, "concluded") else []
         steps = [*cancel, *_dismiss(job, qjob), *_reenable(doc, job), _drop(doc, job)]
         return plan(Decision.INVALID, steps, "; ".join(job.problems) or "invalid job data")
+    if qjob is None and is_unresolved_record(doc, job):
+        return plan(Decision.UNRESOLVED, [*_reenable(doc, job), Drop(job.name)])
     if status == "pending":
         return plan(Decision.FINALIZE, [Finalize(job.name)])
     outcome = _outcome(job, qjob)
     if status not in (None, "concluded"):
-        return plan(Decision.ADOPT, _adopt(job, qjob) if qjob is not None else [])
+        return plan(Decision.ADOPT, _adopt(doc, job, qjob) if qjob is not None else [])
     if outcome is JobState.COMPLETED:
         return plan(Decision.COMPLETED, _completed(doc, job, qjob))
     if outcome is not None:
         return plan(Decision.FAILED, _ended_badly(doc, job, qjob, outcome))
+    if job.type in MIRRORING and job.state in (JobState.READY, JobState.PIVOTING):
+        return _plan_pivot_window(doc, job, roots, plan)
     if job.state is JobState.NEW:
-        return plan(Decision.UNSTARTED, [*_reenable(doc, job, restore=True), _drop(doc, job)])
+        return plan(Decision.UNSTARTED, [*_reenable(doc, job, always=True), _drop(doc, job)])
     return plan(
         Decision.VANISHED, [*_reenable(doc, job), _drop(doc, job)],
         f"QEMU does not know job '{job.name}' (state {job.state}); how it ended is unknown",
     )
+
+
+def _plan_pivot_window(
+    doc: StatusDocument, job: BlockJob, roots: Sequence[str] | None, plan: _Planner
+) -> JobPlan:
+    pivoted = _pivot_window(doc, job, roots)
+    if pivoted is None:
+        return plan(Decision.UNDECIDABLE, [], f"QEMU no longer knows {job.type} job "
+                    f"'{job.name}' ({job.state}) and no device of disk {job.disk} shows "
+                    f"whether it pivoted; nothing changed")
+    if pivoted:
+        return plan(Decision.PIVOTED, _completed(doc, job, None),
+                    "QEMU pivoted and forgot the job; finished as completed")
+    return plan(Decision.NOT_PIVOTED, _ended_badly(doc, job, None, JobState.CANCELLED),
+                "QEMU forgot the job and the device never pivoted; finished as cancelled")

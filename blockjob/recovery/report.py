@@ -10,7 +10,8 @@ from typing import Any
 class DomainStatus(StrEnum):
     RECONCILED = "reconciled"  # every job handled; nothing for an operator to do
     PLANNED = "planned"        # --dry-run: nothing was changed
-    ATTENTION = "attention"    # unreachable monitor, QMP error, bitmap that could not be kept
+    ATTENTION = "attention"    # unreachable or busy monitor, QMP error, foreign job, bitmap
+                               # that cannot be enabled, a failed verification check
 
 
 @dataclass
@@ -23,6 +24,7 @@ class JobReport:
     note: str | None = None
     problems: list[str] = field(default_factory=list)
     error: str | None = None
+    acknowledged: list[str] = field(default_factory=list)  # problems let go (--acknowledge)
 
     @property
     def needs_attention(self) -> bool:
@@ -37,10 +39,12 @@ class DomainReport:
     status: DomainStatus = DomainStatus.RECONCILED
     jobs: list[JobReport] = field(default_factory=list)
     error: str | None = None
+    failed_checks: list[str] = field(default_factory=list)  # verification of the end state
 
     @property
     def needs_attention(self) -> bool:
-        return self.error is not None or any(job.needs_attention for job in self.jobs)
+        return (self.error is not None or bool(self.failed_checks)
+                or any(job.needs_attention for job in self.jobs))
 
     def settle(self, dry_run: bool) -> None:
         if self.needs_attention:
@@ -63,7 +67,9 @@ class DomainReport:
                     "done" if number < job.done else "not done")
                 out.append(f"    [{mark}] {step}")
             out += [f"    problem: {problem}" for problem in job.problems]
+            out += [f"    acknowledged: {problem}" for problem in job.acknowledged]
             out += [f"    error: {job.error}"] if job.error else []
+        out += [f"  check failed: {check}" for check in self.failed_checks]
         return out
 
 

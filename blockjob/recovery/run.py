@@ -1,39 +1,42 @@
-"""Recovery of whole domains: load each status file, ask its QEMU, reconcile every job."""
+"""Recovery of whole domains: own the file, observe QEMU, reconcile every job, verify.
+
+A status file is recovered as the domain its name says (`<domain>.xml`): the domain
+is owned (`StatusStore.owned`) from before the file is read until after the last save,
+so two recoveries of one domain never lose an update: the second waits, then finds
+the work done. A file not named `<domain>.xml` for the domain it holds is refused
+(attention, file untouched): it is not the file a daemon would load.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import contextlib
+from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from pathlib import Path
 
 from blockjob.errors import BlockJobError
 from blockjob.qemu.monitor import Monitor, MonitorError, MonitorUnavailableError
-from blockjob.recovery.execute import Context, Saver, StepHook, run_step
-from blockjob.recovery.plan import Decision, plan_job
+from blockjob.recovery.execute import Context, Probe, StepHook, run_step
+from blockjob.recovery.parallel import file_key, run_ordered
+from blockjob.recovery.plan import ATTENTION, Decision, JobPlan, plan_job
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
-from blockjob.recovery.steps import describe
-from blockjob.statusxml.document import StatusDocument, loads
-from blockjob.store.atomic import replace_file
-from blockjob.store.status_store import SUFFIX, StatusStore, read_status_bytes
+from blockjob.recovery.steps import DropMirror, MergeBitmaps, Reenable, Step, describe
+from blockjob.recovery.verify import Observed, Touched, check_bases, check_domain
+from blockjob.statusxml.document import StatusDocument
+from blockjob.statusxml.mirrors import mirror_job_problem
+from blockjob.store.status_store import (
+    OWNER_TIMEOUT,
+    SUFFIX,
+    DomainOwner,
+    StatusStore,
+    StoreError,
+)
 
 ProgressHook = Callable[[DomainReport], None]
 # A pending job is finalized and planned again; more rounds than this means QEMU is stuck.
 MAX_ROUNDS = 3
-
-
-class _FileSaver:
-    """Atomic saves of a status file whose name is not `<domain name>.xml`."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def save(self, doc: StatusDocument) -> None:
-        replace_file(self.path, doc.dumps())
-
-
-def _saver(path: Path, doc: StatusDocument) -> Saver:
-    if doc.domain_name is not None and path.name == f"{doc.domain_name}{SUFFIX}":
-        return StatusStore(path.parent)
-    return _FileSaver(path)
+# Decisions after which the job's disk must match QEMU.
+_ENDED = frozenset(Decision) - {Decision.ADOPT, Decision.FINALIZE, *ATTENTION}
 
 
 def status_files(paths: Iterable[str | Path]) -> list[Path]:
@@ -47,69 +50,155 @@ def status_files(paths: Iterable[str | Path]) -> list[Path]:
     return found
 
 
-def _recover_job(
-    ctx: Context, report: JobReport, dry_run: bool, on_step: StepHook | None
-) -> None:
-    """Plan and run the job's steps into `report`; a pending job is finalized, then
-    planned again from what QEMU says after that."""
-    ctx.problems = report.problems
-    for _ in range(MAX_ROUNDS):
-        job = ctx.doc.job(report.job)
-        if job is None:
-            return
-        plan = plan_job(ctx.doc, job, ctx.monitor.query_jobs().get(report.job))
+class _Run:
+    """One domain's recovery: the context plus what verification must look at."""
+
+    def __init__(self, ctx: Context, dry_run: bool, on_step: StepHook | None) -> None:
+        self.ctx = ctx
+        self.dry_run = dry_run
+        self.on_step = on_step
+        self.touched: list[Touched] = []
+        self.unresolved: set[str] = set()
+        self.finished: set[str] = set()
+
+    def job(self, report: JobReport) -> None:
+        """Plan and run the job's steps into `report`; a pending job is finalized, then
+        planned again from what QEMU says after that."""
+        ctx = self.ctx
+        ctx.problems, ctx.unresolved, ctx.acknowledged = report.problems, (), report.acknowledged
+        for _ in range(MAX_ROUNDS):
+            job = ctx.doc.job(report.job)
+            if job is None:
+                return
+            roots = ctx.monitor.device_roots()
+            plan = plan_job(ctx.doc, job, ctx.monitor.query_jobs().get(report.job), roots)
+            self._note(report, plan)
+            if plan.decision in ATTENTION:
+                report.problems.append(plan.note or str(plan.decision))
+                return
+            if job.disk is not None and plan.decision in _ENDED:
+                self.finished.add(job.disk)
+            if not self.dry_run or plan.qemu_status in (None, "concluded"):
+                # A base QEMU's job still writes to (before a planned cancel) may be writable.
+                self.touched += [s for s in plan.steps if isinstance(s, MergeBitmaps | Reenable)]
+            if not self.dry_run:
+                self._steps(report, plan.steps)
+            if plan.decision is not Decision.FINALIZE or self.dry_run:
+                self.unresolved.update(ctx.unresolved)
+                return
+        report.error = f"job '{report.job}' is still pending after job-finalize"
+
+    def _note(self, report: JobReport, plan: JobPlan) -> None:
         report.decision, report.qemu_status, report.note = (
             plan.decision, plan.qemu_status, plan.note)
         report.steps += [describe(step) for step in plan.steps]
-        if dry_run:
-            return
-        for step in plan.steps:
-            if on_step is not None:
-                on_step(step)
-            run_step(ctx, step)
+
+    def _steps(self, report: JobReport, steps: Iterable[Step]) -> None:
+        for step in steps:
+            if self.on_step is not None:
+                self.on_step(step)
+            run_step(self.ctx, step)
             report.done += 1
-        if plan.decision is not Decision.FINALIZE:
-            return
-    report.error = f"job '{report.job}' is still pending after job-finalize"
+
+    def stale_mirrors(self) -> list[JobReport]:
+        """Remove a `<mirror>` libvirt cannot load (empty or unknown job), or one that no
+        job of the file owns while QEMU runs no mirroring job either."""
+        reports = []
+        owned = {job.disk for job in self.ctx.doc.jobs}
+        qemu_mirrors = [j for j in self.ctx.monitor.query_jobs().values()
+                        if j.type in ("mirror", "commit")]
+        for disk in self.ctx.doc.disks:
+            problem = mirror_job_problem(disk.mirror_job)
+            if problem is None and (disk.mirror_job is None or disk.target in owned
+                                    or qemu_mirrors):
+                continue  # loadable, and owned or possibly QEMU's (a legacy copy)
+            step = DropMirror(disk.target)
+            report = JobReport(f"<mirror> of disk {disk.target}", "stale-mirror", None,
+                               note=problem or f"<mirror job={disk.mirror_job!r}>: no job "
+                               f"in the file or in QEMU owns it")
+            report.steps.append(describe(step))
+            if not self.dry_run:
+                self._steps(report, [step])
+            reports.append(report)
+        return reports
+
+    def verify(self) -> list[str]:
+        """The end state, from a fresh observation (in a dry run: the state as found)."""
+        monitor = self.ctx.monitor
+        try:
+            nodes = monitor.query_nodes()
+            failed = check_bases(self.touched, nodes, self.unresolved, planned=self.dry_run)
+            if not self.dry_run:
+                seen = Observed(monitor.query_jobs(), nodes, monitor.backing_of(),
+                                monitor.device_roots())
+                failed += check_domain(self.ctx.doc, seen, self.finished)
+        except MonitorError as exc:
+            return [f"could not observe QEMU to verify: {exc}"]
+        return failed
 
 
 def recover_document(
-    doc: StatusDocument, saver: Saver, monitor: Monitor, *, dry_run: bool = False,
-    on_step: StepHook | None = None,
-) -> list[JobReport]:
-    """Reconcile every job of `doc` with the QEMU behind `monitor`."""
-    ctx = Context(doc, saver, monitor)
+    doc: StatusDocument, owner: DomainOwner, monitor: Monitor, *, dry_run: bool = False,
+    on_step: StepHook | None = None, probe: Probe | None = None, acknowledge: bool = False,
+) -> tuple[list[JobReport], list[str]]:
+    """Reconcile every job of `doc` with the QEMU behind `monitor`, then verify.
+
+    Returns the job reports and the failed verification checks."""
+    ctx = Context(doc, owner, monitor, acknowledge=acknowledge, probe=probe)
+    run = _Run(ctx, dry_run, on_step)
     reports: list[JobReport] = []
-    for job in doc.jobs:
+    for job in list(doc.jobs):
         report = JobReport(job.name, "unknown", None)
         reports.append(report)
         try:
-            _recover_job(ctx, report, dry_run, on_step)
+            run.job(report)
         except MonitorUnavailableError as exc:
             report.error = str(exc)
-            break  # the next jobs would meet the same dead monitor
+            return reports, []  # the next jobs would meet the same dead monitor
         except (MonitorError, BlockJobError, ValueError, OSError) as exc:
             report.error = str(exc)
-    return reports
+    try:
+        reports += run.stale_mirrors()
+    except (BlockJobError, ValueError, OSError) as exc:
+        return reports, [f"could not remove a stale <mirror>: {exc}"]
+    if any(report.error for report in reports):
+        return reports, []  # the error is the report; the end state was not reached
+    return reports, run.verify()
+
+
+@contextlib.contextmanager
+def _owned(path: Path, dry_run: bool, timeout: float) -> Iterator[DomainOwner]:
+    if not path.name.endswith(SUFFIX) or path.name == SUFFIX:
+        raise StoreError(path, f"a status file is named <domain>{SUFFIX}; not recovered")
+    store = StatusStore(path.parent)
+    name = path.name[: -len(SUFFIX)]
+    if dry_run:  # reads only (saves are atomic): no lock, and no step ever saves
+        yield DomainOwner(store, name, path)
+        return
+    with store.owned(name, timeout=timeout) as owner:
+        yield owner
 
 
 def recover_file(
-    path: Path, *, dry_run: bool = False, connect_timeout: float = 1.0, timeout: float = 30.0,
-    on_step: StepHook | None = None,
+    path: Path, *, dry_run: bool = False, connect_timeout: float | None = None,
+    timeout: float = 30.0, on_step: StepHook | None = None, probe: Probe | None = None,
+    acknowledge: bool = False, owner_timeout: float = OWNER_TIMEOUT,
 ) -> DomainReport:
     report = DomainReport(str(path))
     try:
-        doc = loads(read_status_bytes(path), str(path))
-        report.domain, report.monitor = doc.domain_name, doc.monitor_path
-        if doc.jobs:
-            if not doc.monitor_path:
-                raise MonitorUnavailableError(str(path), "the status file names no <monitor path>")
-            with Monitor.connect(
-                doc.monitor_path, timeout=timeout, connect_timeout=connect_timeout
-            ) as monitor:
-                report.jobs = recover_document(
-                    doc, _saver(path, doc), monitor, dry_run=dry_run, on_step=on_step
-                )
+        with _owned(path, dry_run, owner_timeout) as owner:
+            doc = owner.load()
+            report.domain, report.monitor = doc.domain_name, doc.monitor_path
+            if doc.jobs or any(disk.mirror_job is not None for disk in doc.disks):
+                if not doc.monitor_path:
+                    raise MonitorUnavailableError(str(path),
+                                                  "the status file names no <monitor path>")
+                connect = {} if connect_timeout is None else {"connect_timeout": connect_timeout}
+                with Monitor.connect(doc.monitor_path, timeout=timeout, **connect) as monitor:
+                    monitor.observer = probe
+                    report.jobs, report.failed_checks = recover_document(
+                        doc, owner, monitor, dry_run=dry_run, on_step=on_step, probe=probe,
+                        acknowledge=acknowledge)
     except (BlockJobError, OSError) as exc:
         report.error = str(exc)
     report.settle(dry_run)
@@ -117,22 +206,28 @@ def recover_file(
 
 
 def recover(
-    paths: Iterable[str | Path], *, dry_run: bool = False, connect_timeout: float = 1.0,
+    paths: Iterable[str | Path], *, dry_run: bool = False, connect_timeout: float | None = None,
     timeout: float = 30.0, on_step: StepHook | None = None, progress: ProgressHook | None = None,
+    probe: Probe | None = None, acknowledge: bool = False,
+    owner_timeout: float = OWNER_TIMEOUT, jobs: int = 1,
 ) -> RecoveryReport:
     """Reconcile the status files (or directories of them) in `paths` with their QEMUs.
 
     Every domain is processed even if another one needs attention; `report.ok`
-    tells whether all were reconciled. With `dry_run`, QEMU is only queried and
-    the files are not written: the report lists the planned steps.
+    tells whether all were reconciled and verified. With `dry_run`, QEMU is only
+    queried and the files are not written: the report lists the planned steps.
+    `acknowledge` lets go of listed bitmaps that can never be re-enabled (reported,
+    then forgotten) instead of keeping them recorded.
+
+    Up to `jobs` domains are recovered at once (see `parallel`); the report, and the
+    calls of `progress`, keep the order of the files whatever that number. With more
+    than one job, `on_step` and `probe` are called from the worker threads.
     """
-    report = RecoveryReport()
-    for path in status_files(paths):
-        domain = recover_file(
-            path, dry_run=dry_run, connect_timeout=connect_timeout, timeout=timeout,
-            on_step=on_step,
-        )
-        report.domains.append(domain)
-        if progress is not None:
-            progress(domain)
-    return report
+    recover_one = partial(
+        recover_file, dry_run=dry_run, connect_timeout=connect_timeout, timeout=timeout,
+        on_step=on_step, probe=probe, acknowledge=acknowledge, owner_timeout=owner_timeout,
+    )
+    domains = run_ordered(
+        status_files(paths), recover_one, jobs=jobs, key=file_key, done=progress
+    )
+    return RecoveryReport(domains)

@@ -1,8 +1,8 @@
 """The steps recovery takes for one job, as data: planned, printed, then executed.
 
-Steps that touch bitmaps carry what to look at, not the QMP actions: the
-executor computes those from a fresh `query-named-block-nodes`, so a step that
-is repeated after a crash does only what is still missing.
+Steps that touch bitmaps or nodes carry what to look at, not the QMP actions: the
+executor computes those from a fresh observation of QEMU, so a step that is repeated
+after a crash does only what is still missing.
 """
 
 from __future__ import annotations
@@ -22,12 +22,14 @@ class Finalize:
 
 @dataclass(frozen=True)
 class Record:
-    """Write the job's new state (and outcome) to the status file before acting on it."""
+    """Write the job's new state (and outcome) to the status file before acting on it;
+    `mirror_ready` also marks the disk's `<mirror>` ready, as libvirt 9.0 does."""
 
     job: str
     state: JobState | None = None
     newstate: JobState | None = None
     errmsg: str | None = None
+    mirror_ready: str | None = None  # disk target
 
 
 @dataclass(frozen=True)
@@ -39,22 +41,24 @@ class Cancel:
 
 @dataclass(frozen=True)
 class MergeBitmaps:
-    """Merge the committed images' bitmaps into base and re-enable the listed ones."""
+    """Merge the committed images' bitmaps into base and re-enable the listed ones;
+    base ends read-only unless it is now the disk's active layer."""
 
     base: StorageSource
     committed: tuple[StorageSource, ...]
     chain: tuple[str, ...]  # node names from the commit's top to the bottom
     listed: tuple[str, ...]
+    base_is_active: bool = False
 
 
 @dataclass(frozen=True)
 class Reenable:
-    """Enable the listed base bitmaps that are still disabled; optionally make sure
-    base is read-only again (a start flow that died while base was writable)."""
+    """Enable the listed base bitmaps that are still disabled, remove libvirt's
+    pivot-time bitmap, and leave base read-only (unless it is the active layer)."""
 
     base: StorageSource
     listed: tuple[str, ...]
-    restore_read_only: bool = False
+    base_is_active: bool = False
 
 
 @dataclass(frozen=True)
@@ -72,7 +76,8 @@ class DeleteNodes:
 @dataclass(frozen=True)
 class Drop:
     """Forget the job, give its disk the chain it has now (if it changed), and drop the
-    disk's `<mirror>` when the job that owned it is over."""
+    disk's `<mirror>` when the job that owned it is over. A listed bitmap that could not
+    be re-enabled keeps a record of the job instead (README: "never forget")."""
 
     job: str
     disk: str | None = None
@@ -80,7 +85,15 @@ class Drop:
     drop_mirror: bool = False
 
 
-Step = Finalize | Record | Cancel | MergeBitmaps | Reenable | Dismiss | DeleteNodes | Drop
+@dataclass(frozen=True)
+class DropMirror:
+    """Remove a disk's `<mirror>` that libvirt could not load (no job owns it)."""
+
+    disk: str
+
+
+Step = (Finalize | Record | Cancel | MergeBitmaps | Reenable | Dismiss | DeleteNodes | Drop
+        | DropMirror)
 
 
 def _names(images: tuple[StorageSource, ...]) -> str:
@@ -92,10 +105,11 @@ def describe(step: Step) -> str:
     match step:
         case Finalize(job=job):
             return f"job-finalize {job}"
-        case Record(state=state, newstate=newstate, errmsg=errmsg):
+        case Record(state=state, newstate=newstate, errmsg=errmsg, mirror_ready=ready):
             parts = [f"state={state}"] if state is not None else []
             parts += [f"newstate={newstate}"] if newstate is not None else []
             parts += [f"errmsg={errmsg!r}"] if errmsg else []
+            parts += [f"disk {ready} <mirror ready='yes'>"] if ready else []
             return "record " + " ".join(parts)
         case Cancel(job=job):
             return f"job-cancel {job} and wait for it to conclude"
@@ -104,10 +118,10 @@ def describe(step: Step) -> str:
                 f"merge {_names(committed)} bitmaps into {effective_node(base)}, "
                 f"re-enable {', '.join(listed) or 'none'}"
             )
-        case Reenable(base=base, listed=listed, restore_read_only=restore):
+        case Reenable(base=base, listed=listed, base_is_active=active):
             names = ", ".join(listed) or "none"
             text = f"re-enable still-disabled {names} in {effective_node(base)}"
-            return text + (" and make it read-only" if restore else "")
+            return text + ("" if active else " and leave it read-only")
         case Dismiss(job=job):
             return f"job-dismiss {job}"
         case DeleteNodes(images=images):
@@ -117,3 +131,5 @@ def describe(step: Step) -> str:
             if chain is not None:
                 text += f"; disk {disk} chain is {_names(tuple(chain.images()))}"
             return text + (f"; remove disk {disk} <mirror>" if drop_mirror else "")
+        case DropMirror(disk=disk):
+            return f"remove disk {disk} <mirror> that no job owns"

@@ -20,6 +20,7 @@ class Disk:
     mirror: StorageSource | None
     mirror_job: str | None
     line: int
+    mirror_ready: bool = False  # `<mirror ready='yes'>`
 
 
 def read_disks(domain: etree._Element | None) -> dict[str, Disk]:
@@ -33,6 +34,7 @@ def read_disks(domain: etree._Element | None) -> dict[str, Disk]:
             mirror=read_mirror_chain(mirror) if mirror is not None else None,
             mirror_job=mirror.get("job") if mirror is not None else None,
             line=disk.sourceline or 0,
+            mirror_ready=mirror is not None and mirror.get("ready") == "yes",
         )
     return disks
 

@@ -213,12 +213,14 @@ class StatusDocument:
         return name
 
     def set_disk_chain(
-        self, target: str, chain: StorageSource | None = None, *, drop_mirror: bool = False
+        self, target: str, chain: StorageSource | None = None, *, drop_mirror: bool = False,
+        mirror_ready: bool = False,
     ) -> None:
         """Rewrite disk `target` in the embedded `<domain>`.
 
         `chain` replaces its image chain (as after a commit, pull or pivot);
-        `drop_mirror` removes its `<mirror>` (a copy or active commit that ended).
+        `drop_mirror` removes its `<mirror>` (a copy or active commit that ended);
+        `mirror_ready` sets its `<mirror ready='yes'>` (a copy or active commit now ready).
         Every other byte of the file stays as it is.
         """
         disk = self._disks.get(target)
@@ -240,6 +242,8 @@ class StatusDocument:
                 children.append(_set_attr(child, "type", chain.format))
             elif drop_mirror and child.tag == "mirror":
                 continue
+            elif mirror_ready and child.tag == "mirror":
+                children.append(_set_attr(child, "ready", "yes"))
             else:
                 children.append(child)
         attrs = _set_attr(old, "type", chain.type).attrs if chain is not None else old.attrs

@@ -13,21 +13,28 @@ from lxml import etree
 
 from blockjob.errors import StatusXMLError, UnsafeXMLError
 
-# The input is always read as UTF-8 (all libvirt writes), whatever an XML declaration or
-# BOM claims: a UTF-16 or UTF-7 document could otherwise spell `<!DOCTYPE` in bytes the scan
-# below cannot see. Non-UTF-8 input is then simply not well-formed.
-_PARSER = etree.XMLParser(
-    encoding="utf-8",
-    resolve_entities=False,
-    no_network=True,
-    load_dtd=False,
-    dtd_validation=False,
-    huge_tree=False,
-    # Indentation text nodes carry nothing libvirt reads; dropping them makes
-    # the tree smaller and faster to build and to walk.
-    remove_blank_text=True,
-    collect_ids=False,
-)
+
+def _parser(remove_blank_text: bool) -> etree.XMLParser:
+    # The input is always read as UTF-8 (all libvirt writes), whatever an XML declaration or
+    # BOM claims: a UTF-16 or UTF-7 document could otherwise spell `<!DOCTYPE` in bytes the
+    # scan below cannot see. Non-UTF-8 input is then simply not well-formed.
+    return etree.XMLParser(
+        encoding="utf-8",
+        resolve_entities=False,
+        no_network=True,
+        load_dtd=False,
+        dtd_validation=False,
+        huge_tree=False,
+        remove_blank_text=remove_blank_text,
+        collect_ids=False,
+    )
+
+
+# Indentation text nodes carry nothing libvirt reads; dropping them makes the tree smaller
+# and faster to build and to walk. libxml2 guesses which blanks are indentation, so a caller
+# that must decide that itself (comparison by meaning, blockjob.testing) keeps them all.
+_PARSER = _parser(remove_blank_text=True)
+_PARSER_KEEPING_BLANKS = _parser(remove_blank_text=False)
 _DOCTYPE = re.compile(rb"<!DOCTYPE|<!ENTITY", re.IGNORECASE)
 # `!` is rare in status XML (a comment or two) and memchr finds it far faster than the
 # regex scans: look at a few, then leave a document full of them to the regex.
@@ -54,7 +61,7 @@ def _line_of(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
-def parse(data: bytes, filename: str) -> etree._Element:
+def parse(data: bytes, filename: str, *, keep_blank_text: bool = False) -> etree._Element:
     """Parse `data` into its root element, or raise a typed error with a line."""
     found = _declaration(data)
     if found is not None:
@@ -63,7 +70,7 @@ def parse(data: bytes, filename: str) -> etree._Element:
             "document type declarations and entities are not allowed in status XML",
         )
     try:
-        root = etree.fromstring(data, _PARSER)
+        root = etree.fromstring(data, _PARSER_KEEPING_BLANKS if keep_blank_text else _PARSER)
     except etree.XMLSyntaxError as exc:
         line = exc.lineno if exc.lineno else None
         raise StatusXMLError(filename, line, f"not well-formed XML: {exc.msg}") from None

@@ -154,10 +154,11 @@ class StatusStore:
         self._make_directory()
         with held(lock, timeout, f"domain {name!r}"):
             owner = DomainOwner(self, name, path)
+            owner._held = True
             try:
                 yield owner
             finally:
-                owner._released = True
+                owner._held, owner._released = False, True
 
     def save(self, doc: SavableDocument) -> Path:
         """Write `doc` as its domain's file, owning the domain for just this write.
@@ -271,34 +272,40 @@ class StatusStore:
 
 
 class DomainOwner:
-    """What `StatusStore.owned` yields: the domain's file, read and saved under its lock."""
+    """What `StatusStore.owned` yields: the domain's file, read and saved under its lock.
+
+    One built directly (not by `owned`) can only read: a save needs the lock.
+    """
 
     def __init__(self, store: StatusStore, name: str, path: Path) -> None:
         self.store = store
         self.name = name
         self.path = path
         self._pid = os.getpid()
+        self._held = False  # set by `owned` while its block runs
         self._released = False
 
     def exists(self) -> bool:
-        self._check_held()
+        self._check()
         return os.path.lexists(self.path)
 
     def load(self) -> StatusDocument:
         """The document as saved now (StoreError or StatusXMLError when it cannot be loaded)."""
-        self._check_held()
+        self._check()
         return self.store._load_file(self.path, self.name)
 
     def save(self, doc: SavableDocument) -> Path:
         """Write `doc`; it must be this domain's document. On StoreError the old file is intact."""
-        self._check_held()
+        self._check()
+        if not self._held:
+            raise StoreError(self.path, "not owned: save through StatusStore.owned(name)")
         if checked_name(doc.domain_name, self.path) != self.name:
             raise DomainNameError(
                 self.path, f"document of domain {doc.domain_name!r} saved as {self.name!r}")
         self.store._write(self.path, doc.dumps())
         return self.path
 
-    def _check_held(self) -> None:
+    def _check(self) -> None:
         if self._released:
             raise StoreError(self.path, "the owner's block has ended: own the domain again")
         if os.getpid() != self._pid:

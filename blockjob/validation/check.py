@@ -13,9 +13,10 @@ from pathlib import Path
 from lxml import etree
 
 from blockjob.errors import StatusXMLError
+from blockjob.statusxml.mirrors import mirror_job_problem
 from blockjob.statusxml.parse import parse
 from blockjob.validation import rng, xsd
-from blockjob.validation.problems import Problem, Report
+from blockjob.validation.problems import Problem, Report, place
 
 ENGINES: dict[str, Callable[[etree._Element], tuple[bool, list[Problem]]]] = {
     "rng": rng.check,
@@ -37,8 +38,22 @@ def validate_tree(
     shown = [name for name in engines if not verdicts[name]]
     if len(shown) > 1 and "xsd" in shown:
         shown = ["xsd"]
-    problems = sorted((p for name in shown for p in found[name]), key=lambda p: p.line)
+    mirrors = _mirror_problems(root)
+    if mirrors:  # beyond any schema: what libvirt itself refuses to load
+        verdicts["libvirt"] = False
+    problems = sorted((*(p for name in shown for p in found[name]), *mirrors),
+                      key=lambda p: p.line)
     return Report(filename, verdicts, tuple(problems))
+
+
+def _mirror_problems(root: etree._Element) -> list[Problem]:
+    found = []
+    for mirror in root.iterfind("domain/devices/disk/mirror"):
+        message = mirror_job_problem(mirror.get("job"))
+        if message is not None:
+            line, path = place(mirror)
+            found.append(Problem(line, path, message, "libvirt"))
+    return found
 
 
 def validate_bytes(

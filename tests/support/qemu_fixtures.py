@@ -49,10 +49,12 @@ class CrashError(Exception):
 
 
 @contextmanager
-def started(directory: Path, *, fail_commit: bool = False) -> Iterator[Lab]:
+def started(
+    directory: Path, *, fail_commit: bool = False, devices: bool = False
+) -> Iterator[Lab]:
     directory.mkdir(parents=True, exist_ok=True)
     disk = DiskSpec(scenario.TARGET, scenario.chain(fail_commit=fail_commit))
-    with Lab(directory, [disk]) as tb:
+    with Lab(directory, [disk], devices=devices) as tb:
         yield tb
 
 

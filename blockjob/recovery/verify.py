@@ -1,0 +1,100 @@
+"""Check the end state against a fresh observation of QEMU before calling a domain ok.
+
+Each failed check is one line naming what is wrong; recovery reports them as
+attention. The checks do not trust the steps that ran: a base some job touched must be
+read-only (unless it is now the disk's active layer), every listed bitmap enabled and
+consistent, each disk's chain in the file exactly the chain QEMU runs, and no job left
+in the file that QEMU does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from blockjob.model import StorageSource
+from blockjob.qemu.bitmaps import Nodes
+from blockjob.qemu.monitor import QemuJob
+from blockjob.qemu.nodes import effective_node
+from blockjob.recovery.plan import is_unresolved_record
+from blockjob.recovery.steps import MergeBitmaps, Reenable
+from blockjob.statusxml.disks import Disk
+from blockjob.statusxml.document import StatusDocument
+
+Touched = MergeBitmaps | Reenable
+
+
+def check_bases(
+    touched: Sequence[Touched], nodes: Nodes, unresolved: set[str], *, planned: bool = False
+) -> list[str]:
+    """Every touched base read-only unless active; listed bitmaps recording and consistent
+    (those already reported as unusable are left to that report). `planned`: the steps
+    have not run (dry run), so a bitmap still disabled is no failure yet."""
+    failed: list[str] = []
+    for step in touched:
+        name = effective_node(step.base)
+        node = nodes.get(name)
+        if node is None:
+            failed.append(f"base {name} is not in QEMU's node graph")
+            continue
+        if not step.base_is_active and not node.read_only:
+            failed.append(f"base {name} is writable; it must be read-only")
+        for listed in step.listed:
+            bitmap = node.bitmap(listed)
+            if listed in unresolved or (planned and bitmap is not None and not bitmap.inconsistent):
+                continue
+            if bitmap is None or bitmap.inconsistent or not bitmap.recording:
+                state = ("missing" if bitmap is None else
+                         "inconsistent" if bitmap.inconsistent else "disabled")
+                failed.append(f"bitmap '{listed}' in {name} is {state}; it must be recording")
+    return failed
+
+
+def _chain_failures(disk: Disk, chain: StorageSource, nodes: Nodes,
+                    backing: Mapping[str, str], roots: Sequence[str]) -> list[str]:
+    images = chain.images()
+    names = [effective_node(image) for image in images]
+    where = f"disk {disk.target}"
+    device = [root for root in roots if root in names]
+    if device and device[0] != names[0]:
+        return [f"{where}: the device runs on {device[0]}, the file says {names[0]}"]
+    for position, name in enumerate(names):
+        if name not in nodes:
+            return [f"{where}: node {name} of the file's chain is not in QEMU's graph"]
+        below = names[position + 1] if position + 1 < len(names) else None
+        if below is None and not images[-1].terminated:
+            break  # the file does not say what is below its last image
+        if backing.get(name) != below:
+            return [f"{where}: {name} is backed by {backing.get(name)} in QEMU, "
+                    f"the file says {below}"]
+    return []
+
+
+@dataclass(frozen=True)
+class Observed:
+    """A fresh look at QEMU: jobs, node graph, backing edges, device roots."""
+
+    jobs: Mapping[str, QemuJob]
+    nodes: Nodes
+    backing: Mapping[str, str]
+    roots: Sequence[str]
+
+
+def check_domain(doc: StatusDocument, seen: Observed, finished: set[str]) -> list[str]:
+    """The chains of the `finished` disks (a job of theirs ended) match QEMU; no disk
+    keeps a `<mirror>` without a job; every recorded job is known to QEMU."""
+    failed: list[str] = []
+    busy = {job.disk for job in doc.jobs}
+    for disk in doc.disks:
+        if disk.mirror_job is not None and disk.target not in busy and not seen.jobs:
+            failed.append(f"disk {disk.target} has a <mirror> but no job")
+        if disk.chain is None or disk.target in busy or disk.target not in finished:
+            continue
+        try:
+            failed += _chain_failures(disk, disk.chain, seen.nodes, seen.backing, seen.roots)
+        except ValueError as exc:  # an image without node names: cannot be compared
+            failed.append(f"disk {disk.target}: {exc}")
+    for job in doc.jobs:
+        if job.name not in seen.jobs and not is_unresolved_record(doc, job):
+            failed.append(f"job '{job.name}' is recorded but QEMU does not know it")
+    return failed

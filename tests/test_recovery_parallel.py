@@ -1,0 +1,153 @@
+"""`run_ordered`: a bounded number in flight, results and `done` calls in the order given."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from blockjob.cli import main
+from blockjob.recovery.parallel import DEFAULT_JOBS, file_key, run_ordered
+
+# Only keeps a broken implementation from hanging the suite; nothing here is timed.
+LIMIT = 30.0
+
+
+class Tracker:
+    """Counts calls in flight; `gate` holds each call until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most = 0
+        self.threads: dict[int, str] = {}
+
+    def enter(self, item: int) -> None:
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.threads[item] = threading.current_thread().name
+
+    def leave(self) -> None:
+        with self.lock:
+            self.running -= 1
+
+
+def test_results_and_done_keep_the_order_of_the_items_whatever_finishes_first() -> None:
+    # Item 0 waits until every other item has finished: the last to finish, reported first.
+    others_done = threading.Event()
+    finished: list[int] = []
+    lock = threading.Lock()
+
+    def work(item: int) -> str:
+        if item == 0:
+            assert others_done.wait(LIMIT), "the other items never finished"
+        with lock:
+            finished.append(item)
+            if len(finished) == 5:
+                others_done.set()
+        return f"r{item}"
+
+    reported: list[str] = []
+    results = run_ordered(list(range(6)), work, jobs=3, key=lambda item: item,
+                          done=reported.append)
+    assert finished[-1] == 0
+    assert results == reported == [f"r{item}" for item in range(6)]
+
+
+def test_at_most_jobs_run_at_once_and_that_many_do() -> None:
+    tracker = Tracker()
+    barrier = threading.Barrier(3, timeout=LIMIT)  # breaks unless 3 calls overlap
+
+    def work(item: int) -> int:
+        tracker.enter(item)
+        try:
+            if item < 3:
+                barrier.wait()
+            return item * 2
+        finally:
+            tracker.leave()
+
+    assert run_ordered(list(range(10)), work, jobs=3, key=lambda item: item) == [
+        item * 2 for item in range(10)]
+    assert tracker.most == 3
+
+
+def test_items_with_one_key_run_in_order_in_one_thread() -> None:
+    tracker = Tracker()
+    seen: list[int] = []
+
+    def work(item: int) -> int:
+        tracker.enter(item)
+        if item % 2 == 0:
+            seen.append(item)
+        tracker.leave()
+        return item
+
+    items = list(range(8))
+    assert run_ordered(items, work, jobs=4, key=lambda item: item % 2) == items
+    assert seen == [0, 2, 4, 6]
+    assert len({tracker.threads[item] for item in (0, 2, 4, 6)}) == 1
+
+
+def test_one_job_runs_in_the_calling_thread() -> None:
+    names: list[str] = []
+
+    def work(item: int) -> int:
+        names.append(threading.current_thread().name)
+        return item
+
+    assert run_ordered([1, 2, 3], work, jobs=1, key=lambda item: item) == [1, 2, 3]
+    assert names == [threading.current_thread().name] * 3
+
+
+def test_an_exception_stops_the_run_and_is_raised() -> None:
+    started: list[int] = []
+
+    def work(item: int) -> int:
+        started.append(item)
+        if item == 0:
+            raise RuntimeError("boom")
+        return item
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run_ordered(list(range(100)), work, jobs=2, key=lambda item: item)
+    assert len(started) < 100, "items not started when it failed were dropped"
+
+
+def test_jobs_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="at least 1"):
+        run_ordered([1], lambda item: item, jobs=0, key=lambda item: item)
+
+
+def test_file_key_is_one_for_every_name_of_a_file(tmp_path: Path) -> None:
+    real = tmp_path / "a.xml"
+    real.write_text("x")
+    (tmp_path / "link.xml").symlink_to(real)
+    (tmp_path / "hard.xml").hardlink_to(real)
+    other = tmp_path / "b.xml"
+    other.write_text("x")
+    keys = {file_key(path) for path in (real, tmp_path / "link.xml", tmp_path / "hard.xml")}
+    assert len(keys) == 1
+    assert file_key(other) not in keys
+    missing = tmp_path / "missing.xml"
+    assert file_key(missing) == file_key(tmp_path / "." / "missing.xml")
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "x", "1.5", ""])
+def test_recover_jobs_must_be_a_positive_integer(
+    value: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["recover", "--jobs", value, str(tmp_path)])
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert f"argument --jobs: expected a positive integer, got {value!r}" in err
+    assert "Traceback" not in err
+
+
+def test_recover_jobs_default_is_the_documented_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["recover", "--help"])
+    assert f"(default {DEFAULT_JOBS})" in " ".join(capsys.readouterr().out.split())

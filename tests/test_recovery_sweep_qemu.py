@@ -1,0 +1,125 @@
+"""Recovery killed before or after every QMP command and every save reaches, on the
+next run, exactly the end state of an uninterrupted run; one more run changes nothing.
+
+`make test` runs a representative subset; `make fuzz` every point of both flows.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from blockjob.demo.images import run_tool
+from blockjob.demo.lab import Lab
+from blockjob.recovery import recover
+from blockjob.recovery.execute import Probe
+from tests.support.qemu_fixtures import QEMU_MARKS, commit, started, wait_concluded
+
+pytestmark = QEMU_MARKS
+FLOWS = ("completed", "cancelled")
+
+
+class KilledError(BaseException):
+    """Stands for the recovery process dying (not an error recovery could catch)."""
+
+
+def _killer(point: int, seen: list[str]) -> Probe:
+    def probe(when: str, what: str) -> None:
+        seen.append(f"{when} {what}")
+        if len(seen) == point + 1:
+            raise KilledError(seen[-1])
+    return probe
+
+
+@contextmanager
+def _concluded(tmp_path: Path, flow: str) -> Iterator[Lab]:
+    with started(tmp_path) as tb:
+        commit(tb, speed=64 * 1024 if flow == "cancelled" else 0)
+        if flow == "cancelled":
+            with tb.connect() as monitor:
+                monitor.job_cancel("commit-vda-libvirt-2-format")
+        wait_concluded(tb)
+        yield tb
+
+
+def end_state(tb: Lab) -> dict[str, object]:
+    """Everything the reference compares: file (lab paths blanked), jobs, nodes with
+    read-only flags and bitmaps, and the on-disk bitmap flags of every image."""
+    with tb.connect() as monitor:
+        jobs = sorted(monitor.query_jobs())
+        nodes = {
+            name: (node.read_only, sorted(
+                (b.name, b.recording, b.count, b.inconsistent) for b in node.bitmaps))
+            for name, node in monitor.query_nodes().items() if not name.startswith("#")
+        }
+    text = tb.status_path.read_text()
+    for old, new in ((str(tb.directory), "DIR"), (tb.monitor_path, "MON")):
+        text = text.replace(old, new)
+    text = re.sub(r"pid='\d+'", "pid=''", text)
+    on_disk = {}
+    for image in ("top", "mid", "base"):
+        info = json.loads(run_tool(["qemu-img", "info", "-U", "--output=json",
+                                    str(tb.image("vda", image).path)]))
+        bitmaps = info.get("format-specific", {}).get("data", {}).get("bitmaps", [])
+        on_disk[image] = sorted((b["name"], tuple(b["flags"])) for b in bitmaps)
+    return {"file": text, "jobs": jobs, "nodes": nodes, "disk": on_disk}
+
+
+_REFERENCE: dict[str, tuple[dict[str, object], list[str]]] = {}
+
+
+def reference(tmp_path: Path, flow: str) -> tuple[dict[str, object], list[str]]:
+    """The end state of an uninterrupted run, and the points it passed."""
+    if flow not in _REFERENCE:
+        seen: list[str] = []
+        with _concluded(tmp_path / f"ref-{flow}", flow) as tb:
+            assert recover([tb.status_path], probe=lambda w, c: seen.append(f"{w} {c}")).ok
+            _REFERENCE[flow] = end_state(tb), seen
+    return _REFERENCE[flow]
+
+
+def sweep(tmp_path: Path, flow: str, point: int) -> None:
+    expected, points = reference(tmp_path, flow)
+    if point >= len(points):
+        pytest.skip(f"the {flow} flow has {len(points)} points")
+    with _concluded(tmp_path / "run", flow) as tb:
+        seen: list[str] = []
+        with pytest.raises(KilledError):
+            recover([tb.status_path], probe=_killer(point, seen))
+        assert recover([tb.status_path]).ok, f"rerun after kill at {seen[-1]}"
+        assert end_state(tb) == expected, f"killed at {seen[-1]}"
+        before = tb.status_path.read_bytes()
+        assert recover([tb.status_path]).ok
+        assert tb.status_path.read_bytes() == before
+        assert end_state(tb) == expected
+
+
+def test_reference_flows_pass_the_points_the_sweep_kills_at(tmp_path: Path) -> None:
+    for flow in FLOWS:
+        _, points = reference(tmp_path, flow)
+        assert "before save" in points and "after blockdev-reopen" in points
+
+
+# A few points of each flow: after the first save, inside the read-write window (after
+# reopen, after the transaction), after job-dismiss, between two blockdev-del, last save.
+@pytest.mark.parametrize(("flow", "point"), [
+    ("completed", 5), ("completed", 15), ("completed", 17), ("completed", 23),
+    ("completed", 29), ("completed", 33), ("cancelled", 15), ("cancelled", 17),
+    ("cancelled", 27), ("cancelled", 29),
+])
+def test_killed_at_a_point_converges(tmp_path: Path, flow: str, point: int) -> None:
+    sweep(tmp_path, flow, point)
+
+
+@pytest.mark.fuzz
+@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+@pytest.mark.parametrize("flow", FLOWS)
+@pytest.mark.parametrize("point", range(48))
+def test_killed_at_every_point_converges(tmp_path: Path, flow: str, point: int) -> None:
+    sweep(tmp_path, flow, point)
