@@ -109,7 +109,8 @@ def _each(labs: Sequence[Lab], action: Callable[[Lab], None]) -> None:
 
 
 _UUID = re.compile(r"<uuid>[^<]*</uuid>")
-_SCRATCH = re.compile(r"\.blockjob-[0-9a-f]+\.tmp")
+# The store's hidden files carry a hash of the domain's file name: scratch files and locks.
+_HIDDEN = re.compile(r"\.blockjob-[0-9a-f]{16}[.0-9a-z]*\.(tmp|lock)")
 
 
 def end_state(lab: Lab, report_lines: Sequence[str]) -> str:
@@ -137,7 +138,7 @@ def end_state(lab: Lab, report_lines: Sequence[str]) -> str:
         "report": [same(line) for line in report_lines],
         "qemu jobs": jobs,
         "qemu nodes": nodes,
-        "files": [_SCRATCH.sub(".blockjob-@.tmp", same(name)) for name in files],
+        "files": [_HIDDEN.sub(r".blockjob-@.\1", same(name)) for name in files],
     }
     return json.dumps(state, indent=1, sort_keys=True)
 
