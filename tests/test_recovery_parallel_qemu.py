@@ -33,19 +33,19 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> Templates:
 
 
 def _extras(root: Path, labs: list[Lab]) -> list[str]:
-    """Around the domains: a file without jobs, one that does not load, a domain whose
+    """Around the domains: a file without jobs (named for its domain), one that does not load, a domain whose
     QEMU is gone, and one status file named three times: as itself, through `..`, and
     through a symlink (which the store refuses to read)."""
     extra = root / "extra"
     extra.mkdir(exist_ok=True)
-    (extra / "idle.xml").write_bytes(document(None).dumps())
+    (extra / "lab1.xml").write_bytes(document(None).dumps())
     (extra / "broken.xml").write_bytes(b"<domstatus>\n<blockjobs>\n</domstatus>\n")
     (extra / "again.xml").unlink(missing_ok=True)
     (extra / "again.xml").symlink_to(labs[2].status_path)
     labs[1].qemu.kill()
     paths = [str(lab.status_path) for lab in labs]
     again = labs[2].directory / ".." / labs[2].directory.name / labs[2].status_path.name
-    return [str(extra / "idle.xml"), *paths[:3], str(extra / "broken.xml"), *paths[3:],
+    return [str(extra / "lab1.xml"), *paths[:3], str(extra / "broken.xml"), *paths[3:],
             str(again), str(extra / "again.xml")]
 
 
