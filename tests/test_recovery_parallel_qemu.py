@@ -33,9 +33,9 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> Templates:
 
 
 def _extras(root: Path, labs: list[Lab]) -> list[str]:
-    """Around the domains: a file without jobs (named for its domain), one that does not load, a domain whose
-    QEMU is gone, and one status file named three times: as itself, through `..`, and
-    through a symlink (which the store refuses to read)."""
+    """Around the domains: a file without jobs (named for its domain), one that does not
+    load, a domain whose QEMU is gone, and one status file named three times: as itself,
+    through `..`, and through a symlink (which the store refuses to read)."""
     extra = root / "extra"
     extra.mkdir(exist_ok=True)
     (extra / "lab1.xml").write_bytes(document(None).dumps())
