@@ -312,3 +312,16 @@ def test_scan_of_an_unreadable_directory_is_a_store_error_naming_it(tmp_path: Pa
         (tmp_path / "status").chmod(0o700)
     assert (result.returncode, result.stderr) == (0, "")
     assert result.stdout == f"{tmp_path / 'status'}: cannot load: Permission denied\n"
+
+
+def test_the_longest_domain_name_a_file_name_allows_is_owned_saved_and_scanned(
+    tmp_path: Path,
+) -> None:
+    # <name>.xml at NAME_MAX (255): lock and scratch names carry a hash, so they fit too.
+    name = "v" * (255 - len(".xml"))
+    store = StatusStore(tmp_path)
+    with store.owned(name) as owner:
+        owner.save(RawDocument(name, status_bytes(name)))
+    store.save(RawDocument(name, status_bytes(name, "again")))
+    assert store.scan().domains == [name]
+    assert sorted(os.listdir(tmp_path)) == [lock_name(name), f"{name}.xml"]
