@@ -10,7 +10,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from blockjob.errors import BlockJobError, StatusXMLError, UnsafeXMLError
+    from blockjob.errors import BlockJobError, InputError, StatusXMLError, UnsafeXMLError
     from blockjob.jobs.commit import CrashPoint, start_commit
     from blockjob.model import (
         BackupData,
@@ -50,6 +50,7 @@ __all__ = [
     "DomainBusyError",
     "DomainNameError",
     "DomainOwner",
+    "InputError",
     "JobChains",
     "JobState",
     "JobType",
@@ -74,7 +75,7 @@ __all__ = [
 _HOMES = {
     name: module
     for module, names in {
-        "blockjob.errors": ("BlockJobError", "StatusXMLError", "UnsafeXMLError"),
+        "blockjob.errors": ("BlockJobError", "InputError", "StatusXMLError", "UnsafeXMLError"),
         "blockjob.jobs.commit": ("CrashPoint", "start_commit"),
         "blockjob.model": ("BackupData", "BlockJob", "CommitData", "CopyData", "CreateData",
                            "JobChains", "JobState", "JobType", "PullData", "StorageSource"),

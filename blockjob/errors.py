@@ -22,3 +22,13 @@ class StatusXMLError(BlockJobError):
 
 class UnsafeXMLError(StatusXMLError):
     """The document uses a DTD, entities or another construct we refuse to parse."""
+
+
+class InputError(BlockJobError):
+    """A path that cannot be read as a status document: missing, unreadable, not a regular
+    file or larger than the size limit (see `blockjob.inputs`)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}:0: {message}")
+        self.path = path
+        self.message = message

@@ -1,4 +1,4 @@
-"""Which base bitmaps a commit disables and how they are finished (SPEC.md section 8)."""
+"""Which base bitmaps a commit disables and how they are finished (docs/format.md#bitmaps)."""
 
 from __future__ import annotations
 

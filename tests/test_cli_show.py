@@ -20,8 +20,9 @@ JOB_KEYS = {
 
 def test_show_json_has_exactly_the_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show", "--json", str(DATA / "every-type-in.xml")]) == 0
-    out = json.loads(capsys.readouterr().out)
-    assert set(out) == {"file", "domain", "active", "jobs"}
+    [out] = json.loads(capsys.readouterr().out)["documents"]
+    assert set(out) == {"file", "error", "domain", "active", "jobs"}
+    assert out["error"] is None
     assert out["domain"] == "golden" and out["active"] is True
     assert all(set(job) == JOB_KEYS for job in out["jobs"])
     commit = next(job for job in out["jobs"] if job["type"] == "commit")
@@ -43,6 +44,32 @@ def test_show_json_lists_invalid_jobs_with_problems(capsys: pytest.CaptureFixtur
     assert "block job without a name dropped (warning)" in captured.err
 
 
+@pytest.mark.parametrize("count", [1, 2])
+def test_show_json_has_one_shape_and_keeps_files_that_fail(
+    count: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "broken.xml"
+    broken.write_bytes(b"<domstatus>\n<blockjobs>\n")
+    files = [str(broken), str(DATA / "every-type-in.xml")][:count]
+    assert main(["show", "--json", *files]) == 2
+    documents = json.loads(capsys.readouterr().out)["documents"]
+    assert [doc["file"] for doc in documents] == files
+    assert all(set(doc) == {"file", "error", "domain", "active", "jobs"} for doc in documents)
+    assert documents[0]["error"]["line"] == 3
+    assert documents[0]["error"]["message"].startswith("not well-formed XML")
+    assert (documents[0]["domain"], documents[0]["active"], documents[0]["jobs"]) == (
+        None, None, [])
+    assert [doc["error"] for doc in documents[1:]] == [None] * (count - 1)
+
+
+def test_show_json_names_a_missing_file_without_a_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["show", "--json", str(tmp_path / "nope.xml")]) == 2
+    [doc] = json.loads(capsys.readouterr().out)["documents"]
+    assert doc["error"] == {"line": None, "message": "cannot open: No such file or directory"}
+
+
 def test_show_table_marks_invalid_jobs(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show", str(DATA / "invalid-jobs-in.xml")]) == 0
     out = capsys.readouterr().out
@@ -57,7 +84,7 @@ def test_show_reports_unloadable_files_and_goes_on(
     broken.write_bytes(b"<domstatus>\n<blockjobs>\n")
     code = main(["show", str(broken), str(DATA / "every-type-in.xml")])
     captured = capsys.readouterr()
-    assert code == 1
+    assert code == 2
     assert captured.err.startswith(f"{broken}:3: not well-formed XML")
     assert "Traceback" not in captured.err
     assert "domain golden" in captured.out
@@ -65,7 +92,7 @@ def test_show_reports_unloadable_files_and_goes_on(
 
 def test_missing_file_is_an_io_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["show", str(tmp_path / "nope.xml")]) == 2
-    assert f"{tmp_path / 'nope.xml'}:0: cannot read:" in capsys.readouterr().err
+    assert f"{tmp_path / 'nope.xml'}:0: cannot open: No such file" in capsys.readouterr().err
 
 
 def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
@@ -87,5 +114,5 @@ def test_roundtrip_refuses_duplicate_jobs(
         "name='broken-one'", "name='pull-vdc-libvirt-7-format'")
     path = tmp_path / "dup.xml"
     path.write_text(text)
-    assert main(["roundtrip", str(path)]) == 1
+    assert main(["roundtrip", str(path)]) == 2
     assert "duplicate block job name 'pull-vdc-libvirt-7-format'" in capsys.readouterr().err

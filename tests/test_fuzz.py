@@ -1,7 +1,8 @@
 """Byte-level mutation of real status files through the loader, the store, `show` and `validate`.
 
 The only outcomes allowed are success or the project's typed error (for the commands: an exit
-code of 0, 1 or 2 with no traceback). The normal test run fuzzes a modest number of cases;
+code of 0, 1 or 2 with no traceback). Whatever loads must dump, and the dump must load and
+dump to the same bytes. The normal test run fuzzes a modest number of cases;
 `make fuzz` sets BLOCKJOB_FUZZ_EXAMPLES=20000.
 """
 
@@ -100,8 +101,13 @@ def _loads_and_dumps(data: bytes) -> None:
     except BlockJobError:
         return
     _exercise(doc)
-    # What we write from anything we accepted must load again.
-    blockjob.loads(doc.dumps(), "fuzz-again.xml")
+    _dump_is_stable(doc)
+
+
+def _dump_is_stable(doc: blockjob.StatusDocument) -> None:
+    """What we write from anything we accepted loads again, and dumps to the same bytes."""
+    out = doc.dumps()
+    assert blockjob.loads(out, "fuzz-again.xml").dumps() == out
 
 
 @pytest.mark.fuzz
@@ -114,6 +120,17 @@ def test_fuzz_loader() -> None:
     b"<domstatus/>",
     b"<domstatus path='/x' type='unix'/>",
     b"<domstatus></domstatus>",
+    # A start tag spanning lines: lxml gives the line of its `>`, not of its `<`.
+    b"<domstatus>\n<blockjobs active='no'\n x='a\nb'>\n</blockjobs>\n</domstatus>\n",
+    b"<domstatus>\n  <blockjobs\n    active='yes'\n  >\n  </blockjobs>\n</domstatus>\n",
+    b"<domstatus>\n<disk\ndst='vda'/><blockjobs active='no'/></domstatus>",
+    # A namesake in a comment, CDATA section or processing instruction on the same line.
+    b"<domstatus><!-- <blockjobs> --><blockjobs\nactive='no'/></domstatus>",
+    b"<domstatus><?pi <blockjobs ?><blockjobs active='no'/></domstatus>",
+    b"<domstatus><x><![CDATA[<blockjobs>]]></x><blockjobs active='no'/></domstatus>",
+    b"<domstatus><!-- <? --><blockjobs active='no'/></domstatus>",
+    # A longer name that starts the same, before the real one on its line.
+    b"<domstatus><blockjobsx/><blockjobs\tactive='no'/></domstatus>",
 ])
 def test_found_by_fuzzing(data: bytes) -> None:
     _loads_and_dumps(data)
@@ -128,6 +145,7 @@ def test_fuzz_store_load_all(tmp_path: Path) -> None:
         report = store.load_all()  # must not raise: a bad file is a failure entry
         assert len(report.documents) + len(report.failures) == 1
         if report.documents:
+            _dump_is_stable(report.documents["seed"])
             store.save(report.documents["seed"])
 
     _fuzz(load_all)
@@ -143,7 +161,7 @@ def _run(argv: list[str]) -> tuple[int, str]:
 
 
 @pytest.mark.fuzz
-@pytest.mark.parametrize("command", ["show", "validate"])
+@pytest.mark.parametrize("command", ["show", "validate", "roundtrip"])
 def test_fuzz_command(tmp_path: Path, command: str) -> None:
     path = tmp_path / "fuzz.xml"
 
@@ -157,3 +175,14 @@ def test_fuzz_command(tmp_path: Path, command: str) -> None:
 
     run_command.__name__ = f"blockjob {command}"
     _fuzz(run_command)
+
+
+def test_multi_line_blockjobs_start_tag_of_a_real_file_dumps_after_a_change() -> None:
+    """Found by fuzzing real files: the document loaded, then `dumps()` raised ValueError."""
+    data = SEEDS[-1].replace(b"<blockjobs active=", b"<blockjobs\n  active=", 1)
+    assert data != SEEDS[-1]
+    doc = blockjob.loads(data, "multi-line.xml")
+    for job in doc.jobs:
+        doc.remove_job(job.name)
+    _dump_is_stable(doc)
+    assert b"<blockjobs\n" not in doc.dumps()

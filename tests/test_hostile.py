@@ -218,12 +218,12 @@ def test_parser_and_loader_refuse_with_a_typed_error(
 
 
 @pytest.mark.parametrize("command", COMMANDS)
-def test_commands_exit_1_with_file_line_message(
+def test_commands_exit_2_with_file_line_message(
     tmp_path: Path, server_url: str, command: str
 ) -> None:
     path, _ = _write(tmp_path, "xxe-file", REFUSED["xxe-file"], server_url)
     code, out, err = _run_commands(path)[command]
-    assert (code, out) == (1, "")
+    assert (code, out) == (2, "")
     assert re.fullmatch(rf"{re.escape(str(path))}:1: document type declarations .*\n", err)
 
 
@@ -233,7 +233,7 @@ def test_commands_refuse_within_memory_and_time_caps(
 ) -> None:
     path, _ = _write(tmp_path, name, REFUSED[name], server_url)
     for command, (code, out, err) in _run_commands(path).items():
-        assert code in (1, 2), f"{command}: {code}"
+        assert code == 2, f"{command}: {code}"
         assert err.startswith(f"{path}:"), f"{command}: {err!r}"
         assert re.match(rf"{re.escape(str(path))}:\d+: ", err), err
         assert "Traceback" not in err

@@ -19,8 +19,8 @@ from blockjob import (
     JobType,
     PullData,
 )
-from blockjob.statusxml.sources import file_image
 from tests.support.docs import jobs
+from tests.support.images import file_image
 
 # XML 1.0 cannot carry control characters; attribute values also lose TAB/LF/CR
 # to normalisation, and text loses CR, so those stay out of generated strings.

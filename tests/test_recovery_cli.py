@@ -16,7 +16,7 @@ from tests.test_recovery_plan import document
 def test_missing_path_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope.xml"
     assert main(["recover", str(missing)]) == 2
-    assert capsys.readouterr().err == f"{missing}:0: no such file or directory\n"
+    assert capsys.readouterr().err == f"{missing}:0: cannot open: No such file or directory\n"
 
 
 def test_file_without_jobs_needs_no_qemu(
@@ -28,15 +28,17 @@ def test_file_without_jobs_needs_no_qemu(
     assert capsys.readouterr().out == f"lab1 ({path}): reconciled\n  no block jobs\n"
 
 
-def test_unloadable_file_needs_attention_and_says_where(
+def test_unloadable_file_is_unusable_input_and_says_where(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     good = tmp_path / "lab1.xml"
     good.write_bytes(document(None).dumps())
     bad = tmp_path / "lab2.xml"
     bad.write_bytes(b"<domstatus>\n<blockjobs>\n</domstatus>\n")
-    assert main(["recover", "--json", str(tmp_path)]) == 1
-    result = json.loads(capsys.readouterr().out)
+    assert main(["recover", "--json", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"{bad}:3: not well-formed XML")
+    result = json.loads(captured.out)
     assert result["ok"] is False
     assert [d["status"] for d in result["domains"]] == ["reconciled", "attention"]
     assert result["domains"][1]["error"].startswith(f"{bad}:3: ")

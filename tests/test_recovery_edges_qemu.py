@@ -31,6 +31,7 @@ from tests.support.qemu_fixtures import (
     base_bitmaps,
     commit,
     counts,
+    crash_qemu_and_restart,
     job_status,
     started,
     wait_concluded,
@@ -219,7 +220,7 @@ def test_bitmaps_made_inconsistent_by_a_qemu_crash_are_reported_on_every_run(
     removed, so recovery keeps reporting them until an operator acknowledges them."""
     with started(tmp_path) as tb:
         commit(tb, speed=CRAWL)
-        tb.crash_qemu_and_restart()
+        crash_qemu_and_restart(tb)
         assert base_bitmaps(tb)["chk1"].inconsistent
         expected = [
             "bitmap 'chk1' in libvirt-3-format is inconsistent; it can only be removed",

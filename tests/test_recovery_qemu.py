@@ -149,7 +149,8 @@ def test_completed_commit_is_finished_and_stored_in_the_image(tmp_path: Path) ->
         with tb.connect() as monitor:
             monitor.execute("quit")
         tb.stop()
-        base = tb.image("vda", "base").path
+        [base] = [image.path for disk in tb.disks for image in disk.images
+                  if image.path.stem == "base"]
         info = json.loads(run_tool(["qemu-img", "info", "--output=json", str(base)]))
     stored = {b["name"]: b["flags"] for b in info["format-specific"]["data"]["bitmaps"]}
     # Re-enabled and merged with base writable: QEMU stored them as recording ("auto").

@@ -19,7 +19,13 @@ from blockjob.demo.images import run_tool
 from blockjob.demo.lab import Lab
 from blockjob.recovery import recover
 from blockjob.recovery.execute import Probe
-from tests.support.qemu_fixtures import QEMU_MARKS, commit, started, wait_concluded
+from tests.support.qemu_fixtures import (
+    QEMU_MARKS,
+    commit,
+    image_path,
+    started,
+    wait_concluded,
+)
 
 pytestmark = QEMU_MARKS
 FLOWS = ("completed", "cancelled")
@@ -65,7 +71,7 @@ def end_state(tb: Lab) -> dict[str, object]:
     on_disk = {}
     for image in ("top", "mid", "base"):
         info = json.loads(run_tool(["qemu-img", "info", "-U", "--output=json",
-                                    str(tb.image("vda", image).path)]))
+                                    str(image_path(tb, "vda", image))]))
         bitmaps = info.get("format-specific", {}).get("data", {}).get("bitmaps", [])
         on_disk[image] = sorted((b["name"], tuple(b["flags"])) for b in bitmaps)
     return {"file": text, "jobs": jobs, "nodes": nodes, "disk": on_disk}

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 import blockjob
-from blockjob.store import status_store as store_module
 from blockjob.store.status_store import DomainNameError, StatusStore, StoreError
 from tests.test_store_support import (
     RawDocument,
@@ -132,11 +131,10 @@ def test_load_does_not_block_on_a_fifo(tmp_path: Path) -> None:
         StatusStore(tmp_path).load("vm1")
 
 
-def test_load_refuses_an_oversized_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_load_refuses_an_oversized_file(tmp_path: Path) -> None:
     (tmp_path / "vm1.xml").write_bytes(status_bytes("vm1"))
-    monkeypatch.setattr(store_module, "MAX_FILE_BYTES", 100)
     with pytest.raises(StoreError, match="larger than 100"):
-        StatusStore(tmp_path).load("vm1")
+        StatusStore(tmp_path, max_bytes=100).load("vm1")
 
 
 # load_all -------------------------------------------------------------------

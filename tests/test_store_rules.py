@@ -82,13 +82,15 @@ def test_other_names_are_ignored_and_left_alone(tmp_path: Path, sweep: Scan) -> 
 
 
 @BOTH
-def test_an_oversized_file_is_quarantined(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sweep: Scan
-) -> None:
-    monkeypatch.setattr(store_module, "MAX_FILE_BYTES", 100)
-    (tmp_path / "big.xml").write_bytes(status_bytes("big"))
-    _, [failure] = sweep(StatusStore(tmp_path))
-    assert "larger than 100" in failure.reason and failure.quarantined is not None
+def test_an_oversized_file_is_quarantined(tmp_path: Path, sweep: Scan) -> None:
+    (tmp_path / "big.xml").write_bytes(status_bytes("big", "x" * 1000))
+    (tmp_path / "small.xml").write_bytes(status_bytes("small"))
+    domains, [failure] = sweep(StatusStore(tmp_path, max_bytes=len(status_bytes("small"))))
+    assert domains == ["small"]
+    assert failure.path.name == "big.xml" and failure.quarantined is not None
+    limit = len(status_bytes("small"))
+    assert failure.reason == f"{len(status_bytes('big', 'x' * 1000))} bytes, larger than " \
+        f"{limit}, the size limit"
 
 
 @BOTH

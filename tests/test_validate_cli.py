@@ -56,16 +56,16 @@ def test_one_schema(schema: str, capsys: pytest.CaptureFixture[str]) -> None:
 def test_missing_file_exits_2(valid: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["validate", str(INVALID_DOC), "/nonexistent/x.xml"]) == 2
     err = capsys.readouterr().err
-    assert "/nonexistent/x.xml:0: cannot read: No such file or directory" in err
+    assert "/nonexistent/x.xml:0: cannot open: No such file or directory" in err
 
 
 @pytest.mark.parametrize(
     ("content", "expected", "code"),
     [
         (b"<domstatus>\n  <blockjobs active='no'>\n</domstatus>\n", ":3: not well-formed XML", 2),
-        # Refused for safety: rejected (1), as by the loader and the other commands.
+        # Refused for safety: unusable input (2), as in every command.
         (b"<!DOCTYPE d [<!ENTITY e 'x'>]>\n<domstatus>&e;</domstatus>\n",
-         ":1: document type declarations", 1),
+         ":1: document type declarations", 2),
     ],
     ids=["not-well-formed", "doctype"],
 )
@@ -92,7 +92,7 @@ def test_json_one_object_per_file(valid: Path, capsys: pytest.CaptureFixture[str
     assert problem["path"] == "/domstatus/blockjobs/blockjob/topparent"
     assert third == {
         "file": "/nonexistent", "valid": None,
-        "error": "/nonexistent:0: cannot read: No such file or directory",
+        "error": "/nonexistent:0: cannot open: No such file or directory",
     }
 
 

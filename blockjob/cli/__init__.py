@@ -1,6 +1,7 @@
-"""`blockjob` command line: one module per subcommand, xmllint-style exit codes.
+"""`blockjob` command line: one module per subcommand, one table of exit codes.
 
-Exit codes: 0 ok, 1 a document was rejected (or needs attention), 2 usage or I/O error.
+Exit codes (`blockjob.cli.common`): 0 ok, 1 a document was read and is invalid or needs
+attention, 2 bad usage or an input that cannot be used, 130 interrupted.
 Errors go to stderr as `FILE:LINE: message`, never as a traceback.
 """
 
@@ -11,7 +12,7 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-from blockjob.cli.common import EXIT_OK, EXIT_USAGE
+from blockjob.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_UNUSABLE
 
 # Subcommand -> its one-line help. `blockjob.cli.<name>` defines `configure(parser)` and
 # `run(args) -> int`; only the chosen one is imported, so that a command does not pay for
@@ -29,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         self.print_usage(sys.stderr)
         sys.stderr.write(f"{self.prog}: error: {message}\n")
-        raise SystemExit(EXIT_USAGE)
+        raise SystemExit(EXIT_UNUSABLE)
 
 
 def _chosen(argv: Sequence[str]) -> str | None:
@@ -54,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
     return code

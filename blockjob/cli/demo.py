@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from blockjob.cli.common import EXIT_UNUSABLE
 from blockjob.demo import run_demo
 from blockjob.demo.signals import Stopped
 from blockjob.errors import BlockJobError
@@ -22,5 +23,6 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"demo: {stop}; QEMU stopped, temporary files removed\n")
         return 128 + stop.signum
     except (BlockJobError, OSError, TimeoutError) as exc:
+        # The demo could not run at all (no QEMU, a failing qemu-img, no temporary space).
         sys.stderr.write(f"demo: {exc}\n")
-        return 2
+        return EXIT_UNUSABLE

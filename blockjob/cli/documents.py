@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
-from blockjob.cli.common import EXIT_REJECTED, EXIT_USAGE, error
-from blockjob.errors import StatusXMLError
-from blockjob.statusxml.document import StatusDocument, load
+from blockjob.cli.common import EXIT_UNUSABLE, error
+from blockjob.errors import InputError, StatusXMLError
+from blockjob.inputs import MAX_INPUT_BYTES, display_name, read_input
+from blockjob.statusxml.document import StatusDocument, loads
+
+LoadError = InputError | StatusXMLError
 
 
-def load_document(path: str) -> StatusDocument | int:
-    """The document, or the exit code after reporting `FILE:LINE: message` on stderr."""
+def try_load(path: str, max_bytes: int = MAX_INPUT_BYTES) -> StatusDocument | LoadError:
+    """The document (`-` is standard input) with its warnings reported on stderr, or the
+    error that kept it from loading, reported there as `FILE:LINE: message`."""
     try:
-        doc = load(path)
-    except StatusXMLError as exc:
+        doc = loads(read_input(path, max_bytes=max_bytes), display_name(path))
+    except (InputError, StatusXMLError) as exc:
         error(str(exc))
-        return EXIT_REJECTED
-    except OSError as exc:
-        error(f"{path}:0: cannot read: {exc.strerror or exc}")
-        return EXIT_USAGE
+        return exc
     for warning in doc.warnings:
         error(f"{warning} (warning)")
     return doc
+
+
+def load_document(path: str, max_bytes: int = MAX_INPUT_BYTES) -> StatusDocument | int:
+    """The document, or the exit code after reporting why it cannot be loaded."""
+    doc = try_load(path, max_bytes)
+    return doc if isinstance(doc, StatusDocument) else EXIT_UNUSABLE

@@ -6,9 +6,10 @@ import argparse
 import json
 import math
 import sys
-from pathlib import Path
 
-from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
+from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE, add_max_size, error
+from blockjob.errors import InputError
+from blockjob.inputs import STDIN, display_name
 from blockjob.qemu.monitor import GREETING_WAIT
 from blockjob.recovery import DomainReport, recover
 from blockjob.recovery.parallel import DEFAULT_JOBS
@@ -31,6 +32,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(reported once more, then no longer recorded)")
     parser.add_argument("--jobs", type=_jobs, default=DEFAULT_JOBS, metavar="N",
                         help=f"domains recovered at once (default {DEFAULT_JOBS})")
+    add_max_size(parser)
 
 
 def _seconds(text: str) -> float:
@@ -60,20 +62,27 @@ def _progress(domain: DomainReport) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    missing = [path for path in args.paths if not Path(path).exists()]
-    for path in missing:
-        sys.stderr.write(f"{path}:0: no such file or directory\n")
-    if missing:
-        return EXIT_USAGE
-    report = recover(
-        args.paths, dry_run=args.dry_run, timeout=args.timeout, jobs=args.jobs,
-        connect_timeout=args.connect_timeout, acknowledge=args.acknowledge,
-        progress=_progress if sys.stderr.isatty() else None,
-    )
+    if STDIN in args.paths:  # recovery saves what it changes back to the file
+        error(f"{display_name(STDIN)}:0: recover needs status files, not standard input")
+        return EXIT_UNUSABLE
+    try:
+        report = recover(
+            args.paths, dry_run=args.dry_run, timeout=args.timeout, max_bytes=args.max_size,
+            jobs=args.jobs, connect_timeout=args.connect_timeout, acknowledge=args.acknowledge,
+            progress=_progress if sys.stderr.isatty() else None,
+        )
+    except InputError as exc:  # a named path or directory that cannot be looked at
+        error(str(exc))
+        return EXIT_UNUSABLE
     if args.json:
         json.dump(report.to_json(), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         for domain in report.domains:
             sys.stdout.write("\n".join(domain.lines()) + "\n")
+    for domain in report.domains:
+        if domain.unusable:
+            error(str(domain.error))
+    if report.unusable_input:
+        return EXIT_UNUSABLE
     return EXIT_OK if report.ok else EXIT_REJECTED

@@ -1,4 +1,10 @@
-"""`blockjob show [--json] FILE...`: the jobs of status files, as a table or as JSON."""
+"""`blockjob show [--json] FILE...`: the jobs of status files, as a table or as JSON.
+
+`--json` prints one object, `{"documents": [...]}`, with one entry per FILE in order, whatever
+their number: `file`, `error` (None, or `{"line", "message"}` when the file could not be
+loaded), `domain`, `active` and `jobs` (empty, and domain and active None, for a file that
+could not be loaded).
+"""
 
 from __future__ import annotations
 
@@ -7,15 +13,20 @@ import json
 import sys
 from typing import Any
 
-from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, error
-from blockjob.cli.documents import load_document
+from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE, add_max_size, error
+from blockjob.cli.documents import LoadError, try_load
+from blockjob.errors import StatusXMLError
+from blockjob.inputs import display_name
+from blockjob.statusxml.document import StatusDocument
 from blockjob.statusxml.mirrors import mirror_problems
 from blockjob.statusxml.summary import document_summary
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("files", nargs="+", metavar="FILE", help="libvirt status XML files")
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="libvirt status XML files (`-`: standard input)")
+    add_max_size(parser)
 
 
 def _details(job: dict[str, Any]) -> str:
@@ -49,23 +60,29 @@ def _table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _entry(path: str, loaded: StatusDocument | LoadError) -> dict[str, Any]:
+    if isinstance(loaded, StatusDocument):
+        summary = document_summary(loaded)
+        return {"file": summary["file"], "error": None, **summary}
+    line = loaded.line if isinstance(loaded, StatusXMLError) else None
+    return {"file": display_name(path), "error": {"line": line, "message": loaded.message},
+            "domain": None, "active": None, "jobs": []}
+
+
 def run(args: argparse.Namespace) -> int:
-    code = EXIT_OK
-    summaries = []
-    for path in args.files:
-        doc = load_document(path)
-        if isinstance(doc, int):
-            code = max(code, doc)
+    loaded = [(path, try_load(path, args.max_size)) for path in args.files]
+    code = EXIT_OK if all(isinstance(doc, StatusDocument) for _, doc in loaded) else EXIT_UNUSABLE
+    for path, doc in loaded:
+        if not isinstance(doc, StatusDocument):
             continue
-        for problem in mirror_problems(doc.disks, path):
-            error(problem)
+        for problem in mirror_problems(doc.disks, display_name(path)):
+            error(problem)  # a <mirror> libvirt 9.0 cannot load: the domain would be lost
             code = max(code, EXIT_REJECTED)
-        summaries.append(document_summary(doc))
     if args.json:
-        out: Any = summaries[0] if len(args.files) == 1 and summaries else {"documents": summaries}
-        if summaries or len(args.files) > 1:
-            json.dump(out, sys.stdout, indent=2)
-            sys.stdout.write("\n")
+        entries = [_entry(path, doc) for path, doc in loaded]
+        json.dump({"documents": entries}, sys.stdout, indent=2)
+        sys.stdout.write("\n")
     else:
-        sys.stdout.write("".join(_table(summary) + "\n" for summary in summaries))
+        sys.stdout.write("".join(_table(document_summary(doc)) + "\n"
+                                 for _, doc in loaded if isinstance(doc, StatusDocument)))
     return code

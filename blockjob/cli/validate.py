@@ -1,7 +1,8 @@
 """`blockjob validate [--schema rng|xsd|both] [--json] FILE...`: check status XML against
-the project's schemas, xmllint style.
+the project's schemas.
 
-Exit 0 when every file is valid, 1 when any is invalid, 2 when any cannot be read or parsed.
+Exit 0 when every file is valid, 1 when any is invalid, 2 when any cannot be used: not
+readable under the input policy, not well-formed, or refused for safety (DOCTYPE, entities).
 Problems go to stderr as `FILE:LINE: PATH: message`, a verdict per file to stdout;
 with --json stdout gets one JSON object per file and nothing else is printed.
 """
@@ -12,48 +13,50 @@ import argparse
 import json
 import sys
 
-from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_USAGE
-from blockjob.errors import StatusXMLError, UnsafeXMLError
-from blockjob.validation.check import validate_file
+from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE, add_max_size
+from blockjob.errors import InputError, StatusXMLError
+from blockjob.inputs import display_name, read_input
+from blockjob.validation.check import validate_bytes
 
 _ENGINES = {"rng": ("rng",), "xsd": ("xsd",), "both": ("rng", "xsd")}
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("files", nargs="+", metavar="FILE", help="status XML file")
+    parser.add_argument("files", nargs="+", metavar="FILE",
+                        help="status XML file (`-`: standard input)")
     parser.add_argument(
         "--schema", choices=sorted(_ENGINES), default="both",
         help="which schema language to check (default: both, which must agree)",
     )
     parser.add_argument("--json", action="store_true", help="one JSON object per file")
+    add_max_size(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     engines = _ENGINES[args.schema]
     worst = EXIT_OK
     for filename in args.files:
-        worst = max(worst, _one(filename, engines, as_json=args.json))
+        worst = max(worst, _one(filename, engines, args.max_size, as_json=args.json))
     return worst
 
 
-def _one(filename: str, engines: tuple[str, ...], *, as_json: bool) -> int:
+def _one(filename: str, engines: tuple[str, ...], max_bytes: int, *, as_json: bool) -> int:
     try:
-        report = validate_file(filename, engines)
-    except StatusXMLError as exc:
+        data = read_input(filename, max_bytes=max_bytes)
+        report = validate_bytes(data, display_name(filename), engines)
+    except (InputError, StatusXMLError) as exc:
         if as_json:
-            _emit({"file": filename, "valid": None, "error": str(exc)})
+            _emit({"file": display_name(filename), "valid": None, "error": str(exc)})
         else:
             print(exc, file=sys.stderr)
-        # A document refused for safety (DTD, entities) is rejected like any other
-        # document, as the loader and the other commands do; unreadable input is usage.
-        return EXIT_REJECTED if isinstance(exc, UnsafeXMLError) else EXIT_USAGE
+        return EXIT_UNUSABLE
     if as_json:
         _emit(report.as_json())
     else:
         for problem in report.problems:
-            print(problem.format(filename), file=sys.stderr)
+            print(problem.format(report.filename), file=sys.stderr)
         verdicts = ", ".join(f"{name} {_word(ok)}" for name, ok in report.verdicts.items())
-        print(f"{filename}: {_word(report.valid)} ({verdicts})")
+        print(f"{report.filename}: {_word(report.valid)} ({verdicts})")
     return EXIT_OK if report.valid else EXIT_REJECTED
 
 

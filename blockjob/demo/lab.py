@@ -28,10 +28,8 @@ class Lab:
     """Images in `directory`, one QEMU using them, and `<name>.xml` describing it.
 
     Node indexes are numbered from 1 down each disk's chain, continuing across disks.
-    Use as a context manager so QEMU is reaped even when a test fails.
+    Use as a context manager so QEMU is reaped however the caller ends.
     """
-
-    __test__ = False  # not a pytest test class, despite the name
 
     def __init__(
         self, directory: Path, disks: Sequence[DiskSpec], *, name: str = "lab1",
@@ -62,11 +60,12 @@ class Lab:
             index += len(images)
             chains.append(DiskChain(spec.target, images))
         self.disks = tuple(chains)
-        self._launch()
+        self.launch()
         pid = self.qemu.pid or 0
         self.status_path.write_bytes(domstatus_xml(self.name, self.monitor_path, pid, chains))
 
-    def _launch(self) -> None:
+    def launch(self) -> None:
+        """Start `self.qemu` and attach every disk's chain to it."""
         self.qemu.start()
         with self.connect() as monitor:
             for spec, disk in zip(self._specs, self.disks, strict=True):
@@ -74,27 +73,8 @@ class Lab:
                 if self.devices:
                     add_device(monitor, disk.target, disk.images[0])
 
-    def crash_qemu_and_restart(self) -> None:
-        """SIGKILL QEMU and start a new one on the same images (a QEMU crash, then the
-        domain started again); the status file is pointed at the new monitor."""
-        old = self.monitor_path.encode()
-        self.qemu.kill()
-        self.qemu.stop()
-        self.qemu = QemuProcess(self.directory / f"{self.name}-qemu.log", devices=self.devices)
-        self._launch()
-        data = self.status_path.read_bytes()
-        self.status_path.write_bytes(data.replace(old, self.monitor_path.encode()))
-
     def connect(self) -> Monitor:
         return self.qemu.connect()
-
-    def image(self, target: str, name: str) -> AttachedImage:
-        """The attached image `name` (file stem) of disk `target`."""
-        for disk in self.disks:
-            for image in disk.images:
-                if disk.target == target and image.path.stem == name:
-                    return image
-        raise KeyError(f"{target}/{name}")
 
     def stop(self) -> None:
         self.qemu.stop()

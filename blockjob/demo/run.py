@@ -17,7 +17,7 @@ from blockjob.demo.lab import DiskSpec, Lab
 from blockjob.demo.picture import ShownImage, render, rows
 from blockjob.demo.signals import stopping_on_signals
 from blockjob.jobs.commit import start_commit
-from blockjob.qemu.monitor import Monitor
+from blockjob.qemu.monitor import CONCLUDED, Monitor
 from blockjob.recovery import recover
 from blockjob.statusxml.document import StatusDocument, load
 from blockjob.store.status_store import StatusStore
@@ -32,7 +32,7 @@ def _wait_concluded(monitor: Monitor, job: str) -> None:
     deadline = time.monotonic() + WAIT_SECONDS
     while time.monotonic() < deadline:
         found = monitor.query_jobs().get(job)
-        if found is None or found.status == "concluded":
+        if found is None or found.status == CONCLUDED:
             return
         time.sleep(0.05)
     raise TimeoutError(f"job {job} did not conclude within {WAIT_SECONDS:g} s")

@@ -1,4 +1,4 @@
-"""Starting a block commit the crash-safe way (libvirt 6.2's flow, SPEC.md section 8).
+"""Starting a block commit the crash-safe way (libvirt 6.2's flow, docs/format.md#bitmaps).
 
 The status file is written before QEMU is touched, so that whatever happens after,
 recovery finds the list of base bitmaps it has to re-enable. The caller owns the domain

@@ -1,4 +1,4 @@
-"""Which base bitmaps a commit disables, and how they are finished (SPEC.md section 8).
+"""Which base bitmaps a commit disables, and how they are finished (docs/format.md#bitmaps).
 
 Pure decisions over a `query-named-block-nodes` snapshot; QEMU is not touched here.
 Chains are lists of node names from the commit's `top` down to the bottom image.

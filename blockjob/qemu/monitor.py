@@ -29,8 +29,8 @@ logging.getLogger("qemu.qmp").propagate = False
 
 _T = TypeVar("_T")
 
-# QEMU job statuses (QAPI JobStatus) that mean the job no longer does work.
-FINISHED_STATUSES = frozenset({"concluded", "null"})
+# The QEMU job status (QAPI JobStatus) of a job that has ended and waits for `job-dismiss`.
+CONCLUDED = "concluded"
 # How long a client waits for a QMP greeting: QEMU serves one client at a time, and a
 # socket held by another client accepts the connection but stays silent. Long enough
 # to ride out another tool's short query, short enough to report a held monitor.
@@ -266,7 +266,7 @@ class Monitor:
         # QEMU 7.2 segfaults on `query-named-block-nodes` while a concluded block-stream
         # job is not dismissed (README section `recovery`); the graph queries wait for it.
         unsafe = [job.id for job in self.query_jobs().values()
-                  if job.type == "stream" and job.status == "concluded"]
+                  if job.type == "stream" and job.status == CONCLUDED]
         if unsafe:
             raise UnsafeQueryError(
                 f"{self.path}: {command} not sent: block-stream job '{unsafe[0]}' is "
@@ -312,7 +312,6 @@ class Monitor:
         device: str,
         base_node: str,
         top_node: str | None = None,
-        backing_file: str | None = None,
         speed: int = 0,
         auto_finalize: bool = True,
     ) -> None:
@@ -326,8 +325,6 @@ class Monitor:
         }
         if top_node is not None:
             arguments["top-node"] = top_node
-        if backing_file is not None:
-            arguments["backing-file"] = backing_file
         if speed:
             arguments["speed"] = speed
         self.execute("block-commit", arguments)

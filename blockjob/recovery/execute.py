@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 
 from blockjob.model import BlockJob, CommitData, JobState, JobType
 from blockjob.qemu.bitmaps import finish_actions, unusable
-from blockjob.qemu.monitor import Monitor
+from blockjob.qemu.monitor import CONCLUDED, Monitor
 from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, transaction_on
 from blockjob.recovery.steps import (
@@ -81,7 +81,7 @@ def _cancel(ctx: Context, step: Cancel) -> None:
     deadline = time.monotonic() + CANCEL_WAIT_SECONDS
     while time.monotonic() < deadline:
         qjob = ctx.monitor.query_jobs().get(step.job)
-        if qjob is None or qjob.status == "concluded":
+        if qjob is None or qjob.status == CONCLUDED:
             return
         time.sleep(0.02)
     ctx.problems.append(

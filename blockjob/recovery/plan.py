@@ -1,11 +1,11 @@
 """What to do with each recorded job, given what QEMU says about it now.
 
 The rules (README section `recovery` has them as a table) follow libvirt's
-reconnect handling and, for commits that disabled base bitmaps, libvirt 6.2's
-finishing steps. Unlike libvirt, a job QEMU never started or already forgot still
-gets its bitmaps re-enabled, a QEMU job of another type than recorded is left alone,
-and a copy or active commit that QEMU finished while the daemon was away is finished
-the way QEMU's device says it ended (pivoted or not).
+reconnect handling (docs/format.md#reconnect) and, for commits that disabled base
+bitmaps, libvirt 6.2's finishing steps (docs/format.md#bitmaps). Unlike libvirt, a job
+QEMU never started or already forgot still gets its bitmaps re-enabled, a QEMU job of
+another type than recorded is left alone, and a copy or active commit that QEMU finished
+while the daemon was away is finished the way QEMU's device says it ended (pivoted or not).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from blockjob.model import BlockJob, JobState, JobType, PullData, StorageSource
-from blockjob.qemu.monitor import QemuJob
+from blockjob.qemu.monitor import CONCLUDED, QemuJob
 from blockjob.qemu.nodes import effective_node, images_between, same_image, without
 from blockjob.recovery.steps import (
     Cancel,
@@ -75,7 +75,7 @@ _Planner = Callable[[Decision, list[Step], str | None], JobPlan]
 
 def _outcome(job: BlockJob, qjob: QemuJob | None) -> JobState | None:
     """How the job ended: from QEMU if it still reports it, else as recorded."""
-    if qjob is None or qjob.status != "concluded":
+    if qjob is None or qjob.status != CONCLUDED:
         recorded = job.newstate if job.newstate in OUTCOMES else job.state
         return recorded if recorded in OUTCOMES else None
     if job.state is JobState.ABORTING or qjob.error == CANCELLED_ERROR:
@@ -261,7 +261,7 @@ def plan_job(
         return plan(Decision.FOREIGN, [], f"QEMU's job '{job.name}' is a {qjob.type} job, "
                     f"the file records a {job.brokentype or job.type} ({expected}) job")
     if job.invalid or job.type is JobType.BROKEN:
-        cancel: list[Step] = [Cancel(job.name)] if status not in (None, "concluded") else []
+        cancel: list[Step] = [Cancel(job.name)] if status not in (None, CONCLUDED) else []
         steps = [*cancel, *_dismiss(job, qjob), *_reenable(doc, job), _drop(doc, job)]
         return plan(Decision.INVALID, steps, "; ".join(job.problems) or "invalid job data")
     if qjob is None and is_unresolved_record(doc, job):
@@ -269,7 +269,7 @@ def plan_job(
     if status == "pending":
         return plan(Decision.FINALIZE, [Finalize(job.name)])
     outcome = _outcome(job, qjob)
-    if status not in (None, "concluded"):
+    if status not in (None, CONCLUDED):
         return plan(Decision.ADOPT, _adopt(doc, job, qjob) if qjob is not None else [])
     if outcome is JobState.COMPLETED:
         return plan(Decision.COMPLETED, _completed(doc, job, qjob))

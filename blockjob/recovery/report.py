@@ -40,6 +40,7 @@ class DomainReport:
     jobs: list[JobReport] = field(default_factory=list)
     error: str | None = None
     failed_checks: list[str] = field(default_factory=list)  # verification of the end state
+    unusable: bool = False  # the file could not be loaded at all (`error` says why)
 
     @property
     def needs_attention(self) -> bool:
@@ -80,6 +81,11 @@ class RecoveryReport:
     @property
     def ok(self) -> bool:
         return not any(domain.needs_attention for domain in self.domains)
+
+    @property
+    def unusable_input(self) -> bool:
+        """Whether some status file could not be loaded at all."""
+        return any(domain.unusable for domain in self.domains)
 
     def to_json(self) -> dict[str, Any]:
         return {"ok": self.ok, "domains": [asdict(domain) for domain in self.domains]}

@@ -10,12 +10,14 @@ the work done. A file not named `<domain>.xml` for the domain it holds is refuse
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 
-from blockjob.errors import BlockJobError
-from blockjob.qemu.monitor import Monitor, MonitorError, MonitorUnavailableError
+from blockjob.errors import BlockJobError, StatusXMLError
+from blockjob.inputs import MAX_INPUT_BYTES, is_directory, list_directory
+from blockjob.qemu.monitor import CONCLUDED, Monitor, MonitorError, MonitorUnavailableError
 from blockjob.recovery.execute import Context, Probe, StepHook, run_step
 from blockjob.recovery.parallel import file_key, run_ordered
 from blockjob.recovery.plan import ATTENTION, Decision, JobPlan, plan_job
@@ -27,6 +29,7 @@ from blockjob.statusxml.mirrors import mirror_job_problem
 from blockjob.store.status_store import (
     OWNER_TIMEOUT,
     SUFFIX,
+    DomainNameError,
     DomainOwner,
     StatusStore,
     StoreError,
@@ -40,13 +43,16 @@ _ENDED = frozenset(Decision) - {Decision.ADOPT, Decision.FINALIZE, *ATTENTION}
 
 
 def status_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The status files named, and the `*.xml` files directly inside named directories."""
+    """The status files named, and the `*.xml` files directly inside named directories.
+
+    InputError when a named path cannot be looked at or a directory cannot be listed.
+    """
     found: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.name.endswith(SUFFIX) and p.is_file())
+    for path in paths:
+        if is_directory(path):
+            found += [Path(p) for p in list_directory(path, SUFFIX) if os.path.isfile(p)]
         else:
-            found.append(path)
+            found.append(Path(path))
     return found
 
 
@@ -78,7 +84,7 @@ class _Run:
                 return
             if job.disk is not None and plan.decision in _ENDED:
                 self.finished.add(job.disk)
-            if not self.dry_run or plan.qemu_status in (None, "concluded"):
+            if not self.dry_run or plan.qemu_status in (None, CONCLUDED):
                 # A base QEMU's job still writes to (before a planned cancel) may be writable.
                 self.touched += [s for s in plan.steps if isinstance(s, MergeBitmaps | Reenable)]
             if not self.dry_run:
@@ -167,10 +173,12 @@ def recover_document(
 
 
 @contextlib.contextmanager
-def _owned(path: Path, dry_run: bool, timeout: float) -> Iterator[DomainOwner]:
+def _owned(
+    path: Path, dry_run: bool, timeout: float, max_bytes: int
+) -> Iterator[DomainOwner]:
     if not path.name.endswith(SUFFIX) or path.name == SUFFIX:
         raise StoreError(path, f"a status file is named <domain>{SUFFIX}; not recovered")
-    store = StatusStore(path.parent)
+    store = StatusStore(path.parent, max_bytes=max_bytes)
     name = path.name[: -len(SUFFIX)]
     if dry_run:  # reads only (saves are atomic): no lock, and no step ever saves
         yield DomainOwner(store, name, path)
@@ -179,15 +187,30 @@ def _owned(path: Path, dry_run: bool, timeout: float) -> Iterator[DomainOwner]:
         yield owner
 
 
+def _load(owner: DomainOwner, report: DomainReport) -> StatusDocument | None:
+    """The domain's document, or None with `report` saying the file is unusable."""
+    try:
+        return owner.load()
+    except DomainNameError:
+        raise  # read and loaded, but it is not this file's domain: attention
+    except (StatusXMLError, StoreError) as exc:  # not well-formed, refused, unreadable
+        report.error, report.unusable = str(exc), True
+        return None
+
+
 def recover_file(
     path: Path, *, dry_run: bool = False, connect_timeout: float | None = None,
     timeout: float = 30.0, on_step: StepHook | None = None, probe: Probe | None = None,
     acknowledge: bool = False, owner_timeout: float = OWNER_TIMEOUT,
+    max_bytes: int = MAX_INPUT_BYTES,
 ) -> DomainReport:
     report = DomainReport(str(path))
     try:
-        with _owned(path, dry_run, owner_timeout) as owner:
-            doc = owner.load()
+        with _owned(path, dry_run, owner_timeout, max_bytes) as owner:
+            doc = _load(owner, report)
+            if doc is None:
+                report.settle(dry_run)
+                return report
             report.domain, report.monitor = doc.domain_name, doc.monitor_path
             if doc.jobs or any(disk.mirror_job is not None for disk in doc.disks):
                 if not doc.monitor_path:
@@ -209,7 +232,7 @@ def recover(
     paths: Iterable[str | Path], *, dry_run: bool = False, connect_timeout: float | None = None,
     timeout: float = 30.0, on_step: StepHook | None = None, progress: ProgressHook | None = None,
     probe: Probe | None = None, acknowledge: bool = False,
-    owner_timeout: float = OWNER_TIMEOUT, jobs: int = 1,
+    owner_timeout: float = OWNER_TIMEOUT, jobs: int = 1, max_bytes: int = MAX_INPUT_BYTES,
 ) -> RecoveryReport:
     """Reconcile the status files (or directories of them) in `paths` with their QEMUs.
 
@@ -217,7 +240,9 @@ def recover(
     tells whether all were reconciled and verified. With `dry_run`, QEMU is only
     queried and the files are not written: the report lists the planned steps.
     `acknowledge` lets go of listed bitmaps that can never be re-enabled (reported,
-    then forgotten) instead of keeping them recorded.
+    then forgotten) instead of keeping them recorded. Files are read under the input
+    policy (`blockjob.inputs`); a named path that cannot be looked at raises InputError
+    before anything is done.
 
     Up to `jobs` domains are recovered at once (see `parallel`); the report, and the
     calls of `progress`, keep the order of the files whatever that number. With more
@@ -226,6 +251,7 @@ def recover(
     recover_one = partial(
         recover_file, dry_run=dry_run, connect_timeout=connect_timeout, timeout=timeout,
         on_step=on_step, probe=probe, acknowledge=acknowledge, owner_timeout=owner_timeout,
+        max_bytes=max_bytes,
     )
     domains = run_ordered(
         status_files(paths), recover_one, jobs=jobs, key=file_key, done=progress

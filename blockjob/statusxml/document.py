@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from blockjob.errors import StatusXMLError
+from blockjob.inputs import MAX_INPUT_BYTES, read_file
 from blockjob.model import ACTIVE_STATES, BlockJob, CommitData, PullData, StorageSource
 from blockjob.statusxml.disks import Disk, DiskRefs, read_disks
 from blockjob.statusxml.lazyimages import LoadedBlockjobs
@@ -280,6 +281,8 @@ def loads(data: bytes, filename: str = "<bytes>") -> StatusDocument:
     return StatusDocument(data, filename)
 
 
-def load(path: str | Path) -> StatusDocument:
-    """Load a status file; OSError when it cannot be read, StatusXMLError when refused."""
-    return StatusDocument(Path(path).read_bytes(), str(path))
+def load(path: str | Path, *, max_bytes: int = MAX_INPUT_BYTES) -> StatusDocument:
+    """Load a status file under the input policy (`blockjob.inputs`): InputError when it
+    cannot be read (missing, unreadable, not a regular file, over `max_bytes`),
+    StatusXMLError when libvirt would refuse it."""
+    return StatusDocument(read_file(path, max_bytes=max_bytes), str(path))

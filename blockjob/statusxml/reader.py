@@ -1,4 +1,4 @@
-"""Read `<blockjob>` elements with libvirt's leniency (SPEC.md section 5).
+"""Read `<blockjob>` elements with libvirt's leniency (docs/format.md#leniency).
 
 One bad job never costs the domain: it is kept, marked invalid, and its problems
 listed. Only what libvirt itself treats as fatal for the whole status file

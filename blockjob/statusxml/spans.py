@@ -1,14 +1,15 @@
 """Byte spans of elements in the original document.
 
-lxml knows on which line an element starts but not where its bytes end. To
-rewrite one element and keep every other byte, we find its start tag on that
-line and scan tags from there to the matching end tag.
+lxml knows on which line an element's start tag ends but not where its bytes are. To
+rewrite one element and keep every other byte, we find the start tag that ends on
+that line and scan tags from there to the matching end tag.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 
 _TOKEN = re.compile(
     rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>"
@@ -17,46 +18,120 @@ _TOKEN = re.compile(
 )
 
 
+_MARKUP = ((b"<!--", b"-->"), (b"<![CDATA[", b"]]>"), (b"<?", b"?>"))
+# What may follow an element name in a start tag: a `find` plus this check is several times
+# faster than a regex search.
+_AFTER_NAME = frozenset(bytes([c]) for c in b" \t\r\n/>")
+
+
 @functools.cache
 def _start_pattern(tag: bytes) -> re.Pattern[bytes]:
     return re.compile(rb"<" + re.escape(tag) + rb"[\s/>]")
 
 
 def element_span(data: bytes, tag: bytes, line: int, nth: int = 0) -> tuple[int, int]:
-    """(start, end) of the `nth` element named `tag` whose start tag is on `line`.
+    """(start, end) of the `nth` element named `tag` whose start tag ends on `line`.
 
-    `end` is just past the end tag (or the `/>` of an empty element).
+    `line` is lxml's `sourceline`: the line of the start tag's closing `>`, which is not the
+    line of its `<` when a newline sits inside the tag (between attributes or in a value).
+    `end` is just past the end tag (or the `/>` of an empty element). `data` must be
+    well-formed XML (it was parsed before).
     """
-    pattern = _start_pattern(tag)
-    offset = at_line = 0
-    current = 1
-    seen = 0
-    while True:
-        found = pattern.search(data, offset)
-        if found is not None:
-            current += data.count(b"\n", at_line, found.start())
-            at_line = found.start()
-        if found is None or current > line:
-            raise ValueError(f"no <{tag.decode()}> on line {line}")
-        if current == line:
-            if seen == nth:
-                break
-            seen += 1
-        offset = found.start() + 1
-    start = found.start()
+    start = _start_tag(data, tag, line, nth)
     head = _TOKEN.match(data, start)
-    if head is None:
-        raise ValueError(f"<{tag.decode()}> on line {line} is not a start tag")
+    assert head is not None  # _start_tag only returns offsets of start tags
     if head.group(2):
         return start, head.end()
+    return start, _end_of(data, tag, start, head.end())
+
+
+def _start_tag(data: bytes, tag: bytes, line: int, nth: int) -> int:
+    """Offset of the `<` of the element `element_span` describes."""
+    try:
+        found = _nth_ending_on(_quick_heads(data, tag, line), line, nth)
+    except _FooledError:
+        found = _nth_ending_on(_exact_heads(data, tag), line, nth)
+    if found is None:
+        raise ValueError(f"no <{tag.decode()}> start tag ending on line {line}")
+    return found
+
+
+class _FooledError(Exception):
+    """A quick candidate may sit in a comment, CDATA section or processing instruction."""
+
+
+Heads = Iterator[tuple[int, int]]  # (offset of a start tag's `<`, line of its `>`)
+
+
+def _nth_ending_on(heads: Heads, line: int, nth: int) -> int | None:
+    seen = 0
+    for start, ends_on in heads:
+        if ends_on == line:
+            if seen == nth:
+                return start
+            seen += 1
+        elif ends_on > line:
+            break
+    return None
+
+
+def _quick_heads(data: bytes, tag: bytes, line: int) -> Heads:
+    """Start tags named `tag` in document order, found by searching for `<tag`; raises
+    _FooledError when one might be inside other markup."""
+    opener = b"<" + tag
+    offset = at_line = 0
+    current = 1  # the line `at_line` is on
+    while (found := data.find(opener, offset)) >= 0:
+        offset = found + 1
+        if data[found + len(opener):found + len(opener) + 1] not in _AFTER_NAME:
+            continue  # a longer name that starts the same
+        current += data.count(b"\n", at_line, found)
+        at_line = found
+        if current > line:
+            return
+        if _maybe_in_markup(data, at_line):
+            raise _FooledError
+        head = _TOKEN.match(data, at_line)
+        if head is None:
+            return
+        yield at_line, current + data.count(b"\n", at_line, head.end())
+
+
+def _exact_heads(data: bytes, tag: bytes) -> Heads:
+    """Start tags named `tag` in document order, from every token of the document."""
+    pattern = _start_pattern(tag)
+    current, at_line = 1, 0
+    for token in _TOKEN.finditer(data):
+        if token.group(1) != b"" or not pattern.match(data, token.start()):
+            continue  # markup, an end tag, or another element
+        current += data.count(b"\n", at_line, token.start())
+        at_line = token.start()
+        yield at_line, current + data.count(b"\n", at_line, token.end())
+
+
+def _maybe_in_markup(data: bytes, at: int) -> bool:
+    """False when `at` is certainly not inside a comment, CDATA section or processing
+    instruction: the last opener of each kind before it is closed before it. In well-formed
+    XML no opener of a kind can sit inside an unclosed one of the same kind and be closed."""
+    for opener, closer in _MARKUP:
+        if data.rfind(opener[1:2], 0, at) < 0:  # memchr for `!`/`?` first: usually enough
+            continue
+        begun = data.rfind(opener, 0, at)
+        if begun >= 0 and data.find(closer, begun + len(opener), at) < 0:
+            return True
+    return False
+
+
+def _end_of(data: bytes, tag: bytes, start: int, head_end: int) -> int:
+    """Offset just past the end tag of the element whose start tag spans start:head_end."""
     # Fast path: the first end tag closes it, unless a comment, CDATA section,
     # processing instruction or nested namesake could fool a plain search. Single
     # bytes are looked for because memchr finds them many times faster than `<!`.
-    close = data.find(b"</" + tag, head.end())
+    close = data.find(b"</" + tag, head_end)
     if close >= 0:
-        inner = data[head.end():close]
+        inner = data[head_end:close]
         if b"!" not in inner and b"?" not in inner and b"<" + tag not in inner:
-            return start, data.index(b">", close) + 1
+            return data.index(b">", close) + 1
     depth = 0
     for token in _TOKEN.finditer(data, start):
         closing, empty = token.group(1), token.group(2)
@@ -67,8 +142,8 @@ def element_span(data: bytes, tag: bytes, line: int, nth: int = 0) -> tuple[int,
         elif not empty:
             depth += 1
         if depth == 0:
-            return start, token.end()
-    raise ValueError(f"<{tag.decode()}> on line {line} is never closed")
+            return token.end()
+    raise ValueError(f"<{tag.decode()}> at byte {start} is never closed")
 
 
 def whole_lines(data: bytes, start: int, end: int) -> tuple[int, int]:

@@ -1,4 +1,4 @@
-"""Write `<blockjobs>` exactly as libvirt does (SPEC.md sections 1-4).
+"""Write `<blockjobs>` exactly as libvirt does (docs/format.md#bytes to #sources).
 
 Fixed attribute and child order, single quotes, libvirt's escaping, two spaces
 per level, empty elements omitted, and the `<errmsg>` line quirk: libvirt writes

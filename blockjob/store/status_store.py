@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from blockjob.errors import StatusXMLError
+from blockjob.errors import InputError, StatusXMLError
+from blockjob.inputs import MAX_INPUT_BYTES, read_file
 from blockjob.statusxml.document import StatusDocument, loads
 from blockjob.store.atomic import fsync_directory, replace_file
 from blockjob.store.directory import QUARANTINE, quarantine, remove_leftovers
@@ -43,8 +43,6 @@ FILE_MODE = 0o600
 # How long `owned` waits for another owner by default: long enough to ride out a save or a
 # short recovery, short enough that a stuck owner is reported rather than waited on forever.
 OWNER_TIMEOUT = 10.0
-# Real status files are tens of kilobytes; refuse to read a hostile multi-gigabyte one.
-MAX_FILE_BYTES = 64 * 1024 * 1024
 
 _KNOWN_FILES = 4096  # names whose paths a store remembers
 
@@ -98,34 +96,24 @@ def checked_name(name: str | None, where: str | os.PathLike[str]) -> str:
     return name
 
 
-def read_status_bytes(path: Path) -> bytes:
-    """The bytes of a regular file, without following a symlink or blocking on a FIFO."""
+def read_status_bytes(path: Path, max_bytes: int = MAX_INPUT_BYTES) -> bytes:
+    """The bytes of a regular file under the input policy (`blockjob.inputs`), without
+    following a symlink: a status file is never a link to somewhere else."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise StoreError(path, f"cannot open: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise StoreError(path, "not a regular file")
-        if info.st_size > MAX_FILE_BYTES:
-            raise StoreError(path, f"{info.st_size} bytes, larger than {MAX_FILE_BYTES}")
-        chunks = []
-        while chunk := os.read(fd, 1 << 20):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    except OSError as exc:
-        raise StoreError(path, f"cannot read: {exc.strerror}") from None
-    finally:
-        os.close(fd)
+        return read_file(path, max_bytes=max_bytes, follow_symlinks=False)
+    except InputError as exc:
+        raise StoreError(path, exc.message) from None
 
 
 class StatusStore:
-    """Status files of a directory. `loader` turns bytes and a file name into a document."""
+    """Status files of a directory. `loader` turns bytes and a file name into a document;
+    files over `max_bytes` are refused (the input policy, `blockjob.inputs`)."""
 
-    def __init__(self, directory: str | os.PathLike[str], loader: Loader = loads) -> None:
+    def __init__(self, directory: str | os.PathLike[str], loader: Loader = loads, *,
+                 max_bytes: int = MAX_INPUT_BYTES) -> None:
         self.directory = Path(directory)
         self._loader = loader
+        self.max_bytes = max_bytes
         self._directory_made = False
         # name -> (status file, lock file): building them costs a third of `owned`.
         self._files: dict[str, tuple[Path, Path]] = {}
@@ -206,7 +194,7 @@ class StatusStore:
             raise StoreError(path, f"cannot save: {exc.strerror or exc}") from None
 
     def _load_file(self, path: Path, name: str) -> StatusDocument:
-        doc = self._loader(read_status_bytes(path), str(path))
+        doc = self._loader(read_status_bytes(path, self.max_bytes), str(path))
         # The file name is the key the daemon finds the domain by; a file claiming another
         # domain would shadow or duplicate that domain's real file.
         if checked_name(doc.domain_name, path) != name:

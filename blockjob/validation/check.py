@@ -12,7 +12,7 @@ from pathlib import Path
 
 from lxml import etree
 
-from blockjob.errors import StatusXMLError
+from blockjob.inputs import MAX_INPUT_BYTES, read_file
 from blockjob.statusxml.mirrors import mirror_job_problem
 from blockjob.statusxml.parse import parse
 from blockjob.validation import rng, xsd
@@ -63,10 +63,9 @@ def validate_bytes(
     return validate_tree(parse(data, filename), filename, engines)
 
 
-def validate_file(path: str | Path, engines: Sequence[str] = ("rng", "xsd")) -> Report:
-    filename = str(path)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise StatusXMLError(filename, None, f"cannot read: {exc.strerror or exc}") from None
-    return validate_bytes(data, filename, engines)
+def validate_file(
+    path: str | Path, engines: Sequence[str] = ("rng", "xsd"), *,
+    max_bytes: int = MAX_INPUT_BYTES,
+) -> Report:
+    """Read `path` under the input policy (InputError when it cannot be read) and validate it."""
+    return validate_bytes(read_file(path, max_bytes=max_bytes), str(path), engines)

@@ -17,6 +17,7 @@ import pytest
 
 import blockjob
 from blockjob.demo.lab import DiskSpec, Lab
+from blockjob.demo.qemu import QemuProcess
 from blockjob.jobs.commit import CrashPoint, start_commit
 from blockjob.model import BlockJob
 from blockjob.qemu.monitor import Bitmap, Monitor
@@ -116,3 +117,24 @@ def assert_chain(doc: blockjob.StatusDocument, *names: str) -> None:
     disk = doc.disk(scenario.TARGET)
     assert disk is not None and disk.chain is not None
     assert [image.format_node for image in disk.chain.images()] == list(names)
+
+
+def crash_qemu_and_restart(tb: Lab) -> None:
+    """SIGKILL QEMU and start a new one on the same images (a QEMU crash, then the domain
+    started again); the status file is pointed at the new monitor."""
+    old = tb.monitor_path.encode()
+    tb.qemu.kill()
+    tb.qemu.stop()
+    tb.qemu = QemuProcess(tb.directory / f"{tb.name}-qemu.log", devices=tb.devices)
+    tb.launch()
+    data = tb.status_path.read_bytes()
+    tb.status_path.write_bytes(data.replace(old, tb.monitor_path.encode()))
+
+
+def image_path(tb: Lab, target: str, name: str) -> Path:
+    """The file of the attached image `name` (file stem) of disk `target`."""
+    for disk in tb.disks:
+        for image in disk.images:
+            if disk.target == target and image.path.stem == name:
+                return image.path
+    raise KeyError(f"{target}/{name}")

@@ -1,0 +1,115 @@
+"""The input policy: what every command and the API accept as a status document to read.
+
+- At most `max_bytes` bytes (`MAX_INPUT_BYTES`, 64 MiB, unless the caller says otherwise):
+  status files are tens of kilobytes, and an unbounded read of a hostile file costs
+  gigabytes of memory before the parser even starts.
+- Regular files only. A FIFO, socket, device or directory is refused at once: the file is
+  opened non-blocking, so opening a FIFO without a writer does not wait.
+- `-` means standard input, on the command line only (`read_input`); the API reads paths.
+- Every failure is an `InputError` naming the path, never a bare `OSError`.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import sys
+from collections.abc import Callable
+from typing import BinaryIO
+
+from blockjob.errors import InputError
+
+MAX_INPUT_BYTES = 64 * 1024 * 1024
+STDIN = "-"
+STDIN_NAME = "<stdin>"
+_CHUNK = 1 << 20
+
+PathLike = str | os.PathLike[str]
+_Reader = Callable[[int], bytes]
+
+
+def display_name(name: PathLike) -> str:
+    """How messages name an input: standard input as `<stdin>`, files by their path."""
+    text = os.fspath(name)
+    return STDIN_NAME if text == STDIN else text
+
+
+def read_input(name: PathLike, *, max_bytes: int = MAX_INPUT_BYTES,
+               stdin: BinaryIO | None = None) -> bytes:
+    """`read_file(name)`, or all of standard input when `name` is `-`."""
+    if os.fspath(name) != STDIN:
+        return read_file(name, max_bytes=max_bytes)
+    stream = stdin if stdin is not None else sys.stdin.buffer
+    try:
+        return _read_bounded(stream.read, STDIN_NAME, max_bytes)
+    except OSError as exc:
+        raise InputError(STDIN_NAME, f"cannot read: {exc.strerror or exc}") from None
+
+
+def read_file(path: PathLike, *, max_bytes: int = MAX_INPUT_BYTES,
+              follow_symlinks: bool = True) -> bytes:
+    """The bytes of the regular file `path`, or InputError saying why not."""
+    name = os.fspath(path)
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+    if not follow_symlinks:
+        flags |= os.O_NOFOLLOW
+    try:
+        fd = os.open(name, flags)
+    except OSError as exc:
+        raise InputError(name, f"cannot open: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        _check_kind(name, info.st_mode)
+        if info.st_size > max_bytes:
+            raise InputError(name, _too_large(info.st_size, max_bytes))
+        return _read_bounded(lambda size: os.read(fd, size), name, max_bytes)
+    except OSError as exc:
+        raise InputError(name, f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def list_directory(path: PathLike, suffix: str) -> list[str]:
+    """Sorted paths of the entries of directory `path` whose names end in `suffix`."""
+    name = os.fspath(path)
+    try:
+        with os.scandir(name) as entries:
+            return sorted(entry.path for entry in entries if entry.name.endswith(suffix))
+    except OSError as exc:
+        raise InputError(name, f"cannot list directory: {exc.strerror or exc}") from None
+
+
+def is_directory(path: PathLike) -> bool:
+    """Whether `path` is a directory; InputError when it cannot be looked at at all."""
+    name = os.fspath(path)
+    if name == STDIN:
+        return False
+    try:
+        return stat.S_ISDIR(os.stat(name).st_mode)
+    except OSError as exc:
+        raise InputError(name, f"cannot open: {exc.strerror or exc}") from None
+
+
+def _check_kind(name: str, mode: int) -> None:
+    if stat.S_ISREG(mode):
+        return
+    kind = ("a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
+            else "a socket" if stat.S_ISSOCK(mode) else "a device")
+    raise InputError(name, f"not a regular file ({kind})")
+
+
+def _read_bounded(read: _Reader, name: str, max_bytes: int) -> bytes:
+    """Read to the end, refusing input that grows past `max_bytes` while it is read."""
+    chunks: list[bytes] = []
+    total = 0
+    while chunk := read(min(_CHUNK, max_bytes - total + 1)):
+        chunks.append(chunk)
+        total += len(chunk)
+        if total > max_bytes:
+            raise InputError(name, _too_large(None, max_bytes))
+    return b"".join(chunks)
+
+
+def _too_large(size: int | None, max_bytes: int) -> str:
+    what = f"{size} bytes" if size is not None else "more bytes than that"
+    return f"{what}, larger than {max_bytes}, the size limit"
