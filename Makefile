@@ -5,7 +5,11 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 DEB_STAMP := $(VENV)/.debs
-DEBS := qemu-system-x86 qemu-utils libxml2-utils
+# libvirt for the interop tests (tests/test_libvirt_interop.py): these three packages ship
+# no init script or unit and no maintainer script, so installing them starts no daemon;
+# the tests start their own private one (tests/support/libvirt_lab.py).
+DEBS := qemu-system-x86 qemu-utils libxml2-utils libvirt-daemon libvirt-daemon-driver-qemu \
+	libvirt-clients
 
 .PHONY: test lint demo bench fuzz debs venv clean
 
@@ -25,10 +29,11 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,lint,bench]'
 	touch $@
 
-# QEMU (for the real-QEMU tests and the demo) and xmllint come from Debian.
-$(DEB_STAMP): | $(STAMP)
+# QEMU (for the real-QEMU tests and the demo), xmllint and libvirt come from Debian.
+$(DEB_STAMP): Makefile | $(STAMP)
 	@if ! command -v qemu-system-x86_64 >/dev/null || ! command -v qemu-img >/dev/null \
-	    || ! command -v xmllint >/dev/null; then \
+	    || ! command -v xmllint >/dev/null || ! command -v virsh >/dev/null \
+	    || ! test -x /usr/sbin/libvirtd; then \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEBS); \
 	fi

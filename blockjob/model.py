@@ -6,28 +6,18 @@ a status file written years ago must still name the same things.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
-from typing import Any, TypeVar, overload
+from typing import Protocol
 
-from blockjob.statusxml.node import Node, node_from_xml
-
-_Frozen = TypeVar("_Frozen")
+from blockjob.element import Node
 
 
-def assemble(cls: type[_Frozen], fields: dict[str, Any]) -> _Frozen:
-    """Build a frozen dataclass from a dict of all its fields, without the generated `__init__`.
+class SerializedNode(Protocol):
+    """An element the codec kept in serialized form, turned into a Node on request."""
 
-    That `__init__` stores each field through its own `object.__setattr__` call. The
-    reader builds a job for every `<blockjob>` of every file at each restart and passes
-    every field, so adopting one dict does the same work in a third of the time.
-    Only for classes whose fields are plain attributes (no `LazySource`).
-    """
-    instance = object.__new__(cls)
-    object.__setattr__(instance, "__dict__", fields)
-    return instance
+    def node(self) -> Node: ...
 
 
 class JobType(StrEnum):
@@ -64,9 +54,9 @@ class StorageSource:
     """One image of a chain: the wrapper's type/format, its `<source>`, its backing.
 
     `element` is the `<source>` element, either as a Node or, for a domain disk's
-    chain, as the XML lxml read: a restart reads the chains of many disks but looks
-    at few `<source>` elements, and bytes cost less to keep than nodes (turned into
-    a Node on first use). Its `index` attribute is held in `index`,
+    chain, kept serialized by the codec: a restart reads the chains of many disks but
+    looks at few `<source>` elements, and bytes cost less to keep than nodes (turned
+    into a Node on first use). Its `index` attribute is held in `index`,
     because where libvirt writes it depends on the image's place in the chain.
     `backing` is the next image down; `terminated` says a `<backingStore/>`
     terminator follows when there is no next image.
@@ -74,7 +64,7 @@ class StorageSource:
 
     type: str
     format: str
-    element: Node | bytes
+    element: Node | SerializedNode
     index: int | None = None
     format_children: tuple[Node, ...] = ()
     backing: StorageSource | None = None
@@ -85,7 +75,7 @@ class StorageSource:
     @cached_property
     def source(self) -> Node:
         """The `<source>` element, without `index`."""
-        node = self.element if isinstance(self.element, Node) else node_from_xml(self.element)
+        node = self.element if isinstance(self.element, Node) else self.element.node()
         if node.attr("index") is None:
             return node
         return node.with_attrs(tuple(kv for kv in node.attrs if kv[0] != "index"))
@@ -122,42 +112,12 @@ class StorageSource:
         return None
 
 
-class LazySource:
-    """A dataclass field that reads as a `StorageSource` (or None).
-
-    It may be given a function instead, called on the first read. The reader passes
-    one: it checks a job's images while loading but builds them only when asked,
-    since a restart loads every status file and looks into few of their images.
-    """
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._key = f"_{name}"
-
-    @overload
-    def __get__(self, instance: None, owner: type) -> None: ...
-    @overload
-    def __get__(self, instance: object, owner: type) -> StorageSource | None: ...
-    def __get__(self, instance: object | None, owner: type) -> StorageSource | None:
-        if instance is None:
-            return None  # the field's default
-        value: StorageSource | Callable[[], StorageSource] | None = instance.__dict__[self._key]
-        if callable(value):
-            value = value()
-            instance.__dict__[self._key] = value
-        return value
-
-    def __set__(
-        self, instance: object, value: StorageSource | Callable[[], StorageSource] | None
-    ) -> None:
-        instance.__dict__[self._key] = value
-
-
 @dataclass(frozen=True)
 class JobChains:
     """Chains of a job that is not bound to a disk (libvirt's orphan chains)."""
 
-    disk: LazySource = LazySource()
-    mirror: LazySource = LazySource()
+    disk: StorageSource | None = None
+    mirror: StorageSource | None = None
 
 
 @dataclass(frozen=True)
@@ -178,7 +138,7 @@ class CommitData:
 
 @dataclass(frozen=True)
 class CreateData:
-    src: LazySource = LazySource()
+    src: StorageSource | None = None
     storage_only: bool = False
 
 
@@ -190,7 +150,7 @@ class CopyData:
 @dataclass(frozen=True)
 class BackupData:
     bitmap: str | None = None
-    store: LazySource = LazySource()
+    store: StorageSource | None = None
 
 
 JobData = PullData | CommitData | CreateData | CopyData | BackupData
@@ -204,6 +164,11 @@ class BlockJob:
     such a job keeps omitting it. An invalid job keeps what could be recovered in
     these fields for callers, and `raw`, the element as read, which is what gets
     written back so that nothing is lost.
+
+    `kept_attributes` and `kept_children` hold what a valid job carried that this
+    version does not know (a newer libvirt's additions), each with the name of the
+    known attribute or child it followed (None: it came first). They are written
+    back unchanged, in that place.
     """
 
     name: str
@@ -220,6 +185,8 @@ class BlockJob:
     invalid: bool = False
     problems: tuple[str, ...] = ()
     raw: Node | None = field(default=None, compare=False, repr=False)
+    kept_attributes: tuple[tuple[str | None, str, str], ...] = ()
+    kept_children: tuple[tuple[str | None, Node], ...] = ()
 
     @property
     def commit(self) -> CommitData | None:

@@ -74,7 +74,7 @@ def test_show_table_marks_invalid_jobs(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["show", str(DATA / "invalid-jobs-in.xml")]) == 0
     out = capsys.readouterr().out
     assert "unknown-type" in out and "INVALID" in out
-    assert "! unknown-state: unknown job state 'sleeping'" in out
+    assert "! unknown-state: line 23: unknown job state 'sleeping'" in out
 
 
 def test_show_reports_unloadable_files_and_goes_on(

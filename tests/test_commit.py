@@ -59,3 +59,15 @@ def test_crash_points_are_in_flow_order() -> None:
         "job-persisted", "base-writable", "bitmaps-disabled", "base-read-only",
         "commit-started", "running-persisted",
     ]
+
+
+def test_a_document_not_read_through_the_owner_is_refused(tmp_path: Path) -> None:
+    store, before = _saved(tmp_path, document(None))
+    stale = store.load("lab1")  # read before owning: another process may change the file
+    with store.owned("lab1") as owner:
+        with pytest.raises(CommitError, match="not read through the domain's owner"):
+            start_commit(owner, "vda", "libvirt-2-format", "libvirt-3-format", doc=stale)
+        held = owner.load()  # read under the lock: accepted (and refused here for its args)
+        with pytest.raises(CommitError, match="must be below top"):
+            start_commit(owner, "vda", "libvirt-3-format", "libvirt-2-format", doc=held)
+    assert (tmp_path / "lab1.xml").read_bytes() == before

@@ -37,6 +37,19 @@ def test_demo_shows_the_story_and_cleans_up(
     assert "  chk0          |****" in away and "disabled 2.0 MiB" in away
     assert "  chk1          |..**....******......" in after and "recording 4.0 MiB" in after
     assert "(left the chain)" in after and "As expected" in text
+    live = _section(text, "4. Commit followed live", "Base bitmaps now")
+    assert "  chk1          |..**....******......" in live and "recording 4.0 MiB" in live
+    saved = _section(text, "follows JOB_STATUS_CHANGE:", "4. Commit")
+    assert "state=running newstate=completed" in saved  # newstate saved before the finish
+    running = _section(text, "5. Active commit running", "The daemon is gone")
+    assert "  chk1          |..**......" in running and "disabled 1.0 MiB" in running
+    assert "state='ready' newstate='ready' jobflags='0x4'" in text
+    assert "<mirror type='file' job='active-commit' ready='yes'>" in text
+    pivoted = _section(text, "7. After the pivot", "As expected.")
+    # README `Live tracking`: chk0 2 MiB, chk1 5 MiB, chk2 2 MiB, bm-off 0 after the pivot.
+    assert "Base bitmaps now: bm-off 0 KiB, chk0 2048 KiB, chk1 5120 KiB, chk2 2048 KiB." \
+        in pivoted
+    assert "  chk1          |..**....******..........**......| recording 5.0 MiB" in pivoted
     pid = int(lines[0].split()[1])
     assert not Path(f"/proc/{pid}").exists()  # QEMU reaped
     assert list(tmp_path.iterdir()) == []    # images, status file and sockets removed

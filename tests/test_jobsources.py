@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ from lxml import etree
 
 import blockjob
 from blockjob.model import BackupData, CreateData, JobChains, StorageSource
-from blockjob.statusxml.lazyimages import LoadedBlockjobs
+from blockjob.statusxml.lazyimages import DeferredImage, LoadedBlockjobs
 from blockjob.statusxml.node import first_children
 from blockjob.statusxml.sources import build_job_source, read_backing
 from tests.support.corpus import SHARED
@@ -71,11 +72,12 @@ def test_an_image_is_built_once_and_only_when_read() -> None:
     doc = blockjob.loads(jobs(_SRC.format(name="c", path="/new", index=3)))
     data = doc.jobs[0].data
     assert isinstance(data, CreateData)
-    assert callable(data.__dict__["_src"])
-    first = data.src
-    assert first is not None and first.path == "/new" and first.index == 3
-    assert data.src is first
-    assert data.__dict__["_src"] is first
+    image = data.src
+    assert isinstance(image, DeferredImage) and "_build" in image.__dict__
+    assert image.path == "/new" and image.index == 3
+    assert "_build" not in image.__dict__
+    source = image.__dict__["element"]
+    assert image.path == "/new" and image.__dict__["element"] is source
 
 
 def test_each_job_finds_its_own_images_when_everything_is_on_one_line() -> None:
@@ -151,8 +153,14 @@ def test_image_fields_default_to_none_and_take_images_directly() -> None:
     image = file_image("/a", index=1, storage_node="s")
     assert CreateData().src is None and JobChains().mirror is None
     assert CreateData(src=image).src is image
-    assert JobChains(disk=image) == JobChains(disk=lambda: image)
-    assert hash(BackupData(store=image)) == hash(BackupData(store=lambda: image))
+    assert JobChains(disk=image) == JobChains(disk=DeferredImage(lambda: image))
+    assert hash(BackupData(store=image)) == hash(BackupData(store=DeferredImage(lambda: image)))
+
+
+def test_a_deferred_image_replaced_is_built_from_the_new_fields() -> None:
+    image = file_image("/a", index=1, storage_node="s")
+    changed = dataclasses.replace(DeferredImage(lambda: image), format="raw")
+    assert changed == dataclasses.replace(image, format="raw") != image
 
 
 def _documents() -> list[Path]:

@@ -82,7 +82,40 @@ def test_job_without_name_is_dropped_with_a_warning() -> None:
 def test_bad_job_is_kept_invalid_with_its_problem(element: str, problem: str) -> None:
     job = _one(element)
     assert job.invalid
-    assert any(p.startswith(problem) for p in job.problems), job.problems
+    # The whole job is on line 3 of the document.
+    assert any(p.startswith(f"line 3: {problem}") for p in job.problems), job.problems
+
+
+def test_problems_name_the_line_of_the_element_they_are_about() -> None:
+    doc = blockjob.loads(jobs(
+        "<blockjob name='c' type='commit' state='running'>\n"
+        "  <disk dst='vda'/>\n"
+        "  <base node='libvirt-1-format'/>\n"
+        "  <top node='nope'/>\n"
+        "</blockjob>\n"
+        "<blockjob name='b' type='backup' state='ready'>\n"
+        "  <disk dst='vdb'/>\n"
+        "  <store type='floppy' format='qcow2'><source file='/s' index='1'/></store>\n"
+        "</blockjob>\n"
+        "<blockjob name='d' type='active-commit' state='ready'>\n"
+        "  <disk dst='vdz'/><base node='libvirt-1-format'/>\n"
+        "  <disabledBaseBitmaps>\n"
+        "    <bitmap/>\n"
+        "  </disabledBaseBitmaps>\n"
+        "</blockjob>"
+    ))
+    problems = {job.name: job.problems for job in doc.jobs}
+    assert problems["c"] == (
+        "line 6: <top> node name 'nope' not found in the job's chains",
+        "line 3: <topparent node> is missing",
+    )
+    assert problems["b"] == ("line 10: <store>: unknown storage type 'floppy'",)
+    assert problems["d"] == (
+        "line 13: disk 'vdz' not found in the domain",
+        "line 13: <base> node name 'libvirt-1-format' not found in the job's chains",
+        "line 12: <top node> is missing",
+        "line 15: <disabledBaseBitmaps><bitmap> without a name",
+    )
 
 
 def test_invalid_job_defaults_follow_libvirt() -> None:
@@ -94,7 +127,7 @@ def test_commit_needs_top_base_and_topparent() -> None:
     job = _one("<blockjob name='c' type='commit' state='running'><disk dst='vda'/>"
                "<base node='libvirt-1-format'/></blockjob>")
     assert job.invalid
-    assert job.problems == ("<topparent node> is missing", "<top node> is missing")
+    assert job.problems == ("line 3: <top node> is missing", "line 3: <topparent node> is missing")
 
 
 def test_active_commit_has_no_topparent() -> None:
@@ -124,7 +157,7 @@ def test_only_storage_and_format_node_names_resolve() -> None:
         slice_disk,
     ))
     assert doc.jobs[0].problems == (
-        "<base> node name 'libvirt-1-slice' not found in the job's chains",
+        "line 3: <base> node name 'libvirt-1-slice' not found in the job's chains",
     )
 
 

@@ -73,7 +73,7 @@ def test_jobs_8_reports_and_leaves_what_jobs_1_does(
     eight = _recover_cli(tmp_path, templates, 8, capsys)
     assert one == eight
     code, as_json, _, states = one
-    assert code == 1  # the dead domain, the broken file and the symlink need attention
+    assert code == 2  # the broken file cannot be used; the dead domain needs attention
     report = json.loads(as_json)
     assert [d["status"] for d in report["domains"]] == [
         "reconciled", "reconciled", "attention", "reconciled", "attention", "reconciled",

@@ -75,3 +75,16 @@ def test_threads_take_turns(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert overlaps == [1] * 80
+
+
+def test_on_save_sees_each_saved_document_and_holds_knows_them(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path)
+    first, second = loads(_doc("dom"), "x"), loads(_doc("dom"), "y")
+    seen: list[object] = []
+    with store.owned("dom") as owner:
+        owner.on_save = seen.append
+        owner.save(first)
+        loaded = owner.load()
+        assert owner.holds(first) and owner.holds(loaded) and not owner.holds(second)
+        owner.save(second)
+    assert seen == [first, second]

@@ -1,8 +1,9 @@
 """Real data for the picture: which clusters an image holds, which a bitmap marks dirty.
 
 Allocation comes from `qemu-img map` on the image file (extents at depth 0 are
-this image's own); file locking is off for that read-only look, because a
-concluded commit keeps its committed image locked against consistent reads.
+this image's own, its backing is not opened); file locking is off for that
+read-only look, because a concluded commit keeps its committed image locked
+against consistent reads.
 Bitmap contents come from QEMU itself: the node is exported over NBD with the
 bitmap, and `qemu-img map` reads it through `x-dirty-bitmap`, which reports
 dirty extents as `"data": false`.
@@ -23,8 +24,12 @@ EXPORT = "blockjob-picture"
 
 def allocated(path: Path) -> list[Extent]:
     """Extents stored in this image file itself (not in its backing files)."""
-    opts = f"driver=qcow2,file.driver=file,file.filename={path},file.locking=off"
-    raw = json.loads(run_tool(["qemu-img", "map", "-U", "--output=json", "--image-opts", opts]))
+    # No backing opened: only this file's extents count, and a running active commit
+    # holds the images below against consistent reads.
+    spec = {"driver": "qcow2", "backing": None,
+            "file": {"driver": "file", "filename": str(path), "locking": "off"}}
+    raw = json.loads(run_tool(
+        ["qemu-img", "map", "-U", "--output=json", "json:" + json.dumps(spec)]))
     return [
         (int(e["start"]), int(e["length"])) for e in raw if e["depth"] == 0 and e["data"]
     ]

@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blockjob.demo.extents import BitmapReader, Extent, allocated
+from blockjob.demo.lab import Lab
+from blockjob.demo.story import SIZE, TARGET
 from blockjob.qemu.monitor import Monitor, QMPCommandError
+from blockjob.statusxml.document import StatusDocument
 
 WIDTH = 80
 CELLS = 32
@@ -90,3 +93,16 @@ def render(title: str, size: int, drawn: Sequence[Row]) -> list[str]:
         legend += ", ? locked"
     lines.append(legend)
     return lines
+
+
+def disk_picture(tb: Lab, doc: StatusDocument, monitor: Monitor, title: str) -> list[str]:
+    """The story disk's images as the lab made them, each marked if the file's chain
+    no longer has it, with their bitmaps as QEMU holds them now."""
+    disk = doc.disk(TARGET)
+    in_chain = {image.path for image in disk.chain.images()} if disk and disk.chain else set()
+    shown = [
+        ShownImage(image.path, image.format_node,
+                   "" if str(image.path) in in_chain else "(left the chain)")
+        for image in tb.disks[0].images
+    ]
+    return render(title, SIZE, rows(monitor, tb.qemu.nbd_path, shown, SIZE))

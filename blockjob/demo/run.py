@@ -14,7 +14,8 @@ from pathlib import Path
 
 from blockjob.demo import story
 from blockjob.demo.lab import DiskSpec, Lab
-from blockjob.demo.picture import ShownImage, render, rows
+from blockjob.demo.live import run_live
+from blockjob.demo.picture import disk_picture
 from blockjob.demo.signals import stopping_on_signals
 from blockjob.jobs.commit import start_commit
 from blockjob.qemu.monitor import CONCLUDED, Monitor
@@ -39,17 +40,10 @@ def _wait_concluded(monitor: Monitor, job: str) -> None:
 
 
 def _picture(tb: Lab, doc: StatusDocument, title: str, say: Say) -> None:
-    disk = doc.disk(story.TARGET)
-    in_chain = {image.path for image in disk.chain.images()} if disk and disk.chain else set()
-    shown = [
-        ShownImage(image.path, image.format_node,
-                   "" if str(image.path) in in_chain else "(left the chain)")
-        for image in tb.disks[0].images
-    ]
     with tb.connect() as monitor:
-        drawn = rows(monitor, tb.qemu.nbd_path, shown, story.SIZE)
+        lines = disk_picture(tb, doc, monitor, title)
     say("")
-    for line in render(title, story.SIZE, drawn):
+    for line in lines:
         say(line)
 
 
@@ -67,7 +61,8 @@ def run_demo(say: Say = print) -> int:
     with stopping_on_signals(), tempfile.TemporaryDirectory(prefix="blockjob-demo-") as tmp:
         directory = Path(tmp)
         with Lab(directory, [DiskSpec(story.TARGET, story.chain())]) as tb:
-            return _story(tb, directory, say)
+            offline = _story(tb, directory, say)
+        return 0 if run_live(directory, say) and offline == 0 else 1
 
 
 def _story(tb: Lab, directory: Path, say: Say) -> int:

@@ -9,6 +9,9 @@ Committing mid into base copies 3-7M. With base's chk0/chk1 disabled during the
 commit and merged afterwards, the right result is chk0 = 2 MiB (untouched),
 chk1 = 1-2M + 4-7M = 4 MiB and a new chk2 = 1 MiB; had chk0/chk1 kept recording,
 the commit's own writes would make them 6 and 5 MiB.
+
+An active commit of top (and mid) into base, pivoted, merges top's copies too:
+chk1 = 1-2M + 4-7M + 12-13M = 5 MiB, chk2 = 6-7M + 12-13M = 2 MiB, chk0 = 2 MiB.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ TARGET = "vda"
 
 # Dirty bytes in base after a successful commit and recovery.
 EXPECTED_AFTER_COMMIT = {"chk0": 2 * MiB, "chk1": 4 * MiB, "chk2": 1 * MiB, "bm-off": 0}
+# Dirty bytes in base after an active commit of top into base and its pivot.
+EXPECTED_AFTER_PIVOT = {"chk0": 2 * MiB, "chk1": 5 * MiB, "chk2": 2 * MiB, "bm-off": 0}
 
 
 def chain(*, fail_commit: bool = False) -> tuple[ImageSpec, ...]:

@@ -21,6 +21,7 @@ from blockjob.qemu.monitor import Monitor, MonitorError
 from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, set_read_only
 from blockjob.statusxml.document import StatusDocument
+from blockjob.statusxml.sources import disk_mirror_node
 from blockjob.store import DomainOwner
 
 
@@ -36,13 +37,15 @@ class CrashPoint(StrEnum):
 
 
 CrashHook = Callable[[CrashPoint], None]
+# libvirt's VIR_DOMAIN_BLOCK_COMMIT_ACTIVE, kept in `jobflags` as libvirt 9.0 does.
+ACTIVE_FLAG = 0x4
 
 
 class CommitError(BlockJobError):
     """The commit cannot be started (bad arguments, or QEMU refused it)."""
 
 
-def _no_crash(point: CrashPoint) -> None:
+def no_crash(point: CrashPoint) -> None:
     del point
 
 
@@ -77,7 +80,7 @@ def _new_job(
         name=f"commit-{disk}-{effective_node(top_image)}",
         type=JobType.ACTIVE_COMMIT if active else JobType.COMMIT,
         state=JobState.NEW,
-        jobflags=0,
+        jobflags=ACTIVE_FLAG if active else 0,
         disk=disk,
         data=data,
     )
@@ -90,18 +93,25 @@ def start_commit(
     top: str,
     base: str,
     *,
+    doc: StatusDocument | None = None,
     monitor: Monitor | None = None,
     speed: int = 0,
-    crash: CrashHook = _no_crash,
+    crash: CrashHook = no_crash,
 ) -> BlockJob:
     """Commit `top` into `base` (node names of disk `disk`'s chain) and return the job.
 
-    `owner` is the domain as owned by the caller; its file is loaded here, at the start,
-    and saved through it. Base bitmaps the commit would dirty are disabled first and recorded in the
-    job's `<disabledBaseBitmaps>`; `recover` re-enables and merges them when the
-    job ends. Without `monitor`, the document's monitor socket is used.
+    `owner` is the domain as owned by the caller; every save goes through it. `doc` is the
+    domain's document as loaded or saved through that owner (a caller that keeps one, like
+    the tracker; it is changed in place); without it the file is loaded now. Base bitmaps
+    the commit would dirty are disabled first and recorded in the job's
+    `<disabledBaseBitmaps>`; `recover` re-enables and merges them when the job ends.
+    Without `monitor`, the document's monitor socket is used.
     """
-    doc = owner.load()
+    if doc is None:
+        doc = owner.load()
+    elif not owner.holds(doc):
+        raise CommitError("the document was not read through the domain's owner: "
+                          "it may be older than the file")
     try:
         job, chain, device = _new_job(doc, disk, top, base)
     except ValueError as exc:  # an image without node names
@@ -115,6 +125,10 @@ def start_commit(
         names = bitmaps_to_disable([effective_node(i) for i in chain], base_node, nodes)
         job = replace(job, data=replace(job.commit or CommitData(), disabled_base_bitmaps=names))
         doc.add_job(job)
+        if job.type is JobType.ACTIVE_COMMIT:
+            # An active commit mirrors the disk into base (libvirt's `<mirror>`); written
+            # with the job, so recovery of a job QEMU never started drops both.
+            doc.set_disk_chain(disk, mirror=disk_mirror_node(base_image, job.type, ready=False))
         owner.save(doc)
         crash(CrashPoint.JOB_PERSISTED)
         try:
@@ -125,6 +139,8 @@ def start_commit(
             # QEMU refused: undo the bitmap change and forget the job, as if never asked.
             restore_base(qemu, base_image, names, read_only=True)
             doc.remove_job(job.name)
+            if job.type is JobType.ACTIVE_COMMIT:
+                doc.set_disk_chain(disk, drop_mirror=True)
             owner.save(doc)
             raise CommitError(f"QEMU refused the commit: {exc}") from exc
         crash(CrashPoint.COMMIT_STARTED)

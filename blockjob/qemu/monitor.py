@@ -257,6 +257,17 @@ class Monitor:
             self.observer("after", command)
         return reply
 
+    def next_event(self, timeout: float) -> Mapping[str, Any] | None:
+        """The next QMP event QEMU sent (queued since the connection was made), or None
+        when none arrives within `timeout` seconds. Events only reach this
+        connection: QEMU does not replay those sent while nobody was connected."""
+        try:
+            message = self._loop.run_until_complete(
+                asyncio.wait_for(self._client.events.get(), timeout))
+        except TimeoutError:
+            return None  # a lost connection shows at the caller's next command
+        return dict(message)
+
     # -- queries ---------------------------------------------------------------
 
     def query_jobs(self) -> dict[str, QemuJob]:

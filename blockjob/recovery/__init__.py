@@ -2,7 +2,7 @@
 
 from blockjob.recovery.plan import Decision, JobPlan, plan_job
 from blockjob.recovery.report import DomainReport, DomainStatus, JobReport, RecoveryReport
-from blockjob.recovery.run import recover, recover_document, recover_file
+from blockjob.recovery.run import reconcile_job, recover, recover_document, recover_file
 
 __all__ = [
     "Decision",
@@ -12,6 +12,7 @@ __all__ = [
     "JobReport",
     "RecoveryReport",
     "plan_job",
+    "reconcile_job",
     "recover",
     "recover_document",
     "recover_file",

@@ -162,22 +162,32 @@ def _left(old: StorageSource, new: StorageSource | None) -> tuple[StorageSource,
     return tuple(i for i in old.images() if not any(same_image(i, k) for k in kept))
 
 
+def merge_step(doc: StatusDocument, job: BlockJob) -> MergeBitmaps | None:
+    """The bitmap merge that finishes commit `job`, or None if its images are unknown.
+    A pivot runs it before `job-complete` too (libvirt 6.2), so it is a step of its own."""
+    found = _commit_images(doc, job)
+    if found is None:
+        return None
+    base, committed, chain = found
+    below_top = chain.images()[chain.images().index(committed[0]):]
+    return MergeBitmaps(base, tuple(committed), tuple(map(effective_node, below_top)),
+                        job.disabled_base_bitmaps,
+                        base_is_active=_is_top(without(chain, committed), base))
+
+
 def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list[Step]:
     steps = _record(job, JobState.COMPLETED, qjob)
+    chain = _disk_chain(doc, job)
     if job.type in (JobType.COMMIT, JobType.ACTIVE_COMMIT):
-        found = _commit_images(doc, job)
-        if found is None:
+        merge = merge_step(doc, job)
+        if merge is None or chain is None:
             return [*steps, *_reenable(doc, job), *_dismiss(job, qjob), _drop(doc, job)]
-        base, committed, chain = found
-        below_top = chain.images()[chain.images().index(committed[0]):]
-        rest = without(chain, committed)
         return [
             *steps,
-            MergeBitmaps(base, tuple(committed), tuple(map(effective_node, below_top)),
-                         job.disabled_base_bitmaps, base_is_active=_is_top(rest, base)),
+            merge,
             *_dismiss(job, qjob),
-            DeleteNodes(tuple(committed)),
-            _drop(doc, job, rest),
+            DeleteNodes(merge.committed),
+            _drop(doc, job, without(chain, merge.committed)),
         ]
     if job.type is JobType.PULL:
         return [*steps, *_dismiss(job, qjob), *_pulled(doc, job)]

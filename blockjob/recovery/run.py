@@ -143,6 +143,25 @@ class _Run:
         return failed
 
 
+def reconcile_job(
+    doc: StatusDocument, owner: DomainOwner, monitor: Monitor, name: str, *,
+    on_step: StepHook | None = None,
+) -> JobReport:
+    """Observe job `name` in QEMU now, run the plan recovery runs after a restart, and,
+    once the job ended, verify the end state (failed checks become problems).
+
+    The seam of a live tracker: a status change it hears about is handled by the
+    same state machine, so a daemon that dies anywhere leaves what recovery finishes.
+    QMP and file errors propagate to the caller.
+    """
+    report = JobReport(name, "unknown", None)
+    run = _Run(Context(doc, owner, monitor), False, on_step)
+    run.job(report)
+    if run.finished or run.touched:
+        report.problems += [f"check failed: {check}" for check in run.verify()]
+    return report
+
+
 def recover_document(
     doc: StatusDocument, owner: DomainOwner, monitor: Monitor, *, dry_run: bool = False,
     on_step: StepHook | None = None, probe: Probe | None = None, acknowledge: bool = False,
@@ -193,9 +212,12 @@ def _load(owner: DomainOwner, report: DomainReport) -> StatusDocument | None:
         return owner.load()
     except DomainNameError:
         raise  # read and loaded, but it is not this file's domain: attention
-    except (StatusXMLError, StoreError) as exc:  # not well-formed, refused, unreadable
-        report.error, report.unusable = str(exc), True
-        return None
+    except StatusXMLError as exc:  # not well-formed, or refused by the loader
+        report.error = str(exc)
+    except StoreError as exc:  # unreadable under the input policy
+        report.error = f"{exc.path}:0: {exc.message}"
+    report.unusable = True
+    return None
 
 
 def recover_file(

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from blockjob.element import Node
 from blockjob.errors import StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, read_file
-from blockjob.model import ACTIVE_STATES, BlockJob, CommitData, PullData, StorageSource
+from blockjob.model import ACTIVE_STATES, BlockJob, StorageSource
 from blockjob.statusxml.disks import Disk, DiskRefs, read_disks
 from blockjob.statusxml.lazyimages import LoadedBlockjobs
-from blockjob.statusxml.node import Node, first_children, from_lxml, write_node
+from blockjob.statusxml.mapping import node_references
+from blockjob.statusxml.node import first_children, from_lxml, write_node
 from blockjob.statusxml.parse import parse
 from blockjob.statusxml.reader import ReadContext, read_jobs
 from blockjob.statusxml.sources import backing_node, top_source_node
@@ -189,13 +191,7 @@ class StatusDocument:
     def uses_format_node_names(self) -> bool:
         """True when the jobs' `node=` values are format node names (libvirt <= 9.x)."""
         for job in self._jobs.values():
-            data = job.data
-            names = (
-                (data.base, data.top, data.topparent) if isinstance(data, CommitData)
-                else (data.base,) if isinstance(data, PullData)
-                else ()
-            )
-            for name in names:
+            for name in node_references(job.data):
                 image = self.resolve_node(job, name) if name is not None else None
                 if image is not None:
                     return image.format_node == name
@@ -215,13 +211,15 @@ class StatusDocument:
 
     def set_disk_chain(
         self, target: str, chain: StorageSource | None = None, *, drop_mirror: bool = False,
-        mirror_ready: bool = False,
+        mirror: Node | None = None, mirror_ready: bool = False,
     ) -> None:
         """Rewrite disk `target` in the embedded `<domain>`.
 
         `chain` replaces its image chain (as after a commit, pull or pivot);
         `drop_mirror` removes its `<mirror>` (a copy or active commit that ended);
-        `mirror_ready` sets its `<mirror ready='yes'>` (a copy or active commit now ready).
+        `mirror` puts that `<mirror>` element in place of the disk's own, or after
+        its chain when it has none (libvirt's order: source, backingStore, mirror);
+        `mirror_ready` marks the disk's `<mirror>` `ready='yes'` (its job reached ready).
         Every other byte of the file stays as it is.
         """
         disk = self._disks.get(target)
@@ -241,12 +239,18 @@ class StatusDocument:
                 continue
             elif chain is not None and child.tag == "driver" and chain.format:
                 children.append(_set_attr(child, "type", chain.format))
-            elif drop_mirror and child.tag == "mirror":
+            elif (drop_mirror or mirror is not None) and child.tag == "mirror":
                 continue
             elif mirror_ready and child.tag == "mirror":
                 children.append(_set_attr(child, "ready", "yes"))
             else:
                 children.append(child)
+        if mirror is not None:
+            after = max(
+                (i for i, c in enumerate(children) if c.tag in ("source", "backingStore")),
+                default=len(children) - 1,
+            )
+            children.insert(after + 1, mirror)
         attrs = _set_attr(old, "type", chain.type).attrs if chain is not None else old.attrs
         new = Node("disk", attrs, tuple(children))
         indent = tail[tail.rfind(b"\n", 0, start) + 1 : start].decode()

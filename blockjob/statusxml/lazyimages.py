@@ -8,8 +8,10 @@ So a loaded job keeps where its images are instead: the document's bytes, which
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
+from typing import Any
 
 from lxml import etree
 
@@ -39,14 +41,16 @@ class LoadedBlockjobs:
 
     def defer(
         self, element: etree._Element, where: tuple[int, str, Path], *, chain: bool
-    ) -> Callable[[], StorageSource]:
+    ) -> StorageSource:
         """Check a job image now; build it from the bytes when first asked for.
 
         `where` is the job's position among the `<blockjob>` elements, its name, and
         the image's path below it.
         """
         check_job_source(element, chain=chain)
-        return functools.partial(self._build, where, chain)
+        image = _new(DeferredImage)  # without `__init__`: this runs per job image loaded
+        image.__dict__["_build"] = functools.partial(self._build, where, chain)
+        return image
 
     def _build(self, where: tuple[int, str, Path], chain: bool) -> StorageSource:
         index, name, path = where
@@ -77,3 +81,40 @@ class LoadedBlockjobs:
 
 def _holds(jobs: list[etree._Element], index: int, name: str) -> bool:
     return index < len(jobs) and jobs[index].get("name") == name
+
+
+_new = object.__new__
+
+
+class DeferredImage(StorageSource):
+    """A StorageSource whose fields are built by `build` when one is first read.
+
+    To the model it is a StorageSource like any other (equality, hashing, `replace`):
+    `dataclasses.replace` passes the fields as keywords, which build a plain one.
+    Once built, the fields sit in the instance's `__dict__`, read as directly as a
+    plain StorageSource's: the field descriptors below only serve the first read.
+    """
+
+    def __init__(self, build: Callable[[], StorageSource] | None = None, **fields: Any) -> None:
+        if build is None:
+            build = functools.partial(StorageSource, **fields)
+        object.__setattr__(self, "_build", build)
+
+
+class _BuiltOnFirstRead:
+    """A field of DeferredImage: builds the image, then steps aside (a non-data descriptor)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, instance: object, owner: type) -> Any:
+        if instance is None:
+            return self
+        fields = instance.__dict__
+        built: StorageSource = fields.pop("_build")()
+        fields.update(vars(built))
+        return fields[self.name]
+
+
+for _field in dataclasses.fields(StorageSource):
+    setattr(DeferredImage, _field.name, _BuiltOnFirstRead(_field.name))

@@ -7,9 +7,10 @@ reader did not model is written back unchanged.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
 
 from lxml import etree
+
+from blockjob.element import Node
 
 # libvirt's escaping drops C0 controls except TAB, LF, CR and 0x1A-0x1F.
 _DROP = re.compile("[\x01-\x08\x0b\x0c\x0e-\x19]")
@@ -24,31 +25,6 @@ def escape(value: str) -> str:
     if _NEEDS_WORK.search(value) is None:
         return value
     return _DROP.sub("", value).translate(_ESCAPES)
-
-
-class Node(NamedTuple):
-    """An element: a tuple, because thousands are built per load and tuples are cheap."""
-
-    tag: str
-    attrs: tuple[tuple[str, str], ...] = ()
-    children: tuple[Node, ...] = ()
-    text: str | None = None
-
-    def attr(self, name: str) -> str | None:
-        for key, value in self.attrs:
-            if key == name:
-                return value
-        return None
-
-    def child(self, tag: str) -> Node | None:
-        for node in self.children:
-            if node.tag == tag:
-                return node
-        return None
-
-    def with_attrs(self, attrs: tuple[tuple[str, str], ...]) -> Node:
-        # Not _replace(): that goes through a map and a dict of keywords, per call.
-        return _new(Node, (self.tag, attrs, self.children, self.text))
 
 
 def first_children(element: etree._Element) -> dict[object, etree._Element]:
@@ -77,6 +53,59 @@ def from_lxml(element: etree._Element) -> Node:
 
 
 _new = tuple.__new__
+_XML_NS = "http://www.w3.org/XML/1998/namespace"
+
+
+def _uses_namespaces(element: etree._Element) -> bool:
+    return any(
+        str(e.tag)[0] == "{" or any(key[0] == "{" for key in e.attrib)
+        for e in element.iter(_ELEMENTS)
+    )
+
+
+def prefixed(element: etree._Element, name: str) -> str:
+    """`name` (lxml's `{uri}local`, or plain) as written: `prefix:local` in `element`'s scope."""
+    if name[0] != "{":
+        return name
+    uri, local = name[1:].split("}", 1)
+    if uri == _XML_NS:
+        return f"xml:{local}"
+    if name == element.tag:
+        return f"{element.prefix}:{local}" if element.prefix else local
+    # An attribute: a default namespace never applies to it, so its prefix has a name.
+    prefix = next(p for p, u in element.nsmap.items() if u == uri and p is not None)
+    return f"{prefix}:{local}"
+
+
+def declarations(
+    element: etree._Element, inherited: dict[str | None, str]
+) -> list[tuple[str, str]]:
+    """The `xmlns` attributes `element` needs beyond the namespaces in `inherited`."""
+    return [(f"xmlns:{p}" if p else "xmlns", uri) for p, uri in element.nsmap.items()
+            if inherited.get(p) != uri]
+
+
+def _with_prefixes(element: etree._Element, inherited: dict[str | None, str]) -> Node:
+    attrs = declarations(element, inherited)
+    attrs += [(prefixed(element, key), value) for key, value in element.items()]
+    children = tuple(_with_prefixes(child, dict(element.nsmap))
+                     for child in element.iterchildren(_ELEMENTS))
+    text = element.text if not children and element.text and element.text.strip() else None
+    return _new(Node, (prefixed(element, str(element.tag)), tuple(attrs), children, text))
+
+
+def kept_node(element: etree._Element) -> Node:
+    """`from_lxml` for an element written back as it was read (a kept or invalid job part).
+
+    lxml names what lies in a namespace `{uri}local`, which is no XML name: such names
+    keep their prefix instead, and the element declares the namespaces it uses that the
+    document root (the only ancestor written back byte for byte) does not.
+    """
+    if not _uses_namespaces(element):
+        return from_lxml(element)
+    return _with_prefixes(element, dict(element.getroottree().getroot().nsmap))
+
+
 # Only for bytes from a document `xmlparse.parse` accepted: lxml's own serialization of
 # part of it, or a slice of the file re-read.
 TRUSTED_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
@@ -84,6 +113,18 @@ TRUSTED_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove
 
 def node_from_xml(data: bytes) -> Node:
     return from_lxml(etree.fromstring(data, TRUSTED_PARSER))
+
+
+class SerializedXML(bytes):
+    """An element as lxml serialized it, made a Node on request (the model's SerializedNode).
+
+    One string, which the garbage collector never walks, costs less to keep than nodes.
+    """
+
+    __slots__ = ()
+
+    def node(self) -> Node:
+        return node_from_xml(self)
 
 
 # Comments and processing instructions carry nothing libvirt reads.

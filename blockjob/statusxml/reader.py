@@ -1,4 +1,5 @@
-"""Read `<blockjob>` elements with libvirt's leniency (docs/format.md#leniency).
+"""Read `<blockjob>` elements with libvirt's leniency (docs/format.md#leniency), row by
+row of `mapping.py`.
 
 One bad job never costs the domain: it is kept, marked invalid, and its problems
 listed. Only what libvirt itself treats as fatal for the whole status file
@@ -7,30 +8,37 @@ raises: two jobs with one name, or two jobs on one disk.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from lxml import etree
 
+from blockjob.element import Node
 from blockjob.errors import StatusXMLError
 from blockjob.model import (
-    BackupData,
     BlockJob,
-    CommitData,
-    CopyData,
-    CreateData,
     JobChains,
     JobData,
     JobState,
     JobType,
-    PullData,
     StorageSource,
-    assemble,
 )
+from blockjob.statusxml.build import builder
 from blockjob.statusxml.disks import DiskRefs, known_names
 from blockjob.statusxml.lazyimages import LoadedBlockjobs, Path
-from blockjob.statusxml.node import first_children, from_lxml
+from blockjob.statusxml.mapping import (
+    DATA_CLASSES,
+    KNOWN_ATTRIBUTES,
+    KNOWN_CHILDREN,
+    NODE_ROWS,
+    ROWS_OF_TYPE,
+    Kind,
+    Row,
+)
+from blockjob.statusxml.node import declarations, first_children, kept_node, prefixed
 from blockjob.statusxml.sources import SourceError
 
 _TYPES = {t.value: t for t in JobType}
@@ -39,6 +47,19 @@ _STATES = {s.value: s for s in JobState}
 
 class BrokenDataError(ValueError):
     """Type-specific data libvirt would call broken; the job stays, marked invalid."""
+
+    def __init__(self, message: str, element: etree._Element) -> None:
+        super().__init__(message)
+        self.line = element.sourceline or 0
+
+
+def _at(line: int, message: str) -> str:
+    return f"line {line}: {message}"
+
+
+def problem(element: etree._Element, message: str) -> str:
+    """A job's problem, naming the line of the element it is about."""
+    return _at(element.sourceline or 0, message)
 
 
 @dataclass
@@ -73,7 +94,7 @@ def _jobflags(text: str | None) -> int | None:
 
 
 class _Job:
-    """What the type-specific readers see of one `<blockjob>`.
+    """What the row readers see of one `<blockjob>`.
 
     Children are indexed by tag (the first one wins, like XPath). `known` holds
     those of the job's node names that name an image it may refer to; which image
@@ -81,12 +102,13 @@ class _Job:
     can see what the file said.
     """
 
-    __slots__ = ("attrs", "kids", "known", "nodes", "origin", "position", "problems")
+    __slots__ = ("attrs", "element", "kids", "known", "nodes", "origin", "position", "problems")
 
     def __init__(
-        self, attrs: dict[str, str], kids: _Kids, problems: list[str],
-        origin: LoadedBlockjobs, position: tuple[int, str],
+        self, element: etree._Element, attrs: dict[str, str], kids: _Kids, problems: list[str],
+        *, origin: LoadedBlockjobs, position: tuple[int, str],
     ) -> None:
+        self.element = element
         self.attrs = attrs
         self.kids = kids
         self.problems = problems
@@ -95,94 +117,149 @@ class _Job:
         self.nodes: dict[str, str] = {}
         self.known: set[str] = set()
 
-    def node_names(self) -> set[str]:
-        """The node names the job's children name (read once, for `node`)."""
+    def node_names(self, tags: tuple[str, ...]) -> set[str]:
+        """The node names the children `tags` name (read once, for the node readers)."""
         nodes = self.nodes
-        for tag in _NODE_TAGS:
+        for tag in tags:
             name = _child_attr(self.kids, tag, "node")
             if name is not None:
                 nodes[tag] = name
         return set(nodes.values())
 
-    def node(self, child: str, *, optional: bool = False) -> str | None:
-        """The node name of `<child node>` as written; a missing or unknown one is a problem."""
-        name = self.nodes.get(child)
+    def image(self, element: etree._Element, path: Path, *, chain: bool) -> StorageSource:
+        """A job image at `path` below the job, checked now and built when first read."""
+        try:
+            return self.origin.defer(element, (*self.position, path), chain=chain)
+        except SourceError as exc:
+            raise BrokenDataError(str(exc), element) from None
+
+
+# How each kind of data row is read: a factory per kind, called once per row and job
+# type at import, returns the reader (everything it can know beforehand bound in). A
+# reader returns the model value, appends a problem for what libvirt tolerates but
+# cannot use, and raises BrokenDataError where libvirt would call the job's data broken.
+_Reader = Callable[[_Job], Any]  # the row's model field decides the type
+
+
+def _node_reader(row: Row, kind: JobType) -> _Reader:
+    tag, required = row.xml, kind in row.required
+
+    def read(job: _Job) -> str | None:
+        name = job.nodes.get(tag)
         if name is None:
-            if not optional:
-                self.problems.append(f"<{child} node> is missing")
-        elif name not in self.known:
-            self.problems.append(f"<{child}> node name '{name}' not found in the job's chains")
+            if required:
+                job.problems.append(problem(job.element, f"<{tag} node> is missing"))
+        elif name not in job.known:
+            job.problems.append(problem(
+                job.kids[tag], f"<{tag}> node name '{name}' not found in the job's chains"
+            ))
         return name
 
-    def image(
-        self, element: etree._Element, path: Path, *, chain: bool
-    ) -> Callable[[], StorageSource]:
-        """A job image at `path` below the job, checked now and built when first read."""
-        return self.origin.defer(element, (*self.position, path), chain=chain)
+    return read
 
-    def source(self, child: str) -> Callable[[], StorageSource]:
-        found = self.kids.get(child)
+
+def _flag_reader(row: Row, _kind: JobType) -> _Reader:
+    tag, value = row.xml, row.value
+    if value is None:
+        return lambda job: tag in job.kids
+    attr, expected = value
+
+    def read(job: _Job) -> bool:
+        text = _child_attr(job.kids, tag, attr)
+        if text is not None and text != expected:
+            raise BrokenDataError(
+                f"<{tag} {attr}='{text}'>: only '{expected}' is known", job.kids[tag]
+            )
+        return text == expected
+
+    return read
+
+
+def _yes_reader(row: Row, _kind: JobType) -> _Reader:
+    name = row.xml
+
+    def read(job: _Job) -> bool:
+        text = job.attrs.get(name) or None
+        if text is not None and text != "yes":
+            raise BrokenDataError(f"{name}='{text}': only 'yes' is known", job.element)
+        return text == "yes"
+
+    return read
+
+
+def _names_reader(row: Row, _kind: JobType) -> _Reader:
+    tag, item_tag = row.xml, row.item
+
+    def read(job: _Job) -> tuple[str, ...]:
+        names: list[str] = []
+        listed = job.kids.get(tag)
+        for item in listed.iterchildren(item_tag) if listed is not None else ():
+            name = item.get("name")
+            if not name:
+                raise BrokenDataError(f"<{tag}><{item_tag}> without a name", item)
+            names.append(name)
+        return tuple(names)
+
+    return read
+
+
+def _named_reader(row: Row, _kind: JobType) -> _Reader:
+    tag = row.xml
+    return lambda job: _child_attr(job.kids, tag, "name")
+
+
+def _image_reader(row: Row, kind: JobType) -> _Reader:
+    tag, required, path = row.xml, kind in row.required, (row.xml,)
+
+    def read(job: _Job) -> StorageSource | None:
+        found = job.kids.get(tag)
         if found is None:
-            raise BrokenDataError(f"<{child}> is missing")
-        return self.image(found, (child,), chain=False)
+            if required:
+                raise BrokenDataError(f"<{tag}> is missing", job.element)
+            return None
+        return job.image(found, path, chain=False)
+
+    return read
 
 
-def _commit(job: _Job, kind: JobType) -> CommitData:
-    topparent = job.node("topparent") if kind is JobType.COMMIT else None
-    top = job.node("top")
-    base = job.node("base")
-    bitmaps: list[str] = []
-    listed = job.kids.get("disabledBaseBitmaps")
-    for bitmap in listed.iterchildren("bitmap") if listed is not None else ():
-        name = bitmap.get("name")
-        if not name:
-            raise BrokenDataError("<disabledBaseBitmaps><bitmap> without a name")
-        bitmaps.append(name)
-    return assemble(CommitData, {
-        "base": base,
-        "top": top,
-        "topparent": topparent,
-        "delete_committed_images": "deleteCommittedImages" in job.kids,
-        "disabled_base_bitmaps": tuple(bitmaps),
-    })
-
-
-def _pull(job: _Job, _kind: JobType) -> PullData:
-    return assemble(PullData, {"base": job.node("base", optional=True)})
-
-
-def _create(job: _Job, _kind: JobType) -> CreateData:
-    mode = _child_attr(job.kids, "create", "mode")
-    if mode is not None and mode != "storage":
-        raise BrokenDataError(f"<create mode='{mode}'>: only 'storage' is known")
-    return CreateData(src=job.source("src"), storage_only=mode == "storage")
-
-
-def _copy(job: _Job, _kind: JobType) -> CopyData:
-    shallownew = job.attrs.get("shallownew") or None
-    if shallownew is not None and shallownew != "yes":
-        raise BrokenDataError(f"shallownew='{shallownew}': only 'yes' is known")
-    return assemble(CopyData, {"shallownew": shallownew == "yes"})
-
-
-def _backup(job: _Job, _kind: JobType) -> BackupData:
-    return BackupData(bitmap=_child_attr(job.kids, "bitmap", "name"), store=job.source("store"))
-
-
-_SPECIFIC: dict[JobType, Callable[[_Job, JobType], JobData]] = {
-    JobType.PULL: _pull,
-    JobType.COMMIT: _commit,
-    JobType.ACTIVE_COMMIT: _commit,
-    JobType.CREATE: _create,
-    JobType.COPY: _copy,
-    JobType.BACKUP: _backup,
+_READERS: dict[Kind, Callable[[Row, JobType], _Reader]] = {
+    Kind.NODE: _node_reader,
+    Kind.FLAG: _flag_reader,
+    Kind.YES: _yes_reader,
+    Kind.NAMES: _names_reader,
+    Kind.NAMED: _named_reader,
+    Kind.IMAGE: _image_reader,
 }
-# Job types whose data names images by node name.
-_RESOLVING = frozenset({JobType.PULL, JobType.COMMIT, JobType.ACTIVE_COMMIT})
 
 
-# Children whose `node` attribute names an image.
-_NODE_TAGS = ("base", "top", "topparent")
+def _data_reader(kind: JobType) -> Callable[[_Job], JobData]:
+    """Read the data of a job of type `kind`: its rows in table order, into its data class.
+
+    Fields of the class that no row of this type fills (`topparent` of an active
+    commit) keep their defaults.
+    """
+    cls = DATA_CLASSES[kind]
+    build = builder(cls)
+    readers = tuple((row.field, _READERS[row.kind](row, kind)) for row in ROWS_OF_TYPE[kind])
+    filled = {row.field for row in ROWS_OF_TYPE[kind]}
+    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name not in filled}
+
+    def read_data(job: _Job) -> JobData:
+        values = {name: read(job) for name, read in readers}
+        if defaults:
+            values.update(defaults)
+        data: JobData = build(values)
+        return data
+
+    return read_data
+
+
+# Per job type, its data reader and the children naming images by node name. Keyed by
+# libvirt's string, like `_TYPES`: hashing a JobType runs Python code, per lookup.
+_DATA_READERS = {
+    kind.value: (_data_reader(kind), tuple(row.xml for row in NODE_ROWS[kind]))
+    for kind in ROWS_OF_TYPE
+}
 
 
 def _known(
@@ -221,6 +298,46 @@ def _chains(job: _Job) -> JobChains | None:
     )
 
 
+_new_job = builder(BlockJob)
+
+
+def _kept_attributes(
+    element: etree._Element, name: str, ctx: ReadContext
+) -> tuple[tuple[str | None, str, str], ...]:
+    """The attributes no row knows, each after the known one it followed."""
+    kept: list[tuple[str | None, str, str]] = []
+    after: str | None = None
+    for key, value in element.items():
+        if key in KNOWN_ATTRIBUTES:
+            after = key
+            continue
+        written = prefixed(element, key)
+        ctx.warn(element, f"job '{name}': unknown attribute '{written}' kept as written")
+        if written != key:  # in a namespace: declared with it, if the root does not
+            root = element.getroottree().getroot()
+            kept.extend((after, *pair) for pair in declarations(element, dict(root.nsmap))
+                        if (after, *pair) not in kept)
+        kept.append((after, written, value))
+    return tuple(kept)
+
+
+def _kept_children(
+    element: etree._Element, name: str, ctx: ReadContext
+) -> tuple[tuple[str | None, Node], ...]:
+    """The child elements no row knows, each after the known one it followed."""
+    kept: list[tuple[str | None, Node]] = []
+    after: str | None = None
+    for child in element.iterchildren(etree.Element):
+        tag = child.tag
+        if tag in KNOWN_CHILDREN:
+            after = str(tag)
+            continue
+        node = kept_node(child)
+        ctx.warn(child, f"job '{name}': unknown element <{node.tag}> kept as written")
+        kept.append((after, node))
+    return tuple(kept)
+
+
 def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJob | None:
     """Read the `<blockjob>` at `position`; None when libvirt would drop it (no name)."""
     # One call for all attributes: cheaper than a get() per attribute read.
@@ -235,7 +352,7 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     type_text = get("type") or ""
     kind = _TYPES.get(type_text)
     if kind is None:
-        problems.append(f"unknown job type '{type_text}'")
+        problems.append(problem(element, f"unknown job type '{type_text}'"))
         kind = JobType.BROKEN
 
     brokentype_text = get("brokentype") or None
@@ -246,26 +363,26 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     state_text = get("state") or ""
     state = _STATES.get(state_text)
     if state is None:
-        problems.append(f"unknown job state '{state_text}'")
+        problems.append(problem(element, f"unknown job state '{state_text}'"))
         state = JobState.FAILED
 
     newstate_text = get("newstate") or None
     newstate = _STATES.get(newstate_text) if newstate_text is not None else None
     if newstate_text is not None and newstate is None:
-        problems.append(f"unknown new state '{newstate_text}'")
+        problems.append(problem(element, f"unknown new state '{newstate_text}'"))
 
     kids = first_children(element)
-    job = _Job(attrs, kids, problems, ctx.origin, (position, name))
+    job = _Job(element, attrs, kids, problems, origin=ctx.origin, position=(position, name))
     disk_el = kids.get("disk")
     dst = mirror_text = None
     if disk_el is not None:
         dst = disk_el.get("dst") or None
         mirror_text = disk_el.get("mirror") or None
     disk = dst if dst is not None and dst in ctx.disks else None
-    if dst is not None and disk is None:
-        problems.append(f"disk '{dst}' not found in the domain")
-    if mirror_text is not None and mirror_text != "yes":
-        problems.append(f"disk mirror='{mirror_text}': only 'yes' is known")
+    if disk_el is not None and dst is not None and disk is None:
+        problems.append(problem(disk_el, f"disk '{dst}' not found in the domain"))
+    if disk_el is not None and mirror_text is not None and mirror_text != "yes":
+        problems.append(problem(disk_el, f"disk mirror='{mirror_text}': only 'yes' is known"))
 
     flags_text = get("jobflags") or None
     jobflags = _jobflags(flags_text)
@@ -276,33 +393,42 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     if disk is None and not problems:
         try:
             chains = _chains(job)
-        except SourceError as exc:
-            problems.append(f"orphan chains: {exc}")
+        except BrokenDataError as exc:
+            problems.append(_at(exc.line, f"orphan chains: {exc}"))
     elif disk is not None and "chains" in kids:
         ctx.warn(element, f"job '{name}': <chains> of a job bound to a disk ignored")
 
     mirror = False
-    if mirror_text == "yes":
+    if disk_el is not None and mirror_text == "yes":
         if disk is None:
-            problems.append("mirror='yes' on a job without a disk")
+            problems.append(problem(disk_el, "mirror='yes' on a job without a disk"))
         else:
             mirror = ctx.disks.has_mirror(disk)
 
     data: JobData | None = None
-    specific = _SPECIFIC.get(kind)
+    specific = _DATA_READERS.get(type_text)
     if specific is not None:
-        if kind in _RESOLVING:
+        read_data, node_tags = specific
+        if node_tags:
             own_chains = kids.get("chains") if chains is not None else None
-            job.known = _known(ctx.disks, disk, mirror, own_chains, job.node_names())
+            job.known = _known(ctx.disks, disk, mirror, own_chains, job.node_names(node_tags))
         try:
-            data = specific(job, kind)
-        except (BrokenDataError, SourceError) as exc:
-            problems.append(str(exc))
+            data = read_data(job)
+        except BrokenDataError as exc:
+            problems.append(_at(exc.line, str(exc)))
 
     errmsg_el = kids.get("errmsg")
     errmsg = (errmsg_el.text or None) if errmsg_el is not None else None
     invalid = bool(problems)
-    return assemble(BlockJob, {
+    # Unknown parts are rare: the set comparisons keep the common case to two checks.
+    kept_attributes = (
+        () if invalid or attrs.keys() <= KNOWN_ATTRIBUTES
+        else _kept_attributes(element, name, ctx)
+    )
+    kept_children = (
+        () if invalid or kids.keys() <= KNOWN_CHILDREN else _kept_children(element, name, ctx)
+    )
+    return _new_job({
         "name": name,
         "type": kind,
         "state": state,
@@ -316,7 +442,9 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
         "data": data,
         "invalid": invalid,
         "problems": tuple(problems),
-        "raw": from_lxml(element) if invalid else None,
+        "raw": kept_node(element) if invalid else None,
+        "kept_attributes": kept_attributes,
+        "kept_children": kept_children,
     })
 
 
@@ -346,9 +474,12 @@ def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJ
             # libvirt <= 5.7 bound jobs to disk objects, so a domain with two
             # disks of one target could carry a job for each. Keep the second
             # job, unbound and invalid, rather than lose the domain.
-            problem = f"disk '{disk}' is repeated in the domain and already has job '{other}'"
-            job = replace(job, disk=None, invalid=True, problems=(*job.problems, problem),
-                          raw=from_lxml(element))
+            repeated = problem(
+                first_children(element).get("disk", element),
+                f"disk '{disk}' is repeated in the domain and already has job '{other}'",
+            )
+            job = replace(job, disk=None, invalid=True, problems=(*job.problems, repeated),
+                          raw=kept_node(element))
         elif other is not None:
             raise StatusXMLError(
                 ctx.filename, line, f"disk '{disk}' already has block job '{other}' assigned"

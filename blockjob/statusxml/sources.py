@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from lxml import etree
 
-from blockjob.model import StorageSource, assemble
-from blockjob.statusxml.node import Node, first_children, from_lxml
+from blockjob.element import Node
+from blockjob.model import StorageSource
+from blockjob.statusxml.build import builder
+from blockjob.statusxml.node import SerializedXML, first_children, from_lxml
 
 STORAGE_TYPES = frozenset(
     {"file", "block", "dir", "network", "volume", "nvme", "vhostuser", "vhostvdpa"}
@@ -20,6 +22,9 @@ FORMATS = frozenset(
     {"raw", "dir", "bochs", "cloop", "dmg", "iso", "vpc", "vdi", "fat", "vhd", "ploop",
      "cow", "qcow", "qcow2", "qed", "vmdk"}
 )
+
+
+_new_image = builder(StorageSource)
 
 
 class SourceError(ValueError):
@@ -60,17 +65,20 @@ def _image(
     """One image; `below` is the `<backingStore>` that describes what lies under it.
 
     `index` is `<source index>` on a chain's top image, `<backingStore index>` further down.
-    `as_node` builds the `<source>` node now; otherwise it is kept as lxml's bytes,
-    a plain string the garbage collector never walks, until first read.
+    `as_node` builds the `<source>` node now; otherwise it is kept as lxml's bytes
+    until first read.
     """
     below_image, terminated = None, False
     if below is not None:
         below_image, terminated = read_backing(below, as_node=as_node)
     storage, fmt_node = _node_names(source)
-    return assemble(StorageSource, {
+    return _new_image({
         "type": kind,
         "format": fmt,
-        "element": from_lxml(source) if as_node else etree.tostring(source, with_tail=False),
+        "element": (
+            from_lxml(source) if as_node
+            else SerializedXML(etree.tostring(source, with_tail=False))
+        ),
         "index": _index(index),
         "format_children": format_children,
         "backing": below_image,
@@ -198,6 +206,17 @@ def backing_node(image: StorageSource) -> Node | None:
 def top_source_node(image: StorageSource) -> Node:
     """The `<source>` of a chain's top image; only there does it carry `index`."""
     return _indexed(image.source, image.index)
+
+
+def disk_mirror_node(image: StorageSource, job: str, *, ready: bool) -> Node:
+    """A disk's `<mirror>` for a copy or active commit into `image`, as libvirt 9.0
+    writes it: the image alone (no backing), `index` on its `<source>`."""
+    attrs = [("type", image.type), ("job", job)]
+    if ready:
+        attrs.append(("ready", "yes"))
+    children = (Node("format", (("type", image.format),), image.format_children),
+                top_source_node(image))
+    return Node("mirror", tuple(attrs), children)
 
 
 def job_source_node(tag: str, image: StorageSource) -> Node:

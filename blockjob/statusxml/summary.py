@@ -2,38 +2,39 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
-from blockjob.model import BackupData, BlockJob, CommitData, CopyData, CreateData, PullData
+from blockjob.model import BlockJob
 from blockjob.statusxml.document import StatusDocument
+from blockjob.statusxml.mapping import ROWS, Kind, Row, value_of
+
+
+def _json(row: Row, value: object) -> object:
+    """A row's value as `show --json` gives it: as written in the file, or its default."""
+    if row.kind in (Kind.FLAG, Kind.YES) and row.value is not None:
+        return row.value[1] if value else None  # the value the flag is written with
+    if row.kind in (Kind.FLAG, Kind.YES):
+        return bool(value)
+    if row.kind is Kind.NAMES:
+        return list(value) if isinstance(value, tuple) else []
+    if isinstance(value, Enum):
+        return value.value
+    return value
 
 
 def job_summary(job: BlockJob) -> dict[str, Any]:
-    """Every key is always present; values are as written in the file, None where absent."""
-    data = job.data
-    commit = data if isinstance(data, CommitData) else None
-    base = commit.base if commit else data.base if isinstance(data, PullData) else None
-    return {
-        "name": job.name,
-        "type": job.type.value,
-        "state": job.state.value,
-        "newstate": job.newstate.value if job.newstate else None,
-        "brokentype": job.brokentype.value if job.brokentype else None,
-        "jobflags": job.jobflags,
-        "errmsg": job.errmsg,
-        "disk": job.disk,
-        "mirror": job.mirror,
-        "invalid": job.invalid,
-        "problems": list(job.problems),
-        "base": base,
-        "top": commit.top if commit else None,
-        "topparent": commit.topparent if commit else None,
-        "delete_committed_images": commit.delete_committed_images if commit else False,
-        "disabled_base_bitmaps": list(commit.disabled_base_bitmaps) if commit else [],
-        "shallownew": data.shallownew if isinstance(data, CopyData) else False,
-        "create_mode": "storage" if isinstance(data, CreateData) and data.storage_only else None,
-        "bitmap": data.bitmap if isinstance(data, BackupData) else None,
-    }
+    """One key per row of the mapping (and the job's validity); every key always present."""
+    out: dict[str, Any] = {}
+    for row in ROWS:
+        key = row.key
+        if key is not None:
+            out[key] = _json(row, value_of(row, job))
+        if row.kind is Kind.DISK:
+            out["mirror"] = job.mirror
+    out["invalid"] = job.invalid
+    out["problems"] = list(job.problems)
+    return out
 
 
 def document_summary(doc: StatusDocument) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Write `<blockjobs>` exactly as libvirt does (docs/format.md#bytes to #sources).
+"""Write `<blockjobs>` exactly as libvirt does (docs/format.md#bytes to #sources), row by
+row of `mapping.py`.
 
 Fixed attribute and child order, single quotes, libvirt's escaping, two spaces
 per level, empty elements omitted, and the `<errmsg>` line quirk: libvirt writes
@@ -7,21 +8,17 @@ it without a newline, so the next child follows on the same line.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
-from blockjob.model import (
-    BackupData,
-    BlockJob,
-    CommitData,
-    CopyData,
-    CreateData,
-    JobData,
-    PullData,
-)
-from blockjob.statusxml.node import Node, escape, write_node
+from blockjob.element import Node
+from blockjob.model import BlockJob, JobChains, JobData, StorageSource
+from blockjob.statusxml.mapping import DATA_CLASSES, ROWS, Kind, Row, plan
+from blockjob.statusxml.node import escape, write_node
 from blockjob.statusxml.sources import job_source_node
 
-_INLINE = frozenset({"errmsg"})
+# libvirt writes text children (`<errmsg>`) without a newline after them.
+_INLINE = frozenset(row.xml for row in ROWS if row.kind is Kind.TEXT)
 BLOCKJOBS_INDENT = "  "
 
 
@@ -43,58 +40,112 @@ class _Children:
         write_node(self.out, node, self.indent, pad=self.pad)
 
 
-def _node(children: _Children, tag: str, node_name: str | None) -> None:
-    if node_name is not None:
-        children.line(f"<{tag} node='{escape(node_name)}'/>")
+# How each kind of row is written, given the model's value (None: nothing to write).
+# Attributes return their text; children append to the buffer.
+
+def _attribute(row: Row) -> Callable[[Any], str]:
+    """How `row`'s value is written, as a function of the value (which is set)."""
+    head = f" {row.xml}='"
+    if row.kind is Kind.FLAGS:
+        return lambda value: f"{head}0x{value:x}'"
+    if row.kind is Kind.YES:
+        return lambda _value: f"{head}yes'"
+    if row.kind in (Kind.JOB_TYPE, Kind.STATE):
+        return lambda value: f"{head}{value}'"  # a StrEnum: libvirt's name, never escaped
+    return lambda value: f"{head}{escape(value)}'"
 
 
-def _write_data(children: _Children, data: JobData) -> None:
-    if isinstance(data, PullData):
-        _node(children, "base", data.base)
-    elif isinstance(data, CommitData):
-        _node(children, "base", data.base)
-        _node(children, "top", data.top)
-        _node(children, "topparent", data.topparent)
-        if data.delete_committed_images:
-            children.line("<deleteCommittedImages/>")
-        if data.disabled_base_bitmaps:
-            children.line("<disabledBaseBitmaps>")
-            for name in data.disabled_base_bitmaps:
-                children.out.append(f"{children.indent}  <bitmap name='{escape(name)}'/>\n")
-            children.out.append(f"{children.indent}</disabledBaseBitmaps>\n")
-    elif isinstance(data, CreateData):
-        if data.storage_only:
-            children.line("<create mode='storage'/>")
-        if data.src is not None:
-            children.node(job_source_node("src", data.src))
-    elif isinstance(data, BackupData):
-        if data.bitmap is not None:
-            children.line(f"<bitmap name='{escape(data.bitmap)}'/>")
-        if data.store is not None:
-            children.node(job_source_node("store", data.store))
+def _text(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
+    # libvirt writes it without a newline: the next child follows on the same line.
+    children.out.append(f"{children.pad}<{row.xml}>{escape(str(value))}</{row.xml}>")
 
 
-def _attributes(job: BlockJob) -> str:
-    parts = [f" name='{escape(job.name)}' type='{job.type.value}' state='{job.state.value}'"]
-    if job.newstate is not None:
-        parts.append(f" newstate='{job.newstate.value}'")
-    if job.brokentype is not None:
-        parts.append(f" brokentype='{job.brokentype.value}'")
-    if job.jobflags is not None:
-        parts.append(f" jobflags='0x{job.jobflags:x}'")
-    if isinstance(job.data, CopyData) and job.data.shallownew:
-        parts.append(" shallownew='yes'")
-    return "".join(parts)
+def _disk(children: _Children, row: Row, value: object, job: BlockJob) -> None:
+    mirror = " mirror='yes'" if job.mirror else ""
+    children.line(f"<{row.xml} dst='{escape(str(value))}'{mirror}/>")
 
 
-def _write_chains(children: _Children, job: BlockJob) -> None:
-    chains = job.chains
-    if chains is None or (chains.disk is None and chains.mirror is None):
-        return
-    parts = [("disk", chains.disk), ("mirror", chains.mirror)]
-    children.node(
-        Node("chains", (), tuple(job_source_node(t, top) for t, top in parts if top is not None))
+def _chains(children: _Children, row: Row, value: object, job: BlockJob) -> None:
+    assert isinstance(value, JobChains)
+    if job.disk is not None:
+        return  # a bound job's chains are its disk's, in the domain
+    parts = [(tag, top) for tag, top in (("disk", value.disk), ("mirror", value.mirror))
+             if top is not None]
+    if parts:
+        children.node(Node(row.xml, (), tuple(job_source_node(t, top) for t, top in parts)))
+
+
+def _node(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
+    children.line(f"<{row.xml} node='{escape(str(value))}'/>")
+
+
+def _flag(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
+    if value:
+        extra = f" {row.value[0]}='{escape(row.value[1])}'" if row.value is not None else ""
+        children.line(f"<{row.xml}{extra}/>")
+
+
+def _names(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
+    assert isinstance(value, tuple)
+    if value:
+        children.line(f"<{row.xml}>")
+        for name in value:
+            children.out.append(f"{children.indent}  <{row.item} name='{escape(name)}'/>\n")
+        children.out.append(f"{children.indent}</{row.xml}>\n")
+
+
+def _named(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
+    children.line(f"<{row.xml} name='{escape(str(value))}'/>")
+
+
+def _image(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
+    assert isinstance(value, StorageSource)
+    children.node(job_source_node(row.xml, value))
+
+
+_ChildWriter = Callable[[_Children, Row, object, BlockJob], None]
+_WRITERS: dict[Kind, _ChildWriter] = {
+    Kind.TEXT: _text,
+    Kind.DISK: _disk,
+    Kind.CHAINS: _chains,
+    Kind.NODE: _node,
+    Kind.FLAG: _flag,
+    Kind.NAMES: _names,
+    Kind.NAMED: _named,
+    Kind.IMAGE: _image,
+}
+_Plan = tuple[
+    tuple[tuple[Row, bool, Callable[[Any], str]], ...],
+    tuple[tuple[Row, bool, _ChildWriter], ...],
+]
+# Per data class (NoneType: no data), the attribute rows and the child rows with their writers.
+_PLANS: dict[type[JobData | None], _Plan] = {
+    cls: (
+        tuple((row, on_data, _attribute(row)) for row, on_data in plan(cls) if row.attribute),
+        tuple((row, on_data, _WRITERS[row.kind]) for row, on_data in plan(cls)
+              if not row.attribute),
     )
+    for cls in (type(None), *DATA_CLASSES.values())
+}
+
+
+def _attributes(job: BlockJob, rows: tuple[tuple[Row, bool, Callable[[Any], str]], ...]) -> str:
+    data = job.data
+    kept = job.kept_attributes
+    if not kept:
+        return "".join([
+            write(value) for row, on_data, write in rows
+            if (value := getattr(data if on_data else job, row.field)) is not None
+            and value is not False
+        ])
+    parts = [f" {key}='{escape(value)}'" for after, key, value in kept if after is None]
+    for row, on_data, write in rows:
+        value = getattr(data if on_data else job, row.field)
+        if value is not None and value is not False:
+            parts.append(write(value))
+        parts.extend(f" {key}='{escape(value)}'" for after, key, value in kept
+                     if after == row.xml)
+    return "".join(parts)
 
 
 def write_job(out: list[str], job: BlockJob, indent: str) -> None:
@@ -103,16 +154,24 @@ def write_job(out: list[str], job: BlockJob, indent: str) -> None:
         write_node(out, job.raw, indent, inline_tags=_INLINE)
         return
     children = _Children(indent + "  ")
-    if job.errmsg is not None:
-        children.out.append(f"{children.indent}<errmsg>{escape(job.errmsg)}</errmsg>")
-    if job.disk is not None:
-        mirror = " mirror='yes'" if job.mirror else ""
-        children.line(f"<disk dst='{escape(job.disk)}'{mirror}/>")
+    kept = job.kept_children
+    data = job.data
+    attributes, rows = _PLANS[type(data)]
+    if not kept:
+        for row, on_data, write in rows:
+            value = getattr(data if on_data else job, row.field)
+            if value is not None:
+                write(children, row, value, job)
     else:
-        _write_chains(children, job)
-    if job.data is not None:
-        _write_data(children, job.data)
-    start = f"{indent}<blockjob{_attributes(job)}"
+        for _after, node in (pair for pair in kept if pair[0] is None):
+            children.node(node)
+        for row, on_data, write in rows:
+            value = getattr(data if on_data else job, row.field)
+            if value is not None:
+                write(children, row, value, job)
+            for node in (node for after, node in kept if after == row.xml):
+                children.node(node)
+    start = f"{indent}<blockjob{_attributes(job, attributes)}"
     if not children.out:
         out.append(f"{start}/>\n")
         return

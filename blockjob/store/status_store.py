@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -262,16 +263,21 @@ class StatusStore:
 class DomainOwner:
     """What `StatusStore.owned` yields: the domain's file, read and saved under its lock.
 
-    One built directly (not by `owned`) can only read: a save needs the lock.
+    One built directly (not by `owned`) can only read: a save needs the lock. `on_save`, if
+    set, is called with each document after it is saved (tests record the order).
     """
 
     def __init__(self, store: StatusStore, name: str, path: Path) -> None:
         self.store = store
         self.name = name
         self.path = path
+        self.on_save: Callable[[SavableDocument], object] | None = None
         self._pid = os.getpid()
         self._held = False  # set by `owned` while its block runs
         self._released = False
+        # Documents read or saved through this owner: only those may be changed and saved
+        # by a flow that must own the domain from before it reads (`holds`).
+        self._documents: weakref.WeakSet[object] = weakref.WeakSet()
 
     def exists(self) -> bool:
         self._check()
@@ -280,7 +286,9 @@ class DomainOwner:
     def load(self) -> StatusDocument:
         """The document as saved now (StoreError or StatusXMLError when it cannot be loaded)."""
         self._check()
-        return self.store._load_file(self.path, self.name)
+        doc = self.store._load_file(self.path, self.name)
+        self._documents.add(doc)
+        return doc
 
     def save(self, doc: SavableDocument) -> Path:
         """Write `doc`; it must be this domain's document. On StoreError the old file is intact."""
@@ -291,7 +299,14 @@ class DomainOwner:
             raise DomainNameError(
                 self.path, f"document of domain {doc.domain_name!r} saved as {self.name!r}")
         self.store._write(self.path, doc.dumps())
+        self._documents.add(doc)
+        if self.on_save is not None:
+            self.on_save(doc)
         return self.path
+
+    def holds(self, doc: object) -> bool:
+        """Whether `doc` was loaded or saved through this owner (so it is the file as owned)."""
+        return doc in self._documents
 
     def _check(self) -> None:
         if self._released:

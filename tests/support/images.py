@@ -1,10 +1,9 @@
-"""Storage sources built in code, as a test needs them (not shipped: nothing in the package
-makes images from scratch)."""
+"""Storage sources built by hand, as libvirt records a file-backed image."""
 
 from __future__ import annotations
 
+from blockjob.element import Node
 from blockjob.model import StorageSource
-from blockjob.statusxml.node import Node
 
 
 def file_image(

@@ -76,13 +76,15 @@ def commit(tb: Lab, *, speed: int = 0, crash: CrashPoint | None = None) -> Block
         return None
 
 
-def wait_until(check: Callable[[], bool], what: str, limit: float = 60.0) -> None:
+def wait_until(
+    check: Callable[[], bool], what: str, limit: float = 60.0, interval: float = 0.02
+) -> None:
     """Poll `check`; the limit only keeps a broken QEMU from hanging the suite."""
     deadline = time.monotonic() + limit
     while not check():
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
+        time.sleep(interval)
 
 
 def job_status(monitor: Monitor, job: str = JOB) -> str | None:

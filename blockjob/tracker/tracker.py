@@ -1,0 +1,228 @@
+"""A running daemon's view of one domain: its file, its lock, its QEMU, its jobs' events.
+
+libvirt handles a `JOB_STATUS_CHANGE` by mapping QEMU's status, saving it as the
+job's `newstate`, and then running the job's finishing steps (its
+`qemuBlockJobUpdate`); after a restart it does the same from `query-jobs`. Here
+both are literally one code path: every followed event, and every job at connect
+time, goes through `recovery.reconcile_job`, which observes QEMU now and runs the
+plan recovery would run. Events QEMU sent while nobody listened are thus caught up
+at connect, and a tracker killed anywhere leaves what the next one (or `recover`)
+finishes. README section `Live tracking` has the table of events and requests.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from contextlib import ExitStack
+from types import TracebackType
+from typing import Any
+
+from blockjob.jobs.abort import AbortHook, request_abort
+from blockjob.jobs.active_commit import start_active_commit
+from blockjob.jobs.commit import CrashHook, no_crash, start_commit
+from blockjob.jobs.pivot import PivotHook, request_pivot
+from blockjob.model import BlockJob, JobState
+from blockjob.qemu.monitor import Monitor, MonitorUnavailableError
+from blockjob.recovery.execute import Context, StepHook, run_step
+from blockjob.recovery.plan import merge_step
+from blockjob.recovery.report import JobReport
+from blockjob.recovery.run import reconcile_job, recover_document
+from blockjob.statusxml.document import StatusDocument
+from blockjob.store.status_store import OWNER_TIMEOUT, DomainOwner, SavableDocument, StatusStore
+
+# The QEMU statuses libvirt acts on (SPEC: "maps only ready, concluded and pending").
+FOLLOWED_STATUSES = frozenset({"ready", "pending", "concluded"})
+# QEMU statuses in which a job recorded as aborting still needs its job-cancel.
+_CANCELLABLE = frozenset({"created", "running", "paused", "ready", "standby"})
+SaveHook = Callable[[StatusDocument], None]
+
+
+class JobTracker:
+    """Owns domain `name` of `store` (file, lock, QMP connection) while open.
+
+    Use as a context manager. Opening takes the domain's lock (another owner, e.g.
+    `blockjob recover`, then waits and reports the domain busy), loads the file,
+    connects to its QEMU and catches up every recorded job. Then `follow` handles
+    events; `start_commit`, `start_active_commit`, `pivot`, `abort` and `add_job`
+    are the daemon's requests. `reports` collects what each reconcile did.
+    """
+
+    def __init__(
+        self, store: StatusStore, name: str, *, lock_timeout: float = OWNER_TIMEOUT,
+        connect_timeout: float = 5.0, timeout: float = 30.0,
+        on_step: StepHook | None = None, on_save: SaveHook | None = None,
+    ) -> None:
+        self.store = store
+        self.name = name
+        self.lock_timeout = lock_timeout
+        self.connect_timeout = connect_timeout
+        self.timeout = timeout
+        self.on_step = on_step
+        self.on_save = on_save
+        self.reports: list[JobReport] = []
+        # Failed end-state checks of the catch-up at open (recovery's verification).
+        self.failed_checks: list[str] = []
+        self._stack = ExitStack()
+        self._doc: StatusDocument | None = None
+        self._monitor: Monitor | None = None
+        self._owner: DomainOwner | None = None
+
+    # -- life ------------------------------------------------------------------
+
+    def __enter__(self) -> JobTracker:
+        try:
+            self.open()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        owner = self._stack.enter_context(
+            self.store.owned(self.name, timeout=self.lock_timeout))
+        if self.on_save is not None:
+            owner.on_save = self._saved
+        self._owner = owner
+        self._doc = owner.load()
+        if not self._doc.monitor_path:
+            raise MonitorUnavailableError(str(owner.path), "the status file names no <monitor>")
+        self._monitor = self._stack.enter_context(Monitor.connect(
+            self._doc.monitor_path, timeout=self.timeout, connect_timeout=self.connect_timeout))
+        self.catch_up()
+
+    def _saved(self, doc: SavableDocument) -> None:
+        if self.on_save is not None and isinstance(doc, StatusDocument):
+            self.on_save(doc)
+
+    def close(self) -> None:
+        """Disconnect and release the domain (the file stays as last saved)."""
+        self._stack.close()
+        self._monitor = None
+
+    @property
+    def doc(self) -> StatusDocument:
+        if self._doc is None:
+            raise RuntimeError("the tracker is not open")
+        return self._doc
+
+    @property
+    def monitor(self) -> Monitor:
+        if self._monitor is None:
+            raise RuntimeError("the tracker is not open")
+        return self._monitor
+
+    @property
+    def owner(self) -> DomainOwner:
+        if self._owner is None:
+            raise RuntimeError("the tracker is not open")
+        return self._owner
+
+    # -- the state machine -----------------------------------------------------
+
+    def reconcile(self, name: str) -> JobReport:
+        """Observe job `name` and run recovery's plan for it (newstate saved first)."""
+        report = reconcile_job(self.doc, self.owner, self.monitor, name, on_step=self.on_step)
+        self.reports.append(report)
+        return report
+
+    def catch_up(self) -> None:
+        """What a restart does: `recover_document` (what `blockjob recover` runs), then a
+        pivot or abort that was recorded but maybe never reached QEMU asked again."""
+        reports, self.failed_checks = recover_document(
+            self.doc, self.owner, self.monitor, on_step=self.on_step)
+        self.reports += reports
+        jobs = self.monitor.query_jobs()
+        for job in self.doc.jobs:
+            status = jobs[job.name].status if job.name in jobs else None
+            if job.state is JobState.PIVOTING and status == "ready":
+                self.pivot(job.name)
+            elif job.state is JobState.ABORTING and status in _CANCELLABLE:
+                self.abort(job.name)
+
+    def handle(self, event: Mapping[str, Any]) -> bool:
+        """Act on one QMP event; True if it was a followed status change of a recorded job."""
+        if event.get("event") != "JOB_STATUS_CHANGE":
+            return False
+        data = event.get("data") or {}
+        name, status = str(data.get("id", "")), str(data.get("status", ""))
+        if status not in FOLLOWED_STATUSES or self.doc.job(name) is None:
+            return False  # libvirt ignores other statuses and jobs it did not start
+        self.reconcile(name)
+        return True
+
+    def follow(self, timeout: float) -> int:
+        """Handle the events that arrive within `timeout` seconds; how many were followed."""
+        deadline = time.monotonic() + timeout
+        handled = 0
+        while (remaining := deadline - time.monotonic()) > 0:
+            event = self.monitor.next_event(remaining)
+            if event is None:
+                break
+            handled += self.handle(event)
+        return handled
+
+    def wait_for(
+        self, check: Callable[[StatusDocument], bool], timeout: float = 60.0
+    ) -> bool:
+        """Follow events until `check(doc)` holds; False if `timeout` passed first."""
+        deadline = time.monotonic() + timeout
+        while not check(self.doc):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            event = self.monitor.next_event(remaining)
+            if event is not None:
+                self.handle(event)
+        return True
+
+    # -- requests ----------------------------------------------------------------
+
+    def add_job(self, job: BlockJob) -> None:
+        """Record a job the daemon started itself in QEMU (any type); it is then followed,
+        and caught up at once in case it already changed status."""
+        self.doc.add_job(job)
+        self.owner.save(self.doc)
+        self.reconcile(job.name)
+
+    def start_commit(
+        self, disk: str, top: str, base: str, *, speed: int = 0, crash: CrashHook = no_crash,
+    ) -> BlockJob:
+        """Start a commit of `top` into `base` (node names of disk `disk`), crash-safe."""
+        return start_commit(self.owner, disk, top, base, doc=self.doc, monitor=self.monitor,
+                            speed=speed, crash=crash)
+
+    def start_active_commit(
+        self, disk: str, base: str, *, speed: int = 0, crash: CrashHook = no_crash,
+    ) -> BlockJob:
+        """Start an active commit of disk `disk`'s top image into `base`; it is followed
+        to `ready`, then ends with `pivot` or `abort`."""
+        return start_active_commit(self.owner, self.doc, disk, base, monitor=self.monitor,
+                                   speed=speed, crash=crash)
+
+    def pivot(self, name: str, *, crash: PivotHook | None = None) -> list[str]:
+        """Pivot ready job `name`; returns bitmaps the merge skipped. The finish follows
+        with the job's `concluded` event (`follow`, `wait_for`)."""
+        return request_pivot(self.owner, self.doc, name, self.monitor, merge=self._merge,
+                             crash=crash)[1]
+
+    def _merge(self, job: BlockJob) -> list[str]:
+        """Recovery's own merge step, run before `job-complete` as libvirt 6.2 does."""
+        step = merge_step(self.doc, job)
+        if step is None:
+            return [f"job '{job.name}': its images are not in the file; nothing merged"]
+        ctx = Context(self.doc, self.owner, self.monitor)
+        if self.on_step is not None:
+            self.on_step(step)
+        run_step(ctx, step)
+        return ctx.problems
+
+    def abort(self, name: str, *, crash: AbortHook | None = None) -> None:
+        """Cancel job `name`; it finishes as `cancelled` with its `concluded` event."""
+        request_abort(self.owner, self.doc, name, self.monitor, crash=crash)

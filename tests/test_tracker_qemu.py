@@ -1,0 +1,243 @@
+"""The live tracker on real QEMU: events saved in libvirt's order, active commit to
+pivot, abort, and the same end state as recovery."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import blockjob
+from blockjob.demo.lab import Lab
+from blockjob.jobs.requests import RequestError
+from blockjob.model import BlockJob, JobState, JobType, PullData
+from blockjob.recovery import recover
+from blockjob.recovery.steps import MergeBitmaps, Reenable, Step
+from blockjob.statusxml.document import StatusDocument
+from blockjob.store.status_store import DomainBusyError, StatusStore
+from tests.support.qemu_fixtures import (
+    BASE,
+    CRAWL,
+    JOB,
+    MID,
+    QEMU_MARKS,
+    TOP,
+    assert_chain,
+    assert_file_sound,
+    commit,
+    started,
+    wait_concluded,
+)
+from tests.support.tracking import (
+    ACTIVE_JOB,
+    assert_active_aborted,
+    assert_pivoted,
+    end_state,
+    lab_dir,
+    to_end,
+    to_ready,
+    tracker,
+)
+from tests.test_recovery_qemu import assert_completed, assert_restored
+
+pytestmark = QEMU_MARKS
+
+Log = list[tuple[str, ...]]
+
+
+def recorder(log: Log) -> dict[str, object]:
+    """Hooks that log each save (state, newstate of every job, chain top) and each step."""
+
+    def on_save(doc: StatusDocument) -> None:
+        disk = doc.disk("vda")
+        top = disk.chain.format_node if disk and disk.chain else None
+        jobs = [(j.state.value, j.newstate.value if j.newstate else "-") for j in doc.jobs]
+        log.append(("save", str(top), *[":".join(j) for j in jobs]))
+
+    def on_step(step: Step) -> None:
+        log.append(("step", type(step).__name__))
+
+    return {"on_save": on_save, "on_step": on_step}
+
+
+def state_on_file(tb: Lab, name: str) -> JobState | None:
+    job = blockjob.load(tb.status_path).job(name)
+    return job.state if job is not None else None
+
+
+def test_a_live_commit_saves_newstate_before_any_finishing_step(tmp_path: Path) -> None:
+    log: Log = []
+    with started(tmp_path) as tb, tracker(tb, **recorder(log)) as t:
+        t.start_commit("vda", MID, BASE)
+        to_end(t, JOB)
+    saves = [entry[1:] for entry in log if entry[0] == "save"]
+    assert saves[:3] == [(TOP, "new:-"), (TOP, "running:-"), (TOP, "running:completed")]
+    assert saves[-1] == (TOP,)  # job dropped, chain top..base
+    first_step = log.index(("step", "MergeBitmaps"))
+    assert ("save", TOP, "running:completed") in log[:first_step]
+
+
+def test_a_live_commit_ends_as_recovery_ends_it(tmp_path: Path) -> None:
+    with started(lab_dir(tmp_path, "a")) as live:
+        with tracker(live) as t:
+            t.start_commit("vda", MID, BASE)
+            to_end(t, JOB)
+        assert_completed(live)
+        live_end = end_state(live)
+    with started(lab_dir(tmp_path, "b")) as offline:
+        commit(offline)
+        wait_concluded(offline)
+        assert recover([offline.status_path]).ok
+        # Same file bytes but for the labs' directories, monitors and pids; same QEMU.
+        assert end_state(offline) == live_end
+
+
+def test_active_commit_reaches_ready_as_libvirt_writes_it_then_pivots(tmp_path: Path) -> None:
+    log: Log = []
+    with started(tmp_path) as tb:
+        with tracker(tb, **recorder(log)) as t:
+            job = t.start_active_commit("vda", BASE)
+            assert job.name == ACTIVE_JOB and job.type is JobType.ACTIVE_COMMIT
+            assert job.jobflags == 4
+            to_ready(t)
+            text = tb.status_path.read_text()
+            assert (f"<blockjob name='{ACTIVE_JOB}' type='active-commit' state='ready' "
+                    "newstate='ready' jobflags='0x4'>") in text
+            assert "<mirror type='file' job='active-commit' ready='yes'>" in text
+            saves = [entry[2:] for entry in log if entry[0] == "save"]
+            # ready has no finishing step: one save, as libvirt 9.0's file has it.
+            assert saves[:3] == [("new:-",), ("running:-",), ("ready:ready",)]
+            assert t.pivot(ACTIVE_JOB) == []
+            assert state_on_file(tb, ACTIVE_JOB) is JobState.PIVOTING
+            to_end(t, ACTIVE_JOB)
+        assert_pivoted(tb)
+
+
+def test_pivot_is_refused_before_ready_and_for_a_plain_commit(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.start_commit("vda", MID, BASE, speed=CRAWL)
+            with pytest.raises(RequestError, match="has no mirror to pivot to"):
+                t.pivot(JOB)
+            with pytest.raises(RequestError, match="no such block job"):
+                t.pivot("nope")
+            t.abort(JOB)
+            to_end(t, JOB)
+            with pytest.raises(RequestError, match="no such block job"):
+                t.abort(JOB)
+            t.doc.add_job(BlockJob(name="ghost", type=JobType.COMMIT, state=JobState.RUNNING))
+            with pytest.raises(RequestError, match="has ended \\(unknown to QEMU\\)"):
+                t.abort("ghost")
+        assert_restored(tb)
+
+
+def test_abort_of_a_running_commit_reenables_and_records_cancelled(tmp_path: Path) -> None:
+    log: Log = []
+    with started(tmp_path) as tb:
+        with tracker(tb, **recorder(log)) as t:
+            t.start_commit("vda", MID, BASE, speed=CRAWL)
+            t.abort(JOB)
+            assert state_on_file(tb, JOB) is JobState.ABORTING
+            to_end(t, JOB)
+        assert ("save", TOP, "aborting:cancelled") in log
+        assert log.index(("save", TOP, "aborting:cancelled")) < log.index(("step", "Reenable"))
+        assert_restored(tb)
+
+
+def test_abort_of_a_ready_active_commit_keeps_the_chain(tmp_path: Path) -> None:
+    log: Log = []
+    with started(tmp_path) as tb:
+        with tracker(tb, **recorder(log)) as t:
+            t.start_active_commit("vda", BASE)
+            to_ready(t)
+            t.abort(ACTIVE_JOB)
+            to_end(t, ACTIVE_JOB)
+        assert ("save", TOP, "aborting:cancelled") in log
+        assert_active_aborted(tb)
+
+
+def test_the_tracker_owns_the_domain(tmp_path: Path) -> None:
+    with (started(tmp_path) as tb, tracker(tb), pytest.raises(DomainBusyError),
+          StatusStore(tb.directory).owned(tb.name, timeout=0.1)):
+        pass
+
+
+def test_events_missed_while_away_are_caught_up_at_connect(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        commit(tb)  # started by a daemon that then went away
+        wait_concluded(tb)
+        with tracker(tb) as t:
+            assert blockjob.load(tb.status_path).jobs == []
+            assert [r.decision for r in t.reports] == ["finish-completed"]
+        assert_completed(tb)
+
+
+def test_a_stream_job_recorded_with_add_job_is_followed(tmp_path: Path) -> None:
+    name = "pull-vda-libvirt-1-format"
+    with started(tmp_path) as tb, tracker(tb) as t:
+        t.monitor.execute("block-stream", {
+            "job-id": name, "device": TOP, "base-node": BASE, "auto-dismiss": False,
+            "speed": CRAWL})
+        t.add_job(BlockJob(name=name, type=JobType.PULL, state=JobState.RUNNING, jobflags=0,
+                           disk="vda", data=PullData(base="libvirt-3-storage")))
+        assert blockjob.load(tb.status_path).job(name) is not None
+        t.monitor.execute("block-job-set-speed", {"device": name, "speed": 0})
+        to_end(t, name)
+        assert_chain(assert_file_sound(tb.status_path), TOP, BASE)
+        assert t.monitor.query_jobs() == {}
+        assert MID not in t.monitor.query_nodes()
+
+
+def test_reenable_and_merge_are_the_steps_recovery_names(tmp_path: Path) -> None:
+    """The finish of a live commit is recovery's plan: it names the same steps."""
+    steps: list[Step] = []
+    with started(tmp_path) as tb, tracker(tb, on_step=steps.append) as t:
+        t.start_commit("vda", MID, BASE)
+        to_end(t, JOB)
+    assert any(isinstance(s, MergeBitmaps) for s in steps)
+    assert not any(isinstance(s, Reenable) for s in steps)
+
+
+def test_recover_reports_the_domain_busy_while_a_tracker_owns_it(tmp_path: Path) -> None:
+    with started(tmp_path) as tb, tracker(tb) as t:
+        t.start_commit("vda", MID, BASE, speed=CRAWL)
+        before = tb.status_path.read_bytes()
+        report = recover([tb.status_path], owner_timeout=0.2)
+        assert not report.ok
+        error = report.domains[0].error or ""
+        assert "is owned by another process" in error, error
+        assert tb.status_path.read_bytes() == before
+        t.abort(JOB)
+        to_end(t, JOB)
+
+
+def test_the_readme_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("<!-- section:tracker -->", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    exec(compile(code, "README.md#live-tracking", "exec"), {})
+    assert capsys.readouterr().out.strip() == "libvirt-3-format"
+
+
+def test_an_active_commit_is_not_pivoted_before_ready(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.start_active_commit("vda", BASE, speed=CRAWL)
+            with pytest.raises(RequestError, match="not ready \\(file: running, QEMU: running\\)"):
+                t.pivot(ACTIVE_JOB)
+            assert state_on_file(tb, ACTIVE_JOB) is JobState.RUNNING  # nothing saved
+            t.abort(ACTIVE_JOB)
+            to_end(t, ACTIVE_JOB)
+        assert_active_aborted(tb)
+
+
+def test_follow_handles_the_events_that_arrive(tmp_path: Path) -> None:
+    with started(tmp_path) as tb, tracker(tb) as t:
+        t.start_commit("vda", MID, BASE)
+        followed = 0
+        for _ in range(600):  # bounded: a broken QEMU must not hang the suite
+            if t.doc.job(JOB) is None:
+                break
+            followed += t.follow(0.1)
+        assert t.doc.job(JOB) is None and followed == 1  # concluded; nothing else followed
+        assert [r.decision for r in t.reports] == ["finish-completed"]
