@@ -31,9 +31,6 @@ from tests.support.libvirt_lab import (
 )
 
 pytestmark = LIBVIRT_MARKS
-NEEDS_RECOVERY = pytest.mark.xfail(
-    strict=True, reason="needs issue 13 mirror repair (branch recovery)"
-)
 # Bytes per second: slow enough that a job is still running after a daemon restart.
 CRAWL = "64"
 STALE_MIRROR = r"<mirror type='file' job=''>"
@@ -137,7 +134,6 @@ def test_libvirt_cannot_load_the_mirror_it_left(lab: LibvirtLab) -> None:
         assert dom.qemu_alive()
 
 
-@NEEDS_RECOVERY
 def test_stale_mirror_is_reported_and_repaired_for_libvirt(
     lab: LibvirtLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -204,7 +200,7 @@ def test_adopted_ready_commit_has_libvirts_ready_mirror(lab: LibvirtLab) -> None
 TMP_BITMAP = "libvirt-tmp-activewrite"
 
 
-@pytest.mark.parametrize("pivoted", [pytest.param(True, marks=NEEDS_RECOVERY, id="pivoted"),
+@pytest.mark.parametrize("pivoted", [pytest.param(True, id="pivoted"),
                                      pytest.param(False, id="not-pivoted")])
 def test_recovered_pivot_window_agrees_with_qemu(lab: LibvirtLab, pivoted: bool) -> None:
     with lab.domain(f"bj-window-{pivoted:d}") as dom:

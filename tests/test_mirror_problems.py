@@ -31,16 +31,17 @@ def test_validate_reports_an_empty_mirror_job_with_its_line(
     assert "libvirt invalid" in out.out
 
 
-def test_show_reports_an_unknown_mirror_job_with_its_disk_line(
+def test_show_reports_an_unknown_mirror_job_with_its_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     text = (DATA / "every-type-in.xml").read_text()
     path = tmp_path / "lab1.xml"
-    path.write_text(text.replace("job='copy' ready='yes'>", "job='bogus'>", 1))
+    text = text.replace("job='copy' ready='yes'>", "job='bogus'>", 1)
+    path.write_text(text)
+    line = text[: text.index("job='bogus'")].count("\n") + 1
     assert main(["show", str(path)]) == 1
     err = capsys.readouterr().err
-    assert "disk vdb: <mirror job='bogus'>: libvirt cannot load" in err
-    assert err.startswith(f"{path}:")
+    assert err.startswith(f"{path}:{line}: disk vdb: <mirror job='bogus'>: libvirt cannot load")
 
 
 def test_a_loadable_mirror_is_no_problem(capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,6 +21,7 @@ class Disk:
     mirror_job: str | None
     line: int
     mirror_ready: bool = False  # `<mirror ready='yes'>`
+    mirror_line: int = 0  # the `<mirror>` element's line; 0 without a mirror
 
 
 def read_disks(domain: etree._Element | None) -> dict[str, Disk]:
@@ -35,6 +36,7 @@ def read_disks(domain: etree._Element | None) -> dict[str, Disk]:
             mirror_job=mirror.get("job") if mirror is not None else None,
             line=disk.sourceline or 0,
             mirror_ready=mirror is not None and mirror.get("ready") == "yes",
+            mirror_line=(mirror.sourceline or 0) if mirror is not None else 0,
         )
     return disks
 

@@ -25,9 +25,10 @@ def mirror_job_problem(job: str | None) -> str | None:
 
 
 def mirror_problems(disks: Iterable[Disk], filename: str) -> list[str]:
-    """`FILE:LINE: disk DEV: problem` for every disk whose `<mirror>` cannot be loaded."""
+    """`FILE:LINE: disk DEV: problem` (the mirror's line) for every disk whose `<mirror>`
+    cannot be loaded."""
     return [
-        f"{filename}:{disk.line}: disk {disk.target}: {problem}"
+        f"{filename}:{disk.mirror_line}: disk {disk.target}: {problem}"
         for disk in disks
         if (problem := mirror_job_problem(disk.mirror_job)) is not None
     ]
