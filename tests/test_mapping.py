@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 import blockjob
+from blockjob.cli import show
 from blockjob.model import BlockJob, JobChains, JobState, JobType
 from blockjob.statusxml.mapping import (
     DATA_CLASSES,
@@ -130,3 +131,14 @@ def test_show_json_has_one_key_per_row() -> None:
     keys = set(job_summary(generated_job(JobType.COPY, "vdb")))
     assert keys == {row.key for row in ROWS if row.key is not None} | {
         "mirror", "invalid", "problems"}
+
+
+@pytest.mark.parametrize(("kind", "disk_name"), CASES)
+def test_show_text_names_every_row_a_job_carries(kind: JobType, disk_name: str | None) -> None:
+    summary = job_summary(generated_job(kind, disk_name))
+    details = show.details(summary)
+    for row in ROWS:
+        key = row.key
+        if key is not None and key not in show.COLUMNS and summary[key] not in (
+                None, False, [], ""):
+            assert key.replace("_", "-") in details, key

@@ -18,6 +18,7 @@ from blockjob.cli.documents import LoadError, try_load
 from blockjob.errors import StatusXMLError
 from blockjob.inputs import display_name
 from blockjob.statusxml.document import StatusDocument
+from blockjob.statusxml.mapping import ROWS
 from blockjob.statusxml.mirrors import mirror_problems
 from blockjob.statusxml.summary import document_summary
 
@@ -29,14 +30,23 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_max_size(parser)
 
 
-def _details(job: dict[str, Any]) -> str:
-    parts = [f"{key}={job[key]}" for key in ("base", "top", "topparent", "bitmap") if job[key]]
-    if job["disabled_base_bitmaps"]:
-        parts.append("disabled-base-bitmaps=" + ",".join(job["disabled_base_bitmaps"]))
-    if job["newstate"]:
-        parts.append(f"newstate={job['newstate']}")
-    if job["errmsg"]:
-        parts.append(f"errmsg={job['errmsg']!r}")
+# Shown as columns, or left out of the one-line view (every job has flags).
+COLUMNS = frozenset({"name", "type", "state", "disk", "jobflags"})
+# The keys of the mapping's rows, in libvirt's order: a new row shows up here by itself.
+DETAIL_KEYS = tuple(row.key for row in ROWS if row.key and row.key not in COLUMNS)
+
+
+def details(job: dict[str, Any]) -> str:
+    parts = []
+    for key in DETAIL_KEYS:
+        value = job[key]
+        if value is True:
+            parts.append(key.replace("_", "-"))
+        elif isinstance(value, list) and value:
+            parts.append(f"{key.replace('_', '-')}=" + ",".join(value))
+        elif isinstance(value, str) and value:
+            shown = repr(value) if any(c in value for c in " '\"\\") else value
+            parts.append(f"{key.replace('_', '-')}={shown}")
     return " ".join(parts)
 
 
@@ -46,7 +56,7 @@ def _table(summary: dict[str, Any]) -> str:
     for job in summary["jobs"]:
         disk = (job["disk"] or "-") + (" (mirror)" if job["mirror"] else "")
         state = job["state"] + (" INVALID" if job["invalid"] else "")
-        rows.append((job["name"], job["type"], state, disk, _details(job)))
+        rows.append((job["name"], job["type"], state, disk, details(job)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = [
         f"{summary['file']}: domain {summary['domain'] or '?'}, "

@@ -114,9 +114,19 @@ def _mount_ns(pid: int) -> str | None:
         return None
 
 
-def _pids_in(namespaces: set[str]) -> list[int]:
+def _pids_in(namespaces: set[str], root: Path) -> list[int]:
+    """Processes in `namespaces` that still see this lab's bind mounts: a namespace that
+    died since it was recorded may have lent its inode number to someone else's."""
     return [int(entry.name) for entry in Path("/proc").iterdir()
-            if entry.name.isdigit() and _mount_ns(int(entry.name)) in namespaces]
+            if entry.name.isdigit() and _mount_ns(int(entry.name)) in namespaces
+            and _sees(int(entry.name), root)]
+
+
+def _sees(pid: int, root: Path) -> bool:
+    try:
+        return f"/{root.name}/" in Path(f"/proc/{pid}/mountinfo").read_text()
+    except OSError:
+        return False
 
 
 def _run(argv: Sequence[str], *, check: bool, env: dict[str, str] | None = None,
@@ -220,7 +230,7 @@ class LibvirtLab:
             except AssertionError:
                 _kill(self.daemon_pid, signal.SIGKILL, "libvirtd")
         self.daemon_pid = None
-        for pid in _pids_in(self._namespaces):
+        for pid in _pids_in(self._namespaces, self.root):
             _kill(pid, signal.SIGKILL, "a process of the libvirt lab")
         shutil.rmtree(self.root, ignore_errors=True)
 
