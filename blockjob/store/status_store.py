@@ -165,11 +165,15 @@ class StatusStore:
         """
         return self._load_file(self.path_for(name), name)
 
-    def scan(self) -> ScanReport:
-        """The domains whose files load, after applying the directory rules (README)."""
+    def scan(self, *, change: bool = True) -> ScanReport:
+        """The domains whose files load, after applying the directory rules (README).
+
+        With `change=False` (a dry run) the rules are only reported: nothing is quarantined
+        and no leftover scratch file is removed.
+        """
         report = ScanReport()
         report.failures, report.removed_scratch_files = self._sweep(
-            lambda name, doc: report.domains.append(name))
+            lambda name, doc: report.domains.append(name), change=change)
         return report
 
     def load_all(self) -> LoadReport:
@@ -205,7 +209,7 @@ class StatusStore:
         return doc
 
     def _sweep(
-        self, loaded: Callable[[str, StatusDocument], object]
+        self, loaded: Callable[[str, StatusDocument], object], *, change: bool = True
     ) -> tuple[list[LoadFailure], list[Path]]:
         try:
             names = sorted(os.listdir(self.directory))
@@ -213,7 +217,7 @@ class StatusStore:
             return [], []  # no domain saved yet
         except OSError as exc:
             raise StoreError(self.directory, f"cannot load: {exc.strerror or exc}") from None
-        removed = remove_leftovers(self.directory, names)
+        removed = remove_leftovers(self.directory, names) if change else []
         failures = []
         for file_name in names:
             if not file_name.endswith(SUFFIX):
@@ -224,7 +228,11 @@ class StatusStore:
                 # Without a lock: saves never expose a partial file. Only a file that
                 # fails is checked again under its lock before it is moved.
                 loaded(name, self._load_file(path, name))
-            except (StatusXMLError, StoreError):
+            except (StatusXMLError, StoreError) as exc:
+                if not change:
+                    line = exc.line if isinstance(exc, StatusXMLError) else None
+                    failures.append(LoadFailure(path, exc.message, line))
+                    continue
                 failure = self._settle(path, name, loaded)
                 if failure is not None:
                     failures.append(failure)
