@@ -13,7 +13,6 @@ from blockjob.jobs.requests import RequestError
 from blockjob.model import BlockJob, JobState, JobType, PullData
 from blockjob.recovery import recover
 from blockjob.recovery.steps import MergeBitmaps, Reenable, Step
-from blockjob.statusxml.document import StatusDocument
 from blockjob.store.status_store import DomainBusyError, StatusStore
 from tests.support.qemu_fixtures import (
     BASE,
@@ -30,10 +29,12 @@ from tests.support.qemu_fixtures import (
 )
 from tests.support.tracking import (
     ACTIVE_JOB,
+    Log,
     assert_active_aborted,
     assert_pivoted,
     end_state,
     lab_dir,
+    recorder,
     to_end,
     to_ready,
     tracker,
@@ -41,24 +42,6 @@ from tests.support.tracking import (
 from tests.test_recovery_qemu import assert_completed, assert_restored
 
 pytestmark = QEMU_MARKS
-
-Log = list[tuple[str, ...]]
-
-
-def recorder(log: Log) -> dict[str, object]:
-    """Hooks that log each save (state, newstate of every job, chain top) and each step."""
-
-    def on_save(doc: StatusDocument) -> None:
-        disk = doc.disk("vda")
-        top = disk.chain.format_node if disk and disk.chain else None
-        jobs = [(j.state.value, j.newstate.value if j.newstate else "-") for j in doc.jobs]
-        log.append(("save", str(top), *[":".join(j) for j in jobs]))
-
-    def on_step(step: Step) -> None:
-        log.append(("step", type(step).__name__))
-
-    return {"on_save": on_save, "on_step": on_step}
-
 
 def state_on_file(tb: Lab, name: str) -> JobState | None:
     job = blockjob.load(tb.status_path).job(name)
