@@ -40,6 +40,7 @@ from tests.support.qemu_fixtures import (
     CrashError,
     assert_chain,
     assert_file_sound,
+    crash_at,
     job_status,
     started,
     wait_until,
@@ -60,13 +61,6 @@ from tests.test_recovery_qemu import assert_completed
 
 pytestmark = QEMU_MARKS
 PULL = "pull-vda-libvirt-1-format"
-
-
-def _stop_at(point: CrashPoint) -> Callable[[CrashPoint], None]:
-    def hook(reached: CrashPoint) -> None:
-        if reached is point:
-            raise CrashError(point)
-    return hook
 
 
 def test_pending_is_saved_before_job_finalize(tmp_path: Path) -> None:
@@ -95,7 +89,7 @@ def test_a_new_commit_that_waits_in_pending_is_finalized_and_finished(tmp_path: 
     with started(tmp_path) as tb:
         with tracker(tb, **recorder(log, tb.status_path)) as t:
             with pytest.raises(CrashError):
-                t.start_commit("vda", MID, BASE, crash=_stop_at(CrashPoint.BASE_READ_ONLY))
+                t.start_commit("vda", MID, BASE, crash=crash_at(CrashPoint.BASE_READ_ONLY))
             t.monitor.block_commit(JOB, device=TOP, top_node=MID, base_node=BASE,
                                    speed=CRAWL, auto_finalize=False)
             t.monitor.execute("block-job-set-speed", {"device": JOB, "speed": 0})
@@ -114,7 +108,7 @@ def test_a_pivoted_active_commit_passes_pending_without_a_save(tmp_path: Path) -
     with started(tmp_path) as tb:
         with tracker(tb, **recorder(log, tb.status_path)) as t:
             with pytest.raises(CrashError):
-                t.start_active_commit("vda", BASE, crash=_stop_at(CrashPoint.BASE_READ_ONLY))
+                t.start_active_commit("vda", BASE, crash=crash_at(CrashPoint.BASE_READ_ONLY))
             t.monitor.block_commit(ACTIVE_JOB, device=TOP, base_node=BASE, auto_finalize=False)
             to_ready(t)
             t.pivot(ACTIVE_JOB)
