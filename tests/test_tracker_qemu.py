@@ -3,6 +3,8 @@ pivot, abort, and the same end state as recovery."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,7 @@ from tests.support.qemu_fixtures import (
     assert_chain,
     assert_file_sound,
     commit,
+    job_status,
     started,
     wait_concluded,
 )
@@ -224,3 +227,30 @@ def test_follow_handles_the_events_that_arrive(tmp_path: Path) -> None:
             followed += t.follow(0.1)
         assert t.doc.job(JOB) is None and followed == 1  # concluded; nothing else followed
         assert [r.decision for r in t.reports] == ["finish-completed"]
+
+
+@pytest.mark.parametrize(("request_", "recorded", "check"), [
+    ("pivot", JobState.PIVOTING, assert_pivoted),
+    ("abort", JobState.ABORTING, assert_active_aborted)], ids=["pivot", "abort"])
+def test_a_request_is_on_file_before_qemu_is_asked(
+    tmp_path: Path, request_: str, recorded: JobState, check: Callable[..., None]
+) -> None:
+    """At each crash point of pivot and abort: what the file says, what QEMU says."""
+    seen: list[tuple[str, JobState | None, str | None]] = []
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.start_active_commit("vda", BASE)
+            to_ready(t)
+
+            def look(point: StrEnum) -> None:
+                seen.append((str(point), state_on_file(tb, ACTIVE_JOB),
+                             job_status(t.monitor, ACTIVE_JOB)))
+
+            getattr(t, request_)(ACTIVE_JOB, crash=look)
+            to_end(t, ACTIVE_JOB)
+        check(tb)
+    # Saved while QEMU's job is still ready: nothing was asked of it yet.
+    assert seen[0][1:] == (recorded, "ready")
+    assert [entry[1] for entry in seen] == [recorded] * len(seen)
+    if request_ == "pivot":  # merged into base, and still nothing asked of the job
+        assert seen[1] == ("bitmaps-merged", recorded, "ready")
