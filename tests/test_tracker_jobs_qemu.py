@@ -48,6 +48,7 @@ from tests.support.qemu_fixtures import (
 from tests.support.tracking import (
     ACTIVE_JOB,
     Log,
+    assert_active_aborted,
     assert_pivoted,
     end_state,
     lab_dir,
@@ -101,9 +102,16 @@ def test_a_new_commit_that_waits_in_pending_is_finalized_and_finished(tmp_path: 
         ("step", "MergeBitmaps"))
 
 
-def test_a_pivoted_active_commit_passes_pending_without_a_save(tmp_path: Path) -> None:
-    """After job-complete QEMU holds the job in pending: it stays `pivoting` on file (as
-    libvirt keeps a pivoting job), is finalized, and ends as the uninterrupted pivot."""
+@pytest.mark.parametrize(("request_", "state", "outcome", "check"), [
+    ("pivot", "pivoting", "completed", assert_pivoted),
+    ("abort", "aborting", "cancelled", assert_active_aborted)], ids=["pivot", "abort"])
+def test_a_requested_active_commit_without_auto_finalize(
+    tmp_path: Path, request_: str, state: str, outcome: str, check: Callable[[Lab], None],
+) -> None:
+    """After job-complete QEMU holds a job started with auto-finalize off in pending: it
+    stays `pivoting` on file (libvirt records pending only over new or running) and is
+    finalized. `job-cancel` (forced) concludes it without pending. Both end as the
+    uninterrupted flow."""
     log: Log = []
     with started(tmp_path) as tb:
         with tracker(tb, **recorder(log, tb.status_path)) as t:
@@ -111,12 +119,13 @@ def test_a_pivoted_active_commit_passes_pending_without_a_save(tmp_path: Path) -
                 t.start_active_commit("vda", BASE, crash=crash_at(CrashPoint.BASE_READ_ONLY))
             t.monitor.block_commit(ACTIVE_JOB, device=TOP, base_node=BASE, auto_finalize=False)
             to_ready(t)
-            t.pivot(ACTIVE_JOB)
+            getattr(t, request_)(ACTIVE_JOB)
             to_end(t, ACTIVE_JOB)
-        assert_pivoted(tb)
-    assert saves(log) == [("new:-",), ("ready:ready",), ("pivoting:ready",),
-                          ("pivoting:completed",), ()]
-    assert ("step", "Finalize", "pivoting:ready") in log
+        check(tb)
+    assert saves(log) == [("new:-",), ("ready:ready",), (f"{state}:ready",),
+                          (f"{state}:{outcome}",), ()]
+    finalized = [entry for entry in log if entry[:2] == ("step", "Finalize")]
+    assert finalized == ([("step", "Finalize", "pivoting:ready")] if request_ == "pivot" else [])
 
 
 # -- other job types, recorded with add_job -----------------------------------------
