@@ -22,13 +22,15 @@ from blockjob.jobs.abort import AbortHook, request_abort
 from blockjob.jobs.active_commit import start_active_commit
 from blockjob.jobs.commit import CrashHook, no_crash, start_commit
 from blockjob.jobs.pivot import PivotHook, request_pivot
-from blockjob.model import BlockJob, JobState
+from blockjob.jobs.requests import RequestError
+from blockjob.model import BlockJob, JobState, StorageSource
 from blockjob.qemu.monitor import Monitor, MonitorUnavailableError
 from blockjob.recovery.execute import Context, StepHook, run_step
 from blockjob.recovery.plan import merge_step
 from blockjob.recovery.report import JobReport
 from blockjob.recovery.run import reconcile_job, recover_document
 from blockjob.statusxml.document import StatusDocument
+from blockjob.statusxml.sources import disk_mirror_node
 from blockjob.store.status_store import OWNER_TIMEOUT, DomainOwner, SavableDocument, StatusStore
 
 # The QEMU statuses libvirt acts on (SPEC: "maps only ready, concluded and pending").
@@ -184,10 +186,16 @@ class JobTracker:
 
     # -- requests ----------------------------------------------------------------
 
-    def add_job(self, job: BlockJob) -> None:
+    def add_job(self, job: BlockJob, *, mirror: StorageSource | None = None) -> None:
         """Record a job the daemon started itself in QEMU (any type); it is then followed,
-        and caught up at once in case it already changed status."""
+        and caught up at once in case it already changed status. `mirror`: a copy's
+        target image, written as the disk's `<mirror job='copy'>` in the same save."""
+        if mirror is not None and job.disk is None:
+            raise RequestError(f"job '{job.name}' has a mirror but no disk")
         self.doc.add_job(job)
+        if mirror is not None and job.disk is not None:
+            self.doc.set_disk_chain(job.disk, mirror=disk_mirror_node(mirror, job.type,
+                                                                       ready=False))
         self.owner.save(self.doc)
         self.reconcile(job.name)
 
