@@ -52,7 +52,8 @@ demo: $(STAMP) $(DEB_STAMP)
 	$(PY) -m blockjob demo
 
 fuzz: $(STAMP)
-	BLOCKJOB_FUZZ_EXAMPLES=20000 $(PY) -m pytest -q -m fuzz tests
+	BLOCKJOB_FUZZ_EXAMPLES=20000 BLOCKJOB_TORN_READS=120000 BLOCKJOB_LOST_UPDATE_CHANGES=2000 \
+	  $(PY) -m pytest -q -m fuzz tests
 
 bench: $(BENCH_STAMP) $(DEB_STAMP)
 	$(PY) -m bench

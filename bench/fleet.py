@@ -22,7 +22,6 @@ from blockjob.demo.images import ImageSpec, Write, build_chain
 from blockjob.demo.lab import DiskSpec, Lab
 from blockjob.demo.story import EXPECTED_AFTER_COMMIT, SIZE, TARGET, chain
 from blockjob.jobs.commit import start_commit
-from blockjob.statusxml.document import load
 from blockjob.store.status_store import StatusStore
 
 HAVE_QEMU = all(shutil.which(tool) for tool in ("qemu-system-x86_64", "qemu-img", "qemu-io"))
@@ -71,7 +70,8 @@ def _start(lab: Lab) -> None:
     """QEMU up, chain attached, the commit started and left to conclude unseen."""
     lab.start()
     try:
-        start_commit(StatusStore(lab.directory), load(lab.status_path), TARGET, MID, BASE)
+        with StatusStore(lab.directory).owned(lab.name) as owner:
+            start_commit(owner, TARGET, MID, BASE)
         with lab.connect() as monitor:
             deadline = time.monotonic() + _CONCLUDE_LIMIT
             while (found := monitor.query_jobs().get(JOB)) is None or found.status != "concluded":
@@ -109,7 +109,8 @@ def _each(labs: Sequence[Lab], action: Callable[[Lab], None]) -> None:
 
 
 _UUID = re.compile(r"<uuid>[^<]*</uuid>")
-_SCRATCH = re.compile(r"\.blockjob-[0-9a-f]+\.tmp")
+# The store's hidden files carry a hash of the domain's file name: scratch files and locks.
+_HIDDEN = re.compile(r"\.blockjob-[0-9a-f]{16}[.0-9a-z]*\.(tmp|lock)")
 
 
 def end_state(lab: Lab, report_lines: Sequence[str]) -> str:
@@ -137,7 +138,7 @@ def end_state(lab: Lab, report_lines: Sequence[str]) -> str:
         "report": [same(line) for line in report_lines],
         "qemu jobs": jobs,
         "qemu nodes": nodes,
-        "files": [_SCRATCH.sub(".blockjob-@.tmp", same(name)) for name in files],
+        "files": [_HIDDEN.sub(r".blockjob-@.\1", same(name)) for name in files],
     }
     return json.dumps(state, indent=1, sort_keys=True)
 

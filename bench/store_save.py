@@ -48,7 +48,7 @@ def bare_atomic_write(directory: Path, target: Path, data: bytes) -> None:
 @dataclass(frozen=True)
 class SaveRatio:
     bare_seconds: float  # median bare write + fsync + rename + directory fsync
-    save_seconds: float  # median StatusStore.save (serialize, lock, scratch, swap, fsyncs)
+    save_seconds: float  # median StatusStore.save (serialize, lock, scratch, link, rename, fsyncs)
     ratio: float  # median over rounds of save / bare
     store_ratio: float  # the same without serializing: a document whose dumps() is ready
     rounds: int

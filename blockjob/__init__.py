@@ -28,9 +28,12 @@ if TYPE_CHECKING:
     from blockjob.statusxml.disks import Disk
     from blockjob.statusxml.document import StatusDocument, load, loads
     from blockjob.store.status_store import (
+        DomainBusyError,
         DomainNameError,
+        DomainOwner,
         LoadFailure,
         LoadReport,
+        ScanReport,
         StatusStore,
         StoreError,
     )
@@ -44,7 +47,9 @@ __all__ = [
     "CrashPoint",
     "CreateData",
     "Disk",
+    "DomainBusyError",
     "DomainNameError",
+    "DomainOwner",
     "InputError",
     "JobChains",
     "JobState",
@@ -53,6 +58,7 @@ __all__ = [
     "LoadReport",
     "PullData",
     "RecoveryReport",
+    "ScanReport",
     "StatusDocument",
     "StatusStore",
     "StatusXMLError",
@@ -76,7 +82,8 @@ _HOMES = {
         "blockjob.recovery": ("RecoveryReport", "recover"),
         "blockjob.statusxml.disks": ("Disk",),
         "blockjob.statusxml.document": ("StatusDocument", "load", "loads"),
-        "blockjob.store.status_store": ("DomainNameError", "LoadFailure", "LoadReport",
+        "blockjob.store.status_store": ("DomainBusyError", "DomainNameError", "DomainOwner",
+                                        "LoadFailure", "LoadReport", "ScanReport",
                                         "StatusStore", "StoreError"),
     }.items()
     for name in names

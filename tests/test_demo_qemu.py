@@ -41,7 +41,10 @@ def test_demo_shows_the_story_and_cleans_up(
     assert "  chk1          |..**....******......" in live and "recording 4.0 MiB" in live
     saved = _section(text, "follows JOB_STATUS_CHANGE:", "4. Commit")
     assert "state=running newstate=completed" in saved  # newstate saved before the finish
-    running = _section(text, "5. Active commit running", "The daemon is gone")
+    killed = _section(text, "A daemon process starts", "5. Daemon killed")
+    assert "with SIGKILL while the commit runs: exit status -9." in killed
+    assert "state=new" in killed and "state=running" in killed  # saved by the killed daemon
+    running = _section(text, "5. Daemon killed", "A restarted daemon")
     assert "  chk1          |..**......" in running and "disabled 1.0 MiB" in running
     assert "state='ready' newstate='ready' jobflags='0x4'" in text
     assert "<mirror type='file' job='active-commit' ready='yes'>" in text

@@ -111,9 +111,9 @@ def test_unreachable_monitor_needs_attention_and_other_domains_still_recover(
 
 def test_commit_refused_by_qemu_leaves_no_job_and_no_disabled_bitmap(tmp_path: Path) -> None:
     with started(tmp_path) as tb:
-        doc = blockjob.load(tb.status_path)
-        with pytest.raises(CommitError, match="QEMU refused the commit"):
-            start_commit(StatusStore(tmp_path), doc, "vda", MID, BASE, speed=-1)
+        with pytest.raises(CommitError, match="QEMU refused the commit"), \
+                StatusStore(tmp_path).owned(tb.name) as owner:
+            start_commit(owner, "vda", MID, BASE, speed=-1)
         assert assert_file_sound(tb.status_path).jobs == []
         bitmaps = base_bitmaps(tb)
         assert bitmaps["chk0"].recording and bitmaps["chk1"].recording
@@ -201,10 +201,10 @@ class RefusingMonitor(Monitor):
 
 def test_refused_disable_leaves_base_read_only_and_no_job(tmp_path: Path) -> None:
     with started(tmp_path) as tb:
-        doc = blockjob.load(tb.status_path)
         with RefusingMonitor.connect(tb.monitor_path) as monitor, \
-                pytest.raises(CommitError, match="refused for the test"):
-            start_commit(StatusStore(tmp_path), doc, "vda", MID, BASE, monitor=monitor)
+                pytest.raises(CommitError, match="refused for the test"), \
+                StatusStore(tmp_path).owned(tb.name) as owner:
+            start_commit(owner, "vda", MID, BASE, monitor=monitor)
         assert assert_file_sound(tb.status_path).jobs == []
         bitmaps = base_bitmaps(tb)
         assert bitmaps["chk0"].recording and bitmaps["chk1"].recording

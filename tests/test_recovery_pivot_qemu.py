@@ -33,8 +33,8 @@ ACTIVE = "commit-vda-libvirt-1-format"
 
 
 def _start(tb: Lab) -> None:
-    doc = blockjob.load(tb.status_path)
-    start_commit(StatusStore(tb.directory), doc, "vda", TOP, BASE)
+    with StatusStore(tb.directory).owned(tb.name) as owner:
+        start_commit(owner, "vda", TOP, BASE)
     with tb.connect() as monitor:
         wait_until(lambda: job_status(monitor, ACTIVE) == "ready", "ready")
     assert recover_ok(tb) == ["adopt"]  # the daemon saw it ready

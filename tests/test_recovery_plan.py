@@ -123,8 +123,18 @@ def test_running_jobs_are_adopted_and_follow_qemu(
     assert plan.steps == ((Record(NAME, state=new, newstate=newstate),) if new else ())
 
 
-def test_pending_job_is_finalized_first() -> None:
-    plan = plan_job(document(), COMMIT, qemu("pending"))
+@pytest.mark.parametrize("state", [JobState.NEW, JobState.RUNNING])
+def test_pending_is_recorded_then_finalized(state: JobState) -> None:
+    job = replace(COMMIT, state=state)
+    plan = plan_job(document(job), job, qemu("pending"))
+    pending = Record(NAME, state=JobState.PENDING, newstate=JobState.PENDING)
+    assert plan.decision is Decision.FINALIZE and plan.steps == (pending, Finalize(NAME))
+
+
+@pytest.mark.parametrize("state", [JobState.PENDING, JobState.PIVOTING, JobState.ABORTING])
+def test_pending_keeps_a_recorded_request_or_pending(state: JobState) -> None:
+    job = replace(COMMIT, state=state)
+    plan = plan_job(document(job), job, qemu("pending"))
     assert plan.decision is Decision.FINALIZE and plan.steps == (Finalize(NAME),)
 
 

@@ -159,8 +159,8 @@ def test_completed_commit_is_finished_and_stored_in_the_image(tmp_path: Path) ->
 
 def test_ready_active_commit_is_adopted_as_ready(tmp_path: Path) -> None:
     with started(tmp_path) as tb:
-        doc = blockjob.load(tb.status_path)
-        job = start_commit(StatusStore(tmp_path), doc, "vda", TOP, BASE)
+        with StatusStore(tmp_path).owned(tb.name) as owner:
+            job = start_commit(owner, "vda", TOP, BASE)
         assert job.type == "active-commit"
         with tb.connect() as monitor:
             wait_until(lambda: job_status(monitor, job.name) == "ready", "ready")
@@ -228,14 +228,14 @@ def test_dry_run_changes_nothing_and_shows_the_plan(tmp_path: Path) -> None:
 def test_pivoted_active_commit_makes_base_the_active_image(tmp_path: Path) -> None:
     """The daemon asked for the pivot (state pivoting) and died before it concluded."""
     with started(tmp_path) as tb:
-        store = StatusStore(tmp_path)
-        doc = blockjob.load(tb.status_path)
-        job = start_commit(store, doc, "vda", TOP, BASE)
-        with tb.connect() as monitor:
-            wait_until(lambda: job_status(monitor, job.name) == "ready", "ready")
-            doc.replace_job(replace(job, state=JobState.PIVOTING))
-            store.save(doc)
-            monitor.job_complete(job.name)
+        with StatusStore(tmp_path).owned(tb.name) as owner:
+            job = start_commit(owner, "vda", TOP, BASE)
+            with tb.connect() as monitor:
+                wait_until(lambda: job_status(monitor, job.name) == "ready", "ready")
+                doc = owner.load()
+                doc.replace_job(replace(job, state=JobState.PIVOTING))
+                owner.save(doc)
+                monitor.job_complete(job.name)
         wait_concluded(tb, job.name)
         assert recover_ok(tb) == [Decision.COMPLETED]
         assert_chain(assert_file_sound(tb.status_path), BASE)

@@ -12,7 +12,13 @@ import pytest
 
 import blockjob
 from blockjob.store.status_store import DomainNameError, StatusStore, StoreError
-from tests.test_store_support import RawDocument, scratch_files, status_bytes, without_dac_override
+from tests.test_store_support import (
+    RawDocument,
+    lock_name,
+    scratch_files,
+    status_bytes,
+    without_dac_override,
+)
 
 REPO = Path(blockjob.__file__).resolve().parent.parent
 
@@ -44,31 +50,34 @@ def test_save_replaces_and_creates_the_directory(tmp_path: Path) -> None:
     store.save(RawDocument("vm1", status_bytes("vm1", "one")))
     path = store.save(RawDocument("vm1", status_bytes("vm1", "two")))
     assert path.read_bytes() == status_bytes("vm1", "two")
-    [kept] = scratch_files(path.parent)
-    assert sorted(p.name for p in path.parent.iterdir()) == [kept, ".lock", ".vm1.lock", "vm1.xml"]
+    assert sorted(p.name for p in path.parent.iterdir()) == [lock_name("vm1"), "vm1.xml"]
+    assert path.parent.stat().st_mode & 0o777 == 0o700
 
 
-def test_the_replaced_version_is_kept_as_the_next_scratch_file(tmp_path: Path) -> None:
+def test_no_inode_that_was_the_status_file_is_written_again(tmp_path: Path) -> None:
+    # A reader holding any earlier version keeps reading exactly that version.
     store = StatusStore(tmp_path)
     versions = [RawDocument("vm1", status_bytes("vm1", "v" * n)) for n in (300, 1, 200, 5)]
-    inodes = []
-    for doc in versions:
-        path = store.save(doc)
-        inodes.append(path.stat().st_ino)
-        assert path.read_bytes() == doc.data
-    [kept] = scratch_files(tmp_path)
-    assert (tmp_path / kept).read_bytes() == versions[-2].data, "a whole earlier version"
-    assert (tmp_path / kept).stat().st_mode & 0o777 == 0o600
-    # Two files take turns; a shorter version does not keep the longer one's tail.
-    assert inodes[1:] == [inodes[1], inodes[0], inodes[1]]
+    held = []
+    try:
+        for doc in versions:
+            path = store.save(doc)
+            held.append(os.open(path, os.O_RDONLY))
+        assert len({os.fstat(fd).st_ino for fd in held}) == len(versions)
+        for fd, doc in zip(held, versions, strict=True):
+            assert os.pread(fd, 1 << 16, 0) == doc.data
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert scratch_files(tmp_path) == []
 
 
 def test_a_hard_linked_old_version_is_not_overwritten(tmp_path: Path) -> None:
     store = StatusStore(tmp_path)
     store.save(RawDocument("vm1", b"first\n"))
     os.link(tmp_path / "vm1.xml", tmp_path / "backup-of-first")
-    store.save(RawDocument("vm1", b"second\n"))  # the first version becomes the kept file
-    store.save(RawDocument("vm1", b"third\n"))  # must not write into it
+    store.save(RawDocument("vm1", b"second\n"))
+    store.save(RawDocument("vm1", b"third\n"))
     assert (tmp_path / "backup-of-first").read_bytes() == b"first\n"
     assert (tmp_path / "vm1.xml").read_bytes() == b"third\n"
 
@@ -205,12 +214,14 @@ def test_load_all_leaves_a_file_in_place_when_quarantine_is_impossible(tmp_path:
 
 def test_load_all_removes_scratch_files_but_nothing_else(tmp_path: Path) -> None:
     _write_all(tmp_path, GOOD)
-    leftovers = [".blockjob-0123456789abcdef.tmp", ".blockjob-fedcba9876543210.tmp"]
-    keep = [".blockjob-short.tmp", "notes.tmp", ".hidden"]
+    leftovers = [".blockjob-0123456789abcdef.tmp",  # kept versions of blockjob < 0.2
+                 ".blockjob-0123456789abcdef.00112233aabbccdd.old.tmp",
+                 ".blockjob-fedcba9876543210.0123456789abcdef.tmp"]
+    keep = [".blockjob-short.tmp", ".blockjob-0123456789abcdef.xyz.tmp", "notes.tmp", ".hidden"]
     for name in leftovers + keep:
         (tmp_path / name).write_bytes(b"half a status fi")
     report = StatusStore(tmp_path).load_all()
-    assert [p.name for p in report.removed_scratch_files] == leftovers
+    assert [p.name for p in report.removed_scratch_files] == sorted(leftovers)
     assert sorted(report.documents) == ["alpha", "beta"]
     for name in keep:
         assert (tmp_path / name).exists()
@@ -222,16 +233,29 @@ def test_load_all_of_a_missing_directory_is_empty(tmp_path: Path) -> None:
     assert (report.documents, report.failures) == ({}, [])
 
 
-def test_load_all_of_an_unwritable_directory_is_a_store_error(tmp_path: Path) -> None:
-    (tmp_path / "status").write_bytes(b"")  # a file where the directory should be
+def test_a_file_where_the_directory_should_be_is_a_store_error(tmp_path: Path) -> None:
+    (tmp_path / "status").write_bytes(b"")
     store = StatusStore(tmp_path / "status")
-    with pytest.raises(StoreError):
+    with pytest.raises(StoreError, match="status: cannot create"):
         store.save(RawDocument("vm1", status_bytes("vm1")))
-    (tmp_path / "status").unlink()
-    (tmp_path / "status").mkdir()
-    (tmp_path / "status" / ".lock").mkdir()  # the lock cannot be opened
-    with pytest.raises(StoreError, match="cannot load"):
+    with pytest.raises(StoreError, match="status: cannot load: Not a directory"):
         store.load_all()
+    with pytest.raises(StoreError, match="status: cannot load: Not a directory"):
+        store.scan()
+
+
+def test_a_lock_that_cannot_be_opened_fails_the_save_and_leaves_a_bad_file(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / lock_name("vm1")).mkdir()
+    (tmp_path / "vm1.xml").write_bytes(BAD["torn"])
+    store = StatusStore(tmp_path)
+    with pytest.raises(StoreError, match="cannot open lock"):
+        store.save(RawDocument("vm1", status_bytes("vm1")))
+    [failure] = store.load_all().failures
+    assert failure.quarantined is None
+    assert "left in place:" in failure.reason and "cannot open lock" in failure.reason
+    assert (tmp_path / "vm1.xml").read_bytes() == BAD["torn"]
 
 
 _LOAD_ALL_SCRIPT = """
@@ -260,3 +284,42 @@ def test_load_all_quarantines_a_permission_denied_file(tmp_path: Path) -> None:
     assert report["failures"] == [["locked.xml", "cannot open: Permission denied", True]]
     [moved] = (tmp_path / "quarantine").iterdir()
     assert moved.stat().st_mode & 0o777 == 0
+
+
+_SCAN_SCRIPT = """
+import sys
+from blockjob.store.status_store import StatusStore, StoreError
+try:
+    StatusStore(sys.argv[1]).scan()
+except StoreError as exc:
+    print(exc)
+"""
+
+
+def test_scan_of_an_unreadable_directory_is_a_store_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "status").mkdir()
+    (tmp_path / "status" / "vm1.xml").write_bytes(status_bytes("vm1"))
+    (tmp_path / "status").chmod(0o000)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _SCAN_SCRIPT, str(tmp_path / "status")],
+            capture_output=True, text=True, timeout=60, preexec_fn=without_dac_override,
+            env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
+        )
+    finally:
+        (tmp_path / "status").chmod(0o700)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"{tmp_path / 'status'}: cannot load: Permission denied\n"
+
+
+def test_the_longest_domain_name_a_file_name_allows_is_owned_saved_and_scanned(
+    tmp_path: Path,
+) -> None:
+    # <name>.xml at NAME_MAX (255): lock and scratch names carry a hash, so they fit too.
+    name = "v" * (255 - len(".xml"))
+    store = StatusStore(tmp_path)
+    with store.owned(name) as owner:
+        owner.save(RawDocument(name, status_bytes(name)))
+    store.save(RawDocument(name, status_bytes(name, "again")))
+    assert store.scan().domains == [name]
+    assert sorted(os.listdir(tmp_path)) == [lock_name(name), f"{name}.xml"]

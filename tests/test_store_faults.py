@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import resource
+import secrets
 import signal
 import stat
 from collections.abc import Callable
@@ -12,9 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from blockjob.store import atomic
 from blockjob.store.status_store import StatusStore, StoreError
-from tests.test_store_support import RawDocument, scratch_files, status_bytes
+from tests.test_store_support import RawDocument, lock_name, scratch_files, status_bytes
 
 OLD = RawDocument("vm1", status_bytes("vm1", "old version"))
 NEW = RawDocument("vm1", status_bytes("vm1", "new version " * 4000))
@@ -58,8 +58,11 @@ def _rename_fails(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> N
     raise _fail(errno.EXDEV)
 
 
-def _swap_fails(first: Path, second: Path) -> atomic.Swap:
-    raise _fail(errno.EIO)
+def _link_fails(code: int) -> Callable[..., None]:
+    def link(src: str | os.PathLike[str], dst: str | os.PathLike[str], **kw: object) -> None:
+        raise _fail(code)
+
+    return link
 
 
 def _fchmod_fails(fd: int, mode: int) -> None:
@@ -72,15 +75,13 @@ FAULTS: dict[str, tuple[object, str, Callable[..., object], str]] = {
     "write, disk full": (os, "write", _disk_full_write, "No space left on device"),
     "write, I/O error": (os, "write", _io_error_write, "Input/output error"),
     "file fsync": (os, "fsync", _fsync_failing(directory=False), "Input/output error"),
-    "swap names": (atomic, "swap_names", _swap_fails, "Input/output error"),
-    "rename": (os, "replace", _rename_fails, "Invalid cross-device link"),
+    "keep the old version": (os, "link", _link_fails(errno.EIO), "Input/output error"),
+    "rename": (os, "rename", _rename_fails, "Invalid cross-device link"),
     "directory fsync": (os, "fsync", _fsync_failing(directory=True), "Input/output error"),
 }
-# Where the old file exists and names can be swapped, a save never calls os.replace.
-OVER_AN_OLD_FILE = [step for step in FAULTS if step != "rename"]
 
 
-@pytest.mark.parametrize("step", OVER_AN_OLD_FILE)
+@pytest.mark.parametrize("step", FAULTS)
 def test_a_failing_step_leaves_the_old_file_and_no_scratch(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
 ) -> None:
@@ -112,7 +113,7 @@ def test_a_failing_first_save_leaves_no_file(
     with pytest.raises(StoreError):
         StatusStore(tmp_path).save(NEW)
     monkeypatch.undo()
-    assert sorted(os.listdir(tmp_path)) == [".lock", ".vm1.lock"]  # the locks, no status file
+    assert os.listdir(tmp_path) == [lock_name("vm1")]  # the lock, no status file
 
 
 def test_a_real_file_size_limit_fails_the_save_and_keeps_the_old_file(tmp_path: Path) -> None:
@@ -136,27 +137,27 @@ def test_a_real_file_size_limit_fails_the_save_and_keeps_the_old_file(tmp_path: 
     assert scratch_files(tmp_path) == []
 
 
-def test_without_name_swapping_a_save_still_replaces_atomically(
+def test_without_hard_links_a_save_still_replaces_atomically(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(atomic, "_renameat2", None)
+    monkeypatch.setattr(os, "link", _link_fails(errno.EPERM))
     store = StatusStore(tmp_path)
     store.save(OLD)
     path = store.save(NEW)
     assert path.read_bytes() == NEW.data
     assert scratch_files(tmp_path) == []
-    monkeypatch.setattr(os, "replace", _rename_fails)
+    monkeypatch.setattr(os, "rename", _rename_fails)
     with pytest.raises(StoreError, match="Invalid cross-device link"):
         store.save(OLD)
     assert path.read_bytes() == NEW.data
     assert scratch_files(tmp_path) == []
 
 
-def test_without_name_swapping_a_failed_directory_fsync_still_fails_the_save(
+def test_without_hard_links_a_failed_directory_fsync_still_fails_the_save(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The documented weaker guarantee: the error is raised, the new version stays.
-    monkeypatch.setattr(atomic, "_renameat2", None)
+    monkeypatch.setattr(os, "link", _link_fails(errno.EOPNOTSUPP))
     store = StatusStore(tmp_path)
     path = store.save(OLD)
     monkeypatch.setattr(os, "fsync", _fsync_failing(directory=True))
@@ -166,13 +167,17 @@ def test_without_name_swapping_a_failed_directory_fsync_still_fails_the_save(
     assert scratch_files(tmp_path) == []
 
 
-def test_swap_names_reports_a_missing_target_and_raises_on_a_missing_source(
-    tmp_path: Path,
+def test_a_save_never_writes_into_an_existing_file_under_its_scratch_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "a").write_bytes(b"a")
-    assert atomic.swap_names(tmp_path / "a", tmp_path / "b") is atomic.Swap.NO_TARGET
-    with pytest.raises(FileNotFoundError):
-        atomic.swap_names(tmp_path / "missing", tmp_path / "a")
-    (tmp_path / "b").write_bytes(b"b")
-    assert atomic.swap_names(tmp_path / "a", tmp_path / "b") is atomic.Swap.DONE
-    assert ((tmp_path / "a").read_bytes(), (tmp_path / "b").read_bytes()) == (b"b", b"a")
+    # O_EXCL: a file already there under the chosen name (planted, or a leftover) is never
+    # opened for writing; the save fails and the status file stays as it was.
+    store = StatusStore(tmp_path)
+    path = store.save(OLD)
+    monkeypatch.setattr(secrets, "token_hex", lambda nbytes: "0123456789abcdef")
+    planted = tmp_path / f".blockjob-{lock_name('vm1')[10:26]}.0123456789abcdef.tmp"
+    planted.write_bytes(b"someone else's file")
+    with pytest.raises(StoreError, match="File exists"):
+        store.save(NEW)
+    assert planted.read_bytes() == b"someone else's file"
+    assert path.read_bytes() == OLD.data

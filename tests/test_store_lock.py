@@ -1,10 +1,9 @@
-"""The writers' lock: threads, forked children and other stores exclude each other."""
+"""The per-domain lock: threads, forked children and other processes exclude each other."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import gc
 import os
 import threading
 import time
@@ -15,9 +14,14 @@ import pytest
 
 from blockjob.store import status_store as store_module
 from blockjob.store.atomic import replace_file
-from blockjob.store.lock import FileLock
-from blockjob.store.status_store import LOCK, StatusStore
-from tests.test_store_support import RawDocument, child_process, exit_code, status_bytes
+from blockjob.store.status_store import DomainBusyError, DomainOwner, StatusStore, StoreError
+from tests.test_store_support import (
+    RawDocument,
+    child_process,
+    exit_code,
+    lock_name,
+    status_bytes,
+)
 
 
 class _Overlap:
@@ -67,8 +71,8 @@ _Holder = Callable[[StatusStore], contextlib.AbstractContextManager[Callable[[],
 
 @contextlib.contextmanager
 def _other_descriptor(store: StatusStore) -> Iterator[Callable[[], None]]:
-    """Another process's writer or load_all: a separate flock of `<directory>/.lock`."""
-    fd = os.open(store.directory / LOCK, os.O_RDWR)
+    """Another process owning the domain: a separate flock of its lock file."""
+    fd = os.open(store.directory / lock_name("vm1"), os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         yield lambda: os.close(fd)  # the child drops its inherited copy
@@ -77,14 +81,14 @@ def _other_descriptor(store: StatusStore) -> Iterator[Callable[[], None]]:
 
 
 @contextlib.contextmanager
-def _same_store(store: StatusStore) -> Iterator[Callable[[], None]]:
-    """The parent holds the very lock object the forked child will use."""
-    with store._lock.held():
+def _parent_owner(store: StatusStore) -> Iterator[Callable[[], None]]:
+    """The parent owns the domain through the same store object the child uses."""
+    with store.owned("vm1"):
         yield lambda: None
 
 
-@pytest.mark.parametrize("holder", [_other_descriptor, _same_store])
-def test_a_save_in_a_child_waits_for_the_lock_holder(tmp_path: Path, holder: _Holder) -> None:
+@pytest.mark.parametrize("holder", [_other_descriptor, _parent_owner])
+def test_a_save_in_a_child_waits_for_the_owner(tmp_path: Path, holder: _Holder) -> None:
     store = StatusStore(tmp_path)
     path = store.save(RawDocument("vm1", b"old\n"))
     with contextlib.ExitStack() as stack:
@@ -104,26 +108,84 @@ def test_a_save_in_a_child_waits_for_the_lock_holder(tmp_path: Path, holder: _Ho
     assert path.read_bytes() == b"child\n"
 
 
+def test_a_child_forked_inside_the_block_can_neither_save_nor_release(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path)
+    path = store.save(RawDocument("vm1", b"old\n"))
+    with store.owned("vm1") as owner:
+
+        def child() -> None:
+            try:
+                owner.save(RawDocument("vm1", b"child\n"))
+            except StoreError as exc:
+                assert "forked child" in str(exc)
+            else:
+                raise AssertionError("a forked child saved through its parent's owner")
+
+        with child_process(child) as pid:
+            assert exit_code(pid) == 0
+        # The child has exited with its copy of the lock: the domain is still ours.
+        with pytest.raises(DomainBusyError), StatusStore(tmp_path).owned("vm1", timeout=0.05):
+            pass
+        owner.save(RawDocument("vm1", b"parent\n"))
+    assert path.read_bytes() == b"parent\n"
+
+
+def test_a_child_outliving_the_block_does_not_keep_the_domain(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path)
+    release = os.pipe()
+    with store.owned("vm1"):
+        child = child_process(lambda: os.read(release[0], 1))  # holds the inherited fd
+        pid = child.__enter__()
+    try:
+        store.save(RawDocument("vm1", b"after\n"))  # not DomainBusyError
+    finally:
+        os.write(release[1], b"x")
+        assert exit_code(pid) == 0
+        child.__exit__(None, None, None)
+        os.close(release[0])
+        os.close(release[1])
+
+
+def test_an_owner_refuses_to_work_after_its_block(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path)
+    with store.owned("vm1") as owner:
+        pass
+    for use in (owner.exists, owner.load, lambda: owner.save(RawDocument("vm1", b"late\n"))):
+        with pytest.raises(StoreError, match="block has ended"):
+            use()
+    assert not (tmp_path / "vm1.xml").exists()
+
+
+def test_owning_a_domain_again_in_the_same_thread_fails_at_once(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path)
+    with store.owned("vm1") as owner:
+        with pytest.raises(StoreError, match="already owned by this thread"):
+            store.save(RawDocument("vm1", b"blind\n"))  # would wait for itself otherwise
+        with store.owned("vm2"):  # another domain is another lock
+            pass
+        owner.save(RawDocument("vm1", b"through the owner\n"))
+    assert (tmp_path / "vm1.xml").read_bytes() == b"through the owner\n"
+
+
 def _open_descriptors() -> int:
     return len(os.listdir("/proc/self/fd"))
 
 
-def test_lock_descriptors_are_closed_with_their_store(tmp_path: Path) -> None:
+def test_saves_leave_no_descriptor_open(tmp_path: Path) -> None:
     StatusStore(tmp_path).save(RawDocument("vm1", b"warm-up\n"))
-    gc.collect()
     before = _open_descriptors()
     for n in range(50):
         StatusStore(tmp_path).save(RawDocument("vm1", f"{n}\n".encode()))
-    gc.collect()
+    with pytest.raises(StoreError), StatusStore(tmp_path).owned("vm1") as owner:
+        owner.save(RawDocument("vm2", b"wrong domain\n"))
     assert _open_descriptors() == before
 
 
-def test_a_closed_lock_reopens_on_next_use(tmp_path: Path) -> None:
-    lock = FileLock(tmp_path / ".lock")
-    with lock.held():
-        pass
-    before = _open_descriptors()
-    lock.close()
-    assert _open_descriptors() == before - 1
-    with lock.held():
-        assert _open_descriptors() == before
+def test_an_owner_not_made_by_owned_can_read_but_not_save(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path)
+    path = store.save(RawDocument("vm1", status_bytes("vm1")))
+    reader = DomainOwner(store, "vm1", path)  # e.g. a dry run, which must never save
+    assert reader.exists() and reader.load().domain_name == "vm1"
+    with pytest.raises(StoreError, match=r"not owned: save through StatusStore\.owned"):
+        reader.save(RawDocument("vm1", b"around the lock\n"))
+    assert path.read_bytes() == status_bytes("vm1")

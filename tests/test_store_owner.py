@@ -27,12 +27,20 @@ def test_owner_saves_and_reloads(tmp_path: Path) -> None:
 
 def test_second_owner_waits_then_is_busy(tmp_path: Path) -> None:
     store = StatusStore(tmp_path)
-    with (
-        store.owned("dom"),
-        pytest.raises(DomainBusyError, match="owned by another"),
-        StatusStore(tmp_path).owned("dom", timeout=0.05),
-    ):
-        pass
+    errors: list[BaseException] = []
+
+    def second_owner() -> None:
+        try:
+            with StatusStore(tmp_path).owned("dom", timeout=0.05):
+                pass
+        except DomainBusyError as exc:
+            errors.append(exc)
+
+    with store.owned("dom"):
+        thread = threading.Thread(target=second_owner)
+        thread.start()
+        thread.join()
+    assert len(errors) == 1 and "owned by another process or thread" in str(errors[0])
     with store.owned("dom", timeout=0.05):  # released when the block ended
         pass
 
@@ -67,3 +75,16 @@ def test_threads_take_turns(tmp_path: Path) -> None:
     for thread in threads:
         thread.join()
     assert overlaps == [1] * 80
+
+
+def test_on_save_sees_each_saved_document_and_holds_knows_them(tmp_path: Path) -> None:
+    store = StatusStore(tmp_path)
+    first, second = loads(_doc("dom"), "x"), loads(_doc("dom"), "y")
+    seen: list[object] = []
+    with store.owned("dom") as owner:
+        owner.on_save = seen.append
+        owner.save(first)
+        loaded = owner.load()
+        assert owner.holds(first) and owner.holds(loaded) and not owner.holds(second)
+        owner.save(second)
+    assert seen == [first, second]

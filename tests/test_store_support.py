@@ -9,8 +9,10 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
-from blockjob.store.atomic import is_scratch
+from blockjob.store.atomic import scratch_key
+from blockjob.store.lock import lock_file_of
 
 _PR_CAPBSET_DROP = 24
 _CAP_DAC_OVERRIDE = 1
@@ -47,7 +49,12 @@ def version(name: str, note: str, size: int = 64 * 1024) -> RawDocument:
 
 
 def scratch_files(directory: os.PathLike[str] | str) -> list[str]:
-    return sorted(name for name in os.listdir(directory) if is_scratch(name))
+    return sorted(name for name in os.listdir(directory) if scratch_key(name) is not None)
+
+
+def lock_name(domain: str) -> str:
+    """The name of domain `domain`'s lock file."""
+    return lock_file_of(Path(f"{domain}.xml")).name
 
 
 def without_dac_override() -> None:

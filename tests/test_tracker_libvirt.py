@@ -98,3 +98,20 @@ def test_a_pivot_the_tracker_left_half_done_is_loaded_then_finished(lab: Libvirt
         assert tracker_to(dom, "finish") == "finished"  # our daemon asks the pivot again
         libvirt_loads(lab, dom)
         assert_agree(dom, "vda-base")
+
+
+def test_a_commit_the_tracker_left_pending_is_loaded_then_finished(lab: LibvirtLab) -> None:
+    """`state='pending' newstate='pending'`, saved before job-finalize, loads in libvirt
+    9.0, which keeps the job as it is; our next tracker finalizes and finishes it."""
+    with lab.domain("bj-tr-pending") as dom:
+        lab.kill_daemon()
+        name = tracker_to(dom, "pending")
+        assert re.search(rf"<blockjob name='{name}' type='commit' state='pending' "
+                         "newstate='pending'", dom.status_path.read_text())
+        libvirt_loads(lab, dom)
+        wait_for(lambda: libvirt_job(dom) == "Block Commit", "libvirt to track the commit")
+        assert recorded_jobs(dom) == {name: "pending"}
+        lab.kill_daemon()
+        assert tracker_to(dom, "finish") == "finished"
+        libvirt_loads(lab, dom)
+        assert_agree(dom, "vda-top", "vda-base")

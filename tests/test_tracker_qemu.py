@@ -3,6 +3,8 @@ pivot, abort, and the same end state as recovery."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 
 import pytest
@@ -13,7 +15,6 @@ from blockjob.jobs.requests import RequestError
 from blockjob.model import BlockJob, JobState, JobType, PullData
 from blockjob.recovery import recover
 from blockjob.recovery.steps import MergeBitmaps, Reenable, Step
-from blockjob.statusxml.document import StatusDocument
 from blockjob.store.status_store import DomainBusyError, StatusStore
 from tests.support.qemu_fixtures import (
     BASE,
@@ -25,15 +26,18 @@ from tests.support.qemu_fixtures import (
     assert_chain,
     assert_file_sound,
     commit,
+    job_status,
     started,
     wait_concluded,
 )
 from tests.support.tracking import (
     ACTIVE_JOB,
+    Log,
     assert_active_aborted,
     assert_pivoted,
     end_state,
     lab_dir,
+    recorder,
     to_end,
     to_ready,
     tracker,
@@ -41,24 +45,6 @@ from tests.support.tracking import (
 from tests.test_recovery_qemu import assert_completed, assert_restored
 
 pytestmark = QEMU_MARKS
-
-Log = list[tuple[str, ...]]
-
-
-def recorder(log: Log) -> dict[str, object]:
-    """Hooks that log each save (state, newstate of every job, chain top) and each step."""
-
-    def on_save(doc: StatusDocument) -> None:
-        disk = doc.disk("vda")
-        top = disk.chain.format_node if disk and disk.chain else None
-        jobs = [(j.state.value, j.newstate.value if j.newstate else "-") for j in doc.jobs]
-        log.append(("save", str(top), *[":".join(j) for j in jobs]))
-
-    def on_step(step: Step) -> None:
-        log.append(("step", type(step).__name__))
-
-    return {"on_save": on_save, "on_step": on_step}
-
 
 def state_on_file(tb: Lab, name: str) -> JobState | None:
     job = blockjob.load(tb.status_path).job(name)
@@ -205,7 +191,8 @@ def test_recover_reports_the_domain_busy_while_a_tracker_owns_it(tmp_path: Path)
         report = recover([tb.status_path], owner_timeout=0.2)
         assert not report.ok
         error = report.domains[0].error or ""
-        assert "is owned by another process" in error, error
+        # Here the tracker is this very thread, which the store says at once.
+        assert "domain 'lab1' is already owned by this thread" in error, error
         assert tb.status_path.read_bytes() == before
         t.abort(JOB)
         to_end(t, JOB)
@@ -241,3 +228,30 @@ def test_follow_handles_the_events_that_arrive(tmp_path: Path) -> None:
             followed += t.follow(0.1)
         assert t.doc.job(JOB) is None and followed == 1  # concluded; nothing else followed
         assert [r.decision for r in t.reports] == ["finish-completed"]
+
+
+@pytest.mark.parametrize(("request_", "recorded", "check"), [
+    ("pivot", JobState.PIVOTING, assert_pivoted),
+    ("abort", JobState.ABORTING, assert_active_aborted)], ids=["pivot", "abort"])
+def test_a_request_is_on_file_before_qemu_is_asked(
+    tmp_path: Path, request_: str, recorded: JobState, check: Callable[..., None]
+) -> None:
+    """At each crash point of pivot and abort: what the file says, what QEMU says."""
+    seen: list[tuple[str, JobState | None, str | None]] = []
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.start_active_commit("vda", BASE)
+            to_ready(t)
+
+            def look(point: StrEnum) -> None:
+                seen.append((str(point), state_on_file(tb, ACTIVE_JOB),
+                             job_status(t.monitor, ACTIVE_JOB)))
+
+            getattr(t, request_)(ACTIVE_JOB, crash=look)
+            to_end(t, ACTIVE_JOB)
+        check(tb)
+    # Saved while QEMU's job is still ready: nothing was asked of it yet.
+    assert seen[0][1:] == (recorded, "ready")
+    assert [entry[1] for entry in seen] == [recorded] * len(seen)
+    if request_ == "pivot":  # merged into base, and still nothing asked of the job
+        assert seen[1] == ("bitmaps-merged", recorded, "ready")

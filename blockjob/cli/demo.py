@@ -7,6 +7,7 @@ import sys
 
 from blockjob.cli.common import EXIT_UNUSABLE
 from blockjob.demo import run_demo
+from blockjob.demo.signals import Stopped
 from blockjob.errors import BlockJobError
 
 
@@ -18,6 +19,9 @@ def run(args: argparse.Namespace) -> int:
     del args
     try:
         return run_demo()
+    except Stopped as stop:
+        sys.stderr.write(f"demo: {stop}; QEMU stopped, temporary files removed\n")
+        return 128 + stop.signum
     except (BlockJobError, OSError, TimeoutError) as exc:
         # The demo could not run at all (no QEMU, a failing qemu-img, no temporary space).
         sys.stderr.write(f"demo: {exc}\n")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blockjob.demo.images import ImageSpec, host_offset
+from blockjob.demo.signals import deferred
 from blockjob.errors import BlockJobError
 from blockjob.qemu.monitor import Monitor
 
@@ -44,11 +45,22 @@ class QemuProcess:
     def __init__(self, log: Path, *, devices: bool = False) -> None:
         # Devices need a machine with a PCI bus; -S keeps its vCPU stopped (no CPU cost).
         self._machine = ["pc", "-S"] if devices else ["none"]
-        self._rundir = Path(tempfile.mkdtemp(prefix="bjq-"))
-        self.monitor_path = str(self._rundir / "qmp.sock")
-        self.nbd_path = str(self._rundir / "nbd.sock")
+        self._rundir: Path | None = None  # made by `start`, removed by `stop`
         self._log = log
         self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def monitor_path(self) -> str:
+        return str(self._run_path("qmp.sock"))
+
+    @property
+    def nbd_path(self) -> str:
+        return str(self._run_path("nbd.sock"))
+
+    def _run_path(self, name: str) -> Path:
+        if self._rundir is None:
+            raise QemuStartError(f"{QEMU} has not been started")
+        return self._rundir / name
 
     @property
     def pid(self) -> int | None:
@@ -57,11 +69,14 @@ class QemuProcess:
     def start(self) -> None:
         if shutil.which(QEMU) is None:
             raise QemuStartError(f"{QEMU}: not installed")
-        argv = [
-            QEMU, "-machine", *self._machine, "-nodefaults", "-display", "none", "-accel", "tcg",
-            "-qmp", f"unix:{self.monitor_path},server=on,wait=off",
-        ]
-        with self._log.open("ab") as log:
+        # A stop signal between making the directory or the process and recording it
+        # would leave them behind: `stop` only removes what is recorded.
+        with deferred(), self._log.open("ab") as log:
+            self._rundir = Path(tempfile.mkdtemp(prefix="bjq-"))
+            argv = [
+                QEMU, "-machine", *self._machine, "-nodefaults", "-display", "none",
+                "-accel", "tcg", "-qmp", f"unix:{self.monitor_path},server=on,wait=off",
+            ]
             self._proc = subprocess.Popen(
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
             )
@@ -85,7 +100,9 @@ class QemuProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
         self._proc = None
-        shutil.rmtree(self._rundir, ignore_errors=True)
+        if self._rundir is not None:
+            shutil.rmtree(self._rundir, ignore_errors=True)
+            self._rundir = None
 
 
 def _storage_options(image: AttachedImage, spec: ImageSpec) -> dict[str, object]:

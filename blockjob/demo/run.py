@@ -1,7 +1,8 @@
 """The main job end to end, on real QEMU: commit, the daemon goes away, recovery.
 
 Everything lives in a temporary directory and one QEMU process, both removed at
-the end whatever happens.
+the end whatever happens, also when SIGINT, SIGTERM or SIGHUP stops the demo
+(`blockjob.demo.signals`; it then raises `Stopped`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from blockjob.demo import story
 from blockjob.demo.lab import DiskSpec, Lab
 from blockjob.demo.live import run_live
 from blockjob.demo.picture import disk_picture
+from blockjob.demo.signals import stopping_on_signals
 from blockjob.jobs.commit import start_commit
 from blockjob.qemu.monitor import CONCLUDED, Monitor
 from blockjob.recovery import recover
@@ -56,7 +58,7 @@ def _status_excerpt(path: Path, say: Say) -> None:
 
 
 def run_demo(say: Say = print) -> int:
-    with tempfile.TemporaryDirectory(prefix="blockjob-demo-") as tmp:
+    with stopping_on_signals(), tempfile.TemporaryDirectory(prefix="blockjob-demo-") as tmp:
         directory = Path(tmp)
         with Lab(directory, [DiskSpec(story.TARGET, story.chain())]) as tb:
             offline = _story(tb, directory, say)
@@ -67,12 +69,10 @@ def _story(tb: Lab, directory: Path, say: Say) -> int:
     top, mid, base = tb.disks[0].images
     say(f"QEMU {tb.qemu.pid} runs disk {story.TARGET}: "
         f"{top.path.name} -> {mid.path.name} -> {base.path.name}")
-    store = StatusStore(directory)
-    doc = load(tb.status_path)
-    _picture(tb, doc, "1. Before the commit", say)
+    _picture(tb, load(tb.status_path), "1. Before the commit", say)
 
-    with tb.connect() as daemon:
-        job = start_commit(store, doc, story.TARGET, mid.format_node, base.format_node,
+    with tb.connect() as daemon, StatusStore(directory).owned(tb.name) as owner:
+        job = start_commit(owner, story.TARGET, mid.format_node, base.format_node,
                            monitor=daemon, speed=COMMIT_SPEED)
     say("")
     say(f"The daemon started {job.name} (mid into base), disabled "

@@ -8,18 +8,20 @@ QEMU reports `ready`, and ends only by `request_pivot` or `request_abort`.
 
 from __future__ import annotations
 
-from blockjob.jobs.commit import CommitError, CrashHook, Saver, no_crash, start_commit
+from blockjob.jobs.commit import CommitError, CrashHook, no_crash, start_commit
 from blockjob.model import BlockJob
 from blockjob.qemu.monitor import Monitor
 from blockjob.qemu.nodes import effective_node
 from blockjob.statusxml.document import StatusDocument
+from blockjob.store import DomainOwner
 
 
 def start_active_commit(
-    saver: Saver, doc: StatusDocument, disk: str, base: str, *,
+    owner: DomainOwner, doc: StatusDocument, disk: str, base: str, *,
     monitor: Monitor | None = None, speed: int = 0, crash: CrashHook = no_crash,
 ) -> BlockJob:
-    """Commit disk `disk`'s active image into `base` (a node name of its chain)."""
+    """Commit disk `disk`'s active image into `base` (a node name of its chain); `doc` is
+    the document as loaded or saved through `owner` (see `start_commit`)."""
     found = doc.disk(disk)
     if found is None or found.chain is None:
         raise CommitError(f"the domain has no disk '{disk}' with a backing chain")
@@ -27,4 +29,5 @@ def start_active_commit(
         top = effective_node(found.chain)
     except ValueError as exc:
         raise CommitError(str(exc)) from None
-    return start_commit(saver, doc, disk, top, base, monitor=monitor, speed=speed, crash=crash)
+    return start_commit(owner, disk, top, base, doc=doc, monitor=monitor, speed=speed,
+                        crash=crash)

@@ -1,7 +1,9 @@
 """Starting a block commit the crash-safe way (libvirt 6.2's flow, docs/format.md#bitmaps).
 
 The status file is written before QEMU is touched, so that whatever happens after,
-recovery finds the list of base bitmaps it has to re-enable. Each `CrashPoint`
+recovery finds the list of base bitmaps it has to re-enable. The caller owns the domain
+(`StatusStore.owned`) for the whole flow: the document is read through that owner and every
+save goes through it, so no other writer can change the file in between. Each `CrashPoint`
 names a place where the daemon may die; README section `recovery` says what
 recovery does at each one, and the tests crash at every one of them.
 """
@@ -11,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 from enum import StrEnum
-from typing import Protocol
 
 from blockjob.errors import BlockJobError
 from blockjob.model import BlockJob, CommitData, JobState, JobType, StorageSource
@@ -21,6 +22,7 @@ from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, set_read_only
 from blockjob.statusxml.document import StatusDocument
 from blockjob.statusxml.sources import disk_mirror_node
+from blockjob.store import DomainOwner
 
 
 class CrashPoint(StrEnum):
@@ -37,10 +39,6 @@ class CrashPoint(StrEnum):
 CrashHook = Callable[[CrashPoint], None]
 # libvirt's VIR_DOMAIN_BLOCK_COMMIT_ACTIVE, kept in `jobflags` as libvirt 9.0 does.
 ACTIVE_FLAG = 0x4
-
-
-class Saver(Protocol):
-    def save(self, doc: StatusDocument) -> object: ...
 
 
 class CommitError(BlockJobError):
@@ -90,22 +88,30 @@ def _new_job(
 
 
 def start_commit(
-    store: Saver,
-    doc: StatusDocument,
+    owner: DomainOwner,
     disk: str,
     top: str,
     base: str,
     *,
+    doc: StatusDocument | None = None,
     monitor: Monitor | None = None,
     speed: int = 0,
     crash: CrashHook = no_crash,
 ) -> BlockJob:
     """Commit `top` into `base` (node names of disk `disk`'s chain) and return the job.
 
-    Base bitmaps the commit would dirty are disabled first and recorded in the
-    job's `<disabledBaseBitmaps>`; `recover` re-enables and merges them when the
-    job ends. Without `monitor`, the document's monitor socket is used.
+    `owner` is the domain as owned by the caller; every save goes through it. `doc` is the
+    domain's document as loaded or saved through that owner (a caller that keeps one, like
+    the tracker; it is changed in place); without it the file is loaded now. Base bitmaps
+    the commit would dirty are disabled first and recorded in the job's
+    `<disabledBaseBitmaps>`; `recover` re-enables and merges them when the job ends.
+    Without `monitor`, the document's monitor socket is used.
     """
+    if doc is None:
+        doc = owner.load()
+    elif not owner.holds(doc):
+        raise CommitError("the document was not read through the domain's owner: "
+                          "it may be older than the file")
     try:
         job, chain, device = _new_job(doc, disk, top, base)
     except ValueError as exc:  # an image without node names
@@ -123,7 +129,7 @@ def start_commit(
             # An active commit mirrors the disk into base (libvirt's `<mirror>`); written
             # with the job, so recovery of a job QEMU never started drops both.
             doc.set_disk_chain(disk, mirror=disk_mirror_node(base_image, job.type, ready=False))
-        store.save(doc)
+        owner.save(doc)
         crash(CrashPoint.JOB_PERSISTED)
         try:
             if names:
@@ -135,12 +141,12 @@ def start_commit(
             doc.remove_job(job.name)
             if job.type is JobType.ACTIVE_COMMIT:
                 doc.set_disk_chain(disk, drop_mirror=True)
-            store.save(doc)
+            owner.save(doc)
             raise CommitError(f"QEMU refused the commit: {exc}") from exc
         crash(CrashPoint.COMMIT_STARTED)
         job = replace(job, state=JobState.RUNNING)
         doc.replace_job(job)
-        store.save(doc)
+        owner.save(doc)
         crash(CrashPoint.RUNNING_PERSISTED)
         return job
     finally:

@@ -239,6 +239,15 @@ def _adopt(doc: StatusDocument, job: BlockJob, qjob: QemuJob) -> list[Step]:
                    else None, mirror_ready=job.disk if ready else None)]
 
 
+def _pending(job: BlockJob) -> list[Step]:
+    """libvirt 9.0 records `pending` only over `new` or `running` (a pivoting or aborting
+    job keeps what was asked). Saved before `job-finalize`, as state and newstate the way
+    libvirt 9.0 saves `ready` (README `Rules`)."""
+    if job.state not in (JobState.NEW, JobState.RUNNING):
+        return []
+    return [Record(job.name, state=JobState.PENDING, newstate=JobState.PENDING)]
+
+
 def _pivot_window(
     doc: StatusDocument, job: BlockJob, roots: Sequence[str] | None
 ) -> bool | None:
@@ -277,7 +286,7 @@ def plan_job(
     if qjob is None and is_unresolved_record(doc, job):
         return plan(Decision.UNRESOLVED, [*_reenable(doc, job), Drop(job.name)])
     if status == "pending":
-        return plan(Decision.FINALIZE, [Finalize(job.name)])
+        return plan(Decision.FINALIZE, [*_pending(job), Finalize(job.name)])
     outcome = _outcome(job, qjob)
     if status not in (None, CONCLUDED):
         return plan(Decision.ADOPT, _adopt(doc, job, qjob) if qjob is not None else [])

@@ -10,12 +10,11 @@ the work done. A file not named `<domain>.xml` for the domain it holds is refuse
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 from pathlib import Path
 
-from blockjob.errors import BlockJobError, StatusXMLError
+from blockjob.errors import BlockJobError, InputError, StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, is_directory, list_directory
 from blockjob.qemu.monitor import CONCLUDED, Monitor, MonitorError, MonitorUnavailableError
 from blockjob.recovery.execute import Context, Probe, StepHook, run_step
@@ -31,6 +30,7 @@ from blockjob.store.status_store import (
     SUFFIX,
     DomainNameError,
     DomainOwner,
+    LoadFailure,
     StatusStore,
     StoreError,
 )
@@ -42,18 +42,46 @@ MAX_ROUNDS = 3
 _ENDED = frozenset(Decision) - {Decision.ADOPT, Decision.FINALIZE, *ATTENTION}
 
 
-def status_files(paths: Iterable[str | Path]) -> list[Path]:
-    """The status files named, and the `*.xml` files directly inside named directories.
+# What a recovery run works through: a status file to recover, or the report of a file
+# the directory rules already refused.
+_Entry = Path | DomainReport
+
+
+def status_entries(
+    paths: Iterable[str | Path], *, dry_run: bool = False, max_bytes: int = MAX_INPUT_BYTES,
+) -> list[_Entry]:
+    """The status files named, and the domains of named directories by the store's
+    directory rules (`StatusStore.scan`: misnamed, second, empty or broken files are
+    quarantined, or only reported in a dry run), in file order.
 
     InputError when a named path cannot be looked at or a directory cannot be listed.
     """
-    found: list[Path] = []
+    found: list[_Entry] = []
     for path in paths:
-        if is_directory(path):
-            found += [Path(p) for p in list_directory(path, SUFFIX) if os.path.isfile(p)]
-        else:
+        if not is_directory(path):
             found.append(Path(path))
+            continue
+        list_directory(path, SUFFIX)  # InputError, with the path, when it cannot be listed
+        try:
+            scan = StatusStore(path, max_bytes=max_bytes).scan(change=not dry_run)
+        except StoreError as exc:
+            raise InputError(str(path), exc.message) from None
+        entries: list[_Entry] = [Path(path) / f"{name}{SUFFIX}" for name in scan.domains]
+        entries += [_refused(failure, dry_run) for failure in scan.failures]
+        found += sorted(entries, key=lambda entry: str(_entry_path(entry)))
     return found
+
+
+def _refused(failure: LoadFailure, dry_run: bool) -> DomainReport:
+    report = DomainReport(str(failure.path), unusable=True)
+    moved = f" (moved to {failure.quarantined})" if failure.quarantined else ""
+    report.error = f"{failure}{moved}"
+    report.settle(dry_run)
+    return report
+
+
+def _entry_path(entry: _Entry) -> Path:
+    return entry if isinstance(entry, Path) else Path(entry.file)
 
 
 class _Run:
@@ -275,7 +303,11 @@ def recover(
         on_step=on_step, probe=probe, acknowledge=acknowledge, owner_timeout=owner_timeout,
         max_bytes=max_bytes,
     )
+    def recover_entry(entry: _Entry) -> DomainReport:
+        return recover_one(entry) if isinstance(entry, Path) else entry
+
     domains = run_ordered(
-        status_files(paths), recover_one, jobs=jobs, key=file_key, done=progress
+        status_entries(paths, dry_run=dry_run, max_bytes=max_bytes), recover_entry,
+        jobs=jobs, key=lambda entry: file_key(_entry_path(entry)), done=progress,
     )
     return RecoveryReport(domains)

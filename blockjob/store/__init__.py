@@ -1,4 +1,4 @@
-"""Status files on disk: atomic saves, locks, loading a directory of domains.
+"""Status files on disk: atomic saves, per-domain owner locks, the directory rules.
 
 May import: blockjob.errors, blockjob.model, blockjob.statusxml.
 """
@@ -9,6 +9,7 @@ from blockjob.store.status_store import (
     DomainOwner,
     LoadFailure,
     LoadReport,
+    ScanReport,
     StatusStore,
     StoreError,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "DomainOwner",
     "LoadFailure",
     "LoadReport",
+    "ScanReport",
     "StatusStore",
     "StoreError",
 ]

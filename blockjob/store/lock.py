@@ -1,10 +1,13 @@
-"""An exclusive advisory lock (flock) on one file, for processes and for threads.
+"""The per-domain owner lock: an exclusive `flock` of a hidden file next to the status file.
 
-The lock file is opened once per process and kept open: opening it on every save cost about
-3% of a save. Threads of one process share that descriptor, so a mutex orders them first
-(flock alone would let them all in: it locks per open file description). A forked child
-must not use its parent's descriptor, which shares the parent's lock, so after a fork each
-lock forgets the inherited descriptor and mutex and opens its own on next use.
+Each holder opens its own descriptor, so threads of one process exclude each other as
+processes do (flock locks per open file description). Waiting is always bounded: the lock
+is polled until a deadline, then DomainBusyError. A child forked while the lock is held
+shares the parent's open file description; it never unlocks it (only the process that took
+the lock does, explicitly, so a child that lives on cannot keep the domain locked either).
+Lock files are never deleted: removing one while another process waits on it would let two
+owners lock two different files of the same name. A thread that asks again for a lock it
+holds gets an error at once instead of waiting for itself until the timeout.
 """
 
 from __future__ import annotations
@@ -13,56 +16,79 @@ import contextlib
 import fcntl
 import os
 import threading
-import weakref
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
-_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+from blockjob.store.atomic import key_of
+from blockjob.store.errors import DomainBusyError, StoreError
+
+_OPEN = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_POLL = 0.005
 
 
-class FileLock:
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._mutex = threading.Lock()
-        self._fd = -1
-        self._closer: weakref.finalize[[int], FileLock] | None = None
-        _LOCKS.add(self)
+class _HeldHere(threading.local):
+    """The lock files this thread holds (a forked child starts with none: pid differs)."""
 
-    @contextlib.contextmanager
-    def held(self) -> Iterator[None]:
-        """Hold the lock; OSError (e.g. FileNotFoundError) if the lock file cannot be opened."""
-        with self._mutex:
-            if self._fd < 0:
-                self._fd = os.open(self.path, _FLAGS, 0o600)
-                self._closer = weakref.finalize(self, os.close, self._fd)
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.names: set[str] = set()
 
-    def close(self) -> None:
-        with self._mutex:
-            self._forget()
-
-    def _forget(self) -> None:
-        # Closing our copy of a descriptor never releases a lock another process holds on it.
-        if self._closer is not None:
-            self._closer()
-            self._closer = None
-        self._fd = -1
-
-    def _after_fork(self) -> None:
-        self._mutex = threading.Lock()  # another parent thread may have held the old one
-        self._forget()
+    def current(self) -> set[str]:
+        if self.pid != os.getpid():
+            self.pid, self.names = os.getpid(), set()
+        return self.names
 
 
-_LOCKS: weakref.WeakSet[FileLock] = weakref.WeakSet()
+_HELD_HERE = _HeldHere()
 
 
-def _after_fork_in_child() -> None:
-    for lock in list(_LOCKS):
-        lock._after_fork()
+def lock_file(directory: Path, key: str) -> Path:
+    """The lock file of the status files whose scratch names carry `key`."""
+    return directory / f".blockjob-{key}.lock"
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+def lock_file_of(path: Path) -> Path:
+    return lock_file(path.parent, key_of(path.name))
+
+
+@contextlib.contextmanager
+def held(lock: Path, timeout: float, what: str) -> Iterator[None]:
+    """Hold `lock` exclusively, waiting at most `timeout` seconds (0: one try)."""
+    names = _HELD_HERE.current()
+    name = os.path.abspath(lock)
+    if name in names:
+        raise DomainBusyError(lock, f"{what} is already owned by this thread (an owner "
+                                    f"block inside another of the same domain)")
+    try:
+        fd = os.open(lock, _OPEN, 0o600)
+    except OSError as exc:
+        raise StoreError(lock, f"cannot open lock: {exc.strerror or exc}") from None
+    try:
+        _lock_within(fd, timeout, lock, what)
+        locker = os.getpid()
+        names.add(name)
+        try:
+            yield
+        finally:
+            names.discard(name)
+            if os.getpid() == locker:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+def _lock_within(fd: int, timeout: float, lock: Path, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                raise DomainBusyError(
+                    lock, f"{what} is owned by another process or thread "
+                          f"(waited {timeout:g} s)") from None
+            time.sleep(_POLL)
+        except OSError as exc:
+            raise StoreError(lock, f"cannot lock: {exc.strerror or exc}") from None

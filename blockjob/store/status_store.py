@@ -1,51 +1,57 @@
 """A directory of status files, one `<domain name>.xml` per domain, safe against crashes.
 
-`save` replaces a file atomically (see `blockjob.store.atomic`), so a daemon killed mid-write leaves
-the previous version or the new one. `load_all`, run at daemon start, isolates bad files: each
-one is reported and moved to `quarantine/`, never deleted, and the other domains still load.
+`save` replaces a file atomically (see `blockjob.store.atomic`): a daemon killed mid-write
+leaves the previous version or the new one, and a reader without any lock reads one whole
+version. `scan` and `load_all`, run at daemon start, apply the directory rules of the README
+(section "Status store"): each bad file is reported and moved to `quarantine/`, never
+deleted, and the other domains still load.
 
-Besides `*.xml`, the directory holds `.lock` and, per domain, a hidden scratch file
-`.blockjob-<hash>.tmp` with the previous version, which the next save overwrites.
+Besides `*.xml` and `quarantine/`, the directory holds per status file a lock file
+`.blockjob-<key>.lock` and, only while a save runs (or after a crash), scratch files
+`.blockjob-<key>.<token>[.old].tmp`; `<key>` is a hash of the file name.
 
-Two locks, always taken in this order:
-- `owned(name)`: the per-domain owner lock, a `flock` of `<directory>/.<name>.lock` held
-  from before a read until after the last save of a read-modify-write, so two processes
-  changing one domain never lose an update. Waiting for it is bounded by a timeout.
-- the directory lock, `<directory>/.lock`, held only for the instant of a write and by
-  `load_all`, which must exclude writers while it removes scratch files and quarantines.
+`owned(name)` is the per-domain owner lock (`blockjob.store.lock`), held from before a read
+until after the last save of a read-modify-write, so two processes changing one domain never
+lose an update. Every write of a status file, and every quarantine, happens under it.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import time
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from blockjob.errors import BlockJobError, InputError, StatusXMLError
+from blockjob.errors import InputError, StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, read_file
 from blockjob.statusxml.document import StatusDocument, loads
-from blockjob.store.atomic import fsync_directory, remove_scratch_files, replace_file
-from blockjob.store.lock import FileLock
+from blockjob.store.atomic import fsync_directory, replace_file
+from blockjob.store.directory import QUARANTINE, quarantine, remove_leftovers
+from blockjob.store.errors import DomainBusyError, DomainNameError, StoreError
+from blockjob.store.lock import held, lock_file_of
+
+__all__ = [
+    "QUARANTINE", "SUFFIX", "DomainBusyError", "DomainNameError", "DomainOwner", "LoadFailure",
+    "LoadReport", "ScanReport", "StatusStore", "StoreError", "read_status_bytes",
+]
 
 SUFFIX = ".xml"
-QUARANTINE = "quarantine"
-LOCK = ".lock"
+# Saved status files are readable and writable by their owner only, like libvirt's.
+FILE_MODE = 0o600
 # How long `owned` waits for another owner by default: long enough to ride out a save or a
 # short recovery, short enough that a stuck owner is reported rather than waited on forever.
 OWNER_TIMEOUT = 10.0
-_OWNER_POLL = 0.01
+
+_KNOWN_FILES = 4096  # names whose paths a store remembers
 
 Loader = Callable[[bytes, str], StatusDocument]
 
 
 class SavableDocument(Protocol):
-    """What `save` needs: the domain name (file name) and the bytes to write."""
+    """What a save needs: the domain name (file name) and the bytes to write."""
 
     @property
     def domain_name(self) -> str | None: ...
@@ -53,34 +59,26 @@ class SavableDocument(Protocol):
     def dumps(self) -> bytes: ...
 
 
-class StoreError(BlockJobError):
-    """A status file could not be written or read (I/O), or the store was misused."""
-
-    def __init__(self, path: str | os.PathLike[str], message: str) -> None:
-        super().__init__(f"{os.fspath(path)}: {message}")
-        self.path = os.fspath(path)
-        self.message = message
-
-
-class DomainNameError(StoreError):
-    """The domain name is missing, or cannot be a file name in the store."""
-
-
-class DomainBusyError(StoreError):
-    """Another owner held the domain for longer than the caller was willing to wait."""
-
-
 @dataclass(frozen=True)
 class LoadFailure:
-    """A status file `load_all` could not load, and where it was moved to."""
+    """A status file a scan could not load, and where it was moved to."""
 
     path: Path
     reason: str
     line: int | None = None
-    quarantined: Path | None = None  # None if it could not be moved (it is then left in place)
+    quarantined: Path | None = None  # None if it was left in place (the reason says why)
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line or 0}: {self.reason}"
+
+
+@dataclass
+class ScanReport:
+    """The domains of a directory whose files load, and the files that do not."""
+
+    domains: list[str] = field(default_factory=list)
+    failures: list[LoadFailure] = field(default_factory=list)
+    removed_scratch_files: list[Path] = field(default_factory=list)
 
 
 @dataclass
@@ -117,31 +115,39 @@ class StatusStore:
         self.directory = Path(directory)
         self._loader = loader
         self.max_bytes = max_bytes
-        self._lock = FileLock(self.directory / LOCK)
         self._directory_made = False
+        # name -> (status file, lock file): building them costs a third of `owned`.
+        self._files: dict[str, tuple[Path, Path]] = {}
 
     def path_for(self, name: str) -> Path:
-        return self.directory / f"{checked_name(name, self.directory)}{SUFFIX}"
+        return self._files_of(name)[0]
+
+    def _files_of(self, name: str) -> tuple[Path, Path]:
+        files = self._files.get(name)
+        if files is None:
+            path = self.directory / f"{checked_name(name, self.directory)}{SUFFIX}"
+            if len(self._files) >= _KNOWN_FILES:
+                self._files.clear()
+            files = self._files[name] = (path, lock_file_of(path))
+        return files
 
     @contextlib.contextmanager
     def owned(self, name: str, *, timeout: float = OWNER_TIMEOUT) -> Iterator[DomainOwner]:
         """Own domain `name` for a read-modify-write: load under its lock, save through it.
 
         Waits at most `timeout` seconds for another owner (thread or process), then raises
-        DomainBusyError. The lock is released when the block ends, however it ends.
+        DomainBusyError. The lock is released when the block ends, however it ends; the
+        owner refuses to load or save after that, and in a forked child.
         """
-        path = self.path_for(name)
+        path, lock = self._files_of(name)
         self._make_directory()
-        lock_path = self.directory / f".{name}{LOCK}"
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            raise StoreError(lock_path, f"cannot open lock: {exc.strerror or exc}") from None
-        try:
-            _flock_within(fd, timeout, lock_path, name)
-            yield DomainOwner(self, name, path)
-        finally:
-            os.close(fd)  # closing the only descriptor releases the flock
+        with held(lock, timeout, f"domain {name!r}"):
+            owner = DomainOwner(self, name, path)
+            owner._held = True
+            try:
+                yield owner
+            finally:
+                owner._held, owner._released = False, True
 
     def save(self, doc: SavableDocument) -> Path:
         """Write `doc` as its domain's file, owning the domain for just this write.
@@ -151,6 +157,30 @@ class StatusStore:
         name = checked_name(doc.domain_name, self.directory)
         with self.owned(name) as owner:
             return owner.save(doc)
+
+    def load(self, name: str) -> StatusDocument:
+        """The document of domain `name`; StoreError or StatusXMLError when it cannot be loaded.
+
+        No lock is needed to read a whole version; a read-modify-write must use `owned`.
+        """
+        return self._load_file(self.path_for(name), name)
+
+    def scan(self, *, change: bool = True) -> ScanReport:
+        """The domains whose files load, after applying the directory rules (README).
+
+        With `change=False` (a dry run) the rules are only reported: nothing is quarantined
+        and no leftover scratch file is removed.
+        """
+        report = ScanReport()
+        report.failures, report.removed_scratch_files = self._sweep(
+            lambda name, doc: report.domains.append(name), change=change)
+        return report
+
+    def load_all(self) -> LoadReport:
+        """`scan`, keeping the documents that loaded."""
+        report = LoadReport()
+        report.failures, report.removed_scratch_files = self._sweep(report.documents.__setitem__)
+        return report
 
     def _make_directory(self) -> None:
         if self._directory_made:
@@ -162,16 +192,11 @@ class StatusStore:
         self._directory_made = True
 
     def _write(self, path: Path, data: bytes) -> None:
-        """The one place that writes a status file."""
+        """The one place that writes a status file; the caller owns its domain."""
         try:
-            with self._lock.held():
-                replace_file(path, data)
+            replace_file(path, data, FILE_MODE)
         except OSError as exc:
             raise StoreError(path, f"cannot save: {exc.strerror or exc}") from None
-
-    def load(self, name: str) -> StatusDocument:
-        """The document of domain `name`; StoreError or StatusXMLError when it cannot be loaded."""
-        return self._load_file(self.path_for(name), name)
 
     def _load_file(self, path: Path, name: str) -> StatusDocument:
         doc = self._loader(read_status_bytes(path, self.max_bytes), str(path))
@@ -183,88 +208,116 @@ class StatusStore:
             )
         return doc
 
-    def load_all(self) -> LoadReport:
-        """Load every `*.xml`; quarantine each file that fails instead of stopping or deleting."""
-        report = LoadReport()
-        if not self.directory.is_dir():
-            return report
+    def _sweep(
+        self, loaded: Callable[[str, StatusDocument], object], *, change: bool = True
+    ) -> tuple[list[LoadFailure], list[Path]]:
         try:
-            with self._lock.held():
-                report.removed_scratch_files = remove_scratch_files(self.directory)
-                for path in self._status_files():
-                    self._load_one(path, report)
-                if any(failure.quarantined for failure in report.failures):
-                    fsync_directory(self.directory / QUARANTINE)
-                    fsync_directory(self.directory)
+            names = sorted(os.listdir(self.directory))
+        except FileNotFoundError:
+            return [], []  # no domain saved yet
         except OSError as exc:
             raise StoreError(self.directory, f"cannot load: {exc.strerror or exc}") from None
-        return report
+        removed = remove_leftovers(self.directory, names) if change else []
+        failures = []
+        for file_name in names:
+            if not file_name.endswith(SUFFIX):
+                continue
+            path = self.directory / file_name
+            name = file_name[: -len(SUFFIX)]
+            try:
+                # Without a lock: saves never expose a partial file. Only a file that
+                # fails is checked again under its lock before it is moved.
+                loaded(name, self._load_file(path, name))
+            except (StatusXMLError, StoreError) as exc:
+                if not change:
+                    line = exc.line if isinstance(exc, StatusXMLError) else None
+                    failures.append(LoadFailure(path, exc.message, line))
+                    continue
+                failure = self._settle(path, name, loaded)
+                if failure is not None:
+                    failures.append(failure)
+        if any(failure.quarantined for failure in failures):
+            try:
+                fsync_directory(self.directory / QUARANTINE)
+                fsync_directory(self.directory)
+            except OSError as exc:
+                raise StoreError(self.directory, f"cannot load: {exc.strerror or exc}") from None
+        return failures, removed
 
-    def _status_files(self) -> list[Path]:
-        with os.scandir(self.directory) as entries:
-            return sorted(Path(e.path) for e in entries if e.name.endswith(SUFFIX))
-
-    def _load_one(self, path: Path, report: LoadReport) -> None:
-        name = path.name[: -len(SUFFIX)]
+    def _settle(
+        self, path: Path, name: str, loaded: Callable[[str, StatusDocument], object]
+    ) -> LoadFailure | None:
+        """Under the file's lock: load it once more, and quarantine it if it still fails."""
         try:
-            report.documents[name] = self._load_file(path, name)
-        except StatusXMLError as exc:
-            report.failures.append(self._quarantine(path, exc.message, exc.line))
+            with held(lock_file_of(path), OWNER_TIMEOUT, f"status file {path.name!r}"):
+                try:
+                    loaded(name, self._load_file(path, name))
+                    return None  # an owner saved a good version meanwhile
+                except StatusXMLError as exc:
+                    reason, line = exc.message, exc.line
+                except StoreError as exc:
+                    if not os.path.lexists(path):
+                        return None  # removed meanwhile: nothing to load or to move
+                    reason, line = exc.message, None
+                try:
+                    return LoadFailure(path, reason, line, quarantine(path))
+                except OSError as exc:
+                    return LoadFailure(path, f"{reason} (left in place: cannot quarantine: "
+                                             f"{exc.strerror or exc})", line)
         except StoreError as exc:
-            report.failures.append(self._quarantine(path, exc.message, None))
-
-    def _quarantine(self, path: Path, reason: str, line: int | None) -> LoadFailure:
-        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        try:
-            folder = self.directory / QUARANTINE
-            folder.mkdir(mode=0o700, exist_ok=True)
-            target = folder / f"{path.name}.{stamp}"
-            serial = 0
-            while os.path.lexists(target):  # same microsecond; we hold the lock
-                serial += 1
-                target = folder / f"{path.name}.{stamp}.{serial}"
-            os.rename(path, target)
-        except OSError as exc:
-            return LoadFailure(path, f"{reason} (left in place: cannot quarantine: "
-                                     f"{exc.strerror or exc})", line)
-        return LoadFailure(path, reason, line, target)
-
-
-def _flock_within(fd: int, timeout: float, lock_path: Path, name: str) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise DomainBusyError(
-                    lock_path, f"domain {name!r} is owned by another process or thread "
-                               f"(waited {timeout:g} s)") from None
-            time.sleep(_OWNER_POLL)
-        except OSError as exc:
-            raise StoreError(lock_path, f"cannot lock: {exc.strerror or exc}") from None
+            return LoadFailure(path, f"left in place: {exc.message}")
 
 
 class DomainOwner:
-    """What `StatusStore.owned` yields: the domain's file, read and saved under its lock."""
+    """What `StatusStore.owned` yields: the domain's file, read and saved under its lock.
+
+    One built directly (not by `owned`) can only read: a save needs the lock. `on_save`, if
+    set, is called with each document after it is saved (tests record the order).
+    """
 
     def __init__(self, store: StatusStore, name: str, path: Path) -> None:
         self.store = store
         self.name = name
         self.path = path
+        self.on_save: Callable[[SavableDocument], object] | None = None
+        self._pid = os.getpid()
+        self._held = False  # set by `owned` while its block runs
+        self._released = False
+        # Documents read or saved through this owner: only those may be changed and saved
+        # by a flow that must own the domain from before it reads (`holds`).
+        self._documents: weakref.WeakSet[object] = weakref.WeakSet()
 
     def exists(self) -> bool:
+        self._check()
         return os.path.lexists(self.path)
 
     def load(self) -> StatusDocument:
         """The document as saved now (StoreError or StatusXMLError when it cannot be loaded)."""
-        return self.store._load_file(self.path, self.name)
+        self._check()
+        doc = self.store._load_file(self.path, self.name)
+        self._documents.add(doc)
+        return doc
 
     def save(self, doc: SavableDocument) -> Path:
         """Write `doc`; it must be this domain's document. On StoreError the old file is intact."""
+        self._check()
+        if not self._held:
+            raise StoreError(self.path, "not owned: save through StatusStore.owned(name)")
         if checked_name(doc.domain_name, self.path) != self.name:
             raise DomainNameError(
                 self.path, f"document of domain {doc.domain_name!r} saved as {self.name!r}")
         self.store._write(self.path, doc.dumps())
+        self._documents.add(doc)
+        if self.on_save is not None:
+            self.on_save(doc)
         return self.path
+
+    def holds(self, doc: object) -> bool:
+        """Whether `doc` was loaded or saved through this owner (so it is the file as owned)."""
+        return doc in self._documents
+
+    def _check(self) -> None:
+        if self._released:
+            raise StoreError(self.path, "the owner's block has ended: own the domain again")
+        if os.getpid() != self._pid:
+            raise StoreError(self.path, "owned by the parent process, not by this forked child")

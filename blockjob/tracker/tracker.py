@@ -15,7 +15,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -23,13 +22,15 @@ from blockjob.jobs.abort import AbortHook, request_abort
 from blockjob.jobs.active_commit import start_active_commit
 from blockjob.jobs.commit import CrashHook, no_crash, start_commit
 from blockjob.jobs.pivot import PivotHook, request_pivot
-from blockjob.model import BlockJob, JobState
+from blockjob.jobs.requests import RequestError
+from blockjob.model import BlockJob, JobState, StorageSource
 from blockjob.qemu.monitor import Monitor, MonitorUnavailableError
 from blockjob.recovery.execute import Context, StepHook, run_step
 from blockjob.recovery.plan import merge_step
 from blockjob.recovery.report import JobReport
 from blockjob.recovery.run import reconcile_job, recover_document
 from blockjob.statusxml.document import StatusDocument
+from blockjob.statusxml.sources import disk_mirror_node
 from blockjob.store.status_store import OWNER_TIMEOUT, DomainOwner, SavableDocument, StatusStore
 
 # The QEMU statuses libvirt acts on (SPEC: "maps only ready, concluded and pending").
@@ -37,20 +38,6 @@ FOLLOWED_STATUSES = frozenset({"ready", "pending", "concluded"})
 # QEMU statuses in which a job recorded as aborting still needs its job-cancel.
 _CANCELLABLE = frozenset({"created", "running", "paused", "ready", "standby"})
 SaveHook = Callable[[StatusDocument], None]
-
-
-class _Owner(DomainOwner):
-    """The domain's owner; `on_save` sees each saved document (tests record the order)."""
-
-    def __init__(self, owner: DomainOwner, on_save: SaveHook | None) -> None:
-        super().__init__(owner.store, owner.name, owner.path)
-        self.on_save = on_save
-
-    def save(self, doc: SavableDocument) -> Path:
-        path = super().save(doc)
-        if self.on_save is not None and isinstance(doc, StatusDocument):
-            self.on_save(doc)
-        return path
 
 
 class JobTracker:
@@ -81,7 +68,7 @@ class JobTracker:
         self._stack = ExitStack()
         self._doc: StatusDocument | None = None
         self._monitor: Monitor | None = None
-        self._owner: _Owner | None = None
+        self._owner: DomainOwner | None = None
 
     # -- life ------------------------------------------------------------------
 
@@ -102,13 +89,19 @@ class JobTracker:
     def open(self) -> None:
         owner = self._stack.enter_context(
             self.store.owned(self.name, timeout=self.lock_timeout))
-        self._owner = _Owner(owner, self.on_save)
+        if self.on_save is not None:
+            owner.on_save = self._saved
+        self._owner = owner
         self._doc = owner.load()
         if not self._doc.monitor_path:
             raise MonitorUnavailableError(str(owner.path), "the status file names no <monitor>")
         self._monitor = self._stack.enter_context(Monitor.connect(
             self._doc.monitor_path, timeout=self.timeout, connect_timeout=self.connect_timeout))
         self.catch_up()
+
+    def _saved(self, doc: SavableDocument) -> None:
+        if self.on_save is not None and isinstance(doc, StatusDocument):
+            self.on_save(doc)
 
     def close(self) -> None:
         """Disconnect and release the domain (the file stays as last saved)."""
@@ -193,10 +186,16 @@ class JobTracker:
 
     # -- requests ----------------------------------------------------------------
 
-    def add_job(self, job: BlockJob) -> None:
+    def add_job(self, job: BlockJob, *, mirror: StorageSource | None = None) -> None:
         """Record a job the daemon started itself in QEMU (any type); it is then followed,
-        and caught up at once in case it already changed status."""
+        and caught up at once in case it already changed status. `mirror`: a copy's
+        target image, written as the disk's `<mirror job='copy'>` in the same save."""
+        if mirror is not None and job.disk is None:
+            raise RequestError(f"job '{job.name}' has a mirror but no disk")
         self.doc.add_job(job)
+        if mirror is not None and job.disk is not None:
+            self.doc.set_disk_chain(job.disk, mirror=disk_mirror_node(mirror, job.type,
+                                                                       ready=False))
         self.owner.save(self.doc)
         self.reconcile(job.name)
 
@@ -204,7 +203,7 @@ class JobTracker:
         self, disk: str, top: str, base: str, *, speed: int = 0, crash: CrashHook = no_crash,
     ) -> BlockJob:
         """Start a commit of `top` into `base` (node names of disk `disk`), crash-safe."""
-        return start_commit(self.owner, self.doc, disk, top, base, monitor=self.monitor,
+        return start_commit(self.owner, disk, top, base, doc=self.doc, monitor=self.monitor,
                             speed=speed, crash=crash)
 
     def start_active_commit(

@@ -68,11 +68,10 @@ def crash_at(point: CrashPoint) -> Callable[[CrashPoint], None]:
 
 def commit(tb: Lab, *, speed: int = 0, crash: CrashPoint | None = None) -> BlockJob | None:
     """Start the scenario's commit (mid into base) the way the daemon does."""
-    doc = blockjob.load(tb.status_path)
     hook = crash_at(crash) if crash is not None else (lambda _: None)
     try:
-        return start_commit(StatusStore(tb.directory), doc, scenario.TARGET, MID, BASE,
-                            speed=speed, crash=hook)
+        with StatusStore(tb.directory).owned(tb.name) as owner:
+            return start_commit(owner, scenario.TARGET, MID, BASE, speed=speed, crash=hook)
     except CrashError:
         return None
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import blockjob
 from blockjob.demo.lab import Lab
 from blockjob.model import JobState
+from blockjob.recovery.steps import Step
 from blockjob.statusxml.document import StatusDocument
 from blockjob.store.status_store import StatusStore
 from blockjob.tracker import JobTracker
@@ -95,14 +96,49 @@ def normalized(tb: Lab) -> bytes:
     return data
 
 
-def end_state(tb: Lab) -> tuple[bytes, frozenset[str], dict[str, tuple[int, bool]], bool]:
-    """File, node names, base bitmaps (count, recording) and base's read-only flag."""
+NodeState = tuple[bool, frozenset[tuple[str, int, bool]]]
+
+
+def end_state(tb: Lab) -> tuple[bytes, dict[str, NodeState], list[str]]:
+    """File; every named node's read-only flag and bitmaps (name, count, recording);
+    QEMU's jobs."""
     with tb.connect() as monitor:
         nodes = monitor.query_nodes()
-    base = nodes[BASE]
-    bitmaps = {b.name: (b.count, b.recording) for b in base.bitmaps}
-    named = frozenset(n for n in nodes if not n.startswith("#"))
-    return normalized(tb), named, bitmaps, base.read_only
+        jobs = sorted(monitor.query_jobs())
+    named = {name: (node.read_only, frozenset((b.name, b.count, b.recording)
+                                              for b in node.bitmaps))
+             for name, node in nodes.items() if not name.startswith("#")}
+    return normalized(tb), named, jobs
+
+
+Log = list[tuple[str, ...]]
+
+
+def recorder(log: Log, path: Path | None = None) -> dict[str, object]:
+    """Tracker hooks that log each save (chain top, then state:newstate of every job) and
+    each step; with `path`, a step's entry also says what that file records for its job
+    at that moment (read from disk: what a restart would find)."""
+
+    def on_save(doc: StatusDocument) -> None:
+        disk = doc.disk("vda")
+        top = disk.chain.format_node if disk and disk.chain else None
+        jobs = [(j.state.value, j.newstate.value if j.newstate else "-") for j in doc.jobs]
+        log.append(("save", str(top), *[":".join(j) for j in jobs]))
+
+    def on_step(step: Step) -> None:
+        entry: tuple[str, ...] = ("step", type(step).__name__)
+        name = getattr(step, "job", None)
+        if path is not None and isinstance(name, str):
+            job = blockjob.load(path).job(name)
+            entry += (f"{job.state}:{job.newstate or '-'}" if job else "gone",)
+        log.append(entry)
+
+    return {"on_save": on_save, "on_step": on_step}
+
+
+def saves(log: Log) -> list[tuple[str, ...]]:
+    """The saves of `log`, without the chain top."""
+    return [entry[2:] for entry in log if entry[0] == "save"]
 
 
 def lab_dir(tmp_path: Path, name: str) -> Path:

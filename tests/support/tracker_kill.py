@@ -1,0 +1,57 @@
+"""A daemon process that dies by SIGKILL at one named crash point (the crash tests).
+
+`python tests/support/tracker_kill.py STATUS_PATH FLOW POINT` opens a tracker on the
+domain of STATUS_PATH and runs FLOW on an active commit of vda into the bottom of its
+chain: `start` (start it), `pivot` (start, follow to ready, pivot) or `abort` (start,
+follow to ready, abort). When the flow reaches crash point POINT (a value of
+`CrashPoint`, `PivotCrashPoint` or `AbortCrashPoint`) the process sends itself SIGKILL:
+no cleanup runs, the kernel drops its QMP connection and its lock. Reaching the end of
+the flow without meeting POINT exits with status 3.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+from blockjob.model import JobState
+from blockjob.statusxml.document import StatusDocument
+from blockjob.store.status_store import StatusStore
+from blockjob.tracker import JobTracker
+
+FLOWS = ("start", "pivot", "abort")
+WAIT = 60.0
+
+
+def _ready(doc: StatusDocument) -> bool:
+    return any(job.state is JobState.READY for job in doc.jobs)
+
+
+def run(path: Path, flow: str, point: str) -> int:
+    def kill_at(reached: StrEnum) -> None:
+        if reached == point:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    with JobTracker(StatusStore(path.parent), path.name.removesuffix(".xml")) as tracker:
+        disk = tracker.doc.disk("vda")
+        assert disk is not None and disk.chain is not None
+        base = disk.chain.images()[-1].format_node or ""
+        job = tracker.start_active_commit("vda", base, crash=kill_at)
+        if flow == "start":
+            return 3
+        if not tracker.wait_for(_ready, WAIT):
+            return 4
+        if flow == "pivot":
+            tracker.pivot(job.name, crash=kill_at)
+        else:
+            tracker.abort(job.name, crash=kill_at)
+    return 3
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 4 or sys.argv[2] not in FLOWS:
+        sys.exit(f"usage: {sys.argv[0]} STATUS_PATH {{{','.join(FLOWS)}}} POINT")
+    sys.exit(run(Path(sys.argv[1]), sys.argv[2], sys.argv[3]))

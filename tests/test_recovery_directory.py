@@ -1,0 +1,70 @@
+"""`recover DIR` applies the store's directory rules, the same as `load_all` (README,
+"Directory rules"): the same files refused for the same reasons, quarantined alike; a dry
+run reports them and moves nothing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from blockjob.cli import main
+from blockjob.recovery import recover
+from blockjob.store.status_store import StatusStore
+from tests.test_store_support import status_bytes
+
+
+def _directory(root: Path) -> Path:
+    """Good files without jobs (nothing for QEMU to do) beside every kind of refused one."""
+    root.mkdir()
+    (root / "vm1.xml").write_bytes(status_bytes("vm1"))
+    (root / "vm2.xml").write_bytes(status_bytes("vm2"))
+    (root / "vm1-copy.xml").write_bytes(status_bytes("vm1", "a second file of vm1"))
+    (root / "vm3.xml").write_bytes(status_bytes("vm4"))  # misnamed
+    (root / "empty.xml").write_bytes(b"")
+    (root / "torn.xml").write_bytes(status_bytes("torn")[:60])
+    (root / "text.xml").write_bytes(b"not xml at all\n")
+    (root / "notes.txt").write_bytes(b"not a status file: never touched\n")
+    os.mkfifo(root / "fifo.xml")
+    return root
+
+
+def _quarantined(root: Path) -> list[str]:
+    folder = root / "quarantine"
+    return sorted(name.split(".xml.")[0] for name in os.listdir(folder)) if folder.exists() else []
+
+
+def test_recover_dir_refuses_and_quarantines_what_load_all_does(tmp_path: Path) -> None:
+    ours = _directory(tmp_path / "recover")
+    theirs = _directory(tmp_path / "load_all")
+
+    report = recover([ours])
+    loaded = StatusStore(theirs).load_all()
+
+    refused = {Path(d.file).name for d in report.domains if d.unusable}
+    assert refused == {f.path.name for f in loaded.failures}
+    assert refused == {"vm1-copy.xml", "vm3.xml", "empty.xml", "torn.xml", "text.xml",
+                       "fifo.xml"}
+    assert [d.domain for d in report.domains if not d.unusable] == sorted(loaded.documents)
+    assert all(d.status == "reconciled" for d in report.domains if not d.unusable)
+    for failure in loaded.failures:  # the same reason, with the file and line
+        [ours_report] = [d for d in report.domains if Path(d.file).name == failure.path.name]
+        assert failure.reason in (ours_report.error or "")
+        assert "moved to" in (ours_report.error or "")
+    assert _quarantined(ours) == _quarantined(theirs) == sorted(
+        name.removesuffix(".xml") for name in refused)
+    assert (ours / "notes.txt").exists()
+
+
+def test_a_dry_run_reports_the_same_files_and_moves_nothing(tmp_path: Path) -> None:
+    root = _directory(tmp_path / "status")
+    before = sorted(os.listdir(root))
+    report = recover([root], dry_run=True)
+    assert {Path(d.file).name for d in report.domains if d.unusable} == {
+        "vm1-copy.xml", "vm3.xml", "empty.xml", "torn.xml", "text.xml", "fifo.xml"}
+    assert sorted(os.listdir(root)) == before
+
+
+def test_recover_dir_exits_2_for_refused_files(tmp_path: Path) -> None:
+    root = _directory(tmp_path / "status")
+    assert main(["recover", str(root)]) == 2
+    assert main(["recover", str(root)]) == 0  # the refused files are in quarantine now
