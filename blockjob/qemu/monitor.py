@@ -229,6 +229,13 @@ class Monitor:
         except (QMPError, OSError, EOFError, TimeoutError):
             pass  # the peer went away first; there is nothing left to close politely
         finally:
+            # A disconnect cut short (timeout, signal) can leave the client's reader and
+            # writer tasks behind; reap them so none dies later as "never retrieved".
+            left = asyncio.all_tasks(self._loop)
+            for task in left:
+                task.cancel()
+            if left:
+                self._loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
             self._loop.close()
 
     def __enter__(self) -> Monitor:
