@@ -174,7 +174,9 @@ def _blockjob_startup(lab: LibvirtLab) -> float:
 
 
 def _python_in(dom: LabDomain, *argv: str) -> subprocess.CompletedProcess[str]:
-    done = dom.run_in_namespace([sys.executable, *argv])
+    # Without PYTHONDONTWRITEBYTECODE (set on this machine), so that the first run fills
+    # the bytecode cache an installed package ships with; otherwise every run compiles.
+    done = dom.run_in_namespace(["env", "-u", "PYTHONDONTWRITEBYTECODE", sys.executable, *argv])
     if done.returncode != 0:
         raise AnchorError(f"{' '.join(argv)} exited {done.returncode}: "
                           f"{done.stdout}{done.stderr}")
