@@ -51,7 +51,7 @@ lint: $(BENCH_STAMP)
 demo: $(STAMP) $(DEB_STAMP)
 	$(PY) -m blockjob demo
 
-fuzz: $(STAMP)
+fuzz: $(STAMP) $(DEB_STAMP)
 	BLOCKJOB_FUZZ_EXAMPLES=20000 BLOCKJOB_TORN_READS=120000 BLOCKJOB_LOST_UPDATE_CHANGES=2000 \
 	  $(PY) -m pytest -q -m fuzz tests
 
