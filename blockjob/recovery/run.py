@@ -3,8 +3,10 @@
 A status file is recovered as the domain its name says (`<domain>.xml`): the domain
 is owned (`StatusStore.owned`) from before the file is read until after the last save,
 so two recoveries of one domain never lose an update: the second waits, then finds
-the work done. A file not named `<domain>.xml` for the domain it holds is refused
-(attention, file untouched): it is not the file a daemon would load.
+the work done. A directory is taken through the store's directory rules
+(`StatusStore.scan`), so `recover DIR` and `load_all` refuse the same files. A file named
+on its own that is not `<domain>.xml` for the domain it holds is refused (attention, file
+untouched): it is not the file a daemon would load.
 """
 
 from __future__ import annotations
