@@ -69,16 +69,6 @@ def read_file(path: PathLike, *, max_bytes: int = MAX_INPUT_BYTES,
         os.close(fd)
 
 
-def list_directory(path: PathLike, suffix: str) -> list[str]:
-    """Sorted paths of the entries of directory `path` whose names end in `suffix`."""
-    name = os.fspath(path)
-    try:
-        with os.scandir(name) as entries:
-            return sorted(entry.path for entry in entries if entry.name.endswith(suffix))
-    except OSError as exc:
-        raise InputError(name, f"cannot list directory: {exc.strerror or exc}") from None
-
-
 def is_directory(path: PathLike) -> bool:
     """Whether `path` is a directory; InputError when it cannot be looked at at all."""
     name = os.fspath(path)

@@ -238,9 +238,9 @@ def test_a_file_where_the_directory_should_be_is_a_store_error(tmp_path: Path) -
     store = StatusStore(tmp_path / "status")
     with pytest.raises(StoreError, match="status: cannot create"):
         store.save(RawDocument("vm1", status_bytes("vm1")))
-    with pytest.raises(StoreError, match="status: cannot load: Not a directory"):
+    with pytest.raises(StoreError, match="status: cannot list directory: Not a directory"):
         store.load_all()
-    with pytest.raises(StoreError, match="status: cannot load: Not a directory"):
+    with pytest.raises(StoreError, match="status: cannot list directory: Not a directory"):
         store.scan()
 
 
@@ -309,7 +309,7 @@ def test_scan_of_an_unreadable_directory_is_a_store_error_naming_it(tmp_path: Pa
     finally:
         (tmp_path / "status").chmod(0o700)
     assert (result.returncode, result.stderr) == (0, "")
-    assert result.stdout == f"{tmp_path / 'status'}: cannot load: Permission denied\n"
+    assert result.stdout == f"{tmp_path / 'status'}: cannot list directory: Permission denied\n"
 
 
 def test_the_longest_domain_name_a_file_name_allows_is_owned_saved_and_scanned(

@@ -17,7 +17,7 @@ from functools import partial
 from pathlib import Path
 
 from blockjob.errors import BlockJobError, InputError, StatusXMLError
-from blockjob.inputs import MAX_INPUT_BYTES, is_directory, list_directory
+from blockjob.inputs import MAX_INPUT_BYTES, is_directory
 from blockjob.qemu.monitor import CONCLUDED, Monitor, MonitorError, MonitorUnavailableError
 from blockjob.recovery.execute import Context, Probe, StepHook, run_step
 from blockjob.recovery.parallel import file_key, run_ordered
@@ -63,10 +63,9 @@ def status_entries(
         if not is_directory(path):
             found.append(Path(path))
             continue
-        list_directory(path, SUFFIX)  # InputError, with the path, when it cannot be listed
         try:
             scan = StatusStore(path, max_bytes=max_bytes).scan(change=not dry_run)
-        except StoreError as exc:
+        except StoreError as exc:  # e.g. the directory cannot be listed
             raise InputError(str(path), exc.message) from None
         entries: list[_Entry] = [Path(path) / f"{name}{SUFFIX}" for name in scan.domains]
         entries += [_refused(failure, dry_run) for failure in scan.failures]

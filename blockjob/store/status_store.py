@@ -216,7 +216,8 @@ class StatusStore:
         except FileNotFoundError:
             return [], []  # no domain saved yet
         except OSError as exc:
-            raise StoreError(self.directory, f"cannot load: {exc.strerror or exc}") from None
+            raise StoreError(self.directory,
+                             f"cannot list directory: {exc.strerror or exc}") from None
         removed = remove_leftovers(self.directory, names) if change else []
         failures = []
         for file_name in names:
