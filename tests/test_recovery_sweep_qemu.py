@@ -23,6 +23,7 @@ from tests.support.qemu_fixtures import (
     QEMU_MARKS,
     commit,
     image_path,
+    node_states,
     started,
     wait_concluded,
 )
@@ -59,11 +60,7 @@ def end_state(tb: Lab) -> dict[str, object]:
     read-only flags and bitmaps, and the on-disk bitmap flags of every image."""
     with tb.connect() as monitor:
         jobs = sorted(monitor.query_jobs())
-        nodes = {
-            name: (node.read_only, sorted(
-                (b.name, b.recording, b.count, b.inconsistent) for b in node.bitmaps))
-            for name, node in monitor.query_nodes().items() if not name.startswith("#")
-        }
+        nodes = node_states(monitor)
     text = tb.status_path.read_text()
     for old, new in ((str(tb.directory), "DIR"), (tb.monitor_path, "MON")):
         text = text.replace(old, new)

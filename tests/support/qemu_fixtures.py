@@ -140,3 +140,17 @@ def image_path(tb: Lab, target: str, name: str) -> Path:
             if disk.target == target and image.path.stem == name:
                 return image.path
     raise KeyError(f"{target}/{name}")
+
+
+NodeState = tuple[bool, tuple[tuple[str, bool, int, bool], ...]]
+
+
+def node_states(monitor: Monitor) -> dict[str, NodeState]:
+    """Every named node's read-only flag and bitmaps (name, recording, count,
+    inconsistent): what end-state comparisons look at in QEMU. QEMU's generated `#...`
+    names of implicit nodes differ from run to run and are left out."""
+    return {
+        name: (node.read_only, tuple(sorted(
+            (b.name, b.recording, b.count, b.inconsistent) for b in node.bitmaps)))
+        for name, node in monitor.query_nodes().items() if not name.startswith("#")
+    }

@@ -17,10 +17,12 @@ from tests.support.qemu_fixtures import (
     BASE,
     MID,
     TOP,
+    NodeState,
     assert_chain,
     assert_file_sound,
     base_bitmaps,
     counts,
+    node_states,
 )
 
 # The active commit of the scenario: top (and mid) into base.
@@ -96,19 +98,10 @@ def normalized(tb: Lab) -> bytes:
     return data
 
 
-NodeState = tuple[bool, frozenset[tuple[str, int, bool]]]
-
-
 def end_state(tb: Lab) -> tuple[bytes, dict[str, NodeState], list[str]]:
-    """File; every named node's read-only flag and bitmaps (name, count, recording);
-    QEMU's jobs."""
+    """File; every named node's read-only flag and bitmaps; QEMU's jobs."""
     with tb.connect() as monitor:
-        nodes = monitor.query_nodes()
-        jobs = sorted(monitor.query_jobs())
-    named = {name: (node.read_only, frozenset((b.name, b.count, b.recording)
-                                              for b in node.bitmaps))
-             for name, node in nodes.items() if not name.startswith("#")}
-    return normalized(tb), named, jobs
+        return normalized(tb), node_states(monitor), sorted(monitor.query_jobs())
 
 
 Log = list[tuple[str, ...]]
