@@ -2,8 +2,10 @@
 
 fsync latency drifts by tens of percent within seconds on a shared disk, so medians of two
 separate runs compare two different disks. Here every round times one bare write, one save
-and one save of already serialized bytes back to back, in random order; the ratios are
-medians of the per-round ratios.
+after one job changed (what the tracker and recovery do, `bench.edits`; the edit itself is
+not timed), one save of an
+unchanged document and one save of already serialized bytes back to back, in random order;
+the ratios are medians of the per-round ratios.
 
 
     python -m bench.store_save [STATUS_FILE ...] [--rounds N] [--dir DIR]
@@ -21,6 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.edits import OneJobChanged
 from blockjob import StatusStore, loads
 
 _DEFAULT_INPUT = Path(__file__).resolve().parent.parent.parent / "shared" / (
@@ -46,11 +49,19 @@ def bare_atomic_write(directory: Path, target: Path, data: bytes) -> None:
 
 
 @dataclass(frozen=True)
+class Timing:
+    """One kind of save: its median time and its median per-round ratio to the bare write."""
+
+    seconds: float
+    ratio: float
+
+
+@dataclass(frozen=True)
 class SaveRatio:
     bare_seconds: float  # median bare write + fsync + rename + directory fsync
-    save_seconds: float  # median StatusStore.save (serialize, lock, scratch, link, rename, fsyncs)
-    ratio: float  # median over rounds of save / bare
-    store_ratio: float  # the same without serializing: a document whose dumps() is ready
+    changed: Timing  # StatusStore.save after one job changed (serialize, lock, scratch, ...)
+    unchanged: Timing  # StatusStore.save of a document saved before, unchanged since
+    store: Timing  # the store alone: a document whose dumps() is ready
     rounds: int
 
 
@@ -63,15 +74,18 @@ class _Serialized:
         return self.data
 
 
-def _timed(action: Callable[[], object]) -> float:
+def _timed(action: Callable[[], object], setup: Callable[[], object] | None) -> float:
+    if setup is not None:
+        setup()
     start = time.perf_counter()
     action()
     return time.perf_counter() - start
 
 
 def measure_save(data: bytes, rounds: int = 1000, where: Path | None = None) -> SaveRatio:
-    """Rounds of (bare write, save, save of ready bytes) of the status file `data`."""
-    doc = loads(data)
+    """Rounds of (bare write, saves of three kinds) of the status file `data`."""
+    doc, edited = loads(data), loads(data)
+    edit = OneJobChanged(edited)
     payload = doc.dumps()
     order = random.Random(0)
     with tempfile.TemporaryDirectory(prefix="blockjob-save-", dir=where) as tmp:
@@ -80,24 +94,28 @@ def measure_save(data: bytes, rounds: int = 1000, where: Path | None = None) -> 
         serialized = _Serialized(doc.domain_name, payload)
         bare_dir = directory / "bare"
         bare_dir.mkdir()
-        group: list[tuple[str, Callable[[], object]]] = [
-            ("bare", lambda: bare_atomic_write(bare_dir, bare_dir / "bare.xml", payload)),
-            ("save", lambda: store.save(doc)),
-            ("store", lambda: store.save(serialized)),
+        # (name, untimed setup, timed action): the edit is made before its save is timed.
+        group: list[tuple[str, Callable[[], object] | None, Callable[[], object]]] = [
+            ("bare", None, lambda: bare_atomic_write(bare_dir, bare_dir / "bare.xml", payload)),
+            ("changed", edit, lambda: store.save(edited)),
+            ("unchanged", None, lambda: store.save(doc)),
+            ("store", None, lambda: store.save(serialized)),
         ]
-        for _, action in group:  # first calls create files and directories
-            action()
-        times: dict[str, list[float]] = {name: [] for name, _ in group}
+        for _, setup, action in group:  # first calls create files and directories
+            _timed(action, setup)
+        times: dict[str, list[float]] = {name: [] for name, _, _ in group}
         for _ in range(rounds):
             order.shuffle(group)
-            for name, action in group:
-                times[name].append(_timed(action))
+            for name, setup, action in group:
+                times[name].append(_timed(action, setup))
 
-    def ratio(name: str) -> float:
-        return statistics.median(t / b for t, b in zip(times[name], times["bare"], strict=True))
+    def timing(name: str) -> Timing:
+        ratio = statistics.median(
+            t / b for t, b in zip(times[name], times["bare"], strict=True))
+        return Timing(statistics.median(times[name]), ratio)
 
-    return SaveRatio(statistics.median(times["bare"]), statistics.median(times["save"]),
-                     ratio("save"), ratio("store"), rounds)
+    return SaveRatio(statistics.median(times["bare"]), timing("changed"), timing("unchanged"),
+                     timing("store"), rounds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -108,10 +126,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for path in args.files:
         result = measure_save(path.read_bytes(), args.rounds, args.dir)
-        print(f"{path.name}: bare {result.bare_seconds * 1e6:.0f} us, "
-              f"save {result.save_seconds * 1e6:.0f} us, "
-              f"save/bare {result.ratio:.3f}, without serializing {result.store_ratio:.3f} "
-              f"(median of {result.rounds} paired rounds)")
+        print(f"{path.name}: bare {result.bare_seconds * 1e6:.0f} us; save/bare: "
+              f"one job changed {result.changed.ratio:.3f} "
+              f"({result.changed.seconds * 1e6:.0f} us), "
+              f"unchanged {result.unchanged.ratio:.3f}, "
+              f"without serializing {result.store.ratio:.3f} "
+              f"(medians of {result.rounds} paired rounds)")
     return 0
 
 

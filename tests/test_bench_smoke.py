@@ -21,7 +21,9 @@ pytestmark = pytest.mark.skipif(
 def test_quick_run_prints_every_case(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     assert run.main(["--quick", "--sizes", "3,6", "--dir", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    for case in ("| load ", "| dump, first of a document", "| dump, repeated", "| save (fsync)",
+    for case in ("| load ", "| dump, first of a document", "| dump, one job changed",
+                 "| dump, unchanged document", "| save (fsync), one job changed",
+                 "| save (fsync), unchanged document",
                  "| restart (load_all + plan), per file", "restart, per-file growth",
                  "validate RelaxNG", "validate XSD 1.1", "peak RSS growth",
                  "| blockjob show FILE, whole process"):

@@ -7,7 +7,10 @@ except a disk chain that the caller replaced through `set_disk_chain`.
 
 from __future__ import annotations
 
+from itertools import compress
+from operator import is_not
 from pathlib import Path
+from typing import NamedTuple
 
 from blockjob.element import Node
 from blockjob.errors import StatusXMLError
@@ -21,7 +24,7 @@ from blockjob.statusxml.parse import parse
 from blockjob.statusxml.reader import ReadContext, read_jobs
 from blockjob.statusxml.sources import backing_node, top_source_node
 from blockjob.statusxml.spans import element_span, whole_lines
-from blockjob.statusxml.writer import BLOCKJOBS_INDENT, write_blockjobs
+from blockjob.statusxml.writer import JobText, job_text, write_blockjobs
 
 # Where libvirt puts `<blockjobs>` when a file from before 3.9 has none: before these.
 _AFTER_BLOCKJOBS = (
@@ -38,6 +41,9 @@ class StatusDocument:
 
     def __init__(self, data: bytes, filename: str) -> None:
         self.filename = filename
+        # The last dump, with each job's text and the very job object written: a job is an
+        # immutable value, so its text is a function of it (docs/performance.md, "Save").
+        self._dumped: _Dump | None = None
         self._load(data)
 
     def _load(self, data: bytes) -> None:
@@ -148,8 +154,9 @@ class StatusDocument:
     @property
     def active(self) -> bool:
         """libvirt's `<blockjobs active>`: a disk has a live job or a legacy copy mirror."""
-        if any(job.disk is not None and job.state in ACTIVE_STATES for job in self._jobs.values()):
-            return True
+        for job in self._jobs.values():  # a loop: a dump asks, and a generator costs more
+            if job.disk is not None and job.state in ACTIVE_STATES:
+                return True
         return self._copy_mirror
 
     # Domain -------------------------------------------------------------------
@@ -282,13 +289,64 @@ class StatusDocument:
     # Output -------------------------------------------------------------------
 
     def _blockjobs_bytes(self) -> bytes:
-        return write_blockjobs(self.jobs, self.active, BLOCKJOBS_INDENT).encode("utf-8")
+        return self._dump().blockjobs
 
     def dumps(self) -> bytes:
-        head, tail = self._head_tail()
+        return self._dump().data
+
+    def _dump(self) -> _Dump:
+        """The document as it is now, writing again only the jobs not written as these
+        very objects (docs/performance.md, "Save").
+
+        Only identity proves a text current: equal jobs may differ in what is written
+        (`raw` is left out of equality), and a reload makes new objects. The last dump is
+        kept with what it was made of; nothing else goes into the bytes. The usual edit
+        replaces one job, which keeps every name in its place: then the others are found
+        unchanged by C loops (`map`, `compress`), the sort order is the last one.
+        """
+        split = self._head_tail()
+        names = tuple(self._jobs)
+        jobs = tuple(self._jobs.values())
+        last = self._dumped
+        if last is not None and last.split is split and last.names == names:
+            changed = list(compress(range(len(jobs)), map(is_not, jobs, last.jobs)))
+            if not changed and last.copy_mirror is self._copy_mirror:
+                return last
+            written, texts, rank = list(last.written), list(last.texts), last.rank
+            for i in changed:
+                written[i] = job_text(jobs[i], written[i])
+                texts[rank[i]] = written[i].text
+        else:
+            before = {text.job.name: text for text in last.written} if last is not None else {}
+            written = [_reuse(before.get(job.name), job) for job in jobs]
+            order = sorted(range(len(jobs)), key=lambda i: _sort_key(jobs[i]))
+            texts = [written[i].text for i in order]
+            rank = tuple(sorted(range(len(jobs)), key=order.__getitem__))
+        blockjobs = write_blockjobs(texts, self.active)
+        head, tail = split
         if head and not head.endswith(b"\n"):
             head += b"\n"
-        return b"".join((head, self._blockjobs_bytes(), tail))
+        self._dumped = _Dump(split, names, self._copy_mirror, jobs, tuple(written), rank,
+                             tuple(texts), blockjobs, b"".join((head, blockjobs, tail)))
+        return self._dumped
+
+
+class _Dump(NamedTuple):
+    """A dump and what it was made of."""
+
+    split: tuple[bytes, bytes]
+    names: tuple[str, ...]  # the jobs' names in the document's dict order
+    copy_mirror: bool
+    jobs: tuple[BlockJob, ...]  # in dict order
+    written: tuple[JobText, ...]  # in dict order
+    rank: tuple[int, ...]  # where each job (in dict order) is written among the others
+    texts: tuple[bytes, ...]  # the jobs' texts, as written: sorted by name
+    blockjobs: bytes
+    data: bytes
+
+
+def _reuse(last: JobText | None, job: BlockJob) -> JobText:
+    return last if last is not None and last.job is job else job_text(job, last)
 
 
 def _set_attr(node: Node, name: str, value: str) -> Node:

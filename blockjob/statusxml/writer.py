@@ -8,11 +8,12 @@ it without a newline, so the next child follows on the same line.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from enum import StrEnum
+from typing import Any, NamedTuple
 
 from blockjob.element import Node
-from blockjob.model import BlockJob, JobChains, JobData, StorageSource
+from blockjob.model import BlockJob, JobChains, JobData, JobState, JobType, StorageSource
 from blockjob.statusxml.mapping import DATA_CLASSES, ROWS, Kind, Row, plan
 from blockjob.statusxml.node import escape, write_node
 from blockjob.statusxml.sources import job_source_node
@@ -20,6 +21,7 @@ from blockjob.statusxml.sources import job_source_node
 # libvirt writes text children (`<errmsg>`) without a newline after them.
 _INLINE = frozenset(row.xml for row in ROWS if row.kind is Kind.TEXT)
 BLOCKJOBS_INDENT = "  "
+JOB_INDENT = BLOCKJOBS_INDENT + "  "
 
 
 class _Children:
@@ -51,8 +53,20 @@ def _attribute(row: Row) -> Callable[[Any], str]:
     if row.kind is Kind.YES:
         return lambda _value: f"{head}yes'"
     if row.kind in (Kind.JOB_TYPE, Kind.STATE):
-        return lambda value: f"{head}{value}'"  # a StrEnum: libvirt's name, never escaped
+        # A StrEnum, libvirt's name, never escaped: looked up, as formatting one is slow.
+        return _EnumTexts(head, JobType if row.kind is Kind.JOB_TYPE else JobState).__getitem__
     return lambda value: f"{head}{escape(value)}'"
+
+
+class _EnumTexts(dict[object, str]):
+    """The attribute text of each member; any other value is formatted when asked for."""
+
+    def __init__(self, head: str, members: Iterable[StrEnum]) -> None:
+        super().__init__((member, f"{head}{member}'") for member in members)
+        self.head = head
+
+    def __missing__(self, value: object) -> str:
+        return f"{self.head}{value}'"
 
 
 def _text(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
@@ -132,31 +146,24 @@ _PLANS: dict[type[JobData | None], _Plan] = {
 def _attributes(job: BlockJob, rows: tuple[tuple[Row, bool, Callable[[Any], str]], ...]) -> str:
     data = job.data
     kept = job.kept_attributes
-    if not kept:
-        return "".join([
-            write(value) for row, on_data, write in rows
-            if (value := getattr(data if on_data else job, row.field)) is not None
-            and value is not False
-        ])
-    parts = [f" {key}='{escape(value)}'" for after, key, value in kept if after is None]
+    parts = [f" {key}='{escape(value)}'" for after, key, value in kept if after is None] \
+        if kept else []
     for row, on_data, write in rows:
         value = getattr(data if on_data else job, row.field)
         if value is not None and value is not False:
             parts.append(write(value))
-        parts.extend(f" {key}='{escape(value)}'" for after, key, value in kept
-                     if after == row.xml)
+        if kept:
+            parts.extend(f" {key}='{escape(value)}'" for after, key, value in kept
+                         if after == row.xml)
     return "".join(parts)
 
 
-def write_job(out: list[str], job: BlockJob, indent: str) -> None:
-    if job.invalid and job.raw is not None:
-        # What the reader could not make sense of goes back as it came in.
-        write_node(out, job.raw, indent, inline_tags=_INLINE)
-        return
+def _children(job: BlockJob, indent: str) -> str:
+    """What follows a valid job's attributes: `/>` or its children and end tag."""
     children = _Children(indent + "  ")
     kept = job.kept_children
     data = job.data
-    attributes, rows = _PLANS[type(data)]
+    rows = _PLANS[type(data)][1]
     if not kept:
         for row, on_data, write in rows:
             value = getattr(data if on_data else job, row.field)
@@ -171,26 +178,60 @@ def write_job(out: list[str], job: BlockJob, indent: str) -> None:
                 write(children, row, value, job)
             for node in (node for after, node in kept if after == row.xml):
                 children.node(node)
-    start = f"{indent}<blockjob{_attributes(job, attributes)}"
     if not children.out:
-        out.append(f"{start}/>\n")
-        return
-    out.append(f"{start}>\n")
-    out.extend(children.out)
+        return "/>\n"
     closing_pad = indent if children.out[-1].endswith("\n") else ""
-    out.append(f"{closing_pad}</blockjob>\n")
+    return "".join([">\n", *children.out, f"{closing_pad}</blockjob>\n"])
 
 
-def write_blockjobs(jobs: Iterable[BlockJob], active: bool, indent: str = BLOCKJOBS_INDENT) -> str:
-    """The whole `<blockjobs>` element, jobs in the order given."""
-    out = [f"{indent}<blockjobs active='{'yes' if active else 'no'}'"]
-    body: list[str] = []
-    for job in jobs:
-        write_job(body, job, indent + "  ")
-    if not body:
-        out.append("/>\n")
+def _same_children(job: BlockJob, other: BlockJob) -> bool:
+    """Whether `_children` writes the same for both: it reads these fields (and through
+    `data`, its class's rows), all immutable, so the same objects give the same text."""
+    return (job.errmsg is other.errmsg and job.disk is other.disk
+            and job.mirror is other.mirror and job.chains is other.chains
+            and job.data is other.data and job.kept_children is other.kept_children)
+
+
+class JobText(NamedTuple):
+    """`job` as written in `<blockjobs>`; `children` is what followed its attributes
+    (None: it was written whole from `raw`)."""
+
+    job: BlockJob
+    text: bytes
+    children: bytes | None
+
+
+def job_text(job: BlockJob, last: JobText | None = None) -> JobText:
+    """Write one `<blockjob>` (at JOB_INDENT). `last`, a text written before for a job of
+    the same name, lends its children when they are written from the same objects: the
+    daemon's usual edit changes only a state, an attribute."""
+    if job.invalid and job.raw is not None:
+        # What the reader could not make sense of goes back as it came in.
+        out: list[str] = []
+        write_node(out, job.raw, JOB_INDENT, inline_tags=_INLINE)
+        return _new(JobText, (job, "".join(out).encode("utf-8"), None))
+    if last is not None and last.children is not None and _same_children(job, last.job):
+        children = last.children
     else:
-        out.append(">\n")
-        out.extend(body)
-        out.append(f"{indent}</blockjobs>\n")
-    return "".join(out)
+        children = _children(job, JOB_INDENT).encode("utf-8")
+    attributes = _attributes(job, _PLANS[type(job.data)][0])
+    text = f"{JOB_INDENT}<blockjob{attributes}".encode() + children
+    return _new(JobText, (job, text, children))  # tuple.__new__: NamedTuple's costs more
+
+
+_new = tuple.__new__
+
+
+def write_blockjobs(jobs: Sequence[bytes], active: bool) -> bytes:
+    """The whole `<blockjobs>` element around `jobs` (`job_text`s), in the order given."""
+    start = _BLOCKJOBS_START[active]
+    if not jobs:
+        return start + b"/>\n"
+    return b"".join((start, b">\n", *jobs, _BLOCKJOBS_END))
+
+
+_BLOCKJOBS_START = {
+    active: f"{BLOCKJOBS_INDENT}<blockjobs active='{'yes' if active else 'no'}'".encode()
+    for active in (True, False)
+}
+_BLOCKJOBS_END = f"{BLOCKJOBS_INDENT}</blockjobs>\n".encode()
