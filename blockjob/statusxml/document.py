@@ -7,7 +7,7 @@ except a disk chain that the caller replaced through `set_disk_chain`.
 
 from __future__ import annotations
 
-from itertools import compress
+from itertools import chain, compress
 from operator import is_not
 from pathlib import Path
 from typing import NamedTuple
@@ -24,7 +24,7 @@ from blockjob.statusxml.parse import parse
 from blockjob.statusxml.reader import ReadContext, read_jobs
 from blockjob.statusxml.sources import backing_node, top_source_node
 from blockjob.statusxml.spans import element_span, whole_lines
-from blockjob.statusxml.writer import JobText, job_text, write_blockjobs
+from blockjob.statusxml.writer import JobText, blockjobs_parts, job_text
 
 # Where libvirt puts `<blockjobs>` when a file from before 3.9 has none: before these.
 _AFTER_BLOCKJOBS = (
@@ -289,7 +289,8 @@ class StatusDocument:
     # Output -------------------------------------------------------------------
 
     def _blockjobs_bytes(self) -> bytes:
-        return self._dump().blockjobs
+        dump = self._dump()
+        return b"".join(blockjobs_parts(dump.texts, dump.active))
 
     def dumps(self) -> bytes:
         return self._dump().data
@@ -301,48 +302,59 @@ class StatusDocument:
         Only identity proves a text current: equal jobs may differ in what is written
         (`raw` is left out of equality), and a reload makes new objects. The last dump is
         kept with what it was made of; nothing else goes into the bytes. The usual edit
-        replaces one job, which keeps every name in its place: then the others are found
-        unchanged by C loops (`map`, `compress`), the sort order is the last one.
+        replaces one job, which keeps every job in its place: then the unchanged ones are
+        skipped by C loops (`map`, `compress`) and the order by name is the last one.
         """
         split = self._head_tail()
-        names = tuple(self._jobs)
         jobs = tuple(self._jobs.values())
         last = self._dumped
-        if last is not None and last.split is split and last.names == names:
-            changed = list(compress(range(len(jobs)), map(is_not, jobs, last.jobs)))
-            if not changed and last.copy_mirror is self._copy_mirror:
+        if last is not None and last.split is split and len(last.jobs) == len(jobs):
+            changed = compress(range(len(jobs)), map(is_not, jobs, last.jobs))
+            first = next(changed, None)
+            # `active` follows from the jobs and `_copy_mirror`, the same unless they changed.
+            if first is None and self._copy_mirror is last.copy_mirror:
                 return last
             written, texts, rank = list(last.written), list(last.texts), last.rank
-            for i in changed:
+            for i in chain((first,) if first is not None else (), changed):
+                if jobs[i].name != written[i].job.name:
+                    break  # jobs were removed and added: their places moved
                 written[i] = job_text(jobs[i], written[i])
                 texts[rank[i]] = written[i].text
-        else:
-            before = {text.job.name: text for text in last.written} if last is not None else {}
-            written = [_reuse(before.get(job.name), job) for job in jobs]
-            order = sorted(range(len(jobs)), key=lambda i: _sort_key(jobs[i]))
-            texts = [written[i].text for i in order]
-            rank = tuple(sorted(range(len(jobs)), key=order.__getitem__))
-        blockjobs = write_blockjobs(texts, self.active)
+            else:
+                return self._dumped_as(split, jobs, written, rank, texts)
+        before = {text.job.name: text for text in last.written} if last is not None else {}
+        written = [_reuse(before.get(job.name), job) for job in jobs]
+        order = sorted(range(len(jobs)), key=lambda i: _sort_key(jobs[i]))
+        texts = [written[i].text for i in order]
+        rank = tuple(sorted(range(len(jobs)), key=order.__getitem__))
+        return self._dumped_as(split, jobs, written, rank, texts)
+
+    def _dumped_as(self, split: tuple[bytes, bytes], jobs: tuple[BlockJob, ...],
+                   written: list[JobText], rank: tuple[int, ...], texts: list[bytes]) -> _Dump:
+        active = self.active
         head, tail = split
         if head and not head.endswith(b"\n"):
             head += b"\n"
-        self._dumped = _Dump(split, names, self._copy_mirror, jobs, tuple(written), rank,
-                             tuple(texts), blockjobs, b"".join((head, blockjobs, tail)))
+        data = b"".join([head, *blockjobs_parts(texts, active), tail])
+        self._dumped = _new_dump(_Dump, (split, jobs, self._copy_mirror, active, tuple(written),
+                                         rank, tuple(texts), data))
         return self._dumped
 
 
 class _Dump(NamedTuple):
     """A dump and what it was made of."""
 
-    split: tuple[bytes, bytes]
-    names: tuple[str, ...]  # the jobs' names in the document's dict order
+    split: tuple[bytes, bytes]  # the bytes around `<blockjobs>`, as `_head_tail` gave them
+    jobs: tuple[BlockJob, ...]  # in the document's dict order
     copy_mirror: bool
-    jobs: tuple[BlockJob, ...]  # in dict order
+    active: bool
     written: tuple[JobText, ...]  # in dict order
     rank: tuple[int, ...]  # where each job (in dict order) is written among the others
     texts: tuple[bytes, ...]  # the jobs' texts, as written: sorted by name
-    blockjobs: bytes
     data: bytes
+
+
+_new_dump = tuple.__new__  # NamedTuple's own constructor costs more, per save
 
 
 def _reuse(last: JobText | None, job: BlockJob) -> JobText:

@@ -216,18 +216,20 @@ def job_text(job: BlockJob, last: JobText | None = None) -> JobText:
         children = _children(job, JOB_INDENT).encode("utf-8")
     attributes = _attributes(job, _PLANS[type(job.data)][0])
     text = f"{JOB_INDENT}<blockjob{attributes}".encode() + children
-    return _new(JobText, (job, text, children))  # tuple.__new__: NamedTuple's costs more
+    # tuple.__new__: NamedTuple's own constructor costs more, per save.
+    return _new(JobText, (job, text, children))
 
 
 _new = tuple.__new__
 
 
-def write_blockjobs(jobs: Sequence[bytes], active: bool) -> bytes:
-    """The whole `<blockjobs>` element around `jobs` (`job_text`s), in the order given."""
+def blockjobs_parts(jobs: Sequence[bytes], active: bool) -> list[bytes]:
+    """The whole `<blockjobs>` element around `jobs` (`job_text`s, in the order given), in
+    pieces to join: a document joins them with the bytes around it, at one copy."""
     start = _BLOCKJOBS_START[active]
     if not jobs:
-        return start + b"/>\n"
-    return b"".join((start, b">\n", *jobs, _BLOCKJOBS_END))
+        return [start, b"/>\n"]
+    return [start, b">\n", *jobs, _BLOCKJOBS_END]
 
 
 _BLOCKJOBS_START = {
