@@ -175,7 +175,7 @@ def test_an_image_built_as_nodes_equals_one_kept_as_lxml_bytes() -> None:
     for path in _documents():
         for backing in etree.parse(str(path)).iter("backingStore"):
             as_bytes, terminated = read_backing(backing)
-            as_nodes, terminated_too = read_backing(backing, as_node=True)
+            as_nodes, terminated_too = read_backing(backing, to_write=True)
             assert (as_nodes, terminated_too) == (as_bytes, terminated), path
             # Equality compares each `<source>` node down the chain; count what it compared.
             for image in as_bytes.images() if as_bytes is not None else ():

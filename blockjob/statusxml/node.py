@@ -135,6 +135,25 @@ def attrs_bytes(attrs: tuple[tuple[str, str], ...]) -> str:
     return "".join([f" {key}='{escape(value)}'" for key, value in attrs])
 
 
+class Verbatim(Node):
+    """An element for `write_node` whose libvirt text is already known (`rendered.py`):
+    `start` is its start tag up to the attributes' end, `rest` what follows, its nested
+    lines unindented. Only for writing: its Node fields hold nothing of it."""
+
+    start: str
+    rest: str
+
+    def write(self, out: list[str], indent: str, first: str) -> None:
+        rest = self.rest[:-1].replace("\n", "\n" + indent)  # it ends with its last newline
+        out.append(f"{first}{self.start}{rest}\n")
+
+
+def verbatim(tag: str, start: str, rest: str) -> Verbatim:
+    node = _new(Verbatim, (tag, (), (), None))
+    node.start, node.rest = start, rest
+    return node
+
+
 def write_node(
     out: list[str],
     node: Node,
@@ -149,6 +168,9 @@ def write_node(
     when the buffer ends in a newline). Children named in `inline_tags` are
     written without their trailing newline, as libvirt does for `<errmsg>`.
     """
+    if type(node) is Verbatim:
+        node.write(out, indent, indent if pad is None else pad)
+        return
     start = f"{indent if pad is None else pad}<{node.tag}{attrs_bytes(node.attrs)}"
     if node.text is not None:
         out.append(f"{start}>{escape(node.text)}</{node.tag}>\n")

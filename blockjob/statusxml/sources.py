@@ -14,6 +14,7 @@ from blockjob.element import Node
 from blockjob.model import StorageSource
 from blockjob.statusxml.build import builder
 from blockjob.statusxml.node import SerializedXML, first_children, from_lxml
+from blockjob.statusxml.rendered import RenderedXML
 
 STORAGE_TYPES = frozenset(
     {"file", "block", "dir", "network", "volume", "nvme", "vhostuser", "vhostvdpa"}
@@ -60,23 +61,24 @@ def _image(
     below: etree._Element | None,
     *,
     format_children: tuple[Node, ...] = (),
-    as_node: bool = False,
+    to_write: bool = False,
 ) -> StorageSource:
     """One image; `below` is the `<backingStore>` that describes what lies under it.
 
     `index` is `<source index>` on a chain's top image, `<backingStore index>` further down.
-    `as_node` builds the `<source>` node now; otherwise it is kept as lxml's bytes
+    `to_write` keeps the `<source>` element with its text as written (`rendered.py`): the
+    image is built because it is about to be written. Otherwise it is kept as lxml's bytes
     until first read.
     """
     below_image, terminated = None, False
     if below is not None:
-        below_image, terminated = read_backing(below, as_node=as_node)
+        below_image, terminated = read_backing(below, to_write=to_write)
     storage, fmt_node = _node_names(source)
     return _new_image({
         "type": kind,
         "format": fmt,
         "element": (
-            from_lxml(source) if as_node
+            RenderedXML(source) if to_write
             else SerializedXML(etree.tostring(source, with_tail=False))
         ),
         "index": _index(index),
@@ -89,7 +91,7 @@ def _image(
 
 
 def read_backing(
-    backing: etree._Element, *, as_node: bool = False
+    backing: etree._Element, *, to_write: bool = False
 ) -> tuple[StorageSource | None, bool]:
     """Read a `<backingStore>` element: (the image it describes, terminated).
 
@@ -106,7 +108,7 @@ def read_backing(
         return None, False
     extra = from_lxml(fmt_el).children if len(fmt_el) else ()
     return _image(kind, fmt, source, backing.get("index"), kids.get("backingStore"),
-                  format_children=extra, as_node=as_node), False
+                  format_children=extra, to_write=to_write), False
 
 
 def _check_backing(backing: etree._Element | None) -> None:
@@ -145,13 +147,14 @@ def check_job_source(element: etree._Element, *, chain: bool) -> None:
 def build_job_source(element: etree._Element, *, chain: bool) -> StorageSource:
     """The image of a job storage source that `check_job_source` accepted.
 
-    Built when first asked for, so it is about to be read: its nodes are built now.
+    Built when first asked for, usually to be written: its `<source>` elements are kept
+    with their text as written.
     """
     kids = first_children(element)
     source = kids["source"]
     below = kids.get("backingStore") if chain else None
     return _image(element.get("type") or "", element.get("format") or "", source,
-                  source.get("index"), below, as_node=True)
+                  source.get("index"), below, to_write=True)
 
 
 def _lenient_image(
@@ -188,16 +191,28 @@ def _indexed(source: Node, index: int | None) -> Node:
     return source.with_attrs((*source.attrs, ("index", str(index))))
 
 
-def backing_node(image: StorageSource) -> Node | None:
-    """The `<backingStore>` element that describes what lies below `image`."""
+def _source(image: StorageSource, *, top: bool, to_write: bool) -> Node:
+    """`image`'s `<source>`, with `index` on a chain's top image only. `to_write`: the
+    Node may be a `Verbatim` (its text as written, from `rendered.py`), only for writing."""
+    if to_write and isinstance(image.element, RenderedXML):
+        known = image.element.verbatim(image.index if top else None)
+        if known is not None:
+            return known
+    return _indexed(image.source, image.index) if top else image.source
+
+
+def backing_node(image: StorageSource, *, to_write: bool = False) -> Node | None:
+    """The `<backingStore>` element that describes what lies below `image` (`to_write`:
+    see `_source`)."""
     below = image.backing
     if below is None:
         return Node("backingStore") if image.terminated else None
     attrs = [("type", below.type)]
     if below.index is not None:
         attrs.append(("index", str(below.index)))
-    children = [Node("format", (("type", below.format),), below.format_children), below.source]
-    deeper = backing_node(below)
+    children = [Node("format", (("type", below.format),), below.format_children),
+                _source(below, top=False, to_write=to_write)]
+    deeper = backing_node(below, to_write=to_write)
     if deeper is not None:
         children.append(deeper)
     return Node("backingStore", tuple(attrs), tuple(children))
@@ -205,7 +220,7 @@ def backing_node(image: StorageSource) -> Node | None:
 
 def top_source_node(image: StorageSource) -> Node:
     """The `<source>` of a chain's top image; only there does it carry `index`."""
-    return _indexed(image.source, image.index)
+    return _source(image, top=True, to_write=False)
 
 
 def disk_mirror_node(image: StorageSource, job: str, *, ready: bool) -> Node:
@@ -220,9 +235,10 @@ def disk_mirror_node(image: StorageSource, job: str, *, ready: bool) -> Node:
 
 
 def job_source_node(tag: str, image: StorageSource) -> Node:
-    """A job storage source element: `<disk>`/`<mirror>` of `<chains>`, `<src>`, `<store>`."""
-    children = [top_source_node(image)]
-    backing = backing_node(image)
+    """A job storage source element, `<disk>`/`<mirror>` of `<chains>`, `<src>`, `<store>`,
+    for writing (see `_source`)."""
+    children = [_source(image, top=True, to_write=True)]
+    backing = backing_node(image, to_write=True)
     if backing is not None:
         children.append(backing)
     return Node(tag, (("type", image.type), ("format", image.format)), tuple(children))
