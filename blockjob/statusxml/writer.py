@@ -128,14 +128,15 @@ _WRITERS: dict[Kind, _ChildWriter] = {
     Kind.NAMED: _named,
     Kind.IMAGE: _image,
 }
-_Plan = tuple[
-    tuple[tuple[Row, bool, Callable[[Any], str]], ...],
-    tuple[tuple[Row, bool, _ChildWriter], ...],
-]
+# An attribute row as written: its field, whether on the data, its writer, its XML name
+# (plain values: a job changed before a save is written with few lookups).
+_AttributeRow = tuple[str, bool, Callable[[Any], str], str]
+_Plan = tuple[tuple[_AttributeRow, ...], tuple[tuple[Row, bool, _ChildWriter], ...]]
 # Per data class (NoneType: no data), the attribute rows and the child rows with their writers.
 _PLANS: dict[type[JobData | None], _Plan] = {
     cls: (
-        tuple((row, on_data, _attribute(row)) for row, on_data in plan(cls) if row.attribute),
+        tuple((row.field, on_data, _attribute(row), row.xml) for row, on_data in plan(cls)
+              if row.attribute),
         tuple((row, on_data, _WRITERS[row.kind]) for row, on_data in plan(cls)
               if not row.attribute),
     )
@@ -143,18 +144,18 @@ _PLANS: dict[type[JobData | None], _Plan] = {
 }
 
 
-def _attributes(job: BlockJob, rows: tuple[tuple[Row, bool, Callable[[Any], str]], ...]) -> str:
+def _attributes(job: BlockJob, rows: tuple[_AttributeRow, ...]) -> str:
     data = job.data
     kept = job.kept_attributes
     parts = [f" {key}='{escape(value)}'" for after, key, value in kept if after is None] \
         if kept else []
-    for row, on_data, write in rows:
-        value = getattr(data if on_data else job, row.field)
+    for field, on_data, write, xml in rows:
+        value = getattr(data if on_data else job, field)
         if value is not None and value is not False:
             parts.append(write(value))
         if kept:
             parts.extend(f" {key}='{escape(value)}'" for after, key, value in kept
-                         if after == row.xml)
+                         if after == xml)
     return "".join(parts)
 
 
