@@ -12,6 +12,7 @@ from blockjob import BlockJob, CommitData, JobState, JobType
 from tests.support.docs import jobs
 
 DATA = Path(__file__).parent / "data"
+_BROKEN_JOB = "<blockjob name='j' type='broken' state='failed'/>"
 
 
 def _doc() -> blockjob.StatusDocument:
@@ -154,3 +155,13 @@ def test_set_disk_chain_can_drop_the_disk_mirror_alone() -> None:
 def test_set_disk_chain_of_an_unknown_disk_is_refused() -> None:
     with pytest.raises(ValueError, match="no disk 'vdz'"):
         blockjob.load(DATA / "every-type-in.xml").set_disk_chain("vdz", drop_mirror=True)
+
+
+def test_a_document_with_blockjobs_spelled_in_a_comment_is_written_right() -> None:
+    comment = b"  <!-- <blockjobs/> -->\n"
+    plain = blockjob.loads(jobs(_BROKEN_JOB))
+    doc = blockjob.loads(jobs(_BROKEN_JOB).replace(b"  <blockjobs", comment + b"  <blockjobs", 1))
+    assert doc.dumps() == plain.dumps().replace(b"  <blockjobs", comment + b"  <blockjobs", 1)
+    doc.remove_job("j")
+    plain.remove_job("j")
+    assert doc.dumps() == plain.dumps().replace(b"  <blockjobs", comment + b"  <blockjobs", 1)

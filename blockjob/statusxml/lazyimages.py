@@ -18,7 +18,7 @@ from lxml import etree
 from blockjob.model import StorageSource
 from blockjob.statusxml.node import TRUSTED_PARSER, first_children
 from blockjob.statusxml.sources import build_job_source, check_job_source
-from blockjob.statusxml.spans import element_span, sole_element_span
+from blockjob.statusxml.spans import element_span
 
 # Where a job image sits below its `<blockjob>`: `("src",)`, `("chains", "disk")`, ...
 Path = tuple[str, ...]
@@ -42,11 +42,9 @@ class LoadedBlockjobs:
 
     def span(self) -> tuple[int, int]:
         """Where `<blockjobs>` is in the bytes (`element_span`), looked for once: the
-        document's first dump needs it too. Usually its name occurs once in the file,
-        which finds it without counting lines."""
+        document's first dump needs it too."""
         if self._span is None:
-            self._span = sole_element_span(self._data, b"blockjobs") \
-                or element_span(self._data, b"blockjobs", self._line)
+            self._span = element_span(self._data, b"blockjobs", self._line)
         return self._span
 
     def defer(

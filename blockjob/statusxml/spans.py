@@ -45,25 +45,6 @@ def element_span(data: bytes, tag: bytes, line: int, nth: int = 0) -> tuple[int,
     return start, _end_of(data, tag, start, head.end())
 
 
-def sole_element_span(data: bytes, tag: bytes) -> tuple[int, int] | None:
-    """`element_span` of the element named `tag` when `<tag` occurs once in `data`, else None.
-
-    For a caller that knows such an element is in `data` (its parse found it, named `tag`
-    with no prefix): then that one occurrence is its start tag, and no line needs counting
-    to tell it from a namesake in a comment or further down.
-    """
-    opener = b"<" + tag
-    start = data.find(opener)
-    if start < 0 or data.find(opener, start + 1) >= 0:
-        return None
-    head = _TOKEN.match(data, start)
-    if head is None or data[start + len(opener):start + len(opener) + 1] not in _AFTER_NAME:
-        return None
-    if head.group(2):
-        return start, head.end()
-    return start, _end_of(data, tag, start, head.end())
-
-
 def _start_tag(data: bytes, tag: bytes, line: int, nth: int) -> int:
     """Offset of the `<` of the element `element_span` describes."""
     try:
