@@ -24,7 +24,7 @@ from blockjob.statusxml.parse import parse
 from blockjob.statusxml.reader import ReadContext, read_jobs
 from blockjob.statusxml.sources import backing_node, top_source_node
 from blockjob.statusxml.spans import element_span, whole_lines
-from blockjob.statusxml.writer import JobText, blockjobs_parts, job_text
+from blockjob.statusxml.writer import JobText, job_text, write_blockjobs
 
 # Where libvirt puts `<blockjobs>` when a file from before 3.9 has none: before these.
 _AFTER_BLOCKJOBS = (
@@ -290,7 +290,7 @@ class StatusDocument:
 
     def _blockjobs_bytes(self) -> bytes:
         dump = self._dump()
-        return b"".join(blockjobs_parts(dump.texts, dump.active))
+        return write_blockjobs(dump.texts, dump.active)
 
     def dumps(self) -> bytes:
         return self._dump().data
@@ -305,7 +305,7 @@ class StatusDocument:
         replaces one job, which keeps every job in its place: then the unchanged ones are
         skipped by C loops (`map`, `compress`) and the order by name is the last one.
         """
-        split = self._head_tail()
+        split = self._split or self._head_tail()
         jobs = tuple(self._jobs.values())
         last = self._dumped
         if last is not None and last.split is split and len(last.jobs) == len(jobs):
@@ -335,9 +335,10 @@ class StatusDocument:
         head, tail = split
         if head and not head.endswith(b"\n"):
             head += b"\n"
-        data = b"".join([head, *blockjobs_parts(texts, active), tail])
-        self._dumped = _new_dump(_Dump, (split, jobs, self._copy_mirror, active, tuple(written),
-                                         rank, tuple(texts), data))
+        data = write_blockjobs(texts, active, head, tail)
+        # The lists are the dump's own: a later dump copies them before any change.
+        self._dumped = _new_dump(_Dump, (split, jobs, self._copy_mirror, active, written,
+                                         rank, texts, data))
         return self._dumped
 
 
@@ -348,9 +349,9 @@ class _Dump(NamedTuple):
     jobs: tuple[BlockJob, ...]  # in the document's dict order
     copy_mirror: bool
     active: bool
-    written: tuple[JobText, ...]  # in dict order
+    written: list[JobText]  # in dict order
     rank: tuple[int, ...]  # where each job (in dict order) is written among the others
-    texts: tuple[bytes, ...]  # the jobs' texts, as written: sorted by name
+    texts: list[bytes]  # the jobs' texts, as written: sorted by name
     data: bytes
 
 

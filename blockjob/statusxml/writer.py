@@ -224,13 +224,15 @@ def job_text(job: BlockJob, last: JobText | None = None) -> JobText:
 _new = tuple.__new__
 
 
-def blockjobs_parts(jobs: Sequence[bytes], active: bool) -> list[bytes]:
-    """The whole `<blockjobs>` element around `jobs` (`job_text`s, in the order given), in
-    pieces to join: a document joins them with the bytes around it, at one copy."""
+def write_blockjobs(
+    jobs: Sequence[bytes], active: bool, head: bytes = b"", tail: bytes = b""
+) -> bytes:
+    """The whole `<blockjobs>` element around `jobs` (`job_text`s, in the order given),
+    between `head` and `tail` (a document's bytes around it: one join, one copy)."""
     start = _BLOCKJOBS_START[active]
     if not jobs:
-        return [start, b"/>\n"]
-    return [start, b">\n", *jobs, _BLOCKJOBS_END]
+        return b"".join((head, start, b"/>\n", tail))
+    return b"".join([head, start, b">\n", *jobs, _BLOCKJOBS_END, tail])
 
 
 _BLOCKJOBS_START = {
