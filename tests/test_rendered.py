@@ -79,6 +79,7 @@ def test_the_fixtures_job_images_take_the_shortcut() -> None:
     "<source file='/a'><?pi x?><host/></source>",
     "<source xmlns:x='urn:x' x:file='/a'/>",
     "<source file='/a'><host name='h'/>tail</source>",
+    "<source file='/a'><cookie name='c'>one\ntwo</cookie></source>",  # text over two lines
     "<source>" + "<a>" * 40 + "</a>" * 40 + "</source>",  # deeper than lxml indents
 ])
 def test_the_shortcut_is_refused_where_lxml_writes_otherwise(xml: str) -> None:
@@ -98,7 +99,8 @@ def _elements(draw: st.DrawFn, depth: int = 0) -> str:
     names = draw(st.lists(_NAMES, max_size=3, unique=True))
     attrs = "".join(f" {name}={quoteattr(draw(_VALUES))}" for name in names)
     kids = draw(st.lists(_elements(depth + 1), max_size=3)) if depth < 2 else []
-    text = draw(st.sampled_from(["", "", "", " ", "t", " t&amp;\"", "<!--c-->", "<?p?>"]))
+    text = draw(st.sampled_from(["", "", "", " ", "t", " t&amp;\"", "<!--c-->", "<?p?>",
+                                 "a\nb", "\tb\n"]))
     return f"<{tag}{attrs}>{text}{''.join(kids)}</{tag}>"
 
 
