@@ -140,12 +140,10 @@ class _Run:
         job of the file owns while QEMU runs no mirroring job either."""
         reports = []
         owned = {job.disk for job in self.ctx.doc.jobs}
-        qemu_mirrors = [j for j in self.ctx.monitor.query_jobs().values()
-                        if j.type in ("mirror", "commit")]
         for disk in self.ctx.doc.disks:
             problem = mirror_job_problem(disk.mirror_job)
             if problem is None and (disk.mirror_job is None or disk.target in owned
-                                    or qemu_mirrors):
+                                    or self._qemu_mirrors()):
                 continue  # loadable, and owned or possibly QEMU's (a legacy copy)
             step = DropMirror(disk.target)
             report = JobReport(f"<mirror> of disk {disk.target}", "stale-mirror", None,
@@ -157,15 +155,22 @@ class _Run:
             reports.append(report)
         return reports
 
+    def _qemu_mirrors(self) -> bool:
+        """Whether QEMU runs a job that may own a `<mirror>` (asked now)."""
+        return any(job.type in ("mirror", "commit")
+                   for job in self.ctx.monitor.query_jobs().values())
+
     def verify(self) -> list[str]:
         """The end state, from a fresh observation (in a dry run: the state as found)."""
         monitor = self.ctx.monitor
         try:
+            # Jobs first: with no stream job among them, the graph queries need no
+            # `query-jobs` of their own (`Monitor._refuse_if_unsafe`).
+            jobs = None if self.dry_run else monitor.query_jobs()
             nodes = monitor.query_nodes()
             failed = check_bases(self.touched, nodes, self.unresolved, planned=self.dry_run)
-            if not self.dry_run:
-                seen = Observed(monitor.query_jobs(), nodes, monitor.backing_of(),
-                                monitor.device_roots())
+            if jobs is not None:
+                seen = Observed(jobs, nodes, monitor.backing_of(), monitor.device_roots())
                 failed += check_domain(self.ctx.doc, seen, self.finished)
         except MonitorError as exc:
             return [f"could not observe QEMU to verify: {exc}"]
