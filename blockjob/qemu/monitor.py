@@ -195,7 +195,9 @@ class Monitor:
             except BlockingIOError:  # QEMU's queue of waiting clients is full
                 if time.monotonic() >= deadline:
                     raise busy from None
-            except (OSError, EOFError, ProtocolError, ReplyError) as exc:
+            except (ProtocolError, ReplyError) as exc:  # something that is not QEMU's QMP
+                raise MonitorUnavailableError(self.path, _reason(exc)) from None
+            except (OSError, EOFError) as exc:
                 if time.monotonic() >= deadline:
                     raise MonitorUnavailableError(self.path, _reason(exc)) from None
             # The socket may not exist yet while QEMU starts.

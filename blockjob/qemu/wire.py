@@ -97,6 +97,11 @@ class Connection:
                 sock.connect(self.path)
                 self._sock = sock
                 greeting = self._receive(deadline)
+                # An event can come first: QEMU may still be sending what it queued as
+                # the previous client left.
+                while "event" in greeting:
+                    self._events.append(greeting)
+                    greeting = self._receive(deadline)
                 if not isinstance(greeting.get("QMP"), Mapping):
                     raise ProtocolError(f"expected the QMP greeting, got {_brief(greeting)}")
             self.command("qmp_capabilities", None, deadline)
