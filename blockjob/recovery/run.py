@@ -105,8 +105,11 @@ class _Run:
             job = ctx.doc.job(report.job)
             if job is None:
                 return
-            roots = ctx.monitor.device_roots()
-            plan = plan_job(ctx.doc, job, ctx.monitor.query_jobs().get(report.job), roots)
+            qjob = ctx.monitor.query_jobs().get(report.job)
+            # The devices' roots tell only whether QEMU pivoted a job it no longer knows;
+            # asked after the jobs, so a job that ends in between is seen gone.
+            roots = ctx.monitor.device_roots() if qjob is None else None
+            plan = plan_job(ctx.doc, job, qjob, roots)
             self._note(report, plan)
             if plan.decision in ATTENTION:
                 report.problems.append(plan.note or str(plan.decision))
