@@ -291,3 +291,72 @@ def test_a_signal_handler_sees_the_exchange_it_interrupted(tmp_path: Path) -> No
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert seen == [True, False]
+
+
+def test_a_batch_is_answered_in_order_and_a_refusal_names_its_command(tmp_path: Path) -> None:
+    def refuse(request: dict[str, Any]) -> list[bytes]:
+        return [_line({"error": {"class": "GenericError", "desc": "no"}, "id": request["id"]})]
+
+    scripts = {"query-status": answer("s"), "query-version": answer("v"), "job-dismiss": refuse}
+    with peer(tmp_path, scripts) as server, connect(server) as monitor:
+        seen: list[str] = []
+        monitor.observer = lambda when, command: seen.append(f"{when} {command}")
+        assert monitor.execute_all([("query-status", None), ("query-version", None)]) == [
+            "s", "v"]
+        with pytest.raises(QMPCommandError) as caught:
+            monitor.execute_all([("query-status", None), ("job-dismiss", {"id": "x"}),
+                                 ("query-version", None)])
+        assert caught.value.command == "job-dismiss"
+        assert monitor.execute("query-version") == "v", "the replies after it were read"
+        assert seen[:4] == ["before query-status", "before query-version",
+                            "after query-status", "after query-version"]
+
+
+def test_replies_are_matched_by_id_whatever_their_order(tmp_path: Path) -> None:
+    held: list[dict[str, Any]] = []
+
+    def hold(request: dict[str, Any]) -> list[bytes]:
+        held.append(request)
+        return []
+
+    def both_reversed(request: dict[str, Any]) -> list[bytes]:
+        return [_line({"return": "second", "id": request["id"]}),
+                _line({"return": "first", "id": held[0]["id"]})]
+
+    with peer(tmp_path, {"query-status": hold, "query-version": both_reversed}) as server, \
+            connect(server) as monitor:
+        assert monitor.execute_all([("query-status", None), ("query-version", None)]) == [
+            "first", "second"]
+
+
+def test_view_asks_in_one_batch_only_while_no_stream_job_can_conclude(tmp_path: Path) -> None:
+    graph = {"nodes": [{"id": 1, "name": "top"}, {"id": 2, "name": "base"}],
+             "edges": [{"parent": 1, "child": 2, "name": "backing"}]}
+    devices = [{"device": "vda", "inserted": {"node-name": "top"}}, {"device": "cd"}]
+    nodes = [{"node-name": "top", "drv": "qcow2", "ro": False},
+             {"node-name": "base", "drv": "qcow2", "ro": True}]
+    asked: list[int] = []
+
+    def jobs(request: dict[str, Any]) -> list[bytes]:
+        asked.append(1)  # a commit at first, then a stream job that runs
+        return _jobs(("commit", "concluded") if len(asked) == 1 else ("stream", "running"))(
+            request)
+
+    scripts = {"query-jobs": jobs, "query-named-block-nodes": answer(nodes),
+               "x-debug-query-block-graph": answer(graph), "query-block": answer(devices)}
+    with peer(tmp_path, scripts) as server, connect(server) as monitor:
+        seen: list[str] = []
+        monitor.observer = lambda when, command: seen.append(f"{when} {command}")
+        monitor.query_jobs()
+        found, backing, roots = monitor.view()
+        assert sorted(found) == ["base", "top"] and found["base"].read_only
+        assert backing == {"top": "base"} and roots == ("top",)
+        assert seen[2:] == [  # sent at once, then read
+            "before query-named-block-nodes", "before x-debug-query-block-graph",
+            "before query-block", "after query-named-block-nodes",
+            "after x-debug-query-block-graph", "after query-block"]
+        monitor.query_jobs()  # a stream job runs now: each graph query looks first
+        assert monitor.view()[1:] == (backing, roots)
+        assert server.commands[5:] == [
+            "query-jobs", "query-jobs", "query-named-block-nodes", "query-jobs",
+            "x-debug-query-block-graph", "query-block"]

@@ -112,6 +112,11 @@ def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+def _refused(batch: Sequence[tuple[str, object]], exc: ReplyError) -> str:
+    """The name of the command of `batch` QEMU refused."""
+    return batch[exc.index][0]
+
+
 def _job(raw: Mapping[str, Any]) -> QemuJob:
     return QemuJob(
         id=str(raw["id"]),
@@ -138,6 +143,29 @@ def _bitmaps(raw: Sequence[Mapping[str, Any]]) -> tuple[Bitmap, ...]:
         for item in raw
         if "name" in item
     )
+
+
+def _nodes(raw: Sequence[Mapping[str, Any]]) -> dict[str, BlockNode]:
+    # Implicit filter nodes (commit_top, mirror_top) have generated names.
+    return {node.node_name: node for node in map(_node, raw)}
+
+
+def _backing(graph: Mapping[str, Any]) -> dict[str, str]:
+    names = {node["id"]: node.get("name") for node in graph["nodes"]}
+    return {
+        str(names[edge["parent"]]): str(names[edge["child"]])
+        for edge in graph["edges"]
+        if edge["name"] == "backing" and names.get(edge["parent"]) and names.get(edge["child"])
+    }
+
+
+def _roots(devices: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    roots = []
+    for device in devices:
+        inserted = device.get("inserted")
+        if isinstance(inserted, Mapping) and "node-name" in inserted:
+            roots.append(str(inserted["node-name"]))
+    return tuple(roots)
 
 
 def _node(raw: Mapping[str, Any]) -> BlockNode:
@@ -219,23 +247,34 @@ class Monitor:
 
     def execute(self, command: str, arguments: Mapping[str, object] | None = None) -> Any:
         """Run one QMP command and return its `return` value."""
-        if self.observer is not None:
-            self.observer("before", command)
-        if command not in _START_NO_STREAM:
-            self._stream_free = False
+        (reply,) = self.execute_all([(command, arguments)])
+        return reply
+
+    def execute_all(self, batch: Sequence[tuple[str, Mapping[str, object] | None]]
+                    ) -> list[Any]:
+        """Run the commands of `batch`, sent at once (QEMU runs them in order), and
+        return their `return` values; the first refusal raises once all replies are in."""
+        for command, _ in batch:
+            if self.observer is not None:
+                self.observer("before", command)
+            if command not in _START_NO_STREAM:
+                self._stream_free = False
         try:
-            reply = self._connection.command(
-                command, arguments or None, time.monotonic() + self.timeout)
+            replies = self._connection.commands(
+                [(command, arguments or None) for command, arguments in batch],
+                time.monotonic() + self.timeout)
         except ReplyError as exc:
-            raise QMPCommandError(command, exc.error_class, exc.description) from None
+            raise QMPCommandError(_refused(batch, exc), exc.error_class,
+                                  exc.description) from None
         except TimeoutError:
             raise MonitorUnavailableError(
                 self.path, f"timed out after {self.timeout:g} s") from None
         except (OSError, EOFError, ProtocolError) as exc:
             raise MonitorUnavailableError(self.path, _reason(exc)) from None
-        if self.observer is not None:
-            self.observer("after", command)
-        return reply
+        for command, _ in batch:
+            if self.observer is not None:
+                self.observer("after", command)
+        return replies
 
     def next_event(self, timeout: float) -> Mapping[str, Any] | None:
         """The next QMP event QEMU sent (queued since the connection was made), or None
@@ -271,30 +310,27 @@ class Monitor:
     def query_nodes(self) -> dict[str, BlockNode]:
         """The node graph (UnsafeQueryError while that would crash QEMU)."""
         self._refuse_if_unsafe("query-named-block-nodes")
-        raw = self.execute("query-named-block-nodes", {"flat": True})
-        # Implicit filter nodes (commit_top, mirror_top) have generated names.
-        return {node.node_name: node for node in map(_node, raw)}
+        return _nodes(self.execute("query-named-block-nodes", {"flat": True}))
 
     def backing_of(self) -> dict[str, str]:
         """Each named node's backing node, from the graph's edges. QEMU has no stable
         query for them; `x-debug-query-block-graph` exists since QEMU 4.0."""
         self._refuse_if_unsafe("x-debug-query-block-graph")
-        graph = self.execute("x-debug-query-block-graph")
-        names = {node["id"]: node.get("name") for node in graph["nodes"]}
-        return {
-            str(names[edge["parent"]]): str(names[edge["child"]])
-            for edge in graph["edges"]
-            if edge["name"] == "backing" and names.get(edge["parent"]) and names.get(edge["child"])
-        }
+        return _backing(self.execute("x-debug-query-block-graph"))
 
     def device_roots(self) -> tuple[str, ...]:
         """The node each block device (`query-block`) runs on, for devices with a medium."""
-        roots = []
-        for device in self.execute("query-block"):
-            inserted = device.get("inserted")
-            if isinstance(inserted, Mapping) and "node-name" in inserted:
-                roots.append(str(inserted["node-name"]))
-        return tuple(roots)
+        return _roots(self.execute("query-block"))
+
+    def view(self) -> tuple[dict[str, BlockNode], dict[str, str], tuple[str, ...]]:
+        """`query_nodes()`, `backing_of()` and `device_roots()`, asked in one batch when
+        no stream job can conclude meanwhile (see `_stream_free`), one by one else."""
+        if not self._stream_free:
+            return self.query_nodes(), self.backing_of(), self.device_roots()
+        nodes, graph, devices = self.execute_all([
+            ("query-named-block-nodes", {"flat": True}), ("x-debug-query-block-graph", None),
+            ("query-block", None)])
+        return _nodes(nodes), _backing(graph), _roots(devices)
 
     # -- commands --------------------------------------------------------------
 

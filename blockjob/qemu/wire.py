@@ -2,11 +2,11 @@
 
 QMP is JSON objects, one per line: QEMU greets (`{"QMP": ...}`), the client negotiates
 (`qmp_capabilities`), then every command gets a reply carrying the command's `id`, and
-events (`{"event": ...}`) may arrive in between. Recovery sends one command at a time and
-waits for its reply, so a blocking socket with a deadline per call is all it needs: a
-command costs one `sendall` and, usually, one `recv` (about 25 us of our CPU, where an
-asyncio client spends about 450 us; docs/performance.md) and the connection needs neither
-asyncio nor a QMP library at start-up.
+events (`{"event": ...}`) may arrive in between. Recovery sends one command (or a batch
+of queries) at a time and waits for the replies, so a blocking socket with a deadline per
+call is all it needs: a command costs one `sendall` and, usually, one `recv` (about 25 us
+of our CPU, where an asyncio client spends about 450 us; docs/performance.md) and the
+connection needs neither asyncio nor a QMP library at start-up.
 
 Errors are plain Python ones, which `monitor` turns into its typed errors: `OSError` from
 the socket (missing, refused, reset), `TimeoutError` when the deadline passes, `EOFError`
@@ -21,7 +21,7 @@ import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -37,12 +37,13 @@ class ProtocolError(Exception):
 
 
 class ReplyError(Exception):
-    """QEMU answered a command with an error."""
+    """QEMU answered a command with an error; `index`: the command's place in its batch."""
 
-    def __init__(self, error_class: str, description: str) -> None:
+    def __init__(self, error_class: str, description: str, index: int = 0) -> None:
         super().__init__(description)
         self.error_class = error_class
         self.description = description
+        self.index = index
 
 
 class _Exchanging(threading.local):
@@ -121,29 +122,34 @@ class Connection:
                 deadline: float) -> Any:
         """Send command `name` and return its reply's `return` value (ReplyError when
         QEMU refused it)."""
-        self._last_id += 1
-        ident = self._last_id
-        message: dict[str, object] = {"execute": name, "id": ident}
-        if arguments is not None:
-            message["arguments"] = arguments
-        data = _ENCODE(message).encode() + b"\n"
+        (result,) = self.commands([(name, arguments)], deadline)
+        return result
+
+    def commands(self, batch: Sequence[tuple[str, Mapping[str, object] | None]],
+                 deadline: float) -> list[Any]:
+        """Send every command of `batch` at once and return their `return` values in
+        order. QEMU runs a connection's commands one after another in the order sent, so
+        this is the sequence of `command` calls with one wait instead of one each. The
+        first refusal raises ReplyError once every reply is in."""
+        first = self._last_id + 1
+        self._last_id += len(batch)
+        data = b"".join(_request(first + offset, name, arguments)
+                        for offset, (name, arguments) in enumerate(batch))
+        replies: dict[int, dict[str, Any]] = {}
         with _exchange():
             sock = self._connected()
             sock.settimeout(_remaining(deadline))
             sock.sendall(data)
-            while True:
+            while len(replies) < len(batch):
                 reply = self._receive(deadline)
+                ident = reply.get("id")
                 if "event" in reply:
                     self._events.append(reply)
-                elif reply.get("id") == ident:
-                    break
+                elif isinstance(ident, int) and first <= ident <= self._last_id:
+                    replies[ident] = reply
                 # else: the late reply to a command that timed out earlier
-        if "return" in reply:
-            return reply["return"]
-        error = reply.get("error")
-        if isinstance(error, Mapping):
-            raise ReplyError(str(error.get("class", "")), str(error.get("desc", "")))
-        raise ProtocolError(f"{name}: a reply with neither return nor error: {_brief(reply)}")
+        return [_result(name, replies[first + offset], offset)
+                for offset, (name, _) in enumerate(batch)]
 
     def event(self, deadline: float) -> dict[str, Any] | None:
         """The next event (kept from earlier or read now), None once `deadline` passes."""
@@ -191,6 +197,22 @@ class Connection:
         if not chunk:
             raise EOFError("QEMU closed the connection")
         self._buffer += chunk
+
+
+def _request(ident: int, name: str, arguments: Mapping[str, object] | None) -> bytes:
+    message: dict[str, object] = {"execute": name, "id": ident}
+    if arguments is not None:
+        message["arguments"] = arguments
+    return _ENCODE(message).encode() + b"\n"
+
+
+def _result(name: str, reply: Mapping[str, Any], index: int) -> Any:
+    if "return" in reply:
+        return reply["return"]
+    error = reply.get("error")
+    if isinstance(error, Mapping):
+        raise ReplyError(str(error.get("class", "")), str(error.get("desc", "")), index)
+    raise ProtocolError(f"{name}: a reply with neither return nor error: {_brief(reply)}")
 
 
 def _remaining(deadline: float) -> float:

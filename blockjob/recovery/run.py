@@ -167,14 +167,15 @@ class _Run:
         """The end state, from a fresh observation (in a dry run: the state as found)."""
         monitor = self.ctx.monitor
         try:
-            # Jobs first: with no stream job among them, the graph queries need no
-            # `query-jobs` of their own (`Monitor._refuse_if_unsafe`).
-            jobs = None if self.dry_run else monitor.query_jobs()
-            nodes = monitor.query_nodes()
-            failed = check_bases(self.touched, nodes, self.unresolved, planned=self.dry_run)
-            if jobs is not None:
-                seen = Observed(jobs, nodes, monitor.backing_of(), monitor.device_roots())
-                failed += check_domain(self.ctx.doc, seen, self.finished)
+            if self.dry_run:
+                return check_bases(self.touched, monitor.query_nodes(), self.unresolved,
+                                   planned=True)
+            # Jobs first: with no stream job among them, the node graph, its edges and
+            # the devices are asked in one batch (`Monitor.view`).
+            jobs = monitor.query_jobs()
+            seen = Observed(jobs, *monitor.view())
+            failed = check_bases(self.touched, seen.nodes, self.unresolved)
+            failed += check_domain(self.ctx.doc, seen, self.finished)
         except MonitorError as exc:
             return [f"could not observe QEMU to verify: {exc}"]
         return failed
