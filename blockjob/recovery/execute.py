@@ -127,7 +127,7 @@ def _dismiss(ctx: Context, step: Dismiss) -> None:
 
 
 def _delete(ctx: Context, step: DeleteNodes) -> None:
-    present = ctx.monitor.query_nodes()
+    present = ctx.monitor.node_names()
     for image in step.images:
         for name in (image.format_node, image.storage_node):
             if name is not None and name in present:
