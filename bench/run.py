@@ -1,4 +1,4 @@
-"""`python -m bench [--quick] [--sizes 100,1000,10000] [--skip-peers] [--dir DIR]`."""
+"""`python -m bench [--quick] [--sizes 100,1000,10000] [--skip-peers] [--dir DIR] [--only ...]`."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import platform
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 from lxml import etree
@@ -48,7 +49,25 @@ def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--libvirt-domains", type=int,
                         help="domains per side and round for the libvirtd-restart anchor "
                              "(default 24; needs root and ../shared/libvirt-lab)")
+    parser.add_argument("--only", type=_cases, default=CASES, metavar="CASES",
+                        help="run only these cases, comma-separated, of: " + ", ".join(CASES)
+                             + " (e.g. --only anchor: the libvirtd-restart anchor alone)")
     return parser.parse_args(argv)
+
+
+# The cases `--only` picks from: the per-file rows (load, dump, save, validate), restart at
+# scale with peak memory, whole-process start, recover over real QEMUs, the libvirt anchor.
+CASES = ("files", "scale", "start", "recover", "anchor")
+
+
+def _cases(text: str) -> tuple[str, ...]:
+    chosen = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in chosen if name not in CASES]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown case {', '.join(map(repr, unknown)) or repr(text)}; "
+            f"choose from {', '.join(CASES)}")
+    return chosen
 
 
 def machine() -> str:
@@ -85,30 +104,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
     print(machine(), flush=True)
-    loaders, skipped, workdir = ({}, {"all peers": "--skip-peers"}, None) if args.skip_peers \
-        else peers.all_loaders()
-    rows: list[Row] = []
-    for name, data in inputs.items():
-        rows += case_file.load_rows(name, data, loaders, budget)
-    for name, data in inputs.items():
-        rows += case_file.dump_rows(name, data, budget)
-    for name, data in inputs.items():
-        rows += case_save.save_rows(name, data, budget, args.dir)
-    scale, directories = case_scale.scale_rows(budget, args.dir)
-    rows += scale
-    rows += case_start.start_rows(REAL, budget)
-    if args.skip_qemu or not HAVE_QEMU:
-        skipped["restart over real QEMUs"] = "--skip-qemu" if args.skip_qemu \
-            else "qemu-system-x86_64/qemu-img/qemu-io not installed"
+    only = set(args.only)
+    loaders: dict[str, peers.Loader]
+    skipped: dict[str, str]
+    workdir: tempfile.TemporaryDirectory[str] | None
+    if "files" not in only:
+        loaders, skipped, workdir = {}, {}, None
+    elif args.skip_peers:
+        loaders, skipped, workdir = {}, {"all peers": "--skip-peers"}, None
     else:
-        rows += case_recover.recover_rows(budget, args.jobs, args.dir)
-        rows += _libvirt_anchor(args, budget, skipped)
+        loaders, skipped, workdir = peers.all_loaders()
+    rows: list[Row] = []
+    directories: dict[int, Path] = {}
     try:
-        for name, data in inputs.items():
-            rows += case_file.validation_rows(name, data, budget)
-        rows += memory.memory_rows(directories[max(directories)])
+        if "files" in only:
+            for name, data in inputs.items():
+                rows += case_file.load_rows(name, data, loaders, budget)
+            for name, data in inputs.items():
+                rows += case_file.dump_rows(name, data, budget)
+            for name, data in inputs.items():
+                rows += case_save.save_rows(name, data, budget, args.dir)
+        if "scale" in only:
+            scale, directories = case_scale.scale_rows(budget, args.dir)
+            rows += scale
+        if "start" in only:
+            rows += case_start.start_rows(REAL, budget)
+        rows += _qemu_rows(args, budget, only, skipped)
+        if "files" in only:
+            for name, data in inputs.items():
+                rows += case_file.validation_rows(name, data, budget)
+        if directories:
+            rows += memory.memory_rows(directories[max(directories)])
     finally:
-        shutil.rmtree(next(iter(directories.values())).parent, ignore_errors=True)
+        if directories:
+            shutil.rmtree(next(iter(directories.values())).parent, ignore_errors=True)
         if workdir is not None:
             workdir.cleanup()
     print(render(rows))
@@ -117,3 +146,16 @@ def main(argv: list[str] | None = None) -> int:
     misses = [row for row in rows if row.verdict == "MISS"]
     print(f"{len(rows)} figures, {len(misses)} targets missed")
     return 0
+
+
+def _qemu_rows(args: argparse.Namespace, budget: Budget, only: set[str],
+               skipped: dict[str, str]) -> list[Row]:
+    """The cases that start real QEMUs, unless left out or QEMU is missing."""
+    if not only & {"recover", "anchor"}:
+        return []
+    if args.skip_qemu or not HAVE_QEMU:
+        skipped["restart over real QEMUs"] = "--skip-qemu" if args.skip_qemu \
+            else "qemu-system-x86_64/qemu-img/qemu-io not installed"
+        return []
+    rows = case_recover.recover_rows(budget, args.jobs, args.dir) if "recover" in only else []
+    return rows + (_libvirt_anchor(args, budget, skipped) if "anchor" in only else [])

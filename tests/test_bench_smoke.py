@@ -37,6 +37,22 @@ def test_quick_run_prints_every_case(capsys: pytest.CaptureFixture[str], tmp_pat
     assert list(tmp_path.iterdir()) == [], "scratch directories are removed"
 
 
+def test_only_runs_the_cases_named(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run.main(["--quick", "--only", "start"]) == 0
+    out = capsys.readouterr().out
+    assert "| blockjob show FILE, whole process" in out
+    assert "| load " not in out and "restart" not in out and "recover" not in out
+    assert "1 figures, " in out
+
+
+def test_only_refuses_an_unknown_case(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        run.main(["--only", "start,nosuch"])
+    assert caught.value.code == 2
+    assert "unknown case 'nosuch'; choose from files, scale, start, recover, anchor" in (
+        capsys.readouterr().err)
+
+
 def test_corpus_files_are_real_files_renamed(tmp_path: Path) -> None:
     sources = corpus.templates()
     total = corpus.build(tmp_path, 4, sources)

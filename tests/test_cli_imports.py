@@ -1,5 +1,6 @@
 """Each command imports what it uses and no more: `show` needs neither the schema engine nor
-the QMP client, `validate` no QMP client; `import blockjob` alone loads nothing heavy.
+the QMP client, `validate` no QMP client, `recover` no schema engine, no asyncio and no
+thread-pool library; `import blockjob` alone loads nothing heavy.
 
 The imports are read from `python -X importtime`, which lists every module a real
 `python -m blockjob ...` process loaded. Nothing here is timed.
@@ -47,6 +48,15 @@ def test_validate_imports_no_qmp_client() -> None:
     assert "xmlschema" in modules
     assert "qemu.qmp" not in modules and "asyncio" not in modules
     assert not any(m.startswith(("blockjob.qemu", "blockjob.recovery")) for m in modules)
+
+
+def test_recover_imports_no_schema_engine_asyncio_or_thread_pool_library(tmp_path: Path) -> None:
+    # Its start-up is part of every restart it finishes (docs/performance.md).
+    modules = imported("-m", "blockjob", "recover", "--dry-run", str(tmp_path))
+    assert "blockjob.qemu.wire" in modules and "blockjob.recovery.run" in modules
+    unwanted = {*HEAVY, "concurrent.futures", "logging"}
+    assert not modules & unwanted, sorted(modules & unwanted)
+    assert not any(m.startswith("blockjob.validation") for m in modules)
 
 
 def test_usage_error_imports_no_command() -> None:

@@ -14,7 +14,7 @@ from blockjob.qemu.monitor import (
     QMPCommandError,
     _node,
 )
-from tests.support.qemu_fixtures import BASE, needs_qemu, started
+from tests.support.qemu_fixtures import BASE, CRAWL, commit, needs_qemu, started
 
 
 def test_missing_socket_is_reported_with_its_path(tmp_path: Path) -> None:
@@ -51,6 +51,20 @@ def test_queries_and_command_errors(tmp_path: Path) -> None:
         assert caught.value.command == "job-dismiss"
         assert caught.value.error_class == "GenericError"
         assert "no-such-job" in str(caught.value) or "not found" in str(caught.value)
+
+
+@needs_qemu
+def test_node_names_are_the_named_nodes_also_while_a_commit_adds_its_filter(
+    tmp_path: Path,
+) -> None:
+    with started(tmp_path) as tb:
+        with tb.connect() as monitor:
+            assert monitor.node_names() == set(monitor.query_nodes())
+        commit(tb, speed=CRAWL)
+        with tb.connect() as monitor:
+            names = monitor.node_names()
+            assert names == set(monitor.query_nodes())
+            assert any(name.startswith("#") for name in names), "the commit's filter node"
 
 
 @needs_qemu

@@ -116,6 +116,32 @@ def test_an_exception_stops_the_run_and_is_raised() -> None:
     assert len(started) < 100, "items not started when it failed were dropped"
 
 
+def test_an_interrupt_in_the_caller_lets_the_items_in_flight_finish_and_starts_none() -> None:
+    # Ctrl-C arrives in the calling thread, which reports the results (here: in `done`).
+    lock = threading.Lock()
+    started: list[int] = []
+    finished: list[int] = []
+    interrupted = threading.Event()
+
+    def work(item: int) -> int:
+        with lock:
+            started.append(item)
+        if item >= 2:  # in flight when the interrupt comes
+            assert interrupted.wait(LIMIT)
+        with lock:
+            finished.append(item)
+        return item
+
+    def done(result: int) -> None:
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_ordered(list(range(50)), work, jobs=2, key=lambda item: item, done=done)
+    assert sorted(finished) == sorted(started), "every item started was let finish"
+    assert len(started) < 50, "items not started when it stopped were dropped"
+
+
 def test_jobs_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         run_ordered([1], lambda item: item, jobs=0, key=lambda item: item)

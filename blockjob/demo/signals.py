@@ -3,18 +3,19 @@ thread, which unwinds every `with` block, so QEMU is stopped and temporary files
 
 Without this, either signal kills the process at once (the default action) and leaves QEMU
 running, since QEMU runs in its own session and never sees the signal. The exception is
-held back where it would cut a step in two: inside `deferred` blocks, and while an event
-loop runs (a QMP exchange, bounded by the monitor's timeout, whose tasks an exception would
-leave half done); a timer looks again every few milliseconds.
+held back where it would cut a step in two: inside `deferred` blocks, and during a QMP
+exchange (bounded by the monitor's timeout, whose reply an exception would leave unread);
+a timer looks again every few milliseconds.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 from collections.abc import Iterator
 from types import FrameType
+
+from blockjob.qemu.wire import exchanging
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _RECHECK_SECONDS = 0.01
@@ -33,18 +34,10 @@ class _Pending:
     signum: int | None = None  # the stop signal not raised yet
 
 
-def _in_event_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
-
-
 def _raise_when_safe() -> None:
     if _Pending.signum is None or _Pending.depth:
         return  # nothing to raise, or the end of the `deferred` block raises it
-    if _in_event_loop():
+    if exchanging():
         signal.setitimer(signal.ITIMER_REAL, _RECHECK_SECONDS)
         return
     signum, _Pending.signum = _Pending.signum, None

@@ -1,8 +1,8 @@
 """QMP adapter: the few QEMU monitor commands recovery needs, with typed replies.
 
-Built on the asyncio `qemu.qmp` client. `Monitor` is a synchronous facade that owns
-its own event loop, because recovery is a sequence of steps that each must finish
-(and be saved) before the next one starts; nothing gains from concurrency there.
+`Monitor` is synchronous on purpose: recovery is a sequence of steps that each must
+finish (and be saved) before the next one starts, so it speaks QMP over a blocking
+socket (`wire`), one command at a time. Many domains at once each get their own thread.
 
 Every failure surfaces as a `MonitorError`: `MonitorUnavailableError` when there is no
 usable connection (socket gone, refused, busy with another client, timed out) and
@@ -11,23 +11,14 @@ usable connection (socket gone, refused, busy with another client, timed out) an
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
-
-from qemu.qmp import ConnectError, ExecuteError, Message, QMPClient, QMPError
+from typing import Any
 
 from blockjob.errors import BlockJobError
-
-# qemu.qmp logs connection failures itself; we report them as typed errors instead.
-logging.getLogger("qemu.qmp").addHandler(logging.NullHandler())
-logging.getLogger("qemu.qmp").propagate = False
-
-_T = TypeVar("_T")
+from blockjob.qemu.wire import Connection, ProtocolError, ReplyError
 
 # The QEMU job status (QAPI JobStatus) of a job that has ended and waits for `job-dismiss`.
 CONCLUDED = "concluded"
@@ -37,6 +28,12 @@ CONCLUDED = "concluded"
 GREETING_WAIT = 3.0
 # Called ("before" | "after", command) around every QMP command (tests crash there).
 CommandObserver = Callable[[str, str], None]
+# Commands that cannot start a block-stream job (see `Monitor._stream_free`).
+_START_NO_STREAM = frozenset({
+    "query-jobs", "query-named-block-nodes", "x-debug-query-block-graph", "query-block",
+    "job-dismiss", "job-finalize", "job-cancel", "job-complete", "blockdev-reopen",
+    "blockdev-del", "transaction", "block-commit",
+})
 
 
 class MonitorError(BlockJobError):
@@ -111,6 +108,15 @@ class BlockNode:
         return None
 
 
+def _reason(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def _refused(batch: Sequence[tuple[str, object]], exc: ReplyError) -> str:
+    """The name of the command of `batch` QEMU refused."""
+    return batch[exc.index][0]
+
+
 def _job(raw: Mapping[str, Any]) -> QemuJob:
     return QemuJob(
         id=str(raw["id"]),
@@ -139,6 +145,29 @@ def _bitmaps(raw: Sequence[Mapping[str, Any]]) -> tuple[Bitmap, ...]:
     )
 
 
+def _nodes(raw: Sequence[Mapping[str, Any]]) -> dict[str, BlockNode]:
+    # Implicit filter nodes (commit_top, mirror_top) have generated names.
+    return {node.node_name: node for node in map(_node, raw)}
+
+
+def _backing(graph: Mapping[str, Any]) -> dict[str, str]:
+    names = {node["id"]: node.get("name") for node in graph["nodes"]}
+    return {
+        str(names[edge["parent"]]): str(names[edge["child"]])
+        for edge in graph["edges"]
+        if edge["name"] == "backing" and names.get(edge["parent"]) and names.get(edge["child"])
+    }
+
+
+def _roots(devices: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+    roots = []
+    for device in devices:
+        inserted = device.get("inserted")
+        if isinstance(inserted, Mapping) and "node-name" in inserted:
+            roots.append(str(inserted["node-name"]))
+    return tuple(roots)
+
+
 def _node(raw: Mapping[str, Any]) -> BlockNode:
     return BlockNode(
         node_name=str(raw["node-name"]),
@@ -146,21 +175,6 @@ def _node(raw: Mapping[str, Any]) -> BlockNode:
         read_only=bool(raw["ro"]),
         bitmaps=_bitmaps(raw.get("dirty-bitmaps", ())),
     )
-
-
-class _Client(QMPClient):
-    """qemu.qmp's client, without its message log when that log is off.
-
-    The library's hooks for every message sent and received pretty-print the whole message
-    (`json.dumps(indent=2)`) for a debug line, even when nothing would show it: for a
-    `query-named-block-nodes` reply that is most of what a command costs us.
-    """
-
-    def _cb_outbound(self, msg: Message) -> Message:
-        return super()._cb_outbound(msg) if self.logger.isEnabledFor(logging.DEBUG) else msg
-
-    def _cb_inbound(self, msg: Message) -> Message:
-        return super()._cb_inbound(msg) if self.logger.isEnabledFor(logging.DEBUG) else msg
 
 
 class Monitor:
@@ -174,9 +188,13 @@ class Monitor:
     def __init__(self, path: str, *, timeout: float = 30.0) -> None:
         self.path = path
         self.timeout = timeout
-        self._loop = asyncio.new_event_loop()
-        self._client = _Client(f"blockjob:{path}")
+        self._connection = Connection(path)
         self.observer: CommandObserver | None = None
+        # The last `query-jobs` on this connection listed no block-stream job, and no
+        # command sent since could start one. A job starts only by a QMP command and QEMU
+        # serves this monitor to us alone, so no stream job can conclude meanwhile: the
+        # graph queries need no `query-jobs` of their own (see `_refuse_if_unsafe`).
+        self._stream_free = False
 
     @classmethod
     def connect(
@@ -192,51 +210,29 @@ class Monitor:
 
     def _connect(self, connect_timeout: float) -> None:
         deadline = time.monotonic() + connect_timeout
+        busy = MonitorBusyError(self.path, f"busy: held by another client (no QMP greeting "
+                                           f"within {connect_timeout:g} s)")
         while True:
-            remaining = deadline - time.monotonic()
             try:
                 # QEMU serves one client at a time: a busy socket accepts the
-                # connection but never greets, so the handshake needs a bound too.
-                self._run(self._client.connect(self.path), max(remaining, 0.05))
+                # connection but never greets, so the handshake is bounded too.
+                self._connection.open(max(deadline, time.monotonic() + 0.05))
                 return
-            except MonitorUnavailableError as exc:
-                if exc.reason.startswith("timed out"):
-                    raise MonitorBusyError(
-                        self.path, f"busy: held by another client (no QMP greeting within "
-                                   f"{connect_timeout:g} s)") from None
+            except TimeoutError:
+                raise busy from None
+            except BlockingIOError:  # QEMU's queue of waiting clients is full
                 if time.monotonic() >= deadline:
-                    raise
+                    raise busy from None
+            except (ProtocolError, ReplyError) as exc:  # something that is not QEMU's QMP
+                raise MonitorUnavailableError(self.path, _reason(exc)) from None
+            except (OSError, EOFError) as exc:
+                if time.monotonic() >= deadline:
+                    raise MonitorUnavailableError(self.path, _reason(exc)) from None
             # The socket may not exist yet while QEMU starts.
-            self._loop.run_until_complete(asyncio.sleep(0.02))
-
-    def _run(self, coro: Coroutine[Any, Any, _T], timeout: float) -> _T:
-        try:
-            return self._loop.run_until_complete(asyncio.wait_for(coro, timeout))
-        except TimeoutError:
-            raise MonitorUnavailableError(self.path, f"timed out after {timeout:g} s") from None
-        except ConnectError as exc:
-            raise MonitorUnavailableError(self.path, str(exc.exc) or str(exc)) from None
-        except ExecuteError:
-            raise
-        except (QMPError, OSError, EOFError) as exc:
-            raise MonitorUnavailableError(self.path, str(exc) or type(exc).__name__) from None
+            time.sleep(0.02)
 
     def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        try:
-            self._loop.run_until_complete(asyncio.wait_for(self._client.disconnect(), 5))
-        except (QMPError, OSError, EOFError, TimeoutError):
-            pass  # the peer went away first; there is nothing left to close politely
-        finally:
-            # A disconnect cut short (timeout, signal) can leave the client's reader and
-            # writer tasks behind; reap them so none dies later as "never retrieved".
-            left = asyncio.all_tasks(self._loop)
-            for task in left:
-                task.cancel()
-            if left:
-                self._loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
-            self._loop.close()
+        self._connection.close()
 
     def __enter__(self) -> Monitor:
         return self
@@ -251,38 +247,59 @@ class Monitor:
 
     def execute(self, command: str, arguments: Mapping[str, object] | None = None) -> Any:
         """Run one QMP command and return its `return` value."""
-        if self.observer is not None:
-            self.observer("before", command)
-        try:
-            reply = self._run(
-                self._client.execute(command, dict(arguments) if arguments else None),
-                self.timeout,
-            )
-        except ExecuteError as exc:
-            raise QMPCommandError(command, exc.error_class, str(exc)) from None
-        if self.observer is not None:
-            self.observer("after", command)
+        (reply,) = self.execute_all([(command, arguments)])
         return reply
+
+    def execute_all(self, batch: Sequence[tuple[str, Mapping[str, object] | None]]
+                    ) -> list[Any]:
+        """Run the commands of `batch`, sent at once (QEMU runs them in order), and
+        return their `return` values; the first refusal raises once all replies are in."""
+        for command, _ in batch:
+            if self.observer is not None:
+                self.observer("before", command)
+            if command not in _START_NO_STREAM:
+                self._stream_free = False
+        try:
+            replies = self._connection.commands(
+                [(command, arguments or None) for command, arguments in batch],
+                time.monotonic() + self.timeout)
+        except ReplyError as exc:
+            raise QMPCommandError(_refused(batch, exc), exc.error_class,
+                                  exc.description) from None
+        except TimeoutError:
+            raise MonitorUnavailableError(
+                self.path, f"timed out after {self.timeout:g} s") from None
+        except (OSError, EOFError, ProtocolError) as exc:
+            raise MonitorUnavailableError(self.path, _reason(exc)) from None
+        for command, _ in batch:
+            if self.observer is not None:
+                self.observer("after", command)
+        return replies
 
     def next_event(self, timeout: float) -> Mapping[str, Any] | None:
         """The next QMP event QEMU sent (queued since the connection was made), or None
         when none arrives within `timeout` seconds. Events only reach this
         connection: QEMU does not replay those sent while nobody was connected."""
+        deadline = time.monotonic() + timeout
         try:
-            message = self._loop.run_until_complete(
-                asyncio.wait_for(self._client.events.get(), timeout))
-        except TimeoutError:
-            return None  # a lost connection shows at the caller's next command
-        return dict(message)
+            return self._connection.event(deadline)
+        except (OSError, EOFError, ProtocolError):
+            # No event comes on a lost connection; that shows at the caller's next command.
+            time.sleep(max(deadline - time.monotonic(), 0.0))
+            return None
 
     # -- queries ---------------------------------------------------------------
 
     def query_jobs(self) -> dict[str, QemuJob]:
-        return {job.id: job for job in map(_job, self.execute("query-jobs"))}
+        jobs = {job.id: job for job in map(_job, self.execute("query-jobs"))}
+        self._stream_free = all(job.type != "stream" for job in jobs.values())
+        return jobs
 
     def _refuse_if_unsafe(self, command: str) -> None:
         # QEMU 7.2 segfaults on `query-named-block-nodes` while a concluded block-stream
         # job is not dismissed (README section `recovery`); the graph queries wait for it.
+        if self._stream_free:
+            return
         unsafe = [job.id for job in self.query_jobs().values()
                   if job.type == "stream" and job.status == CONCLUDED]
         if unsafe:
@@ -293,30 +310,36 @@ class Monitor:
     def query_nodes(self) -> dict[str, BlockNode]:
         """The node graph (UnsafeQueryError while that would crash QEMU)."""
         self._refuse_if_unsafe("query-named-block-nodes")
-        raw = self.execute("query-named-block-nodes", {"flat": True})
-        # Implicit filter nodes (commit_top, mirror_top) have generated names.
-        return {node.node_name: node for node in map(_node, raw)}
+        return _nodes(self.execute("query-named-block-nodes", {"flat": True}))
 
     def backing_of(self) -> dict[str, str]:
         """Each named node's backing node, from the graph's edges. QEMU has no stable
         query for them; `x-debug-query-block-graph` exists since QEMU 4.0."""
         self._refuse_if_unsafe("x-debug-query-block-graph")
+        return _backing(self.execute("x-debug-query-block-graph"))
+
+    def node_names(self) -> set[str]:
+        """The names of the graph's nodes: what `query_nodes()` lists, for a third of
+        QEMU's CPU (it builds no image information)."""
+        self._refuse_if_unsafe("x-debug-query-block-graph")
         graph = self.execute("x-debug-query-block-graph")
-        names = {node["id"]: node.get("name") for node in graph["nodes"]}
-        return {
-            str(names[edge["parent"]]): str(names[edge["child"]])
-            for edge in graph["edges"]
-            if edge["name"] == "backing" and names.get(edge["parent"]) and names.get(edge["child"])
-        }
+        # The graph also has a node for each job and each device (block backend).
+        return {str(node["name"]) for node in graph["nodes"]
+                if node.get("type") == "block-driver" and node.get("name")}
 
     def device_roots(self) -> tuple[str, ...]:
         """The node each block device (`query-block`) runs on, for devices with a medium."""
-        roots = []
-        for device in self.execute("query-block"):
-            inserted = device.get("inserted")
-            if isinstance(inserted, Mapping) and "node-name" in inserted:
-                roots.append(str(inserted["node-name"]))
-        return tuple(roots)
+        return _roots(self.execute("query-block"))
+
+    def view(self) -> tuple[dict[str, BlockNode], dict[str, str], tuple[str, ...]]:
+        """`query_nodes()`, `backing_of()` and `device_roots()`, asked in one batch when
+        no stream job can conclude meanwhile (see `_stream_free`), one by one else."""
+        if not self._stream_free:
+            return self.query_nodes(), self.backing_of(), self.device_roots()
+        nodes, graph, devices = self.execute_all([
+            ("query-named-block-nodes", {"flat": True}), ("x-debug-query-block-graph", None),
+            ("query-block", None)])
+        return _nodes(nodes), _backing(graph), _roots(devices)
 
     # -- commands --------------------------------------------------------------
 

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Sequence
 
 from blockjob.model import StorageSource
-from blockjob.qemu.bitmaps import reenable_actions, remove_tmp_action
+from blockjob.qemu.bitmaps import Nodes, reenable_actions, remove_tmp_action
 from blockjob.qemu.monitor import Monitor, MonitorError
 from blockjob.qemu.nodes import effective_node
 
@@ -37,16 +37,20 @@ def set_read_only(monitor: Monitor, image: StorageSource, read_only: bool) -> No
 
 def transaction_on(
     monitor: Monitor, image: StorageSource, actions: Sequence[dict[str, object]],
-    *, read_only_after: bool = True,
+    *, read_only_after: bool = True, nodes: Nodes | None = None,
 ) -> None:
     """Run `actions` in one transaction with `image` writable, then leave it read-only
     when `read_only_after` (a backing image) whether or not it was writable before.
 
-    Looks at QEMU first, so a run killed inside the window converges on the next one:
-    a base found writable is made read-only even when no action is left. The read-only
-    reopen also runs when the transaction fails; the transaction's error is raised.
+    Looks at QEMU first (`nodes`: the caller's observation, made just before with no
+    command since, from which it computed `actions`), so a run killed inside the window
+    converges on the next one: a base found writable is made read-only even when no
+    action is left. The read-only reopen also runs when the transaction fails; the
+    transaction's error is raised.
     """
-    node = monitor.query_nodes().get(image.format_node or "")
+    if nodes is None:
+        nodes = monitor.query_nodes()
+    node = nodes.get(image.format_node or "")
     writable = node is not None and not node.read_only
     if actions and not writable:
         set_read_only(monitor, image, False)
@@ -66,13 +70,15 @@ def transaction_on(
 
 def restore_base(
     monitor: Monitor, base: StorageSource, listed: Sequence[str], *, read_only: bool = True
-) -> list[str]:
+) -> tuple[list[str], Nodes]:
     """Enable the listed base bitmaps that are still disabled (one transaction, base
     writable around it) and, with `read_only`, leave base read-only (also when a killed
-    run left it writable). Returns the bitmaps that could not be re-enabled."""
+    run left it writable). Returns the problems with bitmaps that could not be
+    re-enabled, and the node graph they were judged on (taken before the transaction,
+    which enables and removes bitmaps but can neither add one nor mend one)."""
     nodes = monitor.query_nodes()
     name = effective_node(base)
     actions, problems = reenable_actions(name, listed, nodes)
     transaction_on(monitor, base, actions + remove_tmp_action(name, nodes),
-                   read_only_after=read_only)
-    return problems
+                   read_only_after=read_only, nodes=nodes)
+    return problems, nodes

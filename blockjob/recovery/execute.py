@@ -104,19 +104,20 @@ def _merge(ctx: Context, step: MergeBitmaps) -> None:
     keep_writable = step.base_is_active
     if not all(name in nodes for name in committed):
         # Committed nodes are deleted only after the merge: it already happened.
-        transaction_on(ctx.monitor, step.base, [], read_only_after=not keep_writable)
+        transaction_on(ctx.monitor, step.base, [], read_only_after=not keep_writable,
+                       nodes=nodes)
         return
     actions, problems = finish_actions(committed, step.chain, base, step.listed, nodes)
     ctx.problems.extend(p for p in problems if "invalid chain" in p)
     _bitmap_problems(ctx, [p for p in problems if "invalid chain" not in p],
                      unusable(base, step.listed, nodes))
-    transaction_on(ctx.monitor, step.base, actions, read_only_after=not keep_writable)
+    transaction_on(ctx.monitor, step.base, actions, read_only_after=not keep_writable,
+                   nodes=nodes)
 
 
 def _reenable(ctx: Context, step: Reenable) -> None:
-    problems = restore_base(ctx.monitor, step.base, step.listed,
-                            read_only=not step.base_is_active)
-    nodes = ctx.monitor.query_nodes()
+    problems, nodes = restore_base(ctx.monitor, step.base, step.listed,
+                                   read_only=not step.base_is_active)
     _bitmap_problems(ctx, problems, unusable(effective_node(step.base), step.listed, nodes))
 
 
@@ -126,7 +127,7 @@ def _dismiss(ctx: Context, step: Dismiss) -> None:
 
 
 def _delete(ctx: Context, step: DeleteNodes) -> None:
-    present = ctx.monitor.query_nodes()
+    present = ctx.monitor.node_names()
     for image in step.images:
         for name in (image.format_node, image.storage_node):
             if name is not None and name in present:

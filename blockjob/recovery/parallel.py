@@ -13,10 +13,10 @@ threads finish in, so a report does not depend on timing.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Hashable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 _Item = TypeVar("_Item")
 _Result = TypeVar("_Result")
@@ -66,25 +66,65 @@ def run_ordered(
             if done is not None:
                 done(inline[-1])
         return inline
+    return _Pool(items, work, list(groups.values())).run(min(jobs, len(groups)), done)
 
-    def run_group(indexes: list[int]) -> list[_Result]:
-        return [work(items[index]) for index in indexes]
 
-    results: dict[int, _Result] = {}
-    reported = 0
-    pool = ThreadPoolExecutor(max_workers=min(jobs, len(groups)), thread_name_prefix="recover")
-    try:
-        pending: dict[Future[list[_Result]], list[int]] = {
-            pool.submit(run_group, indexes): indexes for indexes in groups.values()
-        }
-        while pending:
-            ready, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in ready:
-                results.update(zip(pending.pop(future), future.result(), strict=True))
-            while reported in results:
+class _Pool(Generic[_Item, _Result]):
+    """Worker threads that take the groups of items in order, and a caller that reports
+    the results in order. Plain threads: `concurrent.futures` would cost every `recover`
+    process about 10 ms of imports (logging among them) for no gain here."""
+
+    def __init__(self, items: Sequence[_Item], work: Callable[[_Item], _Result],
+                 groups: list[list[int]]) -> None:
+        self.items, self.work, self.groups = items, work, groups
+        self.changed = threading.Condition()
+        self.results: dict[int, _Result] = {}
+        self.failures: list[BaseException] = []
+        self.taken = 0  # groups handed to a worker
+        self.stopped = False
+
+    def run(self, workers: int, done: Callable[[_Result], None] | None) -> list[_Result]:
+        threads = [threading.Thread(target=self._worker, name=f"recover_{number}")
+                   for number in range(workers)]
+        reported = 0
+        try:
+            for thread in threads:
+                thread.start()
+            while reported < len(self.items):
+                with self.changed:
+                    while reported not in self.results and not self.failures:
+                        self.changed.wait()
+                    if self.failures:
+                        raise self.failures[0]
+                    ready = []
+                    while reported in self.results:
+                        ready.append(self.results[reported])
+                        reported += 1
                 if done is not None:
-                    done(results[reported])
-                reported += 1
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-    return [results[index] for index in range(len(items))]
+                    for result in ready:
+                        done(result)
+        finally:
+            with self.changed:
+                self.stopped = True  # no new group starts; the ones in flight finish
+            for thread in threads:
+                thread.join()
+        return [self.results[index] for index in range(len(self.items))]
+
+    def _worker(self) -> None:
+        while True:
+            with self.changed:
+                if self.stopped or self.failures or self.taken == len(self.groups):
+                    return
+                indexes = self.groups[self.taken]
+                self.taken += 1
+            try:
+                for index in indexes:
+                    result = self.work(self.items[index])
+                    with self.changed:
+                        self.results[index] = result
+                        self.changed.notify()
+            except BaseException as exc:  # raised in the caller's thread
+                with self.changed:
+                    self.failures.append(exc)
+                    self.changed.notify()
+                return

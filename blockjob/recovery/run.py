@@ -105,8 +105,11 @@ class _Run:
             job = ctx.doc.job(report.job)
             if job is None:
                 return
-            roots = ctx.monitor.device_roots()
-            plan = plan_job(ctx.doc, job, ctx.monitor.query_jobs().get(report.job), roots)
+            qjob = ctx.monitor.query_jobs().get(report.job)
+            # The devices' roots tell only whether QEMU pivoted a job it no longer knows;
+            # asked after the jobs, so a job that ends in between is seen gone.
+            roots = ctx.monitor.device_roots() if qjob is None else None
+            plan = plan_job(ctx.doc, job, qjob, roots)
             self._note(report, plan)
             if plan.decision in ATTENTION:
                 report.problems.append(plan.note or str(plan.decision))
@@ -140,12 +143,10 @@ class _Run:
         job of the file owns while QEMU runs no mirroring job either."""
         reports = []
         owned = {job.disk for job in self.ctx.doc.jobs}
-        qemu_mirrors = [j for j in self.ctx.monitor.query_jobs().values()
-                        if j.type in ("mirror", "commit")]
         for disk in self.ctx.doc.disks:
             problem = mirror_job_problem(disk.mirror_job)
             if problem is None and (disk.mirror_job is None or disk.target in owned
-                                    or qemu_mirrors):
+                                    or self._qemu_mirrors()):
                 continue  # loadable, and owned or possibly QEMU's (a legacy copy)
             step = DropMirror(disk.target)
             report = JobReport(f"<mirror> of disk {disk.target}", "stale-mirror", None,
@@ -157,16 +158,24 @@ class _Run:
             reports.append(report)
         return reports
 
+    def _qemu_mirrors(self) -> bool:
+        """Whether QEMU runs a job that may own a `<mirror>` (asked now)."""
+        return any(job.type in ("mirror", "commit")
+                   for job in self.ctx.monitor.query_jobs().values())
+
     def verify(self) -> list[str]:
         """The end state, from a fresh observation (in a dry run: the state as found)."""
         monitor = self.ctx.monitor
         try:
-            nodes = monitor.query_nodes()
-            failed = check_bases(self.touched, nodes, self.unresolved, planned=self.dry_run)
-            if not self.dry_run:
-                seen = Observed(monitor.query_jobs(), nodes, monitor.backing_of(),
-                                monitor.device_roots())
-                failed += check_domain(self.ctx.doc, seen, self.finished)
+            if self.dry_run:
+                return check_bases(self.touched, monitor.query_nodes(), self.unresolved,
+                                   planned=True)
+            # Jobs first: with no stream job among them, the node graph, its edges and
+            # the devices are asked in one batch (`Monitor.view`).
+            jobs = monitor.query_jobs()
+            seen = Observed(jobs, *monitor.view())
+            failed = check_bases(self.touched, seen.nodes, self.unresolved)
+            failed += check_domain(self.ctx.doc, seen, self.finished)
         except MonitorError as exc:
             return [f"could not observe QEMU to verify: {exc}"]
         return failed

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import time
 from collections import defaultdict
-from datetime import UTC, datetime
 from pathlib import Path
 
 from blockjob.store.atomic import scratch_key
@@ -53,7 +53,10 @@ def quarantine(path: Path) -> Path:
     """Move `path` to `<directory>/quarantine/<name>.<UTC time>[.N]`, keeping its bytes."""
     folder = path.parent / QUARANTINE
     folder.mkdir(mode=0o700, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+    # The `time` module, not `datetime`: every `recover` imports this module.
+    now = time.time_ns()
+    seconds = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 10**9))
+    stamp = f"{seconds}.{now // 1000 % 10**6:06d}Z"
     target = folder / f"{path.name}.{stamp}"
     serial = 0
     while os.path.lexists(target):  # same microsecond: another file of this name
