@@ -186,6 +186,17 @@ def test_what_is_not_qmp_makes_the_monitor_unavailable(
         monitor.query_jobs()
 
 
+def test_a_message_without_end_is_refused_once_over_the_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(wire, "MAX_MESSAGE", 4096)
+    endless = [b'{"return": "' + b"x" * 1024] * 8  # 8 KB and no newline
+    with peer(tmp_path, {"query-jobs": lambda request: endless}) as server, \
+            connect(server) as monitor, \
+            pytest.raises(MonitorUnavailableError, match="a message over 4096 bytes"):
+        monitor.query_jobs()
+
+
 def test_a_peer_that_hangs_up_makes_the_monitor_unavailable(tmp_path: Path) -> None:
     with peer(tmp_path, {}) as server, connect(server) as monitor, \
             pytest.raises(MonitorUnavailableError, match="QEMU closed the connection"):

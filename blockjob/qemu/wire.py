@@ -28,6 +28,9 @@ from typing import Any
 # Bytes asked of the socket at a time; a `query-named-block-nodes` reply of a small
 # domain is a few KB, so one read usually holds a whole reply.
 _CHUNK = 1 << 18
+# One message beyond this is no QMP reply we could use (a domain's node graph is KBs to a
+# few MBs): refused rather than buffered without end.
+MAX_MESSAGE = 64 << 20
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 _DECODE = json.JSONDecoder().decode
 
@@ -175,6 +178,8 @@ class Connection:
             end = self._buffer.find(b"\n", self._scanned)
             if end < 0:
                 self._scanned = len(self._buffer)
+                if self._scanned > MAX_MESSAGE:
+                    raise ProtocolError(f"a message over {MAX_MESSAGE} bytes")
                 self._fill(deadline)
                 continue
             line = bytes(self._buffer[:end])
