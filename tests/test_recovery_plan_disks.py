@@ -93,6 +93,8 @@ class _NoDiskReads:
     (replace(COMMIT, data=replace(DATA, disabled_base_bitmaps=())), Decision.VANISHED),
     (replace(COMMIT, type=JobType.PULL, data=None), Decision.VANISHED),
     (replace(COMMIT, type=JobType.COPY, state=JobState.READY, data=None), Decision.UNDECIDABLE),
+    # A copy's end asks only whether the disk has a mirror (`disk_has_mirror`), no chain.
+    (replace(COMMIT, type=JobType.COPY, data=None), Decision.VANISHED),
     (replace(COMMIT, type=JobType.BACKUP, state=JobState.FAILED, data=None), Decision.FAILED),
 ])
 def test_rules_that_need_no_disk_do_not_read_it(job: BlockJob, decision: Decision) -> None:

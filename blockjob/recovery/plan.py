@@ -154,8 +154,8 @@ def _drop(
     doc: StatusDocument, job: BlockJob, chain: StorageSource | None = None
 ) -> Drop:
     """Forget `job`; a copy or active commit that is over takes its disk's `<mirror>` along."""
-    disk = _disk(doc, job) if job.type in MIRRORING else None
-    drop_mirror = disk is not None and disk.mirror is not None
+    drop_mirror = job.type in MIRRORING and job.disk is not None \
+        and doc.disk_has_mirror(job.disk)
     if chain is None and not drop_mirror:
         return Drop(job.name)
     return Drop(job.name, job.disk, chain, drop_mirror)
