@@ -8,6 +8,7 @@ import pytest
 
 import blockjob
 from blockjob import BlockJob, JobState, JobType
+from blockjob.statusxml import document as document_module
 from blockjob.statusxml.disks import Disk, read_disk_at, read_disks
 from blockjob.statusxml.parse import parse
 from tests.support.corpus import FIXTURES, status_file_params
@@ -30,7 +31,14 @@ def _fast_reads(data: bytes) -> int:
     by_lookup = blockjob.loads(data)
     assert {t: by_lookup.disk(t) for t in plain} == plain
     assert {disk.target: disk for disk in blockjob.loads(data).disks} == plain
+    _mirrors_agree(data, plain)
     return sum(disk is not None for disk in fast.values())
+
+
+def _mirrors_agree(data: bytes, plain: dict[str, Disk]) -> None:
+    """`disk_has_mirror` on a fresh document says what the disks read in full say."""
+    expected = {target: disk.mirror is not None for target, disk in plain.items()}
+    assert {t: blockjob.loads(data).disk_has_mirror(t) for t in plain} == expected
 
 
 @pytest.mark.parametrize("path", status_file_params())
@@ -64,6 +72,7 @@ def test_disks_sharing_a_line_fall_back_to_the_document() -> None:
     second = list(plain.values())[1]
     assert read_disk_at(data, second.target, second.line) is None
     assert blockjob.loads(data).disk(second.target) == second
+    _mirrors_agree(data, plain)
 
 
 def test_a_prefix_declared_above_the_disk_falls_back_to_the_document() -> None:
@@ -73,6 +82,7 @@ def test_a_prefix_declared_above_the_disk_falls_back_to_the_document() -> None:
     first = next(iter(plain.values()))
     assert read_disk_at(data, first.target, first.line) is None
     assert blockjob.loads(data).disk(first.target) == first
+    _mirrors_agree(data, plain)
 
 
 def test_no_such_start_tag_gives_none() -> None:
@@ -87,3 +97,36 @@ def test_disk_lines_count_in_the_loaded_file_after_job_edits() -> None:
     doc.dumps()  # splits the bytes around `<blockjobs>`, which now has one more job
     assert {t: doc.disk(t) for t in loaded} == loaded
     assert {disk.target: disk for disk in doc.disks} == loaded
+
+
+def test_a_mirror_is_told_apart_without_building_the_disks_chains(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # vda's mirror loses its image: `Disk.mirror` is None for a `<mirror>` without `<source>`.
+    data = _fixture()
+    start = data.index(b"<mirror type='file' file='/tmp/copy'")
+    end = data.index(b"</mirror>", start)
+    data = data[:start] + data[start:end].replace(b"<source", b"<sourcex", 1).replace(
+        b"</source>", b"</sourcex>", 1) + data[end:]
+    plain = _plain(data)
+    assert plain["vda"].mirror is None and plain["vdd"].mirror is not None
+    _mirrors_agree(data, plain)
+    monkeypatch.setattr(document_module, "read_disk_at", _refuse)
+    monkeypatch.setattr(document_module, "read_disks", _refuse)
+    doc = blockjob.loads(data)
+    assert {t: doc.disk_has_mirror(t) for t in plain} == {
+        t: disk.mirror is not None for t, disk in plain.items()}
+
+
+def test_a_mirror_of_an_edited_document_is_read_from_its_tail() -> None:
+    data = _fixture()
+    loaded = _plain(data)
+    doc = blockjob.loads(data)
+    doc.add_job(BlockJob(name="extra", type=JobType.BROKEN, state=JobState.FAILED))
+    doc.dumps()
+    assert {t: doc.disk_has_mirror(t) for t in loaded} == {
+        t: disk.mirror is not None for t, disk in loaded.items()}
+
+
+def _refuse(*args: object) -> None:
+    raise AssertionError("a disk's chains were built")

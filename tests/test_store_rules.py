@@ -173,3 +173,17 @@ def test_saved_files_are_0600_in_a_0700_directory(tmp_path: Path) -> None:
     assert path.stat().st_mode & 0o7777 == 0o600
     assert path.parent.stat().st_mode & 0o7777 == 0o700
     assert (path.parent / lock_name("vm1")).stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("directory", [".", "./", "sub/..", ""])
+def test_loaded_files_are_named_as_the_directory_path_joins_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, directory: str
+) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "vm1.xml").write_bytes(status_bytes("vm1"))
+    (tmp_path / "vm2.xml").write_bytes(status_bytes("vm3"))
+    monkeypatch.chdir(tmp_path)
+    store = StatusStore(directory, max_bytes=1 << 20)
+    report = store.load_all()
+    assert report.documents["vm1"].filename == str(Path(directory) / "vm1.xml")
+    assert [str(failure.path) for failure in report.failures] == [str(Path(directory) / "vm2.xml")]

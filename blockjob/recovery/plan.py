@@ -28,6 +28,7 @@ from blockjob.recovery.steps import (
     Reenable,
     Step,
 )
+from blockjob.statusxml.disks import Disk
 from blockjob.statusxml.document import StatusDocument
 
 OUTCOMES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
@@ -87,8 +88,14 @@ def _outcome(job: BlockJob, qjob: QemuJob | None) -> JobState | None:
     return JobState.COMPLETED
 
 
+def _disk(doc: StatusDocument, job: BlockJob) -> Disk | None:
+    """The job's disk. Read from the file on first use (`StatusDocument.disk`), so the
+    rules below ask for it only once nothing cheaper has decided."""
+    return doc.disk(job.disk) if job.disk is not None else None
+
+
 def _disk_chain(doc: StatusDocument, job: BlockJob) -> StorageSource | None:
-    disk = doc.disk(job.disk) if job.disk is not None else None
+    disk = _disk(doc, job)
     return disk.chain if disk is not None else None
 
 
@@ -125,9 +132,11 @@ def _is_top(chain: StorageSource | None, image: StorageSource) -> bool:
 
 
 def _reenable(doc: StatusDocument, job: BlockJob, *, always: bool = False) -> list[Step]:
+    if not (job.disabled_base_bitmaps or always):
+        return []  # decided before base is looked up: that reads the disk
     # Only base is needed: an invalid job whose top is lost still gets its bitmaps back.
     base = _base(doc, job)
-    if base is None or not (job.disabled_base_bitmaps or always):
+    if base is None:
         return []
     active = _is_top(_disk_chain(doc, job), base)
     return [Reenable(base, job.disabled_base_bitmaps, base_is_active=active)]
@@ -145,8 +154,8 @@ def _drop(
     doc: StatusDocument, job: BlockJob, chain: StorageSource | None = None
 ) -> Drop:
     """Forget `job`; a copy or active commit that is over takes its disk's `<mirror>` along."""
-    disk = doc.disk(job.disk) if job.disk is not None else None
-    drop_mirror = job.type in MIRRORING and disk is not None and disk.mirror is not None
+    drop_mirror = job.type in MIRRORING and job.disk is not None \
+        and doc.disk_has_mirror(job.disk)
     if chain is None and not drop_mirror:
         return Drop(job.name)
     return Drop(job.name, job.disk, chain, drop_mirror)
@@ -177,8 +186,8 @@ def merge_step(doc: StatusDocument, job: BlockJob) -> MergeBitmaps | None:
 
 def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list[Step]:
     steps = _record(job, JobState.COMPLETED, qjob)
-    chain = _disk_chain(doc, job)
     if job.type in (JobType.COMMIT, JobType.ACTIVE_COMMIT):
+        chain = _disk_chain(doc, job)
         merge = merge_step(doc, job)
         if merge is None or chain is None:
             return [*steps, *_reenable(doc, job), *_dismiss(job, qjob), _drop(doc, job)]
@@ -191,8 +200,8 @@ def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list
         ]
     if job.type is JobType.PULL:
         return [*steps, *_dismiss(job, qjob), *_pulled(doc, job)]
-    disk = doc.disk(job.disk) if job.disk is not None else None
-    if job.type is JobType.COPY and disk is not None and disk.mirror is not None:
+    disk = _disk(doc, job) if job.type is JobType.COPY else None
+    if disk is not None and disk.mirror is not None:
         # A copy that completed has pivoted: the disk now runs on the mirror's images.
         left = _left(disk.chain, disk.mirror) if disk.chain is not None else ()
         deleted = [DeleteNodes(left)] if left else []
@@ -215,8 +224,8 @@ def _ended_badly(
     doc: StatusDocument, job: BlockJob, qjob: QemuJob | None, outcome: JobState
 ) -> list[Step]:
     steps = [*_record(job, outcome, qjob), *_reenable(doc, job), *_dismiss(job, qjob)]
-    disk = doc.disk(job.disk) if job.disk is not None else None
-    if job.type is JobType.COPY and disk is not None and disk.mirror is not None:
+    disk = _disk(doc, job) if job.type is JobType.COPY else None
+    if disk is not None and disk.mirror is not None:
         # The copy's target images never became the disk's: they leave QEMU's graph.
         left = _left(disk.mirror, disk.chain)
         steps += [DeleteNodes(left)] if left else []
@@ -230,9 +239,8 @@ def _adopt(doc: StatusDocument, job: BlockJob, qjob: QemuJob) -> list[Step]:
         state = newstate = JobState.READY
     elif state is JobState.NEW:
         state = JobState.RUNNING
-    disk = doc.disk(job.disk) if job.disk is not None else None
-    ready = (state is JobState.READY and job.type in MIRRORING and disk is not None
-             and disk.mirror is not None and not disk.mirror_ready)
+    disk = _disk(doc, job) if state is JobState.READY and job.type in MIRRORING else None
+    ready = disk is not None and disk.mirror is not None and not disk.mirror_ready
     if state is job.state and newstate is job.newstate and not ready:
         return []
     return [Record(job.name, state=state, newstate=newstate if newstate is not job.newstate
@@ -254,8 +262,10 @@ def _pivot_window(
     """Whether QEMU pivoted a copy or active commit it forgot: the device runs on the
     job's target (base, or the copy's top) instead of the disk's recorded top.
     None when no device of this disk tells."""
-    disk = doc.disk(job.disk) if job.disk is not None else None
-    if disk is None or disk.chain is None or roots is None:
+    if roots is None:
+        return None
+    disk = _disk(doc, job)
+    if disk is None or disk.chain is None:
         return None
     target = disk.mirror if job.type is JobType.COPY else _base(doc, job)
     if target is not None and effective_node(target) in roots:

@@ -45,6 +45,24 @@ def read_disk_at(data: bytes, target: str, line: int, lines_above: int = 0) -> D
     line, or markup that needs its ancestors (a namespace prefix declared above it); the
     caller then reads the whole document. `tests/test_disks.py` holds the two paths equal.
     """
+    element = _disk_element_at(data, target, line)
+    if element is None:
+        return None
+    return _disk(target, element, lines_above + line - (element.sourceline or 1))
+
+
+def has_mirror_at(data: bytes, target: str, line: int) -> bool | None:
+    """Whether `read_disk_at` would give a disk with a mirror image (`Disk.mirror`), without
+    building its chains; None when it would give None."""
+    element = _disk_element_at(data, target, line)
+    if element is None:
+        return None
+    mirror = next(element.iterchildren("mirror"), None)
+    return mirror is not None and next(mirror.iterchildren("source"), None) is not None
+
+
+def _disk_element_at(data: bytes, target: str, line: int) -> etree._Element | None:
+    """The `<disk>` of `read_disk_at`, parsed on its own, or None when its bytes cannot tell."""
     try:
         start, end = element_span(data, b"disk", line)
         # Bytes of a document the secure parser accepted: no declaration can hide in them.
@@ -52,9 +70,7 @@ def read_disk_at(data: bytes, target: str, line: int, lines_above: int = 0) -> D
     except (ValueError, etree.XMLSyntaxError):
         return None
     first = next(element.iterchildren("target"), None)
-    if first is None or first.get("dev") != target:
-        return None
-    return _disk(target, element, lines_above + line - (element.sourceline or 1))
+    return element if first is not None and first.get("dev") == target else None
 
 
 def _disk(target: str, disk: etree._Element, lines_above: int) -> Disk:

@@ -16,7 +16,7 @@ from blockjob.element import Node
 from blockjob.errors import StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, read_file
 from blockjob.model import ACTIVE_STATES, BlockJob, StorageSource
-from blockjob.statusxml.disks import Disk, DiskRefs, read_disk_at, read_disks
+from blockjob.statusxml.disks import Disk, DiskRefs, has_mirror_at, read_disk_at, read_disks
 from blockjob.statusxml.lazyimages import LoadedBlockjobs
 from blockjob.statusxml.mapping import node_references
 from blockjob.statusxml.node import first_children, from_lxml, write_node
@@ -187,13 +187,28 @@ class StatusDocument:
             line = self._disk_lines.get(target)
             found = None
             if line is not None:
-                source, above = (self._data, 0) if self._split is None \
-                    else (self._split[1], self._tail_line)
+                source, above = self._domain_bytes()
                 found = read_disk_at(source, target, line - above, above)
                 if found is None:
                     found = self._disks.get(target)
             self._read_disks[target] = found
         return self._read_disks[target]
+
+    def disk_has_mirror(self, target: str) -> bool:
+        """Whether disk `target` has a mirror image (`disk(target).mirror`); a disk not read
+        yet is asked without building its chains (all a finished copy's plan needs)."""
+        line = self._disk_lines.get(target)
+        if self._full_disks is None and target not in self._read_disks and line is not None:
+            source, above = self._domain_bytes()
+            found = has_mirror_at(source, target, line - above)
+            if found is not None:
+                return found
+        disk = self.disk(target)
+        return disk is not None and disk.mirror is not None
+
+    def _domain_bytes(self) -> tuple[bytes, int]:
+        """The bytes that hold the domain, and how many lines of the file precede them."""
+        return (self._data, 0) if self._split is None else (self._split[1], self._tail_line)
 
     def resolve_node(self, job: BlockJob, node_name: str) -> StorageSource | None:
         """The image `node_name` refers to for `job`, in libvirt's lookup order."""

@@ -119,9 +119,13 @@ def _maybe_in_markup(data: bytes, at: int) -> bool:
     instruction: the last opener of each kind before it is closed before it. In well-formed
     XML no opener of a kind can sit inside an unclosed one of the same kind and be closed."""
     for opener, closer in _MARKUP:
-        if data.rfind(opener[1:2], 0, at) < 0:  # memchr for `!`/`?` first: usually enough
+        # memchr finds the last `!`/`?` before `at`; an opener's second byte is at or before
+        # it (`at` is a `<`, so no opener overlaps it), so the costlier search for the
+        # opener starts there: at libvirt's warning comment, not at `at`.
+        mark = data.rfind(opener[1:2], 0, at)
+        if mark < 0:
             continue
-        begun = data.rfind(opener, 0, at)
+        begun = data.rfind(opener, 0, mark + len(opener) - 1)
         if begun >= 0 and data.find(closer, begun + len(opener), at) < 0:
             return True
     return False
