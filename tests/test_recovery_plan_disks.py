@@ -115,3 +115,23 @@ def test_a_restart_of_the_fixture_reads_no_disk() -> None:
     assert {plan.decision for plan in plans} == {
         Decision.INVALID, Decision.VANISHED, Decision.UNDECIDABLE,
     }
+
+
+@pytest.mark.parametrize("path", status_file_params())
+def test_a_forgotten_job_plans_with_any_device_roots_even_without_node_names(
+    path: Path,
+) -> None:
+    # The fixture's copy mirror names no node: its pivot window cannot be told from the
+    # devices, which is undecidable, never an error.
+    try:
+        doc = blockjob.loads(path.read_bytes())
+    except blockjob.StatusXMLError:
+        pytest.skip("libvirt refuses this file too")
+    for roots in (_roots(doc), [], ["unrelated-node"]):
+        for job in doc.jobs:
+            plan = plan_job(doc, job, None, roots)
+            mirror = doc.disk(job.disk) if job.disk is not None else None
+            if (job.type is JobType.COPY and job.state is JobState.READY
+                    and mirror is not None and mirror.mirror is not None
+                    and not (mirror.mirror.format_node or mirror.mirror.storage_node)):
+                assert plan.decision in (Decision.UNDECIDABLE, Decision.NOT_PIVOTED)

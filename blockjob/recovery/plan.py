@@ -268,11 +268,18 @@ def _pivot_window(
     if disk is None or disk.chain is None:
         return None
     target = disk.mirror if job.type is JobType.COPY else _base(doc, job)
-    if target is not None and effective_node(target) in roots:
+    if target is not None and _runs_on(target, roots):
         return True
-    if effective_node(disk.chain) in roots:
+    if _runs_on(disk.chain, roots):
         return False
     return None
+
+
+def _runs_on(image: StorageSource, roots: Sequence[str]) -> bool:
+    """Whether a device runs on `image`; an image the file names no node of (written
+    before libvirt recorded node names) cannot be recognised among them."""
+    name = image.format_node or image.storage_node
+    return name is not None and name in roots
 
 
 def plan_job(
