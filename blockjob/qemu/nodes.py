@@ -8,9 +8,15 @@ from dataclasses import replace
 from blockjob.model import StorageSource
 
 
+def node_of(image: StorageSource) -> str | None:
+    """The node QEMU users address: the format node, or the storage node without one;
+    None when the file names neither (written before libvirt recorded node names)."""
+    return image.format_node or image.storage_node
+
+
 def effective_node(image: StorageSource) -> str:
-    """The node QEMU users address: the format node, or the storage node without one."""
-    name = image.format_node or image.storage_node
+    """`node_of`, for an image that must have one (ValueError otherwise)."""
+    name = node_of(image)
     if name is None:
         raise ValueError(f"image {image.path!r} has no node names")
     return name

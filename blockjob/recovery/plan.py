@@ -16,7 +16,7 @@ from enum import StrEnum
 
 from blockjob.model import BlockJob, JobState, JobType, PullData, StorageSource
 from blockjob.qemu.monitor import CONCLUDED, QemuJob
-from blockjob.qemu.nodes import effective_node, images_between, same_image, without
+from blockjob.qemu.nodes import effective_node, images_between, node_of, same_image, without
 from blockjob.recovery.steps import (
     Cancel,
     DeleteNodes,
@@ -268,18 +268,12 @@ def _pivot_window(
     if disk is None or disk.chain is None:
         return None
     target = disk.mirror if job.type is JobType.COPY else _base(doc, job)
-    if target is not None and _runs_on(target, roots):
+    # An image the file names no node of cannot be recognised among the devices' roots.
+    if target is not None and node_of(target) in roots:
         return True
-    if _runs_on(disk.chain, roots):
+    if node_of(disk.chain) in roots:
         return False
     return None
-
-
-def _runs_on(image: StorageSource, roots: Sequence[str]) -> bool:
-    """Whether a device runs on `image`; an image the file names no node of (written
-    before libvirt recorded node names) cannot be recognised among them."""
-    name = image.format_node or image.storage_node
-    return name is not None and name in roots
 
 
 def plan_job(
