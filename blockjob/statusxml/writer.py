@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
+from operator import attrgetter, is_
 from typing import Any, NamedTuple
 
 from blockjob.element import Node
@@ -185,12 +186,19 @@ def _children(job: BlockJob, indent: str) -> str:
     return "".join([">\n", *children.out, f"{closing_pad}</blockjob>\n"])
 
 
+# What `_children` reads of a job, all immutable: the fields of the job's own child rows,
+# `data` (its class picks the data rows, which read only it), `kept_children`, and what
+# the row writers read besides their value (`_disk` reads `mirror`, `_chains` `disk`).
+# Derived from the rows, so a row added to the mapping is compared too.
+_CHILD_FIELDS = attrgetter(*sorted(
+    {row.field for _, rows in _PLANS.values() for row, on_data, _ in rows if not on_data}
+    | {"data", "kept_children", "mirror", "disk"}))
+
+
 def _same_children(job: BlockJob, other: BlockJob) -> bool:
-    """Whether `_children` writes the same for both: it reads these fields (and through
-    `data`, its class's rows), all immutable, so the same objects give the same text."""
-    return (job.errmsg is other.errmsg and job.disk is other.disk
-            and job.mirror is other.mirror and job.chains is other.chains
-            and job.data is other.data and job.kept_children is other.kept_children)
+    """Whether `_children` writes the same for both: the same objects in every field it
+    reads give the same text."""
+    return all(map(is_, _CHILD_FIELDS(job), _CHILD_FIELDS(other)))
 
 
 class JobText(NamedTuple):
