@@ -177,6 +177,12 @@ def _node(raw: Mapping[str, Any]) -> BlockNode:
     )
 
 
+# The queries the node-graph views are read from, one by one or in one batch (`view`).
+_NODES: tuple[str, Mapping[str, object]] = ("query-named-block-nodes", {"flat": True})
+_GRAPH: tuple[str, None] = ("x-debug-query-block-graph", None)
+_DEVICES: tuple[str, None] = ("query-block", None)
+
+
 class Monitor:
     """A synchronous QMP connection to one QEMU process.
 
@@ -309,36 +315,34 @@ class Monitor:
 
     def query_nodes(self) -> dict[str, BlockNode]:
         """The node graph (UnsafeQueryError while that would crash QEMU)."""
-        self._refuse_if_unsafe("query-named-block-nodes")
-        return _nodes(self.execute("query-named-block-nodes", {"flat": True}))
+        self._refuse_if_unsafe(_NODES[0])
+        return _nodes(self.execute(*_NODES))
 
     def backing_of(self) -> dict[str, str]:
         """Each named node's backing node, from the graph's edges. QEMU has no stable
         query for them; `x-debug-query-block-graph` exists since QEMU 4.0."""
-        self._refuse_if_unsafe("x-debug-query-block-graph")
-        return _backing(self.execute("x-debug-query-block-graph"))
+        self._refuse_if_unsafe(_GRAPH[0])
+        return _backing(self.execute(*_GRAPH))
 
     def node_names(self) -> set[str]:
         """The names of the graph's nodes: what `query_nodes()` lists, for a third of
         QEMU's CPU (it builds no image information)."""
-        self._refuse_if_unsafe("x-debug-query-block-graph")
-        graph = self.execute("x-debug-query-block-graph")
+        self._refuse_if_unsafe(_GRAPH[0])
+        graph = self.execute(*_GRAPH)
         # The graph also has a node for each job and each device (block backend).
         return {str(node["name"]) for node in graph["nodes"]
                 if node.get("type") == "block-driver" and node.get("name")}
 
     def device_roots(self) -> tuple[str, ...]:
         """The node each block device (`query-block`) runs on, for devices with a medium."""
-        return _roots(self.execute("query-block"))
+        return _roots(self.execute(*_DEVICES))
 
     def view(self) -> tuple[dict[str, BlockNode], dict[str, str], tuple[str, ...]]:
         """`query_nodes()`, `backing_of()` and `device_roots()`, asked in one batch when
         no stream job can conclude meanwhile (see `_stream_free`), one by one else."""
         if not self._stream_free:
             return self.query_nodes(), self.backing_of(), self.device_roots()
-        nodes, graph, devices = self.execute_all([
-            ("query-named-block-nodes", {"flat": True}), ("x-debug-query-block-graph", None),
-            ("query-block", None)])
+        nodes, graph, devices = self.execute_all([_NODES, _GRAPH, _DEVICES])
         return _nodes(nodes), _backing(graph), _roots(devices)
 
     # -- commands --------------------------------------------------------------
