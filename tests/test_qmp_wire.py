@@ -190,7 +190,7 @@ def test_a_message_without_end_is_refused_once_over_the_bound(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(wire, "MAX_MESSAGE", 4096)
-    endless = [b'{"return": "' + b"x" * 1024] * 8  # 8 KB and no newline
+    endless = [b'{"return": "' + b"x" * 8192]  # 8 KB and no newline, sent at once
     with peer(tmp_path, {"query-jobs": lambda request: endless}) as server, \
             connect(server) as monitor, \
             pytest.raises(MonitorUnavailableError, match="a message over 4096 bytes"):
