@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 
 from blockjob.errors import BlockJobError, InputError, StatusXMLError
@@ -143,10 +143,12 @@ class _Run:
         job of the file owns while QEMU runs no mirroring job either."""
         reports = []
         owned = {job.disk for job in self.ctx.doc.jobs}
+        # Asked once, when a disk first needs it: dropping a `<mirror>` changes no QEMU job.
+        qemu_mirrors = cache(self._qemu_mirrors)
         for disk in self.ctx.doc.disks:
             problem = mirror_job_problem(disk.mirror_job)
             if problem is None and (disk.mirror_job is None or disk.target in owned
-                                    or self._qemu_mirrors()):
+                                    or qemu_mirrors()):
                 continue  # loadable, and owned or possibly QEMU's (a legacy copy)
             step = DropMirror(disk.target)
             report = JobReport(f"<mirror> of disk {disk.target}", "stale-mirror", None,
