@@ -12,12 +12,10 @@ holds gets an error at once instead of waiting for itself until the timeout.
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import os
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 from blockjob.store.atomic import key_of
@@ -52,30 +50,43 @@ def lock_file_of(path: Path) -> Path:
     return lock_file(path.parent, key_of(path.name))
 
 
-@contextlib.contextmanager
-def held(lock: Path, timeout: float, what: str) -> Iterator[None]:
-    """Hold `lock` exclusively, waiting at most `timeout` seconds (0: one try)."""
-    names = _HELD_HERE.current()
-    name = os.path.abspath(lock)
-    if name in names:
-        raise DomainBusyError(lock, f"{what} is already owned by this thread (an owner "
-                                    f"block inside another of the same domain)")
-    try:
-        fd = os.open(lock, _OPEN, 0o600)
-    except OSError as exc:
-        raise StoreError(lock, f"cannot open lock: {exc.strerror or exc}") from None
-    try:
-        _lock_within(fd, timeout, lock, what)
-        locker = os.getpid()
-        names.add(name)
+class held:  # noqa: N801 - used as a function: `with held(lock, timeout, what):`
+    """Hold `lock` exclusively, waiting at most `timeout` seconds (0: one try).
+
+    A class, not a generator: a one-off save takes and releases the lock each time, and
+    the generator machinery cost more than the syscalls."""
+
+    __slots__ = ("_fd", "_lock", "_locker", "_name", "_names", "_timeout", "_what")
+
+    def __init__(self, lock: Path, timeout: float, what: str) -> None:
+        self._lock, self._timeout, self._what = lock, timeout, what
+
+    def __enter__(self) -> None:
+        lock = self._lock
+        names = self._names = _HELD_HERE.current()
+        name = self._name = os.path.abspath(lock)
+        if name in names:
+            raise DomainBusyError(lock, f"{self._what} is already owned by this thread (an "
+                                        f"owner block inside another of the same domain)")
         try:
-            yield
+            fd = self._fd = os.open(lock, _OPEN, 0o600)
+        except OSError as exc:
+            raise StoreError(lock, f"cannot open lock: {exc.strerror or exc}") from None
+        try:
+            _lock_within(fd, self._timeout, lock, self._what)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._locker = _HELD_HERE.pid
+        names.add(name)
+
+    def __exit__(self, *_exc: object) -> None:
+        self._names.discard(self._name)
+        try:
+            if os.getpid() == self._locker:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
-            names.discard(name)
-            if os.getpid() == locker:
-                fcntl.flock(fd, fcntl.LOCK_UN)
-    finally:
-        os.close(fd)
+            os.close(self._fd)
 
 
 def _lock_within(fd: int, timeout: float, lock: Path, what: str) -> None:
