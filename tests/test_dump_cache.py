@@ -24,6 +24,7 @@ from blockjob import (
     CopyData,
     CreateData,
     JobState,
+    JobType,
     PullData,
     StatusDocument,
 )
@@ -84,6 +85,15 @@ def _apply(doc: StatusDocument, edit: Edit, removed: dict[str, BlockJob]) -> Non
     elif kind == "kept":
         kept = ((None, Node("future", (("n", str(number)),))),)
         doc.replace_job(dataclasses.replace(job, kept_children=kept))
+    elif kind == "kept_attribute":
+        after = ("name", "state", None)[number % 3]
+        doc.replace_job(dataclasses.replace(job, kept_attributes=((after, "future", str(number)),)))
+    elif kind == "type":  # a copy becomes a pull and back: their attribute rows differ
+        if isinstance(job.data, CopyData):
+            doc.replace_job(dataclasses.replace(job, type=JobType.PULL, data=PullData()))
+        else:
+            doc.replace_job(dataclasses.replace(job, type=JobType.COPY,
+                                                data=CopyData(shallownew=True)))
     elif kind == "equal":
         doc.replace_job(dataclasses.replace(job))  # equal, but another object
     else:
@@ -98,7 +108,8 @@ def _twin(data: bytes, edits: list[Edit]) -> bytes:
     return doc.dumps()
 
 
-_KINDS = ["state", "newstate", "errmsg", "data", "kept", "equal", "remove"]
+_KINDS = ["state", "newstate", "errmsg", "data", "kept", "kept_attribute", "type", "equal",
+          "remove"]
 _EDITS = st.lists(st.tuples(st.sampled_from(_KINDS), st.integers(0, 20), st.integers(0, 20),
                             st.booleans()), max_size=12)
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
-from operator import attrgetter, is_
+from itertools import compress
+from operator import attrgetter, is_, is_not
 from typing import Any, NamedTuple
 
 from blockjob.element import Node
@@ -130,7 +131,7 @@ _WRITERS: dict[Kind, _ChildWriter] = {
     Kind.IMAGE: _image,
 }
 # An attribute row as written: its field, whether on the data, its writer, its XML name
-# (plain values: a job changed before a save is written with few lookups).
+# (kept attributes, which a known attribute may be followed by, are written from these).
 _AttributeRow = tuple[str, bool, Callable[[Any], str], str]
 _Plan = tuple[tuple[_AttributeRow, ...], tuple[tuple[Row, bool, _ChildWriter], ...]]
 # Per data class (NoneType: no data), the attribute rows and the child rows with their writers.
@@ -145,18 +146,55 @@ _PLANS: dict[type[JobData | None], _Plan] = {
 }
 
 
+class _Attributes(NamedTuple):
+    """How a job's known attributes are written: one C call reads every value
+    (`data.` paths for the data's rows), then each set one is written."""
+
+    values: Callable[[BlockJob], tuple[object, ...]]
+    writers: tuple[Callable[[Any], str], ...]
+
+
+_ATTRIBUTES: dict[type[JobData | None], _Attributes] = {
+    cls: _Attributes(
+        # Every plan has at least name, type and state, so attrgetter returns a tuple.
+        attrgetter(*(f"data.{field}" if on_data else field for field, on_data, _, _ in rows)),
+        tuple(write for _, _, write, _ in rows),
+    )
+    for cls, (rows, _) in _PLANS.items()
+}
+
+
+def _part(write: Callable[[Any], str], value: object) -> str:
+    return "" if value is None or value is False else write(value)
+
+
+# A job's known attribute values, and the text of each ("" where unset).
+AttributeParts = tuple[tuple[object, ...], list[str]]
+
+
+def _attribute_parts(job: BlockJob, last: JobText | None) -> AttributeParts:
+    """`job`'s known attributes, reusing the text of `last`'s where the value is the very
+    same object: the writers are pure functions of it."""
+    how = _ATTRIBUTES[type(job.data)]
+    values = how.values(job)
+    if last is None or last.attributes is None or type(last.job.data) is not type(job.data):
+        return values, list(map(_part, how.writers, values))
+    last_values, parts = last.attributes[0], list(last.attributes[1])
+    for i in compress(range(len(values)), map(is_not, values, last_values)):
+        parts[i] = _part(how.writers[i], values[i])
+    return values, parts
+
+
 def _attributes(job: BlockJob, rows: tuple[_AttributeRow, ...]) -> str:
+    """The attributes of a job that kept unknown ones, each after the one it followed."""
     data = job.data
     kept = job.kept_attributes
-    parts = [f" {key}='{escape(value)}'" for after, key, value in kept if after is None] \
-        if kept else []
+    parts = [f" {key}='{escape(value)}'" for after, key, value in kept if after is None]
     for field, on_data, write, xml in rows:
         value = getattr(data if on_data else job, field)
         if value is not None and value is not False:
             parts.append(write(value))
-        if kept:
-            parts.extend(f" {key}='{escape(value)}'" for after, key, value in kept
-                         if after == xml)
+        parts.extend(f" {key}='{escape(value)}'" for after, key, value in kept if after == xml)
     return "".join(parts)
 
 
@@ -203,30 +241,37 @@ def _same_children(job: BlockJob, other: BlockJob) -> bool:
 
 class JobText(NamedTuple):
     """`job` as written in `<blockjobs>`; `children` is what followed its attributes
-    (None: it was written whole from `raw`)."""
+    (None: it was written whole from `raw`); `attributes`, its known attributes (None:
+    it has kept ones, or was written from `raw`). The lists are never changed."""
 
     job: BlockJob
     text: bytes
     children: bytes | None
+    attributes: AttributeParts | None
 
 
 def job_text(job: BlockJob, last: JobText | None = None) -> JobText:
     """Write one `<blockjob>` (at JOB_INDENT). `last`, a text written before for a job of
-    the same name, lends its children when they are written from the same objects: the
-    daemon's usual edit changes only a state, an attribute."""
+    the same name, lends its children and attribute texts where they are written from the
+    same objects: the daemon's usual edit changes only a state, an attribute."""
     if job.invalid and job.raw is not None:
         # What the reader could not make sense of goes back as it came in.
         out: list[str] = []
         write_node(out, job.raw, JOB_INDENT, inline_tags=_INLINE)
-        return _new(JobText, (job, "".join(out).encode("utf-8"), None))
+        return _new(JobText, (job, "".join(out).encode("utf-8"), None, None))
     if last is not None and last.children is not None and _same_children(job, last.job):
         children = last.children
     else:
         children = _children(job, JOB_INDENT).encode("utf-8")
-    attributes = _attributes(job, _PLANS[type(job.data)][0])
+    if job.kept_attributes:
+        parts = None
+        attributes = _attributes(job, _PLANS[type(job.data)][0])
+    else:
+        parts = _attribute_parts(job, last)
+        attributes = "".join(parts[1])
     text = f"{JOB_INDENT}<blockjob{attributes}".encode() + children
     # tuple.__new__: NamedTuple's own constructor costs more, per save.
-    return _new(JobText, (job, text, children))
+    return _new(JobText, (job, text, children, parts))
 
 
 _new = tuple.__new__
