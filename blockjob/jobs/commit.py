@@ -118,7 +118,7 @@ def start_commit(
         raise CommitError(str(exc)) from None
     base_image = next(i for i in chain if i.matches(base))
     own = monitor is None
-    qemu = monitor or Monitor.connect(doc.monitor_path or "", connect_timeout=1.0)
+    qemu = monitor or Monitor.connect(doc.monitor_path or "")
     try:
         nodes = qemu.query_nodes()
         base_node = effective_node(base_image)
