@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from itertools import compress
-from operator import attrgetter, is_, is_not
+from operator import attrgetter, call, is_, is_not
 from typing import Any, NamedTuple
 
 from blockjob.element import Node
@@ -44,27 +44,29 @@ class _Children:
         write_node(self.out, node, self.indent, pad=self.pad)
 
 
-# How each kind of row is written, given the model's value (None: nothing to write).
-# Attributes return their text; children append to the buffer.
+# How each kind of row is written, given the model's value. Attributes return their text
+# ("" when unset: None, or False for a flag); children append to the buffer (None: nothing).
 
 def _attribute(row: Row) -> Callable[[Any], str]:
-    """How `row`'s value is written, as a function of the value (which is set)."""
+    """How `row`'s value is written, as a function of the value."""
     head = f" {row.xml}='"
     if row.kind is Kind.FLAGS:
-        return lambda value: f"{head}0x{value:x}'"
+        return lambda value: "" if value is None else f"{head}0x{value:x}'"
     if row.kind is Kind.YES:
-        return lambda _value: f"{head}yes'"
+        return lambda value: f"{head}yes'" if value else ""
     if row.kind in (Kind.JOB_TYPE, Kind.STATE):
         # A StrEnum, libvirt's name, never escaped: looked up, as formatting one is slow.
         return _EnumTexts(head, JobType if row.kind is Kind.JOB_TYPE else JobState).__getitem__
-    return lambda value: f"{head}{escape(value)}'"
+    return lambda value: "" if value is None else f"{head}{escape(value)}'"
 
 
 class _EnumTexts(dict[object, str]):
-    """The attribute text of each member; any other value is formatted when asked for."""
+    """The attribute text of each member (of None: ""); any other value is formatted
+    when asked for."""
 
     def __init__(self, head: str, members: Iterable[StrEnum]) -> None:
         super().__init__((member, f"{head}{member}'") for member in members)
+        self[None] = ""
         self.head = head
 
     def __missing__(self, value: object) -> str:
@@ -164,10 +166,6 @@ _ATTRIBUTES: dict[type[JobData | None], _Attributes] = {
 }
 
 
-def _part(write: Callable[[Any], str], value: object) -> str:
-    return "" if value is None or value is False else write(value)
-
-
 # A job's known attribute values, and the text of each ("" where unset).
 AttributeParts = tuple[tuple[object, ...], list[str]]
 
@@ -178,10 +176,10 @@ def _attribute_parts(job: BlockJob, last: JobText | None) -> AttributeParts:
     how = _ATTRIBUTES[type(job.data)]
     values = how.values(job)
     if last is None or last.attributes is None or type(last.job.data) is not type(job.data):
-        return values, list(map(_part, how.writers, values))
+        return values, list(map(call, how.writers, values))
     last_values, parts = last.attributes[0], list(last.attributes[1])
     for i in compress(range(len(values)), map(is_not, values, last_values)):
-        parts[i] = _part(how.writers[i], values[i])
+        parts[i] = how.writers[i](values[i])
     return values, parts
 
 
@@ -191,9 +189,7 @@ def _attributes(job: BlockJob, rows: tuple[_AttributeRow, ...]) -> str:
     kept = job.kept_attributes
     parts = [f" {key}='{escape(value)}'" for after, key, value in kept if after is None]
     for field, on_data, write, xml in rows:
-        value = getattr(data if on_data else job, field)
-        if value is not None and value is not False:
-            parts.append(write(value))
+        parts.append(write(getattr(data if on_data else job, field)))
         parts.extend(f" {key}='{escape(value)}'" for after, key, value in kept if after == xml)
     return "".join(parts)
 
