@@ -11,6 +11,8 @@ from blockjob.demo.images import ImageSpec, MiB, build_chain
 from blockjob.demo.qemu import AttachedImage, QemuProcess, add_device, attach_chain
 from blockjob.demo.statusfile import DiskChain, domstatus_xml
 from blockjob.qemu.monitor import Monitor
+from blockjob.statusxml.document import loads
+from blockjob.store.status_store import StatusStore
 
 __all__ = ["AttachedImage", "ChainBuilder", "DiskSpec", "Lab"]
 
@@ -62,7 +64,9 @@ class Lab:
         self.disks = tuple(chains)
         self.launch()
         pid = self.qemu.pid or 0
-        self.status_path.write_bytes(domstatus_xml(self.name, self.monitor_path, pid, chains))
+        # Saved as every status file is: through the store, under the domain's lock.
+        doc = loads(domstatus_xml(self.name, self.monitor_path, pid, chains), str(self.status_path))
+        StatusStore(self.directory).save(doc)
 
     def launch(self) -> None:
         """Start `self.qemu` and attach every disk's chain to it."""
