@@ -2,8 +2,8 @@
 
 Recovering a domain is mostly waiting for its QEMU (each QMP command, each reopen of an
 image), so domains overlap well in threads. Each domain runs whole in one thread: its own
-steps stay in order, and its `Monitor` (with its own event loop) is created, used and closed
-in that thread. Items with the same key (the same status file named twice) run one after
+steps stay in order, and its `Monitor` (one blocking QMP connection) is created, used and
+closed in that thread. Items with the same key (the same status file named twice) run one after
 the other in one thread, as a sequential run would take them.
 
 Results come back, and `done` is called, in the order of `items`, whatever order the
@@ -25,7 +25,7 @@ _Result = TypeVar("_Result")
 # domains in flight per core keep both sides busy. Measured over 100 real QEMUs on 2 cores
 # (the `bench/fleet.py` domains, one round each): 8 in flight 1.5 s, 16 1.05 s, 32 1.3 s,
 # 64 1.5 s; one at a time 5-9 s.
-# Each domain in flight also holds a thread, a QMP socket and an event loop.
+# Each domain in flight also holds a thread and a QMP socket.
 DEFAULT_JOBS = 16
 
 
