@@ -3,8 +3,8 @@
 Recovering a domain is mostly waiting for its QEMU (each QMP command, each reopen of an
 image), so domains overlap well in threads. Each domain runs whole in one thread: its own
 steps stay in order, and its `Monitor` (one blocking QMP connection) is created, used and
-closed in that thread. Items with the same key (the same status file named twice) run one after
-the other in one thread, as a sequential run would take them.
+closed in that thread. Items with the same key (the same status file named twice) run one
+after the other in one thread, as a sequential run would take them.
 
 Results come back, and `done` is called, in the order of `items`, whatever order the
 threads finish in, so a report does not depend on timing.

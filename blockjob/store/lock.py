@@ -77,7 +77,7 @@ class held:  # noqa: N801 - used as a function: `with held(lock, timeout, what):
         except BaseException:
             os.close(fd)
             raise
-        self._locker = _HELD_HERE.pid
+        self._locker = _HELD_HERE.pid  # this process's: `current()` just checked it
         names.add(name)
 
     def __exit__(self, *_exc: object) -> None:
