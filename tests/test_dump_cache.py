@@ -227,6 +227,19 @@ def test_set_disk_chain_reloads_and_the_dump_follows() -> None:
     assert reloaded.job(job.name).state is JobState.READY  # type: ignore[union-attr]
 
 
+def test_set_disk_chain_keeps_the_dumps_line_break_before_blockjobs() -> None:
+    # `<blockjobs>` on the line of the element before it: a dump starts it on a line of
+    # its own, and a disk rewrite must build on those bytes, not on the loaded ones.
+    data = (DATA / "every-type-in.xml").read_bytes()
+    start = data.index(b"<blockjobs")
+    line_break = data.rindex(b"\n", 0, start)
+    joined = data[:line_break] + data[line_break + 1:start].strip() + data[start:]
+    edited, fresh = blockjob.loads(joined), blockjob.loads(joined)
+    target = edited.disks[0].target
+    edited.set_disk_chain(target, edited.disks[0].chain)
+    assert edited.dumps() == fresh.dumps()
+
+
 @pytest.mark.parametrize("clone", [lambda d: pickle.loads(pickle.dumps(d)), copy.deepcopy],
                          ids=["pickle", "deepcopy"])
 def test_a_copied_document_writes_its_own_edits(clone: object) -> None:

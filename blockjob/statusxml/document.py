@@ -264,7 +264,7 @@ class StatusDocument:
         disk = self.disk(target)
         if disk is None:
             raise ValueError(f"the domain has no disk '{target}'")
-        head, tail = self._head_tail()
+        tail = self._head_tail()[1]
         start, end = element_span(tail, b"disk", disk.line - self._tail_line)
         old = from_lxml(parse(tail[start:end], self.filename))
         children: list[Node] = []
@@ -298,14 +298,12 @@ class StatusDocument:
         text = "".join(out).encode("utf-8")
         if text.endswith(b"\n") and tail[end : end + 1] == b"\n":
             text = text[:-1]
-        # Re-read everything, so jobs are judged against the new chain as a reload would.
-        self._load(head + self._blockjobs_bytes() + tail[:start] + text + tail[end:])
+        # Re-read everything, so jobs are judged against the new chain as a reload would;
+        # the bytes before the tail are the dump's, as a save would write them.
+        dumped = self.dumps()
+        self._load(dumped[: len(dumped) - len(tail)] + tail[:start] + text + tail[end:])
 
     # Output -------------------------------------------------------------------
-
-    def _blockjobs_bytes(self) -> bytes:
-        dump = self._dump()
-        return write_blockjobs(dump.texts, dump.active)
 
     def dumps(self) -> bytes:
         return self._dump().data
