@@ -132,38 +132,35 @@ _WRITERS: dict[Kind, _ChildWriter] = {
     Kind.NAMED: _named,
     Kind.IMAGE: _image,
 }
-# An attribute row as written: its field, whether on the data, its writer, its XML name
-# (kept attributes, which a known attribute may be followed by, are written from these).
-_AttributeRow = tuple[str, bool, Callable[[Any], str], str]
-_Plan = tuple[tuple[_AttributeRow, ...], tuple[tuple[Row, bool, _ChildWriter], ...]]
-# Per data class (NoneType: no data), the attribute rows and the child rows with their writers.
-_PLANS: dict[type[JobData | None], _Plan] = {
-    cls: (
-        tuple((row.field, on_data, _attribute(row), row.xml) for row, on_data in plan(cls)
-              if row.attribute),
-        tuple((row, on_data, _WRITERS[row.kind]) for row, on_data in plan(cls)
-              if not row.attribute),
-    )
+# Per data class (NoneType: no data), the child rows with their writers.
+_CHILD_ROWS: dict[type[JobData | None], tuple[tuple[Row, bool, _ChildWriter], ...]] = {
+    cls: tuple((row, on_data, _WRITERS[row.kind]) for row, on_data in plan(cls)
+               if not row.attribute)
     for cls in (type(None), *DATA_CLASSES.values())
 }
 
 
 class _Attributes(NamedTuple):
     """How a job's known attributes are written: one C call reads every value
-    (`data.` paths for the data's rows), then each set one is written."""
+    (`data.` paths for the data's rows), then each is written; `names` are their XML
+    names, which kept (unknown) attributes are placed after."""
 
     values: Callable[[BlockJob], tuple[object, ...]]
     writers: tuple[Callable[[Any], str], ...]
+    names: tuple[str, ...]
 
 
-_ATTRIBUTES: dict[type[JobData | None], _Attributes] = {
-    cls: _Attributes(
-        # Every plan has at least name, type and state, so attrgetter returns a tuple.
-        attrgetter(*(f"data.{field}" if on_data else field for field, on_data, _, _ in rows)),
-        tuple(write for _, _, write, _ in rows),
+def _attributes_of(cls: type[JobData | None]) -> _Attributes:
+    rows = [(row, on_data) for row, on_data in plan(cls) if row.attribute]
+    # Every plan has at least name, type and state, so attrgetter returns a tuple.
+    return _Attributes(
+        attrgetter(*(f"data.{row.field}" if on_data else row.field for row, on_data in rows)),
+        tuple(_attribute(row) for row, _ in rows),
+        tuple(row.xml for row, _ in rows),
     )
-    for cls, (rows, _) in _PLANS.items()
-}
+
+
+_ATTRIBUTES = {cls: _attributes_of(cls) for cls in _CHILD_ROWS}
 
 
 # A job's known attribute values, and the text of each ("" where unset).
@@ -183,15 +180,14 @@ def _attribute_parts(job: BlockJob, last: JobText | None) -> AttributeParts:
     return values, parts
 
 
-def _attributes(job: BlockJob, rows: tuple[_AttributeRow, ...]) -> str:
-    """The attributes of a job that kept unknown ones, each after the one it followed."""
-    data = job.data
+def _with_kept(job: BlockJob, parts: list[str]) -> str:
+    """The known attributes' texts with the job's kept ones, each after the one it followed."""
     kept = job.kept_attributes
-    parts = [f" {key}='{escape(value)}'" for after, key, value in kept if after is None]
-    for field, on_data, write, xml in rows:
-        parts.append(write(getattr(data if on_data else job, field)))
-        parts.extend(f" {key}='{escape(value)}'" for after, key, value in kept if after == xml)
-    return "".join(parts)
+    out = [f" {key}='{escape(value)}'" for after, key, value in kept if after is None]
+    for xml, part in zip(_ATTRIBUTES[type(job.data)].names, parts, strict=True):
+        out.append(part)
+        out.extend(f" {key}='{escape(value)}'" for after, key, value in kept if after == xml)
+    return "".join(out)
 
 
 def _children(job: BlockJob, indent: str) -> str:
@@ -199,7 +195,7 @@ def _children(job: BlockJob, indent: str) -> str:
     children = _Children(indent + "  ")
     kept = job.kept_children
     data = job.data
-    rows = _PLANS[type(data)][1]
+    rows = _CHILD_ROWS[type(data)]
     if not kept:
         for row, on_data, write in rows:
             value = getattr(data if on_data else job, row.field)
@@ -225,7 +221,7 @@ def _children(job: BlockJob, indent: str) -> str:
 # the row writers read besides their value (`_disk` reads `mirror`, `_chains` `disk`).
 # Derived from the rows, so a row added to the mapping is compared too.
 _CHILD_FIELDS = attrgetter(*sorted(
-    {row.field for _, rows in _PLANS.values() for row, on_data, _ in rows if not on_data}
+    {row.field for rows in _CHILD_ROWS.values() for row, on_data, _ in rows if not on_data}
     | {"data", "kept_children", "mirror", "disk"}))
 
 
@@ -238,7 +234,7 @@ def _same_children(job: BlockJob, other: BlockJob) -> bool:
 class JobText(NamedTuple):
     """`job` as written in `<blockjobs>`; `children` is what followed its attributes
     (None: it was written whole from `raw`); `attributes`, its known attributes (None:
-    it has kept ones, or was written from `raw`). The lists are never changed."""
+    written from `raw`). The lists are never changed."""
 
     job: BlockJob
     text: bytes
@@ -259,12 +255,8 @@ def job_text(job: BlockJob, last: JobText | None = None) -> JobText:
         children = last.children
     else:
         children = _children(job, JOB_INDENT).encode("utf-8")
-    if job.kept_attributes:
-        parts = None
-        attributes = _attributes(job, _PLANS[type(job.data)][0])
-    else:
-        parts = _attribute_parts(job, last)
-        attributes = "".join(parts[1])
+    parts = _attribute_parts(job, last)
+    attributes = _with_kept(job, parts[1]) if job.kept_attributes else "".join(parts[1])
     text = f"{JOB_INDENT}<blockjob{attributes}".encode() + children
     # tuple.__new__: NamedTuple's own constructor costs more, per save.
     return _new(JobText, (job, text, children, parts))
