@@ -80,6 +80,17 @@ def is_directory(path: PathLike) -> bool:
         raise InputError(name, f"cannot open: {exc.strerror or exc}") from None
 
 
+def check_regular(path: PathLike) -> None:
+    """InputError unless `path` is (a link to) a regular file: what a caller that must do
+    something before reading (take a lock) checks first, so a device is refused as such."""
+    name = os.fspath(path)
+    try:
+        mode = os.stat(name).st_mode
+    except OSError as exc:
+        raise InputError(name, f"cannot open: {exc.strerror or exc}") from None
+    _check_kind(name, mode)
+
+
 def _check_kind(name: str, mode: int) -> None:
     if stat.S_ISREG(mode):
         return

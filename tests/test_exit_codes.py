@@ -61,6 +61,9 @@ CASES: dict[str, tuple[Maker, dict[str, int], str]] = {
     "directory given as a file": (
         _directory_as_file, {"show": 2, "roundtrip": 2, "validate": 2},
         ":0: not a regular file (a directory)"),
+    # Refused as a device whatever its name (`recover` checks the kind before the name).
+    "a device": (lambda _: Path(os.devnull), dict.fromkeys(COMMANDS, 2),
+                 ":0: not a regular file (a device)"),
     "not well-formed": (
         _write(b"<domstatus>\n<blockjobs>\n</domstatus>\n"), dict.fromkeys(COMMANDS, 2),
         ":3: not well-formed XML"),

@@ -22,6 +22,7 @@ from blockjob.qemu import wire
 from blockjob.qemu.monitor import (
     Monitor,
     MonitorBusyError,
+    MonitorReplyError,
     MonitorUnavailableError,
     QMPCommandError,
     UnsafeQueryError,
@@ -184,6 +185,34 @@ def test_what_is_not_qmp_makes_the_monitor_unavailable(
     with peer(tmp_path, {"query-jobs": lambda request: [reply]}) as server, \
             connect(server) as monitor, pytest.raises(MonitorUnavailableError, match=reason):
         monitor.query_jobs()
+
+
+@pytest.mark.parametrize(("command", "reply", "reason"), [
+    ("query-jobs", {}, "expected a list, got dict"),
+    ("query-jobs", None, "expected a list, got NoneType"),
+    ("query-jobs", [{"type": "commit", "status": "running"}], "'id'"),
+    ("query-jobs", [{"id": 7, "type": "commit", "status": "running"}], "'id' is a int"),
+    ("query-jobs", [{"id": "j", "type": "commit", "status": "concluded", "error": 5}],
+     "'error' is a int"),
+    ("query-jobs", ["commit"], "expected an object, got str"),
+    ("query-named-block-nodes", [{"node-name": "n", "ro": True}], "'drv'"),
+    ("query-named-block-nodes", [{"node-name": "n", "drv": "qcow2", "ro": False,
+                                  "dirty-bitmaps": {}}], "expected a list, got dict"),
+    ("query-block", [17], "expected an object, got int"),
+    ("x-debug-query-block-graph", {"nodes": []}, "'edges'"),
+])
+def test_a_reply_of_another_shape_makes_the_monitor_unavailable(
+    tmp_path: Path, command: str, reply: object, reason: str
+) -> None:
+    # A peer that answers, but not as QMP documents: nothing it said is acted on.
+    queries: dict[str, Callable[[Monitor], object]] = {
+        "query-jobs": Monitor.query_jobs, "query-named-block-nodes": Monitor.query_nodes,
+        "query-block": Monitor.device_roots, "x-debug-query-block-graph": Monitor.backing_of,
+    }
+    scripts = {"query-jobs": answer([]), command: answer(reply)}
+    with peer(tmp_path, scripts) as server, connect(server) as monitor, \
+            pytest.raises(MonitorReplyError, match=f"unexpected reply to {command}: .*{reason}"):
+        queries[command](monitor)
 
 
 def test_a_message_without_end_is_refused_once_over_the_bound(

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import blockjob
+from blockjob.demo.lab import DiskSpec, Lab
 from blockjob.jobs.commit import CommitError, start_commit
 from blockjob.model import BlockJob, JobState, JobType, PullData
 from blockjob.qemu.monitor import Monitor, QMPCommandError
@@ -36,6 +37,8 @@ from tests.support.qemu_fixtures import (
     started,
     wait_concluded,
 )
+from tests.test_qmp_wire import answer, peer
+from tests.test_recovery_qemu import assert_completed, recover_ok
 
 pytestmark = QEMU_MARKS
 REPO = Path(__file__).resolve().parent.parent
@@ -280,3 +283,44 @@ def test_stale_mirror_left_by_libvirt_is_removed(tmp_path: Path) -> None:
         assert report.ok, report.domains[0].lines()
         assert tb.status_path.read_text() == text
         assert recover([tb.status_path]).ok
+
+
+def test_a_failed_check_keeps_the_ended_job_until_the_state_is_right(tmp_path: Path) -> None:
+    disks = [DiskSpec("vda", scenario.chain()), DiskSpec("vdb", scenario.chain())]
+    with Lab(tmp_path, disks) as tb:
+        commit(tb)
+        wait_concluded(tb)
+        # The file's vdb names a node QEMU does not have: its chain is not QEMU's.
+        good, bad = "name='libvirt-4-format'", "name='libvirt-44-format'"
+        tb.status_path.write_text(tb.status_path.read_text().replace(good, bad))
+        for _ in range(2):  # every run says so, and keeps the job it could not verify
+            report = recover([tb.status_path])
+            assert not report.ok
+            assert any("libvirt-44-format" in check for check in report.domains[0].failed_checks)
+            assert report.domains[0].jobs[0].done < len(report.domains[0].jobs[0].steps)
+            kept = blockjob.load(tb.status_path).job(JOB)
+            assert kept is not None and kept.newstate == JobState.COMPLETED
+        tb.status_path.write_text(tb.status_path.read_text().replace(bad, good))
+        assert recover_ok(tb) == [Decision.COMPLETED]
+        assert_completed(tb)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_peer_with_replies_of_another_shape_spoils_only_its_domain(
+    tmp_path: Path, jobs: int
+) -> None:
+    with started(tmp_path / "good") as tb:
+        commit(tb)
+        wait_concluded(tb)
+        other = tmp_path / "lab2.xml"
+        with peer(tmp_path, {"query-jobs": answer({})}) as server:
+            text = tb.status_path.read_text().replace("<name>lab1</name>", "<name>lab2</name>")
+            other.write_text(text.replace(tb.monitor_path, str(server.server.getsockname())))
+            before = other.read_bytes()
+            report = recover([other, tb.status_path], jobs=jobs)
+        bad, good = report.domains
+        assert bad.status == "attention" and bad.jobs[0].error is not None
+        assert "unexpected reply to query-jobs: expected a list" in bad.jobs[0].error
+        assert other.read_bytes() == before
+        assert good.status == "reconciled"
+        assert_completed(tb)

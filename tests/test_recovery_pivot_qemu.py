@@ -3,12 +3,14 @@ was away; the device says whether it pivoted (real QEMU with a virtio device).""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import blockjob
 from blockjob.demo.images import run_tool
 from blockjob.demo.lab import Lab
 from blockjob.jobs.commit import start_commit
+from blockjob.model import JobState
 from blockjob.qemu.bitmaps import TMP_ACTIVEWRITE
 from blockjob.recovery import recover
 from blockjob.store.status_store import StatusStore
@@ -172,4 +174,45 @@ def test_copy_cancelled_while_away_keeps_the_chain(tmp_path: Path) -> None:
         assert_chain(doc, TOP, MID, BASE)
         with tb.connect() as monitor:
             assert "libvirt-9-format" not in monitor.query_nodes()
+        assert recover_ok(tb) == []
+
+
+def _assert_pivoted(tb: Lab) -> None:
+    assert_chain(assert_file_sound(tb.status_path), BASE)
+    with tb.connect() as monitor:
+        nodes = monitor.query_nodes()
+    assert TOP not in nodes and MID not in nodes and not nodes[BASE].read_only
+    bitmaps = base_bitmaps(tb)
+    assert counts(bitmaps) == {"chk0": 2 << 20, "chk1": 5 << 20, "chk2": 2 << 20, "bm-off": 0}
+    assert {n for n, b in bitmaps.items() if b.recording} == {"chk0", "chk1", "chk2"}
+
+
+def test_pivot_by_someone_else_concluded_is_finished_as_completed(tmp_path: Path) -> None:
+    # QEMU still reports the job (concluded, no error): only the device tells a pivot
+    # from a cancel, whatever the file says (`ready`: the daemon never asked for either).
+    with started(tmp_path, devices=True) as tb:
+        _start(tb)
+        with tb.connect() as monitor:
+            monitor.job_complete(ACTIVE)
+            wait_until(lambda: job_status(monitor, ACTIVE) == "concluded", "concluded")
+        assert recover_ok(tb) == ["finish-completed"]
+        _assert_pivoted(tb)
+        assert recover_ok(tb) == []
+
+
+def test_running_mirror_pivoted_and_forgotten_is_finished_as_completed(tmp_path: Path) -> None:
+    # The file still says running (the daemon died before it saw `ready`).
+    with started(tmp_path, devices=True) as tb:
+        _start(tb)
+        doc = blockjob.load(tb.status_path)
+        job = doc.job(ACTIVE)
+        assert job is not None
+        doc.replace_job(replace(job, state=JobState.RUNNING, newstate=None))
+        StatusStore(tb.directory).save(doc)
+        with tb.connect() as monitor:
+            monitor.job_complete(ACTIVE)
+            wait_until(lambda: job_status(monitor, ACTIVE) == "concluded", "concluded")
+            monitor.job_dismiss(ACTIVE)
+        assert recover_ok(tb) == ["pivot-window-completed"]
+        _assert_pivoted(tb)
         assert recover_ok(tb) == []

@@ -194,21 +194,52 @@ def test_second_run_changes_nothing(tmp_path: Path) -> None:
         assert (tb.status_path.read_bytes(), base_bitmaps(tb)) == before
 
 
-def test_vanished_job_gets_its_bitmaps_back_and_is_reported(tmp_path: Path) -> None:
+def test_commit_someone_else_dismissed_is_finished_as_its_chain_shows(tmp_path: Path) -> None:
     with started(tmp_path) as tb:
         commit(tb)
         wait_concluded(tb)
-        with tb.connect() as monitor:  # someone else dismissed it: outcome unknown
+        with tb.connect() as monitor:  # QEMU committed; someone else dismissed the job
             monitor.job_dismiss(JOB)
         report = recover([tb.status_path])
         job = report.domains[0].jobs[0]
-        assert job.decision == Decision.VANISHED and job.note
-        # QEMU committed, the file still names mid: verification will not call that ok.
-        assert not report.ok and report.domains[0].failed_checks == [
-            "disk vda: libvirt-1-format is backed by libvirt-3-format in QEMU, "
-            "the file says libvirt-2-format"]
-        assert_file_sound(tb.status_path)
+        assert report.ok and job.decision == Decision.COMPLETED
+        assert job.note is not None and "backing chain shows the commit done" in job.note
+        assert_completed(tb)
+        before = tb.status_path.read_bytes()
+        assert recover_ok(tb) == []
+        assert tb.status_path.read_bytes() == before
+
+
+def test_vanished_job_gets_its_bitmaps_back_and_is_reported(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        commit(tb, speed=CRAWL)
+        with tb.connect() as monitor:  # cancelled and dismissed behind the daemon's back
+            monitor.job_cancel(JOB)
+            wait_until(lambda: job_status(monitor) == "concluded", "concluded")
+            monitor.job_dismiss(JOB)
+        report = recover([tb.status_path])
+        job = report.domains[0].jobs[0]
+        assert job.decision == Decision.VANISHED
+        assert job.note is not None and "never completed" in job.note
+        assert report.ok  # the chain QEMU runs is the file's: nothing else to say
+        assert_restored(tb)
+
+
+def test_committed_images_removed_by_someone_else_are_reported(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        commit(tb)
+        wait_concluded(tb)
+        with tb.connect() as monitor:  # dismissed, and mid deleted, before any merge
+            monitor.job_dismiss(JOB)
+            monitor.blockdev_del(MID)
+            monitor.blockdev_del("libvirt-2-storage")
+        report = recover([tb.status_path])
+        problems = report.domains[0].jobs[0].problems
+        assert not report.ok and any("left QEMU before their bitmaps" in p for p in problems)
+        # What can be restored is: the listed bitmaps record again, the chain is QEMU's.
+        assert_chain(assert_file_sound(tb.status_path), TOP, BASE)
         assert {n for n, b in base_bitmaps(tb).items() if b.recording} == {"chk0", "chk1"}
+        assert recover_ok(tb) == []
 
 
 def test_dry_run_changes_nothing_and_shows_the_plan(tmp_path: Path) -> None:

@@ -5,8 +5,9 @@ finish (and be saved) before the next one starts, so it speaks QMP over a blocki
 socket (`wire`), one command at a time. Many domains at once each get their own thread.
 
 Every failure surfaces as a `MonitorError`: `MonitorUnavailableError` when there is no
-usable connection (socket gone, refused, busy with another client, timed out) and
-`QMPCommandError` when QEMU answered a command with an error.
+usable connection (socket gone, refused, busy with another client, timed out, or a peer
+whose replies lack the shape QMP documents) and `QMPCommandError` when QEMU answered a
+command with an error.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 from blockjob.errors import BlockJobError
 from blockjob.qemu.wire import Connection, ProtocolError, ReplyError
 
+_Parsed = TypeVar("_Parsed")
 # The QEMU job status (QAPI JobStatus) of a job that has ended and waits for `job-dismiss`.
 CONCLUDED = "concluded"
 # How long a client waits for a QMP greeting: QEMU serves one client at a time, and a
@@ -51,6 +53,11 @@ class MonitorUnavailableError(MonitorError):
 
 class MonitorBusyError(MonitorUnavailableError):
     """The socket accepted the connection but QEMU never greeted: another client holds it."""
+
+
+class MonitorReplyError(MonitorUnavailableError):
+    """A reply without the shape QMP documents for its command: the peer is not the QEMU
+    it claims to be, and nothing it says can be acted on."""
 
 
 class UnsafeQueryError(MonitorError):
@@ -117,22 +124,52 @@ def _refused(batch: Sequence[tuple[str, object]], exc: ReplyError) -> str:
     return batch[exc.index][0]
 
 
-def _job(raw: Mapping[str, Any]) -> QemuJob:
+# Parsers of replies. Each raises KeyError, TypeError or ValueError on a reply of
+# another shape, which `Monitor._parsed` turns into a MonitorReplyError.
+
+def _list(raw: object) -> list[Any]:
+    if not isinstance(raw, list):
+        raise TypeError(f"expected a list, got {type(raw).__name__}")
+    return raw
+
+
+def _mapping(raw: object) -> Mapping[str, Any]:
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"expected an object, got {type(raw).__name__}")
+    return raw
+
+
+def _text(raw: Mapping[str, Any], key: str) -> str:
+    value = raw[key]
+    if not isinstance(value, str):
+        raise TypeError(f"'{key}' is a {type(value).__name__}, not a string")
+    return value
+
+
+def _job(item: object) -> QemuJob:
+    raw = _mapping(item)
+    error = raw.get("error")
+    if error is not None and not isinstance(error, str):
+        raise TypeError(f"'error' is a {type(error).__name__}, not a string")
     return QemuJob(
-        id=str(raw["id"]),
-        type=str(raw["type"]),
-        status=str(raw["status"]),
+        id=_text(raw, "id"),
+        type=_text(raw, "type"),
+        status=_text(raw, "status"),
         current_progress=int(raw.get("current-progress", 0)),
         total_progress=int(raw.get("total-progress", 0)),
-        error=raw.get("error"),
+        error=error,
     )
 
 
-def _bitmaps(raw: Sequence[Mapping[str, Any]]) -> tuple[Bitmap, ...]:
+def _jobs(raw: object) -> dict[str, QemuJob]:
+    return {job.id: job for job in map(_job, _list(raw))}
+
+
+def _bitmaps(raw: object) -> tuple[Bitmap, ...]:
     # Job-internal bitmaps (e.g. an active commit's) have no name: not ours to touch.
     return tuple(
         Bitmap(
-            name=str(item["name"]),
+            name=_text(item, "name"),
             recording=bool(item["recording"]),
             persistent=bool(item["persistent"]),
             busy=bool(item["busy"]),
@@ -140,40 +177,48 @@ def _bitmaps(raw: Sequence[Mapping[str, Any]]) -> tuple[Bitmap, ...]:
             granularity=int(item["granularity"]),
             inconsistent=bool(item.get("inconsistent", False)),
         )
-        for item in raw
+        for item in map(_mapping, _list(raw))
         if "name" in item
     )
 
 
-def _nodes(raw: Sequence[Mapping[str, Any]]) -> dict[str, BlockNode]:
+def _nodes(raw: object) -> dict[str, BlockNode]:
     # Implicit filter nodes (commit_top, mirror_top) have generated names.
-    return {node.node_name: node for node in map(_node, raw)}
+    return {node.node_name: node for node in map(_node, _list(raw))}
 
 
-def _backing(graph: Mapping[str, Any]) -> dict[str, str]:
-    names = {node["id"]: node.get("name") for node in graph["nodes"]}
+def _backing(raw: object) -> dict[str, str]:
+    graph = _mapping(raw)
+    names = {node["id"]: node.get("name") for node in map(_mapping, _list(graph["nodes"]))}
     return {
         str(names[edge["parent"]]): str(names[edge["child"]])
-        for edge in graph["edges"]
+        for edge in map(_mapping, _list(graph["edges"]))
         if edge["name"] == "backing" and names.get(edge["parent"]) and names.get(edge["child"])
     }
 
 
-def _roots(devices: Sequence[Mapping[str, Any]]) -> tuple[str, ...]:
+def _graph_nodes(raw: object) -> set[str]:
+    # The graph also has a node for each job and each device (block backend).
+    return {str(node["name"]) for node in map(_mapping, _list(_mapping(raw)["nodes"]))
+            if node.get("type") == "block-driver" and node.get("name")}
+
+
+def _roots(raw: object) -> tuple[str, ...]:
     roots = []
-    for device in devices:
+    for device in map(_mapping, _list(raw)):
         inserted = device.get("inserted")
         if isinstance(inserted, Mapping) and "node-name" in inserted:
             roots.append(str(inserted["node-name"]))
     return tuple(roots)
 
 
-def _node(raw: Mapping[str, Any]) -> BlockNode:
+def _node(item: object) -> BlockNode:
+    raw = _mapping(item)
     return BlockNode(
-        node_name=str(raw["node-name"]),
+        node_name=_text(raw, "node-name"),
         driver=str(raw["drv"]),
         read_only=bool(raw["ro"]),
-        bitmaps=_bitmaps(raw.get("dirty-bitmaps", ())),
+        bitmaps=_bitmaps(raw.get("dirty-bitmaps", [])),
     )
 
 
@@ -296,8 +341,15 @@ class Monitor:
 
     # -- queries ---------------------------------------------------------------
 
+    def _parsed(self, command: str, parse: Callable[[object], _Parsed], raw: object) -> _Parsed:
+        try:
+            return parse(raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MonitorReplyError(
+                self.path, f"unexpected reply to {command}: {_reason(exc)}") from None
+
     def query_jobs(self) -> dict[str, QemuJob]:
-        jobs = {job.id: job for job in map(_job, self.execute("query-jobs"))}
+        jobs = self._parsed("query-jobs", _jobs, self.execute("query-jobs"))
         self._stream_free = all(job.type != "stream" for job in jobs.values())
         return jobs
 
@@ -316,26 +368,23 @@ class Monitor:
     def query_nodes(self) -> dict[str, BlockNode]:
         """The node graph (UnsafeQueryError while that would crash QEMU)."""
         self._refuse_if_unsafe(_NODES[0])
-        return _nodes(self.execute(*_NODES))
+        return self._parsed(_NODES[0], _nodes, self.execute(*_NODES))
 
     def backing_of(self) -> dict[str, str]:
         """Each named node's backing node, from the graph's edges. QEMU has no stable
         query for them; `x-debug-query-block-graph` exists since QEMU 4.0."""
         self._refuse_if_unsafe(_GRAPH[0])
-        return _backing(self.execute(*_GRAPH))
+        return self._parsed(_GRAPH[0], _backing, self.execute(*_GRAPH))
 
     def node_names(self) -> set[str]:
         """The names of the graph's nodes: what `query_nodes()` lists, for a third of
         QEMU's CPU (it builds no image information)."""
         self._refuse_if_unsafe(_GRAPH[0])
-        graph = self.execute(*_GRAPH)
-        # The graph also has a node for each job and each device (block backend).
-        return {str(node["name"]) for node in graph["nodes"]
-                if node.get("type") == "block-driver" and node.get("name")}
+        return self._parsed(_GRAPH[0], _graph_nodes, self.execute(*_GRAPH))
 
     def device_roots(self) -> tuple[str, ...]:
         """The node each block device (`query-block`) runs on, for devices with a medium."""
-        return _roots(self.execute(*_DEVICES))
+        return self._parsed(_DEVICES[0], _roots, self.execute(*_DEVICES))
 
     def view(self) -> tuple[dict[str, BlockNode], dict[str, str], tuple[str, ...]]:
         """`query_nodes()`, `backing_of()` and `device_roots()`, asked in one batch when
@@ -343,7 +392,8 @@ class Monitor:
         if not self._stream_free:
             return self.query_nodes(), self.backing_of(), self.device_roots()
         nodes, graph, devices = self.execute_all([_NODES, _GRAPH, _DEVICES])
-        return _nodes(nodes), _backing(graph), _roots(devices)
+        return (self._parsed(_NODES[0], _nodes, nodes), self._parsed(_GRAPH[0], _backing, graph),
+                self._parsed(_DEVICES[0], _roots, devices))
 
     # -- commands --------------------------------------------------------------
 

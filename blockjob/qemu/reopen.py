@@ -69,16 +69,20 @@ def transaction_on(
 
 
 def restore_base(
-    monitor: Monitor, base: StorageSource, listed: Sequence[str], *, read_only: bool = True
-) -> tuple[list[str], Nodes]:
+    monitor: Monitor, base: StorageSource, listed: Sequence[str], *, read_only: bool = True,
+    nodes: Nodes | None = None,
+) -> tuple[list[str], Nodes, int]:
     """Enable the listed base bitmaps that are still disabled (one transaction, base
     writable around it) and, with `read_only`, leave base read-only (also when a killed
-    run left it writable). Returns the problems with bitmaps that could not be
-    re-enabled, and the node graph they were judged on (taken before the transaction,
-    which enables and removes bitmaps but can neither add one nor mend one)."""
-    nodes = monitor.query_nodes()
+    run left it writable). `nodes`: the caller's observation, made just before.
+
+    Returns the problems with bitmaps that could not be re-enabled, the node graph they
+    were judged on (taken before the transaction, which enables and removes bitmaps but
+    can neither add one nor mend one), and how many bitmaps it enabled."""
+    if nodes is None:
+        nodes = monitor.query_nodes()
     name = effective_node(base)
     actions, problems = reenable_actions(name, listed, nodes)
     transaction_on(monitor, base, actions + remove_tmp_action(name, nodes),
                    read_only_after=read_only, nodes=nodes)
-    return problems, nodes
+    return problems, nodes, len(actions)

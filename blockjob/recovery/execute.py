@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from blockjob.model import BlockJob, CommitData, JobState, JobType
-from blockjob.qemu.bitmaps import finish_actions, unusable
+from blockjob.qemu.bitmaps import Nodes, finish_actions, unusable
 from blockjob.qemu.monitor import CONCLUDED, Monitor
 from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, transaction_on
@@ -52,7 +52,7 @@ class Context:
     probe: Probe | None = None
 
 
-def _save(ctx: Context) -> None:
+def save(ctx: Context) -> None:
     if ctx.probe is not None:
         ctx.probe("before", "save")
     ctx.owner.save(ctx.doc)
@@ -73,7 +73,7 @@ def _record(ctx: Context, step: Record) -> None:
     ctx.doc.replace_job(updated)
     if step.mirror_ready is not None:
         ctx.doc.set_disk_chain(step.mirror_ready, mirror_ready=True)
-    _save(ctx)
+    save(ctx)
 
 
 def _cancel(ctx: Context, step: Cancel) -> None:
@@ -103,9 +103,13 @@ def _merge(ctx: Context, step: MergeBitmaps) -> None:
     committed = [effective_node(image) for image in step.committed]
     keep_writable = step.base_is_active
     if not all(name in nodes for name in committed):
-        # Committed nodes are deleted only after the merge: it already happened.
-        transaction_on(ctx.monitor, step.base, [], read_only_after=not keep_writable,
-                       nodes=nodes)
+        # Committed nodes are deleted only after the merge, which enables every listed
+        # bitmap: one still disabled means they left QEMU some other way, unmerged.
+        if _restore(ctx, Reenable(step.base, step.listed, keep_writable), nodes):
+            ctx.problems.append(
+                f"committed images {', '.join(committed)} left QEMU before their bitmaps "
+                f"were merged into {base}: the listed bitmaps were re-enabled without "
+                f"the changes recorded in them")
         return
     actions, problems = finish_actions(committed, step.chain, base, step.listed, nodes)
     ctx.problems.extend(p for p in problems if "invalid chain" in p)
@@ -115,10 +119,12 @@ def _merge(ctx: Context, step: MergeBitmaps) -> None:
                    nodes=nodes)
 
 
-def _reenable(ctx: Context, step: Reenable) -> None:
-    problems, nodes = restore_base(ctx.monitor, step.base, step.listed,
-                                   read_only=not step.base_is_active)
+def _restore(ctx: Context, step: Reenable, nodes: Nodes | None = None) -> int:
+    """Carry out `step`; returns how many listed bitmaps were still disabled."""
+    problems, nodes, enabled = restore_base(ctx.monitor, step.base, step.listed,
+                                            read_only=not step.base_is_active, nodes=nodes)
     _bitmap_problems(ctx, problems, unusable(effective_node(step.base), step.listed, nodes))
+    return enabled
 
 
 def _dismiss(ctx: Context, step: Dismiss) -> None:
@@ -150,7 +156,11 @@ def unresolved_record(job: BlockJob, names: tuple[str, ...]) -> BlockJob | None:
     )
 
 
-def _drop(ctx: Context, step: Drop) -> None:
+def forget(ctx: Context, step: Drop | DropMirror) -> None:
+    """What a Drop or DropMirror changes in the document, not saved yet."""
+    if isinstance(step, DropMirror):
+        ctx.doc.set_disk_chain(step.disk, drop_mirror=True)
+        return
     job = ctx.doc.job(step.job)
     kept = (unresolved_record(job, ctx.unresolved)
             if job is not None and ctx.unresolved and not ctx.acknowledge else None)
@@ -161,12 +171,6 @@ def _drop(ctx: Context, step: Drop) -> None:
         ctx.doc.set_disk_chain(step.disk, step.chain, drop_mirror=step.drop_mirror)
     if kept is not None:
         ctx.doc.add_job(kept)
-    _save(ctx)
-
-
-def _drop_mirror(ctx: Context, step: DropMirror) -> None:
-    ctx.doc.set_disk_chain(step.disk, drop_mirror=True)
-    _save(ctx)
 
 
 def run_step(ctx: Context, step: Step) -> None:
@@ -180,12 +184,11 @@ def run_step(ctx: Context, step: Step) -> None:
         case MergeBitmaps():
             _merge(ctx, step)
         case Reenable():
-            _reenable(ctx, step)
+            _restore(ctx, step)
         case Dismiss():
             _dismiss(ctx, step)
         case DeleteNodes():
             _delete(ctx, step)
-        case Drop():
-            _drop(ctx, step)
-        case DropMirror():
-            _drop_mirror(ctx, step)
+        case Drop() | DropMirror():
+            forget(ctx, step)
+            save(ctx)

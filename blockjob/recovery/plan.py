@@ -4,13 +4,14 @@ The rules (README section `recovery` has them as a table) follow libvirt's
 reconnect handling (docs/format.md#reconnect) and, for commits that disabled base
 bitmaps, libvirt 6.2's finishing steps (docs/format.md#bitmaps). Unlike libvirt, a job
 QEMU never started or already forgot still gets its bitmaps re-enabled, a QEMU job of
-another type than recorded is left alone, and a copy or active commit that QEMU finished
-while the daemon was away is finished the way QEMU's device says it ended (pivoted or not).
+another type than recorded is left alone, and a job that ended without saying how is
+finished the way QEMU's graph shows it ended: a copy or active commit by the node its device
+runs on (pivoted or not), a commit or pull by the backing edge above what it removed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -74,18 +75,31 @@ class JobPlan:
 _Planner = Callable[[Decision, list[Step], str | None], JobPlan]
 
 
-def _outcome(job: BlockJob, qjob: QemuJob | None) -> JobState | None:
+def _recorded(job: BlockJob) -> JobState | None:
+    """The outcome the file records (a daemon saves it before the finishing steps)."""
+    recorded = job.newstate if job.newstate in OUTCOMES else job.state
+    return recorded if recorded in OUTCOMES else None
+
+
+def _outcome(
+    doc: StatusDocument, job: BlockJob, qjob: QemuJob | None,
+    roots: Sequence[str] | None, backing: Mapping[str, str] | None,
+) -> JobState | None:
     """How the job ended: from QEMU if it still reports it, else as recorded."""
     if qjob is None or qjob.status != CONCLUDED:
-        recorded = job.newstate if job.newstate in OUTCOMES else job.state
-        return recorded if recorded in OUTCOMES else None
-    if job.state is JobState.ABORTING or qjob.error == CANCELLED_ERROR:
+        return _recorded(job)
+    if qjob.error == CANCELLED_ERROR or (qjob.error is not None and job.state is JobState.ABORTING):
         return JobState.CANCELLED
     if qjob.error is not None:
         return JobState.FAILED
-    if job.type in MIRRORING and job.state is not JobState.PIVOTING:
-        return JobState.CANCELLED  # a ready mirror that was cancelled reports success
-    return JobState.COMPLETED
+    # No error: a ready mirror concludes so whether it pivoted or was cancelled, and a
+    # cancel can come too late to stop a commit. QEMU's graph tells; else the request does.
+    landed = _landed(doc, job, roots, backing)
+    if landed is not None:
+        return JobState.COMPLETED if landed else JobState.CANCELLED
+    if job.type in MIRRORING:
+        return JobState.COMPLETED if job.state is JobState.PIVOTING else JobState.CANCELLED
+    return JobState.CANCELLED if job.state is JobState.ABORTING else JobState.COMPLETED
 
 
 def _disk(doc: StatusDocument, job: BlockJob) -> Disk | None:
@@ -259,9 +273,9 @@ def _pending(job: BlockJob) -> list[Step]:
 def _pivot_window(
     doc: StatusDocument, job: BlockJob, roots: Sequence[str] | None
 ) -> bool | None:
-    """Whether QEMU pivoted a copy or active commit it forgot: the device runs on the
-    job's target (base, or the copy's top) instead of the disk's recorded top.
-    None when no device of this disk tells."""
+    """Whether QEMU pivoted a copy or active commit that ended without saying how: the
+    device runs on the job's target (base, or the copy's top) instead of the disk's
+    recorded top. None when no device of this disk tells."""
     if roots is None:
         return None
     disk = _disk(doc, job)
@@ -276,11 +290,84 @@ def _pivot_window(
     return None
 
 
+def _commit_landed(
+    doc: StatusDocument, job: BlockJob, backing: Mapping[str, str] | None
+) -> bool | None:
+    """Whether QEMU's graph shows commit `job` done: the image above its top backs onto
+    its base (True) or still onto its top (False). None when the graph or file does not
+    tell, or top is the disk's top (an active commit: the device tells)."""
+    found = _commit_images(doc, job) if backing is not None else None
+    if backing is None or found is None:
+        return None
+    base, committed, chain = found
+    images = chain.images()
+    at = next(i for i, image in enumerate(images) if same_image(image, committed[0]))
+    return _edge_says(backing, images[at - 1] if at else None, base, committed[0])
+
+
+def _pull_landed(
+    doc: StatusDocument, job: BlockJob, backing: Mapping[str, str] | None
+) -> bool | None:
+    """Whether QEMU's graph shows pull `job` done: the disk's top backs onto its base
+    (True) or still onto the image below it (False); a pull of the whole chain does not
+    tell (a node without a backing edge may be gone too)."""
+    chain = _disk_chain(doc, job) if backing is not None else None
+    base_name = job.data.base if isinstance(job.data, PullData) else None
+    if backing is None or chain is None or chain.backing is None or not base_name:
+        return None
+    base = doc.resolve_node(job, base_name)
+    return _edge_says(backing, chain, base, chain.backing) if base is not None else None
+
+
+def _edge_says(
+    backing: Mapping[str, str], above: StorageSource | None, new: StorageSource,
+    old: StorageSource,
+) -> bool | None:
+    """True when `above` backs onto `new` in QEMU, False when still onto `old`."""
+    names = [node_of(image) if image is not None else None for image in (above, new, old)]
+    if None in names:
+        return None
+    edge = backing.get(str(names[0]))
+    return True if edge == names[1] else False if edge == names[2] else None
+
+
+def _landed(
+    doc: StatusDocument, job: BlockJob, roots: Sequence[str] | None,
+    backing: Mapping[str, str] | None,
+) -> bool | None:
+    """Whether the job's change reached QEMU's graph (None: the graph does not tell)."""
+    if job.type in MIRRORING:
+        return _pivot_window(doc, job, roots)
+    if job.type is JobType.COMMIT:
+        return _commit_landed(doc, job, backing)
+    if job.type is JobType.PULL:
+        return _pull_landed(doc, job, backing)
+    return None
+
+
+def graph_questions(job: BlockJob, qjob: QemuJob | None) -> tuple[bool, bool]:
+    """Whether planning `job` reads the devices' roots (`query-block`), and the graph's
+    backing edges: only for a job that ended without saying how, that is one QEMU forgot
+    before an outcome was recorded, or one that concluded without error where that does
+    not settle it (a mirror, a commit asked to abort). A restart plans every job: the
+    rest ask QEMU nothing more."""
+    if job.invalid or job.type is JobType.BROKEN:
+        return False, False
+    if qjob is None:
+        open_end = _recorded(job) is None and job.state is not JobState.NEW
+    else:
+        open_end = qjob.status == CONCLUDED and qjob.error is None
+    chain_job = job.type in (JobType.COMMIT, JobType.PULL)
+    return (open_end and job.type in MIRRORING,
+            open_end and chain_job and (qjob is None or job.state is JobState.ABORTING))
+
+
 def plan_job(
     doc: StatusDocument, job: BlockJob, qjob: QemuJob | None,
-    roots: Sequence[str] | None = None,
+    roots: Sequence[str] | None = None, backing: Mapping[str, str] | None = None,
 ) -> JobPlan:
-    """`roots`: the node each block device runs on (`query-block`), None if unknown."""
+    """`roots`: the node each block device runs on (`query-block`), `backing`: each node's
+    backing node; None if not asked (`graph_questions` says when they count)."""
     status = qjob.status if qjob is not None else None
 
     def plan(decision: Decision, steps: list[Step], note: str | None = None) -> JobPlan:
@@ -298,33 +385,38 @@ def plan_job(
         return plan(Decision.UNRESOLVED, [*_reenable(doc, job), Drop(job.name)])
     if status == "pending":
         return plan(Decision.FINALIZE, [*_pending(job), Finalize(job.name)])
-    outcome = _outcome(job, qjob)
     if status not in (None, CONCLUDED):
         return plan(Decision.ADOPT, _adopt(doc, job, qjob) if qjob is not None else [])
+    outcome = _outcome(doc, job, qjob, roots, backing)
     if outcome is JobState.COMPLETED:
         return plan(Decision.COMPLETED, _completed(doc, job, qjob))
     if outcome is not None:
         return plan(Decision.FAILED, _ended_badly(doc, job, qjob, outcome))
-    if job.type in MIRRORING and job.state in (JobState.READY, JobState.PIVOTING):
-        return _plan_pivot_window(doc, job, roots, plan)
     if job.state is JobState.NEW:
         return plan(Decision.UNSTARTED, [*_reenable(doc, job, always=True), _drop(doc, job)])
-    return plan(
-        Decision.VANISHED, [*_reenable(doc, job), _drop(doc, job)],
-        f"QEMU does not know job '{job.name}' (state {job.state}); how it ended is unknown",
-    )
+    return _plan_forgotten(doc, job, _landed(doc, job, roots, backing), plan)
 
 
-def _plan_pivot_window(
-    doc: StatusDocument, job: BlockJob, roots: Sequence[str] | None, plan: _Planner
+def _plan_forgotten(
+    doc: StatusDocument, job: BlockJob, landed: bool | None, plan: _Planner
 ) -> JobPlan:
-    pivoted = _pivot_window(doc, job, roots)
-    if pivoted is None:
+    """A job QEMU no longer knows, recorded as neither new nor ended: finished the way
+    QEMU's graph shows it ended (`landed`), else its bitmaps are restored and it is dropped."""
+    if job.type in MIRRORING and landed is not None:
+        if landed:
+            return plan(Decision.PIVOTED, _completed(doc, job, None),
+                        "QEMU pivoted and forgot the job; finished as completed")
+        return plan(Decision.NOT_PIVOTED, _ended_badly(doc, job, None, JobState.CANCELLED),
+                    "QEMU forgot the job and the device never pivoted; finished as cancelled")
+    if job.type in MIRRORING and job.state in (JobState.READY, JobState.PIVOTING):
         return plan(Decision.UNDECIDABLE, [], f"QEMU no longer knows {job.type} job "
                     f"'{job.name}' ({job.state}) and no device of disk {job.disk} shows "
                     f"whether it pivoted; nothing changed")
-    if pivoted:
-        return plan(Decision.PIVOTED, _completed(doc, job, None),
-                    "QEMU pivoted and forgot the job; finished as completed")
-    return plan(Decision.NOT_PIVOTED, _ended_badly(doc, job, None, JobState.CANCELLED),
-                "QEMU forgot the job and the device never pivoted; finished as cancelled")
+    if landed:
+        return plan(Decision.COMPLETED, _completed(doc, job, None),
+                    f"QEMU forgot the job; its backing chain shows the {job.type} done; "
+                    f"finished as completed")
+    how = ("its backing chain shows it never completed" if landed is False
+           else "how it ended is unknown")
+    return plan(Decision.VANISHED, [*_reenable(doc, job), _drop(doc, job)],
+                f"QEMU does not know job '{job.name}' (state {job.state}); {how}")

@@ -17,13 +17,13 @@ from functools import cache, partial
 from pathlib import Path
 
 from blockjob.errors import BlockJobError, InputError, StatusXMLError
-from blockjob.inputs import MAX_INPUT_BYTES, is_directory
+from blockjob.inputs import MAX_INPUT_BYTES, check_regular, is_directory
 from blockjob.qemu.monitor import CONCLUDED, Monitor, MonitorError, MonitorUnavailableError
-from blockjob.recovery.execute import Context, Probe, StepHook, run_step
+from blockjob.recovery.execute import Context, Probe, StepHook, forget, run_step, save
 from blockjob.recovery.parallel import file_key, run_ordered
-from blockjob.recovery.plan import ATTENTION, Decision, JobPlan, plan_job
+from blockjob.recovery.plan import ATTENTION, Decision, JobPlan, graph_questions, plan_job
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
-from blockjob.recovery.steps import DropMirror, MergeBitmaps, Reenable, Step, describe
+from blockjob.recovery.steps import Drop, DropMirror, MergeBitmaps, Reenable, Step, describe
 from blockjob.recovery.verify import Observed, Touched, check_bases, check_domain
 from blockjob.statusxml.document import StatusDocument
 from blockjob.statusxml.mirrors import mirror_job_problem
@@ -40,6 +40,7 @@ from blockjob.store.status_store import (
 ProgressHook = Callable[[DomainReport], None]
 # A pending job is finalized and planned again; more rounds than this means QEMU is stuck.
 MAX_ROUNDS = 3
+_STALE_MIRROR = "stale-mirror"
 # Decisions after which the job's disk must match QEMU.
 _ENDED = frozenset(Decision) - {Decision.ADOPT, Decision.FINALIZE, *ATTENTION}
 
@@ -85,6 +86,16 @@ def _entry_path(entry: _Entry) -> Path:
     return entry if isinstance(entry, Path) else Path(entry.file)
 
 
+# A drop the file makes once the end state is verified: the report of its job (or stale
+# mirror), the step, and the job's bitmaps that could not be re-enabled.
+_Pending = tuple[JobReport, Drop | DropMirror, tuple[str, ...]]
+
+
+def _repairs(entry: _Pending) -> bool:
+    """Whether a drop repairs what libvirt cannot load: saved even when a check failed."""
+    return entry[0].decision in (Decision.INVALID, _STALE_MIRROR)
+
+
 class _Run:
     """One domain's recovery: the context plus what verification must look at."""
 
@@ -95,6 +106,10 @@ class _Run:
         self.touched: list[Touched] = []
         self.unresolved: set[str] = set()
         self.finished: set[str] = set()
+        # What the file lets go of (jobs, stale mirrors) once the end state is verified,
+        # each with its report and the job's bitmaps that could not be re-enabled.
+        self.pending: list[_Pending] = []
+        self.applied: list[_Pending] = []
 
     def job(self, report: JobReport) -> None:
         """Plan and run the job's steps into `report`; a pending job is finalized, then
@@ -106,10 +121,11 @@ class _Run:
             if job is None:
                 return
             qjob = ctx.monitor.query_jobs().get(report.job)
-            # The devices' roots tell only whether QEMU pivoted a job it no longer knows;
-            # asked after the jobs, so a job that ends in between is seen gone.
-            roots = ctx.monitor.device_roots() if qjob is None else None
-            plan = plan_job(ctx.doc, job, qjob, roots)
+            # Asked after the jobs, so a job that ends in between is seen gone or concluded.
+            asks_roots, asks_backing = graph_questions(job, qjob)
+            roots = ctx.monitor.device_roots() if asks_roots else None
+            backing = ctx.monitor.backing_of() if asks_backing else None
+            plan = plan_job(ctx.doc, job, qjob, roots, backing)
             self._note(report, plan)
             if plan.decision in ATTENTION:
                 report.problems.append(plan.note or str(plan.decision))
@@ -133,6 +149,9 @@ class _Run:
 
     def _steps(self, report: JobReport, steps: Iterable[Step]) -> None:
         for step in steps:
+            if isinstance(step, Drop | DropMirror):  # a plan's last step: see `conclude`
+                self.pending.append((report, step, self.ctx.unresolved))
+                continue
             if self.on_step is not None:
                 self.on_step(step)
             run_step(self.ctx, step)
@@ -151,7 +170,7 @@ class _Run:
                                     or qemu_mirrors()):
                 continue  # loadable, and owned or possibly QEMU's (a legacy copy)
             step = DropMirror(disk.target)
-            report = JobReport(f"<mirror> of disk {disk.target}", "stale-mirror", None,
+            report = JobReport(f"<mirror> of disk {disk.target}", _STALE_MIRROR, None,
                                note=problem or f"<mirror job={disk.mirror_job!r}>: no job "
                                f"in the file or in QEMU owns it")
             report.steps.append(describe(step))
@@ -164,6 +183,51 @@ class _Run:
         """Whether QEMU runs a job that may own a `<mirror>` (asked now)."""
         return any(job.type in ("mirror", "commit")
                    for job in self.ctx.monitor.query_jobs().values())
+
+    def conclude(self, *, mirrors: bool) -> tuple[list[JobReport], list[str]]:
+        """Let go of the ended jobs (and, with `mirrors`, of stale `<mirror>`s), verify the
+        end state against a fresh observation, and only then save. A failed check keeps
+        the ended jobs in the file, so the next run finds them, checks again, and no run
+        says ok while the state is wrong; repairs of what libvirt cannot load (an invalid
+        job, a stale `<mirror>` of a disk no kept job owns) are saved either way.
+        Returns the stale-mirror reports and the failed checks."""
+        ctx = self.ctx
+        before = ctx.doc.dumps()
+        self._forget(self.pending)
+        reports = self.stale_mirrors() if mirrors else []
+        self._forget(self.pending)
+        failed = self.verify()
+        if self.dry_run:
+            return reports, failed
+        done = self.applied
+        if failed and not all(map(_repairs, done)):
+            ctx.doc.reload(before)  # what the file still holds
+            # The ended jobs stay, and with them the `<mirror>` of a disk one of them owns.
+            kept = {job.disk for entry in done if not _repairs(entry)
+                    and isinstance(entry[1], Drop) and (job := ctx.doc.job(entry[1].job))}
+            done = [entry for entry in done if _repairs(entry)
+                    and not (isinstance(entry[1], DropMirror) and entry[1].disk in kept)]
+            self.applied = []
+            self._forget(done, hook=False)
+        if done:
+            save(ctx)
+        for report, _, _ in done:
+            report.done += 1
+        return reports, failed
+
+    def _forget(self, entries: list[_Pending], *, hook: bool = True) -> None:
+        """Apply `entries` (drops) to the document, not saved; `self.pending` is emptied."""
+        ctx = self.ctx
+        for entry in list(entries):
+            _, step, unresolved = entry
+            if self.dry_run:
+                continue
+            if hook and self.on_step is not None:
+                self.on_step(step)
+            ctx.unresolved = unresolved
+            forget(ctx, step)
+            self.applied.append(entry)
+        self.pending = []
 
     def verify(self) -> list[str]:
         """The end state, from a fresh observation (in a dry run: the state as found)."""
@@ -197,8 +261,9 @@ def reconcile_job(
     report = JobReport(name, "unknown", None)
     run = _Run(Context(doc, owner, monitor), False, on_step)
     run.job(report)
-    if run.finished or run.touched:
-        report.problems += [f"check failed: {check}" for check in run.verify()]
+    if run.finished or run.touched or run.pending:
+        failed = run.conclude(mirrors=False)[1]
+        report.problems += [f"check failed: {check}" for check in failed]
     return report
 
 
@@ -222,13 +287,13 @@ def recover_document(
             return reports, []  # the next jobs would meet the same dead monitor
         except (MonitorError, BlockJobError, ValueError, OSError) as exc:
             report.error = str(exc)
-    try:
-        reports += run.stale_mirrors()
-    except (BlockJobError, ValueError, OSError) as exc:
-        return reports, [f"could not remove a stale <mirror>: {exc}"]
     if any(report.error for report in reports):
         return reports, []  # the error is the report; the end state was not reached
-    return reports, run.verify()
+    try:
+        mirrors, failed = run.conclude(mirrors=True)
+    except (BlockJobError, ValueError, OSError) as exc:
+        return reports, [f"could not conclude: {exc}"]
+    return reports + mirrors, failed
 
 
 @contextlib.contextmanager
@@ -268,6 +333,7 @@ def recover_file(
 ) -> DomainReport:
     report = DomainReport(str(path))
     try:
+        check_regular(path)  # a device or FIFO is unusable, whatever its name
         with _owned(path, dry_run, owner_timeout, max_bytes) as owner:
             doc = _load(owner, report)
             if doc is None:
@@ -284,6 +350,8 @@ def recover_file(
                     report.jobs, report.failed_checks = recover_document(
                         doc, owner, monitor, dry_run=dry_run, on_step=on_step, probe=probe,
                         acknowledge=acknowledge)
+    except InputError as exc:
+        report.error, report.unusable = str(exc), True
     except (BlockJobError, OSError) as exc:
         report.error = str(exc)
     report.settle(dry_run)

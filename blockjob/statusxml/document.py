@@ -111,6 +111,11 @@ class StatusDocument:
             self._data = b""  # the two pieces hold every byte now
         return self._split
 
+    def reload(self, data: bytes) -> None:
+        """Make this document `data` again, as `loads(data)` reads it: changes not saved
+        are given up (`data` is what the file still holds)."""
+        self._load(data)
+
     # Jobs -------------------------------------------------------------------
 
     @property

@@ -152,7 +152,9 @@ class JobTracker:
         """Act on one QMP event; True if it was a followed status change of a recorded job."""
         if event.get("event") != "JOB_STATUS_CHANGE":
             return False
-        data = event.get("data") or {}
+        data = event.get("data")
+        if not isinstance(data, Mapping):
+            return False  # not the event QMP documents
         name, status = str(data.get("id", "")), str(data.get("status", ""))
         if status not in FOLLOWED_STATUSES or self.doc.job(name) is None:
             return False  # libvirt ignores other statuses and jobs it did not start
