@@ -345,8 +345,9 @@ class Monitor:
         try:
             return parse(raw)
         except (KeyError, TypeError, ValueError) as exc:
+            reason = f"no member {exc}" if isinstance(exc, KeyError) else _reason(exc)
             raise MonitorReplyError(
-                self.path, f"unexpected reply to {command}: {_reason(exc)}") from None
+                self.path, f"unexpected reply to {command}: {reason}") from None
 
     def query_jobs(self) -> dict[str, QemuJob]:
         jobs = self._parsed("query-jobs", _jobs, self.execute("query-jobs"))
