@@ -73,7 +73,7 @@ CASES: dict[str, tuple[Maker, dict[str, int], str]] = {
     "refused by the loader": (
         _write((DATA / "every-type-in.xml").read_bytes().replace(
             b"name='broken-one'", b"name='pull-vdc-libvirt-7-format'")),
-        {"show": 2, "roundtrip": 2, "recover": 2}, ":"),
+        dict.fromkeys(COMMANDS, 2), ":"),
     # Loaded leniently, as libvirt does; only `validate` judges it, and `recover` cannot
     # reach the QEMU its jobs name.
     "invalid document": (

@@ -12,7 +12,7 @@ import pytest
 from blockjob import loads
 from blockjob.validation.check import validate_file
 from tests.support.corpus import status_files
-from tests.test_schema_support import CORRUPT, DATA, INVALID, MINIMAL, SCHEMAS, both
+from tests.test_schema_support import CORRUPT, DATA, INVALID, MINIMAL, SCHEMAS, UNMODELLED, both
 
 ENGINES = ("rng", "xsd")
 
@@ -33,8 +33,9 @@ def _marked_line(path: Path) -> int:
     raise AssertionError(f"{path.name} has no marker comment naming its rule")
 
 
-def test_minimal_document_is_valid() -> None:
-    report = both(MINIMAL)
+@pytest.mark.parametrize("document", [MINIMAL, UNMODELLED], ids=["minimal", "unmodelled"])
+def test_own_documents_are_valid(document: bytes) -> None:
+    report = both(document)
     assert report.verdicts == {"rng": True, "xsd": True}
     assert report.problems == ()
 

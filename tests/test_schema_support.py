@@ -2,7 +2,8 @@
 
 MINIMAL is this project's own smallest <domstatus> that still uses every job type and every
 storage-source construct the schemas model; tests/data/invalid/ holds copies of its jobs
-with one rule broken each.
+with one rule broken each. UNMODELLED holds every element whose content the schemas leave
+open.
 """
 
 from __future__ import annotations
@@ -113,6 +114,58 @@ JOBS = b"""    <blockjob name='active' type='active-commit' state='ready' jobfla
 """
 
 MINIMAL = HEAD + b"  <blockjobs active='yes'>\n" + JOBS + b"  </blockjobs>\n" + TAIL
+
+# Every element inside <blockjobs> whose content the schemas do not model (anything goes, as
+# in anyContent), in its place and with a little content of its own.
+UNMODELLED_JOBS = b"""    <blockjob name='open-network' type='create' state='running'>
+      <src type='network' format='raw'>
+        <source protocol='https' name='img' tlsFromConfig='1' index='21'>
+          <host name='example.org'/>
+          <identity user='u'>id</identity>
+          <reconnect delay='5'/>
+          <snapshot name='s'/>
+          <config file='/c'/>
+          <initiator><iqn name='q'/></initiator>
+          <ssl verify='no'/>
+          <cookies><cookie name='c'>v</cookie></cookies>
+          <readahead size='1'/>
+          <timeout seconds='2'/>
+          <knownHosts path='/k'/>
+          <slices><slice type='storage' offset='0' size='1'/></slices>
+          <auth username='u'><secret type='iscsi' usage='x'/></auth>
+          <encryption format='luks'><secret type='passphrase' uuid='x'/></encryption>
+          <reservations managed='yes'/>
+          <privateData>
+            <reservations mgralias='pr0'/>
+            <relPath>r</relPath>
+            <fdsets><fdset id='1'/></fdsets>
+            <thresholdEvent indexed='yes'/>
+            <nbdkit><pid>1</pid></nbdkit>
+          </privateData>
+        </source>
+      </src>
+    </blockjob>
+    <blockjob name='open-nvme' type='copy' state='ready'>
+      <chains>
+        <disk type='nvme' format='raw'>
+          <source type='pci' managed='yes' namespace='1' index='22'>
+            <address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>
+            <reconnect enabled='yes'/>
+            <seclabel model='dac' relabel='no'><label>x</label></seclabel>
+          </source>
+          <backingStore type='file' index='23'>
+            <format type='qcow2'>
+              <metadata_cache><max_size unit='bytes'>1</max_size></metadata_cache>
+            </format>
+            <source file='/img/b.qcow2'/>
+            <backingStore/>
+          </backingStore>
+        </disk>
+      </chains>
+    </blockjob>
+"""
+
+UNMODELLED = HEAD + b"  <blockjobs active='yes'>\n" + UNMODELLED_JOBS + b"  </blockjobs>\n" + TAIL
 
 
 def both(data: bytes, filename: str = "<test>") -> Report:

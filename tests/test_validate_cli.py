@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from blockjob.cli import main
-from tests.test_schema_support import INVALID, MINIMAL
+from tests.test_schema_support import INVALID, JOBS, MINIMAL
 
 
 @pytest.fixture
@@ -102,3 +102,42 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
             main(argv)
         assert exit_info.value.code == 2
     assert "usage:" in capsys.readouterr().err
+
+
+# Rules of the loader no schema states (RelaxNG cannot say "unique"): `validate` refuses
+# such a file as every command does, with the loader's message.
+REFUSED = {
+    "duplicate-name": (
+        b"<blockjob name='pull' type='commit' state='running'/>",
+        ":80: duplicate block job name 'pull' (first at line 76)"),
+    "second-job-on-disk": (
+        b"<blockjob name='second' type='pull' state='running'><disk dst='vda'/></blockjob>",
+        ":80: disk 'vda' already has block job 'active' assigned"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_refused_by_the_loader_exits_2(
+    case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job, message = REFUSED[case]
+    path = tmp_path / "refused.xml"
+    path.write_bytes(MINIMAL.replace(b"  </blockjobs>", b"    " + job + b"\n  </blockjobs>"))
+    assert main(["validate", str(path)]) == 2
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"{path}{message}\n")
+    assert main(["validate", "--json", str(path)]) == 2
+    assert json.loads(capsys.readouterr().out) == {
+        "file": str(path), "valid": None, "error": f"{path}{message}"}
+
+
+def test_blockjobs_part_alone_is_judged_by_the_schemas_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The loader reads whole <domstatus> files only, and without the domain's disks it
+    # cannot tell a second job on one disk from a repeated disk target.
+    job, _ = REFUSED["duplicate-name"]
+    path = tmp_path / "part.xml"
+    path.write_bytes(b"<blockjobs active='yes'>\n" + JOBS + b"    " + job + b"\n</blockjobs>\n")
+    assert main(["validate", str(path)]) == 0
+    assert capsys.readouterr().out == f"{path}: valid (rng valid, xsd valid)\n"
