@@ -254,7 +254,8 @@ def test_a_lock_that_cannot_be_opened_fails_the_save_and_leaves_a_bad_file(
         store.save(RawDocument("vm1", status_bytes("vm1")))
     [failure] = store.load_all().failures
     assert failure.quarantined is None
-    assert "left in place:" in failure.reason and "cannot open lock" in failure.reason
+    assert failure.reason == (f"left in place: {tmp_path / lock_name('vm1')}: cannot open "
+                              f"lock: Is a directory")
     assert (tmp_path / "vm1.xml").read_bytes() == BAD["torn"]
 
 

@@ -29,7 +29,7 @@ from blockjob.errors import InputError, StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, read_file
 from blockjob.statusxml.document import StatusDocument, loads
 from blockjob.store.atomic import fsync_directory, replace_file
-from blockjob.store.directory import QUARANTINE, quarantine, remove_leftovers
+from blockjob.store.directory import QUARANTINE, LoadFailure, quarantine, remove_leftovers
 from blockjob.store.errors import DomainBusyError, DomainNameError, StoreError
 from blockjob.store.lock import held, lock_file_of
 
@@ -57,19 +57,6 @@ class SavableDocument(Protocol):
     def domain_name(self) -> str | None: ...
 
     def dumps(self) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class LoadFailure:
-    """A status file a scan could not load, and where it was moved to."""
-
-    path: Path
-    reason: str
-    line: int | None = None
-    quarantined: Path | None = None  # None if it was left in place (the reason says why)
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line or 0}: {self.reason}"
 
 
 @dataclass
@@ -222,8 +209,7 @@ class StatusStore:
         except OSError as exc:
             raise StoreError(self.directory,
                              f"cannot list directory: {exc.strerror or exc}") from None
-        removed = remove_leftovers(self.directory, names) if change else []
-        failures = []
+        removed, failures = remove_leftovers(self.directory, names) if change else ([], [])
         # Each file's name as `self.directory / file_name` spells it ("x.xml" in "."), made
         # by concatenation: a Path per file costs about 1% of its load.
         prefix = str(self.directory / "_")[:-1]
@@ -272,8 +258,10 @@ class StatusStore:
                 except OSError as exc:
                     return LoadFailure(path, f"{reason} (left in place: cannot quarantine: "
                                              f"{exc.strerror or exc})", line)
-        except StoreError as exc:
+        except DomainBusyError as exc:
             return LoadFailure(path, f"left in place: {exc.message}")
+        except StoreError as exc:  # the lock cannot be opened or taken: the error names it
+            return LoadFailure(path, f"left in place: {exc}")
 
 
 class DomainOwner:
