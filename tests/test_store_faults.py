@@ -181,3 +181,24 @@ def test_a_save_never_writes_into_an_existing_file_under_its_scratch_name(
         store.save(NEW)
     assert planted.read_bytes() == b"someone else's file"
     assert path.read_bytes() == OLD.data
+
+
+def test_a_lock_file_that_cannot_be_looked_at_once_locked_fails_the_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = StatusStore(tmp_path)
+    path = store.save(OLD)
+    real_lstat = os.lstat
+
+    def lstat(name: str | os.PathLike[str], **kw: object) -> os.stat_result:
+        if os.fspath(name).endswith(".lock"):
+            raise _fail(errno.EIO)
+        return real_lstat(name)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    with pytest.raises(StoreError, match=f"{lock_name('vm1')}: cannot look at lock: "
+                                         f"Input/output error"):
+        store.save(NEW)
+    monkeypatch.undo()
+    assert path.read_bytes() == OLD.data
+    assert store.save(NEW) == path, "the lock was released"

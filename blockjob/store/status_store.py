@@ -103,19 +103,20 @@ class StatusStore:
         self._loader = loader
         self.max_bytes = max_bytes
         self._directory_made = False
-        # name -> (status file, lock file): building them costs a third of `owned`.
-        self._files: dict[str, tuple[Path, Path]] = {}
+        # name -> (status file, lock file): building them costs a third of `owned`. The lock
+        # as a string: the lock's syscalls would convert a Path each time.
+        self._files: dict[str, tuple[Path, str]] = {}
 
     def path_for(self, name: str) -> Path:
         return self._files_of(name)[0]
 
-    def _files_of(self, name: str) -> tuple[Path, Path]:
+    def _files_of(self, name: str) -> tuple[Path, str]:
         files = self._files.get(name)
         if files is None:
             path = self.directory / f"{checked_name(name, self.directory)}{SUFFIX}"
             if len(self._files) >= _KNOWN_FILES:
                 self._files.clear()
-            files = self._files[name] = (path, lock_file_of(path))
+            files = self._files[name] = (path, os.fspath(lock_file_of(path)))
         return files
 
     @contextlib.contextmanager
