@@ -54,6 +54,57 @@ def test_save_replaces_and_creates_the_directory(tmp_path: Path) -> None:
     assert path.parent.stat().st_mode & 0o777 == 0o700
 
 
+def _fsynced(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The (device, inode) of each file fsynced from now on, in order."""
+    synced: list[tuple[int, int]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        status = os.fstat(fd)
+        synced.append((status.st_dev, status.st_ino))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_dev, status.st_ino
+
+
+def test_the_first_save_fsyncs_each_directory_it_made_into_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without that, a crash could lose run/ from tmp_path (or qemu/ from run/), and with it
+    # a status file the save had reported durable.
+    synced = _fsynced(monkeypatch)
+    path = StatusStore(tmp_path / "run" / "qemu").save(RawDocument("vm1", b"first\n"))
+    assert set(synced) == {_identity(p) for p in (tmp_path, tmp_path / "run", path.parent, path)}
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o777 & ~_umask()
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_save_into_an_existing_directory_fsyncs_only_the_file_and_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The steady state pays nothing for the directories: one file fsync, one directory fsync.
+    store = StatusStore(tmp_path)
+    store.save(RawDocument("vm1", b"first\n"))
+    synced = _fsynced(monkeypatch)
+    store.save(RawDocument("vm1", b"second\n"))
+    path = StatusStore(tmp_path).save(RawDocument("vm1", b"third\n"))  # a new store object
+    assert len(synced) == 4
+    assert synced[1::2] == [_identity(tmp_path)] * 2
+    assert synced[2] == _identity(path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def test_no_inode_that_was_the_status_file_is_written_again(tmp_path: Path) -> None:
     # A reader holding any earlier version keeps reading exactly that version.
     store = StatusStore(tmp_path)

@@ -28,7 +28,7 @@ from typing import Protocol
 from blockjob.errors import InputError, StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, read_file
 from blockjob.statusxml.document import StatusDocument, loads
-from blockjob.store.atomic import fsync_directory, replace_file
+from blockjob.store.atomic import fsync_directory, make_directories, replace_file
 from blockjob.store.directory import QUARANTINE, LoadFailure, quarantine, remove_leftovers
 from blockjob.store.errors import DomainBusyError, DomainNameError, StoreError
 from blockjob.store.lock import held, lock_file_of
@@ -178,7 +178,7 @@ class StatusStore:
         if self._directory_made:
             return
         try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_directories(self.directory, 0o700)
         except OSError as exc:
             raise StoreError(self.directory, f"cannot create: {exc.strerror or exc}") from None
         self._directory_made = True
