@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -153,6 +154,31 @@ def test_save_refuses_a_missing_or_unsafe_domain_name(tmp_path: Path, name: str 
     assert not (tmp_path / "evil.xml").exists()
 
 
+@pytest.mark.parametrize("use", ["owned", "load", "path_for", "save"])
+def test_a_name_no_file_name_can_encode_is_refused(tmp_path: Path, use: str) -> None:
+    store = StatusStore(tmp_path / "status")
+    lone_surrogate = "vm\ud800"
+    uses: dict[str, Callable[[], object]] = {
+        "owned": lambda: store.owned(lone_surrogate).__enter__(),
+        "load": lambda: store.load(lone_surrogate),
+        "path_for": lambda: store.path_for(lone_surrogate),
+        "save": lambda: store.save(RawDocument(lone_surrogate, b"<domstatus/>")),
+    }
+    with pytest.raises(DomainNameError, match=r"domain name 'vm\\ud800' cannot be encoded as "
+                                              r"a file name"):
+        uses[use]()
+    assert not (tmp_path / "status").exists()
+
+
+def test_a_name_read_from_a_non_utf8_file_name_is_stored_under_that_file_name(
+    tmp_path: Path,
+) -> None:
+    name = os.fsdecode(b"vm\xff")  # what listdir gives for those bytes
+    store = StatusStore(tmp_path)
+    store.save(RawDocument(name, status_bytes("x")))
+    assert os.listdir(os.fsencode(tmp_path)).count(b"vm\xff.xml") == 1
+
+
 def test_load_refuses_an_unsafe_name(tmp_path: Path) -> None:
     with pytest.raises(DomainNameError):
         StatusStore(tmp_path).load("../vm1")
@@ -186,6 +212,25 @@ def test_load_refuses_an_oversized_file(tmp_path: Path) -> None:
     (tmp_path / "vm1.xml").write_bytes(status_bytes("vm1"))
     with pytest.raises(StoreError, match="larger than 100"):
         StatusStore(tmp_path, max_bytes=100).load("vm1")
+
+
+def test_a_save_over_the_size_limit_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    # The store's next load or scan would refuse (and quarantine) such a file.
+    small, big = status_bytes("vm1"), status_bytes("vm1", "x" * 8192)
+    message = f"vm1.xml: cannot save: {len(big)} bytes, larger than {len(small)}, the size limit"
+    fresh = StatusStore(tmp_path / "status", max_bytes=len(small))
+    with pytest.raises(StoreError, match=message):
+        fresh.save(RawDocument("vm1", big))
+    assert not (tmp_path / "status").exists()
+    store = StatusStore(tmp_path, max_bytes=len(small))
+    path = store.save(RawDocument("vm1", small))
+    with store.owned("vm1") as owner, pytest.raises(StoreError, match=message):
+        owner.save(RawDocument("vm1", big))
+    assert path.read_bytes() == small
+    assert scratch_files(tmp_path) == []
+    assert store.scan().domains == ["vm1"]
 
 
 # load_all -------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
 import signal
 import threading
@@ -276,6 +277,16 @@ def test_owning_a_domain_again_through_another_spelling_fails_at_once(tmp_path: 
         with pytest.raises(StoreError, match="already owned by this thread"), \
                 StatusStore(tmp_path / "link").owned("vm1", timeout=60):
             pass
+
+
+@pytest.mark.parametrize("timeout", [-1.0, -math.inf, math.nan])
+def test_a_negative_or_nan_timeout_is_refused(tmp_path: Path, timeout: float) -> None:
+    # NaN never reaches a deadline: with it, a busy domain was waited for forever.
+    with pytest.raises(ValueError, match=f"timeout must be a number of seconds >= 0, not "
+                                         f"{timeout!r}"), \
+            StatusStore(tmp_path).owned("vm1", timeout=timeout):
+        pass
+    assert not (tmp_path / lock_name("vm1")).exists()
 
 
 def _open_descriptors() -> int:

@@ -81,6 +81,12 @@ def checked_name(name: str | None, where: str | os.PathLike[str]) -> str:
         raise DomainNameError(where, "document has no <domain><name>, it cannot be stored")
     if name in ("", ".", "..") or "/" in name or "\0" in name:
         raise DomainNameError(where, f"domain name {name!r} cannot be used as a file name")
+    if not name.isascii():  # (an O(1) check: saves pass here)
+        try:
+            os.fsencode(name)
+        except UnicodeEncodeError:  # e.g. a lone surrogate: no file name stands for it
+            raise DomainNameError(where, f"domain name {name!r} cannot be encoded as a file "
+                                         f"name") from None
     return name
 
 
@@ -127,6 +133,8 @@ class StatusStore:
         DomainBusyError. The lock is released when the block ends, however it ends; the
         owner refuses to load or save after that, and in a forked child.
         """
+        if not timeout >= 0:  # NaN too: it would never reach a deadline
+            raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
         path, lock = self._files_of(name)
         self._make_directory()
         with held(lock, timeout, f"domain {name!r}"):
@@ -144,10 +152,11 @@ class StatusStore:
         """
         name = checked_name(doc.domain_name, self.directory)
         path, lock = self._files_of(name)
+        data = self._bytes_of(doc, path)
         self._make_directory()
         # The lock alone, not an owner: nothing is read, and nothing outlives the write.
         with held(lock, OWNER_TIMEOUT, f"domain {name!r}"):
-            self._write(path, doc.dumps())
+            self._write(path, data)
         return path
 
     def load(self, name: str) -> StatusDocument:
@@ -182,6 +191,14 @@ class StatusStore:
         except OSError as exc:
             raise StoreError(self.directory, f"cannot create: {exc.strerror or exc}") from None
         self._directory_made = True
+
+    def _bytes_of(self, doc: SavableDocument, path: Path) -> bytes:
+        """What saving `doc` as `path` writes; StoreError if a load would refuse it."""
+        data = doc.dumps()
+        if len(data) > self.max_bytes:
+            raise StoreError(path, f"cannot save: {len(data)} bytes, larger than "
+                                   f"{self.max_bytes}, the size limit")
+        return data
 
     def _write(self, path: Path, data: bytes) -> None:
         """The one place that writes a status file; the caller owns its domain."""
@@ -303,7 +320,7 @@ class DomainOwner:
         if checked_name(doc.domain_name, self.path) != self.name:
             raise DomainNameError(
                 self.path, f"document of domain {doc.domain_name!r} saved as {self.name!r}")
-        self.store._write(self.path, doc.dumps())
+        self.store._write(self.path, self.store._bytes_of(doc, self.path))
         self._documents.add(doc)
         if self.on_save is not None:
             self.on_save(doc)
