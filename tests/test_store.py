@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,57 @@ def test_save_replaces_and_creates_the_directory(tmp_path: Path) -> None:
     assert path.read_bytes() == status_bytes("vm1", "two")
     assert sorted(p.name for p in path.parent.iterdir()) == [lock_name("vm1"), "vm1.xml"]
     assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def _fsynced(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The (device, inode) of each file fsynced from now on, in order."""
+    synced: list[tuple[int, int]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        real_fsync(fd)
+        status = os.fstat(fd)
+        synced.append((status.st_dev, status.st_ino))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return synced
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_dev, status.st_ino
+
+
+def test_the_first_save_fsyncs_each_directory_it_made_into_its_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Without that, a crash could lose run/ from tmp_path (or qemu/ from run/), and with it
+    # a status file the save had reported durable.
+    synced = _fsynced(monkeypatch)
+    path = StatusStore(tmp_path / "run" / "qemu").save(RawDocument("vm1", b"first\n"))
+    assert set(synced) == {_identity(p) for p in (tmp_path, tmp_path / "run", path.parent, path)}
+    assert (tmp_path / "run").stat().st_mode & 0o777 == 0o777 & ~_umask()
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_save_into_an_existing_directory_fsyncs_only_the_file_and_the_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The steady state pays nothing for the directories: one file fsync, one directory fsync.
+    store = StatusStore(tmp_path)
+    store.save(RawDocument("vm1", b"first\n"))
+    synced = _fsynced(monkeypatch)
+    store.save(RawDocument("vm1", b"second\n"))
+    path = StatusStore(tmp_path).save(RawDocument("vm1", b"third\n"))  # a new store object
+    assert len(synced) == 4
+    assert synced[1::2] == [_identity(tmp_path)] * 2
+    assert synced[2] == _identity(path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def test_no_inode_that_was_the_status_file_is_written_again(tmp_path: Path) -> None:
@@ -102,6 +154,31 @@ def test_save_refuses_a_missing_or_unsafe_domain_name(tmp_path: Path, name: str 
     assert not (tmp_path / "evil.xml").exists()
 
 
+@pytest.mark.parametrize("use", ["owned", "load", "path_for", "save"])
+def test_a_name_no_file_name_can_encode_is_refused(tmp_path: Path, use: str) -> None:
+    store = StatusStore(tmp_path / "status")
+    lone_surrogate = "vm\ud800"
+    uses: dict[str, Callable[[], object]] = {
+        "owned": lambda: store.owned(lone_surrogate).__enter__(),
+        "load": lambda: store.load(lone_surrogate),
+        "path_for": lambda: store.path_for(lone_surrogate),
+        "save": lambda: store.save(RawDocument(lone_surrogate, b"<domstatus/>")),
+    }
+    with pytest.raises(DomainNameError, match=r"domain name 'vm\\ud800' cannot be encoded as "
+                                              r"a file name"):
+        uses[use]()
+    assert not (tmp_path / "status").exists()
+
+
+def test_a_name_read_from_a_non_utf8_file_name_is_stored_under_that_file_name(
+    tmp_path: Path,
+) -> None:
+    name = os.fsdecode(b"vm\xff")  # what listdir gives for those bytes
+    store = StatusStore(tmp_path)
+    store.save(RawDocument(name, status_bytes("x")))
+    assert os.listdir(os.fsencode(tmp_path)).count(b"vm\xff.xml") == 1
+
+
 def test_load_refuses_an_unsafe_name(tmp_path: Path) -> None:
     with pytest.raises(DomainNameError):
         StatusStore(tmp_path).load("../vm1")
@@ -135,6 +212,25 @@ def test_load_refuses_an_oversized_file(tmp_path: Path) -> None:
     (tmp_path / "vm1.xml").write_bytes(status_bytes("vm1"))
     with pytest.raises(StoreError, match="larger than 100"):
         StatusStore(tmp_path, max_bytes=100).load("vm1")
+
+
+def test_a_save_over_the_size_limit_is_refused_before_anything_is_written(
+    tmp_path: Path,
+) -> None:
+    # The store's next load or scan would refuse (and quarantine) such a file.
+    small, big = status_bytes("vm1"), status_bytes("vm1", "x" * 8192)
+    message = f"vm1.xml: cannot save: {len(big)} bytes, larger than {len(small)}, the size limit"
+    fresh = StatusStore(tmp_path / "status", max_bytes=len(small))
+    with pytest.raises(StoreError, match=message):
+        fresh.save(RawDocument("vm1", big))
+    assert not (tmp_path / "status").exists()
+    store = StatusStore(tmp_path, max_bytes=len(small))
+    path = store.save(RawDocument("vm1", small))
+    with store.owned("vm1") as owner, pytest.raises(StoreError, match=message):
+        owner.save(RawDocument("vm1", big))
+    assert path.read_bytes() == small
+    assert scratch_files(tmp_path) == []
+    assert store.scan().domains == ["vm1"]
 
 
 # load_all -------------------------------------------------------------------
@@ -254,7 +350,8 @@ def test_a_lock_that_cannot_be_opened_fails_the_save_and_leaves_a_bad_file(
         store.save(RawDocument("vm1", status_bytes("vm1")))
     [failure] = store.load_all().failures
     assert failure.quarantined is None
-    assert "left in place:" in failure.reason and "cannot open lock" in failure.reason
+    assert failure.reason == (f"left in place: {tmp_path / lock_name('vm1')}: cannot open "
+                              f"lock: Is a directory")
     assert (tmp_path / "vm1.xml").read_bytes() == BAD["torn"]
 
 

@@ -181,3 +181,48 @@ def test_a_save_never_writes_into_an_existing_file_under_its_scratch_name(
         store.save(NEW)
     assert planted.read_bytes() == b"someone else's file"
     assert path.read_bytes() == OLD.data
+
+
+def test_a_failed_fsync_of_a_directory_it_made_fails_the_first_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "fsync", _fsync_failing(directory=True))
+    with pytest.raises(StoreError, match="status: cannot create: Input/output error"):
+        StatusStore(tmp_path / "status").save(NEW)
+    monkeypatch.undo()
+    assert os.listdir(tmp_path / "status") == []
+
+
+def test_a_directory_made_meanwhile_by_another_process_is_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_mkdir = os.mkdir
+
+    def mkdir_lost_race(path: str, mode: int = 0o777) -> None:
+        real_mkdir(path, mode)  # the other process's
+        raise _fail(errno.EEXIST)
+
+    monkeypatch.setattr(os, "mkdir", mkdir_lost_race)
+    path = StatusStore(tmp_path / "a" / "b").save(NEW)
+    assert path.read_bytes() == NEW.data
+
+
+def test_a_lock_file_that_cannot_be_looked_at_once_locked_fails_the_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = StatusStore(tmp_path)
+    path = store.save(OLD)
+    real_lstat = os.lstat
+
+    def lstat(name: str | os.PathLike[str], **kw: object) -> os.stat_result:
+        if os.fspath(name).endswith(".lock"):
+            raise _fail(errno.EIO)
+        return real_lstat(name)
+
+    monkeypatch.setattr(os, "lstat", lstat)
+    with pytest.raises(StoreError, match=f"{lock_name('vm1')}: cannot look at lock: "
+                                         f"Input/output error"):
+        store.save(NEW)
+    monkeypatch.undo()
+    assert path.read_bytes() == OLD.data
+    assert store.save(NEW) == path, "the lock was released"

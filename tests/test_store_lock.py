@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -146,6 +148,104 @@ def test_a_child_outliving_the_block_does_not_keep_the_domain(tmp_path: Path) ->
         os.close(release[1])
 
 
+def _fork_helper(started: int, release: int) -> None:
+    """Fork a child unrelated to the store: it reports its pid, then lives until released."""
+    if os.fork() == 0:
+        try:
+            os.write(started, os.getpid().to_bytes(4, "little"))
+            os.read(release, 1)
+        finally:
+            os._exit(0)
+
+
+@pytest.mark.parametrize("forker", ["owner thread", "another thread"])
+def test_a_child_outliving_its_crashed_owner_does_not_keep_the_domain(
+    tmp_path: Path, forker: str
+) -> None:
+    store = StatusStore(tmp_path)
+    store.save(RawDocument("vm1", b"old\n"))
+    started, release = os.pipe(), os.pipe()
+
+    def owner() -> None:
+        with store.owned("vm1"):
+            fork = threading.Thread(target=_fork_helper, args=(started[1], release[0]))
+            if forker == "owner thread":
+                fork.run()
+            else:
+                fork.start()
+                fork.join()
+            os.read(release[0], 1)  # until killed
+
+    helper = 0
+    try:
+        with child_process(owner) as pid:
+            helper = int.from_bytes(os.read(started[0], 4), "little")
+            os.kill(pid, signal.SIGKILL)  # the owner crashes; its helper lives on
+            assert exit_code(pid) == -signal.SIGKILL
+            with StatusStore(tmp_path).owned("vm1", timeout=0) as owner_now:
+                owner_now.save(RawDocument("vm1", b"after the crash\n"))
+    finally:
+        os.write(release[1], b"x")  # the helper ends
+        for fd in (*started, *release):
+            os.close(fd)
+    assert helper > 0
+    assert (tmp_path / "vm1.xml").read_bytes() == b"after the crash\n"
+
+
+def _descriptors_of(path: Path) -> int:
+    """How many descriptors of this process refer to the file `path` names now."""
+    file = path.stat()
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # e.g. the listing's own descriptor, closed
+            seen = os.stat(f"/proc/self/fd/{fd}")
+            count += (seen.st_dev, seen.st_ino) == (file.st_dev, file.st_ino)
+    return count
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never came true (deadlocked?)"
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_a_waiter_whose_lock_file_is_deleted_or_replaced_locks_the_file_now_named(
+    tmp_path: Path, how: str
+) -> None:
+    # An owner waiting on the old file gets it when the holder leaves; it must see that the
+    # lock's name gives another file now and lock that one, or a newcomer (which opens the
+    # name) would own the domain at the same time.
+    store = StatusStore(tmp_path)
+    lock = tmp_path / lock_name("vm1")
+    entered, leave = threading.Event(), threading.Event()
+
+    def waiter() -> None:
+        with StatusStore(tmp_path).owned("vm1", timeout=60):
+            entered.set()
+            leave.wait(60)
+
+    thread = threading.Thread(target=waiter, daemon=True)
+    with store.owned("vm1"):
+        thread.start()
+        _wait_for(lambda: _descriptors_of(lock) == 2)  # the holder's and the waiter's
+        if how == "deleted":
+            lock.unlink()
+        else:
+            lock.rename(tmp_path / "old.lock")
+            lock.write_bytes(b"")
+    try:
+        assert entered.wait(60)
+        with pytest.raises(DomainBusyError, match="owned by another process or thread"), \
+                store.owned("vm1", timeout=0):
+            pass
+    finally:
+        leave.set()
+        thread.join(60)
+    assert lock.exists()
+
+
 def test_an_owner_refuses_to_work_after_its_block(tmp_path: Path) -> None:
     store = StatusStore(tmp_path)
     with store.owned("vm1") as owner:
@@ -165,6 +265,28 @@ def test_owning_a_domain_again_in_the_same_thread_fails_at_once(tmp_path: Path) 
             pass
         owner.save(RawDocument("vm1", b"through the owner\n"))
     assert (tmp_path / "vm1.xml").read_bytes() == b"through the owner\n"
+
+
+def test_owning_a_domain_again_through_another_spelling_fails_at_once(tmp_path: Path) -> None:
+    # The same lock file by another path (a symlinked directory): it is the file that counts.
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with StatusStore(tmp_path / "real").owned("vm1"):
+        with pytest.raises(StoreError, match="already owned by this thread"):
+            StatusStore(tmp_path / "link").save(RawDocument("vm1", b"blind\n"))
+        with pytest.raises(StoreError, match="already owned by this thread"), \
+                StatusStore(tmp_path / "link").owned("vm1", timeout=60):
+            pass
+
+
+@pytest.mark.parametrize("timeout", [-1.0, -math.inf, math.nan])
+def test_a_negative_or_nan_timeout_is_refused(tmp_path: Path, timeout: float) -> None:
+    # NaN never reaches a deadline: with it, a busy domain was waited for forever.
+    with pytest.raises(ValueError, match=f"timeout must be a number of seconds >= 0, not "
+                                         f"{timeout!r}"), \
+            StatusStore(tmp_path).owned("vm1", timeout=timeout):
+        pass
+    assert not (tmp_path / lock_name("vm1")).exists()
 
 
 def _open_descriptors() -> int:

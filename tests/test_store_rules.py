@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+import blockjob
+from blockjob.cli import main
 from blockjob.errors import StatusXMLError
 from blockjob.statusxml.document import StatusDocument, loads
 from blockjob.store import status_store as store_module
@@ -16,10 +21,15 @@ from tests.test_store_support import (
     RawDocument,
     child_process,
     exit_code,
+    immutable,
     lock_name,
     scratch_files,
+    scratch_name,
     status_bytes,
+    without_dac_override,
 )
+
+REPO = Path(blockjob.__file__).resolve().parent.parent
 
 Scan = Callable[[StatusStore], tuple[list[str], list[LoadFailure]]]
 
@@ -115,6 +125,104 @@ def test_leftovers_of_an_owned_domain_are_kept_until_it_is_free(
         assert leftover.exists(), "a live owner may be writing it"
     sweep(store)
     assert scratch_files(tmp_path) == []
+
+
+def _two_domains_and_a_leftover(directory: Path, of: str = "vm1") -> Path:
+    """vm1 and vm2 saved, and a scratch file of domain `of` left by a crashed save."""
+    store = StatusStore(directory)
+    for name in ("vm1", "vm2"):
+        store.save(RawDocument(name, status_bytes(name)))
+    leftover = directory / scratch_name(of)
+    leftover.write_bytes(b"half")
+    return leftover
+
+
+@BOTH
+def test_a_leftover_that_cannot_be_removed_is_reported_and_the_rest_load(
+    tmp_path: Path, sweep: Scan
+) -> None:
+    leftover = _two_domains_and_a_leftover(tmp_path)
+    with immutable(leftover):
+        domains, failures = sweep(StatusStore(tmp_path))
+    assert domains == ["vm1", "vm2"]
+    assert failures == [LoadFailure(
+        leftover, "scratch file left in place: cannot remove: Operation not permitted")]
+    assert leftover.read_bytes() == b"half"
+
+
+@BOTH
+def test_a_leftover_whose_lock_cannot_be_opened_is_reported_and_the_rest_load(
+    tmp_path: Path, sweep: Scan
+) -> None:
+    leftover = _two_domains_and_a_leftover(tmp_path, of="gone")
+    lock = tmp_path / lock_name("gone")
+    lock.mkdir()  # cannot be opened as a file: the lock's own error, naming it
+    domains, failures = sweep(StatusStore(tmp_path))
+    assert domains == ["vm1", "vm2"]
+    assert failures == [LoadFailure(
+        leftover, f"scratch file left in place: {lock}: cannot open lock: Is a directory")]
+    assert leftover.read_bytes() == b"half"
+
+
+_SWEEP_SCRIPT = """
+import json, sys
+from blockjob.store.status_store import StatusStore
+store = StatusStore(sys.argv[1])
+if sys.argv[2] == "scan":
+    report = store.scan()
+    domains = report.domains
+else:
+    report = store.load_all()
+    domains = sorted(report.documents)
+print(json.dumps([domains, [[f.path.name, f.reason] for f in report.failures]]))
+"""
+
+
+@pytest.mark.parametrize("how", ["scan", "load_all"])
+@pytest.mark.parametrize("mode", [0o555, 0o444], ids=["read-only", "not searchable"])
+def test_a_directory_the_daemon_cannot_change_reports_its_leftovers(
+    tmp_path: Path, how: str, mode: int
+) -> None:
+    # As root the scan runs in a child without CAP_DAC_OVERRIDE, so permissions apply.
+    directory = tmp_path / "status"
+    leftover = _two_domains_and_a_leftover(directory)
+    directory.chmod(mode)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-c", _SWEEP_SCRIPT, str(directory), how],
+            capture_output=True, text=True, timeout=60, preexec_fn=without_dac_override,
+            env={**os.environ, "PYTHONPATH": str(REPO)}, check=False,
+        )
+    finally:
+        directory.chmod(0o700)
+    assert (result.returncode, result.stderr) == (0, "")
+    domains, failures = json.loads(result.stdout)
+    if mode == 0o555:  # files can be read and locked, but no name removed
+        assert domains == ["vm1", "vm2"]
+        assert failures == [
+            [leftover.name, "scratch file left in place: cannot remove: Permission denied"]]
+    else:  # nothing in it can be looked at, not even a lock
+        assert domains == []
+        assert failures == [
+            [leftover.name, "scratch file left in place: cannot look at it: Permission denied"],
+            *([f"{name}.xml", f"left in place: {directory / lock_name(name)}: cannot open "
+                              f"lock: Permission denied"] for name in ("vm1", "vm2")),
+        ]
+    assert leftover.read_bytes() == b"half"
+
+
+def test_recover_of_a_directory_reports_a_stuck_leftover_and_recovers_the_rest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    leftover = _two_domains_and_a_leftover(tmp_path, of="gone")
+    lock = tmp_path / lock_name("gone")
+    lock.mkdir()
+    assert main(["recover", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    for name in ("vm1", "vm2"):
+        assert f"{name} ({tmp_path / name}.xml): reconciled\n" in out
+    assert f"{leftover}:0: scratch file left in place: {lock}: cannot open lock: " \
+           f"Is a directory" in out
 
 
 @BOTH

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
+import fcntl
 import os
 import signal
 import time
@@ -11,10 +13,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from blockjob.store.atomic import scratch_key
 from blockjob.store.lock import lock_file_of
 
 _PR_CAPBSET_DROP = 24
+_FS_IOC_GETFLAGS = 0x80086601
+_FS_IOC_SETFLAGS = 0x40086602
+_FS_IMMUTABLE_FL = 0x10
 _CAP_DAC_OVERRIDE = 1
 _CAP_DAC_READ_SEARCH = 2
 
@@ -65,6 +72,34 @@ def without_dac_override() -> None:
     for cap in (_CAP_DAC_OVERRIDE, _CAP_DAC_READ_SEARCH):
         if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def scratch_name(domain: str, token: str = "fedcba9876543210") -> str:
+    """The name of a scratch file a save of domain `domain` writes (or a crash leaves)."""
+    return f".blockjob-{lock_name(domain)[len('.blockjob-'):-len('.lock')]}.{token}.tmp"
+
+
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """`chattr +i path` for the block (no one may unlink it), or skip the test where the
+    file system or the privileges do not allow it."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        flags = bytearray(8)
+        try:
+            fcntl.ioctl(fd, _FS_IOC_GETFLAGS, flags)
+            old = int.from_bytes(flags, "little")
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, (old | _FS_IMMUTABLE_FL).to_bytes(8, "little"))
+        except OSError as exc:
+            if exc.errno in (errno.EPERM, errno.ENOTTY, errno.EOPNOTSUPP, errno.EINVAL):
+                pytest.skip(f"cannot make a file immutable here: {exc.strerror}")
+            raise
+        try:
+            yield
+        finally:
+            fcntl.ioctl(fd, _FS_IOC_SETFLAGS, old.to_bytes(8, "little"))
+    finally:
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -58,6 +58,25 @@ def fsync_directory(directory: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
+def make_directories(directory: str | os.PathLike[str], mode: int) -> None:
+    """`mkdir -p` with `mode` for `directory` itself, durably: the parent of every directory
+    made here is fsynced, so a crash cannot lose the new entry (and all saved beneath it).
+    `directory` itself is fsynced by each save into it."""
+    path = os.fspath(directory)
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(path.rstrip(os.sep))  # "a/b/.." makes "a/b", as mkdir -p does
+    if parent:
+        make_directories(parent, 0o777)  # the umask applies, as for `mkdir -p`
+    try:
+        os.mkdir(path, mode)
+    except FileExistsError:
+        if os.path.isdir(path):
+            return  # made meanwhile by someone else
+        raise
+    fsync_directory(parent or ".")
+
+
 def _write_new(scratch: str, data: bytes, mode: int) -> None:
     fd = os.open(scratch, _CREATE, mode)  # raises before anything of ours exists
     try:

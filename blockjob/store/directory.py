@@ -1,52 +1,95 @@
 """What a directory scan does besides loading: leftovers removed, bad files quarantined.
 
 Both run under the lock of the status file concerned (`blockjob.store.lock`), so they never
-race with an owner saving that domain.
+race with an owner saving that domain. A file that cannot be moved or removed is left in place
+and reported (`LoadFailure`); the scan goes on with the other files.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from blockjob.store.atomic import scratch_key
-from blockjob.store.errors import DomainBusyError
+from blockjob.store.errors import DomainBusyError, StoreError
 from blockjob.store.lock import held, lock_file
 
 QUARANTINE = "quarantine"
 
 
-def remove_leftovers(directory: Path, names: list[str]) -> list[Path]:
-    """Delete the scratch files among `names` that no live writer is using.
+@dataclass(frozen=True)
+class LoadFailure:
+    """A file a scan could not load (or, a scratch file, not remove), and where it went."""
+
+    path: Path
+    reason: str
+    line: int | None = None
+    quarantined: Path | None = None  # None if it was left in place (the reason says why)
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line or 0}: {self.reason}"
+
+
+def remove_leftovers(directory: Path, names: list[str]) -> tuple[list[Path], list[LoadFailure]]:
+    """Delete the scratch files among `names` that no live writer is using: those removed,
+    and a failure for each one that could not be looked at, locked or removed (left in place).
 
     A leftover's key names its lock; a writer holds that lock while its scratch file exists,
     so a leftover whose lock is free now was left by a writer that died. A busy key is
     skipped: its owner is alive, and a later scan removes what it may leave.
     """
-    by_key: defaultdict[str, list[Path]] = defaultdict(list)
-    for name in names:
-        key = scratch_key(name)
-        if key is not None and _is_regular(directory / name):
-            by_key[key].append(directory / name)
+    by_key, kept = _leftovers(directory, names)
     removed: list[Path] = []
     for key, paths in sorted(by_key.items()):
-        with contextlib.suppress(DomainBusyError), held(lock_file(directory, key), 0, "it"):
-            for path in paths:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-                    removed.append(path)
-    return sorted(removed)
+        try:
+            with held(lock_file(directory, key), 0, "it"):
+                _remove(paths, removed, kept)
+        except DomainBusyError:
+            continue
+        except StoreError as exc:  # its lock cannot be opened or taken: the error says which
+            kept += [_left_in_place(path, str(exc)) for path in paths]
+    return sorted(removed), sorted(kept, key=lambda failure: failure.path)
 
 
-def _is_regular(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.lstat(path).st_mode)
-    except FileNotFoundError:
-        return False
+def _leftovers(directory: Path, names: list[str]) -> tuple[dict[str, list[Path]],
+                                                           list[LoadFailure]]:
+    """The regular files among `names` that are scratch files, by key; a failure for each
+    scratch name that cannot be looked at."""
+    by_key: defaultdict[str, list[Path]] = defaultdict(list)
+    failures: list[LoadFailure] = []
+    for name in names:
+        key = scratch_key(name)
+        if key is None:
+            continue
+        path = directory / name
+        try:
+            if stat.S_ISREG(os.lstat(path).st_mode):
+                by_key[key].append(path)
+        except FileNotFoundError:
+            pass  # removed meanwhile
+        except OSError as exc:
+            failures.append(_left_in_place(path, f"cannot look at it: {exc.strerror or exc}"))
+    return by_key, failures
+
+
+def _remove(paths: list[Path], removed: list[Path], kept: list[LoadFailure]) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            continue  # removed meanwhile
+        except OSError as exc:
+            kept.append(_left_in_place(path, f"cannot remove: {exc.strerror or exc}"))
+            continue
+        removed.append(path)
+
+
+def _left_in_place(path: Path, why: str) -> LoadFailure:
+    return LoadFailure(path, f"scratch file left in place: {why}")
 
 
 def quarantine(path: Path) -> Path:

@@ -2,16 +2,22 @@
 
 Each holder opens its own descriptor, so threads of one process exclude each other as
 processes do (flock locks per open file description). Waiting is always bounded: the lock
-is polled until a deadline, then DomainBusyError. A child forked while the lock is held
-shares the parent's open file description; it never unlocks it (only the process that took
-the lock does, explicitly, so a child that lives on cannot keep the domain locked either).
+is polled until a deadline, then DomainBusyError. A child forked while a lock is held
+closes its copy of the descriptor at the fork (an `os.register_at_fork` hook), so the lock
+stays the parent's alone: a child that lives on can neither keep the domain locked after
+its parent has died nor unlock it while its parent holds it.
 Lock files are never deleted: removing one while another process waits on it would let two
-owners lock two different files of the same name. A thread that asks again for a lock it
-holds gets an error at once instead of waiting for itself until the timeout.
+owners lock two different files of the same name. Should one be deleted or replaced anyway,
+a waiter that then gets the old file's lock sees that the lock's name gives another file
+(device and inode compared) and locks that one instead, so it never owns the domain beside
+a newcomer. An owner that held the old file already is invisible to a newcomer, though.
+A thread that asks again for a lock it holds, by whatever path (the file's device and inode
+are compared), gets an error at once instead of waiting for itself until the timeout.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import threading
@@ -24,21 +30,41 @@ from blockjob.store.errors import DomainBusyError, StoreError
 _OPEN = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _POLL = 0.005
 
+_Identity = tuple[int, int]  # (st_dev, st_ino) of a lock file
+
 
 class _HeldHere(threading.local):
-    """The lock files this thread holds (a forked child starts with none: pid differs)."""
+    """The lock files this thread holds, by (device, inode)."""
 
     def __init__(self) -> None:
-        self.pid = os.getpid()
-        self.names: set[str] = set()
-
-    def current(self) -> set[str]:
-        if self.pid != os.getpid():
-            self.pid, self.names = os.getpid(), set()
-        return self.names
+        self.files: set[_Identity] = set()
 
 
 _HELD_HERE = _HeldHere()
+
+# Every lock descriptor open in this process, whichever thread holds it: a forked child
+# closes them all. Opening one and listing it, or unlisting and closing it, is a single step
+# as a fork sees it (`_LISTING` is held across the fork), so no child keeps a descriptor:
+# the parent's close is what unlocks. Reentrant: a signal handler that forks while its
+# thread lists a descriptor must not hang.
+_OPEN_LOCKS: set[held] = set()
+_LISTING = threading.RLock()
+
+
+def _close_inherited_locks() -> None:
+    """In a forked child (one thread): close the copies, so the parent's locks stay held
+    by the parent alone; the child holds none (nor does its thread)."""
+    for lock in _OPEN_LOCKS:
+        with contextlib.suppress(OSError):
+            os.close(lock._fd)
+        lock._fd = -1
+    _OPEN_LOCKS.clear()
+    _HELD_HERE.files = set()
+    _LISTING.release()
+
+
+os.register_at_fork(before=_LISTING.acquire, after_in_parent=_LISTING.release,
+                    after_in_child=_close_inherited_locks)
 
 
 def lock_file(directory: Path, key: str) -> Path:
@@ -56,50 +82,87 @@ class held:  # noqa: N801 - used as a function: `with held(lock, timeout, what):
     A class, not a generator: a one-off save takes and releases the lock each time, and
     the generator machinery cost more than the syscalls."""
 
-    __slots__ = ("_fd", "_lock", "_locker", "_name", "_names", "_timeout", "_what")
+    __slots__ = ("_fd", "_file", "_files", "_lock", "_timeout", "_what")
 
-    def __init__(self, lock: Path, timeout: float, what: str) -> None:
+    def __init__(self, lock: str | Path, timeout: float, what: str) -> None:
         self._lock, self._timeout, self._what = lock, timeout, what
+        self._fd = -1
 
     def __enter__(self) -> None:
-        lock = self._lock
-        names = self._names = _HELD_HERE.current()
-        name = self._name = os.path.abspath(lock)
-        if name in names:
-            raise DomainBusyError(lock, f"{self._what} is already owned by this thread (an "
-                                        f"owner block inside another of the same domain)")
-        try:
-            fd = self._fd = os.open(lock, _OPEN, 0o600)
-        except OSError as exc:
-            raise StoreError(lock, f"cannot open lock: {exc.strerror or exc}") from None
-        try:
-            _lock_within(fd, self._timeout, lock, self._what)
-        except BaseException:
-            os.close(fd)
-            raise
-        self._locker = _HELD_HERE.pid  # this process's: `current()` just checked it
-        names.add(name)
+        files = self._files = _HELD_HERE.files
+        deadline = time.monotonic() + self._timeout
+        while True:
+            self._open()
+            try:
+                self._lock_within(deadline)
+                locked = self._locked_file()
+            except BaseException:
+                self._close()
+                raise
+            if locked is not None:
+                break
+            self._close()  # the name gives another file now: lock that one
+        self._file = locked
+        files.add(locked)
 
     def __exit__(self, *_exc: object) -> None:
-        self._names.discard(self._name)
-        try:
-            if os.getpid() == self._locker:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
-        finally:
+        self._files.discard(self._file)
+        if self._fd >= 0:  # else this is a forked child: its copy was closed at the fork
+            self._close()
+
+    def _open(self) -> None:
+        with _LISTING:
+            try:
+                self._fd = os.open(self._lock, _OPEN, 0o600)
+            except OSError as exc:
+                raise StoreError(self._lock,
+                                 f"cannot open lock: {exc.strerror or exc}") from None
+            _OPEN_LOCKS.add(self)
+
+    def _close(self) -> None:
+        # Closing unlocks: no forked child has a copy (or it would keep the lock), as the
+        # descriptor leaves the list in the same step.
+        with _LISTING:
+            _OPEN_LOCKS.discard(self)
             os.close(self._fd)
+            self._fd = -1
 
+    def _lock_within(self, deadline: float) -> None:
+        """Lock the open descriptor, polling until `deadline`."""
+        fd, lock = self._fd, self._lock
+        waited = False
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                if not waited:  # first refusal: is the holder this very thread?
+                    self._refuse_reentry(os.fstat(fd))
+                    waited = True
+                if time.monotonic() >= deadline:
+                    raise DomainBusyError(
+                        lock, f"{self._what} is owned by another process or thread "
+                              f"(waited {self._timeout:g} s)") from None
+                time.sleep(_POLL)
+            except OSError as exc:
+                raise StoreError(lock, f"cannot lock: {exc.strerror or exc}") from None
 
-def _lock_within(fd: int, timeout: float, lock: Path, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
+    def _locked_file(self) -> _Identity | None:
+        """The (device, inode) of the file locked, or None if the lock's name gives another
+        file now (it was deleted or replaced while this descriptor waited)."""
+        locked = os.fstat(self._fd)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                raise DomainBusyError(
-                    lock, f"{what} is owned by another process or thread "
-                          f"(waited {timeout:g} s)") from None
-            time.sleep(_POLL)
+            named = os.lstat(self._lock)
+        except FileNotFoundError:
+            return None
         except OSError as exc:
-            raise StoreError(lock, f"cannot lock: {exc.strerror or exc}") from None
+            raise StoreError(self._lock, f"cannot look at lock: {exc.strerror or exc}") from None
+        if named.st_ino != locked.st_ino or named.st_dev != locked.st_dev:
+            return None
+        return locked.st_dev, locked.st_ino
+
+    def _refuse_reentry(self, file: os.stat_result) -> None:
+        if (file.st_dev, file.st_ino) in self._files:
+            raise DomainBusyError(self._lock, f"{self._what} is already owned by this thread "
+                                              f"(an owner block inside another of the same "
+                                              f"domain)")

@@ -28,8 +28,8 @@ from typing import Protocol
 from blockjob.errors import InputError, StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, read_file
 from blockjob.statusxml.document import StatusDocument, loads
-from blockjob.store.atomic import fsync_directory, replace_file
-from blockjob.store.directory import QUARANTINE, quarantine, remove_leftovers
+from blockjob.store.atomic import fsync_directory, make_directories, replace_file
+from blockjob.store.directory import QUARANTINE, LoadFailure, quarantine, remove_leftovers
 from blockjob.store.errors import DomainBusyError, DomainNameError, StoreError
 from blockjob.store.lock import held, lock_file_of
 
@@ -59,19 +59,6 @@ class SavableDocument(Protocol):
     def dumps(self) -> bytes: ...
 
 
-@dataclass(frozen=True)
-class LoadFailure:
-    """A status file a scan could not load, and where it was moved to."""
-
-    path: Path
-    reason: str
-    line: int | None = None
-    quarantined: Path | None = None  # None if it was left in place (the reason says why)
-
-    def __str__(self) -> str:
-        return f"{self.path}:{self.line or 0}: {self.reason}"
-
-
 @dataclass
 class ScanReport:
     """The domains of a directory whose files load, and the files that do not."""
@@ -94,6 +81,12 @@ def checked_name(name: str | None, where: str | os.PathLike[str]) -> str:
         raise DomainNameError(where, "document has no <domain><name>, it cannot be stored")
     if name in ("", ".", "..") or "/" in name or "\0" in name:
         raise DomainNameError(where, f"domain name {name!r} cannot be used as a file name")
+    if not name.isascii():  # (an O(1) check: saves pass here)
+        try:
+            os.fsencode(name)
+        except UnicodeEncodeError:  # e.g. a lone surrogate: no file name stands for it
+            raise DomainNameError(where, f"domain name {name!r} cannot be encoded as a file "
+                                         f"name") from None
     return name
 
 
@@ -116,19 +109,20 @@ class StatusStore:
         self._loader = loader
         self.max_bytes = max_bytes
         self._directory_made = False
-        # name -> (status file, lock file): building them costs a third of `owned`.
-        self._files: dict[str, tuple[Path, Path]] = {}
+        # name -> (status file, lock file): building them costs a third of `owned`. The lock
+        # as a string: the lock's syscalls would convert a Path each time.
+        self._files: dict[str, tuple[Path, str]] = {}
 
     def path_for(self, name: str) -> Path:
         return self._files_of(name)[0]
 
-    def _files_of(self, name: str) -> tuple[Path, Path]:
+    def _files_of(self, name: str) -> tuple[Path, str]:
         files = self._files.get(name)
         if files is None:
             path = self.directory / f"{checked_name(name, self.directory)}{SUFFIX}"
             if len(self._files) >= _KNOWN_FILES:
                 self._files.clear()
-            files = self._files[name] = (path, lock_file_of(path))
+            files = self._files[name] = (path, os.fspath(lock_file_of(path)))
         return files
 
     @contextlib.contextmanager
@@ -139,6 +133,8 @@ class StatusStore:
         DomainBusyError. The lock is released when the block ends, however it ends; the
         owner refuses to load or save after that, and in a forked child.
         """
+        if not timeout >= 0:  # NaN too: it would never reach a deadline
+            raise ValueError(f"timeout must be a number of seconds >= 0, not {timeout!r}")
         path, lock = self._files_of(name)
         self._make_directory()
         with held(lock, timeout, f"domain {name!r}"):
@@ -156,10 +152,11 @@ class StatusStore:
         """
         name = checked_name(doc.domain_name, self.directory)
         path, lock = self._files_of(name)
+        data = self._bytes_of(doc, path)
         self._make_directory()
         # The lock alone, not an owner: nothing is read, and nothing outlives the write.
         with held(lock, OWNER_TIMEOUT, f"domain {name!r}"):
-            self._write(path, doc.dumps())
+            self._write(path, data)
         return path
 
     def load(self, name: str) -> StatusDocument:
@@ -190,10 +187,18 @@ class StatusStore:
         if self._directory_made:
             return
         try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            make_directories(self.directory, 0o700)
         except OSError as exc:
             raise StoreError(self.directory, f"cannot create: {exc.strerror or exc}") from None
         self._directory_made = True
+
+    def _bytes_of(self, doc: SavableDocument, path: Path) -> bytes:
+        """What saving `doc` as `path` writes; StoreError if a load would refuse it."""
+        data = doc.dumps()
+        if len(data) > self.max_bytes:
+            raise StoreError(path, f"cannot save: {len(data)} bytes, larger than "
+                                   f"{self.max_bytes}, the size limit")
+        return data
 
     def _write(self, path: Path, data: bytes) -> None:
         """The one place that writes a status file; the caller owns its domain."""
@@ -222,8 +227,7 @@ class StatusStore:
         except OSError as exc:
             raise StoreError(self.directory,
                              f"cannot list directory: {exc.strerror or exc}") from None
-        removed = remove_leftovers(self.directory, names) if change else []
-        failures = []
+        removed, failures = remove_leftovers(self.directory, names) if change else ([], [])
         # Each file's name as `self.directory / file_name` spells it ("x.xml" in "."), made
         # by concatenation: a Path per file costs about 1% of its load.
         prefix = str(self.directory / "_")[:-1]
@@ -272,8 +276,10 @@ class StatusStore:
                 except OSError as exc:
                     return LoadFailure(path, f"{reason} (left in place: cannot quarantine: "
                                              f"{exc.strerror or exc})", line)
-        except StoreError as exc:
+        except DomainBusyError as exc:
             return LoadFailure(path, f"left in place: {exc.message}")
+        except StoreError as exc:  # the lock cannot be opened or taken: the error names it
+            return LoadFailure(path, f"left in place: {exc}")
 
 
 class DomainOwner:
@@ -314,7 +320,7 @@ class DomainOwner:
         if checked_name(doc.domain_name, self.path) != self.name:
             raise DomainNameError(
                 self.path, f"document of domain {doc.domain_name!r} saved as {self.name!r}")
-        self.store._write(self.path, doc.dumps())
+        self.store._write(self.path, self.store._bytes_of(doc, self.path))
         self._documents.add(doc)
         if self.on_save is not None:
             self.on_save(doc)
