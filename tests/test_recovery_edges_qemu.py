@@ -324,3 +324,23 @@ def test_a_peer_with_replies_of_another_shape_spoils_only_its_domain(
         assert other.read_bytes() == before
         assert good.status == "reconciled"
         assert_completed(tb)
+
+
+def test_a_job_that_fails_does_not_hold_back_the_others(tmp_path: Path) -> None:
+    disks = [DiskSpec("vda", scenario.chain()), DiskSpec("vdb", scenario.chain())]
+    other = "commit-vdb-libvirt-5-format"
+    with Lab(tmp_path, disks) as tb:
+        commit(tb)
+        with StatusStore(tb.directory).owned(tb.name) as owner:
+            start_commit(owner, "vdb", "libvirt-5-format", "libvirt-6-format")
+        wait_concluded(tb)
+        wait_concluded(tb, other)
+        # vda's base names a storage node QEMU does not have: its reopen fails.
+        text = tb.status_path.read_text().replace("libvirt-3-storage", "libvirt-33-storage")
+        tb.status_path.write_text(text)
+        report = recover([tb.status_path])
+        failed, finished = report.domains[0].jobs
+        assert failed.error is not None and failed.error.startswith("blockdev-reopen")
+        assert finished.error is None and finished.done == len(finished.steps)
+        assert report.domains[0].failed_checks == []
+        assert [job.name for job in blockjob.load(tb.status_path).jobs] == [JOB]

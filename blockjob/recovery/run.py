@@ -106,6 +106,7 @@ class _Run:
         self.touched: list[Touched] = []
         self.unresolved: set[str] = set()
         self.finished: set[str] = set()
+        self.failed: set[str] = set()  # jobs whose steps raised: kept, and not checked
         # What the file lets go of (jobs, stale mirrors) once the end state is verified,
         # each with its report and the job's bitmaps that could not be re-enabled.
         self.pending: list[_Pending] = []
@@ -132,11 +133,14 @@ class _Run:
                 return
             if job.disk is not None and plan.decision in _ENDED:
                 self.finished.add(job.disk)
+            touched = [s for s in plan.steps if isinstance(s, MergeBitmaps | Reenable)]
+            if not self.dry_run:
+                # Raises on an error: that is the job's report, and what it left unfinished
+                # is not checked (the checks would hold back the other jobs' drops).
+                self._steps(report, plan.steps)
             if not self.dry_run or plan.qemu_status in (None, CONCLUDED):
                 # A base QEMU's job still writes to (before a planned cancel) may be writable.
-                self.touched += [s for s in plan.steps if isinstance(s, MergeBitmaps | Reenable)]
-            if not self.dry_run:
-                self._steps(report, plan.steps)
+                self.touched += touched
             if plan.decision is not Decision.FINALIZE or self.dry_run:
                 self.unresolved.update(ctx.unresolved)
                 return
@@ -241,7 +245,7 @@ class _Run:
             jobs = monitor.query_jobs()
             seen = Observed(jobs, *monitor.view())
             failed = check_bases(self.touched, seen.nodes, self.unresolved)
-            failed += check_domain(self.ctx.doc, seen, self.finished)
+            failed += check_domain(self.ctx.doc, seen, self.finished, self.failed)
         except MonitorError as exc:
             return [f"could not observe QEMU to verify: {exc}"]
         return failed
@@ -287,8 +291,8 @@ def recover_document(
             return reports, []  # the next jobs would meet the same dead monitor
         except (MonitorError, BlockJobError, ValueError, OSError) as exc:
             report.error = str(exc)
-    if any(report.error for report in reports):
-        return reports, []  # the error is the report; the end state was not reached
+            run.failed.add(job.name)
+    # A job that failed stays in the file; the others leave it if the checks pass.
     try:
         mirrors, failed = run.conclude(mirrors=True)
     except (BlockJobError, ValueError, OSError) as exc:

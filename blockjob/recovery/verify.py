@@ -80,11 +80,14 @@ class Observed:
     roots: Sequence[str]
 
 
-def check_domain(doc: StatusDocument, seen: Observed, finished: set[str]) -> list[str]:
+def check_domain(
+    doc: StatusDocument, seen: Observed, finished: set[str], failed_jobs: set[str]
+) -> list[str]:
     """The chain of every disk without a job matches QEMU (on every run: a chain a
     former run left wrong stays attention); no disk keeps a `<mirror>` without a job;
-    every recorded job is known to QEMU. An image the file names no node of cannot be
-    compared: a failure for the `finished` disks (a job of theirs ended), else skipped."""
+    every recorded job is known to QEMU, but for `failed_jobs` (their steps raised: that
+    is their report). An image the file names no node of cannot be compared: a failure
+    for the `finished` disks (a job of theirs ended), else skipped."""
     failed: list[str] = []
     busy = {job.disk for job in doc.jobs}
     for disk in doc.disks:
@@ -98,6 +101,7 @@ def check_domain(doc: StatusDocument, seen: Observed, finished: set[str]) -> lis
             if disk.target in finished:
                 failed.append(f"disk {disk.target}: {exc}")
     for job in doc.jobs:
-        if job.name not in seen.jobs and not is_unresolved_record(doc, job):
+        known = job.name in seen.jobs or job.name in failed_jobs
+        if not known and not is_unresolved_record(doc, job):
             failed.append(f"job '{job.name}' is recorded but QEMU does not know it")
     return failed
