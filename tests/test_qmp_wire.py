@@ -195,6 +195,8 @@ def test_what_is_not_qmp_makes_the_monitor_unavailable(
     ("query-jobs", [{"id": "j", "type": "commit", "status": "concluded", "error": 5}],
      "'error' is a int"),
     ("query-jobs", ["commit"], "expected an object, got str"),
+    ("query-jobs", [{"id": "j", "type": "commit", "status": "running",
+                     "current-progress": float("inf")}], "cannot convert float infinity"),
     ("query-named-block-nodes", [{"node-name": "n", "ro": True}], "'drv'"),
     ("query-named-block-nodes", [{"node-name": "n", "drv": "qcow2", "ro": False,
                                   "dirty-bitmaps": {}}], "expected a list, got dict"),

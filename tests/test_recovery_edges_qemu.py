@@ -67,12 +67,15 @@ def test_invalid_job_is_cancelled_its_bitmaps_restored_and_the_file_stays_loadab
         assert bitmaps["chk0"].recording and bitmaps["chk1"].recording
 
 
-def test_concluded_stream_job_does_not_crash_qemu(tmp_path: Path) -> None:
+# `aborting`: the daemon asked for a cancel that came too late (the pull had run to its
+# end: cancelled, it would have concluded with an error); it is finished as completed.
+@pytest.mark.parametrize("state", [JobState.RUNNING, JobState.ABORTING])
+def test_concluded_stream_job_does_not_crash_qemu(tmp_path: Path, state: JobState) -> None:
     """QEMU 7.2 segfaults on query-named-block-nodes while a concluded stream job waits."""
     name = "pull-vda-libvirt-1-format"
     with started(tmp_path) as tb:
         doc = blockjob.load(tb.status_path)
-        doc.add_job(BlockJob(name, JobType.PULL, JobState.RUNNING, jobflags=0, disk="vda",
+        doc.add_job(BlockJob(name, JobType.PULL, state, jobflags=0, disk="vda",
                              data=PullData(base="libvirt-3-storage")))
         StatusStore(tmp_path).save(doc)
         with tb.connect() as monitor:
@@ -344,3 +347,19 @@ def test_a_job_that_fails_does_not_hold_back_the_others(tmp_path: Path) -> None:
         assert finished.error is None and finished.done == len(finished.steps)
         assert report.domains[0].failed_checks == []
         assert [job.name for job in blockjob.load(tb.status_path).jobs] == [JOB]
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_an_image_above_the_files_top_is_found(tmp_path: Path, dry_run: bool) -> None:
+    disks = [DiskSpec("vda", scenario.chain()), DiskSpec("vdb", scenario.chain())]
+    with Lab(tmp_path, disks) as tb:
+        commit(tb, speed=CRAWL)  # a running job: recovery connects, and adopts it
+        doc = blockjob.load(tb.status_path)
+        disk = doc.disk("vdb")
+        assert disk is not None and disk.chain is not None and disk.chain.backing is not None
+        doc.set_disk_chain("vdb", disk.chain.backing)  # the file forgets vdb's top image
+        StatusStore(tb.directory).save(doc)
+        report = recover([tb.status_path], dry_run=dry_run)
+        assert not report.ok and report.domains[0].failed_checks == [
+            "disk vdb: libvirt-4-format is backed by libvirt-5-format in QEMU, the file "
+            "says libvirt-5-format is the top"]

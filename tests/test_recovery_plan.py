@@ -73,9 +73,19 @@ def test_recorded_completion_resumes_without_qemu_job() -> None:
     assert kinds(plan.steps) == ["MergeBitmaps", "DeleteNodes", "Drop"]
 
 
+def test_a_cancel_that_came_too_late_finds_the_commit_done() -> None:
+    # Cancelled, a commit concludes with an error; without one it ran to its end (libvirt
+    # would call it cancelled and keep a chain QEMU no longer runs).
+    job = replace(COMMIT, state=JobState.ABORTING)
+    plan = plan_job(document(job), job, qemu("concluded"))
+    assert plan.decision is Decision.COMPLETED
+    assert kinds(plan.steps) == ["Record", "MergeBitmaps", "Dismiss", "DeleteNodes", "Drop"]
+
+
 @pytest.mark.parametrize(("job", "qjob", "outcome"), [
     (COMMIT, qemu("concluded", "Input/output error"), JobState.FAILED),
-    (replace(COMMIT, state=JobState.ABORTING), qemu("concluded"), JobState.CANCELLED),
+    (replace(COMMIT, state=JobState.ABORTING), qemu("concluded", "Operation canceled"),
+     JobState.CANCELLED),
     (replace(COMMIT, type=JobType.ACTIVE_COMMIT, state=JobState.READY), qemu("concluded"),
      JobState.CANCELLED),
     (replace(COMMIT, newstate=JobState.FAILED), None, JobState.FAILED),

@@ -124,8 +124,8 @@ def _refused(batch: Sequence[tuple[str, object]], exc: ReplyError) -> str:
     return batch[exc.index][0]
 
 
-# Parsers of replies. Each raises KeyError, TypeError or ValueError on a reply of
-# another shape, which `Monitor._parsed` turns into a MonitorReplyError.
+# Parsers of replies. Each raises KeyError, TypeError, ValueError or OverflowError on a
+# reply of another shape, which `Monitor._parsed` turns into a MonitorReplyError.
 
 def _list(raw: object) -> list[Any]:
     if not isinstance(raw, list):
@@ -344,7 +344,7 @@ class Monitor:
     def _parsed(self, command: str, parse: Callable[[object], _Parsed], raw: object) -> _Parsed:
         try:
             return parse(raw)
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:  # int(Infinity)
             reason = f"no member {exc}" if isinstance(exc, KeyError) else _reason(exc)
             raise MonitorReplyError(
                 self.path, f"unexpected reply to {command}: {reason}") from None

@@ -82,8 +82,7 @@ def _recorded(job: BlockJob) -> JobState | None:
 
 
 def _outcome(
-    doc: StatusDocument, job: BlockJob, qjob: QemuJob | None,
-    roots: Sequence[str] | None, backing: Mapping[str, str] | None,
+    doc: StatusDocument, job: BlockJob, qjob: QemuJob | None, roots: Sequence[str] | None
 ) -> JobState | None:
     """How the job ended: from QEMU if it still reports it, else as recorded."""
     if qjob is None or qjob.status != CONCLUDED:
@@ -92,14 +91,16 @@ def _outcome(
         return JobState.CANCELLED
     if qjob.error is not None:
         return JobState.FAILED
-    # No error: a ready mirror concludes so whether it pivoted or was cancelled, and a
-    # cancel can come too late to stop a commit. QEMU's graph tells; else the request does.
-    landed = _landed(doc, job, roots, backing)
-    if landed is not None:
-        return JobState.COMPLETED if landed else JobState.CANCELLED
-    if job.type in MIRRORING:
-        return JobState.COMPLETED if job.state is JobState.PIVOTING else JobState.CANCELLED
-    return JobState.CANCELLED if job.state is JobState.ABORTING else JobState.COMPLETED
+    if job.type not in MIRRORING:
+        # Cancelled, such a job concludes with an error: a cancel that came too late to
+        # stop it (libvirt would still call the job cancelled) found it done.
+        return JobState.COMPLETED
+    # A ready mirror concludes without error whether it pivoted or was cancelled: the
+    # device tells which; without one, what the daemon asked for.
+    pivoted = _pivot_window(doc, job, roots)
+    if pivoted is not None:
+        return JobState.COMPLETED if pivoted else JobState.CANCELLED
+    return JobState.COMPLETED if job.state is JobState.PIVOTING else JobState.CANCELLED
 
 
 def _disk(doc: StatusDocument, job: BlockJob) -> Disk | None:
@@ -348,18 +349,20 @@ def _landed(
 def graph_questions(job: BlockJob, qjob: QemuJob | None) -> tuple[bool, bool]:
     """Whether planning `job` reads the devices' roots (`query-block`), and the graph's
     backing edges: only for a job that ended without saying how, that is one QEMU forgot
-    before an outcome was recorded, or one that concluded without error where that does
-    not settle it (a mirror, a commit asked to abort). A restart plans every job: the
-    rest ask QEMU nothing more."""
+    before an outcome was recorded (a mirror, a commit, a pull), or a mirror that
+    concluded without error. A restart plans every job: the rest ask QEMU nothing more.
+    (The edges are never asked while QEMU still reports a job: a concluded stream job
+    must be dismissed first, README `QEMU care`.)"""
     if job.invalid or job.type is JobType.BROKEN:
         return False, False
     if qjob is None:
         open_end = _recorded(job) is None and job.state is not JobState.NEW
     else:
         open_end = qjob.status == CONCLUDED and qjob.error is None
-    chain_job = job.type in (JobType.COMMIT, JobType.PULL)
+    # A concluded stream job must be dismissed before the graph is asked (QEMU 7.2 crashes,
+    # README `QEMU care`): a pull asks only once QEMU forgot it.
     return (open_end and job.type in MIRRORING,
-            open_end and chain_job and (qjob is None or job.state is JobState.ABORTING))
+            open_end and qjob is None and job.type in (JobType.COMMIT, JobType.PULL))
 
 
 def plan_job(
@@ -387,7 +390,7 @@ def plan_job(
         return plan(Decision.FINALIZE, [*_pending(job), Finalize(job.name)])
     if status not in (None, CONCLUDED):
         return plan(Decision.ADOPT, _adopt(doc, job, qjob) if qjob is not None else [])
-    outcome = _outcome(doc, job, qjob, roots, backing)
+    outcome = _outcome(doc, job, qjob, roots)
     if outcome is JobState.COMPLETED:
         return plan(Decision.COMPLETED, _completed(doc, job, qjob))
     if outcome is not None:

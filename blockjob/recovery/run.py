@@ -24,7 +24,7 @@ from blockjob.recovery.parallel import file_key, run_ordered
 from blockjob.recovery.plan import ATTENTION, Decision, JobPlan, graph_questions, plan_job
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
 from blockjob.recovery.steps import Drop, DropMirror, MergeBitmaps, Reenable, Step, describe
-from blockjob.recovery.verify import Observed, Touched, check_bases, check_domain
+from blockjob.recovery.verify import Observed, Touched, check_bases, check_chains, check_domain
 from blockjob.statusxml.document import StatusDocument
 from blockjob.statusxml.mirrors import mirror_job_problem
 from blockjob.store.status_store import (
@@ -237,13 +237,13 @@ class _Run:
         """The end state, from a fresh observation (in a dry run: the state as found)."""
         monitor = self.ctx.monitor
         try:
-            if self.dry_run:
-                return check_bases(self.touched, monitor.query_nodes(), self.unresolved,
-                                   planned=True)
             # Jobs first: with no stream job among them, the node graph, its edges and
             # the devices are asked in one batch (`Monitor.view`).
             jobs = monitor.query_jobs()
             seen = Observed(jobs, *monitor.view())
+            if self.dry_run:  # only what does not depend on the planned steps
+                return (check_bases(self.touched, seen.nodes, self.unresolved, planned=True)
+                        + check_chains(self.ctx.doc, seen, set()))
             failed = check_bases(self.touched, seen.nodes, self.unresolved)
             failed += check_domain(self.ctx.doc, seen, self.finished, self.failed)
         except MonitorError as exc:

@@ -58,6 +58,13 @@ def _chain_failures(disk: Disk, chain: StorageSource, nodes: Nodes,
     device = [root for root in roots if root in names]
     if device and device[0] != names[0]:
         return [f"{where}: the device runs on {device[0]}, the file says {names[0]}"]
+    # The devices are not tied to disks: an image above the file's top shows by its edge.
+    # (QEMU's implicit filter nodes, named `#...`, sit above a top while a job runs.)
+    above = sorted(node for node, below in backing.items()
+                   if below == names[0] and not node.startswith("#"))
+    if above:
+        return [f"{where}: {above[0]} is backed by {names[0]} in QEMU, the file says "
+                f"{names[0]} is the top"]
     for position, name in enumerate(names):
         if name not in nodes:
             return [f"{where}: node {name} of the file's chain is not in QEMU's graph"]
@@ -80,19 +87,13 @@ class Observed:
     roots: Sequence[str]
 
 
-def check_domain(
-    doc: StatusDocument, seen: Observed, finished: set[str], failed_jobs: set[str]
-) -> list[str]:
+def check_chains(doc: StatusDocument, seen: Observed, finished: set[str]) -> list[str]:
     """The chain of every disk without a job matches QEMU (on every run: a chain a
-    former run left wrong stays attention); no disk keeps a `<mirror>` without a job;
-    every recorded job is known to QEMU, but for `failed_jobs` (their steps raised: that
-    is their report). An image the file names no node of cannot be compared: a failure
-    for the `finished` disks (a job of theirs ended), else skipped."""
+    former run left wrong stays attention). An image the file names no node of cannot be
+    compared: a failure for the `finished` disks (a job of theirs ended), else skipped."""
     failed: list[str] = []
     busy = {job.disk for job in doc.jobs}
     for disk in doc.disks:
-        if disk.mirror_job is not None and disk.target not in busy and not seen.jobs:
-            failed.append(f"disk {disk.target} has a <mirror> but no job")
         if disk.chain is None or disk.target in busy:
             continue
         try:
@@ -100,6 +101,18 @@ def check_domain(
         except ValueError as exc:
             if disk.target in finished:
                 failed.append(f"disk {disk.target}: {exc}")
+    return failed
+
+
+def check_domain(
+    doc: StatusDocument, seen: Observed, finished: set[str], failed_jobs: set[str]
+) -> list[str]:
+    """`check_chains`; no disk keeps a `<mirror>` without a job; every recorded job is
+    known to QEMU, but for `failed_jobs` (their steps raised: that is their report)."""
+    busy = {job.disk for job in doc.jobs}
+    failed = [f"disk {disk.target} has a <mirror> but no job" for disk in doc.disks
+              if disk.mirror_job is not None and disk.target not in busy and not seen.jobs]
+    failed += check_chains(doc, seen, finished)
     for job in doc.jobs:
         known = job.name in seen.jobs or job.name in failed_jobs
         if not known and not is_unresolved_record(doc, job):
