@@ -19,7 +19,7 @@ from blockjob.model import ACTIVE_STATES, BlockJob, StorageSource
 from blockjob.statusxml.disks import Disk, DiskRefs, has_mirror_at, read_disk_at, read_disks
 from blockjob.statusxml.lazyimages import LoadedBlockjobs
 from blockjob.statusxml.mapping import node_references
-from blockjob.statusxml.node import first_children, from_lxml, write_node
+from blockjob.statusxml.node import first_children, kept_node, write_node
 from blockjob.statusxml.parse import parse
 from blockjob.statusxml.reader import ReadContext, read_jobs
 from blockjob.statusxml.sources import backing_node, top_source_node
@@ -266,7 +266,7 @@ class StatusDocument:
             raise ValueError(f"the domain has no disk '{target}'")
         tail = self._head_tail()[1]
         start, end = element_span(tail, b"disk", disk.line - self._tail_line)
-        old = from_lxml(parse(tail[start:end], self.filename))
+        old = kept_node(parse(tail[start:end], self.filename))
         children: list[Node] = []
         for child in old.children:
             if chain is not None and child.tag == "source":
@@ -292,7 +292,8 @@ class StatusDocument:
             children.insert(after + 1, mirror)
         attrs = _set_attr(old, "type", chain.type).attrs if chain is not None else old.attrs
         new = Node("disk", attrs, tuple(children))
-        indent = tail[tail.rfind(b"\n", 0, start) + 1 : start].decode()
+        before = tail[tail.rfind(b"\n", 0, start) + 1 : start]  # on the disk's line
+        indent = before[: len(before) - len(before.lstrip())].decode()
         out: list[str] = []
         write_node(out, new, indent, pad="")
         text = "".join(out).encode("utf-8")

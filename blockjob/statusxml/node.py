@@ -54,6 +54,7 @@ def from_lxml(element: etree._Element) -> Node:
 
 _new = tuple.__new__
 _XML_NS = "http://www.w3.org/XML/1998/namespace"
+_IN_XML_NS = "{" + _XML_NS + "}"  # `xml:` names, declared by XML itself
 
 
 def _uses_namespaces(element: etree._Element) -> bool:
@@ -63,18 +64,26 @@ def _uses_namespaces(element: etree._Element) -> bool:
     )
 
 
-def prefixed(element: etree._Element, name: str) -> str:
-    """`name` (lxml's `{uri}local`, or plain) as written: `prefix:local` in `element`'s scope."""
-    if name[0] != "{":
-        return name
-    uri, local = name[1:].split("}", 1)
+def prefixed(element: etree._Element, key: str) -> str:
+    """Attribute `key` of `element` (lxml's `{uri}local`, or plain) as written:
+    `prefix:local` in `element`'s scope."""
+    if key[0] != "{":
+        return key
+    uri, local = key[1:].split("}", 1)
     if uri == _XML_NS:
         return f"xml:{local}"
-    if name == element.tag:
-        return f"{element.prefix}:{local}" if element.prefix else local
-    # An attribute: a default namespace never applies to it, so its prefix has a name.
+    # A default namespace never applies to an attribute, so its prefix has a name.
     prefix = next(p for p, u in element.nsmap.items() if u == uri and p is not None)
     return f"{prefix}:{local}"
+
+
+def tag_as_written(element: etree._Element) -> str:
+    """`element`'s name as written: `prefix:local` when it has a prefix."""
+    tag = str(element.tag)
+    if tag[0] != "{":
+        return tag
+    local = tag[tag.index("}") + 1:]
+    return f"{element.prefix}:{local}" if element.prefix else local
 
 
 def declarations(
@@ -85,25 +94,50 @@ def declarations(
             if inherited.get(p) != uri]
 
 
-def _with_prefixes(element: etree._Element, inherited: dict[str | None, str]) -> Node:
-    attrs = declarations(element, inherited)
+def _namespaces_used(element: etree._Element) -> dict[str | None, str]:
+    """The namespace each prefix `element`'s own names are written with stands for ("": no
+    namespace, for an unprefixed name outside one)."""
+    tag = str(element.tag)
+    used: dict[str | None, str] = {element.prefix: _uri(tag)} if tag[0] == "{" else {None: ""}
+    for key in element.attrib:
+        if key[0] == "{" and not key.startswith(_IN_XML_NS):
+            written = prefixed(element, key)
+            used[written[: written.index(":")]] = _uri(key)
+    return used
+
+
+def _uri(name: str) -> str:
+    return name[1 : name.index("}")]
+
+
+def _with_prefixes(element: etree._Element, scope: dict[str | None, str]) -> Node:
+    """`element` with its names as written, declaring each namespace it uses that `scope`
+    (the declarations in force where it is written) lacks, so it reads the same there."""
+    declared = {prefix: uri for prefix, uri in _namespaces_used(element).items()
+                if scope.get(prefix, "") != uri}
+    if declared:
+        scope = {**scope, **declared}
+    attrs = [(f"xmlns:{p}" if p else "xmlns", uri) for p, uri in declared.items()]
     attrs += [(prefixed(element, key), value) for key, value in element.items()]
-    children = tuple(_with_prefixes(child, dict(element.nsmap))
-                     for child in element.iterchildren(_ELEMENTS))
+    children = tuple(_with_prefixes(child, scope) for child in element.iterchildren(_ELEMENTS))
     text = element.text if not children and element.text and element.text.strip() else None
-    return _new(Node, (prefixed(element, str(element.tag)), tuple(attrs), children, text))
+    return _new(Node, (tag_as_written(element), tuple(attrs), children, text))
 
 
-def kept_node(element: etree._Element) -> Node:
-    """`from_lxml` for an element written back as it was read (a kept or invalid job part).
+def kept_node(element: etree._Element, scope: dict[str | None, str] | None = None) -> Node:
+    """`from_lxml` for an element whose names may lie in a namespace.
 
-    lxml names what lies in a namespace `{uri}local`, which is no XML name: such names
-    keep their prefix instead, and the element declares the namespaces it uses that the
-    document root (the only ancestor written back byte for byte) does not.
+    lxml names those `{uri}local`, which is no XML name: they keep their prefix instead,
+    and the element declares the namespaces it uses beyond `scope`, those declared where it
+    is written. By default that is the document root's (the only ancestor of a job's parts
+    written back byte for byte), or none in a tree parsed from part of a document.
     """
     if not _uses_namespaces(element):
         return from_lxml(element)
-    return _with_prefixes(element, dict(element.getroottree().getroot().nsmap))
+    if scope is None:
+        root = element.getroottree().getroot()
+        scope = dict(root.nsmap) if root.tag == "domstatus" and root is not element else {}
+    return _with_prefixes(element, scope)
 
 
 # Only for bytes from a document `xmlparse.parse` accepted: lxml's own serialization of
@@ -112,7 +146,10 @@ TRUSTED_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove
 
 
 def node_from_xml(data: bytes) -> Node:
-    return from_lxml(etree.fromstring(data, TRUSTED_PARSER))
+    """The element lxml serialized as `data`; lxml declares at its top every namespace in
+    scope, so one that uses none has no `xmlns` (and takes the quicker conversion)."""
+    element = etree.fromstring(data, TRUSTED_PARSER)
+    return kept_node(element) if b"xmlns" in data else from_lxml(element)
 
 
 class SerializedXML(bytes):

@@ -13,7 +13,7 @@ from lxml import etree
 from blockjob.element import Node
 from blockjob.model import StorageSource
 from blockjob.statusxml.build import builder
-from blockjob.statusxml.node import SerializedXML, first_children, from_lxml
+from blockjob.statusxml.node import SerializedXML, first_children, kept_node
 from blockjob.statusxml.rendered import RenderedXML
 
 STORAGE_TYPES = frozenset(
@@ -106,7 +106,7 @@ def read_backing(
     fmt = fmt_el.get("type") if fmt_el is not None else None
     if source is None or fmt_el is None or not fmt:
         return None, False
-    extra = from_lxml(fmt_el).children if len(fmt_el) else ()
+    extra = kept_node(fmt_el).children if len(fmt_el) else ()
     return _image(kind, fmt, source, backing.get("index"), kids.get("backingStore"),
                   format_children=extra, to_write=to_write), False
 
