@@ -265,3 +265,50 @@ def test_unloadable_documents_raise_typed_errors(data: bytes, message: str) -> N
         blockjob.loads(data, "bad.xml")
     assert caught.value.file == "bad.xml" and caught.value.line is not None
     assert message in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("errmsg", "read"),
+    [
+        ("disk <!-- x -->full", "disk full"),
+        ("a<b>c</b>d", "acd"),
+        ("<?pi x?>no <![CDATA[<space>]]>", "no <space>"),
+        ("<!-- only a comment -->", None),
+    ],
+)
+def test_errmsg_is_its_string_value_as_libvirt_reads_it(errmsg: str, read: str | None) -> None:
+    doc = blockjob.loads(jobs(f"<blockjob name='j' type='copy' state='failed'>"
+                              f"<errmsg>{errmsg}</errmsg><disk dst='vda'/></blockjob>"))
+    (job,) = doc.jobs
+    assert not job.invalid and job.errmsg == read
+    written = b"<errmsg>" + (read or "").replace("<", "&lt;").replace(">", "&gt;").encode()
+    assert (written in doc.dumps()) is (read is not None)
+
+
+def test_an_invalid_job_keeps_text_around_comments_and_warns_of_text_beside_elements() -> None:
+    doc = blockjob.loads(jobs(
+        "<blockjob name='j' type='stream' state='running'>\n"
+        "<errmsg>disk <!-- x -->full</errmsg><disk dst='vda'/>text\n"
+        "<foo>t<b/>u</foo><bar>  <c/>  </bar></blockjob>"
+    ), "f.xml")
+    (job,) = doc.jobs
+    assert job.invalid
+    assert doc.warnings == (
+        "f.xml:3: job 'j': text beside the child elements of <blockjob> dropped",
+        "f.xml:5: job 'j': text beside the child elements of <foo> dropped",
+    )
+    dumped = doc.dumps()
+    assert b"<errmsg>disk full</errmsg><disk dst='vda'/>\n" in dumped
+    assert blockjob.loads(dumped).dumps() == dumped
+
+
+def test_a_kept_child_warns_of_the_text_beside_its_elements() -> None:
+    doc = blockjob.loads(jobs(
+        "<blockjob name='j' type='copy' state='ready'><disk dst='vda'/>"
+        "<future>a<b/></future></blockjob>"
+    ), "f.xml")
+    assert not doc.jobs[0].invalid
+    assert doc.warnings == (
+        "f.xml:3: job 'j': unknown element <future> kept as written",
+        "f.xml:3: job 'j': text beside the child elements of <future> dropped",
+    )

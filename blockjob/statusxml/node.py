@@ -40,16 +40,44 @@ def first_children(element: etree._Element) -> dict[object, etree._Element]:
 
 
 def from_lxml(element: etree._Element) -> Node:
-    """Convert an lxml element, dropping comments and whitespace-only text."""
+    """Convert an lxml element, dropping comments, processing instructions and blank text;
+    an element without child elements keeps its string value (the text around them)."""
     # tuple.__new__ skips NamedTuple's Python-level constructor: this runs per element.
     if len(element):
         children = tuple([from_lxml(child) for child in element.iterchildren(_ELEMENTS)])
         if children:
             return _new(Node, (element.tag, tuple(element.items()), children, None))
-    text = element.text
-    if text is not None and not text.strip():
-        text = None
+        text = _leaf_text(element)
+    else:
+        text = element.text
+        if text is not None and not text.strip():
+            text = None
     return _new(Node, (element.tag, tuple(element.items()), (), text))
+
+
+def string_value(element: etree._Element) -> str:
+    """XPath's string value of `element`, as libvirt reads text: every text node below it
+    joined, the content of comments and processing instructions left out."""
+    return (element.text or "") if not len(element) else "".join(element.itertext())
+
+
+def _leaf_text(element: etree._Element) -> str | None:
+    """The text a Node without children keeps of `element`: its string value, unless
+    blank."""
+    text = string_value(element)
+    return text if text.strip() else None
+
+
+def text_dropped(element: etree._Element) -> list[etree._Element]:
+    """The elements at or below `element` whose non-blank text its Node loses: text beside
+    child elements (a Node holds children or text, not both)."""
+    return [inner for inner in element.iter(_ELEMENTS) if _text_beside_children(inner)]
+
+
+def _text_beside_children(element: etree._Element) -> bool:
+    if next(element.iterchildren(_ELEMENTS), None) is None:
+        return False  # its string value is kept
+    return any(text and text.strip() for text in (element.text, *(c.tail for c in element)))
 
 
 _new = tuple.__new__
@@ -120,7 +148,7 @@ def _with_prefixes(element: etree._Element, scope: dict[str | None, str]) -> Nod
     attrs = [(f"xmlns:{p}" if p else "xmlns", uri) for p, uri in declared.items()]
     attrs += [(prefixed(element, key), value) for key, value in element.items()]
     children = tuple(_with_prefixes(child, scope) for child in element.iterchildren(_ELEMENTS))
-    text = element.text if not children and element.text and element.text.strip() else None
+    text = None if children else _leaf_text(element)
     return _new(Node, (tag_as_written(element), tuple(attrs), children, text))
 
 

@@ -38,7 +38,15 @@ from blockjob.statusxml.mapping import (
     Kind,
     Row,
 )
-from blockjob.statusxml.node import declarations, first_children, kept_node, prefixed
+from blockjob.statusxml.node import (
+    declarations,
+    first_children,
+    kept_node,
+    prefixed,
+    string_value,
+    tag_as_written,
+    text_dropped,
+)
 from blockjob.statusxml.sources import SourceError
 
 _TYPES = {t.value: t for t in JobType}
@@ -321,6 +329,14 @@ def _kept_attributes(
     return tuple(kept)
 
 
+def _kept(element: etree._Element, name: str, ctx: ReadContext) -> Node:
+    """`element` as a Node to write back as read, with a warning for any text it loses."""
+    for inner in text_dropped(element):
+        ctx.warn(inner, f"job '{name}': text beside the child elements of "
+                        f"<{tag_as_written(inner)}> dropped")
+    return kept_node(element)
+
+
 def _kept_children(
     element: etree._Element, name: str, ctx: ReadContext
 ) -> tuple[tuple[str | None, Node], ...]:
@@ -332,9 +348,8 @@ def _kept_children(
         if tag in KNOWN_CHILDREN:
             after = str(tag)
             continue
-        node = kept_node(child)
-        ctx.warn(child, f"job '{name}': unknown element <{node.tag}> kept as written")
-        kept.append((after, node))
+        ctx.warn(child, f"job '{name}': unknown element <{tag_as_written(child)}> kept as written")
+        kept.append((after, _kept(child, name, ctx)))
     return tuple(kept)
 
 
@@ -418,7 +433,8 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
             problems.append(_at(exc.line, str(exc)))
 
     errmsg_el = kids.get("errmsg")
-    errmsg = (errmsg_el.text or None) if errmsg_el is not None else None
+    # libvirt reads the string value: all the text inside, around comments and child elements.
+    errmsg = (string_value(errmsg_el) or None) if errmsg_el is not None else None
     invalid = bool(problems)
     # Unknown parts are rare: the set comparisons keep the common case to two checks.
     kept_attributes = (
@@ -442,7 +458,7 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
         "data": data,
         "invalid": invalid,
         "problems": tuple(problems),
-        "raw": kept_node(element) if invalid else None,
+        "raw": _kept(element, name, ctx) if invalid else None,
         "kept_attributes": kept_attributes,
         "kept_children": kept_children,
     })
@@ -479,7 +495,7 @@ def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJ
                 f"disk '{disk}' is repeated in the domain and already has job '{other}'",
             )
             job = replace(job, disk=None, invalid=True, problems=(*job.problems, repeated),
-                          raw=kept_node(element))
+                          raw=_kept(element, job.name, ctx))
         elif other is not None:
             raise StatusXMLError(
                 ctx.filename, line, f"disk '{disk}' already has block job '{other}' assigned"
