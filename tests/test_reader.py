@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 import blockjob
@@ -312,3 +315,89 @@ def test_a_kept_child_warns_of_the_text_beside_its_elements() -> None:
         "f.xml:3: job 'j': unknown element <future> kept as written",
         "f.xml:3: job 'j': text beside the child elements of <future> dropped",
     )
+
+
+def test_every_disabled_base_bitmaps_list_is_read_and_written_back_as_one() -> None:
+    # libvirt 6.2-6.4 read `./disabledBaseBitmaps/bitmap`: every list, in document order.
+    extra = ("<disabledBaseBitmaps><bitmap name='chk0'/></disabledBaseBitmaps>"
+             "<disabledBaseBitmaps><bitmap name='chk1'/><bitmap name='chk2'/>"
+             "</disabledBaseBitmaps>")
+    doc = blockjob.loads(jobs(COMMIT.format(extra=extra)))
+    (job,) = doc.jobs
+    assert not job.invalid and job.disabled_base_bitmaps == ("chk0", "chk1", "chk2")
+    dumped = doc.dumps()
+    assert dumped.count(b"<disabledBaseBitmaps>") == 1
+    assert blockjob.loads(dumped).jobs == [job]
+
+
+def test_a_nameless_bitmap_in_a_later_list_marks_the_commit_invalid() -> None:
+    extra = ("<disabledBaseBitmaps><bitmap name='chk0'/></disabledBaseBitmaps>"
+             "<disabledBaseBitmaps><bitmap/></disabledBaseBitmaps>")
+    assert _one(COMMIT.format(extra=extra)).invalid
+
+
+_IMAGE = "type='file' format='qcow2'><source file='/{name}' index='{index}'/>"
+
+
+@pytest.mark.parametrize(
+    ("element", "read"),
+    [
+        # `string(./disk/@dst)`: the first <disk> that has a dst.
+        ("<blockjob name='j' type='copy' state='ready'><disk/><disk dst='vda'/></blockjob>",
+         lambda job: job.disk == "vda"),
+        ("<blockjob name='j' type='copy' state='ready'><disk dst='vdb'/><disk mirror='yes'/>"
+         "</blockjob>", lambda job: (job.disk, job.mirror) == ("vdb", True)),
+        # An empty value is libvirt's "absent", even with a later one.
+        ("<blockjob name='j' type='copy' state='ready'><disk dst=''/><disk dst='vda'/>"
+         "</blockjob>", lambda job: job.disk is None),
+        ("<blockjob name='j' type='pull' state='ready'><disk dst='vda'/><base/>"
+         "<base node='libvirt-1-format'/></blockjob>",
+         lambda job: job.data.base == "libvirt-1-format"),
+        (COMMIT.replace("<top node='libvirt-2-format'/>", "<top/><top node='libvirt-2-format'/>"),
+         lambda job: job.data.top == "libvirt-2-format"),
+        ("<blockjob name='j' type='create' state='ready'><create/><create mode='storage'/>"
+         f"<src {_IMAGE.format(name='a', index=1)}</src></blockjob>",
+         lambda job: job.data.storage_only),
+        ("<blockjob name='j' type='backup' state='ready'><disk dst='vda'/><bitmap/>"
+         f"<bitmap name='b'/><store {_IMAGE.format(name='s', index=2)}</store></blockjob>",
+         lambda job: job.data.bitmap == "b"),
+        # `./chains/disk` and `./chains/mirror`: the first under any <chains>.
+        ("<blockjob name='j' type='copy' state='ready'><chains/><chains>"
+         f"<mirror {_IMAGE.format(name='m', index=3)}</mirror></chains><chains>"
+         f"<disk {_IMAGE.format(name='d', index=4)}</disk></chains></blockjob>",
+         lambda job: (job.chains.disk.path, job.chains.mirror.path) == ("/d", "/m")),
+        # `string(./source/@index)` of a job image.
+        ("<blockjob name='j' type='create' state='ready'><src type='file' format='raw'>"
+         "<source file='/a'/><source file='/b' index='5'/></src></blockjob>",
+         lambda job: (job.data.src.path, job.data.src.index) == ("/a", 5)),
+        # `string(./format/@type)` of a `<backingStore>`.
+        ("<blockjob name='j' type='copy' state='ready'><chains><disk type='file' format='qcow2'>"
+         "<source file='/t' index='6'/><backingStore type='file'><format/><format type='raw'/>"
+         "<source file='/u'/></backingStore></disk></chains></blockjob>",
+         lambda job: job.chains.disk.backing.format == "raw"),
+    ],
+    ids=["disk-dst", "disk-mirror", "empty-dst", "base-node", "top-node", "create-mode",
+         "backup-bitmap", "chains", "source-index", "backing-format"],
+)
+def test_values_are_read_as_libvirts_xpath_reads_them(
+    element: str, read: Callable[[Any], bool]
+) -> None:
+    doc = blockjob.loads(jobs(element))
+    (job,) = doc.jobs
+    assert not job.invalid, job.problems
+    assert read(job)
+    assert blockjob.loads(doc.dumps()).dumps() == doc.dumps()
+
+
+def test_node_names_of_the_chains_libvirt_finds_resolve() -> None:
+    pull = _ORPHAN_PULL.format(base="copy-format").replace("<chains>", "<chains/><chains>", 1)
+    job = _one(pull)
+    assert not job.invalid and job.chains is not None and job.chains.mirror is not None
+
+
+def test_a_problem_names_the_line_of_the_element_whose_value_was_read() -> None:
+    doc = blockjob.loads(jobs(
+        "<blockjob name='j' type='pull' state='ready'>\n<disk/>\n<disk dst='vdz'/>\n"
+        "<base/>\n<base node='nope'/></blockjob>"))
+    assert doc.jobs[0].problems == ("line 5: disk 'vdz' not found in the domain",
+                                    "line 7: <base> node name 'nope' not found in the job's chains")

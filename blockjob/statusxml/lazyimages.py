@@ -16,7 +16,7 @@ from typing import Any
 from lxml import etree
 
 from blockjob.model import StorageSource
-from blockjob.statusxml.node import TRUSTED_PARSER, first_children
+from blockjob.statusxml.node import TRUSTED_PARSER, first_at, first_children
 from blockjob.statusxml.sources import build_job_source, check_job_source
 from blockjob.statusxml.spans import element_span
 
@@ -68,9 +68,8 @@ class LoadedBlockjobs:
             if not _holds(jobs, index, name):
                 jobs = self._from_document()
             self._jobs = jobs
-        element = jobs[index]
-        for tag in path:
-            element = first_children(element)[tag]
+        element = first_at(jobs[index], path)  # where the reader found it
+        assert element is not None
         return build_job_source(element, chain=chain)
 
     def _from_span(self) -> list[etree._Element]:

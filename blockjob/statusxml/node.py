@@ -39,6 +39,36 @@ def first_children(element: etree._Element) -> dict[object, etree._Element]:
     return found
 
 
+def attr_holder(
+    element: etree._Element, first: etree._Element | None, tag: str, name: str
+) -> etree._Element | None:
+    """The `tag` child of `element` whose attribute `name` libvirt's XPath
+    `string(./tag/@name)` reads: the first one that has it. `first` is the first `tag`
+    child (`first_children`), which usually has it."""
+    if first is None or first.get(name) is not None:
+        return first
+    return next((child for child in element.iterchildren(tag) if child.get(name) is not None),
+                None)
+
+
+def xpath_attr(
+    element: etree._Element, first: etree._Element | None, tag: str, name: str
+) -> str | None:
+    """XPath `string(./tag/@name)` as libvirt reads it (`attr_holder`); None when no `tag`
+    child has the attribute or its value is empty (libvirt's "absent")."""
+    found = attr_holder(element, first, tag, name)
+    return (found.get(name) or None) if found is not None else None
+
+
+def first_at(element: etree._Element, path: tuple[str, ...]) -> etree._Element | None:
+    """The first element of XPath `./a/b/...` below `element`, in document order (which
+    may lie below a later `a` than the first)."""
+    found = [element]
+    for tag in path:
+        found = [child for parent in found for child in parent.iterchildren(tag)]
+    return found[0] if found else None
+
+
 def from_lxml(element: etree._Element) -> Node:
     """Convert an lxml element, dropping comments, processing instructions and blank text;
     an element without child elements keeps its string value (the text around them)."""

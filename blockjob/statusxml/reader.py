@@ -39,13 +39,16 @@ from blockjob.statusxml.mapping import (
     Row,
 )
 from blockjob.statusxml.node import (
+    attr_holder,
     declarations,
+    first_at,
     first_children,
     kept_node,
     prefixed,
     string_value,
     tag_as_written,
     text_dropped,
+    xpath_attr,
 )
 from blockjob.statusxml.sources import SourceError
 
@@ -84,12 +87,6 @@ class ReadContext:
 _Kids = dict[object, etree._Element]
 
 
-def _child_attr(kids: _Kids, child: str, name: str) -> str | None:
-    # libvirt's XPath string helper reads an empty value as absent.
-    found = kids.get(child)
-    return (found.get(name) or None) if found is not None else None
-
-
 @functools.lru_cache(maxsize=64)  # a daemon's files carry a handful of distinct values
 def _jobflags(text: str | None) -> int | None:
     if text is None:
@@ -104,10 +101,11 @@ def _jobflags(text: str | None) -> int | None:
 class _Job:
     """What the row readers see of one `<blockjob>`.
 
-    Children are indexed by tag (the first one wins, like XPath). `known` holds
-    those of the job's node names that name an image it may refer to; which image
-    is asked of the document later. Unknown names are kept as written, so callers
-    can see what the file said.
+    Children are indexed by tag (the first one of each). Values are read as libvirt's
+    XPath reads them: `attr("base", "node")` is `string(./base/@node)`, the attribute of
+    the first `<base>` that has one. `known` holds those of the job's node names that name
+    an image it may refer to; which image is asked of the document later. Unknown names
+    are kept as written, so callers can see what the file said.
     """
 
     __slots__ = ("attrs", "element", "kids", "known", "nodes", "origin", "position", "problems")
@@ -125,11 +123,20 @@ class _Job:
         self.nodes: dict[str, str] = {}
         self.known: set[str] = set()
 
+    def attr(self, tag: str, name: str) -> str | None:
+        """XPath `string(./tag/@name)`; None when absent or empty, as libvirt reads it."""
+        return xpath_attr(self.element, self.kids.get(tag), tag, name)
+
+    def holder(self, tag: str, name: str) -> etree._Element:
+        """The element `attr` read (the job when none): where a problem with it lies."""
+        found = attr_holder(self.element, self.kids.get(tag), tag, name)
+        return found if found is not None else self.element
+
     def node_names(self, tags: tuple[str, ...]) -> set[str]:
         """The node names the children `tags` name (read once, for the node readers)."""
         nodes = self.nodes
         for tag in tags:
-            name = _child_attr(self.kids, tag, "node")
+            name = self.attr(tag, "node")
             if name is not None:
                 nodes[tag] = name
         return set(nodes.values())
@@ -159,7 +166,7 @@ def _node_reader(row: Row, kind: JobType) -> _Reader:
                 job.problems.append(problem(job.element, f"<{tag} node> is missing"))
         elif name not in job.known:
             job.problems.append(problem(
-                job.kids[tag], f"<{tag}> node name '{name}' not found in the job's chains"
+                job.holder(tag, "node"), f"<{tag}> node name '{name}' not found in the job's chains"
             ))
         return name
 
@@ -173,10 +180,10 @@ def _flag_reader(row: Row, _kind: JobType) -> _Reader:
     attr, expected = value
 
     def read(job: _Job) -> bool:
-        text = _child_attr(job.kids, tag, attr)
+        text = job.attr(tag, attr)
         if text is not None and text != expected:
             raise BrokenDataError(
-                f"<{tag} {attr}='{text}'>: only '{expected}' is known", job.kids[tag]
+                f"<{tag} {attr}='{text}'>: only '{expected}' is known", job.holder(tag, attr)
             )
         return text == expected
 
@@ -200,8 +207,11 @@ def _names_reader(row: Row, _kind: JobType) -> _Reader:
 
     def read(job: _Job) -> tuple[str, ...]:
         names: list[str] = []
-        listed = job.kids.get(tag)
-        for item in listed.iterchildren(item_tag) if listed is not None else ():
+        if tag not in job.kids:
+            return ()
+        # Every `./tag/item`, in document order: repeats of `tag` add to the list.
+        for item in (item for listed in job.element.iterchildren(tag)
+                     for item in listed.iterchildren(item_tag)):
             name = item.get("name")
             if not name:
                 raise BrokenDataError(f"<{tag}><{item_tag}> without a name", item)
@@ -213,7 +223,7 @@ def _names_reader(row: Row, _kind: JobType) -> _Reader:
 
 def _named_reader(row: Row, _kind: JobType) -> _Reader:
     tag = row.xml
-    return lambda job: _child_attr(job.kids, tag, "name")
+    return lambda job: job.attr(tag, "name")
 
 
 def _image_reader(row: Row, kind: JobType) -> _Reader:
@@ -271,39 +281,38 @@ _DATA_READERS = {
 
 
 def _known(
-    disks: DiskRefs, disk: str | None, mirror: bool, chains: etree._Element | None,
+    disks: DiskRefs, disk: str | None, mirror: bool, own: tuple[etree._Element, ...],
     wanted: set[str],
 ) -> set[str]:
     """Those of `wanted` in the job's chains: its disk's, its own, its mirror's.
 
-    `chains` is the job's own `<chains>`, when they were read (an orphan job).
+    `own` are the job's own chain elements, when they were read (an orphan job).
     """
     known: set[str] = set()
-    if chains is not None:
-        own = first_children(chains)
-        images = (
-            image for tag in ("disk", "mirror") if tag in own
-            for image in own[tag].iterchildren("source", "backingStore")
-        )
+    if own:
+        images = (image for top in own for image in top.iterchildren("source", "backingStore"))
         known = known_names(images, wanted)
     if disk is not None and len(known) < len(wanted):
         known |= disks.known_names(disk, wanted - known, mirror=mirror)
     return known
 
 
-def _chains(job: _Job) -> JobChains | None:
-    chains = job.kids.get("chains")
-    if chains is None:
-        return None
-    found = first_children(chains)
-    disk = found.get("disk")
-    mirror = found.get("mirror")
+_CHAIN_PATHS = (("chains", "disk"), ("chains", "mirror"))
+
+
+def _chains(job: _Job) -> tuple[JobChains | None, tuple[etree._Element, ...]]:
+    """The job's own chains, and their elements: the first `./chains/disk` and
+    `./chains/mirror`, as libvirt finds them (under any `<chains>`)."""
+    if "chains" not in job.kids:
+        return None, ()
+    disk, mirror = (first_at(job.element, path) for path in _CHAIN_PATHS)
     if disk is None and mirror is None:
-        return None
-    return JobChains(
-        disk=job.image(disk, ("chains", "disk"), chain=True) if disk is not None else None,
-        mirror=job.image(mirror, ("chains", "mirror"), chain=True) if mirror is not None else None,
+        return None, ()
+    chains = JobChains(
+        disk=job.image(disk, _CHAIN_PATHS[0], chain=True) if disk is not None else None,
+        mirror=job.image(mirror, _CHAIN_PATHS[1], chain=True) if mirror is not None else None,
     )
+    return chains, tuple(found for found in (disk, mirror) if found is not None)
 
 
 _new_job = builder(BlockJob)
@@ -388,16 +397,14 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
 
     kids = first_children(element)
     job = _Job(element, attrs, kids, problems, origin=ctx.origin, position=(position, name))
-    disk_el = kids.get("disk")
-    dst = mirror_text = None
-    if disk_el is not None:
-        dst = disk_el.get("dst") or None
-        mirror_text = disk_el.get("mirror") or None
+    dst = job.attr("disk", "dst")
+    mirror_text = job.attr("disk", "mirror")
     disk = dst if dst is not None and dst in ctx.disks else None
-    if disk_el is not None and dst is not None and disk is None:
-        problems.append(problem(disk_el, f"disk '{dst}' not found in the domain"))
-    if disk_el is not None and mirror_text is not None and mirror_text != "yes":
-        problems.append(problem(disk_el, f"disk mirror='{mirror_text}': only 'yes' is known"))
+    if dst is not None and disk is None:
+        problems.append(problem(job.holder("disk", "dst"), f"disk '{dst}' not found in the domain"))
+    if mirror_text is not None and mirror_text != "yes":
+        problems.append(problem(job.holder("disk", "mirror"),
+                                f"disk mirror='{mirror_text}': only 'yes' is known"))
 
     flags_text = get("jobflags") or None
     jobflags = _jobflags(flags_text)
@@ -405,18 +412,20 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
         ctx.warn(element, f"job '{name}': unparsable jobflags '{flags_text}' dropped")
 
     chains: JobChains | None = None
+    own: tuple[etree._Element, ...] = ()
     if disk is None and not problems:
         try:
-            chains = _chains(job)
+            chains, own = _chains(job)
         except BrokenDataError as exc:
             problems.append(_at(exc.line, f"orphan chains: {exc}"))
     elif disk is not None and "chains" in kids:
         ctx.warn(element, f"job '{name}': <chains> of a job bound to a disk ignored")
 
     mirror = False
-    if disk_el is not None and mirror_text == "yes":
+    if mirror_text == "yes":
         if disk is None:
-            problems.append(problem(disk_el, "mirror='yes' on a job without a disk"))
+            problems.append(problem(job.holder("disk", "mirror"),
+                                    "mirror='yes' on a job without a disk"))
         else:
             mirror = ctx.disks.has_mirror(disk)
 
@@ -425,8 +434,7 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     if specific is not None:
         read_data, node_tags = specific
         if node_tags:
-            own_chains = kids.get("chains") if chains is not None else None
-            job.known = _known(ctx.disks, disk, mirror, own_chains, job.node_names(node_tags))
+            job.known = _known(ctx.disks, disk, mirror, own, job.node_names(node_tags))
         try:
             data = read_data(job)
         except BrokenDataError as exc:
@@ -490,8 +498,10 @@ def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJ
             # libvirt <= 5.7 bound jobs to disk objects, so a domain with two
             # disks of one target could carry a job for each. Keep the second
             # job, unbound and invalid, rather than lose the domain.
+            holder = attr_holder(element, first_children(element).get("disk"), "disk", "dst")
+            assert holder is not None  # the job is bound to a disk: a <disk dst> named it
             repeated = problem(
-                first_children(element).get("disk", element),
+                holder,
                 f"disk '{disk}' is repeated in the domain and already has job '{other}'",
             )
             job = replace(job, disk=None, invalid=True, problems=(*job.problems, repeated),

@@ -13,7 +13,13 @@ from lxml import etree
 from blockjob.element import Node
 from blockjob.model import StorageSource
 from blockjob.statusxml.build import builder
-from blockjob.statusxml.node import SerializedXML, first_children, kept_node
+from blockjob.statusxml.node import (
+    SerializedXML,
+    attr_holder,
+    first_children,
+    kept_node,
+    xpath_attr,
+)
 from blockjob.statusxml.rendered import RenderedXML
 
 STORAGE_TYPES = frozenset(
@@ -101,7 +107,7 @@ def read_backing(
     if not kind:
         return None, True
     kids = first_children(backing)
-    fmt_el = kids.get("format")
+    fmt_el = _format_of(backing, kids)
     source = kids.get("source")
     fmt = fmt_el.get("type") if fmt_el is not None else None
     if source is None or fmt_el is None or not fmt:
@@ -111,11 +117,18 @@ def read_backing(
                   format_children=extra, to_write=to_write), False
 
 
+def _format_of(
+    backing: etree._Element, kids: dict[object, etree._Element]
+) -> etree._Element | None:
+    """The `<format>` of a `<backingStore>` whose `type` libvirt reads (`format/@type`)."""
+    return attr_holder(backing, kids.get("format"), "format", "type")
+
+
 def _check_backing(backing: etree._Element | None) -> None:
     """Refuse a job chain whose `<backingStore>` entries libvirt could not read."""
     while backing is not None and backing.get("type"):
         kids = first_children(backing)
-        fmt_el = kids.get("format")
+        fmt_el = _format_of(backing, kids)
         if "source" not in kids or fmt_el is None or not fmt_el.get("type"):
             raise SourceError("<backingStore> needs <format type> and <source>")
         _check_index(backing.get("index"), "backingStore")
@@ -132,7 +145,7 @@ def check_job_source(element: etree._Element, *, chain: bool) -> None:
     fmt = element.get("format")
     kids = first_children(element)
     source = kids.get("source")
-    index = source.get("index") if source is not None else None
+    index = xpath_attr(element, source, "source", "index")
     if not kind or not fmt or source is None or not index:
         raise SourceError(f"<{element.tag!s}> needs type, format, <source> and source/@index")
     if kind not in STORAGE_TYPES:
@@ -154,7 +167,7 @@ def build_job_source(element: etree._Element, *, chain: bool) -> StorageSource:
     source = kids["source"]
     below = kids.get("backingStore") if chain else None
     return _image(element.get("type") or "", element.get("format") or "", source,
-                  source.get("index"), below, to_write=True)
+                  xpath_attr(element, source, "source", "index"), below, to_write=True)
 
 
 def _lenient_image(
