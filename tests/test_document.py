@@ -9,7 +9,7 @@ import pytest
 
 import blockjob
 from blockjob import BlockJob, CommitData, JobState, JobType
-from tests.support.docs import jobs
+from tests.support.docs import disk, jobs, status
 
 DATA = Path(__file__).parent / "data"
 _BROKEN_JOB = "<blockjob name='j' type='broken' state='failed'/>"
@@ -165,3 +165,25 @@ def test_a_document_with_blockjobs_spelled_in_a_comment_is_written_right() -> No
     doc.remove_job("j")
     plain.remove_job("j")
     assert doc.dumps() == plain.dumps().replace(b"  <blockjobs", comment + b"  <blockjobs", 1)
+
+
+def test_tab_lf_and_cr_in_values_survive_saves() -> None:
+    # A reader turns TAB, LF and CR in attribute values into spaces, and CR in text into
+    # LF: they are written as character references, so the job stays what it was.
+    name = "libvirt-1-fo\trm\na\rt"
+    doc = blockjob.loads(status(
+        "<blockjobs active='no'/>",
+        disk("vda", (3, 2, 1)).replace("name='libvirt-1-format'",
+                                       "name='libvirt-1-fo&#9;rm&#10;a&#13;t'"),
+    ))
+    job = BlockJob(name="c\t1", type=JobType.COMMIT, state=JobState.FAILED, errmsg="a\r\n\tb",
+                   disk="vda", data=CommitData(base=name, top="libvirt-3-format",
+                                               topparent="libvirt-2-format"))
+    doc.add_job(job)
+    data = doc.dumps()
+    assert b"<blockjob name='c&#9;1'" in data
+    assert b"<base node='libvirt-1-fo&#9;rm&#10;a&#13;t'/>" in data
+    assert b"<errmsg>a&#13;\n\tb</errmsg>" in data
+    again = blockjob.loads(data)
+    assert again.jobs == [job]
+    assert again.dumps() == data

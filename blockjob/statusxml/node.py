@@ -12,19 +12,30 @@ from lxml import etree
 
 from blockjob.element import Node
 
-# libvirt's escaping drops C0 controls except TAB, LF, CR and 0x1A-0x1F.
+# libvirt's escaping (docs/format.md#bytes) drops C0 controls except TAB, LF, CR and
+# 0x1A-0x1F, and entity-escapes five characters. Where an XML reader would not give the
+# value back, we write a character reference instead (docs/format.md#differences): TAB,
+# LF and CR in attribute values (normalised to spaces), CR in text (read as LF).
 _DROP = re.compile("[\x01-\x08\x0b\x0c\x0e-\x19]")
-_ESCAPES = str.maketrans(
-    {"<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;"}
-)
-_NEEDS_WORK = re.compile("[<>&\"'\x01-\x08\x0b\x0c\x0e-\x19]")
+_ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;"}
+_ATTR_ESCAPES = str.maketrans({**_ENTITIES, "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"})
+_TEXT_ESCAPES = str.maketrans({**_ENTITIES, "\r": "&#13;"})
+_ATTR_NEEDS_WORK = re.compile("[<>&\"'\t\n\r\x01-\x08\x0b\x0c\x0e-\x19]")
+_TEXT_NEEDS_WORK = re.compile("[<>&\"'\r\x01-\x08\x0b\x0c\x0e-\x19]")
 
 
-def escape(value: str) -> str:
-    """Escape a value the way libvirt's virBufferEscapeString does."""
-    if _NEEDS_WORK.search(value) is None:
+def escape_attr(value: str) -> str:
+    """Escape an attribute value (see above)."""
+    if _ATTR_NEEDS_WORK.search(value) is None:
         return value
-    return _DROP.sub("", value).translate(_ESCAPES)
+    return _DROP.sub("", value).translate(_ATTR_ESCAPES)
+
+
+def escape_text(value: str) -> str:
+    """Escape text content (see above)."""
+    if _TEXT_NEEDS_WORK.search(value) is None:
+        return value
+    return _DROP.sub("", value).translate(_TEXT_ESCAPES)
 
 
 def first_children(element: etree._Element) -> dict[object, etree._Element]:
@@ -70,18 +81,17 @@ def first_at(element: etree._Element, path: tuple[str, ...]) -> etree._Element |
 
 
 def from_lxml(element: etree._Element) -> Node:
-    """Convert an lxml element, dropping comments, processing instructions and blank text;
-    an element without child elements keeps its string value (the text around them)."""
+    """Convert an lxml element, dropping comments, processing instructions and the (blank)
+    text between child elements; an element without child elements keeps its string
+    value, the text around them."""
     # tuple.__new__ skips NamedTuple's Python-level constructor: this runs per element.
     if len(element):
         children = tuple([from_lxml(child) for child in element.iterchildren(_ELEMENTS)])
         if children:
             return _new(Node, (element.tag, tuple(element.items()), children, None))
-        text = _leaf_text(element)
+        text = string_value(element) or None
     else:
         text = element.text
-        if text is not None and not text.strip():
-            text = None
     return _new(Node, (element.tag, tuple(element.items()), (), text))
 
 
@@ -89,13 +99,6 @@ def string_value(element: etree._Element) -> str:
     """XPath's string value of `element`, as libvirt reads text: every text node below it
     joined, the content of comments and processing instructions left out."""
     return (element.text or "") if not len(element) else "".join(element.itertext())
-
-
-def _leaf_text(element: etree._Element) -> str | None:
-    """The text a Node without children keeps of `element`: its string value, unless
-    blank."""
-    text = string_value(element)
-    return text if text.strip() else None
 
 
 def text_dropped(element: etree._Element) -> list[etree._Element]:
@@ -178,7 +181,7 @@ def _with_prefixes(element: etree._Element, scope: dict[str | None, str]) -> Nod
     attrs = [(f"xmlns:{p}" if p else "xmlns", uri) for p, uri in declared.items()]
     attrs += [(prefixed(element, key), value) for key, value in element.items()]
     children = tuple(_with_prefixes(child, scope) for child in element.iterchildren(_ELEMENTS))
-    text = None if children else _leaf_text(element)
+    text = None if children else string_value(element) or None
     return _new(Node, (tag_as_written(element), tuple(attrs), children, text))
 
 
@@ -227,7 +230,7 @@ _ELEMENTS = etree.Element
 
 
 def attrs_bytes(attrs: tuple[tuple[str, str], ...]) -> str:
-    return "".join([f" {key}='{escape(value)}'" for key, value in attrs])
+    return "".join([f" {key}='{escape_attr(value)}'" for key, value in attrs])
 
 
 class Verbatim(Node):
@@ -268,7 +271,7 @@ def write_node(
         return
     start = f"{indent if pad is None else pad}<{node.tag}{attrs_bytes(node.attrs)}"
     if node.text is not None:
-        out.append(f"{start}>{escape(node.text)}</{node.tag}>\n")
+        out.append(f"{start}>{escape_text(node.text)}</{node.tag}>\n")
         return
     if not node.children:
         out.append(f"{start}/>\n")
@@ -281,7 +284,7 @@ def write_node(
         if child.tag in inline_tags and child.text is not None and not child.children:
             prefix = inner if at_line_start else ""
             out.append(
-                f"{prefix}<{child.tag}{attrs_bytes(child.attrs)}>{escape(child.text)}</{child.tag}>"
+                f"{prefix}<{child.tag}{attrs_bytes(child.attrs)}>{escape_text(child.text)}</{child.tag}>"
             )
             at_line_start = False
         else:
