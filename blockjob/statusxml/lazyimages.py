@@ -18,8 +18,9 @@ from lxml import etree
 from blockjob.model import StorageSource
 from blockjob.statusxml.node import TRUSTED_PARSER, first_at, first_children
 from blockjob.statusxml.sources import build_job_source, check_job_source
-from blockjob.statusxml.spans import element_span
+from blockjob.statusxml.spans import child_of_root, element_span
 
+_BLOCKJOBS = child_of_root("blockjobs")  # the one the document reads
 # Where a job image sits below its `<blockjob>`: `("src",)`, `("chains", "disk")`, ...
 Path = tuple[str, ...]
 
@@ -44,7 +45,7 @@ class LoadedBlockjobs:
         """Where `<blockjobs>` is in the bytes (`element_span`), looked for once: the
         document's first dump needs it too."""
         if self._span is None:
-            self._span = element_span(self._data, b"blockjobs", self._line)
+            self._span = element_span(self._data, b"blockjobs", self._line, _BLOCKJOBS)
         return self._span
 
     def defer(
