@@ -401,3 +401,28 @@ def test_a_problem_names_the_line_of_the_element_whose_value_was_read() -> None:
         "<base/>\n<base node='nope'/></blockjob>"))
     assert doc.jobs[0].problems == ("line 5: disk 'vdz' not found in the domain",
                                     "line 7: <base> node name 'nope' not found in the job's chains")
+
+
+def test_unknown_parts_of_blockjobs_are_dropped_with_a_warning_each() -> None:
+    doc = blockjob.loads(status(
+        "<blockjobs active='no' xmlns:q='urn:q' q:extra='1' mode='x'>\n"
+        "<foo a='1'/><blockjob name='a' type='copy' state='ready'/>\n"
+        "<q:blockjob name='b' type='copy' state='ready'/><!-- kept quiet --></blockjobs>"
+    ), "f.xml")
+    assert [job.name for job in doc.jobs] == ["a"]
+    assert doc.warnings == (
+        "f.xml:3: unknown attribute 'q:extra' of <blockjobs> dropped",
+        "f.xml:3: unknown attribute 'mode' of <blockjobs> dropped",
+        "f.xml:4: unknown element <foo> in <blockjobs> dropped",
+        "f.xml:5: unknown element <q:blockjob> in <blockjobs> dropped",
+    )
+    assert b"foo" not in doc.dumps() and b"q:" not in doc.dumps()
+
+
+def test_jobs_after_an_unknown_element_find_their_images() -> None:
+    doc = blockjob.loads(jobs(
+        "<foo/><blockjob name='c' type='create' state='running'><src type='file' "
+        "format='qcow2'><source file='/new' index='3'/></src></blockjob>"))
+    (job,) = doc.jobs
+    assert isinstance(job.data, blockjob.CreateData) and job.data.src is not None
+    assert job.data.src.path == "/new"

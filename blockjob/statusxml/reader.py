@@ -472,14 +472,30 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     })
 
 
+def _warn_dropped(blockjobs: etree._Element, ctx: ReadContext) -> None:
+    """Warn of the attributes of `<blockjobs>` other than `active`: like libvirt, the
+    writer does not keep them."""
+    for key in blockjobs.attrib:
+        if key != "active":
+            ctx.warn(blockjobs, f"unknown attribute '{prefixed(blockjobs, key)}' of "
+                                "<blockjobs> dropped")
+
+
 def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJob]:
     """Read every job; raise StatusXMLError where libvirt would refuse the file."""
     jobs: list[BlockJob] = []
     if blockjobs is None:
         return jobs
+    _warn_dropped(blockjobs, ctx)
     lines_by_name: dict[str, int] = {}
     names_by_disk: dict[str, str] = {}
-    for position, element in enumerate(blockjobs.iterchildren("blockjob")):
+    position = -1  # among the `<blockjob>` elements, as `LoadedBlockjobs` counts them
+    for element in blockjobs.iterchildren(etree.Element):
+        if element.tag != "blockjob":
+            ctx.warn(element, f"unknown element <{tag_as_written(element)}> in <blockjobs> "
+                              "dropped")
+            continue
+        position += 1
         job = read_job(element, position, ctx)
         if job is None:
             continue
