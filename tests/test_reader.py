@@ -426,3 +426,10 @@ def test_jobs_after_an_unknown_element_find_their_images() -> None:
     (job,) = doc.jobs
     assert isinstance(job.data, blockjob.CreateData) and job.data.src is not None
     assert job.data.src.path == "/new"
+
+
+def test_a_comment_in_blockjobs_or_in_a_job_changes_nothing() -> None:
+    plain = blockjob.loads(jobs(COMMIT.format(extra="")))
+    doc = blockjob.loads(jobs("<!-- a -->", COMMIT.format(extra="<!-- b --><!-- c -->")))
+    assert doc.warnings == () and doc.jobs == plain.jobs
+    assert doc.dumps() == plain.dumps()

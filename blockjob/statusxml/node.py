@@ -67,17 +67,24 @@ def xpath_attr(
 ) -> str | None:
     """XPath `string(./tag/@name)` as libvirt reads it (`attr_holder`); None when no `tag`
     child has the attribute or its value is empty (libvirt's "absent")."""
-    found = attr_holder(element, first, tag, name)
-    return (found.get(name) or None) if found is not None else None
+    if first is None:
+        return None
+    value = first.get(name)
+    if value is None:  # rare: a later `tag` child may have it
+        found = attr_holder(element, first, tag, name)
+        value = found.get(name) if found is not None else None
+    return value or None
 
 
 def first_at(element: etree._Element, path: tuple[str, ...]) -> etree._Element | None:
-    """The first element of XPath `./a/b/...` below `element`, in document order (which
-    may lie below a later `a` than the first)."""
-    found = [element]
-    for tag in path:
-        found = [child for parent in found for child in parent.iterchildren(tag)]
-    return found[0] if found else None
+    """The first element of XPath `./a/b/...` below `element`, in document order: the
+    first `b` of the first `a` that has one."""
+    rest = path[1:]
+    for child in element.iterchildren(path[0]):
+        found = first_at(child, rest) if rest else child
+        if found is not None:
+            return found
+    return None
 
 
 def from_lxml(element: etree._Element) -> Node:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -81,7 +81,11 @@ class ReadContext:
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, element: etree._Element, message: str) -> None:
-        self.warnings.append(f"{self.filename}:{element.sourceline or 0}: {message}")
+        self.warnings.append(_warning(self.filename, element, message))
+
+
+def _warning(filename: str, element: etree._Element, message: str) -> str:
+    return f"{filename}:{element.sourceline or 0}: {message}"
 
 
 _Kids = dict[object, etree._Element]
@@ -103,12 +107,14 @@ class _Job:
 
     Children are indexed by tag (the first one of each). Values are read as libvirt's
     XPath reads them: `attr("base", "node")` is `string(./base/@node)`, the attribute of
-    the first `<base>` that has one. `known` holds those of the job's node names that name
-    an image it may refer to; which image is asked of the document later. Unknown names
-    are kept as written, so callers can see what the file said.
+    the first `<base>` that has one; `repeats` says whether a tag occurs twice, the only
+    case where that is not the first `<base>`. `known` holds those of the job's node names
+    that name an image it may refer to; which image is asked of the document later.
+    Unknown names are kept as written, so callers can see what the file said.
     """
 
-    __slots__ = ("attrs", "element", "kids", "known", "nodes", "origin", "position", "problems")
+    __slots__ = ("attrs", "element", "kids", "known", "nodes", "origin", "position", "problems",
+                 "repeats")
 
     def __init__(
         self, element: etree._Element, attrs: dict[str, str], kids: _Kids, problems: list[str],
@@ -117,6 +123,8 @@ class _Job:
         self.element = element
         self.attrs = attrs
         self.kids = kids
+        # Also True for two comments (one key): then only the slower, exact way is taken.
+        self.repeats = len(kids) != len(element)
         self.problems = problems
         self.origin = origin
         self.position = position  # among the `<blockjob>` elements, and the job's name
@@ -125,7 +133,16 @@ class _Job:
 
     def attr(self, tag: str, name: str) -> str | None:
         """XPath `string(./tag/@name)`; None when absent or empty, as libvirt reads it."""
-        return xpath_attr(self.element, self.kids.get(tag), tag, name)
+        first = self.kids.get(tag)
+        if first is None:
+            return None
+        if self.repeats:
+            return xpath_attr(self.element, first, tag, name)
+        return first.get(name) or None
+
+    def all(self, tag: str) -> Iterable[etree._Element]:
+        """Every child named `tag` (the job has at least one)."""
+        return self.element.iterchildren(tag) if self.repeats else (self.kids[tag],)
 
     def holder(self, tag: str, name: str) -> etree._Element:
         """The element `attr` read (the job when none): where a problem with it lies."""
@@ -210,8 +227,7 @@ def _names_reader(row: Row, _kind: JobType) -> _Reader:
         if tag not in job.kids:
             return ()
         # Every `./tag/item`, in document order: repeats of `tag` add to the list.
-        for item in (item for listed in job.element.iterchildren(tag)
-                     for item in listed.iterchildren(item_tag)):
+        for item in (item for listed in job.all(tag) for item in listed.iterchildren(item_tag)):
             name = item.get("name")
             if not name:
                 raise BrokenDataError(f"<{tag}><{item_tag}> without a name", item)
@@ -280,9 +296,12 @@ _DATA_READERS = {
 }
 
 
+# An orphan job's own `<chains>` `<disk>` and `<mirror>`, None where it has none.
+_Own = tuple[etree._Element | None, ...]
+
+
 def _known(
-    disks: DiskRefs, disk: str | None, mirror: bool, own: tuple[etree._Element, ...],
-    wanted: set[str],
+    disks: DiskRefs, disk: str | None, mirror: bool, own: _Own, wanted: set[str]
 ) -> set[str]:
     """Those of `wanted` in the job's chains: its disk's, its own, its mirror's.
 
@@ -290,7 +309,8 @@ def _known(
     """
     known: set[str] = set()
     if own:
-        images = (image for top in own for image in top.iterchildren("source", "backingStore"))
+        images = (image for top in own if top is not None
+                  for image in top.iterchildren("source", "backingStore"))
         known = known_names(images, wanted)
     if disk is not None and len(known) < len(wanted):
         known |= disks.known_names(disk, wanted - known, mirror=mirror)
@@ -300,19 +320,23 @@ def _known(
 _CHAIN_PATHS = (("chains", "disk"), ("chains", "mirror"))
 
 
-def _chains(job: _Job) -> tuple[JobChains | None, tuple[etree._Element, ...]]:
+def _chains(job: _Job) -> tuple[JobChains | None, _Own]:
     """The job's own chains, and their elements: the first `./chains/disk` and
     `./chains/mirror`, as libvirt finds them (under any `<chains>`)."""
     if "chains" not in job.kids:
         return None, ()
-    disk, mirror = (first_at(job.element, path) for path in _CHAIN_PATHS)
+    if job.repeats:
+        disk, mirror = (first_at(job.element, path) for path in _CHAIN_PATHS)
+    else:
+        own = first_children(job.kids["chains"])
+        disk, mirror = own.get("disk"), own.get("mirror")
     if disk is None and mirror is None:
         return None, ()
     chains = JobChains(
         disk=job.image(disk, _CHAIN_PATHS[0], chain=True) if disk is not None else None,
         mirror=job.image(mirror, _CHAIN_PATHS[1], chain=True) if mirror is not None else None,
     )
-    return chains, tuple(found for found in (disk, mirror) if found is not None)
+    return chains, (disk, mirror)
 
 
 _new_job = builder(BlockJob)
@@ -397,8 +421,11 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
 
     kids = first_children(element)
     job = _Job(element, attrs, kids, problems, origin=ctx.origin, position=(position, name))
-    dst = job.attr("disk", "dst")
-    mirror_text = job.attr("disk", "mirror")
+    disk_el = kids.get("disk")
+    dst = mirror_text = None
+    if disk_el is not None:  # `job.attr`, inline: every job but an orphan has a disk
+        dst, mirror_text = (job.attr("disk", "dst"), job.attr("disk", "mirror")) \
+            if job.repeats else (disk_el.get("dst") or None, disk_el.get("mirror") or None)
     disk = dst if dst is not None and dst in ctx.disks else None
     if dst is not None and disk is None:
         problems.append(problem(job.holder("disk", "dst"), f"disk '{dst}' not found in the domain"))
@@ -412,7 +439,7 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
         ctx.warn(element, f"job '{name}': unparsable jobflags '{flags_text}' dropped")
 
     chains: JobChains | None = None
-    own: tuple[etree._Element, ...] = ()
+    own: _Own = ()
     if disk is None and not problems:
         try:
             chains, own = _chains(job)
@@ -472,13 +499,19 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     })
 
 
-def _warn_dropped(blockjobs: etree._Element, ctx: ReadContext) -> None:
-    """Warn of the attributes of `<blockjobs>` other than `active`: like libvirt, the
-    writer does not keep them."""
-    for key in blockjobs.attrib:
-        if key != "active":
-            ctx.warn(blockjobs, f"unknown attribute '{prefixed(blockjobs, key)}' of "
-                                "<blockjobs> dropped")
+def _dropped(blockjobs: etree._Element, filename: str) -> list[str]:
+    """Warnings of what `<blockjobs>` holds besides `active` and `<blockjob>` elements:
+    libvirt ignores it, and the writer does not keep it."""
+    found = [_warning(filename, blockjobs, f"unknown attribute '{prefixed(blockjobs, key)}' "
+                                           "of <blockjobs> dropped")
+             for key in blockjobs.attrib if key != "active"]
+    found += [_warning(filename, element, f"unknown element <{tag_as_written(element)}> in "
+                                          "<blockjobs> dropped")
+              for element in blockjobs.iterchildren(etree.Element) if element.tag != "blockjob"]
+    return found
+
+
+_ACTIVE_ONLY = ["active"]
 
 
 def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJob]:
@@ -486,16 +519,11 @@ def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJ
     jobs: list[BlockJob] = []
     if blockjobs is None:
         return jobs
-    _warn_dropped(blockjobs, ctx)
+    first_warning = len(ctx.warnings)
     lines_by_name: dict[str, int] = {}
     names_by_disk: dict[str, str] = {}
-    position = -1  # among the `<blockjob>` elements, as `LoadedBlockjobs` counts them
-    for element in blockjobs.iterchildren(etree.Element):
-        if element.tag != "blockjob":
-            ctx.warn(element, f"unknown element <{tag_as_written(element)}> in <blockjobs> "
-                              "dropped")
-            continue
-        position += 1
+    position = -1  # among the `<blockjob>` elements (`LoadedBlockjobs` counts them so too)
+    for position, element in enumerate(blockjobs.iterchildren("blockjob")):
         job = read_job(element, position, ctx)
         if job is None:
             continue
@@ -529,4 +557,8 @@ def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJ
         else:
             names_by_disk[disk] = job.name
         jobs.append(job)
+    # Counting rules out anything else cheaply (a comment also makes the counts differ);
+    # its warnings go before the jobs', as it is read first.
+    if position + 1 != len(blockjobs) or blockjobs.keys() != _ACTIVE_ONLY:
+        ctx.warnings[first_warning:first_warning] = _dropped(blockjobs, ctx.filename)
     return jobs

@@ -145,7 +145,9 @@ def check_job_source(element: etree._Element, *, chain: bool) -> None:
     fmt = element.get("format")
     kids = first_children(element)
     source = kids.get("source")
-    index = xpath_attr(element, source, "source", "index")
+    index = source.get("index") if source is not None else None
+    if index is None:  # XPath `source/@index`: a later `<source>` may hold it
+        index = xpath_attr(element, source, "source", "index")
     if not kind or not fmt or source is None or not index:
         raise SourceError(f"<{element.tag!s}> needs type, format, <source> and source/@index")
     if kind not in STORAGE_TYPES:
@@ -165,9 +167,11 @@ def build_job_source(element: etree._Element, *, chain: bool) -> StorageSource:
     """
     kids = first_children(element)
     source = kids["source"]
+    index = source.get("index")
     below = kids.get("backingStore") if chain else None
     return _image(element.get("type") or "", element.get("format") or "", source,
-                  xpath_attr(element, source, "source", "index"), below, to_write=True)
+                  index if index is not None else xpath_attr(element, source, "source", "index"),
+                  below, to_write=True)
 
 
 def _lenient_image(
