@@ -79,9 +79,19 @@ def xpath_attr(
 def first_at(element: etree._Element, path: tuple[str, ...]) -> etree._Element | None:
     """The first element of XPath `./a/b/...` below `element`, in document order: the
     first `b` of the first `a` that has one."""
+    found = element
+    for tag in path:  # the first child at each step is usually the answer, found fastest
+        below = first_children(found).get(tag)
+        if below is None:
+            return _first_below(element, path)
+        found = below
+    return found
+
+
+def _first_below(element: etree._Element, path: tuple[str, ...]) -> etree._Element | None:
     rest = path[1:]
     for child in element.iterchildren(path[0]):
-        found = first_at(child, rest) if rest else child
+        found = _first_below(child, rest) if rest else child
         if found is not None:
             return found
     return None

@@ -121,7 +121,10 @@ def _format_of(
     backing: etree._Element, kids: dict[object, etree._Element]
 ) -> etree._Element | None:
     """The `<format>` of a `<backingStore>` whose `type` libvirt reads (`format/@type`)."""
-    return attr_holder(backing, kids.get("format"), "format", "type")
+    first = kids.get("format")
+    if first is not None and first.get("type") is not None:
+        return first
+    return attr_holder(backing, first, "format", "type")
 
 
 def _check_backing(backing: etree._Element | None) -> None:
