@@ -12,6 +12,7 @@ from blockjob.statusxml import document as document_module
 from blockjob.statusxml.disks import Disk, read_disk_at, read_disks
 from blockjob.statusxml.parse import parse
 from tests.support.corpus import FIXTURES, status_file_params
+from tests.support.docs import status
 
 DATA = Path(__file__).parent / "data"
 FIXTURE = FIXTURES / "blockjob-blockdev-in.xml"
@@ -73,6 +74,18 @@ def test_disks_sharing_a_line_fall_back_to_the_document() -> None:
     assert read_disk_at(data, second.target, second.line) is None
     assert blockjob.loads(data).disk(second.target) == second
     _mirrors_agree(data, plain)
+
+
+def test_a_namesake_disk_before_it_on_its_line_falls_back_to_the_document() -> None:
+    # Same target, in `<metadata>`: parsed alone, it would pass for the disk.
+    decoy = b"<metadata><disk type='file'><source file='/decoy'/><target dev='vda'/></disk>"
+    data = status("<blockjobs active='no'/>").replace(
+        b"<devices><disk ", decoy + b"</metadata><devices><disk ", 1)
+    vda = _plain(data)["vda"]
+    assert vda.chain is not None and vda.chain.path == "/img/vda-3.qcow2"
+    assert read_disk_at(data, "vda", vda.line) is None
+    assert blockjob.loads(data).disk("vda") == vda
+    _mirrors_agree(data, _plain(data))
 
 
 def test_a_prefix_declared_above_the_disk_falls_back_to_the_document() -> None:

@@ -6,10 +6,11 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 import blockjob
 from blockjob import BlockJob, CommitData, JobState, JobType
-from tests.support.docs import jobs
+from tests.support.docs import disk, jobs, status
 
 DATA = Path(__file__).parent / "data"
 _BROKEN_JOB = "<blockjob name='j' type='broken' state='failed'/>"
@@ -165,3 +166,99 @@ def test_a_document_with_blockjobs_spelled_in_a_comment_is_written_right() -> No
     doc.remove_job("j")
     plain.remove_job("j")
     assert doc.dumps() == plain.dumps().replace(b"  <blockjobs", comment + b"  <blockjobs", 1)
+
+
+def test_tab_lf_and_cr_in_values_survive_saves() -> None:
+    # A reader turns TAB, LF and CR in attribute values into spaces, and CR in text into
+    # LF: they are written as character references, so the job stays what it was.
+    name = "libvirt-1-fo\trm\na\rt"
+    doc = blockjob.loads(status(
+        "<blockjobs active='no'/>",
+        disk("vda", (3, 2, 1)).replace("name='libvirt-1-format'",
+                                       "name='libvirt-1-fo&#9;rm&#10;a&#13;t'"),
+    ))
+    job = BlockJob(name="c\t1", type=JobType.COMMIT, state=JobState.FAILED, errmsg="a\r\n\tb",
+                   disk="vda", data=CommitData(base=name, top="libvirt-3-format",
+                                               topparent="libvirt-2-format"))
+    doc.add_job(job)
+    data = doc.dumps()
+    assert b"<blockjob name='c&#9;1'" in data
+    assert b"<base node='libvirt-1-fo&#9;rm&#10;a&#13;t'/>" in data
+    assert b"<errmsg>a&#13;\n\tb</errmsg>" in data
+    again = blockjob.loads(data)
+    assert again.jobs == [job]
+    assert again.dumps() == data
+
+
+@pytest.mark.parametrize("data", [
+    b"<!-- </domstatus> -->\n<domstatus/>\n",
+    b"<!-- \n  <blockjobs active='no'/>\n</domstatus> -->\n<domstatus/>\n",
+    b"<domstatus><x/></domstatus>\n<!-- </domstatus> -->\n",
+    b"<domstatus><x><!-- </domstatus> --></x></domstatus>\n",
+])
+def test_blockjobs_goes_in_the_root_whatever_comments_spell(data: bytes) -> None:
+    doc = blockjob.loads(data)
+    doc.add_job(BlockJob(name="j", type=JobType.BROKEN, state=JobState.FAILED))
+    dumped = doc.dumps()
+    root = etree.fromstring(dumped)
+    assert [job.get("name") for job in root.iterfind("blockjobs/blockjob")] == ["j"]
+    assert blockjob.loads(dumped).dumps() == dumped
+
+
+def _nested_on_the_line(tag: bytes) -> bytes:
+    """A document whose `<tag>` shares its line with a namesake nested in `<foo>` before it."""
+    data = jobs(_BROKEN_JOB)
+    if tag == b"domain":
+        data = data.replace(b"<blockjobs active='no'>" + _BROKEN_JOB.encode() + b"</blockjobs>",
+                            b"<monitor/>")
+    return data.replace(b"  <" + tag + b" ", b"  <foo><" + tag + b" active='no'/></foo><"
+                        + tag + b" ", 1)
+
+
+@pytest.mark.parametrize("tag", [b"blockjobs", b"domain"])
+def test_a_namesake_nested_on_the_same_line_is_left_alone(tag: bytes) -> None:
+    data = _nested_on_the_line(tag)
+    doc = blockjob.loads(data)
+    doc.add_job(BlockJob(name="added", type=JobType.BROKEN, state=JobState.FAILED))
+    dumped = doc.dumps()
+    assert b"<foo><" + tag + b" active='no'/></foo>" in dumped
+    root = etree.fromstring(dumped)
+    jobs_read = [job.get("name") for job in root.iterfind("blockjobs/blockjob")]
+    assert jobs_read == (["added", "j"] if tag == b"blockjobs" else ["added"])
+    assert root.find("foo/blockjobs/blockjob") is None
+    assert blockjob.loads(dumped).dumps() == dumped
+
+
+def _disk_in_metadata_on_the_line(target: str) -> bytes:
+    """A document whose disk vda shares its line with a `<disk>` in `<metadata>` before it."""
+    decoy = f"<disk type='file'><source file='/decoy'/><target dev='{target}'/></disk>"
+    return status("<blockjobs active='no'/>").replace(
+        b"<devices><disk ", f"<metadata>{decoy}</metadata><devices><disk ".encode(), 1)
+
+
+@pytest.mark.parametrize("target", ["vda", "other"])
+def test_set_disk_chain_rewrites_the_disk_not_a_namesake_on_its_line(target: str) -> None:
+    doc = blockjob.loads(_disk_in_metadata_on_the_line(target))
+    vda = doc.disk("vda")
+    assert vda is not None and vda.chain is not None and vda.chain.backing is not None
+    assert vda.chain.path == "/img/vda-3.qcow2"
+    doc.set_disk_chain("vda", vda.chain.backing)
+    dumped = doc.dumps()
+    assert f"<metadata><disk type='file'><source file='/decoy'/><target dev='{target}'/>"\
+        .encode() in dumped
+    again = blockjob.loads(dumped)
+    assert again.disk("vda").chain.path == "/img/vda-2.qcow2"  # type: ignore[union-attr]
+    assert again.dumps() == dumped
+
+
+def test_set_disk_chain_of_a_disk_using_a_prefix_declared_above_it() -> None:
+    data = status("<blockjobs active='no'/>").replace(
+        b"<domain ", b"<domain xmlns:q='urn:q' ", 1).replace(
+        b"<target dev='vda'", b"<q:tuning q:level='1'/><target dev='vda'", 1)
+    doc = blockjob.loads(data)
+    vda = doc.disk("vda")
+    assert vda is not None and vda.chain is not None
+    doc.set_disk_chain("vda", vda.chain.backing)
+    dumped = doc.dumps()
+    assert b"<q:tuning q:level='1'/>" in dumped  # the domain declares q already
+    assert blockjob.loads(dumped).dumps() == dumped

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 
 import blockjob
@@ -265,3 +268,168 @@ def test_unloadable_documents_raise_typed_errors(data: bytes, message: str) -> N
         blockjob.loads(data, "bad.xml")
     assert caught.value.file == "bad.xml" and caught.value.line is not None
     assert message in caught.value.message
+
+
+@pytest.mark.parametrize(
+    ("errmsg", "read"),
+    [
+        ("disk <!-- x -->full", "disk full"),
+        ("a<b>c</b>d", "acd"),
+        ("<?pi x?>no <![CDATA[<space>]]>", "no <space>"),
+        ("<!-- only a comment -->", None),
+    ],
+)
+def test_errmsg_is_its_string_value_as_libvirt_reads_it(errmsg: str, read: str | None) -> None:
+    doc = blockjob.loads(jobs(f"<blockjob name='j' type='copy' state='failed'>"
+                              f"<errmsg>{errmsg}</errmsg><disk dst='vda'/></blockjob>"))
+    (job,) = doc.jobs
+    assert not job.invalid and job.errmsg == read
+    written = b"<errmsg>" + (read or "").replace("<", "&lt;").replace(">", "&gt;").encode()
+    assert (written in doc.dumps()) is (read is not None)
+
+
+def test_an_invalid_job_keeps_text_around_comments_and_warns_of_text_beside_elements() -> None:
+    doc = blockjob.loads(jobs(
+        "<blockjob name='j' type='stream' state='running'>\n"
+        "<errmsg>disk <!-- x -->full</errmsg><disk dst='vda'/>text\n"
+        "<foo>t<b/>u</foo><bar>  <c/>  </bar></blockjob>"
+    ), "f.xml")
+    (job,) = doc.jobs
+    assert job.invalid
+    assert doc.warnings == (
+        "f.xml:3: job 'j': text beside the child elements of <blockjob> dropped",
+        "f.xml:5: job 'j': text beside the child elements of <foo> dropped",
+    )
+    dumped = doc.dumps()
+    assert b"<errmsg>disk full</errmsg><disk dst='vda'/>\n" in dumped
+    assert blockjob.loads(dumped).dumps() == dumped
+
+
+def test_a_kept_child_warns_of_the_text_beside_its_elements() -> None:
+    doc = blockjob.loads(jobs(
+        "<blockjob name='j' type='copy' state='ready'><disk dst='vda'/>"
+        "<future>a<b/></future></blockjob>"
+    ), "f.xml")
+    assert not doc.jobs[0].invalid
+    assert doc.warnings == (
+        "f.xml:3: job 'j': unknown element <future> kept as written",
+        "f.xml:3: job 'j': text beside the child elements of <future> dropped",
+    )
+
+
+def test_every_disabled_base_bitmaps_list_is_read_and_written_back_as_one() -> None:
+    # libvirt 6.2-6.4 read `./disabledBaseBitmaps/bitmap`: every list, in document order.
+    extra = ("<disabledBaseBitmaps><bitmap name='chk0'/></disabledBaseBitmaps>"
+             "<disabledBaseBitmaps><bitmap name='chk1'/><bitmap name='chk2'/>"
+             "</disabledBaseBitmaps>")
+    doc = blockjob.loads(jobs(COMMIT.format(extra=extra)))
+    (job,) = doc.jobs
+    assert not job.invalid and job.disabled_base_bitmaps == ("chk0", "chk1", "chk2")
+    dumped = doc.dumps()
+    assert dumped.count(b"<disabledBaseBitmaps>") == 1
+    assert blockjob.loads(dumped).jobs == [job]
+
+
+def test_a_nameless_bitmap_in_a_later_list_marks_the_commit_invalid() -> None:
+    extra = ("<disabledBaseBitmaps><bitmap name='chk0'/></disabledBaseBitmaps>"
+             "<disabledBaseBitmaps><bitmap/></disabledBaseBitmaps>")
+    assert _one(COMMIT.format(extra=extra)).invalid
+
+
+_IMAGE = "type='file' format='qcow2'><source file='/{name}' index='{index}'/>"
+
+
+@pytest.mark.parametrize(
+    ("element", "read"),
+    [
+        # `string(./disk/@dst)`: the first <disk> that has a dst.
+        ("<blockjob name='j' type='copy' state='ready'><disk/><disk dst='vda'/></blockjob>",
+         lambda job: job.disk == "vda"),
+        ("<blockjob name='j' type='copy' state='ready'><disk dst='vdb'/><disk mirror='yes'/>"
+         "</blockjob>", lambda job: (job.disk, job.mirror) == ("vdb", True)),
+        # An empty value is libvirt's "absent", even with a later one.
+        ("<blockjob name='j' type='copy' state='ready'><disk dst=''/><disk dst='vda'/>"
+         "</blockjob>", lambda job: job.disk is None),
+        ("<blockjob name='j' type='pull' state='ready'><disk dst='vda'/><base/>"
+         "<base node='libvirt-1-format'/></blockjob>",
+         lambda job: job.data.base == "libvirt-1-format"),
+        (COMMIT.replace("<top node='libvirt-2-format'/>", "<top/><top node='libvirt-2-format'/>"),
+         lambda job: job.data.top == "libvirt-2-format"),
+        ("<blockjob name='j' type='create' state='ready'><create/><create mode='storage'/>"
+         f"<src {_IMAGE.format(name='a', index=1)}</src></blockjob>",
+         lambda job: job.data.storage_only),
+        ("<blockjob name='j' type='backup' state='ready'><disk dst='vda'/><bitmap/>"
+         f"<bitmap name='b'/><store {_IMAGE.format(name='s', index=2)}</store></blockjob>",
+         lambda job: job.data.bitmap == "b"),
+        # `./chains/disk` and `./chains/mirror`: the first under any <chains>.
+        ("<blockjob name='j' type='copy' state='ready'><chains/><chains>"
+         f"<mirror {_IMAGE.format(name='m', index=3)}</mirror></chains><chains>"
+         f"<disk {_IMAGE.format(name='d', index=4)}</disk></chains></blockjob>",
+         lambda job: (job.chains.disk.path, job.chains.mirror.path) == ("/d", "/m")),
+        # `string(./source/@index)` of a job image.
+        ("<blockjob name='j' type='create' state='ready'><src type='file' format='raw'>"
+         "<source file='/a'/><source file='/b' index='5'/></src></blockjob>",
+         lambda job: (job.data.src.path, job.data.src.index) == ("/a", 5)),
+        # `string(./format/@type)` of a `<backingStore>`.
+        ("<blockjob name='j' type='copy' state='ready'><chains><disk type='file' format='qcow2'>"
+         "<source file='/t' index='6'/><backingStore type='file'><format/><format type='raw'/>"
+         "<source file='/u'/></backingStore></disk></chains></blockjob>",
+         lambda job: job.chains.disk.backing.format == "raw"),
+    ],
+    ids=["disk-dst", "disk-mirror", "empty-dst", "base-node", "top-node", "create-mode",
+         "backup-bitmap", "chains", "source-index", "backing-format"],
+)
+def test_values_are_read_as_libvirts_xpath_reads_them(
+    element: str, read: Callable[[Any], bool]
+) -> None:
+    doc = blockjob.loads(jobs(element))
+    (job,) = doc.jobs
+    assert not job.invalid, job.problems
+    assert read(job)
+    assert blockjob.loads(doc.dumps()).dumps() == doc.dumps()
+
+
+def test_node_names_of_the_chains_libvirt_finds_resolve() -> None:
+    pull = _ORPHAN_PULL.format(base="copy-format").replace("<chains>", "<chains/><chains>", 1)
+    job = _one(pull)
+    assert not job.invalid and job.chains is not None and job.chains.mirror is not None
+
+
+def test_a_problem_names_the_line_of_the_element_whose_value_was_read() -> None:
+    doc = blockjob.loads(jobs(
+        "<blockjob name='j' type='pull' state='ready'>\n<disk/>\n<disk dst='vdz'/>\n"
+        "<base/>\n<base node='nope'/></blockjob>"))
+    assert doc.jobs[0].problems == ("line 5: disk 'vdz' not found in the domain",
+                                    "line 7: <base> node name 'nope' not found in the job's chains")
+
+
+def test_unknown_parts_of_blockjobs_are_dropped_with_a_warning_each() -> None:
+    doc = blockjob.loads(status(
+        "<blockjobs active='no' xmlns:q='urn:q' q:extra='1' mode='x'>\n"
+        "<foo a='1'/><blockjob name='a' type='copy' state='ready'/>\n"
+        "<q:blockjob name='b' type='copy' state='ready'/><!-- kept quiet --></blockjobs>"
+    ), "f.xml")
+    assert [job.name for job in doc.jobs] == ["a"]
+    assert doc.warnings == (
+        "f.xml:3: unknown attribute 'q:extra' of <blockjobs> dropped",
+        "f.xml:3: unknown attribute 'mode' of <blockjobs> dropped",
+        "f.xml:4: unknown element <foo> in <blockjobs> dropped",
+        "f.xml:5: unknown element <q:blockjob> in <blockjobs> dropped",
+    )
+    assert b"foo" not in doc.dumps() and b"q:" not in doc.dumps()
+
+
+def test_jobs_after_an_unknown_element_find_their_images() -> None:
+    doc = blockjob.loads(jobs(
+        "<foo/><blockjob name='c' type='create' state='running'><src type='file' "
+        "format='qcow2'><source file='/new' index='3'/></src></blockjob>"))
+    (job,) = doc.jobs
+    assert isinstance(job.data, blockjob.CreateData) and job.data.src is not None
+    assert job.data.src.path == "/new"
+
+
+def test_a_comment_in_blockjobs_or_in_a_job_changes_nothing() -> None:
+    plain = blockjob.loads(jobs(COMMIT.format(extra="")))
+    doc = blockjob.loads(jobs("<!-- a -->", COMMIT.format(extra="<!-- b --><!-- c -->")))
+    assert doc.warnings == () and doc.jobs == plain.jobs
+    assert doc.dumps() == plain.dumps()

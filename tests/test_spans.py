@@ -8,13 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from blockjob.statusxml.spans import element_span
+from blockjob.statusxml.spans import AmbiguousSpanError, Locate, child_of_root, element_span
 
 # Pieces of a document body; `{}` is where a serial number goes.
 _PIECES = (
     "<disk n='{}'/>",
     "<disk n='{}'><source/></disk>",
     "<disk\n  n='{}'>text</disk>",
+    "<x><disk n='{}'/></x>",
+    "<disk n='{}'><disk n='x'/></disk>",
     "<disks n='{}'/>",
     "<!-- <disk n='x'> -->",
     "<!--\n<disk n='x'/>\n-->",
@@ -32,15 +34,15 @@ def _document(pieces: list[int]) -> bytes:
     return f"<!-- header -->\n<root>\n{body}\n</root>\n".encode()
 
 
+def _nth_disk(nth: int) -> Locate:
+    return lambda root: list(root.iter("disk"))[nth]
+
+
 def _spans_agree_with_lxml(data: bytes) -> int:
     """Check each `<disk>`'s span against lxml; returns how many disks there were."""
     disks = list(etree.fromstring(data).iter("disk"))
-    seen_on: dict[int, int] = {}
-    for disk in disks:
-        line = disk.sourceline or 0
-        nth = seen_on.get(line, 0)
-        seen_on[line] = nth + 1
-        start, end = element_span(data, b"disk", line, nth)
+    for nth, disk in enumerate(disks):
+        start, end = element_span(data, b"disk", disk.sourceline or 0, _nth_disk(nth))
         assert etree.fromstring(data[start:end]).get("n") == disk.get("n")
     return len(disks)
 
@@ -63,3 +65,22 @@ def test_a_look_alike_in_markup_on_the_same_line_is_skipped(before: str) -> None
 def test_no_start_tag_on_the_line_is_a_value_error() -> None:
     with pytest.raises(ValueError, match="no <disk> start tag ending on line 1"):
         element_span(b"<root>\n<disk/>\n</root>", b"disk", 1)
+
+
+@pytest.mark.parametrize("line", [
+    "<x><disk n='nested'/></x><disk n='meant'>text</disk>",
+    "<disk n='meant'><disk n='nested'/></disk>",
+    "<disk n='meant'/><x><disk n='nested'>t</disk></x>",
+])
+def test_a_namesake_on_the_line_is_told_apart_by_the_tree(line: str) -> None:
+    data = f"<root>\n  {line}\n</root>\n".encode()
+    start, end = element_span(data, b"disk", 2, child_of_root("disk"))
+    assert etree.fromstring(data[start:end]).get("n") == "meant"
+    with pytest.raises(AmbiguousSpanError, match="more than one <disk> ends on line 2"):
+        element_span(data, b"disk", 2)
+
+
+def test_a_namesake_on_another_line_needs_no_tree() -> None:
+    data = b"<root>\n<x><disk n='nested'/></x>\n<disk n='meant'/>\n</root>\n"
+    start, end = element_span(data, b"disk", 3)
+    assert data[start:end] == b"<disk n='meant'/>"

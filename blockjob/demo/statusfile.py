@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from blockjob.demo.qemu import AttachedImage
-from blockjob.statusxml.node import escape
+from blockjob.statusxml.node import escape_attr, escape_text
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ def _disk(disk: DiskChain) -> list[str]:
     lines = [
         "      <disk type='file' device='disk'>",
         f"{pad}<driver name='qemu' type='qcow2'/>",
-        f"{pad}<source file='{escape(str(top.path))}' index='{top.index}'>",
+        f"{pad}<source file='{escape_attr(str(top.path))}' index='{top.index}'>",
         *_private(top, pad),
         f"{pad}</source>",
     ]
@@ -47,7 +47,7 @@ def _disk(disk: DiskChain) -> list[str]:
         lines += [
             f"{pad}<backingStore type='file' index='{image.index}'>",
             f"{pad}  <format type='qcow2'/>",
-            f"{pad}  <source file='{escape(str(image.path))}'>",
+            f"{pad}  <source file='{escape_attr(str(image.path))}'>",
             *_private(image, pad + "  "),
             f"{pad}  </source>",
         ]
@@ -55,7 +55,7 @@ def _disk(disk: DiskChain) -> list[str]:
         pad += "  "
     lines.append(f"{pad}<backingStore/>")
     lines += closers
-    lines += [f"        <target dev='{escape(disk.target)}' bus='virtio'/>", "      </disk>"]
+    lines += [f"        <target dev='{escape_attr(disk.target)}' bus='virtio'/>", "      </disk>"]
     return lines
 
 
@@ -63,12 +63,12 @@ def domstatus_xml(name: str, monitor_path: str, pid: int, disks: Sequence[DiskCh
     last_index = max((image.index for disk in disks for image in disk.images), default=0)
     lines = [
         f"<domstatus state='running' reason='booted' pid='{pid}'>",
-        f"  <monitor path='{escape(monitor_path)}' type='unix'/>",
+        f"  <monitor path='{escape_attr(monitor_path)}' type='unix'/>",
         f"  <nodename index='{last_index}'/>",
         "  <blockjobs active='no'/>",
         "  <agentTimeout>-2</agentTimeout>",
         "  <domain type='qemu' id='1'>",
-        f"    <name>{escape(name)}</name>",
+        f"    <name>{escape_text(name)}</name>",
         f"    <uuid>{uuid.uuid5(uuid.NAMESPACE_URL, 'blockjob:' + name)}</uuid>",
         "    <memory unit='KiB'>65536</memory>",
         "    <currentMemory unit='KiB'>65536</currentMemory>",

@@ -12,6 +12,8 @@ from operator import is_not
 from pathlib import Path
 from typing import NamedTuple
 
+from lxml import etree
+
 from blockjob.element import Node
 from blockjob.errors import StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, read_file
@@ -19,17 +21,21 @@ from blockjob.model import ACTIVE_STATES, BlockJob, StorageSource
 from blockjob.statusxml.disks import Disk, DiskRefs, has_mirror_at, read_disk_at, read_disks
 from blockjob.statusxml.lazyimages import LoadedBlockjobs
 from blockjob.statusxml.mapping import node_references
-from blockjob.statusxml.node import first_children, from_lxml, write_node
+from blockjob.statusxml.node import TRUSTED_PARSER, first_children, kept_node, write_node
 from blockjob.statusxml.parse import parse
 from blockjob.statusxml.reader import ReadContext, read_jobs
 from blockjob.statusxml.sources import backing_node, top_source_node
-from blockjob.statusxml.spans import element_span, whole_lines
+from blockjob.statusxml.spans import child_of_root, element_span, whole_lines
 from blockjob.statusxml.writer import JobText, job_text, write_blockjobs
 
 # Where libvirt puts `<blockjobs>` when a file from before 3.9 has none: before these.
 _AFTER_BLOCKJOBS = (
     "slirp", "agentTimeout", "backups", "originalMemlock", "preMigrationMemlock", "domain",
 )
+
+
+def _root(root: etree._Element) -> etree._Element:
+    return root
 
 
 def _sort_key(job: BlockJob) -> bytes:
@@ -85,9 +91,7 @@ class StatusDocument:
         anchor = blockjobs if blockjobs is not None else next(
             (top[tag] for tag in _AFTER_BLOCKJOBS if tag in top), None
         )
-        self._anchor = (
-            (str(anchor.tag).encode(), anchor.sourceline or 1) if anchor is not None else None
-        )
+        self._anchor = (str(anchor.tag), anchor.sourceline or 1) if anchor is not None else None
         self._replaces_blockjobs = blockjobs is not None
         self._root_line = root.sourceline or 1
 
@@ -95,17 +99,22 @@ class StatusDocument:
         """The bytes before and after `<blockjobs>` (or where it would go)."""
         if self._split is None:
             data = self._data
-            if self._anchor is None and b"</domstatus" not in data:
-                # `<domstatus/>`: open the root up so `<blockjobs>` has a place.
-                end = element_span(data, b"domstatus", self._root_line)[1]
-                data = data[: end - 2] + b">\n</domstatus>" + data[end:]
-                first = last = end
-            elif self._anchor is None:
-                first = last = data.rindex(b"</domstatus")
+            if self._anchor is None:
+                # It goes last in the root, whose end tag is found by scanning tags: the
+                # bytes `</domstatus` may sit in a comment.
+                start, end = element_span(data, b"domstatus", self._root_line, _root)
+                if data[end - 2 : end] == b"/>":
+                    # `<domstatus/>`: open the root up so `<blockjobs>` has a place.
+                    data = data[: end - 2] + b">\n</domstatus>" + data[end:]
+                    first = last = end
+                else:
+                    first = last = data.rindex(b"</", start, end)
             elif self._replaces_blockjobs:
                 first, last = whole_lines(data, *self._loaded_blockjobs.span())
             else:
-                first = last = whole_lines(data, *element_span(data, *self._anchor))[0]
+                tag, line = self._anchor
+                span = element_span(data, tag.encode(), line, child_of_root(tag))
+                first = last = whole_lines(data, *span)[0]
             self._split = (data[:first], data[last:])
             self._tail_line = data.count(b"\n", 0, last)
             self._data = b""  # the two pieces hold every byte now
@@ -269,9 +278,13 @@ class StatusDocument:
         disk = self.disk(target)
         if disk is None:
             raise ValueError(f"the domain has no disk '{target}'")
+        # The bytes a save would write; the disk sits in the tail, which they end with.
+        dumped = self.dumps()
         tail = self._head_tail()[1]
-        start, end = element_span(tail, b"disk", disk.line - self._tail_line)
-        old = from_lxml(parse(tail[start:end], self.filename))
+        line = disk.line - self._tail_line + dumped.count(b"\n", 0, len(dumped) - len(tail))
+        start, end, element = _disk_at(dumped, target, line)
+        parent = element.getparent()
+        old = kept_node(element, dict(parent.nsmap) if parent is not None else None)
         children: list[Node] = []
         for child in old.children:
             if chain is not None and child.tag == "source":
@@ -297,16 +310,15 @@ class StatusDocument:
             children.insert(after + 1, mirror)
         attrs = _set_attr(old, "type", chain.type).attrs if chain is not None else old.attrs
         new = Node("disk", attrs, tuple(children))
-        indent = tail[tail.rfind(b"\n", 0, start) + 1 : start].decode()
+        before = dumped[dumped.rfind(b"\n", 0, start) + 1 : start]  # on the disk's line
+        indent = before[: len(before) - len(before.lstrip())].decode()
         out: list[str] = []
         write_node(out, new, indent, pad="")
         text = "".join(out).encode("utf-8")
-        if text.endswith(b"\n") and tail[end : end + 1] == b"\n":
+        if text.endswith(b"\n") and dumped[end : end + 1] == b"\n":
             text = text[:-1]
-        # Re-read everything, so jobs are judged against the new chain as a reload would;
-        # the bytes before the tail are the dump's, as a save would write them.
-        dumped = self.dumps()
-        self._load(dumped[: len(dumped) - len(tail)] + tail[:start] + text + tail[end:])
+        # Re-read everything, so jobs are judged against the new chain as a reload would.
+        self._load(dumped[:start] + text + dumped[end:])
 
     # Output -------------------------------------------------------------------
 
@@ -378,6 +390,20 @@ _new_dump = tuple.__new__  # NamedTuple's own constructor costs more, per save
 
 def _reuse(last: JobText | None, job: BlockJob) -> JobText:
     return last if last is not None and last.job is job else job_text(job, last)
+
+
+def _disk_at(data: bytes, target: str, line: int) -> tuple[int, int, etree._Element]:
+    """Where disk `target`'s element is in `data` (a whole document), its start tag ending
+    on `line`, and the element: parsed from its own bytes, or, when those need a namespace
+    declared above them, from the document."""
+    def locate(root: etree._Element) -> etree._Element:
+        return DiskRefs(root.find("domain")).elements[target]  # the one the document reads
+
+    start, end = element_span(data, b"disk", line, locate)
+    try:
+        return start, end, etree.fromstring(data[start:end], TRUSTED_PARSER)
+    except etree.XMLSyntaxError:
+        return start, end, locate(etree.fromstring(data, TRUSTED_PARSER))
 
 
 def _set_attr(node: Node, name: str, value: str) -> Node:

@@ -16,10 +16,11 @@ from typing import Any
 from lxml import etree
 
 from blockjob.model import StorageSource
-from blockjob.statusxml.node import TRUSTED_PARSER, first_children
+from blockjob.statusxml.node import TRUSTED_PARSER, first_at, first_children
 from blockjob.statusxml.sources import build_job_source, check_job_source
-from blockjob.statusxml.spans import element_span
+from blockjob.statusxml.spans import child_of_root, element_span
 
+_BLOCKJOBS = child_of_root("blockjobs")  # the one the document reads
 # Where a job image sits below its `<blockjob>`: `("src",)`, `("chains", "disk")`, ...
 Path = tuple[str, ...]
 
@@ -44,7 +45,7 @@ class LoadedBlockjobs:
         """Where `<blockjobs>` is in the bytes (`element_span`), looked for once: the
         document's first dump needs it too."""
         if self._span is None:
-            self._span = element_span(self._data, b"blockjobs", self._line)
+            self._span = element_span(self._data, b"blockjobs", self._line, _BLOCKJOBS)
         return self._span
 
     def defer(
@@ -68,9 +69,8 @@ class LoadedBlockjobs:
             if not _holds(jobs, index, name):
                 jobs = self._from_document()
             self._jobs = jobs
-        element = jobs[index]
-        for tag in path:
-            element = first_children(element)[tag]
+        element = first_at(jobs[index], path)  # where the reader found it
+        assert element is not None
         return build_job_source(element, chain=chain)
 
     def _from_span(self) -> list[etree._Element]:

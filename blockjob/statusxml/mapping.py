@@ -15,8 +15,10 @@ Attributes and children that no row names (a newer libvirt's) are never lost. On
 valid job they are kept (`BlockJob.kept_attributes`/`kept_children`), each with the
 known attribute or child it followed, written back in that place, and reported as
 a warning naming file and line; an invalid job is written back whole, as read. Known
-children that do not belong to the job's type, and repeats of a known child, are
-dropped as libvirt drops them.
+children that do not belong to the job's type are dropped as libvirt drops them. A
+known child may repeat: its value is read as libvirt's XPath reads it (the attribute of
+the first one that has it; the items of every `<disabledBaseBitmaps>`), and it is
+written back once.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -38,7 +38,18 @@ from blockjob.statusxml.mapping import (
     Kind,
     Row,
 )
-from blockjob.statusxml.node import declarations, first_children, kept_node, prefixed
+from blockjob.statusxml.node import (
+    attr_holder,
+    declarations,
+    first_at,
+    first_children,
+    kept_node,
+    prefixed,
+    string_value,
+    tag_as_written,
+    text_dropped,
+    xpath_attr,
+)
 from blockjob.statusxml.sources import SourceError
 
 _TYPES = {t.value: t for t in JobType}
@@ -70,16 +81,14 @@ class ReadContext:
     warnings: list[str] = field(default_factory=list)
 
     def warn(self, element: etree._Element, message: str) -> None:
-        self.warnings.append(f"{self.filename}:{element.sourceline or 0}: {message}")
+        self.warnings.append(_warning(self.filename, element, message))
+
+
+def _warning(filename: str, element: etree._Element, message: str) -> str:
+    return f"{filename}:{element.sourceline or 0}: {message}"
 
 
 _Kids = dict[object, etree._Element]
-
-
-def _child_attr(kids: _Kids, child: str, name: str) -> str | None:
-    # libvirt's XPath string helper reads an empty value as absent.
-    found = kids.get(child)
-    return (found.get(name) or None) if found is not None else None
 
 
 @functools.lru_cache(maxsize=64)  # a daemon's files carry a handful of distinct values
@@ -96,13 +105,16 @@ def _jobflags(text: str | None) -> int | None:
 class _Job:
     """What the row readers see of one `<blockjob>`.
 
-    Children are indexed by tag (the first one wins, like XPath). `known` holds
-    those of the job's node names that name an image it may refer to; which image
-    is asked of the document later. Unknown names are kept as written, so callers
-    can see what the file said.
+    Children are indexed by tag (the first one of each). Values are read as libvirt's
+    XPath reads them: `attr("base", "node")` is `string(./base/@node)`, the attribute of
+    the first `<base>` that has one; `repeats` says whether a tag occurs twice, the only
+    case where that is not the first `<base>`. `known` holds those of the job's node names
+    that name an image it may refer to; which image is asked of the document later.
+    Unknown names are kept as written, so callers can see what the file said.
     """
 
-    __slots__ = ("attrs", "element", "kids", "known", "nodes", "origin", "position", "problems")
+    __slots__ = ("attrs", "element", "kids", "known", "nodes", "origin", "position", "problems",
+                 "repeats")
 
     def __init__(
         self, element: etree._Element, attrs: dict[str, str], kids: _Kids, problems: list[str],
@@ -111,17 +123,37 @@ class _Job:
         self.element = element
         self.attrs = attrs
         self.kids = kids
+        # Also True for two comments (one key): then only the slower, exact way is taken.
+        self.repeats = len(kids) != len(element)
         self.problems = problems
         self.origin = origin
         self.position = position  # among the `<blockjob>` elements, and the job's name
         self.nodes: dict[str, str] = {}
         self.known: set[str] = set()
 
+    def attr(self, tag: str, name: str) -> str | None:
+        """XPath `string(./tag/@name)`; None when absent or empty, as libvirt reads it."""
+        first = self.kids.get(tag)
+        if first is None:
+            return None
+        if self.repeats:
+            return xpath_attr(self.element, first, tag, name)
+        return first.get(name) or None
+
+    def all(self, tag: str) -> Iterable[etree._Element]:
+        """Every child named `tag` (the job has at least one)."""
+        return self.element.iterchildren(tag) if self.repeats else (self.kids[tag],)
+
+    def holder(self, tag: str, name: str) -> etree._Element:
+        """The element `attr` read (the job when none): where a problem with it lies."""
+        found = attr_holder(self.element, self.kids.get(tag), tag, name)
+        return found if found is not None else self.element
+
     def node_names(self, tags: tuple[str, ...]) -> set[str]:
         """The node names the children `tags` name (read once, for the node readers)."""
         nodes = self.nodes
         for tag in tags:
-            name = _child_attr(self.kids, tag, "node")
+            name = self.attr(tag, "node")
             if name is not None:
                 nodes[tag] = name
         return set(nodes.values())
@@ -151,7 +183,7 @@ def _node_reader(row: Row, kind: JobType) -> _Reader:
                 job.problems.append(problem(job.element, f"<{tag} node> is missing"))
         elif name not in job.known:
             job.problems.append(problem(
-                job.kids[tag], f"<{tag}> node name '{name}' not found in the job's chains"
+                job.holder(tag, "node"), f"<{tag}> node name '{name}' not found in the job's chains"
             ))
         return name
 
@@ -165,10 +197,10 @@ def _flag_reader(row: Row, _kind: JobType) -> _Reader:
     attr, expected = value
 
     def read(job: _Job) -> bool:
-        text = _child_attr(job.kids, tag, attr)
+        text = job.attr(tag, attr)
         if text is not None and text != expected:
             raise BrokenDataError(
-                f"<{tag} {attr}='{text}'>: only '{expected}' is known", job.kids[tag]
+                f"<{tag} {attr}='{text}'>: only '{expected}' is known", job.holder(tag, attr)
             )
         return text == expected
 
@@ -192,8 +224,10 @@ def _names_reader(row: Row, _kind: JobType) -> _Reader:
 
     def read(job: _Job) -> tuple[str, ...]:
         names: list[str] = []
-        listed = job.kids.get(tag)
-        for item in listed.iterchildren(item_tag) if listed is not None else ():
+        if tag not in job.kids:
+            return ()
+        # Every `./tag/item`, in document order: repeats of `tag` add to the list.
+        for item in (item for listed in job.all(tag) for item in listed.iterchildren(item_tag)):
             name = item.get("name")
             if not name:
                 raise BrokenDataError(f"<{tag}><{item_tag}> without a name", item)
@@ -205,7 +239,7 @@ def _names_reader(row: Row, _kind: JobType) -> _Reader:
 
 def _named_reader(row: Row, _kind: JobType) -> _Reader:
     tag = row.xml
-    return lambda job: _child_attr(job.kids, tag, "name")
+    return lambda job: job.attr(tag, "name")
 
 
 def _image_reader(row: Row, kind: JobType) -> _Reader:
@@ -262,40 +296,47 @@ _DATA_READERS = {
 }
 
 
+# An orphan job's own `<chains>` `<disk>` and `<mirror>`, None where it has none.
+_Own = tuple[etree._Element | None, ...]
+
+
 def _known(
-    disks: DiskRefs, disk: str | None, mirror: bool, chains: etree._Element | None,
-    wanted: set[str],
+    disks: DiskRefs, disk: str | None, mirror: bool, own: _Own, wanted: set[str]
 ) -> set[str]:
     """Those of `wanted` in the job's chains: its disk's, its own, its mirror's.
 
-    `chains` is the job's own `<chains>`, when they were read (an orphan job).
+    `own` are the job's own chain elements, when they were read (an orphan job).
     """
     known: set[str] = set()
-    if chains is not None:
-        own = first_children(chains)
-        images = (
-            image for tag in ("disk", "mirror") if tag in own
-            for image in own[tag].iterchildren("source", "backingStore")
-        )
+    if own:
+        images = (image for top in own if top is not None
+                  for image in top.iterchildren("source", "backingStore"))
         known = known_names(images, wanted)
     if disk is not None and len(known) < len(wanted):
         known |= disks.known_names(disk, wanted - known, mirror=mirror)
     return known
 
 
-def _chains(job: _Job) -> JobChains | None:
-    chains = job.kids.get("chains")
-    if chains is None:
-        return None
-    found = first_children(chains)
-    disk = found.get("disk")
-    mirror = found.get("mirror")
+_CHAIN_PATHS = (("chains", "disk"), ("chains", "mirror"))
+
+
+def _chains(job: _Job) -> tuple[JobChains | None, _Own]:
+    """The job's own chains, and their elements: the first `./chains/disk` and
+    `./chains/mirror`, as libvirt finds them (under any `<chains>`)."""
+    if "chains" not in job.kids:
+        return None, ()
+    if job.repeats:
+        disk, mirror = (first_at(job.element, path) for path in _CHAIN_PATHS)
+    else:
+        own = first_children(job.kids["chains"])
+        disk, mirror = own.get("disk"), own.get("mirror")
     if disk is None and mirror is None:
-        return None
-    return JobChains(
-        disk=job.image(disk, ("chains", "disk"), chain=True) if disk is not None else None,
-        mirror=job.image(mirror, ("chains", "mirror"), chain=True) if mirror is not None else None,
+        return None, ()
+    chains = JobChains(
+        disk=job.image(disk, _CHAIN_PATHS[0], chain=True) if disk is not None else None,
+        mirror=job.image(mirror, _CHAIN_PATHS[1], chain=True) if mirror is not None else None,
     )
+    return chains, (disk, mirror)
 
 
 _new_job = builder(BlockJob)
@@ -321,6 +362,14 @@ def _kept_attributes(
     return tuple(kept)
 
 
+def _kept(element: etree._Element, name: str, ctx: ReadContext) -> Node:
+    """`element` as a Node to write back as read, with a warning for any text it loses."""
+    for inner in text_dropped(element):
+        ctx.warn(inner, f"job '{name}': text beside the child elements of "
+                        f"<{tag_as_written(inner)}> dropped")
+    return kept_node(element)
+
+
 def _kept_children(
     element: etree._Element, name: str, ctx: ReadContext
 ) -> tuple[tuple[str | None, Node], ...]:
@@ -332,9 +381,8 @@ def _kept_children(
         if tag in KNOWN_CHILDREN:
             after = str(tag)
             continue
-        node = kept_node(child)
-        ctx.warn(child, f"job '{name}': unknown element <{node.tag}> kept as written")
-        kept.append((after, node))
+        ctx.warn(child, f"job '{name}': unknown element <{tag_as_written(child)}> kept as written")
+        kept.append((after, _kept(child, name, ctx)))
     return tuple(kept)
 
 
@@ -375,14 +423,15 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     job = _Job(element, attrs, kids, problems, origin=ctx.origin, position=(position, name))
     disk_el = kids.get("disk")
     dst = mirror_text = None
-    if disk_el is not None:
-        dst = disk_el.get("dst") or None
-        mirror_text = disk_el.get("mirror") or None
+    if disk_el is not None:  # `job.attr`, inline: every job but an orphan has a disk
+        dst, mirror_text = (job.attr("disk", "dst"), job.attr("disk", "mirror")) \
+            if job.repeats else (disk_el.get("dst") or None, disk_el.get("mirror") or None)
     disk = dst if dst is not None and dst in ctx.disks else None
-    if disk_el is not None and dst is not None and disk is None:
-        problems.append(problem(disk_el, f"disk '{dst}' not found in the domain"))
-    if disk_el is not None and mirror_text is not None and mirror_text != "yes":
-        problems.append(problem(disk_el, f"disk mirror='{mirror_text}': only 'yes' is known"))
+    if dst is not None and disk is None:
+        problems.append(problem(job.holder("disk", "dst"), f"disk '{dst}' not found in the domain"))
+    if mirror_text is not None and mirror_text != "yes":
+        problems.append(problem(job.holder("disk", "mirror"),
+                                f"disk mirror='{mirror_text}': only 'yes' is known"))
 
     flags_text = get("jobflags") or None
     jobflags = _jobflags(flags_text)
@@ -390,18 +439,20 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
         ctx.warn(element, f"job '{name}': unparsable jobflags '{flags_text}' dropped")
 
     chains: JobChains | None = None
+    own: _Own = ()
     if disk is None and not problems:
         try:
-            chains = _chains(job)
+            chains, own = _chains(job)
         except BrokenDataError as exc:
             problems.append(_at(exc.line, f"orphan chains: {exc}"))
     elif disk is not None and "chains" in kids:
         ctx.warn(element, f"job '{name}': <chains> of a job bound to a disk ignored")
 
     mirror = False
-    if disk_el is not None and mirror_text == "yes":
+    if mirror_text == "yes":
         if disk is None:
-            problems.append(problem(disk_el, "mirror='yes' on a job without a disk"))
+            problems.append(problem(job.holder("disk", "mirror"),
+                                    "mirror='yes' on a job without a disk"))
         else:
             mirror = ctx.disks.has_mirror(disk)
 
@@ -410,15 +461,15 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     if specific is not None:
         read_data, node_tags = specific
         if node_tags:
-            own_chains = kids.get("chains") if chains is not None else None
-            job.known = _known(ctx.disks, disk, mirror, own_chains, job.node_names(node_tags))
+            job.known = _known(ctx.disks, disk, mirror, own, job.node_names(node_tags))
         try:
             data = read_data(job)
         except BrokenDataError as exc:
             problems.append(_at(exc.line, str(exc)))
 
     errmsg_el = kids.get("errmsg")
-    errmsg = (errmsg_el.text or None) if errmsg_el is not None else None
+    # libvirt reads the string value: all the text inside, around comments and child elements.
+    errmsg = (string_value(errmsg_el) or None) if errmsg_el is not None else None
     invalid = bool(problems)
     # Unknown parts are rare: the set comparisons keep the common case to two checks.
     kept_attributes = (
@@ -442,10 +493,25 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
         "data": data,
         "invalid": invalid,
         "problems": tuple(problems),
-        "raw": kept_node(element) if invalid else None,
+        "raw": _kept(element, name, ctx) if invalid else None,
         "kept_attributes": kept_attributes,
         "kept_children": kept_children,
     })
+
+
+def _dropped(blockjobs: etree._Element, filename: str) -> list[str]:
+    """Warnings of what `<blockjobs>` holds besides `active` and `<blockjob>` elements:
+    libvirt ignores it, and the writer does not keep it."""
+    found = [_warning(filename, blockjobs, f"unknown attribute '{prefixed(blockjobs, key)}' "
+                                           "of <blockjobs> dropped")
+             for key in blockjobs.attrib if key != "active"]
+    found += [_warning(filename, element, f"unknown element <{tag_as_written(element)}> in "
+                                          "<blockjobs> dropped")
+              for element in blockjobs.iterchildren(etree.Element) if element.tag != "blockjob"]
+    return found
+
+
+_ACTIVE_ONLY = ["active"]
 
 
 def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJob]:
@@ -453,8 +519,10 @@ def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJ
     jobs: list[BlockJob] = []
     if blockjobs is None:
         return jobs
+    first_warning = len(ctx.warnings)
     lines_by_name: dict[str, int] = {}
     names_by_disk: dict[str, str] = {}
+    position = -1  # among the `<blockjob>` elements (`LoadedBlockjobs` counts them so too)
     for position, element in enumerate(blockjobs.iterchildren("blockjob")):
         job = read_job(element, position, ctx)
         if job is None:
@@ -474,12 +542,14 @@ def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJ
             # libvirt <= 5.7 bound jobs to disk objects, so a domain with two
             # disks of one target could carry a job for each. Keep the second
             # job, unbound and invalid, rather than lose the domain.
+            holder = attr_holder(element, first_children(element).get("disk"), "disk", "dst")
+            assert holder is not None  # the job is bound to a disk: a <disk dst> named it
             repeated = problem(
-                first_children(element).get("disk", element),
+                holder,
                 f"disk '{disk}' is repeated in the domain and already has job '{other}'",
             )
             job = replace(job, disk=None, invalid=True, problems=(*job.problems, repeated),
-                          raw=kept_node(element))
+                          raw=_kept(element, job.name, ctx))
         elif other is not None:
             raise StatusXMLError(
                 ctx.filename, line, f"disk '{disk}' already has block job '{other}' assigned"
@@ -487,4 +557,8 @@ def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJ
         else:
             names_by_disk[disk] = job.name
         jobs.append(job)
+    # Counting rules out anything else cheaply (a comment also makes the counts differ);
+    # its warnings go before the jobs', as it is read first.
+    if position + 1 != len(blockjobs) or blockjobs.keys() != _ACTIVE_ONLY:
+        ctx.warnings[first_warning:first_warning] = _dropped(blockjobs, ctx.filename)
     return jobs

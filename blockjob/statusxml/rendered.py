@@ -24,13 +24,12 @@ _CAPPED = "\n" + " " * 60
 
 def _plain(element: etree._Element) -> bool:
     """No comment, processing instruction or text between elements, and text only in
-    leaves, never blank (nodes drop that), without `"` (lxml leaves it alone) and on one
-    line (the written text is indented line by line)."""
+    leaves, without `"` (lxml leaves it alone) and on one line (the written text is
+    indented line by line)."""
     for inner in element.iter():
         text = inner.text
         if not isinstance(inner.tag, str) or (inner.tail is not None and inner is not element) \
-                or (text is not None and (len(inner) or not text.strip() or '"' in text
-                                          or "\n" in text)):
+                or (text is not None and (len(inner) or '"' in text or "\n" in text)):
             return False
     return True
 

@@ -13,7 +13,13 @@ from lxml import etree
 from blockjob.element import Node
 from blockjob.model import StorageSource
 from blockjob.statusxml.build import builder
-from blockjob.statusxml.node import SerializedXML, first_children, from_lxml
+from blockjob.statusxml.node import (
+    SerializedXML,
+    attr_holder,
+    first_children,
+    kept_node,
+    xpath_attr,
+)
 from blockjob.statusxml.rendered import RenderedXML
 
 STORAGE_TYPES = frozenset(
@@ -101,21 +107,31 @@ def read_backing(
     if not kind:
         return None, True
     kids = first_children(backing)
-    fmt_el = kids.get("format")
+    fmt_el = _format_of(backing, kids)
     source = kids.get("source")
     fmt = fmt_el.get("type") if fmt_el is not None else None
     if source is None or fmt_el is None or not fmt:
         return None, False
-    extra = from_lxml(fmt_el).children if len(fmt_el) else ()
+    extra = kept_node(fmt_el).children if len(fmt_el) else ()
     return _image(kind, fmt, source, backing.get("index"), kids.get("backingStore"),
                   format_children=extra, to_write=to_write), False
+
+
+def _format_of(
+    backing: etree._Element, kids: dict[object, etree._Element]
+) -> etree._Element | None:
+    """The `<format>` of a `<backingStore>` whose `type` libvirt reads (`format/@type`)."""
+    first = kids.get("format")
+    if first is not None and first.get("type") is not None:
+        return first
+    return attr_holder(backing, first, "format", "type")
 
 
 def _check_backing(backing: etree._Element | None) -> None:
     """Refuse a job chain whose `<backingStore>` entries libvirt could not read."""
     while backing is not None and backing.get("type"):
         kids = first_children(backing)
-        fmt_el = kids.get("format")
+        fmt_el = _format_of(backing, kids)
         if "source" not in kids or fmt_el is None or not fmt_el.get("type"):
             raise SourceError("<backingStore> needs <format type> and <source>")
         _check_index(backing.get("index"), "backingStore")
@@ -133,6 +149,8 @@ def check_job_source(element: etree._Element, *, chain: bool) -> None:
     kids = first_children(element)
     source = kids.get("source")
     index = source.get("index") if source is not None else None
+    if index is None:  # XPath `source/@index`: a later `<source>` may hold it
+        index = xpath_attr(element, source, "source", "index")
     if not kind or not fmt or source is None or not index:
         raise SourceError(f"<{element.tag!s}> needs type, format, <source> and source/@index")
     if kind not in STORAGE_TYPES:
@@ -152,9 +170,11 @@ def build_job_source(element: etree._Element, *, chain: bool) -> StorageSource:
     """
     kids = first_children(element)
     source = kids["source"]
+    index = source.get("index")
     below = kids.get("backingStore") if chain else None
     return _image(element.get("type") or "", element.get("format") or "", source,
-                  source.get("index"), below, to_write=True)
+                  index if index is not None else xpath_attr(element, source, "source", "index"),
+                  below, to_write=True)
 
 
 def _lenient_image(

@@ -2,14 +2,20 @@
 
 lxml knows on which line an element's start tag ends but not where its bytes are. To
 rewrite one element and keep every other byte, we find the start tag that ends on
-that line and scan tags from there to the matching end tag.
+that line and scan tags from there to the matching end tag. Rarely, another element of
+the same name ends on that line too (nested in a sibling, say); then the document is
+parsed again to tell which one is meant.
 """
 
 from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+
+from lxml import etree
+
+from blockjob.statusxml.node import TRUSTED_PARSER
 
 _TOKEN = re.compile(
     rb"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<\?.*?\?>"
@@ -29,20 +35,67 @@ def _start_pattern(tag: bytes) -> re.Pattern[bytes]:
     return re.compile(rb"<" + re.escape(tag) + rb"[\s/>]")
 
 
-def element_span(data: bytes, tag: bytes, line: int, nth: int = 0) -> tuple[int, int]:
-    """(start, end) of the `nth` element named `tag` whose start tag ends on `line`.
+# Given a document's root element, the element meant.
+Locate = Callable[[etree._Element], etree._Element]
+
+
+class AmbiguousSpanError(ValueError):
+    """More than one start tag of the name ends on the line, and nothing tells which."""
+
+
+def element_span(
+    data: bytes, tag: bytes, line: int, locate: Locate | None = None
+) -> tuple[int, int]:
+    """(start, end) of the element named `tag` whose start tag ends on `line`.
 
     `line` is lxml's `sourceline`: the line of the start tag's closing `>`, which is not the
     line of its `<` when a newline sits inside the tag (between attributes or in a value).
     `end` is just past the end tag (or the `/>` of an empty element). `data` must be
-    well-formed XML (it was parsed before).
+    well-formed XML (it was parsed before). When several start tags of that name end on
+    `line`, `locate` picks the element meant in `data` parsed again (so `data` must then
+    be a whole document); without it, that is AmbiguousSpanError.
     """
-    start = _start_tag(data, tag, line, nth)
+    start = _start_tag(data, tag, line, 0)
     head = _TOKEN.match(data, start)
     assert head is not None  # _start_tag only returns offsets of start tags
+    if _another_on_line(data, tag, head.end()):
+        if locate is None:
+            raise AmbiguousSpanError(f"more than one <{tag.decode()}> ends on line {line}")
+        start = _start_tag(data, tag, line, _nth_on_line(data, tag, line, locate))
+        head = _TOKEN.match(data, start)
+        assert head is not None
     if head.group(2):
         return start, head.end()
     return start, _end_of(data, tag, start, head.end())
+
+
+def child_of_root(tag: str) -> Locate:
+    """A `Locate` of the first child of the root named `tag`."""
+    return lambda root: next(root.iterchildren(tag))
+
+
+def _another_on_line(data: bytes, tag: bytes, after: int) -> bool:
+    """Whether a start tag named `tag` may begin after offset `after`, on its line: the
+    only place a second one ending on that line can start. One inside a comment counts
+    too; telling would cost more than the rare look at the tree it leads to."""
+    end = data.find(b"\n", after)
+    if end < 0:
+        end = len(data)
+    opener = b"<" + tag
+    at = data.find(opener, after, end)
+    while at >= 0:
+        if data[at + len(opener) : at + len(opener) + 1] in _AFTER_NAME:
+            return True
+        at = data.find(opener, at + 1, end)
+    return False
+
+
+def _nth_on_line(data: bytes, tag: bytes, line: int, locate: Locate) -> int:
+    """Which of the elements named `tag` whose start tags end on `line` `locate` means,
+    counted in document order (as the start tags are)."""
+    root = etree.fromstring(data, TRUSTED_PARSER)  # bytes of a document parsed before
+    meant = locate(root)
+    return [e for e in root.iter(tag.decode()) if e.sourceline == line].index(meant)
 
 
 def _start_tag(data: bytes, tag: bytes, line: int, nth: int) -> int:

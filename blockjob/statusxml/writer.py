@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from blockjob.element import Node
 from blockjob.model import BlockJob, JobChains, JobData, JobState, JobType, StorageSource
 from blockjob.statusxml.mapping import DATA_CLASSES, ROWS, Kind, Row, plan
-from blockjob.statusxml.node import escape, write_node
+from blockjob.statusxml.node import escape_attr, escape_text, write_node
 from blockjob.statusxml.sources import job_source_node
 
 # libvirt writes text children (`<errmsg>`) without a newline after them.
@@ -57,7 +57,7 @@ def _attribute(row: Row) -> Callable[[Any], str]:
     if row.kind in (Kind.JOB_TYPE, Kind.STATE):
         # A StrEnum, libvirt's name, never escaped: looked up, as formatting one is slow.
         return _EnumTexts(head, JobType if row.kind is Kind.JOB_TYPE else JobState).__getitem__
-    return lambda value: "" if value is None else f"{head}{escape(value)}'"
+    return lambda value: "" if value is None else f"{head}{escape_attr(value)}'"
 
 
 class _EnumTexts(dict[object, str]):
@@ -75,12 +75,12 @@ class _EnumTexts(dict[object, str]):
 
 def _text(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
     # libvirt writes it without a newline: the next child follows on the same line.
-    children.out.append(f"{children.pad}<{row.xml}>{escape(str(value))}</{row.xml}>")
+    children.out.append(f"{children.pad}<{row.xml}>{escape_text(str(value))}</{row.xml}>")
 
 
 def _disk(children: _Children, row: Row, value: object, job: BlockJob) -> None:
     mirror = " mirror='yes'" if job.mirror else ""
-    children.line(f"<{row.xml} dst='{escape(str(value))}'{mirror}/>")
+    children.line(f"<{row.xml} dst='{escape_attr(str(value))}'{mirror}/>")
 
 
 def _chains(children: _Children, row: Row, value: object, job: BlockJob) -> None:
@@ -94,12 +94,12 @@ def _chains(children: _Children, row: Row, value: object, job: BlockJob) -> None
 
 
 def _node(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
-    children.line(f"<{row.xml} node='{escape(str(value))}'/>")
+    children.line(f"<{row.xml} node='{escape_attr(str(value))}'/>")
 
 
 def _flag(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
     if value:
-        extra = f" {row.value[0]}='{escape(row.value[1])}'" if row.value is not None else ""
+        extra = f" {row.value[0]}='{escape_attr(row.value[1])}'" if row.value is not None else ""
         children.line(f"<{row.xml}{extra}/>")
 
 
@@ -108,12 +108,12 @@ def _names(children: _Children, row: Row, value: object, _job: BlockJob) -> None
     if value:
         children.line(f"<{row.xml}>")
         for name in value:
-            children.out.append(f"{children.indent}  <{row.item} name='{escape(name)}'/>\n")
+            children.out.append(f"{children.indent}  <{row.item} name='{escape_attr(name)}'/>\n")
         children.out.append(f"{children.indent}</{row.xml}>\n")
 
 
 def _named(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
-    children.line(f"<{row.xml} name='{escape(str(value))}'/>")
+    children.line(f"<{row.xml} name='{escape_attr(str(value))}'/>")
 
 
 def _image(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
@@ -183,10 +183,10 @@ def _attribute_parts(job: BlockJob, last: JobText | None) -> AttributeParts:
 def _with_kept(job: BlockJob, parts: list[str]) -> str:
     """The known attributes' texts with the job's kept ones, each after the one it followed."""
     kept = job.kept_attributes
-    out = [f" {key}='{escape(value)}'" for after, key, value in kept if after is None]
+    out = [f" {key}='{escape_attr(value)}'" for after, key, value in kept if after is None]
     for xml, part in zip(_ATTRIBUTES[type(job.data)].names, parts, strict=True):
         out.append(part)
-        out.extend(f" {key}='{escape(value)}'" for after, key, value in kept if after == xml)
+        out.extend(f" {key}='{escape_attr(value)}'" for after, key, value in kept if after == xml)
     return "".join(out)
 
 
