@@ -15,13 +15,15 @@ from blockjob.element import Node
 # libvirt's escaping (docs/format.md#bytes) drops C0 controls except TAB, LF, CR and
 # 0x1A-0x1F, and entity-escapes five characters. Where an XML reader would not give the
 # value back, we write a character reference instead (docs/format.md#differences): TAB,
-# LF and CR in attribute values (normalised to spaces), CR in text (read as LF).
-_DROP = re.compile("[\x01-\x08\x0b\x0c\x0e-\x19]")
+# LF and CR in attribute values (normalised to spaces), CR in text (read as LF). What no
+# XML reader accepts at all, escaped or not, is dropped too: 0x1A-0x1F, U+FFFE, U+FFFF
+# (libvirt writes them, and its next start cannot load the file).
+_DROP = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 _ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;"}
 _ATTR_ESCAPES = str.maketrans({**_ENTITIES, "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"})
 _TEXT_ESCAPES = str.maketrans({**_ENTITIES, "\r": "&#13;"})
-_ATTR_NEEDS_WORK = re.compile("[<>&\"'\t\n\r\x01-\x08\x0b\x0c\x0e-\x19]")
-_TEXT_NEEDS_WORK = re.compile("[<>&\"'\r\x01-\x08\x0b\x0c\x0e-\x19]")
+_ATTR_NEEDS_WORK = re.compile("[<>&\"'\t\n\r\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_TEXT_NEEDS_WORK = re.compile("[<>&\"'\r\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 def escape_attr(value: str) -> str:
