@@ -47,6 +47,16 @@ def _roots(tb: Lab) -> tuple[str, ...]:
         return monitor.device_roots()
 
 
+def _assert_pivoted(tb: Lab) -> None:
+    assert_chain(assert_file_sound(tb.status_path), BASE)
+    with tb.connect() as monitor:
+        nodes = monitor.query_nodes()
+    assert TOP not in nodes and MID not in nodes and not nodes[BASE].read_only
+    bitmaps = base_bitmaps(tb)
+    assert counts(bitmaps) == {"chk0": 2 << 20, "chk1": 5 << 20, "chk2": 2 << 20, "bm-off": 0}
+    assert {n for n, b in bitmaps.items() if b.recording} == {"chk0", "chk1", "chk2"}
+
+
 def test_pivoted_while_away_is_finished_as_completed(tmp_path: Path) -> None:
     with started(tmp_path, devices=True) as tb:
         _start(tb)
@@ -59,14 +69,8 @@ def test_pivoted_while_away_is_finished_as_completed(tmp_path: Path) -> None:
             monitor.job_dismiss(ACTIVE)
         assert _roots(tb) == (BASE,)
         assert recover_ok(tb) == ["pivot-window-completed"]
-        assert_chain(assert_file_sound(tb.status_path), BASE)
-        with tb.connect() as monitor:
-            nodes = monitor.query_nodes()
-        assert TOP not in nodes and MID not in nodes and not nodes[BASE].read_only
-        bitmaps = base_bitmaps(tb)
-        assert TMP_ACTIVEWRITE not in bitmaps
-        assert counts(bitmaps) == {"chk0": 2 << 20, "chk1": 5 << 20, "chk2": 2 << 20, "bm-off": 0}
-        assert {n for n, b in bitmaps.items() if b.recording} == {"chk0", "chk1", "chk2"}
+        _assert_pivoted(tb)
+        assert TMP_ACTIVEWRITE not in base_bitmaps(tb)
         before = tb.status_path.read_bytes()
         assert recover_ok(tb) == []  # one more run changes nothing
         assert tb.status_path.read_bytes() == before
@@ -175,16 +179,6 @@ def test_copy_cancelled_while_away_keeps_the_chain(tmp_path: Path) -> None:
         with tb.connect() as monitor:
             assert "libvirt-9-format" not in monitor.query_nodes()
         assert recover_ok(tb) == []
-
-
-def _assert_pivoted(tb: Lab) -> None:
-    assert_chain(assert_file_sound(tb.status_path), BASE)
-    with tb.connect() as monitor:
-        nodes = monitor.query_nodes()
-    assert TOP not in nodes and MID not in nodes and not nodes[BASE].read_only
-    bitmaps = base_bitmaps(tb)
-    assert counts(bitmaps) == {"chk0": 2 << 20, "chk1": 5 << 20, "chk2": 2 << 20, "bm-off": 0}
-    assert {n for n, b in bitmaps.items() if b.recording} == {"chk0", "chk1", "chk2"}
 
 
 def test_pivot_by_someone_else_concluded_is_finished_as_completed(tmp_path: Path) -> None:
