@@ -42,6 +42,16 @@ def _start(tb: Lab) -> None:
     assert recover_ok(tb) == ["adopt"]  # the daemon saw it ready
 
 
+def _ended(tb: Lab, command: str, *, dismiss: bool = True) -> None:
+    """Someone else ends the active commit (`job-complete` or `job-cancel`) while the
+    daemon is away; it concludes, and is dismissed unless told not to."""
+    with tb.connect() as monitor:
+        monitor.execute(command, {"id": ACTIVE})
+        wait_until(lambda: job_status(monitor, ACTIVE) == "concluded", "concluded")
+        if dismiss:
+            monitor.job_dismiss(ACTIVE)
+
+
 def _roots(tb: Lab) -> tuple[str, ...]:
     with tb.connect() as monitor:
         return monitor.device_roots()
@@ -64,9 +74,7 @@ def test_pivoted_while_away_is_finished_as_completed(tmp_path: Path) -> None:
         with tb.connect() as monitor:  # libvirt 9.0's pivot, then the daemon dies
             monitor.transaction([{"type": "block-dirty-bitmap-add", "data": {
                 "node": BASE, "name": TMP_ACTIVEWRITE, "persistent": False}}])
-            monitor.job_complete(ACTIVE)
-            wait_until(lambda: job_status(monitor, ACTIVE) == "concluded", "concluded")
-            monitor.job_dismiss(ACTIVE)
+        _ended(tb, "job-complete")
         assert _roots(tb) == (BASE,)
         assert recover_ok(tb) == ["pivot-window-completed"]
         _assert_pivoted(tb)
@@ -79,10 +87,7 @@ def test_pivoted_while_away_is_finished_as_completed(tmp_path: Path) -> None:
 def test_cancelled_while_away_is_finished_as_cancelled(tmp_path: Path) -> None:
     with started(tmp_path, devices=True) as tb:
         _start(tb)
-        with tb.connect() as monitor:
-            monitor.job_cancel(ACTIVE)
-            wait_until(lambda: job_status(monitor, ACTIVE) == "concluded", "concluded")
-            monitor.job_dismiss(ACTIVE)
+        _ended(tb, "job-cancel")
         assert _roots(tb) == (TOP,)
         assert recover_ok(tb) == ["pivot-window-cancelled"]
         assert_chain(assert_file_sound(tb.status_path), TOP, MID, BASE)
@@ -97,10 +102,7 @@ def test_cancelled_while_away_is_finished_as_cancelled(tmp_path: Path) -> None:
 def test_without_a_device_nothing_is_guessed(tmp_path: Path) -> None:
     with started(tmp_path) as tb:
         _start(tb)
-        with tb.connect() as monitor:
-            monitor.job_complete(ACTIVE)
-            wait_until(lambda: job_status(monitor, ACTIVE) == "concluded", "concluded")
-            monitor.job_dismiss(ACTIVE)
+        _ended(tb, "job-complete")
         before = tb.status_path.read_bytes()
         report = recover([tb.status_path])
         job = report.domains[0].jobs[0]
@@ -186,9 +188,7 @@ def test_pivot_by_someone_else_concluded_is_finished_as_completed(tmp_path: Path
     # from a cancel, whatever the file says (`ready`: the daemon never asked for either).
     with started(tmp_path, devices=True) as tb:
         _start(tb)
-        with tb.connect() as monitor:
-            monitor.job_complete(ACTIVE)
-            wait_until(lambda: job_status(monitor, ACTIVE) == "concluded", "concluded")
+        _ended(tb, "job-complete", dismiss=False)
         assert recover_ok(tb) == ["finish-completed"]
         _assert_pivoted(tb)
         assert recover_ok(tb) == []
@@ -203,10 +203,7 @@ def test_running_mirror_pivoted_and_forgotten_is_finished_as_completed(tmp_path:
         assert job is not None
         doc.replace_job(replace(job, state=JobState.RUNNING, newstate=None))
         StatusStore(tb.directory).save(doc)
-        with tb.connect() as monitor:
-            monitor.job_complete(ACTIVE)
-            wait_until(lambda: job_status(monitor, ACTIVE) == "concluded", "concluded")
-            monitor.job_dismiss(ACTIVE)
+        _ended(tb, "job-complete")
         assert recover_ok(tb) == ["pivot-window-completed"]
         _assert_pivoted(tb)
         assert recover_ok(tb) == []
