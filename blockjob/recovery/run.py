@@ -207,8 +207,9 @@ class _Run:
         if failed and not all(map(_repairs, done)):
             ctx.doc.reload(before)  # what the file still holds
             # The ended jobs stay, and with them the `<mirror>` of a disk one of them owns.
-            kept = {job.disk for entry in done if not _repairs(entry)
-                    and isinstance(entry[1], Drop) and (job := ctx.doc.job(entry[1].job))}
+            ended = [step.job for entry in done if not _repairs(entry)
+                     and isinstance(step := entry[1], Drop)]
+            kept = {job.disk for name in ended if (job := ctx.doc.job(name)) is not None}
             done = [entry for entry in done if _repairs(entry)
                     and not (isinstance(entry[1], DropMirror) and entry[1].disk in kept)]
             self.applied = []
@@ -220,12 +221,11 @@ class _Run:
         return reports, failed
 
     def _forget(self, entries: list[_Pending], *, hook: bool = True) -> None:
-        """Apply `entries` (drops) to the document, not saved; `self.pending` is emptied."""
+        """Apply `entries` (drops) to the document, not saved; `self.pending` is emptied.
+        (A dry run has none: its steps are never run.)"""
         ctx = self.ctx
-        for entry in list(entries):
+        for entry in entries:
             _, step, unresolved = entry
-            if self.dry_run:
-                continue
             if hook and self.on_step is not None:
                 self.on_step(step)
             ctx.unresolved = unresolved
