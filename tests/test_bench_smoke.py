@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
-from bench import corpus, peers, run
+from bench import corpus, fleet, peers, run
 from bench.fleet import HAVE_QEMU
 from bench.inputs import FIXTURE
 from bench.table import Row, render
 from blockjob import loads
+from blockjob.demo.lab import Lab
+from blockjob.demo.qemu import QemuStartError
+from blockjob.qemu.monitor import MonitorUnavailableError
 
 pytestmark = pytest.mark.skipif(
     not FIXTURE.is_file(), reason=f"libvirt status files not found under {FIXTURE.parent.parent}"
@@ -86,3 +90,48 @@ def test_missing_peer_is_reported_as_skipped(monkeypatch: pytest.MonkeyPatch) ->
     assert set(skipped) == {"pydantic-xml", "xsdata"}
     assert "not installed" in skipped["pydantic-xml"]
     assert set(loaders) == {"xmlschema to_dict"}
+
+
+def _flaky_setup(monkeypatch: pytest.MonkeyPatch, failures: Sequence[Exception]) -> list[str]:
+    """`bench.fleet._start_once` raising `failures` in turn, then succeeding; returns the
+    names it was called with."""
+    calls: list[str] = []
+
+    def start_once(lab: Lab) -> None:
+        calls.append(lab.name)
+        if len(calls) <= len(failures):
+            raise failures[len(calls) - 1]
+
+    monkeypatch.setattr(fleet, "_start_once", start_once)
+    return calls
+
+
+def _lab() -> Lab:
+    return Lab(Path("/nonexistent"), [], name="dom0007")
+
+
+def test_fleet_setup_starts_a_stalled_domain_again(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stall = MonitorUnavailableError("/tmp/qmp.sock", "timed out after 30 s")
+    calls = _flaky_setup(monkeypatch, [stall, TimeoutError("did not conclude")])
+    fleet._start(_lab())
+    assert calls == ["dom0007"] * 3
+    err = capsys.readouterr().err
+    assert "dom0007: set-up attempt 1 failed (/tmp/qmp.sock: QEMU monitor unavailable" in err
+    assert "set-up attempt 2 failed (did not conclude)" in err
+
+
+def test_fleet_setup_gives_up_after_its_attempts(monkeypatch: pytest.MonkeyPatch) -> None:
+    stalls = [QemuStartError(f"stall {n}") for n in range(fleet.SETUP_ATTEMPTS)]
+    calls = _flaky_setup(monkeypatch, stalls)
+    with pytest.raises(QemuStartError, match=f"stall {fleet.SETUP_ATTEMPTS - 1}"):
+        fleet._start(_lab())
+    assert len(calls) == fleet.SETUP_ATTEMPTS
+
+
+def test_fleet_setup_does_not_retry_a_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _flaky_setup(monkeypatch, [KeyError("libvirt-3-format")])
+    with pytest.raises(KeyError):
+        fleet._start(_lab())
+    assert len(calls) == 1
