@@ -13,6 +13,7 @@ import blockjob
 from blockjob.demo.lab import Lab
 from blockjob.jobs.requests import RequestError
 from blockjob.model import BlockJob, JobState, JobType, PullData
+from blockjob.qemu.monitor import MonitorUnavailableError
 from blockjob.recovery import recover
 from blockjob.recovery.steps import MergeBitmaps, Reenable, Step
 from blockjob.store.status_store import DomainBusyError, StatusStore
@@ -36,6 +37,7 @@ from tests.support.tracking import (
     assert_active_aborted,
     assert_pivoted,
     end_state,
+    gone,
     lab_dir,
     recorder,
     to_end,
@@ -228,6 +230,23 @@ def test_follow_handles_the_events_that_arrive(tmp_path: Path) -> None:
             followed += t.follow(0.1)
         assert t.doc.job(JOB) is None and followed == 1  # concluded; nothing else followed
         assert [r.decision for r in t.reports] == ["finish-completed"]
+
+
+@pytest.mark.parametrize("how", ["follow", "wait_for"])
+def test_qemu_gone_while_following_is_raised(tmp_path: Path, how: str) -> None:
+    """README `Live tracking`: QEMU gone is raised from `follow` / `wait_for` (before, both
+    waited out their timeout and returned as if no event had come)."""
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.start_commit("vda", MID, BASE, speed=CRAWL)
+            tb.qemu.kill()
+            # EOF or a reset, depending on what QEMU left unread when it died.
+            with pytest.raises(MonitorUnavailableError, match="QEMU monitor unavailable"):
+                if how == "follow":
+                    t.follow(10)
+                else:
+                    t.wait_for(gone(JOB), 10)
+        assert state_on_file(tb, JOB) is JobState.RUNNING  # what the next daemon finds
 
 
 @pytest.mark.parametrize(("request_", "recorded", "check"), [

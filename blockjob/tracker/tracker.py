@@ -162,7 +162,8 @@ class JobTracker:
         return True
 
     def follow(self, timeout: float) -> int:
-        """Handle the events that arrive within `timeout` seconds; how many were followed."""
+        """Handle the events that arrive within `timeout` seconds; how many were followed.
+        A lost connection (QEMU gone) raises MonitorUnavailableError at once."""
         deadline = time.monotonic() + timeout
         handled = 0
         while (remaining := deadline - time.monotonic()) > 0:
