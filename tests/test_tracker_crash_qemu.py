@@ -25,7 +25,16 @@ from blockjob.jobs.commit import CrashPoint
 from blockjob.jobs.pivot import PivotCrashPoint
 from blockjob.model import JobState
 from blockjob.tracker import JobTracker
-from tests.support.qemu_fixtures import BASE, CRAWL, JOB, MID, QEMU_MARKS, CrashError, started
+from tests.support.qemu_fixtures import (
+    BASE,
+    CRAWL,
+    JOB,
+    MID,
+    QEMU_MARKS,
+    CrashError,
+    crash_at,
+    started,
+)
 from tests.support.tracking import (
     ACTIVE_JOB,
     assert_active_aborted,
@@ -39,13 +48,6 @@ from tests.test_recovery_qemu import assert_restored
 KILL_SCRIPT = Path(__file__).resolve().parent / "support" / "tracker_kill.py"
 
 pytestmark = QEMU_MARKS
-
-
-def crash_at(point: StrEnum) -> Callable[[StrEnum], None]:
-    def hook(reached: StrEnum) -> None:
-        if reached is point:
-            raise CrashError(point)
-    return hook
 
 
 def pivot_after_restart(t: JobTracker) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 import blockjob
 from blockjob.demo.lab import Lab
+from blockjob.jobs.pivot import PivotCrashPoint
 from blockjob.jobs.requests import RequestError
 from blockjob.model import BlockJob, JobState, JobType, PullData
 from blockjob.qemu.monitor import MonitorUnavailableError
@@ -24,9 +25,11 @@ from tests.support.qemu_fixtures import (
     MID,
     QEMU_MARKS,
     TOP,
+    CrashError,
     assert_chain,
     assert_file_sound,
     commit,
+    crash_at,
     job_status,
     started,
     wait_concluded,
@@ -230,6 +233,25 @@ def test_follow_handles_the_events_that_arrive(tmp_path: Path) -> None:
             followed += t.follow(0.1)
         assert t.doc.job(JOB) is None and followed == 1  # concluded; nothing else followed
         assert [r.decision for r in t.reports] == ["finish-completed"]
+
+
+def test_abort_of_a_job_being_pivoted_is_refused(tmp_path: Path) -> None:
+    """A pivot stopped after the merge (job-complete refused, say) leaves base with the
+    committed images' bitmaps; an abort then would keep the chain with those bitmaps.
+    libvirt refuses it ("still being ended"), and so does the tracker: nothing saved."""
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.start_active_commit("vda", BASE)
+            to_ready(t)
+            with pytest.raises(CrashError):
+                t.pivot(ACTIVE_JOB, crash=crash_at(PivotCrashPoint.BITMAPS_MERGED))
+            with pytest.raises(RequestError, match="it is being pivoted"):
+                t.abort(ACTIVE_JOB)
+            assert state_on_file(tb, ACTIVE_JOB) is JobState.PIVOTING
+            assert job_status(t.monitor, ACTIVE_JOB) == "ready"
+            t.pivot(ACTIVE_JOB)
+            to_end(t, ACTIVE_JOB)
+        assert_pivoted(tb)
 
 
 @pytest.mark.parametrize("how", ["follow", "wait_for"])
