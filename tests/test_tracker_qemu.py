@@ -11,6 +11,7 @@ import pytest
 
 import blockjob
 from blockjob.demo.lab import Lab
+from blockjob.jobs.commit import CommitError
 from blockjob.jobs.pivot import PivotCrashPoint
 from blockjob.jobs.requests import RequestError
 from blockjob.model import BlockJob, JobState, JobType, PullData
@@ -28,6 +29,7 @@ from tests.support.qemu_fixtures import (
     CrashError,
     assert_chain,
     assert_file_sound,
+    base_bitmaps,
     commit,
     crash_at,
     job_status,
@@ -233,6 +235,53 @@ def test_follow_handles_the_events_that_arrive(tmp_path: Path) -> None:
             followed += t.follow(0.1)
         assert t.doc.job(JOB) is None and followed == 1  # concluded; nothing else followed
         assert [r.decision for r in t.reports] == ["finish-completed"]
+
+
+# Names QEMU takes that the file must give back exactly: XML's specials, non-ASCII, the
+# longest QEMU allows (1023 bytes), white space an attribute would normalise.
+ODD_NAMES = ["q'\"<&>", "uni-\u00e9\u4e2d", "x" * 1023, "tab\tnl\ncr\r", " lead and trail "]
+
+
+def add_base_bitmaps(tb: Lab, names: list[str]) -> None:
+    with tb.connect() as monitor:
+        for name in names:
+            monitor.execute("block-dirty-bitmap-add",
+                            {"node": BASE, "name": name, "persistent": False})
+
+
+def test_odd_bitmap_names_are_reenabled_after_a_daemon_restart(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        add_base_bitmaps(tb, ODD_NAMES)
+        with tracker(tb) as t:
+            job = t.start_commit("vda", MID, BASE, speed=CRAWL)
+        assert set(ODD_NAMES) <= set(job.disabled_base_bitmaps)
+        listed = blockjob.load(tb.status_path).job(JOB)
+        assert listed is not None and listed.disabled_base_bitmaps == job.disabled_base_bitmaps
+        with tb.connect() as monitor:  # the commit ends while no daemon listens
+            monitor.execute("block-job-set-speed", {"device": JOB, "speed": 0})
+        wait_concluded(tb)
+        with tracker(tb) as t:
+            assert t.doc.jobs == [] and t.failed_checks == []
+            assert [(r.decision, r.problems) for r in t.reports] == [("finish-completed", [])]
+        bitmaps = base_bitmaps(tb)
+        assert all(bitmaps[name].recording for name in ODD_NAMES)
+
+
+def test_a_bitmap_name_the_file_cannot_hold_refuses_the_commit(tmp_path: Path) -> None:
+    """libvirt drops control characters when it writes: `a\x01b` would be listed as `ab`,
+    and a restart would leave `a\x01b` disabled forever. Refused before anything is done."""
+    with started(tmp_path) as tb:
+        add_base_bitmaps(tb, ["a\x01b"])
+        before = tb.status_path.read_bytes()
+        with tracker(tb) as t:
+            with pytest.raises(CommitError, match=r"bitmap 'a\\x01b' of base .* cannot hold"):
+                t.start_commit("vda", MID, BASE)
+            assert t.monitor.query_jobs() == {} and t.doc.jobs == []
+        assert tb.status_path.read_bytes() == before
+        bitmaps = base_bitmaps(tb)
+        assert all(bitmaps[name].recording for name in ("a\x01b", "chk0", "chk1"))
+        with tb.connect() as monitor:
+            assert monitor.query_nodes()[BASE].read_only
 
 
 def test_abort_of_a_job_being_pivoted_is_refused(tmp_path: Path) -> None:

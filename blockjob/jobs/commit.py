@@ -21,6 +21,7 @@ from blockjob.qemu.monitor import Monitor, MonitorError
 from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, set_read_only
 from blockjob.statusxml.document import StatusDocument
+from blockjob.statusxml.node import written_as_is
 from blockjob.statusxml.sources import disk_mirror_node
 from blockjob.store import DomainOwner
 
@@ -123,6 +124,7 @@ def start_commit(
         nodes = qemu.query_nodes()
         base_node = effective_node(base_image)
         names = bitmaps_to_disable([effective_node(i) for i in chain], base_node, nodes)
+        _check_recordable(names, base_node)
         job = replace(job, data=replace(job.commit or CommitData(), disabled_base_bitmaps=names))
         doc.add_job(job)
         if job.type is JobType.ACTIVE_COMMIT:
@@ -152,6 +154,18 @@ def start_commit(
     finally:
         if own:
             qemu.close()
+
+
+def _check_recordable(names: tuple[str, ...], base_node: str) -> None:
+    """The list of disabled bitmaps is what a restart re-enables: a name the file cannot
+    hold (a control character XML has no place for) would come back as another name,
+    and the bitmap would stay disabled forever. Refused before anything is done."""
+    for name in names:
+        if not written_as_is(name):
+            raise CommitError(
+                f"bitmap {name!r} of base {base_node} has a character the status file "
+                f"cannot hold, so the commit could not re-enable it after a restart; "
+                f"nothing was done")
 
 
 def _disable(
