@@ -73,11 +73,7 @@ class JobTracker:
     # -- life ------------------------------------------------------------------
 
     def __enter__(self) -> JobTracker:
-        try:
-            self.open()
-        except BaseException:
-            self.close()
-            raise
+        self.open()
         return self
 
     def __exit__(
@@ -87,6 +83,15 @@ class JobTracker:
         self.close()
 
     def open(self) -> None:
+        """Own the domain and catch up; on any failure the domain is released again, so
+        the daemon (or `blockjob recover`) can try again."""
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
         owner = self._stack.enter_context(
             self.store.owned(self.name, timeout=self.lock_timeout))
         if self.on_save is not None:
