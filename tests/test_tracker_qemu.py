@@ -124,6 +124,25 @@ def test_pivot_is_refused_before_ready_and_for_a_plain_commit(tmp_path: Path) ->
         assert_restored(tb)
 
 
+@pytest.mark.parametrize(("name", "disk", "message"), [
+    (JOB, None, "a block job named .* already exists"),
+    ("pull-vda", "vda", "disk 'vda' already has block job"),
+    ("pull-vdz", "vdz", "job 'pull-vdz': the domain has no disk 'vdz'"),
+], ids=["name", "busy-disk", "no-disk"])
+def test_add_job_refuses_a_taken_name_or_disk_and_changes_nothing(
+    tmp_path: Path, name: str, disk: str | None, message: str
+) -> None:
+    with started(tmp_path) as tb, tracker(tb) as t:
+        t.start_commit("vda", MID, BASE, speed=CRAWL)
+        before = tb.status_path.read_bytes()
+        with pytest.raises(RequestError, match=f"cannot add: {message}"):
+            t.add_job(BlockJob(name=name, type=JobType.PULL, state=JobState.RUNNING,
+                               disk=disk, data=PullData()))
+        assert tb.status_path.read_bytes() == before and [j.name for j in t.doc.jobs] == [JOB]
+        t.abort(JOB)
+        to_end(t, JOB)
+
+
 def test_abort_of_a_running_commit_reenables_and_records_cancelled(tmp_path: Path) -> None:
     log: Log = []
     with started(tmp_path) as tb:

@@ -200,7 +200,10 @@ class JobTracker:
         target image, written as the disk's `<mirror job='copy'>` in the same save."""
         if mirror is not None and job.disk is None:
             raise RequestError(f"job '{job.name}' has a mirror but no disk")
-        self.doc.add_job(job)
+        try:
+            self.doc.add_job(job)
+        except ValueError as exc:  # a name taken, a disk unknown or busy: nothing changed
+            raise RequestError(f"cannot add: {exc}") from None
         if mirror is not None and job.disk is not None:
             self.doc.set_disk_chain(job.disk, mirror=disk_mirror_node(mirror, job.type,
                                                                        ready=False))
