@@ -174,6 +174,16 @@ def test_the_tracker_owns_the_domain(tmp_path: Path) -> None:
         pass
 
 
+def test_open_of_an_open_tracker_is_refused_and_it_stays_open(tmp_path: Path) -> None:
+    """A failed `open` releases the domain; a second `open` must not close the first."""
+    with started(tmp_path) as tb, tracker(tb) as t:
+        with pytest.raises(RuntimeError, match="open already"):
+            t.open()
+        assert t.monitor.query_jobs() == {}
+        with pytest.raises(DomainBusyError):
+            StatusStore(tb.directory).owned(tb.name, timeout=0.1).__enter__()
+
+
 def test_events_missed_while_away_are_caught_up_at_connect(tmp_path: Path) -> None:
     with started(tmp_path) as tb:
         commit(tb)  # started by a daemon that then went away

@@ -85,6 +85,8 @@ class JobTracker:
     def open(self) -> None:
         """Own the domain and catch up; on any failure the domain is released again, so
         the daemon (or `blockjob recover`) can try again."""
+        if self._monitor is not None:
+            raise RuntimeError("the tracker is open already")  # and stays so
         try:
             self._open()
         except BaseException:
