@@ -15,10 +15,11 @@ from blockjob.jobs.commit import CommitError
 from blockjob.jobs.pivot import PivotCrashPoint
 from blockjob.jobs.requests import RequestError
 from blockjob.model import BlockJob, JobState, JobType, PullData
-from blockjob.qemu.monitor import MonitorUnavailableError
+from blockjob.qemu.monitor import MonitorUnavailableError, QMPCommandError
 from blockjob.recovery import recover
 from blockjob.recovery.steps import MergeBitmaps, Reenable, Step
 from blockjob.store.status_store import DomainBusyError, StatusStore
+from blockjob.tracker import JobTracker
 from tests.support.qemu_fixtures import (
     BASE,
     CRAWL,
@@ -329,6 +330,53 @@ def test_abort_of_a_job_being_pivoted_is_refused(tmp_path: Path) -> None:
             assert job_status(t.monitor, ACTIVE_JOB) == "ready"
             t.pivot(ACTIVE_JOB)
             to_end(t, ACTIVE_JOB)
+        assert_pivoted(tb)
+
+
+def export_top_with_chk1(t: JobTracker, directory: Path) -> None:
+    """An NBD export of top with its chk1 (a pull backup, say): chk1 is busy meanwhile, so
+    QEMU refuses the pivot's merge of it into base."""
+    t.monitor.execute("nbd-server-start", {
+        "addr": {"type": "unix", "data": {"path": str(directory / "nbd.sock")}}})
+    t.monitor.execute("block-export-add", {"type": "nbd", "id": "backup", "node-name": TOP,
+                                           "writable": True, "bitmaps": ["chk1"]})
+
+
+def test_a_pivot_whose_merge_qemu_refuses_leaves_the_job_ready(tmp_path: Path) -> None:
+    """Nothing changed in QEMU, so the file says ready again and an abort is allowed (it
+    said pivoting, and the job could be neither pivoted nor aborted)."""
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            export_top_with_chk1(t, tmp_path)
+            t.start_active_commit("vda", BASE)
+            to_ready(t)
+            with pytest.raises(QMPCommandError, match="'chk1' is currently in use"):
+                t.pivot(ACTIVE_JOB)
+            assert state_on_file(tb, ACTIVE_JOB) is JobState.READY
+            t.abort(ACTIVE_JOB)
+            to_end(t, ACTIVE_JOB)
+            t.monitor.execute("block-export-del", {"id": "backup"})
+        assert_active_aborted(tb)
+
+
+def test_a_pivot_asked_again_at_open_that_qemu_refuses_does_not_fail_the_open(
+    tmp_path: Path,
+) -> None:
+    """The catch-up reports it and the domain stays tracked (the open raised, so no
+    tracker could open the domain while the bitmap was busy); asked again later, it ends."""
+    with started(tmp_path) as tb:
+        with pytest.raises(CrashError), tracker(tb) as t:
+            export_top_with_chk1(t, tmp_path)
+            t.start_active_commit("vda", BASE)
+            to_ready(t)
+            t.pivot(ACTIVE_JOB, crash=crash_at(PivotCrashPoint.PIVOTING_PERSISTED))
+        with tracker(tb) as t:
+            errors = [r.error or "" for r in t.reports if r.error]
+            assert len(errors) == 1 and "'chk1' is currently in use" in errors[0], errors
+            assert state_on_file(tb, ACTIVE_JOB) is JobState.PIVOTING
+            t.monitor.execute("block-export-del", {"id": "backup"})
+            t.pivot(ACTIVE_JOB)
+            assert t.wait_for(gone(ACTIVE_JOB), 60)
         assert_pivoted(tb)
 
 

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from blockjob.jobs.requests import RequestError, Saver, persist_state, requested_job
 from blockjob.model import BlockJob, JobState, JobType
-from blockjob.qemu.monitor import Monitor
+from blockjob.qemu.monitor import Monitor, QMPCommandError
 from blockjob.statusxml.document import StatusDocument
 
 
@@ -45,10 +45,17 @@ def request_pivot(
     if job.state not in (JobState.READY, JobState.PIVOTING) or qjob.status != "ready":
         raise RequestError(
             f"cannot pivot '{name}': it is not ready (file: {job.state}, QEMU: {qjob.status})")
+    asked = job.state
     job = persist_state(saver, doc, job, JobState.PIVOTING)
     if crash is not None:
         crash(PivotCrashPoint.PIVOTING_PERSISTED)
-    problems = merge(job) if job.type is JobType.ACTIVE_COMMIT else []
+    try:
+        problems = merge(job) if job.type is JobType.ACTIVE_COMMIT else []
+    except QMPCommandError:
+        # QEMU refused the merge's transaction (a busy bitmap, say): nothing changed, so
+        # the job is what it was, and may be aborted if it was ready.
+        persist_state(saver, doc, job, asked)
+        raise
     if crash is not None:
         crash(PivotCrashPoint.BITMAPS_MERGED)
     monitor.job_complete(name)
