@@ -24,7 +24,7 @@ from blockjob.jobs.commit import CrashHook, no_crash, start_commit
 from blockjob.jobs.pivot import PivotHook, request_pivot
 from blockjob.jobs.requests import RequestError
 from blockjob.model import BlockJob, JobState, StorageSource
-from blockjob.qemu.monitor import Monitor, MonitorUnavailableError
+from blockjob.qemu.monitor import Monitor, MonitorUnavailableError, QMPCommandError
 from blockjob.recovery.execute import Context, StepHook, run_step
 from blockjob.recovery.plan import merge_step
 from blockjob.recovery.report import JobReport
@@ -150,10 +150,16 @@ class JobTracker:
         jobs = self.monitor.query_jobs()
         for job in self.doc.jobs:
             status = jobs[job.name].status if job.name in jobs else None
-            if job.state is JobState.PIVOTING and status == "ready":
-                self.pivot(job.name)
-            elif job.state is JobState.ABORTING and status in _CANCELLABLE:
-                self.abort(job.name)
+            try:
+                if job.state is JobState.PIVOTING and status == "ready":
+                    self.pivot(job.name)
+                elif job.state is JobState.ABORTING and status in _CANCELLABLE:
+                    self.abort(job.name)
+            except (RequestError, QMPCommandError) as exc:
+                # Reported, not raised: the domain stays tracked, and the request can be
+                # asked again once QEMU takes it (a lost QEMU still fails the open).
+                self.reports.append(JobReport(job.name, f"{job.state} asked again", status,
+                                              error=str(exc)))
 
     def handle(self, event: Mapping[str, Any]) -> bool:
         """Act on one QMP event; True if it was a followed status change of a recorded job."""
