@@ -359,6 +359,31 @@ def test_a_pivot_whose_merge_qemu_refuses_leaves_the_job_ready(tmp_path: Path) -
         assert_active_aborted(tb)
 
 
+def test_a_job_complete_qemu_refuses_leaves_the_job_ready(tmp_path: Path) -> None:
+    """Someone cancelled the ready job (`block-job-cancel`) while the pivot merged: QEMU
+    refuses `job-complete` and concludes without pivoting. Left recorded as pivoting,
+    the job was finished as completed (no device tells otherwise): the file's chain
+    became base alone, with no problem reported, while QEMU still runs top. Recorded as
+    it was (ready), it is finished as cancelled and the chain stays."""
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.start_active_commit("vda", BASE)
+            to_ready(t)
+
+            def cancel(point: PivotCrashPoint) -> None:
+                if point is PivotCrashPoint.BITMAPS_MERGED:
+                    t.monitor.execute("block-job-cancel", {"device": ACTIVE_JOB})
+
+            with pytest.raises(QMPCommandError, match="job-complete"):
+                t.pivot(ACTIVE_JOB, crash=cancel)
+            assert state_on_file(tb, ACTIVE_JOB) is JobState.READY
+            to_end(t, ACTIVE_JOB)
+        assert_chain(assert_file_sound(tb.status_path), TOP, MID, BASE)
+        with tb.connect() as monitor:
+            assert monitor.query_jobs() == {}
+            assert {TOP, MID, BASE} <= set(monitor.query_nodes())
+
+
 def test_a_pivot_asked_again_at_open_that_qemu_refuses_does_not_fail_the_open(
     tmp_path: Path,
 ) -> None:

@@ -51,14 +51,16 @@ def request_pivot(
         crash(PivotCrashPoint.PIVOTING_PERSISTED)
     try:
         problems = merge(job) if job.type is JobType.ACTIVE_COMMIT else []
+        if crash is not None:
+            crash(PivotCrashPoint.BITMAPS_MERGED)
+        monitor.job_complete(name)
     except QMPCommandError:
-        # QEMU refused the merge's transaction (a busy bitmap, say): nothing changed, so
-        # the job is what it was, and may be aborted if it was ready.
+        # QEMU refused the merge's transaction (a busy bitmap) or job-complete (the job
+        # paused meanwhile): it will not pivot, so the job is recorded as it was and may
+        # be aborted (libvirt records pivoting once job-complete is accepted; a merge
+        # that ran stays, as in libvirt).
         persist_state(saver, doc, job, asked)
         raise
-    if crash is not None:
-        crash(PivotCrashPoint.BITMAPS_MERGED)
-    monitor.job_complete(name)
     if crash is not None:
         crash(PivotCrashPoint.COMPLETE_SENT)
     return job, problems
