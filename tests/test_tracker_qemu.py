@@ -18,7 +18,7 @@ from blockjob.model import BlockJob, JobState, JobType, PullData
 from blockjob.qemu.monitor import MonitorUnavailableError, QMPCommandError
 from blockjob.recovery import recover
 from blockjob.recovery.steps import MergeBitmaps, Reenable, Step
-from blockjob.store.status_store import DomainBusyError, StatusStore
+from blockjob.store.status_store import DomainBusyError, StatusStore, StoreError
 from blockjob.tracker import JobTracker
 from tests.support.qemu_fixtures import (
     BASE,
@@ -277,6 +277,30 @@ def add_base_bitmaps(tb: Lab, names: list[str]) -> None:
         for name in names:
             monitor.execute("block-dirty-bitmap-add",
                             {"node": BASE, "name": name, "persistent": False})
+
+
+def test_a_commit_whose_first_save_fails_leaves_the_document_as_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The document kept the job the file never got: a retry on the disk was refused
+    ("already has a block job") and the next save would write a job QEMU never had."""
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            before = t.doc.dumps()
+
+            def full(doc: object) -> None:
+                raise StoreError(tb.status_path, "No space left on device")
+
+            with monkeypatch.context() as patch:
+                patch.setattr(t.owner, "save", full)
+                with pytest.raises(StoreError, match="No space left"):
+                    t.start_active_commit("vda", BASE)
+            assert t.doc.dumps() == before and t.monitor.query_jobs() == {}
+            t.start_active_commit("vda", BASE)
+            to_ready(t)
+            t.abort(ACTIVE_JOB)
+            to_end(t, ACTIVE_JOB)
+        assert_active_aborted(tb)
 
 
 def test_odd_bitmap_names_are_reenabled_after_a_daemon_restart(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from blockjob.qemu.reopen import restore_base, set_read_only
 from blockjob.statusxml.document import StatusDocument
 from blockjob.statusxml.node import written_as_is
 from blockjob.statusxml.sources import disk_mirror_node
-from blockjob.store import DomainOwner
+from blockjob.store import DomainOwner, StoreError
 
 
 class CrashPoint(StrEnum):
@@ -131,7 +131,11 @@ def start_commit(
             # An active commit mirrors the disk into base (libvirt's `<mirror>`); written
             # with the job, so recovery of a job QEMU never started drops both.
             doc.set_disk_chain(disk, mirror=disk_mirror_node(base_image, job.type, ready=False))
-        owner.save(doc)
+        try:
+            owner.save(doc)
+        except StoreError:
+            _forget(doc, job)  # the file is as it was: so is the document
+            raise
         crash(CrashPoint.JOB_PERSISTED)
         try:
             if names:
@@ -140,9 +144,7 @@ def start_commit(
         except MonitorError as exc:
             # QEMU refused: undo the bitmap change and forget the job, as if never asked.
             restore_base(qemu, base_image, names, read_only=True)
-            doc.remove_job(job.name)
-            if job.type is JobType.ACTIVE_COMMIT:
-                doc.set_disk_chain(disk, drop_mirror=True)
+            _forget(doc, job)
             owner.save(doc)
             raise CommitError(f"QEMU refused the commit: {exc}") from exc
         crash(CrashPoint.COMMIT_STARTED)
@@ -154,6 +156,13 @@ def start_commit(
     finally:
         if own:
             qemu.close()
+
+
+def _forget(doc: StatusDocument, job: BlockJob) -> None:
+    """Take the new job (and an active commit's `<mirror>`) out of the document again."""
+    doc.remove_job(job.name)
+    if job.type is JobType.ACTIVE_COMMIT and job.disk is not None:
+        doc.set_disk_chain(job.disk, drop_mirror=True)
 
 
 def _check_recordable(names: tuple[str, ...], base_node: str) -> None:
