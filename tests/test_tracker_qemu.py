@@ -303,6 +303,31 @@ def test_a_commit_whose_first_save_fails_leaves_the_document_as_the_file(
         assert_active_aborted(tb)
 
 
+def test_a_pivot_whose_save_fails_leaves_the_job_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QEMU is asked nothing, and the document keeps what the file says (it said pivoting,
+    so an abort was refused as if the pivot had begun)."""
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.start_active_commit("vda", BASE)
+            to_ready(t)
+
+            def full(doc: object) -> None:
+                raise StoreError(tb.status_path, "No space left on device")
+
+            with monkeypatch.context() as patch:
+                patch.setattr(t.owner, "save", full)
+                with pytest.raises(StoreError, match="No space left"):
+                    t.pivot(ACTIVE_JOB)
+            job = t.doc.job(ACTIVE_JOB)
+            assert job is not None and job.state is JobState.READY
+            assert job_status(t.monitor, ACTIVE_JOB) == "ready"
+            t.abort(ACTIVE_JOB)
+            to_end(t, ACTIVE_JOB)
+        assert_active_aborted(tb)
+
+
 def test_odd_bitmap_names_are_reenabled_after_a_daemon_restart(tmp_path: Path) -> None:
     with started(tmp_path) as tb:
         add_base_bitmaps(tb, ODD_NAMES)
