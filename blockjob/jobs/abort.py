@@ -32,8 +32,8 @@ def request_abort(
     crash: AbortHook | None = None,
 ) -> BlockJob:
     """Ask QEMU to cancel job `name`; returns the job (state aborting). Safe to repeat.
-    A job being pivoted is refused, as libvirt refuses it: its bitmaps are merged into
-    base already, and QEMU may have pivoted (RequestError; the pivot can be asked again)."""
+    A job being pivoted is refused, as libvirt refuses it: `job-complete` may have reached
+    QEMU, base may hold the merged bitmaps (RequestError; the pivot can be asked again)."""
     job, _ = requested_job(doc, name, monitor, "abort")
     if job.state is JobState.PIVOTING:
         raise RequestError(f"cannot abort '{name}': it is being pivoted; ask the pivot again")

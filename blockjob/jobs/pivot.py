@@ -56,7 +56,7 @@ def request_pivot(
         monitor.job_complete(name)
     except QMPCommandError:
         # QEMU refused the merge's transaction (a busy bitmap) or job-complete (the job
-        # paused meanwhile): it will not pivot, so the job is recorded as it was and may
+        # was cancelled meanwhile): it will not pivot, so the job is recorded as it was and may
         # be aborted (libvirt records pivoting once job-complete is accepted; a merge
         # that ran stays, as in libvirt).
         persist_state(saver, doc, job, asked)
