@@ -236,11 +236,14 @@ def test_a_peer_that_hangs_up_makes_the_monitor_unavailable(tmp_path: Path) -> N
         monitor.query_jobs()
 
 
-def test_next_event_on_a_lost_connection_is_none(tmp_path: Path) -> None:
+def test_next_event_on_a_lost_connection_raises(tmp_path: Path) -> None:
+    """A follower waiting for events hears at once that QEMU is gone (README `Live
+    tracking`), instead of waiting out its timeout as if nothing happened."""
     with peer(tmp_path, {"query-jobs": answer([])}) as server, connect(server) as monitor:
         server.hang_up_after = "query-jobs"
         assert monitor.query_jobs() == {}
-        assert monitor.next_event(0.05) is None
+        with pytest.raises(MonitorUnavailableError, match="QEMU closed the connection"):
+            monitor.next_event(5)
 
 
 def test_no_greeting_is_a_busy_monitor_within_the_connect_timeout(tmp_path: Path) -> None:

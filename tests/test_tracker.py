@@ -47,6 +47,18 @@ def test_an_unreachable_monitor_is_refused_and_the_file_untouched(tmp_path: Path
     assert (tmp_path / "unit.xml").read_bytes() == docs.jobs()
 
 
+def test_a_failed_open_releases_the_domain_for_a_retry(tmp_path: Path) -> None:
+    """`open()` called directly (a daemon retrying until QEMU's monitor is up) kept the
+    lock after a failure: every retry, and `blockjob recover`, then found the domain busy."""
+    store = _store(tmp_path, docs.jobs())
+    tracker = JobTracker(store, "unit", connect_timeout=0.1)
+    for _ in range(2):
+        with pytest.raises(MonitorUnavailableError):
+            tracker.open()
+    with store.owned("unit", timeout=0.05):
+        pass  # released
+
+
 def test_crash_points_are_in_flow_order() -> None:
     assert [p.value for p in PivotCrashPoint] == [
         "pivoting-persisted", "bitmaps-merged", "complete-sent"]

@@ -9,9 +9,12 @@ that SIGKILLs itself at the crash point, so nothing of it runs after: no `finall
 
 from __future__ import annotations
 
+import os
+import random
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -25,7 +28,16 @@ from blockjob.jobs.commit import CrashPoint
 from blockjob.jobs.pivot import PivotCrashPoint
 from blockjob.model import JobState
 from blockjob.tracker import JobTracker
-from tests.support.qemu_fixtures import BASE, CRAWL, JOB, MID, QEMU_MARKS, CrashError, started
+from tests.support.qemu_fixtures import (
+    BASE,
+    CRAWL,
+    JOB,
+    MID,
+    QEMU_MARKS,
+    CrashError,
+    crash_at,
+    started,
+)
 from tests.support.tracking import (
     ACTIVE_JOB,
     assert_active_aborted,
@@ -39,13 +51,6 @@ from tests.test_recovery_qemu import assert_restored
 KILL_SCRIPT = Path(__file__).resolve().parent / "support" / "tracker_kill.py"
 
 pytestmark = QEMU_MARKS
-
-
-def crash_at(point: StrEnum) -> Callable[[StrEnum], None]:
-    def hook(reached: StrEnum) -> None:
-        if reached is point:
-            raise CrashError(point)
-    return hook
 
 
 def pivot_after_restart(t: JobTracker) -> None:
@@ -122,3 +127,62 @@ def test_blockjob_recover_alone_finishes_a_request_qemu_accepted(
                               timeout=120, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
         check(tb)
+
+
+def killed_at_random(tb: Lab, flow: str, delay: float) -> None:
+    """Run the daemon process of `flow` (start, ready, request, follow to the end) and
+    SIGKILL it `delay` seconds after its tracker is open: anywhere, not at a named point."""
+    proc = subprocess.Popen([sys.executable, str(KILL_SCRIPT), str(tb.status_path), flow,
+                             "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        opened = proc.stdout.readline() if proc.stdout is not None else ""
+        time.sleep(delay)
+        proc.kill()
+    finally:
+        out, err = proc.communicate(timeout=120)
+    assert opened == "open\n", (opened, out, err)
+    assert proc.returncode in (0, -signal.SIGKILL), (proc.returncode, out, err)
+
+
+def finish_after_restart(t: JobTracker, flow: str) -> None:
+    """A restarted daemon that still wants `flow`: a commit recovery dropped (or that never
+    started) is started again unless the disk already runs on base, then the request is
+    asked unless the file records it, and the job is followed to its end."""
+    disk = t.doc.disk("vda")
+    if t.doc.job(ACTIVE_JOB) is None and disk is not None and disk.chain is not None \
+            and disk.chain.format_node != BASE:
+        t.start_active_commit("vda", BASE)
+    job = t.doc.job(ACTIVE_JOB)
+    if job is not None and job.state not in (JobState.PIVOTING, JobState.ABORTING):
+        to_ready(t)
+        (t.pivot if flow == "pivot" else t.abort)(ACTIVE_JOB)
+    to_end(t, ACTIVE_JOB)
+
+
+# The flows take 30-50 ms on the dev VM once the tracker is open; the instants cover
+# them and a little after. Seeds make each instant reproducible (the test id has it).
+RANDOM_KILLS = int(os.environ.get("BLOCKJOB_TRACKER_KILLS", "40"))
+CHECKS = {"pivot": assert_pivoted, "abort": assert_active_aborted}
+
+
+def kill_anywhere_then_restart(tmp_path: Path, flow: str, seed: int) -> None:
+    with started(tmp_path) as tb:
+        killed_at_random(tb, flow, random.Random(seed).uniform(0.0, 0.06))
+        with tracker(tb, lock_timeout=5.0) as t:
+            finish_after_restart(t, flow)
+        CHECKS[flow](tb)
+
+
+@pytest.mark.parametrize(("flow", "seed"), [("pivot", 1), ("abort", 2)])
+def test_sigkill_at_a_random_instant_then_a_new_tracker_finishes(
+    tmp_path: Path, flow: str, seed: int
+) -> None:
+    kill_anywhere_then_restart(tmp_path, flow, seed)
+
+
+@pytest.mark.fuzz
+@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+@pytest.mark.parametrize("flow", ["pivot", "abort"])
+@pytest.mark.parametrize("seed", range(RANDOM_KILLS))
+def test_sigkill_at_many_random_instants(tmp_path: Path, flow: str, seed: int) -> None:
+    kill_anywhere_then_restart(tmp_path, flow, seed)

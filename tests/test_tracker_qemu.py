@@ -11,11 +11,15 @@ import pytest
 
 import blockjob
 from blockjob.demo.lab import Lab
+from blockjob.jobs.commit import CommitError
+from blockjob.jobs.pivot import PivotCrashPoint
 from blockjob.jobs.requests import RequestError
 from blockjob.model import BlockJob, JobState, JobType, PullData
+from blockjob.qemu.monitor import MonitorUnavailableError, QMPCommandError
 from blockjob.recovery import recover
 from blockjob.recovery.steps import MergeBitmaps, Reenable, Step
-from blockjob.store.status_store import DomainBusyError, StatusStore
+from blockjob.store.status_store import DomainBusyError, StatusStore, StoreError
+from blockjob.tracker import JobTracker
 from tests.support.qemu_fixtures import (
     BASE,
     CRAWL,
@@ -23,9 +27,12 @@ from tests.support.qemu_fixtures import (
     MID,
     QEMU_MARKS,
     TOP,
+    CrashError,
     assert_chain,
     assert_file_sound,
+    base_bitmaps,
     commit,
+    crash_at,
     job_status,
     started,
     wait_concluded,
@@ -36,6 +43,7 @@ from tests.support.tracking import (
     assert_active_aborted,
     assert_pivoted,
     end_state,
+    gone,
     lab_dir,
     recorder,
     to_end,
@@ -117,6 +125,25 @@ def test_pivot_is_refused_before_ready_and_for_a_plain_commit(tmp_path: Path) ->
         assert_restored(tb)
 
 
+@pytest.mark.parametrize(("name", "disk", "message"), [
+    (JOB, None, "a block job named .* already exists"),
+    ("pull-vda", "vda", "disk 'vda' already has block job"),
+    ("pull-vdz", "vdz", "job 'pull-vdz': the domain has no disk 'vdz'"),
+], ids=["name", "busy-disk", "no-disk"])
+def test_add_job_refuses_a_taken_name_or_disk_and_changes_nothing(
+    tmp_path: Path, name: str, disk: str | None, message: str
+) -> None:
+    with started(tmp_path) as tb, tracker(tb) as t:
+        t.start_commit("vda", MID, BASE, speed=CRAWL)
+        before = tb.status_path.read_bytes()
+        with pytest.raises(RequestError, match=f"cannot add: {message}"):
+            t.add_job(BlockJob(name=name, type=JobType.PULL, state=JobState.RUNNING,
+                               disk=disk, data=PullData()))
+        assert tb.status_path.read_bytes() == before and [j.name for j in t.doc.jobs] == [JOB]
+        t.abort(JOB)
+        to_end(t, JOB)
+
+
 def test_abort_of_a_running_commit_reenables_and_records_cancelled(tmp_path: Path) -> None:
     log: Log = []
     with started(tmp_path) as tb:
@@ -146,6 +173,16 @@ def test_the_tracker_owns_the_domain(tmp_path: Path) -> None:
     with (started(tmp_path) as tb, tracker(tb), pytest.raises(DomainBusyError),
           StatusStore(tb.directory).owned(tb.name, timeout=0.1)):
         pass
+
+
+def test_open_of_an_open_tracker_is_refused_and_it_stays_open(tmp_path: Path) -> None:
+    """A failed `open` releases the domain; a second `open` must not close the first."""
+    with started(tmp_path) as tb, tracker(tb) as t:
+        with pytest.raises(RuntimeError, match="open already"):
+            t.open()
+        assert t.monitor.query_jobs() == {}
+        with pytest.raises(DomainBusyError):
+            StatusStore(tb.directory).owned(tb.name, timeout=0.1).__enter__()
 
 
 def test_events_missed_while_away_are_caught_up_at_connect(tmp_path: Path) -> None:
@@ -228,6 +265,210 @@ def test_follow_handles_the_events_that_arrive(tmp_path: Path) -> None:
             followed += t.follow(0.1)
         assert t.doc.job(JOB) is None and followed == 1  # concluded; nothing else followed
         assert [r.decision for r in t.reports] == ["finish-completed"]
+
+
+# Names QEMU takes that the file must give back exactly: XML's specials, non-ASCII, the
+# longest QEMU allows (1023 bytes), white space an attribute would normalise.
+ODD_NAMES = ["q'\"<&>", "uni-\u00e9\u4e2d", "x" * 1023, "tab\tnl\ncr\r", " lead and trail "]
+
+
+def add_base_bitmaps(tb: Lab, names: list[str]) -> None:
+    with tb.connect() as monitor:
+        for name in names:
+            monitor.execute("block-dirty-bitmap-add",
+                            {"node": BASE, "name": name, "persistent": False})
+
+
+def test_a_commit_whose_first_save_fails_leaves_the_document_as_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The document kept the job the file never got: a retry on the disk was refused
+    ("already has a block job") and the next save would write a job QEMU never had."""
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            before = t.doc.dumps()
+
+            def full(doc: object) -> None:
+                raise StoreError(tb.status_path, "No space left on device")
+
+            with monkeypatch.context() as patch:
+                patch.setattr(t.owner, "save", full)
+                with pytest.raises(StoreError, match="No space left"):
+                    t.start_active_commit("vda", BASE)
+            assert t.doc.dumps() == before and t.monitor.query_jobs() == {}
+            t.start_active_commit("vda", BASE)
+            to_ready(t)
+            t.abort(ACTIVE_JOB)
+            to_end(t, ACTIVE_JOB)
+        assert_active_aborted(tb)
+
+
+def test_a_pivot_whose_save_fails_leaves_the_job_ready(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QEMU is asked nothing, and the document keeps what the file says (it said pivoting,
+    so an abort was refused as if the pivot had begun)."""
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.start_active_commit("vda", BASE)
+            to_ready(t)
+
+            def full(doc: object) -> None:
+                raise StoreError(tb.status_path, "No space left on device")
+
+            with monkeypatch.context() as patch:
+                patch.setattr(t.owner, "save", full)
+                with pytest.raises(StoreError, match="No space left"):
+                    t.pivot(ACTIVE_JOB)
+            job = t.doc.job(ACTIVE_JOB)
+            assert job is not None and job.state is JobState.READY
+            assert job_status(t.monitor, ACTIVE_JOB) == "ready"
+            t.abort(ACTIVE_JOB)
+            to_end(t, ACTIVE_JOB)
+        assert_active_aborted(tb)
+
+
+def test_odd_bitmap_names_are_reenabled_after_a_daemon_restart(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        add_base_bitmaps(tb, ODD_NAMES)
+        with tracker(tb) as t:
+            job = t.start_commit("vda", MID, BASE, speed=CRAWL)
+        assert set(ODD_NAMES) <= set(job.disabled_base_bitmaps)
+        listed = blockjob.load(tb.status_path).job(JOB)
+        assert listed is not None and listed.disabled_base_bitmaps == job.disabled_base_bitmaps
+        with tb.connect() as monitor:  # the commit ends while no daemon listens
+            monitor.execute("block-job-set-speed", {"device": JOB, "speed": 0})
+        wait_concluded(tb)
+        with tracker(tb) as t:
+            assert t.doc.jobs == [] and t.failed_checks == []
+            assert [(r.decision, r.problems) for r in t.reports] == [("finish-completed", [])]
+        bitmaps = base_bitmaps(tb)
+        assert all(bitmaps[name].recording for name in ODD_NAMES)
+
+
+def test_a_bitmap_name_the_file_cannot_hold_refuses_the_commit(tmp_path: Path) -> None:
+    """libvirt drops control characters when it writes: `a\x01b` would be listed as `ab`,
+    and a restart would leave `a\x01b` disabled forever. Refused before anything is done."""
+    with started(tmp_path) as tb:
+        add_base_bitmaps(tb, ["a\x01b"])
+        before = tb.status_path.read_bytes()
+        with tracker(tb) as t:
+            with pytest.raises(CommitError, match=r"bitmap 'a\\x01b' of base .* cannot hold"):
+                t.start_commit("vda", MID, BASE)
+            assert t.monitor.query_jobs() == {} and t.doc.jobs == []
+        assert tb.status_path.read_bytes() == before
+        bitmaps = base_bitmaps(tb)
+        assert all(bitmaps[name].recording for name in ("a\x01b", "chk0", "chk1"))
+        with tb.connect() as monitor:
+            assert monitor.query_nodes()[BASE].read_only
+
+
+def test_abort_of_a_job_being_pivoted_is_refused(tmp_path: Path) -> None:
+    """A pivot stopped after the merge (job-complete refused, say) leaves base with the
+    committed images' bitmaps; an abort then would keep the chain with those bitmaps.
+    libvirt refuses it ("still being ended"), and so does the tracker: nothing saved."""
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.start_active_commit("vda", BASE)
+            to_ready(t)
+            with pytest.raises(CrashError):
+                t.pivot(ACTIVE_JOB, crash=crash_at(PivotCrashPoint.BITMAPS_MERGED))
+            with pytest.raises(RequestError, match="it is being pivoted"):
+                t.abort(ACTIVE_JOB)
+            assert state_on_file(tb, ACTIVE_JOB) is JobState.PIVOTING
+            assert job_status(t.monitor, ACTIVE_JOB) == "ready"
+            t.pivot(ACTIVE_JOB)
+            to_end(t, ACTIVE_JOB)
+        assert_pivoted(tb)
+
+
+def export_top_with_chk1(t: JobTracker, directory: Path) -> None:
+    """An NBD export of top with its chk1 (a pull backup, say): chk1 is busy meanwhile, so
+    QEMU refuses the pivot's merge of it into base."""
+    t.monitor.execute("nbd-server-start", {
+        "addr": {"type": "unix", "data": {"path": str(directory / "nbd.sock")}}})
+    t.monitor.execute("block-export-add", {"type": "nbd", "id": "backup", "node-name": TOP,
+                                           "writable": True, "bitmaps": ["chk1"]})
+
+
+def test_a_pivot_whose_merge_qemu_refuses_leaves_the_job_ready(tmp_path: Path) -> None:
+    """Nothing changed in QEMU, so the file says ready again and an abort is allowed (it
+    said pivoting, and the job could be neither pivoted nor aborted)."""
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            export_top_with_chk1(t, tmp_path)
+            t.start_active_commit("vda", BASE)
+            to_ready(t)
+            with pytest.raises(QMPCommandError, match="'chk1' is currently in use"):
+                t.pivot(ACTIVE_JOB)
+            assert state_on_file(tb, ACTIVE_JOB) is JobState.READY
+            t.abort(ACTIVE_JOB)
+            to_end(t, ACTIVE_JOB)
+            t.monitor.execute("block-export-del", {"id": "backup"})
+        assert_active_aborted(tb)
+
+
+def test_a_job_complete_qemu_refuses_leaves_the_job_ready(tmp_path: Path) -> None:
+    """Someone cancelled the ready job (`block-job-cancel`) while the pivot merged: QEMU
+    refuses `job-complete` and concludes without pivoting. Left recorded as pivoting,
+    the job was finished as completed (no device tells otherwise): the file's chain
+    became base alone, with no problem reported, while QEMU still runs top. Recorded as
+    it was (ready), it is finished as cancelled and the chain stays."""
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.start_active_commit("vda", BASE)
+            to_ready(t)
+
+            def cancel(point: PivotCrashPoint) -> None:
+                if point is PivotCrashPoint.BITMAPS_MERGED:
+                    t.monitor.execute("block-job-cancel", {"device": ACTIVE_JOB})
+
+            with pytest.raises(QMPCommandError, match="job-complete"):
+                t.pivot(ACTIVE_JOB, crash=cancel)
+            assert state_on_file(tb, ACTIVE_JOB) is JobState.READY
+            to_end(t, ACTIVE_JOB)
+        assert_chain(assert_file_sound(tb.status_path), TOP, MID, BASE)
+        with tb.connect() as monitor:
+            assert monitor.query_jobs() == {}
+            assert {TOP, MID, BASE} <= set(monitor.query_nodes())
+
+
+def test_a_pivot_asked_again_at_open_that_qemu_refuses_does_not_fail_the_open(
+    tmp_path: Path,
+) -> None:
+    """The catch-up reports it and the domain stays tracked (the open raised, so no
+    tracker could open the domain while the bitmap was busy); asked again later, it ends."""
+    with started(tmp_path) as tb:
+        with pytest.raises(CrashError), tracker(tb) as t:
+            export_top_with_chk1(t, tmp_path)
+            t.start_active_commit("vda", BASE)
+            to_ready(t)
+            t.pivot(ACTIVE_JOB, crash=crash_at(PivotCrashPoint.PIVOTING_PERSISTED))
+        with tracker(tb) as t:
+            errors = [r.error or "" for r in t.reports if r.error]
+            assert len(errors) == 1 and "'chk1' is currently in use" in errors[0], errors
+            assert state_on_file(tb, ACTIVE_JOB) is JobState.PIVOTING
+            t.monitor.execute("block-export-del", {"id": "backup"})
+            t.pivot(ACTIVE_JOB)
+            assert t.wait_for(gone(ACTIVE_JOB), 60)
+        assert_pivoted(tb)
+
+
+@pytest.mark.parametrize("how", ["follow", "wait_for"])
+def test_qemu_gone_while_following_is_raised(tmp_path: Path, how: str) -> None:
+    """README `Live tracking`: QEMU gone is raised from `follow` / `wait_for` (before, both
+    waited out their timeout and returned as if no event had come)."""
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.start_commit("vda", MID, BASE, speed=CRAWL)
+            tb.qemu.kill()
+            # EOF or a reset, depending on what QEMU left unread when it died.
+            with pytest.raises(MonitorUnavailableError, match="QEMU monitor unavailable"):
+                if how == "follow":
+                    t.follow(10)
+                else:
+                    t.wait_for(gone(JOB), 10)
+        assert state_on_file(tb, JOB) is JobState.RUNNING  # what the next daemon finds
 
 
 @pytest.mark.parametrize(("request_", "recorded", "check"), [

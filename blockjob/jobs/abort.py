@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 
-from blockjob.jobs.requests import Saver, persist_state, requested_job
+from blockjob.jobs.requests import RequestError, Saver, persist_state, requested_job
 from blockjob.model import BlockJob, JobState
 from blockjob.qemu.monitor import Monitor
 from blockjob.statusxml.document import StatusDocument
@@ -31,8 +31,12 @@ def request_abort(
     saver: Saver, doc: StatusDocument, name: str, monitor: Monitor, *,
     crash: AbortHook | None = None,
 ) -> BlockJob:
-    """Ask QEMU to cancel job `name`; returns the job (state aborting). Safe to repeat."""
+    """Ask QEMU to cancel job `name`; returns the job (state aborting). Safe to repeat.
+    A job being pivoted is refused, as libvirt refuses it: `job-complete` may have reached
+    QEMU, base may hold the merged bitmaps (RequestError; the pivot can be asked again)."""
     job, _ = requested_job(doc, name, monitor, "abort")
+    if job.state is JobState.PIVOTING:
+        raise RequestError(f"cannot abort '{name}': it is being pivoted; ask the pivot again")
     job = persist_state(saver, doc, job, JobState.ABORTING)
     if crash is not None:
         crash(AbortCrashPoint.ABORTING_PERSISTED)

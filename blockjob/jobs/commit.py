@@ -21,8 +21,9 @@ from blockjob.qemu.monitor import Monitor, MonitorError
 from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, set_read_only
 from blockjob.statusxml.document import StatusDocument
+from blockjob.statusxml.node import written_as_is
 from blockjob.statusxml.sources import disk_mirror_node
-from blockjob.store import DomainOwner
+from blockjob.store import DomainOwner, StoreError
 
 
 class CrashPoint(StrEnum):
@@ -123,13 +124,18 @@ def start_commit(
         nodes = qemu.query_nodes()
         base_node = effective_node(base_image)
         names = bitmaps_to_disable([effective_node(i) for i in chain], base_node, nodes)
+        _check_recordable(names, base_node)
         job = replace(job, data=replace(job.commit or CommitData(), disabled_base_bitmaps=names))
         doc.add_job(job)
         if job.type is JobType.ACTIVE_COMMIT:
             # An active commit mirrors the disk into base (libvirt's `<mirror>`); written
             # with the job, so recovery of a job QEMU never started drops both.
             doc.set_disk_chain(disk, mirror=disk_mirror_node(base_image, job.type, ready=False))
-        owner.save(doc)
+        try:
+            owner.save(doc)
+        except StoreError:
+            _forget(doc, job)  # the file is as it was: so is the document
+            raise
         crash(CrashPoint.JOB_PERSISTED)
         try:
             if names:
@@ -138,9 +144,7 @@ def start_commit(
         except MonitorError as exc:
             # QEMU refused: undo the bitmap change and forget the job, as if never asked.
             restore_base(qemu, base_image, names, read_only=True)
-            doc.remove_job(job.name)
-            if job.type is JobType.ACTIVE_COMMIT:
-                doc.set_disk_chain(disk, drop_mirror=True)
+            _forget(doc, job)
             owner.save(doc)
             raise CommitError(f"QEMU refused the commit: {exc}") from exc
         crash(CrashPoint.COMMIT_STARTED)
@@ -152,6 +156,25 @@ def start_commit(
     finally:
         if own:
             qemu.close()
+
+
+def _forget(doc: StatusDocument, job: BlockJob) -> None:
+    """Take the new job (and an active commit's `<mirror>`) out of the document again."""
+    doc.remove_job(job.name)
+    if job.type is JobType.ACTIVE_COMMIT and job.disk is not None:
+        doc.set_disk_chain(job.disk, drop_mirror=True)
+
+
+def _check_recordable(names: tuple[str, ...], base_node: str) -> None:
+    """The list of disabled bitmaps is what a restart re-enables: a name the file cannot
+    hold (a control character XML has no place for) would come back as another name,
+    and the bitmap would stay disabled forever. Refused before anything is done."""
+    for name in names:
+        if not written_as_is(name):
+            raise CommitError(
+                f"bitmap {name!r} of base {base_node} has a character the status file "
+                f"cannot hold, so the commit could not re-enable it after a restart; "
+                f"nothing was done")
 
 
 def _disable(

@@ -14,7 +14,7 @@ from enum import StrEnum
 
 from blockjob.jobs.requests import RequestError, Saver, persist_state, requested_job
 from blockjob.model import BlockJob, JobState, JobType
-from blockjob.qemu.monitor import Monitor
+from blockjob.qemu.monitor import Monitor, QMPCommandError
 from blockjob.statusxml.document import StatusDocument
 
 
@@ -45,13 +45,22 @@ def request_pivot(
     if job.state not in (JobState.READY, JobState.PIVOTING) or qjob.status != "ready":
         raise RequestError(
             f"cannot pivot '{name}': it is not ready (file: {job.state}, QEMU: {qjob.status})")
+    asked = job.state
     job = persist_state(saver, doc, job, JobState.PIVOTING)
     if crash is not None:
         crash(PivotCrashPoint.PIVOTING_PERSISTED)
-    problems = merge(job) if job.type is JobType.ACTIVE_COMMIT else []
-    if crash is not None:
-        crash(PivotCrashPoint.BITMAPS_MERGED)
-    monitor.job_complete(name)
+    try:
+        problems = merge(job) if job.type is JobType.ACTIVE_COMMIT else []
+        if crash is not None:
+            crash(PivotCrashPoint.BITMAPS_MERGED)
+        monitor.job_complete(name)
+    except QMPCommandError:
+        # QEMU refused the merge's transaction (a busy bitmap) or job-complete (the job
+        # was cancelled meanwhile): it will not pivot, so the job is recorded as it was and may
+        # be aborted (libvirt records pivoting once job-complete is accepted; a merge
+        # that ran stays, as in libvirt).
+        persist_state(saver, doc, job, asked)
+        raise
     if crash is not None:
         crash(PivotCrashPoint.COMPLETE_SENT)
     return job, problems

@@ -9,6 +9,7 @@ from blockjob.errors import BlockJobError
 from blockjob.model import BlockJob, JobState
 from blockjob.qemu.monitor import Monitor, QemuJob
 from blockjob.statusxml.document import StatusDocument
+from blockjob.store import StoreError
 
 
 class Saver(Protocol):
@@ -39,7 +40,11 @@ def persist_state(saver: Saver, doc: StatusDocument, job: BlockJob, state: JobSt
     """Record the request's state before QEMU is asked (a restart then knows what was asked)."""
     if job.state is state:
         return job  # asked again, e.g. resumed after a restart: already on file
-    job = replace(job, state=state)
-    doc.replace_job(job)
-    saver.save(doc)
-    return job
+    asked = replace(job, state=state)
+    doc.replace_job(asked)
+    try:
+        saver.save(doc)
+    except StoreError:
+        doc.replace_job(job)  # the file still says what it said: so does the document
+        raise
+    return asked

@@ -330,14 +330,14 @@ class Monitor:
     def next_event(self, timeout: float) -> Mapping[str, Any] | None:
         """The next QMP event QEMU sent (queued since the connection was made), or None
         when none arrives within `timeout` seconds. Events only reach this
-        connection: QEMU does not replay those sent while nobody was connected."""
+        connection: QEMU does not replay those sent while nobody was connected.
+        MonitorUnavailableError once the connection is lost (QEMU gone): a follower
+        must hear of it at once, not after waiting out its timeout for nothing."""
         deadline = time.monotonic() + timeout
         try:
             return self._connection.event(deadline)
-        except (OSError, EOFError, ProtocolError):
-            # No event comes on a lost connection; that shows at the caller's next command.
-            time.sleep(max(deadline - time.monotonic(), 0.0))
-            return None
+        except (OSError, EOFError, ProtocolError) as exc:
+            raise MonitorUnavailableError(self.path, _reason(exc)) from None
 
     # -- queries ---------------------------------------------------------------
 

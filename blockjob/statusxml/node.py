@@ -26,6 +26,11 @@ _ATTR_NEEDS_WORK = re.compile("[<>&\"'\t\n\r\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uff
 _TEXT_NEEDS_WORK = re.compile("[<>&\"'\r\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
+def written_as_is(value: str) -> bool:
+    """Whether the file keeps `value` whole: no character of it is one the writer drops."""
+    return _DROP.search(value) is None
+
+
 def escape_attr(value: str) -> str:
     """Escape an attribute value (see above)."""
     if _ATTR_NEEDS_WORK.search(value) is None:

@@ -24,7 +24,7 @@ from blockjob.jobs.commit import CrashHook, no_crash, start_commit
 from blockjob.jobs.pivot import PivotHook, request_pivot
 from blockjob.jobs.requests import RequestError
 from blockjob.model import BlockJob, JobState, StorageSource
-from blockjob.qemu.monitor import Monitor, MonitorUnavailableError
+from blockjob.qemu.monitor import Monitor, MonitorUnavailableError, QMPCommandError
 from blockjob.recovery.execute import Context, StepHook, run_step
 from blockjob.recovery.plan import merge_step
 from blockjob.recovery.report import JobReport
@@ -73,11 +73,7 @@ class JobTracker:
     # -- life ------------------------------------------------------------------
 
     def __enter__(self) -> JobTracker:
-        try:
-            self.open()
-        except BaseException:
-            self.close()
-            raise
+        self.open()
         return self
 
     def __exit__(
@@ -87,6 +83,17 @@ class JobTracker:
         self.close()
 
     def open(self) -> None:
+        """Own the domain and catch up; on any failure the domain is released again, so
+        the daemon (or `blockjob recover`) can try again."""
+        if self._monitor is not None:
+            raise RuntimeError("the tracker is open already")  # and stays so
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self) -> None:
         owner = self._stack.enter_context(
             self.store.owned(self.name, timeout=self.lock_timeout))
         if self.on_save is not None:
@@ -143,10 +150,16 @@ class JobTracker:
         jobs = self.monitor.query_jobs()
         for job in self.doc.jobs:
             status = jobs[job.name].status if job.name in jobs else None
-            if job.state is JobState.PIVOTING and status == "ready":
-                self.pivot(job.name)
-            elif job.state is JobState.ABORTING and status in _CANCELLABLE:
-                self.abort(job.name)
+            try:
+                if job.state is JobState.PIVOTING and status == "ready":
+                    self.pivot(job.name)
+                elif job.state is JobState.ABORTING and status in _CANCELLABLE:
+                    self.abort(job.name)
+            except (RequestError, QMPCommandError) as exc:
+                # Reported, not raised: the domain stays tracked, and the request can be
+                # asked again once QEMU takes it (a lost QEMU still fails the open).
+                self.reports.append(JobReport(job.name, f"{job.state} asked again", status,
+                                              error=str(exc)))
 
     def handle(self, event: Mapping[str, Any]) -> bool:
         """Act on one QMP event; True if it was a followed status change of a recorded job."""
@@ -162,7 +175,8 @@ class JobTracker:
         return True
 
     def follow(self, timeout: float) -> int:
-        """Handle the events that arrive within `timeout` seconds; how many were followed."""
+        """Handle the events that arrive within `timeout` seconds; how many were followed.
+        A lost connection (QEMU gone) raises MonitorUnavailableError at once."""
         deadline = time.monotonic() + timeout
         handled = 0
         while (remaining := deadline - time.monotonic()) > 0:
@@ -194,7 +208,10 @@ class JobTracker:
         target image, written as the disk's `<mirror job='copy'>` in the same save."""
         if mirror is not None and job.disk is None:
             raise RequestError(f"job '{job.name}' has a mirror but no disk")
-        self.doc.add_job(job)
+        try:
+            self.doc.add_job(job)
+        except ValueError as exc:  # a name taken, a disk unknown or busy: nothing changed
+            raise RequestError(f"cannot add: {exc}") from None
         if mirror is not None and job.disk is not None:
             self.doc.set_disk_chain(job.disk, mirror=disk_mirror_node(mirror, job.type,
                                                                        ready=False))

@@ -10,6 +10,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
@@ -32,6 +33,7 @@ QEMU_MARKS = [
     pytest.mark.skipif(not HAVE_QEMU, reason="qemu-system-x86_64/qemu-img/qemu-io not installed"),
 ]
 _F = TypeVar("_F", bound=Callable[..., object])
+_Point = TypeVar("_Point", bound=StrEnum)
 
 
 def needs_qemu(test: _F) -> _F:
@@ -59,8 +61,9 @@ def started(
         yield tb
 
 
-def crash_at(point: CrashPoint) -> Callable[[CrashPoint], None]:
-    def hook(reached: CrashPoint) -> None:
+def crash_at(point: _Point) -> Callable[[_Point], None]:
+    """A crash hook of any flow (`CrashPoint`, `PivotCrashPoint`, ...) raising at `point`."""
+    def hook(reached: _Point) -> None:
         if reached is point:
             raise CrashError(point)
     return hook
