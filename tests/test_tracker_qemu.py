@@ -39,6 +39,7 @@ from tests.support.qemu_fixtures import (
 )
 from tests.support.tracking import (
     ACTIVE_JOB,
+    WAIT,
     Log,
     assert_active_aborted,
     assert_pivoted,
@@ -496,3 +497,42 @@ def test_a_request_is_on_file_before_qemu_is_asked(
     assert [entry[1] for entry in seen] == [recorded] * len(seen)
     if request_ == "pivot":  # merged into base, and still nothing asked of the job
         assert seen[1] == ("bitmaps-merged", recorded, "ready")
+
+
+def recorded_as_unusable(doc: blockjob.StatusDocument) -> bool:
+    job = doc.job(JOB)
+    return job is not None and job.commit is not None and job.commit.top == job.commit.base
+
+
+def test_a_tracker_acknowledges_a_record_of_unusable_bitmaps(tmp_path: Path) -> None:
+    """The record blocks new commits on its disk; `recover --acknowledge` would wait for
+    the tracker's lock, so the tracker lets go of it itself."""
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.start_commit("vda", MID, BASE)
+            # A listed bitmap removed meanwhile (QEMU serves the tracker's connection only).
+            t.monitor.execute("block-dirty-bitmap-remove", {"node": BASE, "name": "chk0"})
+            assert t.wait_for(recorded_as_unusable, WAIT), "the commit never finished"
+            problem = "bitmap 'chk0' is gone from libvirt-3-format; nothing to re-enable"
+            assert problem in t.reports[-1].problems
+            record = t.doc.job(JOB)
+            assert record is not None and record.disabled_base_bitmaps == ("chk0",)
+            with pytest.raises(RequestError, match="not a record"):
+                t.acknowledge("no-such-job")
+            with pytest.raises(CommitError):
+                t.start_commit("vda", MID, BASE)  # the record holds the disk
+            report = t.acknowledge(JOB)
+            assert report.acknowledged == [problem] and report.problems == []
+            assert t.doc.job(JOB) is None and blockjob.load(tb.status_path).job(JOB) is None
+            assert_chain(assert_file_sound(tb.status_path), TOP, BASE)
+        assert recover([tb.status_path]).ok
+        assert {n for n, b in base_bitmaps(tb).items() if b.recording} == {"chk1", "chk2"}
+
+
+def test_only_a_record_of_unusable_bitmaps_is_acknowledged(tmp_path: Path) -> None:
+    with started(tmp_path) as tb, tracker(tb) as t:
+        job = t.start_commit("vda", MID, BASE, speed=CRAWL)
+        before = tb.status_path.read_bytes()
+        with pytest.raises(RequestError, match=f"job '{job.name}' is not a record"):
+            t.acknowledge(job.name)
+        assert tb.status_path.read_bytes() == before and t.doc.job(job.name) == job

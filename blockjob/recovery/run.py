@@ -253,17 +253,18 @@ class _Run:
 
 def reconcile_job(
     doc: StatusDocument, owner: DomainOwner, monitor: Monitor, name: str, *,
-    on_step: StepHook | None = None,
+    on_step: StepHook | None = None, acknowledge: bool = False,
 ) -> JobReport:
     """Observe job `name` in QEMU now, run the plan recovery runs after a restart, and,
     once the job ended, verify the end state (failed checks become problems).
+    `acknowledge`: as `recover_document`'s, for this job.
 
     The seam of a live tracker: a status change it hears about is handled by the
     same state machine, so a daemon that dies anywhere leaves what recovery finishes.
     QMP and file errors propagate to the caller.
     """
     report = JobReport(name, "unknown", None)
-    run = _Run(Context(doc, owner, monitor), False, on_step)
+    run = _Run(Context(doc, owner, monitor, acknowledge=acknowledge), False, on_step)
     run.job(report)
     if run.finished or run.touched or run.pending:
         failed = run.conclude(mirrors=False)[1]

@@ -26,7 +26,7 @@ from blockjob.jobs.requests import RequestError
 from blockjob.model import BlockJob, JobState, StorageSource
 from blockjob.qemu.monitor import Monitor, MonitorUnavailableError, QMPCommandError
 from blockjob.recovery.execute import Context, StepHook, run_step
-from blockjob.recovery.plan import merge_step
+from blockjob.recovery.plan import is_unresolved_record, merge_step
 from blockjob.recovery.report import JobReport
 from blockjob.recovery.run import reconcile_job, recover_document
 from blockjob.statusxml.document import StatusDocument
@@ -135,9 +135,10 @@ class JobTracker:
 
     # -- the state machine -----------------------------------------------------
 
-    def reconcile(self, name: str) -> JobReport:
+    def reconcile(self, name: str, *, acknowledge: bool = False) -> JobReport:
         """Observe job `name` and run recovery's plan for it (newstate saved first)."""
-        report = reconcile_job(self.doc, self.owner, self.monitor, name, on_step=self.on_step)
+        report = reconcile_job(self.doc, self.owner, self.monitor, name, on_step=self.on_step,
+                               acknowledge=acknowledge)
         self.reports.append(report)
         return report
 
@@ -253,3 +254,13 @@ class JobTracker:
     def abort(self, name: str, *, crash: AbortHook | None = None) -> None:
         """Cancel job `name`; it finishes as `cancelled` with its `concluded` event."""
         request_abort(self.owner, self.doc, name, self.monitor, crash=crash)
+
+    def acknowledge(self, name: str) -> JobReport:
+        """Let go of record `name`, of listed bitmaps that could not be re-enabled: what
+        `blockjob recover --acknowledge` does, for a domain this tracker holds (the
+        command would wait for its lock). Its bitmaps are tried once more first."""
+        job = self.doc.job(name)
+        if job is None or not is_unresolved_record(self.doc, job):
+            raise RequestError(f"job '{name}' is not a record of bitmaps that could not be "
+                               f"re-enabled; only such a record can be acknowledged")
+        return self.reconcile(name, acknowledge=True)
