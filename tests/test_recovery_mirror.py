@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,10 +13,11 @@ from blockjob.model import JobState
 from blockjob.qemu.monitor import QemuJob
 from blockjob.recovery import Decision, plan_job
 from blockjob.recovery.execute import Context, run_step
-from blockjob.recovery.steps import Drop
+from blockjob.recovery.steps import DeleteNodes, Drop
 from tests.support.corpus import REAL
 
 DATA = Path(__file__).parent / "data"
+LAB = DATA / "lab"
 COPY = "copy-vdb-libvirt-9-format"
 
 
@@ -80,3 +82,29 @@ def test_adopting_a_ready_mirror_writes_what_libvirt_9_writes(name: str, qemu_ty
     assert saver.saved[-1] == ready.read_bytes()
     again = blockjob.loads(saver.saved[-1])
     assert plan_job(again, again.jobs[0], QemuJob(job.name, qemu_type, "ready")).steps == ()
+
+
+def _disk_element(data: bytes, target: str) -> bytes:
+    """The bytes of the domain's `<disk>` whose target is `target`."""
+    for disk in re.findall(rb"\n( *<disk type=.*?\n *</disk>\n)", data, re.DOTALL):
+        if f"<target dev='{target}'".encode() in disk:
+            return bytes(disk)
+    raise AssertionError(f"no disk {target}")
+
+
+def test_pivoted_shallow_copy_keeps_the_chain_below_the_old_top() -> None:
+    """libvirt 9.0 records a shallow copy into a new image with no backing under its
+    `<mirror>`; pivoted, the copy inherits the disk's chain below the old top, and only
+    that top leaves QEMU (tests/data/lab: libvirt's file before and after its own pivot)."""
+    ready = blockjob.load(LAB / "shallow-copy-ready.xml")
+    job = replace(ready.jobs[0], state=JobState.PIVOTING)
+    ready.replace_job(job)
+    plan = plan_job(ready, job, QemuJob(job.name, "mirror", "concluded"))
+    assert plan.decision is Decision.COMPLETED
+    (deleted,) = [step for step in plan.steps if isinstance(step, DeleteNodes)]
+    assert [image.format_node for image in deleted.images] == ["libvirt-2-format"]
+    drop = plan.steps[-1]
+    assert isinstance(drop, Drop)
+    run_step(Context(ready, _Saved(), monitor=None), drop)  # type: ignore[arg-type]
+    pivoted = (LAB / "shallow-copy-pivoted.xml").read_bytes()
+    assert _disk_element(ready.dumps(), "vda") == _disk_element(pivoted, "vda")

@@ -12,10 +12,10 @@ runs on (pivoted or not), a commit or pull by the backing edge above what it rem
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from blockjob.model import BlockJob, JobState, JobType, PullData, StorageSource
+from blockjob.model import BlockJob, CopyData, JobState, JobType, PullData, StorageSource
 from blockjob.qemu.monitor import CONCLUDED, QemuJob
 from blockjob.qemu.nodes import effective_node, images_between, node_of, same_image, without
 from blockjob.recovery.steps import (
@@ -218,10 +218,24 @@ def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list
     disk = _disk(doc, job) if job.type is JobType.COPY else None
     if disk is not None and disk.mirror is not None:
         # A copy that completed has pivoted: the disk now runs on the mirror's images.
-        left = _left(disk.chain, disk.mirror) if disk.chain is not None else ()
+        pivoted = _copy_chain(job, disk.mirror, disk.chain)
+        left = _left(disk.chain, pivoted) if disk.chain is not None else ()
         deleted = [DeleteNodes(left)] if left else []
-        return [*steps, *_dismiss(job, qjob), *deleted, _drop(doc, job, disk.mirror)]
+        return [*steps, *_dismiss(job, qjob), *deleted, _drop(doc, job, pivoted)]
     return [*steps, *_dismiss(job, qjob), _drop(doc, job)]
+
+
+def _copy_chain(
+    job: BlockJob, mirror: StorageSource, chain: StorageSource | None
+) -> StorageSource:
+    """The chain a copy pivots to. A shallow copy into an image libvirt created
+    (`shallownew`) records its mirror without backing: the copy inherits the disk's chain
+    below its top, as libvirt 9.0 finishes it (only the old top leaves)."""
+    data = job.data
+    inherits = isinstance(data, CopyData) and data.shallownew and mirror.backing is None
+    if not inherits or chain is None or chain.backing is None:
+        return mirror
+    return replace(mirror, backing=chain.backing, terminated=False)
 
 
 def _pulled(doc: StatusDocument, job: BlockJob) -> list[Step]:
