@@ -26,6 +26,7 @@ from blockjob.recovery.steps import (
     MergeBitmaps,
     Record,
     Reenable,
+    RemoveBitmap,
     Step,
 )
 from blockjob.statusxml.document import StatusDocument
@@ -140,6 +141,14 @@ def _delete(ctx: Context, step: DeleteNodes) -> None:
                 ctx.monitor.blockdev_del(name)
 
 
+def _remove_bitmap(ctx: Context, step: RemoveBitmap) -> None:
+    node = effective_node(step.image)
+    found = ctx.monitor.query_nodes().get(node)
+    if found is not None and found.bitmap(step.name) is not None:
+        ctx.monitor.transaction([{"type": "block-dirty-bitmap-remove",
+                                  "data": {"node": node, "name": step.name}}])
+
+
 def unresolved_record(job: BlockJob, names: tuple[str, ...]) -> BlockJob | None:
     """What stays of a commit whose listed bitmaps cannot be enabled: the job with its
     top set to its base (no images of its own) and only those bitmaps listed."""
@@ -171,6 +180,8 @@ def forget(ctx: Context, step: Drop | DropMirror) -> None:
         ctx.doc.set_disk_chain(step.disk, step.chain, drop_mirror=step.drop_mirror)
     if kept is not None:
         ctx.doc.add_job(kept)
+    if step.backup and not any(job.type is JobType.BACKUP for job in ctx.doc.jobs):
+        ctx.doc.end_backup()
 
 
 def run_step(ctx: Context, step: Step) -> None:
@@ -189,6 +200,8 @@ def run_step(ctx: Context, step: Step) -> None:
             _dismiss(ctx, step)
         case DeleteNodes():
             _delete(ctx, step)
+        case RemoveBitmap():
+            _remove_bitmap(ctx, step)
         case Drop() | DropMirror():
             forget(ctx, step)
             save(ctx)

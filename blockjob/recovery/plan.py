@@ -15,7 +15,15 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from blockjob.model import BlockJob, CopyData, JobState, JobType, PullData, StorageSource
+from blockjob.model import (
+    BackupData,
+    BlockJob,
+    CopyData,
+    JobState,
+    JobType,
+    PullData,
+    StorageSource,
+)
 from blockjob.qemu.monitor import CONCLUDED, QemuJob
 from blockjob.qemu.nodes import effective_node, images_between, node_of, same_image, without
 from blockjob.recovery.steps import (
@@ -27,6 +35,7 @@ from blockjob.recovery.steps import (
     MergeBitmaps,
     Record,
     Reenable,
+    RemoveBitmap,
     Step,
 )
 from blockjob.statusxml.disks import Disk
@@ -171,9 +180,26 @@ def _drop(
     """Forget `job`; a copy or active commit that is over takes its disk's `<mirror>` along."""
     drop_mirror = job.type in MIRRORING and job.disk is not None \
         and doc.disk_has_mirror(job.disk)
+    backup = job.type is JobType.BACKUP
     if chain is None and not drop_mirror:
-        return Drop(job.name)
-    return Drop(job.name, job.disk, chain, drop_mirror)
+        return Drop(job.name, backup=backup)
+    return Drop(job.name, job.disk, chain, drop_mirror, backup=backup)
+
+
+def _backup_end(doc: StatusDocument, job: BlockJob) -> list[Step]:
+    """What libvirt 9.0 takes away when a backup's job ended: its target (push) or
+    scratch image (pull), which QEMU would keep open, and the bitmap an incremental push
+    backup added to the disk's top, whose name the next one needs."""
+    data = job.data
+    if not isinstance(data, BackupData):
+        return []
+    steps: list[Step] = []
+    if data.store is not None and node_of(data.store) is not None:
+        steps.append(DeleteNodes((data.store,)))
+    chain = _disk_chain(doc, job) if data.bitmap else None
+    if data.bitmap and chain is not None and node_of(chain) is not None:
+        steps.append(RemoveBitmap(chain, data.bitmap))
+    return steps
 
 
 def _dismiss(job: BlockJob, qjob: QemuJob | None) -> list[Step]:
@@ -222,7 +248,7 @@ def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list
         left = _left(disk.chain, pivoted) if disk.chain is not None else ()
         deleted = [DeleteNodes(left)] if left else []
         return [*steps, *_dismiss(job, qjob), *deleted, _drop(doc, job, pivoted)]
-    return [*steps, *_dismiss(job, qjob), _drop(doc, job)]
+    return [*steps, *_dismiss(job, qjob), *_backup_end(doc, job), _drop(doc, job)]
 
 
 def _copy_chain(
@@ -258,7 +284,7 @@ def _ended_badly(
         # The copy's target images never became the disk's: they leave QEMU's graph.
         left = _left(disk.mirror, disk.chain)
         steps += [DeleteNodes(left)] if left else []
-    return [*steps, _drop(doc, job)]
+    return [*steps, *_backup_end(doc, job), _drop(doc, job)]
 
 
 def _adopt(doc: StatusDocument, job: BlockJob, qjob: QemuJob) -> list[Step]:
