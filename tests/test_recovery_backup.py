@@ -1,6 +1,7 @@
 """A backup job that ended while the daemon was away is finished the way libvirt 9.0
 finishes it (seen in ../shared/libvirt-lab: libvirtd killed during a push backup,
-restarted once QEMU concluded the job): its image leaves QEMU, an incremental backup's
+restarted once QEMU concluded the job): the NBD server of a pull backup stops, its image
+leaves QEMU, an incremental backup's
 bitmap leaves the disk's top, and with the backup's last job the file drops `<backups>`
 and the async job `<job ... async='backup'>`. Without the last two a restarted libvirt
 waits for the backup forever and refuses every later job of the domain."""
@@ -16,7 +17,7 @@ import blockjob
 from blockjob.qemu.monitor import QemuJob
 from blockjob.recovery import Decision, plan_job
 from blockjob.recovery.execute import Context, run_step
-from blockjob.recovery.steps import DeleteNodes, Drop, RemoveBitmap, describe
+from blockjob.recovery.steps import DeleteNodes, Drop, RemoveBitmap, StopExports, describe
 from tests.support.corpus import REAL
 
 PUSH = REAL / "backup-push-running.xml"
@@ -53,6 +54,8 @@ def test_ended_backup_leaves_qemu_and_the_file_as_libvirt_leaves_them(
     job = doc.jobs[0]
     plan = plan_job(doc, job, QemuJob(job.name, "backup", "concluded", error=error))
     assert plan.decision is (Decision.COMPLETED if error is None else Decision.FAILED)
+    (stop,) = [step for step in plan.steps if isinstance(step, StopExports)]
+    assert stop.image.format_node == "libvirt-9-format"
     (deleted,) = [step for step in plan.steps if isinstance(step, DeleteNodes)]
     assert [image.format_node for image in deleted.images] == ["libvirt-9-format"]
     (removed,) = [step for step in plan.steps if isinstance(step, RemoveBitmap)]

@@ -28,6 +28,7 @@ from blockjob.recovery.steps import (
     Reenable,
     RemoveBitmap,
     Step,
+    StopExports,
 )
 from blockjob.statusxml.document import StatusDocument
 from blockjob.store.status_store import DomainOwner
@@ -141,6 +142,12 @@ def _delete(ctx: Context, step: DeleteNodes) -> None:
                 ctx.monitor.blockdev_del(name)
 
 
+def _stop_exports(ctx: Context, step: StopExports) -> None:
+    image = step.image
+    if ctx.monitor.exported_nodes() & {image.format_node, image.storage_node}:
+        ctx.monitor.nbd_server_stop()
+
+
 def _remove_bitmap(ctx: Context, step: RemoveBitmap) -> None:
     node = effective_node(step.image)
     found = ctx.monitor.query_nodes().get(node)
@@ -200,6 +207,8 @@ def run_step(ctx: Context, step: Step) -> None:
             _dismiss(ctx, step)
         case DeleteNodes():
             _delete(ctx, step)
+        case StopExports():
+            _stop_exports(ctx, step)
         case RemoveBitmap():
             _remove_bitmap(ctx, step)
         case Drop() | DropMirror():

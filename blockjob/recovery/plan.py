@@ -37,6 +37,7 @@ from blockjob.recovery.steps import (
     Reenable,
     RemoveBitmap,
     Step,
+    StopExports,
 )
 from blockjob.statusxml.disks import Disk
 from blockjob.statusxml.document import StatusDocument
@@ -187,15 +188,16 @@ def _drop(
 
 
 def _backup_end(doc: StatusDocument, job: BlockJob) -> list[Step]:
-    """What libvirt 9.0 takes away when a backup's job ended: its target (push) or
-    scratch image (pull), which QEMU would keep open, and the bitmap an incremental push
-    backup added to the disk's top, whose name the next one needs."""
+    """What libvirt 9.0 takes away when a backup's job ended: the NBD server exporting a
+    pull backup's scratch image, that image or a push backup's target, which QEMU would
+    keep open, and the bitmap an incremental push backup added to the disk's top, whose
+    name the next one needs."""
     data = job.data
     if not isinstance(data, BackupData):
         return []
     steps: list[Step] = []
     if data.store is not None and node_of(data.store) is not None:
-        steps.append(DeleteNodes((data.store,)))
+        steps += [StopExports(data.store), DeleteNodes((data.store,))]
     chain = _disk_chain(doc, job) if data.bitmap else None
     if data.bitmap and chain is not None and node_of(chain) is not None:
         steps.append(RemoveBitmap(chain, data.bitmap))

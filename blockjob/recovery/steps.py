@@ -74,6 +74,14 @@ class DeleteNodes:
 
 
 @dataclass(frozen=True)
+class StopExports:
+    """`nbd-server-stop` while QEMU exports the image (a pull backup's scratch image):
+    the export holds it, and libvirt 9.0 stops the server when the backup's job ends."""
+
+    image: StorageSource
+
+
+@dataclass(frozen=True)
 class RemoveBitmap:
     """`block-dirty-bitmap-remove` a bitmap a job added to an image, if still there."""
 
@@ -103,7 +111,7 @@ class DropMirror:
 
 
 Step = (Finalize | Record | Cancel | MergeBitmaps | Reenable | Dismiss | DeleteNodes
-        | RemoveBitmap | Drop | DropMirror)
+        | StopExports | RemoveBitmap | Drop | DropMirror)
 
 
 def _names(images: tuple[StorageSource, ...]) -> str:
@@ -136,6 +144,8 @@ def describe(step: Step) -> str:
             return f"job-dismiss {job}"
         case DeleteNodes(images=images):
             return f"blockdev-del {_names(images)} (format node, then storage node)"
+        case StopExports(image=image):
+            return f"nbd-server-stop if {effective_node(image)} is exported"
         case RemoveBitmap(image=image, name=name):
             return f"remove bitmap {name} from {effective_node(image)}"
         case Drop(job=job, disk=disk, chain=chain, drop_mirror=drop_mirror, backup=backup):
