@@ -266,12 +266,28 @@ def test_harness_cleans_up_after_a_failed_test(lab: LibvirtLab) -> None:
     assert "bj-dropped" not in lab.virsh("list", "--all", "--name").stdout
 
 
+def backs_up(dom: LabDomain, target: str, incremental: str | None = None) -> None:
+    """libvirt runs a push backup of vda into image `target` to its end."""
+    since = f"<incremental>{incremental}</incremental>" if incremental else ""
+    backup = dom.images / f"{target}.xml"
+    backup.write_text(
+        f"<domainbackup>{since}<disks><disk name='vda' type='file'><target file='"
+        f"{dom.image(target)}'/><driver type='qcow2'/></disk>"
+        "<disk name='vdb' backup='no'/></disks></domainbackup>")
+    dom.virsh("backup-begin", str(backup))
+    wait_for(lambda: "Completed" in dom.virsh("domjobinfo", "--completed").stdout,
+             f"the backup into {target} to complete")
+
+
 def test_shallow_copy_pivoted_while_away_keeps_the_chain_below(
     lab: LibvirtLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """libvirt records a shallow copy into a new image without the mirror's backing; the
-    copy pivoted while libvirtd was down runs on top of the disk's old mid and base."""
+    copy pivoted while libvirtd was down runs on top of the disk's old mid and base, and
+    carries the checkpoint's bitmap over, so the next incremental backup works."""
     with lab.domain("bj-shallow") as dom:
+        dom.virsh("checkpoint-create-as", "--name", "ck1", "--diskspec",
+                  "vda,checkpoint=bitmap", "--diskspec", "vdb,checkpoint=no")
         dom.virsh("blockcopy", "vda", str(dom.image("copy")), "--shallow", "--transient-job",
                   "--bandwidth", CRAWL, "--bytes")
         name = recorded_only(dom, "running")
@@ -285,6 +301,8 @@ def test_shallow_copy_pivoted_while_away_keeps_the_chain_below(
         libvirt_loads(lab, dom)
         assert recorded_jobs(dom) == {} and qemu_jobs(dom) == {}
         assert_agree(dom, "copy", "vda-mid", "vda-base")
+        assert "ck1" in node_bitmaps(dom, format_node(dom, dom.image("copy")))
+        backs_up(dom, "since-ck1", incremental="ck1")
 
 
 def test_backup_ended_while_away_leaves_libvirt_free_for_the_next(
@@ -312,13 +330,6 @@ def test_backup_ended_while_away_leaves_libvirt_free_for_the_next(
         assert re.search(r"Job type:\s+None", dom.virsh("domjobinfo").stdout)
         assert str(scratch) not in [node["file"] for node in
                                     dom.qmp("query-named-block-nodes", {"flat": True})]
-        push = dom.images / "push.xml"
-        push.write_text(
-            f"<domainbackup><disks><disk name='vda' type='file'><target file='"
-            f"{dom.image('full')}'/><driver type='qcow2'/></disk>"
-            "<disk name='vdb' backup='no'/></disks></domainbackup>")
-        dom.virsh("backup-begin", str(push))
-        wait_for(lambda: "Completed" in dom.virsh("domjobinfo", "--completed").stdout,
-                 "the next backup to complete")
+        backs_up(dom, "full")
         assert recorded_jobs(dom) == {} and qemu_jobs(dom) == {}
         assert_agree(dom, "vda-top", "vda-mid", "vda-base")

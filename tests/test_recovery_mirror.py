@@ -13,7 +13,7 @@ from blockjob.model import JobState
 from blockjob.qemu.monitor import QemuJob
 from blockjob.recovery import Decision, plan_job
 from blockjob.recovery.execute import Context, run_step
-from blockjob.recovery.steps import DeleteNodes, Drop
+from blockjob.recovery.steps import DeleteNodes, Drop, MergeBitmaps
 from tests.support.corpus import REAL
 
 DATA = Path(__file__).parent / "data"
@@ -108,3 +108,27 @@ def test_pivoted_shallow_copy_keeps_the_chain_below_the_old_top() -> None:
     run_step(Context(ready, _Saved(), monitor=None), drop)  # type: ignore[arg-type]
     pivoted = (LAB / "shallow-copy-pivoted.xml").read_bytes()
     assert _disk_element(ready.dumps(), "vda") == _disk_element(pivoted, "vda")
+
+
+@pytest.mark.parametrize("path", [REAL / "blockcopy-ready.xml", LAB / "shallow-copy-ready.xml"],
+                         ids=["full", "shallow"])
+def test_pivoted_copy_carries_the_chains_bitmaps_over(path: Path) -> None:
+    """libvirt 9.0 merges the bitmaps of the disk's chain (a shallow copy: of its top)
+    into the copy's top when the copy pivots; without them the checkpoints are broken
+    ("missing or broken bitmap" on the next incremental backup)."""
+    if not path.exists():
+        pytest.skip(f"{path} is not available")
+    doc = blockjob.load(path)
+    job = replace(doc.jobs[0], state=JobState.PIVOTING)
+    doc.replace_job(job)
+    disk = doc.disk(job.disk or "")
+    assert disk is not None and disk.chain is not None and disk.mirror is not None
+    plan = plan_job(doc, job, QemuJob(job.name, "mirror", "concluded"))
+    (merge,) = [step for step in plan.steps if isinstance(step, MergeBitmaps)]
+    images = disk.chain.images()
+    shallow = path.parent == LAB
+    assert merge.committed == tuple(images[:1] if shallow else images)
+    assert merge.chain == tuple(image.format_node for image in images)
+    assert merge.base == disk.mirror and merge.base_is_active and merge.listed == ()
+    assert plan.steps.index(merge) < next(
+        i for i, step in enumerate(plan.steps) if isinstance(step, DeleteNodes))

@@ -50,6 +50,8 @@ QEMU_TYPES = {
     JobType.PULL: "stream", JobType.COMMIT: "commit", JobType.ACTIVE_COMMIT: "commit",
     JobType.COPY: "mirror", JobType.BACKUP: "backup", JobType.CREATE: "create",
 }
+# `jobflags` of a copy made with VIR_DOMAIN_BLOCK_COPY_SHALLOW (virsh blockcopy --shallow).
+COPY_SHALLOW = 0x1
 # QEMU's `error` of a job cancelled before it was ready (strerror(ECANCELED), glibc).
 CANCELLED_ERROR = "Operation canceled"
 
@@ -249,8 +251,23 @@ def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list
         pivoted = _copy_chain(job, disk.mirror, disk.chain)
         left = _left(disk.chain, pivoted) if disk.chain is not None else ()
         deleted = [DeleteNodes(left)] if left else []
-        return [*steps, *_dismiss(job, qjob), *deleted, _drop(doc, job, pivoted)]
+        carried = _copy_bitmaps(job, disk.mirror, disk.chain)
+        return [*steps, *carried, *_dismiss(job, qjob), *deleted, _drop(doc, job, pivoted)]
     return [*steps, *_dismiss(job, qjob), *_backup_end(doc, job), _drop(doc, job)]
+
+
+def _copy_bitmaps(
+    job: BlockJob, mirror: StorageSource, chain: StorageSource | None
+) -> list[Step]:
+    """libvirt 9.0 carries the checkpoints over to a pivoted copy: the bitmaps of the
+    disk's chain (a shallow copy's: of its top only) are merged into the copy's top,
+    which is the disk's active layer from then on. A raw copy holds no bitmaps."""
+    images = chain.images() if chain is not None else []
+    if not images or mirror.format == "raw" or None in map(node_of, [mirror, *images]):
+        return []
+    copied = images[:1] if (job.jobflags or 0) & COPY_SHALLOW else images
+    return [MergeBitmaps(mirror, tuple(copied), tuple(map(effective_node, images)), (),
+                         base_is_active=True)]
 
 
 def _copy_chain(
