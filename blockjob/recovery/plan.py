@@ -291,7 +291,19 @@ def _pulled(doc: StatusDocument, job: BlockJob) -> list[Step]:
     base_name = job.data.base if isinstance(job.data, PullData) else None
     base = doc.resolve_node(job, base_name) if base_name else None
     removed = images_between(chain, chain.backing, base)
-    return [DeleteNodes(tuple(removed)), Drop(job.name, job.disk, without(chain, removed))]
+    return [*_pull_bitmaps(chain, removed), DeleteNodes(tuple(removed)),
+            Drop(job.name, job.disk, without(chain, removed))]
+
+
+def _pull_bitmaps(chain: StorageSource, removed: Sequence[StorageSource]) -> list[Step]:
+    """libvirt 9.0 merges the pulled images' bitmaps into the disk's top before they go:
+    a checkpoint's changes recorded in them would otherwise be missing from the next
+    incremental backup. Runs after `job-dismiss` (README `QEMU care`)."""
+    images = chain.images()
+    if not removed or None in map(node_of, images):
+        return []
+    return [MergeBitmaps(chain, tuple(removed), tuple(map(effective_node, images)), (),
+                         base_is_active=True)]
 
 
 def _ended_badly(
