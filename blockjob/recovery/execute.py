@@ -7,6 +7,7 @@ only what is missing when it runs again.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, transaction_on
 from blockjob.recovery.steps import (
     Cancel,
+    DeleteFiles,
     DeleteNodes,
     Dismiss,
     Drop,
@@ -142,6 +144,19 @@ def _delete(ctx: Context, step: DeleteNodes) -> None:
                 ctx.monitor.blockdev_del(name)
 
 
+def _delete_files(ctx: Context, step: DeleteFiles) -> None:
+    for image in step.images:
+        if image.type != "file" or image.path is None:
+            continue  # libvirt deletes local files only
+        try:
+            os.unlink(image.path)
+        except FileNotFoundError:
+            pass  # deleted already (a rerun), or by someone else
+        except OSError as exc:
+            ctx.problems.append(f"committed image {image.path} could not be deleted: "
+                                f"{exc.strerror or exc}")
+
+
 def _stop_exports(ctx: Context, step: StopExports) -> None:
     image = step.image
     if ctx.monitor.exported_nodes() & {image.format_node, image.storage_node}:
@@ -207,6 +222,8 @@ def run_step(ctx: Context, step: Step) -> None:
             _dismiss(ctx, step)
         case DeleteNodes():
             _delete(ctx, step)
+        case DeleteFiles():
+            _delete_files(ctx, step)
         case StopExports():
             _stop_exports(ctx, step)
         case RemoveBitmap():

@@ -28,6 +28,7 @@ from blockjob.qemu.monitor import CONCLUDED, QemuJob
 from blockjob.qemu.nodes import effective_node, images_between, node_of, same_image, without
 from blockjob.recovery.steps import (
     Cancel,
+    DeleteFiles,
     DeleteNodes,
     Dismiss,
     Drop,
@@ -236,11 +237,14 @@ def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list
         merge = merge_step(doc, job)
         if merge is None or chain is None:
             return [*steps, *_reenable(doc, job), *_dismiss(job, qjob), _drop(doc, job)]
+        data = job.commit
+        files = [DeleteFiles(merge.committed)] if data and data.delete_committed_images else []
         return [
             *steps,
             merge,
             *_dismiss(job, qjob),
             DeleteNodes(merge.committed),
+            *files,
             _drop(doc, job, without(chain, merge.committed)),
         ]
     if job.type is JobType.PULL:

@@ -74,6 +74,14 @@ class DeleteNodes:
 
 
 @dataclass(frozen=True)
+class DeleteFiles:
+    """Remove the local image files of a commit made with `--delete`
+    (`<deleteCommittedImages/>`), once they left QEMU, as libvirt 9.0 does."""
+
+    images: tuple[StorageSource, ...]
+
+
+@dataclass(frozen=True)
 class StopExports:
     """`nbd-server-stop` while QEMU exports the image (a pull backup's scratch image):
     the export holds it, and libvirt 9.0 stops the server when the backup's job ends."""
@@ -111,7 +119,7 @@ class DropMirror:
 
 
 Step = (Finalize | Record | Cancel | MergeBitmaps | Reenable | Dismiss | DeleteNodes
-        | StopExports | RemoveBitmap | Drop | DropMirror)
+        | DeleteFiles | StopExports | RemoveBitmap | Drop | DropMirror)
 
 
 def _names(images: tuple[StorageSource, ...]) -> str:
@@ -144,6 +152,9 @@ def describe(step: Step) -> str:
             return f"job-dismiss {job}"
         case DeleteNodes(images=images):
             return f"blockdev-del {_names(images)} (format node, then storage node)"
+        case DeleteFiles(images=images):
+            paths = ", ".join(str(image.path) for image in images if image.type == "file")
+            return f"delete the committed image files {paths or '(none local)'}"
         case StopExports(image=image):
             return f"nbd-server-stop if {effective_node(image)} is exported"
         case RemoveBitmap(image=image, name=name):
