@@ -75,6 +75,30 @@ def cli(*argv: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     return code, out.out + out.err
 
 
+def libvirt_loads(lab: LibvirtLab, dom: LabDomain) -> None:
+    """Start libvirtd: it loads the domain's status file without an error about it."""
+    lab.start_daemon()
+    log = lab.log_since_start()
+    errors = [line for line in log.splitlines() if " error : " in line
+              and ("blockjob" in line.lower() or "mirror" in line or dom.name in line)]
+    assert "Failed to load" not in log and errors == [], errors
+    assert dom.state() == "paused"
+
+
+def roundtrips(dom: LabDomain, capsys: pytest.CaptureFixture[str]) -> None:
+    """The file libvirt wrote is written back byte for byte and valid under both schemas."""
+    path = str(dom.status_path)
+    assert cli("roundtrip", path, capsys=capsys) == (0, dom.status_path.read_text())
+    assert cli("validate", path, capsys=capsys) == (0, f"{path}: valid (rng valid, xsd valid)\n")
+
+
+def recovered(dom: LabDomain) -> str:
+    """`blockjob recover` of the domain inside libvirt's namespace; its report."""
+    done = dom.blockjob("recover", dom.namespace_status_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
 def test_running_commit_is_adopted_and_finished_by_libvirt(
     lab: LibvirtLab, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -240,3 +264,75 @@ def test_harness_cleans_up_after_a_failed_test(lab: LibvirtLab) -> None:
     assert not dom.images.exists()
     lab.start_daemon()
     assert "bj-dropped" not in lab.virsh("list", "--all", "--name").stdout
+
+
+def backs_up(dom: LabDomain, target: str, incremental: str | None = None) -> None:
+    """libvirt runs a push backup of vda into image `target` to its end."""
+    since = f"<incremental>{incremental}</incremental>" if incremental else ""
+    backup = dom.images / f"{target}.xml"
+    backup.write_text(
+        f"<domainbackup>{since}<disks><disk name='vda' type='file'><target file='"
+        f"{dom.image(target)}'/><driver type='qcow2'/></disk>"
+        "<disk name='vdb' backup='no'/></disks></domainbackup>")
+    dom.virsh("backup-begin", str(backup))
+    # libvirt reports the backup completed before it saves the file without its job; it
+    # forgets the report once read, unless asked to keep it.
+    wait_for(lambda: "Completed" in dom.virsh("domjobinfo", "--completed",
+                                              "--keep-completed").stdout
+             and not recorded_jobs(dom), f"the backup into {target} to complete")
+
+
+def test_shallow_copy_pivoted_while_away_keeps_the_chain_below(
+    lab: LibvirtLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """libvirt records a shallow copy into a new image without the mirror's backing; the
+    copy pivoted while libvirtd was down runs on top of the disk's old mid and base, and
+    carries the checkpoint's bitmap over, so the next incremental backup works."""
+    with lab.domain("bj-shallow") as dom:
+        dom.virsh("checkpoint-create-as", "--name", "ck1", "--diskspec",
+                  "vda,checkpoint=bitmap", "--diskspec", "vdb,checkpoint=no")
+        dom.virsh("blockcopy", "vda", str(dom.image("copy")), "--shallow", "--transient-job",
+                  "--bandwidth", CRAWL, "--bytes")
+        name = recorded_only(dom, "running")
+        roundtrips(dom, capsys)
+        lab.kill_daemon()
+        dom.qmp("block-job-set-speed", {"device": name, "speed": 0})
+        wait_for(lambda: qemu_jobs(dom) == {name: "ready"}, "the copy to be ready")
+        dom.qmp("job-complete", {"id": name})
+        wait_for(lambda: qemu_jobs(dom) == {name: "concluded"}, "the copy to pivot")
+        assert f"{name}: finish-completed" in recovered(dom)
+        libvirt_loads(lab, dom)
+        assert recorded_jobs(dom) == {} and qemu_jobs(dom) == {}
+        assert_agree(dom, "copy", "vda-mid", "vda-base")
+        assert "ck1" in node_bitmaps(dom, format_node(dom, dom.image("copy")))
+        backs_up(dom, "since-ck1", incremental="ck1")
+
+
+def test_backup_ended_while_away_leaves_libvirt_free_for_the_next(
+    lab: LibvirtLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pull backup cancelled while libvirtd was down: recovered, libvirt restarts with no
+    backup waiting, the scratch image is out of QEMU, and a new backup runs."""
+    with lab.domain("bj-backup") as dom:
+        scratch = dom.image("scratch")
+        pull = dom.images / "pull.xml"
+        pull.write_text(
+            f"<domainbackup mode='pull'><server transport='unix' socket='{dom.images}/nbd'/>"
+            f"<disks><disk name='vda' type='file'><scratch file='{scratch}'/></disk>"
+            "<disk name='vdb' backup='no'/></disks></domainbackup>")
+        dom.virsh("backup-begin", str(pull))
+        name = recorded_only(dom, "running")
+        roundtrips(dom, capsys)
+        lab.kill_daemon()
+        dom.qmp("job-cancel", {"id": name})
+        wait_for(lambda: qemu_jobs(dom) == {name: "concluded"}, "the backup to be cancelled")
+        assert f"{name}: finish-failed" in recovered(dom)
+        text = dom.status_path.read_text()
+        assert "<backups>" not in text and "async='backup'" not in text
+        libvirt_loads(lab, dom)
+        assert re.search(r"Job type:\s+None", dom.virsh("domjobinfo").stdout)
+        assert str(scratch) not in [node["file"] for node in
+                                    dom.qmp("query-named-block-nodes", {"flat": True})]
+        backs_up(dom, "full")
+        assert recorded_jobs(dom) == {} and qemu_jobs(dom) == {}
+        assert_agree(dom, "vda-top", "vda-mid", "vda-base")

@@ -10,6 +10,7 @@ from blockjob.demo.qemu import QemuProcess
 from blockjob.qemu.monitor import (
     Monitor,
     MonitorBusyError,
+    MonitorReplyError,
     MonitorUnavailableError,
     QMPCommandError,
     _node,
@@ -91,3 +92,40 @@ def test_qemu_dying_mid_session_is_monitor_unavailable(tmp_path: Path) -> None:
         monitor.close()
     finally:
         qemu.stop()
+
+
+@needs_qemu
+def test_exported_nodes_follow_the_nbd_server(tmp_path: Path) -> None:
+    with started(tmp_path) as tb, tb.connect() as monitor:
+        assert monitor.exported_nodes() == set()
+        monitor.execute("nbd-server-start", {"addr": {
+            "type": "unix", "data": {"path": str(tmp_path / "nbd.sock")}}})
+        monitor.execute("block-export-add", {"type": "nbd", "id": "e", "node-name": BASE})
+        assert monitor.exported_nodes() == {BASE}
+        monitor.nbd_server_stop()
+        assert monitor.exported_nodes() == set()
+
+
+def _answering(*replies: object) -> Monitor:
+    """A monitor whose commands get `replies` in turn (an exception is raised)."""
+    monitor = Monitor("/nowhere.sock")
+    queue = list(replies)
+
+    def execute(command: str, arguments: object = None) -> object:
+        reply = queue.pop(0)
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
+
+    monitor.execute = execute  # type: ignore[method-assign]
+    return monitor
+
+
+def test_exported_nodes_on_a_qemu_without_block_exports_are_none() -> None:
+    missing = QMPCommandError("query-block-exports", "CommandNotFound", "not found")
+    assert _answering(missing).exported_nodes() == set()
+    refused = QMPCommandError("query-block-exports", "GenericError", "no")
+    with pytest.raises(QMPCommandError):
+        _answering(refused).exported_nodes()
+    with pytest.raises(MonitorReplyError, match="unexpected reply to query-block-exports"):
+        _answering([{"id": "e"}]).exported_nodes()

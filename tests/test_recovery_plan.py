@@ -180,7 +180,7 @@ def test_finished_pull_keeps_top_and_base() -> None:
     job = BlockJob("pull-vda-libvirt-1-format", JobType.PULL, JobState.RUNNING, jobflags=0,
                    disk="vda", data=PullData(base="libvirt-3-storage"))
     plan = plan_job(document(job), job, qemu("concluded", name=job.name, kind="stream"))
-    assert kinds(plan.steps) == ["Record", "Dismiss", "DeleteNodes", "Drop"]
+    assert kinds(plan.steps) == ["Record", "Dismiss", "MergeBitmaps", "DeleteNodes", "Drop"]
     drop = plan.steps[-1]
     assert isinstance(drop, Drop) and drop.chain is not None
     assert [i.format_node for i in drop.chain.images()] == ["libvirt-1-format", "libvirt-3-format"]

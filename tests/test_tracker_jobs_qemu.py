@@ -81,7 +81,7 @@ def test_pending_is_saved_before_job_finalize(tmp_path: Path) -> None:
     steps = [entry[1:] for entry in log if entry[0] == "step"]
     assert steps == [("Record", "running:-"), ("Finalize", "pending:pending"),
                      ("Record", "pending:pending"), ("Dismiss", "pending:completed"),
-                     ("DeleteNodes",), ("Drop", "pending:completed")]
+                     ("MergeBitmaps",), ("DeleteNodes",), ("Drop", "pending:completed")]
 
 
 def test_a_new_commit_that_waits_in_pending_is_finalized_and_finished(tmp_path: Path) -> None:

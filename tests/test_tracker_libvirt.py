@@ -20,7 +20,7 @@ from tests.support.libvirt_lab import (
     running_lab,
     wait_for,
 )
-from tests.test_libvirt_interop import assert_agree, libvirt_job
+from tests.test_libvirt_interop import assert_agree, libvirt_job, libvirt_loads
 
 pytestmark = LIBVIRT_MARKS
 # Run as a file: the namespace's working directory is not the checkout.
@@ -38,15 +38,6 @@ def tracker_to(dom: LabDomain, stage: str) -> str:
         [sys.executable, str(STAGE_SCRIPT), dom.namespace_status_path, stage])
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout.strip()
-
-
-def libvirt_loads(lab: LibvirtLab, dom: LabDomain) -> None:
-    lab.start_daemon()
-    log = lab.log_since_start()
-    errors = [line for line in log.splitlines() if " error : " in line
-              and ("blockjob" in line.lower() or "mirror" in line or dom.name in line)]
-    assert "Failed to load" not in log and errors == [], errors
-    assert dom.state() == "paused"
 
 
 def pivot_under_libvirt(dom: LabDomain, name: str) -> None:

@@ -15,6 +15,7 @@ from enum import StrEnum
 from blockjob.jobs.requests import RequestError, Saver, persist_state, requested_job
 from blockjob.model import BlockJob, JobState, JobType
 from blockjob.qemu.monitor import Monitor, QMPCommandError
+from blockjob.qemu.nodes import node_of
 from blockjob.statusxml.document import StatusDocument
 
 
@@ -45,6 +46,7 @@ def request_pivot(
     if job.state not in (JobState.READY, JobState.PIVOTING) or qjob.status != "ready":
         raise RequestError(
             f"cannot pivot '{name}': it is not ready (file: {job.state}, QEMU: {qjob.status})")
+    _check_copy_backing(doc, job, monitor)
     asked = job.state
     job = persist_state(saver, doc, job, JobState.PIVOTING)
     if crash is not None:
@@ -64,3 +66,18 @@ def request_pivot(
     if crash is not None:
         crash(PivotCrashPoint.COMPLETE_SENT)
     return job, problems
+
+
+def _check_copy_backing(doc: StatusDocument, job: BlockJob, monitor: Monitor) -> None:
+    """A copy into an existing image with a backing chain of its own (shallow,
+    reuse-external) runs in QEMU >= 6.0 on that image alone: libvirt 9.0 opens the chain
+    only at the pivot (`blockdev-add`, then `blockdev-snapshot` onto the copy), which this
+    flow does not do. Pivoting without it would give the guest a disk without the data
+    below the copy, so it is refused."""
+    disk = doc.disk(job.disk) if job.type is JobType.COPY and job.disk is not None else None
+    backing = disk.mirror.backing if disk is not None and disk.mirror is not None else None
+    if backing is None or (node := node_of(backing)) is None or node in monitor.node_names():
+        return
+    raise RequestError(
+        f"cannot pivot '{job.name}': the copy's backing chain ({node}, {backing.path}) is "
+        "not open in QEMU; libvirt attaches it when it pivots, blockjob does not")

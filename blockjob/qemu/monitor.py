@@ -34,7 +34,7 @@ CommandObserver = Callable[[str, str], None]
 _START_NO_STREAM = frozenset({
     "query-jobs", "query-named-block-nodes", "x-debug-query-block-graph", "query-block",
     "job-dismiss", "job-finalize", "job-cancel", "job-complete", "blockdev-reopen",
-    "blockdev-del", "transaction", "block-commit",
+    "blockdev-del", "transaction", "block-commit", "query-block-exports", "nbd-server-stop",
 })
 
 
@@ -144,6 +144,10 @@ def _text(raw: Mapping[str, Any], key: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"'{key}' is a {type(value).__name__}, not a string")
     return value
+
+
+def _exported(raw: object) -> set[str]:
+    return {_text(_mapping(item), "node-name") for item in _list(raw)}
 
 
 def _job(item: object) -> QemuJob:
@@ -387,6 +391,17 @@ class Monitor:
         """The node each block device (`query-block`) runs on, for devices with a medium."""
         return self._parsed(_DEVICES[0], _roots, self.execute(*_DEVICES))
 
+    def exported_nodes(self) -> set[str]:
+        """The nodes block exports serve (a pull backup's NBD export); none on a QEMU
+        without `query-block-exports` (before 5.2)."""
+        try:
+            raw = self.execute("query-block-exports")
+        except QMPCommandError as exc:
+            if exc.error_class == "CommandNotFound":
+                return set()
+            raise
+        return self._parsed("query-block-exports", _exported, raw)
+
     def view(self) -> tuple[dict[str, BlockNode], dict[str, str], tuple[str, ...]]:
         """`query_nodes()`, `backing_of()` and `device_roots()`, asked in one batch when
         no stream job can conclude meanwhile (see `_stream_free`), one by one else."""
@@ -439,6 +454,9 @@ class Monitor:
 
     def blockdev_reopen(self, options: Sequence[Mapping[str, object]]) -> None:
         self.execute("blockdev-reopen", {"options": list(options)})
+
+    def nbd_server_stop(self) -> None:
+        self.execute("nbd-server-stop")
 
     def blockdev_del(self, node_name: str) -> None:
         self.execute("blockdev-del", {"node-name": node_name})

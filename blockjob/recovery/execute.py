@@ -7,6 +7,7 @@ only what is missing when it runs again.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -18,6 +19,7 @@ from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, transaction_on
 from blockjob.recovery.steps import (
     Cancel,
+    DeleteFiles,
     DeleteNodes,
     Dismiss,
     Drop,
@@ -26,7 +28,9 @@ from blockjob.recovery.steps import (
     MergeBitmaps,
     Record,
     Reenable,
+    RemoveBitmap,
     Step,
+    StopExports,
 )
 from blockjob.statusxml.document import StatusDocument
 from blockjob.store.status_store import DomainOwner
@@ -140,6 +144,33 @@ def _delete(ctx: Context, step: DeleteNodes) -> None:
                 ctx.monitor.blockdev_del(name)
 
 
+def _delete_files(ctx: Context, step: DeleteFiles) -> None:
+    for image in step.images:
+        if image.type != "file" or image.path is None:
+            continue  # libvirt deletes local files only
+        try:
+            os.unlink(image.path)
+        except FileNotFoundError:
+            pass  # deleted already (a rerun), or by someone else
+        except OSError as exc:
+            ctx.problems.append(f"committed image {image.path} could not be deleted: "
+                                f"{exc.strerror or exc}")
+
+
+def _stop_exports(ctx: Context, step: StopExports) -> None:
+    image = step.image
+    if ctx.monitor.exported_nodes() & {image.format_node, image.storage_node}:
+        ctx.monitor.nbd_server_stop()
+
+
+def _remove_bitmap(ctx: Context, step: RemoveBitmap) -> None:
+    node = effective_node(step.image)
+    found = ctx.monitor.query_nodes().get(node)
+    if found is not None and found.bitmap(step.name) is not None:
+        ctx.monitor.transaction([{"type": "block-dirty-bitmap-remove",
+                                  "data": {"node": node, "name": step.name}}])
+
+
 def unresolved_record(job: BlockJob, names: tuple[str, ...]) -> BlockJob | None:
     """What stays of a commit whose listed bitmaps cannot be enabled: the job with its
     top set to its base (no images of its own) and only those bitmaps listed."""
@@ -171,6 +202,8 @@ def forget(ctx: Context, step: Drop | DropMirror) -> None:
         ctx.doc.set_disk_chain(step.disk, step.chain, drop_mirror=step.drop_mirror)
     if kept is not None:
         ctx.doc.add_job(kept)
+    if step.backup and not any(job.type is JobType.BACKUP for job in ctx.doc.jobs):
+        ctx.doc.end_backup()
 
 
 def run_step(ctx: Context, step: Step) -> None:
@@ -189,6 +222,12 @@ def run_step(ctx: Context, step: Step) -> None:
             _dismiss(ctx, step)
         case DeleteNodes():
             _delete(ctx, step)
+        case DeleteFiles():
+            _delete_files(ctx, step)
+        case StopExports():
+            _stop_exports(ctx, step)
+        case RemoveBitmap():
+            _remove_bitmap(ctx, step)
         case Drop() | DropMirror():
             forget(ctx, step)
             save(ctx)

@@ -12,14 +12,23 @@ runs on (pivoted or not), a commit or pull by the backing edge above what it rem
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
-from blockjob.model import BlockJob, JobState, JobType, PullData, StorageSource
+from blockjob.model import (
+    BackupData,
+    BlockJob,
+    CopyData,
+    JobState,
+    JobType,
+    PullData,
+    StorageSource,
+)
 from blockjob.qemu.monitor import CONCLUDED, QemuJob
 from blockjob.qemu.nodes import effective_node, images_between, node_of, same_image, without
 from blockjob.recovery.steps import (
     Cancel,
+    DeleteFiles,
     DeleteNodes,
     Dismiss,
     Drop,
@@ -27,7 +36,9 @@ from blockjob.recovery.steps import (
     MergeBitmaps,
     Record,
     Reenable,
+    RemoveBitmap,
     Step,
+    StopExports,
 )
 from blockjob.statusxml.disks import Disk
 from blockjob.statusxml.document import StatusDocument
@@ -40,6 +51,8 @@ QEMU_TYPES = {
     JobType.PULL: "stream", JobType.COMMIT: "commit", JobType.ACTIVE_COMMIT: "commit",
     JobType.COPY: "mirror", JobType.BACKUP: "backup", JobType.CREATE: "create",
 }
+# `jobflags` of a copy made with VIR_DOMAIN_BLOCK_COPY_SHALLOW (virsh blockcopy --shallow).
+COPY_SHALLOW = 0x1
 # QEMU's `error` of a job cancelled before it was ready (strerror(ECANCELED), glibc).
 CANCELLED_ERROR = "Operation canceled"
 
@@ -171,9 +184,27 @@ def _drop(
     """Forget `job`; a copy or active commit that is over takes its disk's `<mirror>` along."""
     drop_mirror = job.type in MIRRORING and job.disk is not None \
         and doc.disk_has_mirror(job.disk)
+    backup = job.type is JobType.BACKUP
     if chain is None and not drop_mirror:
-        return Drop(job.name)
-    return Drop(job.name, job.disk, chain, drop_mirror)
+        return Drop(job.name, backup=backup)
+    return Drop(job.name, job.disk, chain, drop_mirror, backup=backup)
+
+
+def _backup_end(doc: StatusDocument, job: BlockJob) -> list[Step]:
+    """What libvirt 9.0 takes away when a backup's job ended: the NBD server exporting a
+    pull backup's scratch image, that image or a push backup's target, which QEMU would
+    keep open, and the bitmap an incremental push backup added to the disk's top, whose
+    name the next one needs."""
+    data = job.data
+    if not isinstance(data, BackupData):
+        return []
+    steps: list[Step] = []
+    if data.store is not None and node_of(data.store) is not None:
+        steps += [StopExports(data.store), DeleteNodes((data.store,))]
+    chain = _disk_chain(doc, job) if data.bitmap else None
+    if data.bitmap and chain is not None and node_of(chain) is not None:
+        steps.append(RemoveBitmap(chain, data.bitmap))
+    return steps
 
 
 def _dismiss(job: BlockJob, qjob: QemuJob | None) -> list[Step]:
@@ -206,11 +237,14 @@ def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list
         merge = merge_step(doc, job)
         if merge is None or chain is None:
             return [*steps, *_reenable(doc, job), *_dismiss(job, qjob), _drop(doc, job)]
+        data = job.commit
+        files = [DeleteFiles(merge.committed)] if data and data.delete_committed_images else []
         return [
             *steps,
             merge,
             *_dismiss(job, qjob),
             DeleteNodes(merge.committed),
+            *files,
             _drop(doc, job, without(chain, merge.committed)),
         ]
     if job.type is JobType.PULL:
@@ -218,10 +252,39 @@ def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list
     disk = _disk(doc, job) if job.type is JobType.COPY else None
     if disk is not None and disk.mirror is not None:
         # A copy that completed has pivoted: the disk now runs on the mirror's images.
-        left = _left(disk.chain, disk.mirror) if disk.chain is not None else ()
+        pivoted = _copy_chain(job, disk.mirror, disk.chain)
+        left = _left(disk.chain, pivoted) if disk.chain is not None else ()
         deleted = [DeleteNodes(left)] if left else []
-        return [*steps, *_dismiss(job, qjob), *deleted, _drop(doc, job, disk.mirror)]
-    return [*steps, *_dismiss(job, qjob), _drop(doc, job)]
+        carried = _copy_bitmaps(job, disk.mirror, disk.chain)
+        return [*steps, *carried, *_dismiss(job, qjob), *deleted, _drop(doc, job, pivoted)]
+    return [*steps, *_dismiss(job, qjob), *_backup_end(doc, job), _drop(doc, job)]
+
+
+def _copy_bitmaps(
+    job: BlockJob, mirror: StorageSource, chain: StorageSource | None
+) -> list[Step]:
+    """libvirt 9.0 carries the checkpoints over to a pivoted copy: the bitmaps of the
+    disk's chain (a shallow copy's: of its top only) are merged into the copy's top,
+    which is the disk's active layer from then on. A raw copy holds no bitmaps."""
+    images = chain.images() if chain is not None else []
+    if not images or mirror.format == "raw" or None in map(node_of, [mirror, *images]):
+        return []
+    copied = images[:1] if (job.jobflags or 0) & COPY_SHALLOW else images
+    return [MergeBitmaps(mirror, tuple(copied), tuple(map(effective_node, images)), (),
+                         base_is_active=True)]
+
+
+def _copy_chain(
+    job: BlockJob, mirror: StorageSource, chain: StorageSource | None
+) -> StorageSource:
+    """The chain a copy pivots to. A shallow copy into an image libvirt created
+    (`shallownew`) records its mirror without backing: the copy inherits the disk's chain
+    below its top, as libvirt 9.0 finishes it (only the old top leaves)."""
+    data = job.data
+    inherits = isinstance(data, CopyData) and data.shallownew and mirror.backing is None
+    if not inherits or chain is None or chain.backing is None:
+        return mirror
+    return replace(mirror, backing=chain.backing, terminated=False)
 
 
 def _pulled(doc: StatusDocument, job: BlockJob) -> list[Step]:
@@ -232,7 +295,19 @@ def _pulled(doc: StatusDocument, job: BlockJob) -> list[Step]:
     base_name = job.data.base if isinstance(job.data, PullData) else None
     base = doc.resolve_node(job, base_name) if base_name else None
     removed = images_between(chain, chain.backing, base)
-    return [DeleteNodes(tuple(removed)), Drop(job.name, job.disk, without(chain, removed))]
+    return [*_pull_bitmaps(chain, removed), DeleteNodes(tuple(removed)),
+            Drop(job.name, job.disk, without(chain, removed))]
+
+
+def _pull_bitmaps(chain: StorageSource, removed: Sequence[StorageSource]) -> list[Step]:
+    """libvirt 9.0 merges the pulled images' bitmaps into the disk's top before they go:
+    a checkpoint's changes recorded in them would otherwise be missing from the next
+    incremental backup. Runs after `job-dismiss` (README `QEMU care`)."""
+    images = chain.images()
+    if not removed or None in map(node_of, images):
+        return []
+    return [MergeBitmaps(chain, tuple(removed), tuple(map(effective_node, images)), (),
+                         base_is_active=True)]
 
 
 def _ended_badly(
@@ -244,7 +319,7 @@ def _ended_badly(
         # The copy's target images never became the disk's: they leave QEMU's graph.
         left = _left(disk.mirror, disk.chain)
         steps += [DeleteNodes(left)] if left else []
-    return [*steps, _drop(doc, job)]
+    return [*steps, *_backup_end(doc, job), _drop(doc, job)]
 
 
 def _adopt(doc: StatusDocument, job: BlockJob, qjob: QemuJob) -> list[Step]:

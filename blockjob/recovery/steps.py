@@ -74,15 +74,41 @@ class DeleteNodes:
 
 
 @dataclass(frozen=True)
+class DeleteFiles:
+    """Remove the local image files of a commit made with `--delete`
+    (`<deleteCommittedImages/>`), once they left QEMU, as libvirt 9.0 does."""
+
+    images: tuple[StorageSource, ...]
+
+
+@dataclass(frozen=True)
+class StopExports:
+    """`nbd-server-stop` while QEMU exports the image (a pull backup's scratch image):
+    the export holds it, and libvirt 9.0 stops the server when the backup's job ends."""
+
+    image: StorageSource
+
+
+@dataclass(frozen=True)
+class RemoveBitmap:
+    """`block-dirty-bitmap-remove` a bitmap a job added to an image, if still there."""
+
+    image: StorageSource
+    name: str
+
+
+@dataclass(frozen=True)
 class Drop:
     """Forget the job, give its disk the chain it has now (if it changed), and drop the
     disk's `<mirror>` when the job that owned it is over. A listed bitmap that could not
-    be re-enabled keeps a record of the job instead (README: "never forget")."""
+    be re-enabled keeps a record of the job instead (README: "never forget"). A backup's
+    last job takes the backup along (`StatusDocument.end_backup`), as in libvirt 9.0."""
 
     job: str
     disk: str | None = None
     chain: StorageSource | None = None
     drop_mirror: bool = False
+    backup: bool = False  # the job is one of the domain's backup
 
 
 @dataclass(frozen=True)
@@ -92,8 +118,8 @@ class DropMirror:
     disk: str
 
 
-Step = (Finalize | Record | Cancel | MergeBitmaps | Reenable | Dismiss | DeleteNodes | Drop
-        | DropMirror)
+Step = (Finalize | Record | Cancel | MergeBitmaps | Reenable | Dismiss | DeleteNodes
+        | DeleteFiles | StopExports | RemoveBitmap | Drop | DropMirror)
 
 
 def _names(images: tuple[StorageSource, ...]) -> str:
@@ -126,10 +152,18 @@ def describe(step: Step) -> str:
             return f"job-dismiss {job}"
         case DeleteNodes(images=images):
             return f"blockdev-del {_names(images)} (format node, then storage node)"
-        case Drop(job=job, disk=disk, chain=chain, drop_mirror=drop_mirror):
+        case DeleteFiles(images=images):
+            paths = ", ".join(str(image.path) for image in images if image.type == "file")
+            return f"delete the committed image files {paths or '(none local)'}"
+        case StopExports(image=image):
+            return f"nbd-server-stop if {effective_node(image)} is exported"
+        case RemoveBitmap(image=image, name=name):
+            return f"remove bitmap {name} from {effective_node(image)}"
+        case Drop(job=job, disk=disk, chain=chain, drop_mirror=drop_mirror, backup=backup):
             text = f"drop job {job}"
             if chain is not None:
                 text += f"; disk {disk} chain is {_names(tuple(chain.images()))}"
-            return text + (f"; remove disk {disk} <mirror>" if drop_mirror else "")
+            text += f"; remove disk {disk} <mirror>" if drop_mirror else ""
+            return text + ("; end the backup if no job of it is left" if backup else "")
         case DropMirror(disk=disk):
             return f"remove disk {disk} <mirror> that no job owns"

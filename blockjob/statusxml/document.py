@@ -320,6 +320,24 @@ class StatusDocument:
         # Re-read everything, so jobs are judged against the new chain as a reload would.
         self._load(dumped[:start] + text + dumped[end:])
 
+    def end_backup(self) -> None:
+        """Remove what libvirt keeps of a running backup, as it does once the backup's
+        last job ended: `<backups>` and the async job `<job ... async='backup'>`. Without
+        this a restarted libvirt 9.0 waits for the backup forever, and holds the domain's
+        job lock meanwhile. Every other byte of the file stays as it is."""
+        dumped = self.dumps()
+        root = etree.fromstring(dumped, TRUSTED_PARSER)
+        ended = [element for element in root.iterchildren("backups", "job")
+                 if element.tag == "backups" or element.get("async") == "backup"]
+        for element in reversed(ended):  # from the end, so earlier offsets hold
+            tag = str(element.tag)
+            span = element_span(dumped, tag.encode(), element.sourceline or 1,
+                                child_of_root(tag))
+            first, last = whole_lines(dumped, *span)
+            dumped = dumped[:first] + dumped[last:]
+        if ended:
+            self._load(dumped)
+
     # Output -------------------------------------------------------------------
 
     def dumps(self) -> bytes:

@@ -1,0 +1,88 @@
+"""A backup job that ended while the daemon was away is finished the way libvirt 9.0
+finishes it (seen in ../shared/libvirt-lab: libvirtd killed during a push backup,
+restarted once QEMU concluded the job): the NBD server of a pull backup stops, its image
+leaves QEMU, an incremental backup's
+bitmap leaves the disk's top, and with the backup's last job the file drops `<backups>`
+and the async job `<job ... async='backup'>`. Without the last two a restarted libvirt
+waits for the backup forever and refuses every later job of the domain."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import pytest
+
+import blockjob
+from blockjob.qemu.monitor import QemuJob
+from blockjob.recovery import Decision, plan_job
+from blockjob.recovery.execute import Context, run_step
+from blockjob.recovery.steps import DeleteNodes, Drop, RemoveBitmap, StopExports, describe
+from tests.support.corpus import REAL
+
+PUSH = REAL / "backup-push-running.xml"
+
+
+class _Saved:
+    def __init__(self) -> None:
+        self.saved: list[bytes] = []
+
+    def save(self, doc: blockjob.StatusDocument) -> None:
+        self.saved.append(doc.dumps())
+
+
+def _push() -> bytes:
+    if not PUSH.is_file():
+        pytest.skip(f"{PUSH} is not available")
+    return PUSH.read_bytes()
+
+
+def _ended_by_libvirt(data: bytes) -> bytes:
+    """What libvirt 9.0 writes once the backup's only job ended (its lab, same diff)."""
+    data = re.sub(rb"\n *<job type='none' async='backup'[^>]*/>", b"", data)
+    data = re.sub(rb"\n *<backups>.*?</backups>", b"", data, flags=re.DOTALL)
+    return re.sub(rb"<blockjobs active='yes'>.*?</blockjobs>", b"<blockjobs active='no'/>",
+                  data, flags=re.DOTALL)
+
+
+@pytest.mark.parametrize("error", [None, "No space left on device"])
+def test_ended_backup_leaves_qemu_and_the_file_as_libvirt_leaves_them(
+    error: str | None,
+) -> None:
+    data = _push()
+    doc = blockjob.loads(data)
+    job = doc.jobs[0]
+    plan = plan_job(doc, job, QemuJob(job.name, "backup", "concluded", error=error))
+    assert plan.decision is (Decision.COMPLETED if error is None else Decision.FAILED)
+    (stop,) = [step for step in plan.steps if isinstance(step, StopExports)]
+    assert stop.image.format_node == "libvirt-9-format"
+    (deleted,) = [step for step in plan.steps if isinstance(step, DeleteNodes)]
+    assert [image.format_node for image in deleted.images] == ["libvirt-9-format"]
+    (removed,) = [step for step in plan.steps if isinstance(step, RemoveBitmap)]
+    assert (removed.image.format_node, removed.name) == ("libvirt-5-format", "backup-vda")
+    drop = plan.steps[-1]
+    assert isinstance(drop, Drop) and drop.backup
+    assert describe(drop).endswith("; end the backup if no job of it is left")
+    saver = _Saved()
+    run_step(Context(doc, saver, monitor=None), drop)  # type: ignore[arg-type]
+    assert saver.saved == [_ended_by_libvirt(data)]
+    assert blockjob.loads(saver.saved[0]).dumps() == saver.saved[0]
+
+
+def test_a_backup_with_a_job_left_keeps_its_backups_element() -> None:
+    data = _push()
+    doc = blockjob.loads(data)
+    job = doc.jobs[0]
+    doc.add_job(replace(job, name="backup-vdb-libvirt-1-format", disk="vdb"))
+    drop = plan_job(doc, job, QemuJob(job.name, "backup", "concluded")).steps[-1]
+    run_step(Context(doc, _Saved(), monitor=None), drop)  # type: ignore[arg-type]
+    kept = doc.dumps()
+    assert b"<backups>" in kept and b"async='backup'" in kept
+
+
+def test_end_backup_without_a_backup_changes_nothing() -> None:
+    data = _push()
+    idle = _ended_by_libvirt(data)
+    doc = blockjob.loads(idle)
+    doc.end_backup()
+    assert doc.dumps() == idle
