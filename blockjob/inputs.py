@@ -39,6 +39,8 @@ def read_input(name: PathLike, *, max_bytes: int = MAX_INPUT_BYTES,
     """`read_file(name)`, or all of standard input when `name` is `-`."""
     if os.fspath(name) != STDIN:
         return read_file(name, max_bytes=max_bytes)
+    if stdin is None and sys.stdin is None:  # started with descriptor 0 closed
+        raise InputError(STDIN_NAME, "cannot read: standard input is closed")
     stream = stdin if stdin is not None else sys.stdin.buffer
     try:
         return _read_bounded(stream.read, STDIN_NAME, max_bytes)

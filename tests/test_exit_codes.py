@@ -178,7 +178,8 @@ def test_readme_states_the_table() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert "xmllint" not in readme.split("## Exit codes")[1].split("\n## ")[0]
     for code, constant in ((0, common.EXIT_OK), (1, common.EXIT_REJECTED),
-                           (2, common.EXIT_UNUSABLE), (130, common.EXIT_INTERRUPTED)):
+                           (2, common.EXIT_UNUSABLE), (130, common.EXIT_INTERRUPTED),
+                           (141, common.EXIT_OUTPUT_CLOSED)):
         assert code == constant
         assert f"\n| {code} |" in readme
 

@@ -1,7 +1,8 @@
 """`blockjob` command line: one module per subcommand, one table of exit codes.
 
 Exit codes (`blockjob.cli.common`): 0 ok, 1 a document was read and is invalid or needs
-attention, 2 bad usage or an input that cannot be used, 130 interrupted.
+attention, 2 bad usage or an input that cannot be used, 130 interrupted, 141 standard
+output closed before everything was written.
 Errors go to stderr as `FILE:LINE: message`, never as a traceback.
 """
 
@@ -9,10 +10,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
-from blockjob.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_UNUSABLE
+from blockjob.cli.common import EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED, EXIT_UNUSABLE, error
 
 # Subcommand -> its one-line help. `blockjob.cli.<name>` defines `configure(parser)` and
 # `run(args) -> int`; only the chosen one is imported, so that a command does not pay for
@@ -52,10 +54,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             module.configure(sub)
             sub.set_defaults(run=module.run)
     args = parser.parse_args(argv)
+    if sys.stdout is None:  # started with descriptor 1 closed: no way to report anything
+        error(f"{parser.prog}: standard output is closed; nothing was done")
+        return EXIT_UNUSABLE
     try:
         code: int = args.run(args)
+        sys.stdout.flush()  # a reader that went away is found here, not at exit
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except BrokenPipeError:
-        return EXIT_OK
+        _discard_output()
+        return EXIT_OUTPUT_CLOSED
     return code
+
+
+def _discard_output() -> None:
+    """Send what stdout still buffers nowhere: flushed at exit into the closed pipe, it
+    would end the process with Python's own message and status 120."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
