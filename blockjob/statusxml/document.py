@@ -21,7 +21,13 @@ from blockjob.model import ACTIVE_STATES, BlockJob, StorageSource
 from blockjob.statusxml.disks import Disk, DiskRefs, has_mirror_at, read_disk_at, read_disks
 from blockjob.statusxml.lazyimages import LoadedBlockjobs
 from blockjob.statusxml.mapping import node_references
-from blockjob.statusxml.node import TRUSTED_PARSER, first_children, kept_node, write_node
+from blockjob.statusxml.node import (
+    TRUSTED_PARSER,
+    first_children,
+    kept_node,
+    write_node,
+    written_as_is,
+)
 from blockjob.statusxml.parse import parse
 from blockjob.statusxml.reader import ReadContext, read_jobs
 from blockjob.statusxml.sources import backing_node, top_source_node
@@ -139,6 +145,12 @@ class StatusDocument:
         return next((job for job in self._jobs.values() if job.disk == target), None)
 
     def add_job(self, job: BlockJob) -> None:
+        if not job.name or not written_as_is(job.name):
+            # The next load would drop the job (no name) or read another name, which may
+            # be taken: the whole file would be refused.
+            raise ValueError(f"block job name {job.name!r} is empty or holds characters a "
+                             "status file cannot keep (NUL, control characters other than "
+                             "TAB, LF and CR, U+FFFE, U+FFFF, lone surrogates)")
         if job.name in self._jobs:
             raise ValueError(f"a block job named '{job.name}' already exists")
         self._check_disk(job)

@@ -70,7 +70,9 @@ class _EnumTexts(dict[object, str]):
         self.head = head
 
     def __missing__(self, value: object) -> str:
-        return f"{self.head}{value}'"
+        # A plain string a caller put in (`state="ready"`, or anything else): escaped,
+        # so that what the reader then marks invalid still loads.
+        return f"{self.head}{escape_attr(str(value))}'"
 
 
 def _text(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
