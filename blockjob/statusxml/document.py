@@ -426,7 +426,18 @@ def _set_attr(node: Node, name: str, value: str) -> Node:
 
 def loads(data: bytes, filename: str = "<bytes>") -> StatusDocument:
     """Load a status document from bytes; StatusXMLError when libvirt would refuse it."""
+    if type(data) is not bytes:
+        data = _as_bytes(data)
     return StatusDocument(data, filename)
+
+
+def _as_bytes(data: object) -> bytes:
+    """A bytes-like `data` as bytes; TypeError naming what was given instead (a str got
+    "must be str, not bytes" from deep inside the parser, None an AttributeError)."""
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    hint = ": encode it, or give load() the path" if isinstance(data, str) else ""
+    raise TypeError(f"loads() takes the document's bytes, not {type(data).__name__}{hint}")
 
 
 def load(path: str | Path, *, max_bytes: int = MAX_INPUT_BYTES) -> StatusDocument:
