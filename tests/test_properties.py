@@ -212,3 +212,20 @@ def test_add_job_refuses_a_name_the_file_cannot_keep(name: str) -> None:
     with pytest.raises(ValueError, match="cannot keep"):
         doc.add_job(BlockJob(name, JobType.COPY, JobState.READY, jobflags=0, data=CopyData()))
     assert doc.jobs == [] and doc.dumps() == before
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("disabled_base_bitmaps", ["chk0"], "disabled_base_bitmaps must be a tuple, not list"),
+    ("disabled_base_bitmaps", "chk0", "disabled_base_bitmaps must be a tuple, not str"),
+])
+def test_a_wrong_type_in_the_model_is_a_type_error_naming_the_field(
+    field: str, value: object, expected: str
+) -> None:
+    # An empty AssertionError before; under `python -O` a list went through, and a later
+    # change to it never reached a dump (a job's text is kept per job object).
+    doc = blockjob.loads(jobs())
+    data = CommitData(base="libvirt-1-format", top="libvirt-2-format",
+                      topparent="libvirt-3-format", **{field: value})  # type: ignore[arg-type]
+    doc.add_job(BlockJob("commit-x", JobType.COMMIT, JobState.RUNNING, disk="vda", data=data))
+    with pytest.raises(TypeError, match=f"^{expected}$"):
+        doc.dumps()

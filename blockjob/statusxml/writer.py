@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from itertools import compress
 from operator import attrgetter, call, is_, is_not
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from blockjob.element import Node
 from blockjob.model import BlockJob, JobChains, JobData, JobState, JobType, StorageSource
@@ -43,6 +43,8 @@ class _Children:
     def node(self, node: Node) -> None:
         write_node(self.out, node, self.indent, pad=self.pad)
 
+
+_T = TypeVar("_T")
 
 # How each kind of row is written, given the model's value. Attributes return their text
 # ("" when unset: None, or False for a flag); children append to the buffer (None: nothing).
@@ -85,11 +87,20 @@ def _disk(children: _Children, row: Row, value: object, job: BlockJob) -> None:
     children.line(f"<{row.xml} dst='{escape_attr(str(value))}'{mirror}/>")
 
 
+def _expect(value: object, cls: type[_T], row: Row) -> _T:
+    """`value`, or a TypeError naming the field when a caller put something else in the
+    model (an assert said nothing, and under `python -O` a list went through: a later
+    change to it never reached a dump, whose text is kept per job object)."""
+    if not isinstance(value, cls):
+        raise TypeError(f"{row.field} must be a {cls.__name__}, not {type(value).__name__}")
+    return value
+
+
 def _chains(children: _Children, row: Row, value: object, job: BlockJob) -> None:
-    assert isinstance(value, JobChains)
+    chains = _expect(value, JobChains, row)
     if job.disk is not None:
         return  # a bound job's chains are its disk's, in the domain
-    parts = [(tag, top) for tag, top in (("disk", value.disk), ("mirror", value.mirror))
+    parts = [(tag, top) for tag, top in (("disk", chains.disk), ("mirror", chains.mirror))
              if top is not None]
     if parts:
         children.node(Node(row.xml, (), tuple(job_source_node(t, top) for t, top in parts)))
@@ -106,10 +117,10 @@ def _flag(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
 
 
 def _names(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
-    assert isinstance(value, tuple)
-    if value:
+    names = _expect(value, tuple, row)
+    if names:
         children.line(f"<{row.xml}>")
-        for name in value:
+        for name in names:
             children.out.append(f"{children.indent}  <{row.item} name='{escape_attr(name)}'/>\n")
         children.out.append(f"{children.indent}</{row.xml}>\n")
 
@@ -119,8 +130,7 @@ def _named(children: _Children, row: Row, value: object, _job: BlockJob) -> None
 
 
 def _image(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
-    assert isinstance(value, StorageSource)
-    children.node(job_source_node(row.xml, value))
+    children.node(job_source_node(row.xml, _expect(value, StorageSource, row)))
 
 
 _ChildWriter = Callable[[_Children, Row, object, BlockJob], None]
