@@ -101,6 +101,22 @@ def test_regeneration_rewrites_keeping_the_mode_and_creates_missing_files(tmp_pa
 
 
 @pytest.mark.usefixtures("regenerating")
+def test_regeneration_writes_through_a_symlinked_golden_file(tmp_path: Path) -> None:
+    # The link was replaced by a file of its own, and the shared file it named kept the
+    # old bytes: the other tests using it then failed, or passed on a stale output.
+    shared = tmp_path / "shared-out.xml"
+    shared.write_bytes(b"old\n")
+    link = tmp_path / "x-out.xml"
+    link.symlink_to(shared.name)
+    assert_golden(b"new\n", link)
+    assert link.is_symlink() and shared.read_bytes() == b"new\n"
+    dangling = tmp_path / "y-out.xml"
+    dangling.symlink_to("made-out.xml")
+    assert_golden(b"made\n", dangling)
+    assert dangling.is_symlink() and (tmp_path / "made-out.xml").read_bytes() == b"made\n"
+
+
+@pytest.mark.usefixtures("regenerating")
 def test_regeneration_leaves_an_equal_file_alone(tmp_path: Path) -> None:
     golden = tmp_path / "x-out.xml"
     golden.write_bytes(b"same\n")
