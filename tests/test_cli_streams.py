@@ -57,3 +57,14 @@ def test_dash_with_standard_input_closed_is_an_input_error(command: str) -> None
     result = _cli([command, "-"], stdout=subprocess.PIPE, preexec=lambda: os.close(0))
     assert result.returncode == EXIT_UNUSABLE
     assert result.stderr.decode() == "<stdin>:0: cannot read: standard input is closed\n"
+
+
+@pytest.mark.parametrize("argv", [["show", GOOD], ["roundtrip", GOOD], ["validate", GOOD]],
+                         ids=lambda argv: argv[0])
+def test_standard_output_that_cannot_be_written_is_said(argv: list[str]) -> None:
+    # A full disk gave a traceback and exit 1, the code of an invalid document.
+    with open("/dev/full", "wb") as full:
+        result = _cli(argv, stdout=full.fileno())
+    assert result.returncode == EXIT_UNUSABLE
+    assert result.stderr.decode() == (
+        "<stdout>:0: cannot write: No space left on device; the output is incomplete\n")

@@ -1,14 +1,15 @@
 """`blockjob` command line: one module per subcommand, one table of exit codes.
 
 Exit codes (`blockjob.cli.common`): 0 ok, 1 a document was read and is invalid or needs
-attention, 2 bad usage or an input that cannot be used, 130 interrupted, 141 standard
-output closed before everything was written.
+attention, 2 bad usage, an input that cannot be used or an output that cannot be written,
+130 interrupted, 141 standard output closed before everything was written.
 Errors go to stderr as `FILE:LINE: message`, never as a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import os
 import sys
@@ -65,7 +66,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _discard_output()
         return EXIT_OUTPUT_CLOSED
+    except OSError as exc:
+        # Inputs, saves and QMP report their own errors: one without a file name and of
+        # these kinds is standard output's (`> /dev/full`, a full disk, a quota).
+        if exc.filename is not None or exc.errno not in _OUTPUT_ERRNOS:
+            raise
+        _discard_output()
+        error(f"<stdout>:0: cannot write: {exc.strerror}; the output is incomplete")
+        return EXIT_UNUSABLE
     return code
+
+
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 def _discard_output() -> None:
