@@ -259,9 +259,10 @@ def job_text(job: BlockJob, last: JobText | None = None) -> JobText:
     the same name, lends its children and attribute texts where they are written from the
     same objects: the daemon's usual edit changes only a state, an attribute."""
     if job.invalid and job.raw is not None:
-        # What the reader could not make sense of goes back as it came in.
+        # What the reader could not make sense of goes back as it came in, under the job's
+        # name: the key of the document, which a caller may have changed.
         out: list[str] = []
-        write_node(out, job.raw, JOB_INDENT, inline_tags=_INLINE)
+        write_node(out, _renamed(job.raw, job.name), JOB_INDENT, inline_tags=_INLINE)
         return _new(JobText, (job, "".join(out).encode("utf-8"), None, None))
     if last is not None and last.children is not None and _same_children(job, last.job):
         children = last.children
@@ -275,6 +276,16 @@ def job_text(job: BlockJob, last: JobText | None = None) -> JobText:
 
 
 _new = tuple.__new__
+
+
+def _renamed(raw: Node, name: str) -> Node:
+    """`raw` with `name` as its name attribute: written under the old one, a renamed job
+    came back under that name on the next load, or twice under one name (the whole file
+    refused) when it took another job's."""
+    if raw.attr("name") == name:
+        return raw
+    return raw.with_attrs(tuple((key, name if key == "name" else value)
+                                for key, value in raw.attrs))
 
 
 def write_blockjobs(
