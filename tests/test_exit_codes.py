@@ -189,3 +189,14 @@ def test_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
         raise KeyboardInterrupt
     monkeypatch.setattr("blockjob.cli.roundtrip.load_document", interrupted)
     assert main(["roundtrip", os.fspath(_no_jobs(tmp_path))]) == 130
+
+
+def test_a_closed_output_exits_141_whatever_stdout_is(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # main() called with a stdout that is no file (here pytest's capture) has no exit flush
+    # to protect, and must not fail looking for its descriptor.
+    def closed(path: str, max_bytes: int = 0) -> int:
+        raise BrokenPipeError
+    monkeypatch.setattr("blockjob.cli.roundtrip.load_document", closed)
+    assert main(["roundtrip", os.fspath(_no_jobs(tmp_path))]) == common.EXIT_OUTPUT_CLOSED

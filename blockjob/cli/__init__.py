@@ -83,6 +83,10 @@ _OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 def _discard_output() -> None:
     """Send what stdout still buffers nowhere: flushed at exit into the closed pipe, it
     would end the process with Python's own message and status 120."""
+    try:
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a file (a caller's StringIO): no exit flush to fail
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, fd)
     os.close(devnull)
