@@ -7,8 +7,10 @@ an input that cannot be used.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -194,9 +196,10 @@ def test_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
 def test_a_closed_output_exits_141_whatever_stdout_is(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    # main() called with a stdout that is no file (here pytest's capture) has no exit flush
+    # main() called with a stdout that is no file (a caller's StringIO) has no exit flush
     # to protect, and must not fail looking for its descriptor.
     def closed(path: str, max_bytes: int = 0) -> int:
         raise BrokenPipeError
     monkeypatch.setattr("blockjob.cli.roundtrip.load_document", closed)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
     assert main(["roundtrip", os.fspath(_no_jobs(tmp_path))]) == common.EXIT_OUTPUT_CLOSED
