@@ -63,6 +63,14 @@ def test_invisible_differences_are_shown(tmp_path: Path) -> None:
     assert "-<b/>\n\\ No newline at end of file\n" in message and "+<b/>\n" in message
 
 
+def test_tabs_and_spaces_at_the_end_of_a_line_are_shown(tmp_path: Path) -> None:
+    # Both sides of the diff looked the same on a terminal.
+    golden = tmp_path / "x-out.xml"
+    golden.write_bytes(b"<a>\n  <b/>  \n\t<c/>\n</a>\n")
+    message = _failure(b"<a>\n  <b/>\n  <c/>\n</a>\n", golden)
+    assert "from line 2 on" in message
+    assert "\n-  <b/>\\x20\\x20\n-\\t<c/>\n+  <b/>\n+  <c/>\n" in message
+
 def test_undecodable_bytes_are_escaped_in_the_diff(tmp_path: Path) -> None:
     golden = tmp_path / "x-out.xml"
     golden.write_bytes(b"caf\xc3\xa9\n")
