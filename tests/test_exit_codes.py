@@ -203,3 +203,18 @@ def test_a_closed_output_exits_141_whatever_stdout_is(
     monkeypatch.setattr("blockjob.cli.roundtrip.load_document", closed)
     monkeypatch.setattr(sys, "stdout", io.StringIO())
     assert main(["roundtrip", os.fspath(_no_jobs(tmp_path))]) == common.EXIT_OUTPUT_CLOSED
+
+
+def test_interrupt_while_the_command_is_imported_exits_130(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C during the imports (lxml, the schema engine: tenths of a second) was a
+    # traceback.
+    def interrupted(name: str) -> object:
+        raise KeyboardInterrupt
+    monkeypatch.setattr("blockjob.cli.importlib.import_module", interrupted)
+    try:
+        code = main(["validate", "x.xml"])
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt left main() as a traceback")
+    assert code == 130

@@ -45,18 +45,14 @@ def _chosen(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    parser = _Parser(prog="blockjob", description=__doc__.splitlines()[0])
-    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    chosen = _chosen(argv)
-    for name, text in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=text, description=text)
-        if name == chosen:
-            module = importlib.import_module(f"blockjob.cli.{name}")
-            module.configure(sub)
-            sub.set_defaults(run=module.run)
-    args = parser.parse_args(argv)
+    try:
+        # The chosen command's imports (lxml, the schema engine) take a moment of their
+        # own: a Ctrl-C then is an interruption too, not a traceback.
+        args, prog = _parse(argv)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     if sys.stdout is None:  # started with descriptor 1 closed: no way to report anything
-        error(f"{parser.prog}: standard output is closed; nothing was done")
+        error(f"{prog}: standard output is closed; nothing was done")
         return EXIT_UNUSABLE
     try:
         code: int = args.run(args)
@@ -78,6 +74,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 _OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def _parse(argv: list[str]) -> tuple[argparse.Namespace, str]:
+    """The arguments, with the chosen command's `run`; and the program's name."""
+    parser = _Parser(prog="blockjob", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    chosen = _chosen(argv)
+    for name, text in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=text, description=text)
+        if name == chosen:
+            module = importlib.import_module(f"blockjob.cli.{name}")
+            module.configure(sub)
+            sub.set_defaults(run=module.run)
+    return parser.parse_args(argv), parser.prog
 
 
 def _discard_output() -> None:
