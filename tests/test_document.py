@@ -279,3 +279,17 @@ def test_a_renamed_invalid_job_is_written_under_its_new_name() -> None:
     assert taken is not None and taken.invalid
     assert taken.problems[0].endswith("unknown job state 'sleeping'")
     assert again.job("unknown-state") is None and again.dumps() == data
+
+
+def test_an_invalid_job_cannot_move_to_another_disk() -> None:
+    # It was accepted, then written on its old disk: a job added there next made two jobs
+    # on one disk, and the whole file was refused.
+    doc = blockjob.load(DATA / "invalid-jobs-in.xml")
+    invalid = doc.job("unknown-state")
+    assert invalid is not None and invalid.invalid and invalid.disk == "vdc"
+    doc.remove_job("bad-shallownew")  # vdd is free now
+    before = doc.dumps()
+    with pytest.raises(ValueError, match="written as it was read, on disk 'vdc'"):
+        doc.replace_job(dataclasses.replace(invalid, disk="vdd"))
+    doc.replace_job(invalid)  # unchanged, as recovery puts back a job it keeps
+    assert doc.dumps() == before

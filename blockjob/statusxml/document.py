@@ -171,6 +171,8 @@ class StatusDocument:
     def _check_disk(self, job: BlockJob) -> None:
         if job.disk is None:
             return
+        if job.invalid and job.raw is not None:
+            _check_written_disk(job, job.raw)
         if job.disk not in self._targets:
             raise ValueError(f"job '{job.name}': the domain has no disk '{job.disk}'")
         other = self.job_for_disk(job.disk)
@@ -398,6 +400,16 @@ class _Dump(NamedTuple):
 
 
 _new_dump = tuple.__new__  # NamedTuple's own constructor costs more, per save
+
+
+def _check_written_disk(job: BlockJob, raw: Node) -> None:
+    """An invalid job is written as it was read: on another disk than its element's, the
+    checks would pass for a disk the file never gets (two jobs on one disk: refused)."""
+    element = raw.child("disk")
+    written = element.attr("dst") if element is not None else None
+    if written != job.disk:
+        raise ValueError(f"job '{job.name}' is invalid and written as it was read, on disk "
+                         f"'{written}': its disk cannot change to '{job.disk}'")
 
 
 def _reuse(last: JobText | None, job: BlockJob) -> JobText:
