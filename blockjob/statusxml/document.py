@@ -145,12 +145,7 @@ class StatusDocument:
         return next((job for job in self._jobs.values() if job.disk == target), None)
 
     def add_job(self, job: BlockJob) -> None:
-        if not job.name or not written_as_is(job.name):
-            # The next load would drop the job (no name) or read another name, which may
-            # be taken: the whole file would be refused.
-            raise ValueError(f"block job name {job.name!r} is empty or holds characters a "
-                             "status file cannot keep (NUL, control characters other than "
-                             "TAB, LF and CR, U+FFFE, U+FFFF, lone surrogates)")
+        _check_name(job.name)
         if job.name in self._jobs:
             raise ValueError(f"a block job named '{job.name}' already exists")
         self._check_disk(job)
@@ -400,6 +395,15 @@ class _Dump(NamedTuple):
 
 
 _new_dump = tuple.__new__  # NamedTuple's own constructor costs more, per save
+
+
+def _check_name(name: str) -> None:
+    """A new job's name must read back as given: the next load would drop a job without
+    one, or read another name, which may be taken (the whole file refused)."""
+    if not name or not written_as_is(name):
+        raise ValueError(f"block job name {name!r} is empty or holds characters a status "
+                         "file cannot keep (NUL, control characters other than TAB, LF and "
+                         "CR, U+FFFE, U+FFFF, lone surrogates)")
 
 
 def _check_written_disk(job: BlockJob, raw: Node) -> None:
