@@ -229,3 +229,11 @@ def test_a_wrong_type_in_the_model_is_a_type_error_naming_the_field(
     doc.add_job(BlockJob("commit-x", JobType.COMMIT, JobState.RUNNING, disk="vda", data=data))
     with pytest.raises(TypeError, match=f"^{expected}$"):
         doc.dumps()
+
+
+def test_negative_jobflags_are_a_value_error() -> None:
+    # Written `0x-1`, which the next load dropped with a warning: the flags were lost.
+    doc = blockjob.loads(jobs())
+    doc.add_job(BlockJob("copy-x", JobType.COPY, JobState.READY, jobflags=-1, data=CopyData()))
+    with pytest.raises(ValueError, match=r"^jobflags must not be negative, not -1$"):
+        doc.dumps()

@@ -53,13 +53,21 @@ def _attribute(row: Row) -> Callable[[Any], str]:
     """How `row`'s value is written, as a function of the value."""
     head = f" {row.xml}='"
     if row.kind is Kind.FLAGS:
-        return lambda value: "" if value is None else f"{head}0x{value:x}'"
+        return lambda value: "" if value is None else f"{head}{_hex(value, row)}'"
     if row.kind is Kind.YES:
         return lambda value: f"{head}yes'" if value else ""
     if row.kind in (Kind.JOB_TYPE, Kind.STATE):
         # A StrEnum, libvirt's name, never escaped: looked up, as formatting one is slow.
         return _EnumTexts(head, JobType if row.kind is Kind.JOB_TYPE else JobState).__getitem__
     return lambda value: "" if value is None else f"{head}{escape_attr(value)}'"
+
+
+def _hex(value: int, row: Row) -> str:
+    """libvirt's flags are unsigned: a negative value was written `0x-1`, which every
+    reader drops (the job's flags gone on the next load)."""
+    if value < 0:
+        raise ValueError(f"{row.field} must not be negative, not {value}")
+    return f"0x{value:x}"
 
 
 class _EnumTexts(dict[object, str]):
