@@ -39,11 +39,13 @@ def read_input(name: PathLike, *, max_bytes: int = MAX_INPUT_BYTES,
     """`read_file(name)`, or all of standard input when `name` is `-`."""
     if os.fspath(name) != STDIN:
         return read_file(name, max_bytes=max_bytes)
+    if stdin is None and sys.stdin is None:  # started with descriptor 0 closed
+        raise InputError(STDIN_NAME, "cannot read: standard input is closed")
     stream = stdin if stdin is not None else sys.stdin.buffer
     try:
         return _read_bounded(stream.read, STDIN_NAME, max_bytes)
     except OSError as exc:
-        raise InputError(STDIN_NAME, f"cannot read: {exc.strerror or exc}") from None
+        raise InputError(STDIN_NAME, f"cannot read: {_reason(exc)}") from None
 
 
 def read_file(path: PathLike, *, max_bytes: int = MAX_INPUT_BYTES,
@@ -55,8 +57,8 @@ def read_file(path: PathLike, *, max_bytes: int = MAX_INPUT_BYTES,
         flags |= os.O_NOFOLLOW
     try:
         fd = os.open(name, flags)
-    except OSError as exc:
-        raise InputError(name, f"cannot open: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+        raise InputError(name, f"cannot open: {_reason(exc)}") from None
     try:
         info = os.fstat(fd)
         _check_kind(name, info.st_mode)
@@ -64,7 +66,7 @@ def read_file(path: PathLike, *, max_bytes: int = MAX_INPUT_BYTES,
             raise InputError(name, _too_large(info.st_size, max_bytes))
         return _read_bounded(lambda size: os.read(fd, size), name, max_bytes)
     except OSError as exc:
-        raise InputError(name, f"cannot read: {exc.strerror or exc}") from None
+        raise InputError(name, f"cannot read: {_reason(exc)}") from None
     finally:
         os.close(fd)
 
@@ -76,8 +78,8 @@ def is_directory(path: PathLike) -> bool:
         return False
     try:
         return stat.S_ISDIR(os.stat(name).st_mode)
-    except OSError as exc:
-        raise InputError(name, f"cannot open: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(name, f"cannot open: {_reason(exc)}") from None
 
 
 def check_regular(path: PathLike) -> None:
@@ -86,9 +88,14 @@ def check_regular(path: PathLike) -> None:
     name = os.fspath(path)
     try:
         mode = os.stat(name).st_mode
-    except OSError as exc:
-        raise InputError(name, f"cannot open: {exc.strerror or exc}") from None
+    except (OSError, ValueError) as exc:
+        raise InputError(name, f"cannot open: {_reason(exc)}") from None
     _check_kind(name, mode)
+
+
+def _reason(exc: OSError | ValueError) -> str:
+    """What went wrong, without the path the message names already."""
+    return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
 
 
 def _check_kind(name: str, mode: int) -> None:

@@ -77,6 +77,26 @@ def test_show_table_marks_invalid_jobs(capsys: pytest.CaptureFixture[str]) -> No
     assert "! unknown-state: line 23: unknown job state 'sleeping'" in out
 
 
+def test_show_table_quotes_what_would_break_its_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A name or errmsg read from `&#10;` started a line of its own, which looked like
+    # another job; DEL and C1 controls went to the terminal raw.
+    text = (DATA / "every-type-in.xml").read_text()
+    path = tmp_path / "lab1.xml"
+    path.write_text(text.replace("name='pull-vdc-libvirt-7-format'",
+                                 "name='pull&#10;  fake-job  copy  ready  vdz'", 1)
+                    .replace("<errmsg>only child</errmsg>",
+                             "<errmsg>only\x7f\u009b31m&#10;child</errmsg>", 1))
+    assert main(["show", str(path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 + 7  # the file's line, the header, one line per job
+    assert any(line.startswith("  'pull\\n  fake-job  copy  ready  vdz'  pull    running ")
+               for line in lines)
+    assert any(line.endswith("errmsg='only\\x7f\\x9b31m\\nchild'") for line in lines)
+    assert all(line.isprintable() for line in lines)
+
+
 def test_show_reports_unloadable_files_and_goes_on(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

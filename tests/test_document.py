@@ -262,3 +262,34 @@ def test_set_disk_chain_of_a_disk_using_a_prefix_declared_above_it() -> None:
     dumped = doc.dumps()
     assert b"<q:tuning q:level='1'/>" in dumped  # the domain declares q already
     assert blockjob.loads(dumped).dumps() == dumped
+
+
+def test_a_renamed_invalid_job_is_written_under_its_new_name() -> None:
+    # Written from its element as read, it kept the old name: the rename was lost on the
+    # next load, and a job renamed to another one's name made the whole file refused.
+    doc = blockjob.load(DATA / "invalid-jobs-in.xml")
+    invalid = doc.job("unknown-state")
+    assert invalid is not None and invalid.invalid
+    doc.remove_job("unknown-state")
+    doc.remove_job("unknown-type")
+    doc.add_job(dataclasses.replace(invalid, name="unknown-type"))
+    data = doc.dumps()
+    again = blockjob.loads(data)
+    taken = again.job("unknown-type")
+    assert taken is not None and taken.invalid
+    assert taken.problems[0].endswith("unknown job state 'sleeping'")
+    assert again.job("unknown-state") is None and again.dumps() == data
+
+
+def test_an_invalid_job_cannot_move_to_another_disk() -> None:
+    # It was accepted, then written on its old disk: a job added there next made two jobs
+    # on one disk, and the whole file was refused.
+    doc = blockjob.load(DATA / "invalid-jobs-in.xml")
+    invalid = doc.job("unknown-state")
+    assert invalid is not None and invalid.invalid and invalid.disk == "vdc"
+    doc.remove_job("bad-shallownew")  # vdd is free now
+    before = doc.dumps()
+    with pytest.raises(ValueError, match="written as it was read, on disk 'vdc'"):
+        doc.replace_job(dataclasses.replace(invalid, disk="vdd"))
+    doc.replace_job(invalid)  # unchanged, as recovery puts back a job it keeps
+    assert doc.dumps() == before

@@ -7,8 +7,10 @@ an input that cannot be used.
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -178,7 +180,8 @@ def test_readme_states_the_table() -> None:
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     assert "xmllint" not in readme.split("## Exit codes")[1].split("\n## ")[0]
     for code, constant in ((0, common.EXIT_OK), (1, common.EXIT_REJECTED),
-                           (2, common.EXIT_UNUSABLE), (130, common.EXIT_INTERRUPTED)):
+                           (2, common.EXIT_UNUSABLE), (130, common.EXIT_INTERRUPTED),
+                           (141, common.EXIT_OUTPUT_CLOSED)):
         assert code == constant
         assert f"\n| {code} |" in readme
 
@@ -188,3 +191,30 @@ def test_interrupt_exits_130(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
         raise KeyboardInterrupt
     monkeypatch.setattr("blockjob.cli.roundtrip.load_document", interrupted)
     assert main(["roundtrip", os.fspath(_no_jobs(tmp_path))]) == 130
+
+
+def test_a_closed_output_exits_141_whatever_stdout_is(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # main() called with a stdout that is no file (a caller's StringIO) has no exit flush
+    # to protect, and must not fail looking for its descriptor.
+    def closed(path: str, max_bytes: int = 0) -> int:
+        raise BrokenPipeError
+    monkeypatch.setattr("blockjob.cli.roundtrip.load_document", closed)
+    monkeypatch.setattr(sys, "stdout", io.StringIO())
+    assert main(["roundtrip", os.fspath(_no_jobs(tmp_path))]) == common.EXIT_OUTPUT_CLOSED
+
+
+def test_interrupt_while_the_command_is_imported_exits_130(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Ctrl-C during the imports (lxml, the schema engine: tenths of a second) was a
+    # traceback.
+    def interrupted(name: str) -> object:
+        raise KeyboardInterrupt
+    monkeypatch.setattr("blockjob.cli.importlib.import_module", interrupted)
+    try:
+        code = main(["validate", "x.xml"])
+    except KeyboardInterrupt:
+        pytest.fail("the interrupt left main() as a traceback")
+    assert code == 130

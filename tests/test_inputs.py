@@ -177,3 +177,22 @@ def test_an_unreadable_file(command: str, tmp_path: Path, locked: Path) -> None:
     result = _cli(command, str(path), drop_dac_override=True)
     assert result.returncode == 2
     assert result.stderr.decode() == f"{path}:0: cannot open: Permission denied\n"
+
+
+def test_a_path_with_a_nul_byte_is_an_input_error() -> None:
+    # os.open's ValueError went through as it was, not the documented InputError.
+    for call in (blockjob.load, validate_file, lambda path: recover([path], dry_run=True)):
+        with pytest.raises(InputError, match=r"^lab\x001\.xml:0: cannot open: embedded null"):
+            call("lab\x001.xml")
+
+
+def test_loads_takes_any_bytes_and_names_anything_else() -> None:
+    data = document(None).dumps()
+    for same in (bytearray(data), memoryview(data)):
+        assert blockjob.loads(same).dumps() == data  # type: ignore[arg-type]
+    # A str failed with "must be str, not bytes" from inside the parser, None with an
+    # AttributeError.
+    with pytest.raises(TypeError, match=r"takes the document's bytes, not str: encode it"):
+        blockjob.loads(data.decode())  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"takes the document's bytes, not NoneType$"):
+        blockjob.loads(None)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ import dataclasses
 import re
 from typing import NamedTuple
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -126,17 +127,23 @@ def test_valid_jobs_survive_model_xml_model(generated: list[BlockJob]) -> None:
     assert again.dumps() == data
 
 
-# Any character a value can hold, those the writer drops included: the control characters
-# libvirt drops, and those no XML reader accepts even escaped (0x1A-0x1F, U+FFFE, U+FFFF;
-# libvirt writes them raw). Not NUL: libvirt's strings end there.
-_ANY = st.characters(codec="utf-8",  # no lone surrogates
-                     blacklist_characters="\x00")
-_DROPPED = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# Any character a Python string can hold, those the writer drops included: the control
+# characters libvirt drops, those no XML reader accepts even escaped (0x1A-0x1F, U+FFFE,
+# U+FFFF; libvirt writes them raw), lone surrogates (no UTF-8 encodes them) and NUL, where
+# a value ends (as libvirt's C strings do).
+_ANY = st.characters()
+_DROPPED = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
+def _written(value: str) -> str:
+    return _DROPPED.sub("", value.partition("\x00")[0])
+
+
 # A value of dropped characters only is written empty, which libvirt reads as absent: a
 # save later, the element or attribute is gone (as in libvirt). Not generated here.
-_ANY_NAMES = st.text(_ANY, min_size=1, max_size=20).filter(lambda s: bool(_DROPPED.sub("", s)))
+_ANY_NAMES = st.text(_ANY, min_size=1, max_size=20).filter(lambda s: bool(_written(s)))
 _ANYTHING = _Values(_ANY_NAMES, st.text(_ANY, min_size=1, max_size=40).filter(
-    lambda s: bool(_DROPPED.sub("", s))), st.sampled_from(VDA) | _ANY_NAMES)
+    lambda s: bool(_written(s))), st.sampled_from(VDA) | _ANY_NAMES)
 
 
 @settings(max_examples=300, deadline=None)
@@ -160,3 +167,73 @@ def test_characters_no_xml_reader_accepts_are_dropped() -> None:
     data = doc.dumps()
     again = blockjob.loads(data)
     assert again.jobs[0].errmsg == "a[0mbc" and again.dumps() == data
+
+
+def test_a_value_ends_at_nul_and_lone_surrogates_are_dropped() -> None:
+    # Written raw, NUL made a file nothing loads, and a lone surrogate (JSON's "\udcff" in
+    # a QMP error, a name decoded with surrogateescape) stopped the dump with an encoding
+    # error.
+    doc = blockjob.loads(jobs())
+    doc.add_job(BlockJob("copy-x", JobType.COPY, JobState.FAILED, jobflags=0,
+                         errmsg="boom\udcff!\x00 what followed", data=CopyData()))
+    doc.add_job(BlockJob("commit-x", JobType.COMMIT, JobState.RUNNING, jobflags=0, disk="vda",
+                         data=CommitData(base="libvirt-1-format", top="libvirt-2-format",
+                                         topparent="libvirt-3-format",
+                                         disabled_base_bitmaps=("chk\x00a", "chk\ud800b"))))
+    data = doc.dumps()
+    again = blockjob.loads(data)
+    assert again.job("copy-x").errmsg == "boom!"  # type: ignore[union-attr]
+    assert again.job("commit-x").disabled_base_bitmaps == ("chk", "chkb")  # type: ignore[union-attr]
+    assert again.dumps() == data
+
+
+@pytest.mark.parametrize("field", ["state", "type"])
+def test_a_plain_string_for_an_enum_is_escaped(field: str) -> None:
+    # Written unescaped, a quote made the file unloadable; escaped, the job reads back
+    # invalid, with its element kept as it was written.
+    doc = blockjob.loads(jobs())
+    job = BlockJob("copy-x", JobType.COPY, JobState.READY, jobflags=0, data=CopyData())
+    doc.add_job(job)
+    doc.replace_job(dataclasses.replace(job, **{field: "it's <new>"}))  # type: ignore[arg-type]
+    data = doc.dumps()
+    again = blockjob.loads(data)
+    [read] = again.jobs
+    assert read.invalid and "'it's <new>'" in read.problems[0]
+    assert again.dumps() == data
+
+
+@pytest.mark.parametrize("name", ["", "a\x00b", "a\x01b", "\x1f", "a\ufffe", "a\udcffb"],
+                         ids=["empty", "nul", "control", "unit-separator", "ufffe", "surrogate"])
+def test_add_job_refuses_a_name_the_file_cannot_keep(name: str) -> None:
+    # The next load would drop the job (no name) or read another name ("ab", which may be
+    # another job's: then the whole file is refused).
+    doc = blockjob.loads(jobs())
+    before = doc.dumps()
+    with pytest.raises(ValueError, match="cannot keep"):
+        doc.add_job(BlockJob(name, JobType.COPY, JobState.READY, jobflags=0, data=CopyData()))
+    assert doc.jobs == [] and doc.dumps() == before
+
+
+@pytest.mark.parametrize(("field", "value", "expected"), [
+    ("disabled_base_bitmaps", ["chk0"], "disabled_base_bitmaps must be a tuple, not list"),
+    ("disabled_base_bitmaps", "chk0", "disabled_base_bitmaps must be a tuple, not str"),
+])
+def test_a_wrong_type_in_the_model_is_a_type_error_naming_the_field(
+    field: str, value: object, expected: str
+) -> None:
+    # An empty AssertionError before; under `python -O` a list went through, and a later
+    # change to it never reached a dump (a job's text is kept per job object).
+    doc = blockjob.loads(jobs())
+    data = CommitData(base="libvirt-1-format", top="libvirt-2-format",
+                      topparent="libvirt-3-format", **{field: value})  # type: ignore[arg-type]
+    doc.add_job(BlockJob("commit-x", JobType.COMMIT, JobState.RUNNING, disk="vda", data=data))
+    with pytest.raises(TypeError, match=f"^{expected}$"):
+        doc.dumps()
+
+
+def test_negative_jobflags_are_a_value_error() -> None:
+    # Written `0x-1`, which the next load dropped with a warning: the flags were lost.
+    doc = blockjob.loads(jobs())
+    doc.add_job(BlockJob("copy-x", JobType.COPY, JobState.READY, jobflags=-1, data=CopyData()))
+    with pytest.raises(ValueError, match=r"^jobflags must not be negative, not -1$"):
+        doc.dumps()

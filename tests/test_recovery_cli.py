@@ -88,6 +88,21 @@ def test_timeouts_must_be_positive_and_finite(
     assert f"{value!r} is not a positive, finite number of seconds" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("option", ["--timeout", "--connect-timeout"])
+@pytest.mark.parametrize("value", ["86401", "1e300"])
+def test_timeouts_are_at_most_a_day(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+) -> None:
+    # 1e300 went through, and the socket refused the deadline: OverflowError, a traceback.
+    path = tmp_path / "lab1.xml"
+    path.write_bytes(document(None).dumps())
+    with pytest.raises(SystemExit) as exit_info:
+        main(["recover", f"{option}={value}", str(path)])
+    assert exit_info.value.code == 2
+    assert f"{value!r} seconds is more than a day (86400)" in capsys.readouterr().err
+    assert main(["recover", "--dry-run", f"{option}=86400", str(path)]) == 0
+
+
 def test_file_not_named_for_its_domain_is_refused_untouched(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

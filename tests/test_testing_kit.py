@@ -63,6 +63,14 @@ def test_invisible_differences_are_shown(tmp_path: Path) -> None:
     assert "-<b/>\n\\ No newline at end of file\n" in message and "+<b/>\n" in message
 
 
+def test_tabs_and_spaces_at_the_end_of_a_line_are_shown(tmp_path: Path) -> None:
+    # Both sides of the diff looked the same on a terminal.
+    golden = tmp_path / "x-out.xml"
+    golden.write_bytes(b"<a>\n  <b/>  \n\t<c/>\n</a>\n")
+    message = _failure(b"<a>\n  <b/>\n  <c/>\n</a>\n", golden)
+    assert "from line 2 on" in message
+    assert "\n-  <b/>\\x20\\x20\n-\\t<c/>\n+  <b/>\n+  <c/>\n" in message
+
 def test_undecodable_bytes_are_escaped_in_the_diff(tmp_path: Path) -> None:
     golden = tmp_path / "x-out.xml"
     golden.write_bytes(b"caf\xc3\xa9\n")
@@ -98,6 +106,22 @@ def test_regeneration_rewrites_keeping_the_mode_and_creates_missing_files(tmp_pa
     assert created.stat().st_mode & 0o777 == 0o644
     # Whatever the atomic write keeps aside is never taken for a golden file.
     assert [path.name for path in tmp_path.glob("*.xml")] == ["x-out.xml"]
+
+
+@pytest.mark.usefixtures("regenerating")
+def test_regeneration_writes_through_a_symlinked_golden_file(tmp_path: Path) -> None:
+    # The link was replaced by a file of its own, and the shared file it named kept the
+    # old bytes: the other tests using it then failed, or passed on a stale output.
+    shared = tmp_path / "shared-out.xml"
+    shared.write_bytes(b"old\n")
+    link = tmp_path / "x-out.xml"
+    link.symlink_to(shared.name)
+    assert_golden(b"new\n", link)
+    assert link.is_symlink() and shared.read_bytes() == b"new\n"
+    dangling = tmp_path / "y-out.xml"
+    dangling.symlink_to("made-out.xml")
+    assert_golden(b"made\n", dangling)
+    assert dangling.is_symlink() and (tmp_path / "made-out.xml").read_bytes() == b"made\n"
 
 
 @pytest.mark.usefixtures("regenerating")

@@ -113,6 +113,21 @@ def test_a_changed_golden_file_fails_with_its_diff_and_the_environment_rewrites_
     pytester.runpytest("-k", "test_tool_output").assert_outcomes(passed=1)
 
 
+def test_a_misspelt_switch_is_a_usage_error_said_once(
+    pytester: pytest.Pytester, project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Before, the report header raised it as an INTERNALERROR traceback (exit 3).
+    monkeypatch.setenv(REGENERATE_VARIABLE, "true")
+    result = pytester.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [f"ERROR: {REGENERATE_VARIABLE} must be 1 (rewrite golden files) or 0, not 'true'"])
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert not (project / "lab-out.xml").exists()
+    # The option says what to do, whatever the variable says.
+    pytester.runpytest("--blockjob-regenerate").assert_outcomes(passed=3)
+
+
 SAME_STATUS_TEST = """
 from pathlib import Path
 

@@ -1,18 +1,21 @@
 """`blockjob` command line: one module per subcommand, one table of exit codes.
 
 Exit codes (`blockjob.cli.common`): 0 ok, 1 a document was read and is invalid or needs
-attention, 2 bad usage or an input that cannot be used, 130 interrupted.
+attention, 2 bad usage, an input that cannot be used or an output that cannot be written,
+130 interrupted, 141 standard output closed before everything was written.
 Errors go to stderr as `FILE:LINE: message`, never as a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 
-from blockjob.cli.common import EXIT_INTERRUPTED, EXIT_OK, EXIT_UNUSABLE
+from blockjob.cli.common import EXIT_INTERRUPTED, EXIT_OUTPUT_CLOSED, EXIT_UNUSABLE, error
 
 # Subcommand -> its one-line help. `blockjob.cli.<name>` defines `configure(parser)` and
 # `run(args) -> int`; only the chosen one is imported, so that a command does not pay for
@@ -42,6 +45,39 @@ def _chosen(argv: Sequence[str]) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        # The chosen command's imports (lxml, the schema engine) take a moment of their
+        # own: a Ctrl-C then is an interruption too, not a traceback.
+        args, prog = _parse(argv)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    if sys.stdout is None:  # started with descriptor 1 closed: no way to report anything
+        error(f"{prog}: standard output is closed; nothing was done")
+        return EXIT_UNUSABLE
+    try:
+        code: int = args.run(args)
+        sys.stdout.flush()  # a reader that went away is found here, not at exit
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _discard_output()
+        return EXIT_OUTPUT_CLOSED
+    except OSError as exc:
+        # Inputs, saves and QMP report their own errors: one without a file name and of
+        # these kinds is standard output's (`> /dev/full`, a full disk, a quota).
+        if exc.filename is not None or exc.errno not in _OUTPUT_ERRNOS:
+            raise
+        _discard_output()
+        error(f"<stdout>:0: cannot write: {exc.strerror}; the output is incomplete")
+        return EXIT_UNUSABLE
+    return code
+
+
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
+
+
+def _parse(argv: list[str]) -> tuple[argparse.Namespace, str]:
+    """The arguments, with the chosen command's `run`; and the program's name."""
     parser = _Parser(prog="blockjob", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     chosen = _chosen(argv)
@@ -51,11 +87,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             module = importlib.import_module(f"blockjob.cli.{name}")
             module.configure(sub)
             sub.set_defaults(run=module.run)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv), parser.prog
+
+
+def _discard_output() -> None:
+    """Send what stdout still buffers nowhere: flushed at exit into the closed pipe, it
+    would end the process with Python's own message and status 120."""
     try:
-        code: int = args.run(args)
-    except KeyboardInterrupt:
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return EXIT_OK
-    return code
+        fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a file (a caller's StringIO): no exit flush to fail
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

@@ -20,6 +20,10 @@ EXIT_REJECTED = 1
 # the loader (e.g. two jobs with one name).
 EXIT_UNUSABLE = 2
 EXIT_INTERRUPTED = 130
+# Standard output was closed before everything was written (`| head`): the output is
+# incomplete and later inputs may not have been looked at. 128 + SIGPIPE, the status a
+# shell reports for a program that SIGPIPE stopped.
+EXIT_OUTPUT_CLOSED = 141
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
 

@@ -35,14 +35,22 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_max_size(parser)
 
 
+# A day: far beyond any QMP command, and far below what a socket timeout can hold (a
+# deadline past the platform's time_t stopped recovery with an OverflowError).
+MAX_SECONDS = 24 * 3600
+
+
 def _seconds(text: str) -> float:
-    """A positive, finite number of seconds (argparse reports anything else, exit 2)."""
+    """A positive, finite number of seconds up to a day (argparse reports anything else,
+    exit 2)."""
     try:
         value = float(text)
     except ValueError:
         value = math.nan
     if not math.isfinite(value) or value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite number of seconds")
+    if value > MAX_SECONDS:
+        raise argparse.ArgumentTypeError(f"{text!r} seconds is more than a day ({MAX_SECONDS})")
     return value
 
 

@@ -36,6 +36,17 @@ COLUMNS = frozenset({"name", "type", "state", "disk", "jobflags"})
 DETAIL_KEYS = tuple(row.key for row in ROWS if row.key and row.key not in COLUMNS)
 
 
+def _cell(text: str) -> str:
+    """`text` as is, or quoted when it holds a newline or another character that does not
+    print: a name read from `&#10;` would otherwise start a row of its own."""
+    return text if text.isprintable() else repr(text)
+
+
+def _value(text: str) -> str:
+    """A detail value, quoted where it could be read as more than one."""
+    return repr(text) if not text.isprintable() or any(c in text for c in " ,'\"\\") else text
+
+
 def details(job: dict[str, Any]) -> str:
     parts = []
     for key in DETAIL_KEYS:
@@ -43,10 +54,9 @@ def details(job: dict[str, Any]) -> str:
         if value is True:
             parts.append(key.replace("_", "-"))
         elif isinstance(value, list) and value:
-            parts.append(f"{key.replace('_', '-')}=" + ",".join(value))
+            parts.append(f"{key.replace('_', '-')}=" + ",".join(map(_value, value)))
         elif isinstance(value, str) and value:
-            shown = repr(value) if any(c in value for c in " '\"\\") else value
-            parts.append(f"{key.replace('_', '-')}={shown}")
+            parts.append(f"{key.replace('_', '-')}={_value(value)}")
     return " ".join(parts)
 
 
@@ -54,19 +64,19 @@ def _table(summary: dict[str, Any]) -> str:
     header = ("NAME", "TYPE", "STATE", "DISK", "DETAILS")
     rows = [header]
     for job in summary["jobs"]:
-        disk = (job["disk"] or "-") + (" (mirror)" if job["mirror"] else "")
-        state = job["state"] + (" INVALID" if job["invalid"] else "")
-        rows.append((job["name"], job["type"], state, disk, details(job)))
+        disk = _cell(job["disk"] or "-") + (" (mirror)" if job["mirror"] else "")
+        state = _cell(job["state"]) + (" INVALID" if job["invalid"] else "")
+        rows.append((_cell(job["name"]), _cell(job["type"]), state, disk, details(job)))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = [
-        f"{summary['file']}: domain {summary['domain'] or '?'}, "
+        f"{_cell(summary['file'])}: domain {_cell(summary['domain'] or '?')}, "
         f"{len(summary['jobs'])} job(s), active={'yes' if summary['active'] else 'no'}"
     ]
     for row in rows if summary["jobs"] else ():
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         lines.append("  " + "  ".join([*cells, row[-1]]).rstrip())
     for job in summary["jobs"]:
-        lines.extend(f"  ! {job['name']}: {problem}" for problem in job["problems"])
+        lines.extend(f"  ! {_cell(job['name'])}: {_cell(problem)}" for problem in job["problems"])
     return "\n".join(lines)
 
 

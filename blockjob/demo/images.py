@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from blockjob.demo.signals import deferred
 from blockjob.errors import BlockJobError
 
 MiB = 1 << 20
@@ -52,9 +53,12 @@ class ImageSpec:
 def run_tool(argv: Sequence[str]) -> str:
     """Run a QEMU tool; its stdout, or a typed error naming the command."""
     try:
-        done = subprocess.run(
-            list(argv), capture_output=True, text=True, check=False, timeout=TOOL_TIMEOUT
-        )
+        # Deferred (at most TOOL_TIMEOUT, usually milliseconds): a stop raised inside the
+        # Popen's waitpid lock would keep it, and `run` then waits on it forever.
+        with deferred():
+            done = subprocess.run(
+                list(argv), capture_output=True, text=True, check=False, timeout=TOOL_TIMEOUT
+            )
     except FileNotFoundError:
         raise ImageToolError(f"{argv[0]}: not installed") from None
     except subprocess.TimeoutExpired:

@@ -12,7 +12,6 @@ QMP connection and its lock on the domain.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from pathlib import Path
 from blockjob.demo import story
 from blockjob.demo.lab import DiskSpec, Lab
 from blockjob.demo.picture import disk_picture
+from blockjob.demo.signals import deferred
 from blockjob.model import JobState
 from blockjob.qemu.monitor import Monitor
 from blockjob.statusxml.document import StatusDocument, load
@@ -130,10 +130,12 @@ def _killed_daemon(status_path: Path, base_node: str, say: Say) -> str:
                     job_name = line[len(STARTED):].strip()
                     break
                 say(line.rstrip("\n"))
-            daemon.send_signal(signal.SIGKILL)
         finally:
-            daemon.kill()  # no-op once dead; the demo never leaves it behind
-            errors = daemon.communicate()[1]
+            # Deferred, as every Popen call of the demo (`QemuProcess`): a stop inside
+            # its waitpid lock would keep it, and `communicate` then waits forever.
+            with deferred():
+                daemon.kill()  # the demo never leaves it behind
+                errors = daemon.communicate()[1]
     if not job_name:
         raise RuntimeError(f"the daemon process ended before its commit ran: {errors}")
     say("")

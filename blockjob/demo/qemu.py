@@ -81,28 +81,36 @@ class QemuProcess:
                 argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True
             )
 
+    # Every call into the Popen runs `deferred`: a stop raised between its taking its
+    # waitpid lock and the `try` that releases it kept the lock, and the clean-up's
+    # `wait()` then blocked forever on it, QEMU a zombie.
+
     def connect(self) -> Monitor:
-        if self._proc is None or self._proc.poll() is not None:
+        with deferred():
+            running = self._proc is not None and self._proc.poll() is None
+        if not running:
             raise QemuStartError(f"{QEMU} is not running; see {self._log}")
         return Monitor.connect(self.monitor_path, connect_timeout=10.0)
 
     def kill(self) -> None:
         """SIGKILL QEMU, as a crash would."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGKILL)
-            self._proc.wait()
+        with deferred():
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.send_signal(signal.SIGKILL)
+                self._proc.wait()
 
     def stop(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
-            try:
-                self._proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self._proc = None
-        if self._rundir is not None:
-            shutil.rmtree(self._rundir, ignore_errors=True)
-            self._rundir = None
+        with deferred():
+            if self._proc is not None and self._proc.poll() is None:
+                self._proc.terminate()
+                try:
+                    self._proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    self.kill()
+            self._proc = None
+            if self._rundir is not None:
+                shutil.rmtree(self._rundir, ignore_errors=True)
+                self._rundir = None
 
 
 def _storage_options(image: AttachedImage, spec: ImageSpec) -> dict[str, object]:

@@ -21,7 +21,13 @@ from blockjob.model import ACTIVE_STATES, BlockJob, StorageSource
 from blockjob.statusxml.disks import Disk, DiskRefs, has_mirror_at, read_disk_at, read_disks
 from blockjob.statusxml.lazyimages import LoadedBlockjobs
 from blockjob.statusxml.mapping import node_references
-from blockjob.statusxml.node import TRUSTED_PARSER, first_children, kept_node, write_node
+from blockjob.statusxml.node import (
+    TRUSTED_PARSER,
+    first_children,
+    kept_node,
+    write_node,
+    written_as_is,
+)
 from blockjob.statusxml.parse import parse
 from blockjob.statusxml.reader import ReadContext, read_jobs
 from blockjob.statusxml.sources import backing_node, top_source_node
@@ -139,6 +145,7 @@ class StatusDocument:
         return next((job for job in self._jobs.values() if job.disk == target), None)
 
     def add_job(self, job: BlockJob) -> None:
+        _check_name(job.name)
         if job.name in self._jobs:
             raise ValueError(f"a block job named '{job.name}' already exists")
         self._check_disk(job)
@@ -159,6 +166,8 @@ class StatusDocument:
     def _check_disk(self, job: BlockJob) -> None:
         if job.disk is None:
             return
+        if job.invalid and job.raw is not None:
+            _check_written_disk(job, job.raw)
         if job.disk not in self._targets:
             raise ValueError(f"job '{job.name}': the domain has no disk '{job.disk}'")
         other = self.job_for_disk(job.disk)
@@ -406,6 +415,25 @@ class _Dump(NamedTuple):
 _new_dump = tuple.__new__  # NamedTuple's own constructor costs more, per save
 
 
+def _check_name(name: str) -> None:
+    """A new job's name must read back as given: the next load would drop a job without
+    one, or read another name, which may be taken (the whole file refused)."""
+    if not name or not written_as_is(name):
+        raise ValueError(f"block job name {name!r} is empty or holds characters a status "
+                         "file cannot keep (NUL, control characters other than TAB, LF and "
+                         "CR, U+FFFE, U+FFFF, lone surrogates)")
+
+
+def _check_written_disk(job: BlockJob, raw: Node) -> None:
+    """An invalid job is written as it was read: on another disk than its element's, the
+    checks would pass for a disk the file never gets (two jobs on one disk: refused)."""
+    element = raw.child("disk")
+    written = element.attr("dst") if element is not None else None
+    if written != job.disk:
+        raise ValueError(f"job '{job.name}' is invalid and written as it was read, on disk "
+                         f"'{written}': its disk cannot change to '{job.disk}'")
+
+
 def _reuse(last: JobText | None, job: BlockJob) -> JobText:
     return last if last is not None and last.job is job else job_text(job, last)
 
@@ -432,7 +460,18 @@ def _set_attr(node: Node, name: str, value: str) -> Node:
 
 def loads(data: bytes, filename: str = "<bytes>") -> StatusDocument:
     """Load a status document from bytes; StatusXMLError when libvirt would refuse it."""
+    if type(data) is not bytes:
+        data = _as_bytes(data)
     return StatusDocument(data, filename)
+
+
+def _as_bytes(data: object) -> bytes:
+    """A bytes-like `data` as bytes; TypeError naming what was given instead (a str got
+    "must be str, not bytes" from deep inside the parser, None an AttributeError)."""
+    if isinstance(data, bytearray | memoryview):
+        return bytes(data)
+    hint = ": encode it, or give load() the path" if isinstance(data, str) else ""
+    raise TypeError(f"loads() takes the document's bytes, not {type(data).__name__}{hint}")
 
 
 def load(path: str | Path, *, max_bytes: int = MAX_INPUT_BYTES) -> StatusDocument:

@@ -17,13 +17,17 @@ from blockjob.element import Node
 # value back, we write a character reference instead (docs/format.md#differences): TAB,
 # LF and CR in attribute values (normalised to spaces), CR in text (read as LF). What no
 # XML reader accepts at all, escaped or not, is dropped too: 0x1A-0x1F, U+FFFE, U+FFFF
-# (libvirt writes them, and its next start cannot load the file).
-_DROP = re.compile("[\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# (libvirt writes them, and its next start cannot load the file), and lone surrogates (a
+# Python string may hold them; no UTF-8 encodes them). A value ends at NUL, as libvirt's C
+# strings do: written raw, NUL makes a file nothing loads.
+_LOST = "\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff"
+_DROP = re.compile(f"[{_LOST}]")
+_CHANGED = re.compile(f"[\x00{_LOST}]")
 _ENTITIES = {"<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;"}
 _ATTR_ESCAPES = str.maketrans({**_ENTITIES, "\t": "&#9;", "\n": "&#10;", "\r": "&#13;"})
 _TEXT_ESCAPES = str.maketrans({**_ENTITIES, "\r": "&#13;"})
-_ATTR_NEEDS_WORK = re.compile("[<>&\"'\t\n\r\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
-_TEXT_NEEDS_WORK = re.compile("[<>&\"'\r\x01-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+_ATTR_NEEDS_WORK = re.compile(f"[<>&\"'\t\n\r\x00{_LOST}]")
+_TEXT_NEEDS_WORK = re.compile(f"[<>&\"'\r\x00{_LOST}]")
 
 
 def written_as_is(value: str) -> bool:
@@ -35,14 +39,19 @@ def escape_attr(value: str) -> str:
     """Escape an attribute value (see above)."""
     if _ATTR_NEEDS_WORK.search(value) is None:
         return value
-    return _DROP.sub("", value).translate(_ATTR_ESCAPES)
+    return _DROP.sub("", value.partition("\x00")[0]).translate(_ATTR_ESCAPES)
 
 
 def escape_text(value: str) -> str:
     """Escape text content (see above)."""
     if _TEXT_NEEDS_WORK.search(value) is None:
         return value
-    return _DROP.sub("", value).translate(_TEXT_ESCAPES)
+    return _DROP.sub("", value.partition("\x00")[0]).translate(_TEXT_ESCAPES)
+
+
+def written_as_is(value: str) -> bool:
+    """Whether `value` reads back whole once written: nothing in it is dropped or cut off."""
+    return _CHANGED.search(value) is None
 
 
 def first_children(element: etree._Element) -> dict[object, etree._Element]:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from itertools import compress
 from operator import attrgetter, call, is_, is_not
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from blockjob.element import Node
 from blockjob.model import BlockJob, JobChains, JobData, JobState, JobType, StorageSource
@@ -44,6 +44,8 @@ class _Children:
         write_node(self.out, node, self.indent, pad=self.pad)
 
 
+_T = TypeVar("_T")
+
 # How each kind of row is written, given the model's value. Attributes return their text
 # ("" when unset: None, or False for a flag); children append to the buffer (None: nothing).
 
@@ -51,13 +53,21 @@ def _attribute(row: Row) -> Callable[[Any], str]:
     """How `row`'s value is written, as a function of the value."""
     head = f" {row.xml}='"
     if row.kind is Kind.FLAGS:
-        return lambda value: "" if value is None else f"{head}0x{value:x}'"
+        return lambda value: "" if value is None else f"{head}{_hex(value, row)}'"
     if row.kind is Kind.YES:
         return lambda value: f"{head}yes'" if value else ""
     if row.kind in (Kind.JOB_TYPE, Kind.STATE):
         # A StrEnum, libvirt's name, never escaped: looked up, as formatting one is slow.
         return _EnumTexts(head, JobType if row.kind is Kind.JOB_TYPE else JobState).__getitem__
     return lambda value: "" if value is None else f"{head}{escape_attr(value)}'"
+
+
+def _hex(value: int, row: Row) -> str:
+    """libvirt's flags are unsigned: a negative value was written `0x-1`, which every
+    reader drops (the job's flags gone on the next load)."""
+    if value < 0:
+        raise ValueError(f"{row.field} must not be negative, not {value}")
+    return f"0x{value:x}"
 
 
 class _EnumTexts(dict[object, str]):
@@ -70,7 +80,9 @@ class _EnumTexts(dict[object, str]):
         self.head = head
 
     def __missing__(self, value: object) -> str:
-        return f"{self.head}{value}'"
+        # A plain string a caller put in (`state="ready"`, or anything else): escaped,
+        # so that what the reader then marks invalid still loads.
+        return f"{self.head}{escape_attr(str(value))}'"
 
 
 def _text(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
@@ -83,11 +95,20 @@ def _disk(children: _Children, row: Row, value: object, job: BlockJob) -> None:
     children.line(f"<{row.xml} dst='{escape_attr(str(value))}'{mirror}/>")
 
 
+def _expect(value: object, cls: type[_T], row: Row) -> _T:
+    """`value`, or a TypeError naming the field when a caller put something else in the
+    model (an assert said nothing, and under `python -O` a list went through: a later
+    change to it never reached a dump, whose text is kept per job object)."""
+    if not isinstance(value, cls):
+        raise TypeError(f"{row.field} must be a {cls.__name__}, not {type(value).__name__}")
+    return value
+
+
 def _chains(children: _Children, row: Row, value: object, job: BlockJob) -> None:
-    assert isinstance(value, JobChains)
+    chains = _expect(value, JobChains, row)
     if job.disk is not None:
         return  # a bound job's chains are its disk's, in the domain
-    parts = [(tag, top) for tag, top in (("disk", value.disk), ("mirror", value.mirror))
+    parts = [(tag, top) for tag, top in (("disk", chains.disk), ("mirror", chains.mirror))
              if top is not None]
     if parts:
         children.node(Node(row.xml, (), tuple(job_source_node(t, top) for t, top in parts)))
@@ -104,10 +125,10 @@ def _flag(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
 
 
 def _names(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
-    assert isinstance(value, tuple)
-    if value:
+    names = _expect(value, tuple, row)
+    if names:
         children.line(f"<{row.xml}>")
-        for name in value:
+        for name in names:
             children.out.append(f"{children.indent}  <{row.item} name='{escape_attr(name)}'/>\n")
         children.out.append(f"{children.indent}</{row.xml}>\n")
 
@@ -117,8 +138,7 @@ def _named(children: _Children, row: Row, value: object, _job: BlockJob) -> None
 
 
 def _image(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
-    assert isinstance(value, StorageSource)
-    children.node(job_source_node(row.xml, value))
+    children.node(job_source_node(row.xml, _expect(value, StorageSource, row)))
 
 
 _ChildWriter = Callable[[_Children, Row, object, BlockJob], None]
@@ -247,9 +267,10 @@ def job_text(job: BlockJob, last: JobText | None = None) -> JobText:
     the same name, lends its children and attribute texts where they are written from the
     same objects: the daemon's usual edit changes only a state, an attribute."""
     if job.invalid and job.raw is not None:
-        # What the reader could not make sense of goes back as it came in.
+        # What the reader could not make sense of goes back as it came in, under the job's
+        # name: the key of the document, which a caller may have changed.
         out: list[str] = []
-        write_node(out, job.raw, JOB_INDENT, inline_tags=_INLINE)
+        write_node(out, _renamed(job.raw, job.name), JOB_INDENT, inline_tags=_INLINE)
         return _new(JobText, (job, "".join(out).encode("utf-8"), None, None))
     if last is not None and last.children is not None and _same_children(job, last.job):
         children = last.children
@@ -263,6 +284,16 @@ def job_text(job: BlockJob, last: JobText | None = None) -> JobText:
 
 
 _new = tuple.__new__
+
+
+def _renamed(raw: Node, name: str) -> Node:
+    """`raw` with `name` as its name attribute: written under the old one, a renamed job
+    came back under that name on the next load, or twice under one name (the whole file
+    refused) when it took another job's."""
+    if raw.attr("name") == name:
+        return raw
+    return raw.with_attrs(tuple((key, name if key == "name" else value)
+                                for key, value in raw.attrs))
 
 
 def write_blockjobs(

@@ -10,13 +10,21 @@ def _lines(text: str) -> list[str]:
     """Lines split at "\\n" only, as line numbers count them, with the rest made visible.
 
     A carriage return is shown as `\\r` (a CRLF checkout otherwise shows two equal lines),
-    and a last line without a newline is marked the way GNU diff marks it.
+    a tab as `\\t` and each space that ends a line as `\\x20` (a tab for spaces, or spaces an
+    editor left, showed as two equal lines too), and a last line without a newline is
+    marked the way GNU diff marks it.
     """
-    lines = [line + "\n" for line in text.split("\n")]
-    last = lines.pop()
-    if last != "\n":
-        lines.append(last[:-1] + "\n\\ No newline at end of file\n")
-    return [line.replace("\r", "\\r") for line in lines]
+    *lines, last = text.split("\n")
+    shown = [_visible(line) + "\n" for line in lines]
+    if last:
+        shown.append(_visible(last) + "\n\\ No newline at end of file\n")
+    return shown
+
+
+def _visible(line: str) -> str:
+    line = line.replace("\r", "\\r").replace("\t", "\\t")
+    kept = line.rstrip(" ")
+    return kept + "\\x20" * (len(line) - len(kept))
 
 
 def first_difference(old: str, new: str) -> int:

@@ -71,6 +71,10 @@ def assert_golden(actual: StatusDocument | bytes, path: str | os.PathLike[str]) 
 
 
 def _write(target: Path, data: bytes) -> None:
+    # A golden file that is a symlink (one output shared by several tests) is rewritten
+    # where it points: replacing the link itself left the shared file stale.
+    if target.is_symlink():
+        target = target.resolve()
     try:
         mode = stat.S_IMODE(target.stat().st_mode)
     except FileNotFoundError:

@@ -32,6 +32,12 @@ def pytest_configure(config: pytest.Config) -> None:
         patch = pytest.MonkeyPatch()
         patch.setenv(REGENERATE_VARIABLE, "1")
         config.add_cleanup(patch.undo)
+    try:
+        regenerating()
+    except ValueError as exc:
+        # Said once, as pytest says a bad option, instead of an INTERNALERROR traceback
+        # from the report header and the same failure in every golden test.
+        raise pytest.UsageError(str(exc)) from None
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
