@@ -30,11 +30,6 @@ _ATTR_NEEDS_WORK = re.compile(f"[<>&\"'\t\n\r\x00{_LOST}]")
 _TEXT_NEEDS_WORK = re.compile(f"[<>&\"'\r\x00{_LOST}]")
 
 
-def written_as_is(value: str) -> bool:
-    """Whether the file keeps `value` whole: no character of it is one the writer drops."""
-    return _DROP.search(value) is None
-
-
 def escape_attr(value: str) -> str:
     """Escape an attribute value (see above)."""
     if _ATTR_NEEDS_WORK.search(value) is None:
