@@ -95,15 +95,19 @@ def test_qemu_dying_mid_session_is_monitor_unavailable(tmp_path: Path) -> None:
 
 
 @needs_qemu
-def test_exported_nodes_follow_the_nbd_server(tmp_path: Path) -> None:
+def test_block_exports_follow_the_nbd_server(tmp_path: Path) -> None:
     with started(tmp_path) as tb, tb.connect() as monitor:
-        assert monitor.exported_nodes() == set()
+        assert monitor.block_exports() == {}
         monitor.execute("nbd-server-start", {"addr": {
             "type": "unix", "data": {"path": str(tmp_path / "nbd.sock")}}})
         monitor.execute("block-export-add", {"type": "nbd", "id": "e", "node-name": BASE})
-        assert monitor.exported_nodes() == {BASE}
+        monitor.execute("block-export-add", {"type": "nbd", "id": "f", "node-name": BASE,
+                                             "name": "f"})
+        assert monitor.block_exports() == {"e": BASE, "f": BASE}
+        monitor.block_export_del("f")
+        assert monitor.block_exports() == {"e": BASE}
         monitor.nbd_server_stop()
-        assert monitor.exported_nodes() == set()
+        assert monitor.block_exports() == {}
 
 
 def _answering(*replies: object) -> Monitor:
@@ -121,11 +125,11 @@ def _answering(*replies: object) -> Monitor:
     return monitor
 
 
-def test_exported_nodes_on_a_qemu_without_block_exports_are_none() -> None:
+def test_block_exports_on_a_qemu_without_them_are_none() -> None:
     missing = QMPCommandError("query-block-exports", "CommandNotFound", "not found")
-    assert _answering(missing).exported_nodes() == set()
+    assert _answering(missing).block_exports() == {}
     refused = QMPCommandError("query-block-exports", "GenericError", "no")
     with pytest.raises(QMPCommandError):
-        _answering(refused).exported_nodes()
+        _answering(refused).block_exports()
     with pytest.raises(MonitorReplyError, match="unexpected reply to query-block-exports"):
-        _answering([{"id": "e"}]).exported_nodes()
+        _answering([{"id": "e"}]).block_exports()

@@ -35,6 +35,7 @@ _START_NO_STREAM = frozenset({
     "query-jobs", "query-named-block-nodes", "x-debug-query-block-graph", "query-block",
     "job-dismiss", "job-finalize", "job-cancel", "job-complete", "blockdev-reopen",
     "blockdev-del", "transaction", "block-commit", "query-block-exports", "nbd-server-stop",
+    "block-export-del",
 })
 
 
@@ -146,8 +147,8 @@ def _text(raw: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def _exported(raw: object) -> set[str]:
-    return {_text(_mapping(item), "node-name") for item in _list(raw)}
+def _exported(raw: object) -> dict[str, str]:
+    return {_text(raw, "id"): _text(raw, "node-name") for raw in map(_mapping, _list(raw))}
 
 
 def _job(item: object) -> QemuJob:
@@ -391,14 +392,14 @@ class Monitor:
         """The node each block device (`query-block`) runs on, for devices with a medium."""
         return self._parsed(_DEVICES[0], _roots, self.execute(*_DEVICES))
 
-    def exported_nodes(self) -> set[str]:
-        """The nodes block exports serve (a pull backup's NBD export); none on a QEMU
-        without `query-block-exports` (before 5.2)."""
+    def block_exports(self) -> dict[str, str]:
+        """The node each block export serves, by export id (a pull backup's NBD export);
+        none on a QEMU without `query-block-exports` (before 5.2)."""
         try:
             raw = self.execute("query-block-exports")
         except QMPCommandError as exc:
             if exc.error_class == "CommandNotFound":
-                return set()
+                return {}
             raise
         return self._parsed("query-block-exports", _exported, raw)
 
@@ -457,6 +458,10 @@ class Monitor:
 
     def nbd_server_stop(self) -> None:
         self.execute("nbd-server-stop")
+
+    def block_export_del(self, export_id: str) -> None:
+        # `hard`: NBD clients are cut off, as nbd-server-stop cuts them off.
+        self.execute("block-export-del", {"id": export_id, "mode": "hard"})
 
     def blockdev_del(self, node_name: str) -> None:
         self.execute("blockdev-del", {"node-name": node_name})

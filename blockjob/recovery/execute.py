@@ -158,9 +158,19 @@ def _delete_files(ctx: Context, step: DeleteFiles) -> None:
 
 
 def _stop_exports(ctx: Context, step: StopExports) -> None:
+    """The server stops only when it serves nothing else (libvirt's own server stops
+    once the backup's last export ended): another job's export, or one the backup never
+    made, is left served, and only the image's own exports are deleted. One command
+    either way, so a rerun after a kill finds the same thing done."""
     image = step.image
-    if ctx.monitor.exported_nodes() & {image.format_node, image.storage_node}:
+    served = ctx.monitor.block_exports()
+    ours = [name for name, node in served.items()
+            if node in (image.format_node, image.storage_node)]
+    if ours and len(ours) == len(served):
         ctx.monitor.nbd_server_stop()
+        return
+    for name in ours:
+        ctx.monitor.block_export_del(name)
 
 
 def _remove_bitmap(ctx: Context, step: RemoveBitmap) -> None:

@@ -83,8 +83,9 @@ class DeleteFiles:
 
 @dataclass(frozen=True)
 class StopExports:
-    """`nbd-server-stop` while QEMU exports the image (a pull backup's scratch image):
-    the export holds it, and libvirt 9.0 stops the server when the backup's job ends."""
+    """End QEMU's exports of the image (a pull backup's scratch image), which hold it:
+    `nbd-server-stop` when they are all the server serves, as libvirt 9.0 stops its
+    server when the backup's last job ends; else `block-export-del` of them only."""
 
     image: StorageSource
 
@@ -156,7 +157,8 @@ def describe(step: Step) -> str:
             paths = ", ".join(str(image.path) for image in images if image.type == "file")
             return f"delete the committed image files {paths or '(none local)'}"
         case StopExports(image=image):
-            return f"nbd-server-stop if {effective_node(image)} is exported"
+            return (f"end the exports of {effective_node(image)} (nbd-server-stop if it "
+                    f"serves nothing else)")
         case RemoveBitmap(image=image, name=name):
             return f"remove bitmap {name} from {effective_node(image)}"
         case Drop(job=job, disk=disk, chain=chain, drop_mirror=drop_mirror, backup=backup):

@@ -1,0 +1,68 @@
+"""A pull backup that ended while the daemon was away, finished against a real QEMU:
+the job's NBD export goes, and the server only once nothing else is served from it (a
+second job of the backup still running, or an export the backup never made)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import blockjob
+from blockjob.demo.lab import DiskSpec, Lab
+from blockjob.recovery import recover
+from tests.support import scenario
+from tests.support.backup_lab import backup_job, exports, record_pull, scratch_node, start_pull
+from tests.support.qemu_fixtures import BASE, QEMU_MARKS, started, wait_concluded
+
+pytestmark = QEMU_MARKS
+VDA = backup_job("vda", 1)
+
+
+def _cancel(tb: Lab, job: str) -> None:
+    with tb.connect() as monitor:
+        monitor.job_cancel(job)
+    wait_concluded(tb, job)
+
+
+def test_an_export_the_backup_never_made_keeps_the_nbd_server(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        with tb.connect() as monitor:
+            scratch = start_pull(monitor, tb, "vda", 1, 9)
+            monitor.execute("block-export-add", {"type": "nbd", "id": "other",
+                                                 "node-name": BASE})
+        record_pull(tb, [("vda", 1, scratch, 9)])
+        _cancel(tb, VDA)
+        report = recover([tb.status_path])
+        assert report.ok, report
+        with tb.connect() as monitor:  # a fresh look
+            assert exports(monitor) == {"other": BASE}
+            assert scratch_node(9) not in monitor.node_names()
+            assert VDA not in monitor.query_jobs()
+        doc = blockjob.load(tb.status_path)
+        assert not doc.jobs and b"<backups>" not in doc.dumps()
+
+
+def test_a_backup_job_still_running_keeps_its_export_and_the_backup(tmp_path: Path) -> None:
+    disks = [DiskSpec("vda", scenario.chain()), DiskSpec("vdb", scenario.chain())]
+    (tmp_path / "lab").mkdir()
+    with Lab(tmp_path / "lab", disks) as tb:
+        with tb.connect() as monitor:
+            vda = start_pull(monitor, tb, "vda", 1, 9)
+            vdb = start_pull(monitor, tb, "vdb", 4, 10)
+        record_pull(tb, [("vda", 1, vda, 9), ("vdb", 4, vdb, 10)])
+        _cancel(tb, VDA)
+        report = recover([tb.status_path])
+        assert report.ok, report
+        with tb.connect() as monitor:
+            assert exports(monitor) == {"vdb": scratch_node(10)}
+            assert scratch_node(9) not in monitor.node_names()
+            assert monitor.query_jobs()[backup_job("vdb", 4)].status == "running"
+        doc = blockjob.load(tb.status_path)
+        assert [job.name for job in doc.jobs] == [backup_job("vdb", 4)]
+        assert b"<backups>" in doc.dumps() and b"async='backup'" in doc.dumps()
+        # The backup's last job ends: the server goes, and the backup with it.
+        _cancel(tb, backup_job("vdb", 4))
+        assert recover([tb.status_path]).ok
+        with tb.connect() as monitor:
+            assert exports(monitor) == {}
+            assert {scratch_node(9), scratch_node(10)}.isdisjoint(monitor.node_names())
+        assert b"<backups>" not in tb.status_path.read_bytes()
