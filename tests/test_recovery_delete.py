@@ -5,19 +5,41 @@ by `blockjob recover` left vda-mid.qcow2 behind)."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from blockjob.element import Node
 from blockjob.model import StorageSource
+from blockjob.qemu.monitor import BlockNode
 from blockjob.recovery import plan_job
 from blockjob.recovery.execute import Context, run_step
 from blockjob.recovery.steps import DeleteFiles, describe
 from tests.test_recovery_plan import COMMIT, document, kinds, qemu
 
 
-def _image(path: Path, kind: str = "file") -> StorageSource:
+def _image(path: Path | str, kind: str = "file") -> StorageSource:
     return StorageSource(kind, "qcow2", Node("source", (("file", str(path)),), ()))
+
+
+class _Qemu:
+    """A monitor whose nodes have `files` open (QEMU's `file` of each node)."""
+
+    def __init__(self, *files: str) -> None:
+        self.files = files
+
+    def query_nodes(self) -> dict[str, BlockNode]:
+        return {f"n{i}": BlockNode(f"n{i}", "qcow2", True, filename=name)
+                for i, name in enumerate(self.files)}
+
+
+def _deleted(*images: StorageSource, qemu: _Qemu | None = None) -> list[str]:
+    """Run the DeleteFiles step; the problems it reported."""
+    ctx = Context(document(), None, qemu or _Qemu())  # type: ignore[arg-type]
+    run_step(ctx, DeleteFiles(images))
+    return ctx.problems
 
 
 def test_commit_with_delete_removes_the_committed_files_after_their_nodes() -> None:
@@ -42,8 +64,53 @@ def test_deleting_files_skips_gone_and_non_local_ones_and_reports_failures(
     busy.mkdir()
     network = _image(tmp_path / "net.qcow2", kind="network")
     (tmp_path / "net.qcow2").write_bytes(b"remote")
-    ctx = Context(document(), None, None)  # type: ignore[arg-type]
-    run_step(ctx, DeleteFiles((_image(present), _image(gone), _image(busy), network)))
+    problems = _deleted(_image(present), _image(gone), _image(busy), network)
     assert not present.exists() and busy.is_dir() and (tmp_path / "net.qcow2").exists()
-    assert [problem.split(":")[0] for problem in ctx.problems] == [
-        f"committed image {busy} could not be deleted"]
+    assert problems == [f"committed image {busy} is a directory, not an image: not deleted"]
+
+
+def test_a_file_that_cannot_be_unlinked_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    image = tmp_path / "mid.qcow2"
+    image.write_bytes(b"image")
+
+    def refused(path: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(os, "unlink", refused)  # root unlinks in a read-only directory
+    assert _deleted(_image(image)) == [
+        f"committed image {image} could not be deleted: Permission denied"]
+
+
+def test_a_relative_committed_path_is_never_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Relative to the recovering process's directory it would name some other file."""
+    monkeypatch.chdir(tmp_path)
+    Path("mid.qcow2").write_bytes(b"not the image")
+    assert _deleted(_image("mid.qcow2")) == [
+        "committed image mid.qcow2 is a relative path (relative to what is unknown): "
+        "not deleted"]
+    assert Path("mid.qcow2").exists()
+
+
+def test_a_committed_path_that_is_a_symlink_loses_the_link_only(tmp_path: Path) -> None:
+    outside = tmp_path / "outside.qcow2"
+    outside.write_bytes(b"someone's image")
+    link = tmp_path / "mid.qcow2"
+    link.symlink_to(outside)
+    assert _deleted(_image(link)) == []
+    assert not link.is_symlink() and outside.read_bytes() == b"someone's image"
+
+
+def test_a_committed_file_qemu_still_has_open_for_another_node_stays(tmp_path: Path) -> None:
+    """The same file named by a node that did not leave (under another name too)."""
+    shared = tmp_path / "mid.qcow2"
+    shared.write_bytes(b"image")
+    alias = tmp_path / "alias.qcow2"
+    alias.symlink_to(shared)
+    for name in (shared, alias):
+        assert _deleted(_image(shared), qemu=_Qemu("json:{}", "/gone", str(name))) == [
+            f"committed image {shared} is still open in QEMU for another node: not deleted"]
+    assert shared.exists()

@@ -108,6 +108,7 @@ class BlockNode:
     driver: str
     read_only: bool
     bitmaps: tuple[Bitmap, ...] = ()
+    filename: str | None = None  # QEMU's `file`: the image's file (or a json: name)
 
     def bitmap(self, name: str) -> Bitmap | None:
         for bitmap in self.bitmaps:
@@ -224,6 +225,7 @@ def _node(item: object) -> BlockNode:
         driver=str(raw["drv"]),
         read_only=bool(raw["ro"]),
         bitmaps=_bitmaps(raw.get("dirty-bitmaps", [])),
+        filename=_text(raw, "file") if "file" in raw else None,
     )
 
 

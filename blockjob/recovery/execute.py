@@ -7,7 +7,9 @@ only what is missing when it runs again.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -145,16 +147,44 @@ def _delete(ctx: Context, step: DeleteNodes) -> None:
 
 
 def _delete_files(ctx: Context, step: DeleteFiles) -> None:
-    for image in step.images:
-        if image.type != "file" or image.path is None:
-            continue  # libvirt deletes local files only
-        try:
-            os.unlink(image.path)
-        except FileNotFoundError:
-            pass  # deleted already (a rerun), or by someone else
-        except OSError as exc:
-            ctx.problems.append(f"committed image {image.path} could not be deleted: "
-                                f"{exc.strerror or exc}")
+    paths = [image.path for image in step.images if image.type == "file" and image.path]
+    if not paths:
+        return  # libvirt deletes local files only
+    held = _open_in_qemu(ctx.monitor)
+    for path in paths:
+        problem = _delete_file(path, held)
+        if problem is not None:
+            ctx.problems.append(f"committed image {path} {problem}")
+
+
+def _open_in_qemu(monitor: Monitor) -> set[tuple[int, int]]:
+    """The files QEMU's nodes have open now (device, inode): the committed nodes left,
+    so a committed path among them is another node's image."""
+    held = set()
+    for node in monitor.query_nodes().values():
+        with contextlib.suppress(OSError, ValueError):  # json: names, gone files
+            if node.filename is not None and os.path.isabs(node.filename):
+                found = os.stat(node.filename)
+                held.add((found.st_dev, found.st_ino))
+    return held
+
+
+def _delete_file(path: str, held: set[tuple[int, int]]) -> str | None:
+    """Unlink `path` (a symlink itself, never what it points to); what kept it, if any."""
+    if not os.path.isabs(path):
+        return "is a relative path (relative to what is unknown): not deleted"
+    try:
+        found = os.lstat(path)
+        if (found.st_dev, found.st_ino) in held:
+            return "is still open in QEMU for another node: not deleted"
+        if stat.S_ISDIR(found.st_mode):
+            return "is a directory, not an image: not deleted"
+        os.unlink(path)
+    except FileNotFoundError:
+        pass  # deleted already (a rerun), or by someone else
+    except OSError as exc:
+        return f"could not be deleted: {exc.strerror or exc}"
+    return None
 
 
 def _stop_exports(ctx: Context, step: StopExports) -> None:

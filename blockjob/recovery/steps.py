@@ -76,7 +76,8 @@ class DeleteNodes:
 @dataclass(frozen=True)
 class DeleteFiles:
     """Remove the local image files of a commit made with `--delete`
-    (`<deleteCommittedImages/>`), once they left QEMU, as libvirt 9.0 does."""
+    (`<deleteCommittedImages/>`), once they left QEMU, as libvirt 9.0 does; never a
+    relative path, a directory, or a file another QEMU node still has open."""
 
     images: tuple[StorageSource, ...]
 

@@ -1,17 +1,28 @@
-"""A pull backup that ended while the daemon was away, finished against a real QEMU:
-the job's NBD export goes, and the server only once nothing else is served from it (a
-second job of the backup still running, or an export the backup never made)."""
+"""libvirt 9.0's newest finishing steps against a real QEMU, in hostile company. A pull
+backup that ended while the daemon was away: the job's NBD export goes, and the server
+only once nothing else is served from it (a second job of the backup still running, or
+an export the backup never made). A commit made with `--delete`: a committed file that
+another node of QEMU still has open stays."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import blockjob
 from blockjob.demo.lab import DiskSpec, Lab
 from blockjob.recovery import recover
+from blockjob.store.status_store import StatusStore
 from tests.support import scenario
 from tests.support.backup_lab import backup_job, exports, record_pull, scratch_node, start_pull
-from tests.support.qemu_fixtures import BASE, QEMU_MARKS, started, wait_concluded
+from tests.support.qemu_fixtures import (
+    BASE,
+    QEMU_MARKS,
+    commit,
+    image_path,
+    started,
+    wait_concluded,
+)
 
 pytestmark = QEMU_MARKS
 VDA = backup_job("vda", 1)
@@ -66,3 +77,33 @@ def test_a_backup_job_still_running_keeps_its_export_and_the_backup(tmp_path: Pa
             assert exports(monitor) == {}
             assert {scratch_node(9), scratch_node(10)}.isdisjoint(monitor.node_names())
         assert b"<backups>" not in tb.status_path.read_bytes()
+
+
+def delete_committed(tb: Lab) -> None:
+    """Mark the lab's commit as made with `--delete` (`<deleteCommittedImages/>`)."""
+    with StatusStore(tb.directory).owned(tb.name) as owner:
+        doc = owner.load()
+        (job,) = doc.jobs
+        assert job.commit is not None
+        doc.replace_job(replace(job, data=replace(job.commit, delete_committed_images=True)))
+        owner.save(doc)
+
+
+def test_a_committed_file_another_node_has_open_is_not_deleted(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        mid, base = image_path(tb, "vda", "mid"), image_path(tb, "vda", "base")
+        commit(tb)
+        delete_committed(tb)
+        wait_concluded(tb)
+        with tb.connect() as monitor:  # someone else's read-only node of the same file
+            monitor.execute("blockdev-add", {"driver": "file", "node-name": "other",
+                                             "filename": str(mid), "read-only": True})
+        report = recover([tb.status_path])
+        (job,) = report.domains[0].jobs
+        assert job.problems == [f"committed image {mid} is still open in QEMU for another "
+                                f"node: not deleted"]
+        assert mid.exists() and base.exists()
+        with tb.connect() as monitor:
+            monitor.blockdev_del("other")
+        assert recover([tb.status_path]).ok  # the job is gone: nothing more is deleted
+        assert mid.exists()
