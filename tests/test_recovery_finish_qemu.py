@@ -6,42 +6,36 @@ another node of QEMU still has open stays."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import blockjob
 from blockjob.demo.lab import DiskSpec, Lab
 from blockjob.recovery import recover
-from blockjob.store.status_store import StatusStore
 from tests.support import scenario
-from tests.support.backup_lab import backup_job, exports, record_pull, scratch_node, start_pull
+from tests.support.finish_lab import (
+    backup_job,
+    backup_pull,
+    cancel,
+    delete_committed,
+    exports,
+    record_pull,
+    scratch_node,
+    start_pull,
+)
 from tests.support.qemu_fixtures import (
     BASE,
     QEMU_MARKS,
-    commit,
     image_path,
     started,
-    wait_concluded,
 )
 
 pytestmark = QEMU_MARKS
 VDA = backup_job("vda", 1)
 
 
-def _cancel(tb: Lab, job: str) -> None:
-    with tb.connect() as monitor:
-        monitor.job_cancel(job)
-    wait_concluded(tb, job)
-
-
 def test_an_export_the_backup_never_made_keeps_the_nbd_server(tmp_path: Path) -> None:
     with started(tmp_path) as tb:
-        with tb.connect() as monitor:
-            scratch = start_pull(monitor, tb, "vda", 1, 9)
-            monitor.execute("block-export-add", {"type": "nbd", "id": "other",
-                                                 "node-name": BASE})
-        record_pull(tb, [("vda", 1, scratch, 9)])
-        _cancel(tb, VDA)
+        backup_pull(tb, shared=True)
         report = recover([tb.status_path])
         assert report.ok, report
         with tb.connect() as monitor:  # a fresh look
@@ -60,7 +54,7 @@ def test_a_backup_job_still_running_keeps_its_export_and_the_backup(tmp_path: Pa
             vda = start_pull(monitor, tb, "vda", 1, 9)
             vdb = start_pull(monitor, tb, "vdb", 4, 10)
         record_pull(tb, [("vda", 1, vda, 9), ("vdb", 4, vdb, 10)])
-        _cancel(tb, VDA)
+        cancel(tb, VDA)
         report = recover([tb.status_path])
         assert report.ok, report
         with tb.connect() as monitor:
@@ -71,7 +65,7 @@ def test_a_backup_job_still_running_keeps_its_export_and_the_backup(tmp_path: Pa
         assert [job.name for job in doc.jobs] == [backup_job("vdb", 4)]
         assert b"<backups>" in doc.dumps() and b"async='backup'" in doc.dumps()
         # The backup's last job ends: the server goes, and the backup with it.
-        _cancel(tb, backup_job("vdb", 4))
+        cancel(tb, backup_job("vdb", 4))
         assert recover([tb.status_path]).ok
         with tb.connect() as monitor:
             assert exports(monitor) == {}
@@ -79,22 +73,10 @@ def test_a_backup_job_still_running_keeps_its_export_and_the_backup(tmp_path: Pa
         assert b"<backups>" not in tb.status_path.read_bytes()
 
 
-def delete_committed(tb: Lab) -> None:
-    """Mark the lab's commit as made with `--delete` (`<deleteCommittedImages/>`)."""
-    with StatusStore(tb.directory).owned(tb.name) as owner:
-        doc = owner.load()
-        (job,) = doc.jobs
-        assert job.commit is not None
-        doc.replace_job(replace(job, data=replace(job.commit, delete_committed_images=True)))
-        owner.save(doc)
-
-
 def test_a_committed_file_another_node_has_open_is_not_deleted(tmp_path: Path) -> None:
     with started(tmp_path) as tb:
         mid, base = image_path(tb, "vda", "mid"), image_path(tb, "vda", "base")
-        commit(tb)
         delete_committed(tb)
-        wait_concluded(tb)
         with tb.connect() as monitor:  # someone else's read-only node of the same file
             monitor.execute("blockdev-add", {"driver": "file", "node-name": "other",
                                              "filename": str(mid), "read-only": True})

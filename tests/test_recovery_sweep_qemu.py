@@ -1,7 +1,10 @@
 """Recovery killed before or after every QMP command and every save reaches, on the
 next run, exactly the end state of an uninterrupted run; one more run changes nothing.
+The flows: a commit completed or cancelled, and libvirt 9.0's newest finishing steps
+(`tests.support.finish_lab.FLOWS`: backups, a pull and copies carrying bitmaps over, a
+commit deleting its files).
 
-`make test` runs a representative subset; `make fuzz` every point of both flows.
+`make test` runs a representative subset; `make fuzz` every point of every flow.
 """
 
 from __future__ import annotations
@@ -19,17 +22,19 @@ from blockjob.demo.images import run_tool
 from blockjob.demo.lab import Lab
 from blockjob.recovery import recover
 from blockjob.recovery.execute import Probe
+from tests.support import finish_lab
+from tests.support.finish_lab import exports
 from tests.support.qemu_fixtures import (
     QEMU_MARKS,
     commit,
-    image_path,
     node_states,
     started,
     wait_concluded,
 )
 
 pytestmark = QEMU_MARKS
-FLOWS = ("completed", "cancelled")
+COMMITS = ("completed", "cancelled")
+FLOWS = (*COMMITS, *finish_lab.FLOWS)
 
 
 class KilledError(BaseException):
@@ -46,7 +51,12 @@ def _killer(point: int, seen: list[str]) -> Probe:
 
 @contextmanager
 def _concluded(tmp_path: Path, flow: str) -> Iterator[Lab]:
-    with started(tmp_path) as tb:
+    # Devices: a copy's pivot shows in the node its device runs on.
+    with started(tmp_path, devices=flow not in COMMITS) as tb:
+        if flow in finish_lab.FLOWS:
+            finish_lab.FLOWS[flow](tb)
+            yield tb
+            return
         commit(tb, speed=64 * 1024 if flow == "cancelled" else 0)
         if flow == "cancelled":
             with tb.connect() as monitor:
@@ -57,21 +67,24 @@ def _concluded(tmp_path: Path, flow: str) -> Iterator[Lab]:
 
 def end_state(tb: Lab) -> dict[str, object]:
     """Everything the reference compares: file (lab paths blanked), jobs, nodes with
-    read-only flags and bitmaps, and the on-disk bitmap flags of every image."""
+    read-only flags and bitmaps, NBD exports, the files of the lab's directory (the
+    server's socket among them) and the on-disk bitmap flags of every image."""
     with tb.connect() as monitor:
         jobs = sorted(monitor.query_jobs())
         nodes = node_states(monitor)
+        served = exports(monitor)
     text = tb.status_path.read_text()
     for old, new in ((str(tb.directory), "DIR"), (tb.monitor_path, "MON")):
         text = text.replace(old, new)
     text = re.sub(r"pid='\d+'", "pid=''", text)
+    files = sorted(str(path.relative_to(tb.directory)) for path in tb.directory.rglob("*"))
     on_disk = {}
-    for image in ("top", "mid", "base"):
-        info = json.loads(run_tool(["qemu-img", "info", "-U", "--output=json",
-                                    str(image_path(tb, "vda", image))]))
+    for image in sorted(tb.directory.rglob("*.qcow2")):
+        info = json.loads(run_tool(["qemu-img", "info", "-U", "--output=json", str(image)]))
         bitmaps = info.get("format-specific", {}).get("data", {}).get("bitmaps", [])
-        on_disk[image] = sorted((b["name"], tuple(b["flags"])) for b in bitmaps)
-    return {"file": text, "jobs": jobs, "nodes": nodes, "disk": on_disk}
+        on_disk[image.name] = sorted((b["name"], tuple(b["flags"])) for b in bitmaps)
+    return {"file": text, "jobs": jobs, "nodes": nodes, "exports": served, "files": files,
+            "disk": on_disk}
 
 
 _REFERENCE: dict[str, tuple[dict[str, object], list[str]]] = {}
@@ -104,7 +117,7 @@ def sweep(tmp_path: Path, flow: str, point: int) -> None:
 
 
 def test_reference_flows_pass_the_points_the_sweep_kills_at(tmp_path: Path) -> None:
-    for flow in FLOWS:
+    for flow in COMMITS:
         _, points = reference(tmp_path, flow)
         assert "before save" in points and "after blockdev-reopen" in points
 
@@ -118,6 +131,12 @@ def test_reference_flows_pass_the_points_the_sweep_kills_at(tmp_path: Path) -> N
     ("completed", "after blockdev-del", 1), ("completed", "after save", 2),
     ("cancelled", "after blockdev-reopen", 1), ("cancelled", "after transaction", 1),
     ("cancelled", "after job-dismiss", 1), ("cancelled", "after save", 2),
+    # The newest steps: between the last blockdev-del and the save that drops the job
+    # (files deleted, or not yet), the export ended, the bitmaps carried over.
+    ("deleted", "after blockdev-del", 2), ("backup-pull", "after nbd-server-stop", 1),
+    ("backup-shared", "after block-export-del", 1), ("backup-push", "after blockdev-del", 2),
+    ("pull-bitmaps", "after transaction", 1), ("copy-pivoted", "after transaction", 1),
+    ("copy-shallow", "after blockdev-del", 2),
 ])
 def test_killed_at_a_point_converges(
     tmp_path: Path, flow: str, point: str, occurrence: int
