@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 import blockjob
 from blockjob.demo.lab import DiskSpec, Lab
 from blockjob.recovery import recover
 from tests.support import scenario
 from tests.support.finish_lab import (
+    FLOWS,
     backup_job,
     backup_pull,
     cancel,
@@ -26,6 +29,7 @@ from tests.support.qemu_fixtures import (
     BASE,
     QEMU_MARKS,
     image_path,
+    node_states,
     started,
 )
 
@@ -89,3 +93,25 @@ def test_a_committed_file_another_node_has_open_is_not_deleted(tmp_path: Path) -
             monitor.blockdev_del("other")
         assert recover([tb.status_path]).ok  # the job is gone: nothing more is deleted
         assert mid.exists()
+
+
+@pytest.mark.parametrize("flow", sorted(FLOWS))
+def test_a_dry_run_changes_nothing_and_is_ok(tmp_path: Path, flow: str) -> None:
+    """Nothing in QEMU, the file or the directory (a commit's files to delete stay); a
+    concluded pull is no attention either (the graph is not asked before its dismiss)."""
+    with started(tmp_path, devices=True) as tb:
+        FLOWS[flow](tb)
+        before = _everything(tb)
+        report = recover([tb.status_path], dry_run=True)
+        assert report.ok, report
+        assert _everything(tb) == before
+
+
+def _everything(tb: Lab) -> tuple[object, ...]:
+    with tb.connect() as monitor:
+        jobs = {name: job.status for name, job in monitor.query_jobs().items()}
+        # Asked only once no concluded stream job is left undismissed.
+        graph = node_states(monitor) if "concluded" not in jobs.values() else None
+        served = exports(monitor)
+    files = sorted(str(path) for path in tb.directory.rglob("*"))
+    return tb.status_path.read_bytes(), jobs, graph, served, files
