@@ -16,8 +16,10 @@ from blockjob.recovery import recover
 from tests.support import scenario
 from tests.support.finish_lab import (
     FLOWS,
+    PUSH_BITMAP,
     backup_job,
     backup_pull,
+    backup_push,
     cancel,
     delete_committed,
     exports,
@@ -28,6 +30,7 @@ from tests.support.finish_lab import (
 from tests.support.qemu_fixtures import (
     BASE,
     QEMU_MARKS,
+    TOP,
     image_path,
     node_states,
     started,
@@ -115,3 +118,16 @@ def _everything(tb: Lab) -> tuple[object, ...]:
         served = exports(monitor)
     files = sorted(str(path) for path in tb.directory.rglob("*"))
     return tb.status_path.read_bytes(), jobs, graph, served, files
+
+
+def test_a_push_backups_bitmap_already_gone_is_no_problem(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        backup_push(tb)
+        with tb.connect() as monitor:  # removed by someone else first
+            monitor.execute("block-dirty-bitmap-remove", {"node": TOP, "name": PUSH_BITMAP})
+        report = recover([tb.status_path])
+        assert report.ok, report
+        with tb.connect() as monitor:
+            assert monitor.query_nodes()[TOP].bitmap(PUSH_BITMAP) is None
+            assert scratch_node(9) not in monitor.node_names()
+        assert b"<backups>" not in tb.status_path.read_bytes()

@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +35,7 @@ from tests.support.qemu_fixtures import (
 )
 
 pytestmark = QEMU_MARKS
+REPO = Path(__file__).resolve().parent.parent
 COMMITS = ("completed", "cancelled")
 FLOWS = (*COMMITS, *finish_lab.FLOWS)
 
@@ -153,3 +156,16 @@ def test_killed_at_a_point_converges(
 @pytest.mark.parametrize("point", range(48))
 def test_killed_at_every_point_converges(tmp_path: Path, flow: str, point: int) -> None:
     sweep(tmp_path, flow, point)
+
+
+@pytest.mark.parametrize("flow", ["deleted", "backup-pull"])
+def test_two_recoveries_at_once_reach_the_reference(tmp_path: Path, flow: str) -> None:
+    """Two processes recover the domain together: one waits for the other and finds the
+    work done (files deleted once, the server stopped once); both exit 0."""
+    expected, _ = reference(tmp_path, flow)
+    with _concluded(tmp_path / "run", flow) as tb:
+        command = [sys.executable, "-m", "blockjob", "recover", str(tb.status_path)]
+        runs = [subprocess.Popen(command, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                 cwd=REPO, stdout=subprocess.DEVNULL) for _ in range(2)]
+        assert [run.wait(timeout=120) for run in runs] == [0, 0]
+        assert end_state(tb) == expected
