@@ -31,6 +31,7 @@ from blockjob.recovery.report import JobReport
 from blockjob.recovery.run import reconcile_job, recover_document
 from blockjob.statusxml.document import StatusDocument
 from blockjob.statusxml.sources import disk_mirror_node
+from blockjob.store import StoreError
 from blockjob.store.status_store import OWNER_TIMEOUT, DomainOwner, SavableDocument, StatusStore
 
 # The QEMU statuses libvirt acts on (SPEC: "maps only ready, concluded and pending").
@@ -216,8 +217,19 @@ class JobTracker:
         if mirror is not None and job.disk is not None:
             self.doc.set_disk_chain(job.disk, mirror=disk_mirror_node(mirror, job.type,
                                                                        ready=False))
-        self.owner.save(self.doc)
+        try:
+            self.owner.save(self.doc)
+        except StoreError:
+            self._unrecord(job, mirror)  # the file is as it was: so is the document
+            raise
         self.reconcile(job.name)
+
+    def _unrecord(self, job: BlockJob, mirror: StorageSource | None) -> None:
+        """Take a job `add_job` could not save out of the document again, `<mirror>` too,
+        so that asking again is not refused as a second job."""
+        self.doc.remove_job(job.name)
+        if mirror is not None and job.disk is not None:
+            self.doc.set_disk_chain(job.disk, drop_mirror=True)
 
     def start_commit(
         self, disk: str, top: str, base: str, *, speed: int = 0, crash: CrashHook = no_crash,
