@@ -81,6 +81,10 @@ class DeleteFiles:
 
     images: tuple[StorageSource, ...]
 
+    def local_paths(self) -> list[str]:
+        """The images' local files: libvirt deletes no other kind."""
+        return [image.path for image in self.images if image.type == "file" and image.path]
+
 
 @dataclass(frozen=True)
 class StopExports:
@@ -154,8 +158,8 @@ def describe(step: Step) -> str:
             return f"job-dismiss {job}"
         case DeleteNodes(images=images):
             return f"blockdev-del {_names(images)} (format node, then storage node)"
-        case DeleteFiles(images=images):
-            paths = ", ".join(str(image.path) for image in images if image.type == "file")
+        case DeleteFiles():
+            paths = ", ".join(step.local_paths())
             return f"delete the committed image files {paths or '(none local)'}"
         case StopExports(image=image):
             return (f"end the exports of {effective_node(image)} (nbd-server-stop if it "
