@@ -27,7 +27,6 @@ from blockjob.model import (
 from blockjob.qemu.monitor import Monitor
 from blockjob.recovery import recover
 from blockjob.statusxml.sources import disk_mirror_node
-from blockjob.store import StoreError
 from blockjob.store.status_store import StatusStore
 from tests.support import scenario
 from tests.support.images import file_image
@@ -52,6 +51,7 @@ from tests.support.tracking import (
     assert_active_aborted,
     assert_pivoted,
     end_state,
+    full_disk,
     lab_dir,
     recorder,
     saves,
@@ -266,22 +266,14 @@ def test_add_job_refuses_a_mirror_without_a_disk(tmp_path: Path) -> None:
         assert tb.status_path.read_bytes() == before
 
 
-def test_add_job_whose_save_fails_leaves_the_document_as_the_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_add_job_whose_save_fails_leaves_the_document_as_the_file(tmp_path: Path) -> None:
     """As a commit's first save: the job and its `<mirror>` stayed in the document, so a
     retry was refused ("already exists") for a job the file never got."""
     with started(tmp_path) as tb, tracker(tb) as t:
         job, mirror = _copy(tb, t.monitor)
         before = t.doc.dumps()
-
-        def full(doc: object) -> None:
-            raise StoreError(tb.status_path, "No space left on device")
-
-        with monkeypatch.context() as patch:
-            patch.setattr(t.owner, "save", full)
-            with pytest.raises(StoreError, match="No space left"):
-                t.add_job(job, mirror=mirror)
+        with full_disk(t):
+            t.add_job(job, mirror=mirror)
         assert t.doc.dumps() == before
         t.add_job(job, mirror=mirror)
         to_ready(t, job.name)
