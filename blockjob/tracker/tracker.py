@@ -22,7 +22,7 @@ from blockjob.jobs.abort import AbortHook, request_abort
 from blockjob.jobs.active_commit import start_active_commit
 from blockjob.jobs.commit import CrashHook, no_crash, start_commit
 from blockjob.jobs.pivot import PivotHook, request_pivot
-from blockjob.jobs.requests import RequestError
+from blockjob.jobs.requests import RequestError, save_new_job
 from blockjob.model import BlockJob, JobState, StorageSource
 from blockjob.qemu.monitor import Monitor, MonitorUnavailableError, QMPCommandError
 from blockjob.recovery.execute import Context, StepHook, run_step
@@ -31,7 +31,6 @@ from blockjob.recovery.report import JobReport
 from blockjob.recovery.run import reconcile_job, recover_document
 from blockjob.statusxml.document import StatusDocument
 from blockjob.statusxml.sources import disk_mirror_node
-from blockjob.store import StoreError
 from blockjob.store.status_store import OWNER_TIMEOUT, DomainOwner, SavableDocument, StatusStore
 
 # The QEMU statuses libvirt acts on (SPEC: "maps only ready, concluded and pending").
@@ -217,19 +216,8 @@ class JobTracker:
         if mirror is not None and job.disk is not None:
             self.doc.set_disk_chain(job.disk, mirror=disk_mirror_node(mirror, job.type,
                                                                        ready=False))
-        try:
-            self.owner.save(self.doc)
-        except StoreError:
-            self._unrecord(job, mirror)  # the file is as it was: so is the document
-            raise
+        save_new_job(self.owner, self.doc, job, mirror=mirror is not None)
         self.reconcile(job.name)
-
-    def _unrecord(self, job: BlockJob, mirror: StorageSource | None) -> None:
-        """Take a job `add_job` could not save out of the document again, `<mirror>` too,
-        so that asking again is not refused as a second job."""
-        self.doc.remove_job(job.name)
-        if mirror is not None and job.disk is not None:
-            self.doc.set_disk_chain(job.disk, drop_mirror=True)
 
     def start_commit(
         self, disk: str, top: str, base: str, *, speed: int = 0, crash: CrashHook = no_crash,
