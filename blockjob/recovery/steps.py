@@ -41,12 +41,14 @@ class Cancel:
 
 @dataclass(frozen=True)
 class MergeBitmaps:
-    """Merge the committed images' bitmaps into base and re-enable the listed ones;
-    base ends read-only unless it is now the disk's active layer."""
+    """Merge the bitmaps of the images that leave into the image that stays, and
+    re-enable the listed ones: a commit's committed images into base, a pull's pulled
+    images into the disk's top, a pivoted copy's old chain into the copy's top. `base`
+    ends read-only unless it is now the disk's active layer."""
 
     base: StorageSource
     committed: tuple[StorageSource, ...]
-    chain: tuple[str, ...]  # node names from the commit's top to the bottom
+    chain: tuple[str, ...]  # node names of the chain they leave, top to bottom
     listed: tuple[str, ...]
     base_is_active: bool = False
 
