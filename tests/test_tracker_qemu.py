@@ -494,9 +494,12 @@ def test_a_tracker_acknowledges_a_record_of_unusable_bitmaps(tmp_path: Path) -> 
     the tracker's lock, so the tracker lets go of it itself."""
     with started(tmp_path) as tb:
         with tracker(tb) as t:
-            t.start_commit("vda", MID, BASE)
-            # A listed bitmap removed meanwhile (QEMU serves the tracker's connection only).
+            t.start_commit("vda", MID, BASE, speed=CRAWL)
+            # A listed bitmap removed meanwhile (QEMU serves the tracker's connection only),
+            # while the job still holds base read-write: once it ends, base is read-only
+            # and its bitmaps cannot be removed (a full-speed commit often ended first).
             t.monitor.execute("block-dirty-bitmap-remove", {"node": BASE, "name": "chk0"})
+            t.monitor.execute("block-job-set-speed", {"device": JOB, "speed": 0})
             assert t.wait_for(recorded_as_unusable, WAIT), "the commit never finished"
             problem = "bitmap 'chk0' is gone from libvirt-3-format; nothing to re-enable"
             assert problem in t.reports[-1].problems
