@@ -49,7 +49,9 @@ def test_a_reader_gone_before_the_output_is_status_141(argv: list[str]) -> None:
 def test_closed_standard_output_is_said_and_nothing_is_done() -> None:
     result = _cli(["show", GOOD], stdout=subprocess.DEVNULL, preexec=lambda: os.close(1))
     assert result.returncode == EXIT_UNUSABLE
-    assert result.stderr.decode() == "blockjob: standard output is closed; nothing was done\n"
+    # Said as its siblings are (`<stdin>:0: ...`, `<stdout>:0: cannot write: ...`).
+    assert result.stderr.decode() == (
+        "<stdout>:0: cannot write: standard output is closed; nothing was done\n")
 
 
 @pytest.mark.parametrize("command", ["show", "roundtrip", "validate"])

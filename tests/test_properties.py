@@ -214,19 +214,31 @@ def test_add_job_refuses_a_name_the_file_cannot_keep(name: str) -> None:
     assert doc.jobs == [] and doc.dumps() == before
 
 
-@pytest.mark.parametrize(("field", "value", "expected"), [
-    ("disabled_base_bitmaps", ["chk0"], "disabled_base_bitmaps must be a tuple, not list"),
-    ("disabled_base_bitmaps", "chk0", "disabled_base_bitmaps must be a tuple, not str"),
-])
+_COMMIT_DATA = CommitData(base="libvirt-1-format", top="libvirt-2-format",
+                          topparent="libvirt-3-format")
+
+
+@pytest.mark.parametrize(("job", "expected"), [
+    (BlockJob("commit-x", JobType.COMMIT, JobState.RUNNING, disk="vda", data=dataclasses.replace(
+        _COMMIT_DATA, disabled_base_bitmaps=["chk0"])),  # type: ignore[arg-type]
+     "disabled_base_bitmaps must be a tuple, not list"),
+    (BlockJob("commit-x", JobType.COMMIT, JobState.RUNNING, disk="vda", data=dataclasses.replace(
+        _COMMIT_DATA, disabled_base_bitmaps="chk0")),  # type: ignore[arg-type]
+     "disabled_base_bitmaps must be a tuple, not str"),
+    (BlockJob("copy-x", JobType.COPY, JobState.RUNNING, data=CopyData(),
+              chains="vda"),  # type: ignore[arg-type]
+     "chains must be a JobChains, not str"),
+    (BlockJob("backup-x", JobType.BACKUP, JobState.RUNNING, disk="vda",
+              data=BackupData(store="/img/scratch.qcow2")),  # type: ignore[arg-type]
+     "store must be a StorageSource, not str"),
+], ids=["list", "str", "chains", "image"])
 def test_a_wrong_type_in_the_model_is_a_type_error_naming_the_field(
-    field: str, value: object, expected: str
+    job: BlockJob, expected: str
 ) -> None:
     # An empty AssertionError before; under `python -O` a list went through, and a later
     # change to it never reached a dump (a job's text is kept per job object).
     doc = blockjob.loads(jobs())
-    data = CommitData(base="libvirt-1-format", top="libvirt-2-format",
-                      topparent="libvirt-3-format", **{field: value})  # type: ignore[arg-type]
-    doc.add_job(BlockJob("commit-x", JobType.COMMIT, JobState.RUNNING, disk="vda", data=data))
+    doc.add_job(job)
     with pytest.raises(TypeError, match=f"^{expected}$"):
         doc.dumps()
 

@@ -75,31 +75,25 @@ def test_dry_run_prints_the_plan(tmp_path: Path, capsys: pytest.CaptureFixture[s
         assert tb.status_path.read_bytes() == before
 
 
+_NOT_POSITIVE = "is not a positive, finite number of seconds"
+# 1e300 went through, and the socket refused the deadline: OverflowError, a traceback.
+_OVER_A_DAY = "seconds is more than a day (86400)"
+
+
 @pytest.mark.parametrize("option", ["--timeout", "--connect-timeout"])
-@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
-def test_timeouts_must_be_positive_and_finite(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
+@pytest.mark.parametrize(("value", "message"), [
+    *((value, _NOT_POSITIVE) for value in ("0", "-1", "nan", "inf", "soon")),
+    *((value, _OVER_A_DAY) for value in ("86401", "1e300")),
+])
+def test_timeouts_must_be_positive_and_at_most_a_day(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str, message: str
 ) -> None:
     path = tmp_path / "lab1.xml"
     path.write_bytes(document(None).dumps())
     with pytest.raises(SystemExit) as exit_info:
         main(["recover", f"{option}={value}", str(path)])
     assert exit_info.value.code == 2
-    assert f"{value!r} is not a positive, finite number of seconds" in capsys.readouterr().err
-
-
-@pytest.mark.parametrize("option", ["--timeout", "--connect-timeout"])
-@pytest.mark.parametrize("value", ["86401", "1e300"])
-def test_timeouts_are_at_most_a_day(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str, value: str
-) -> None:
-    # 1e300 went through, and the socket refused the deadline: OverflowError, a traceback.
-    path = tmp_path / "lab1.xml"
-    path.write_bytes(document(None).dumps())
-    with pytest.raises(SystemExit) as exit_info:
-        main(["recover", f"{option}={value}", str(path)])
-    assert exit_info.value.code == 2
-    assert f"{value!r} seconds is more than a day (86400)" in capsys.readouterr().err
+    assert f"{value!r} {message}" in capsys.readouterr().err
     assert main(["recover", "--dry-run", f"{option}=86400", str(path)]) == 0
 
 

@@ -54,6 +54,10 @@ def test_commit_with_delete_removes_the_committed_files_after_their_nodes() -> N
     assert [image.path for image in files.images] == ["/img/mid.qcow2"]
     assert describe(files) == "delete the committed image files /img/mid.qcow2"
     assert "DeleteFiles" not in kinds(plan_job(document(), COMMIT, qemu("concluded")).steps)
+    # What is said is what is deleted: a file without a path (it said "None") or on the
+    # network is not.
+    nothing = (StorageSource("file", "qcow2", Node("source", (), ())), _image("/n", "network"))
+    assert describe(DeleteFiles(nothing)) == "delete the committed image files (none local)"
 
 
 def test_deleting_files_skips_gone_and_non_local_ones_and_reports_failures(

@@ -71,6 +71,7 @@ def test_tabs_and_spaces_at_the_end_of_a_line_are_shown(tmp_path: Path) -> None:
     assert "from line 2 on" in message
     assert "\n-  <b/>\\x20\\x20\n-\\t<c/>\n+  <b/>\n+  <c/>\n" in message
 
+
 def test_undecodable_bytes_are_escaped_in_the_diff(tmp_path: Path) -> None:
     golden = tmp_path / "x-out.xml"
     golden.write_bytes(b"caf\xc3\xa9\n")

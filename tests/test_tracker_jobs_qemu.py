@@ -51,6 +51,7 @@ from tests.support.tracking import (
     assert_active_aborted,
     assert_pivoted,
     end_state,
+    full_disk,
     lab_dir,
     recorder,
     saves,
@@ -263,3 +264,18 @@ def test_add_job_refuses_a_mirror_without_a_disk(tmp_path: Path) -> None:
             t.add_job(job, mirror=file_image("/x.qcow2", index=9, storage_node="s"))
         assert t.doc.job("copy-x") is None
         assert tb.status_path.read_bytes() == before
+
+
+def test_add_job_whose_save_fails_leaves_the_document_as_the_file(tmp_path: Path) -> None:
+    """As a commit's first save: the job and its `<mirror>` stayed in the document, so a
+    retry was refused ("already exists") for a job the file never got."""
+    with started(tmp_path) as tb, tracker(tb) as t:
+        job, mirror = _copy(tb, t.monitor)
+        before = t.doc.dumps()
+        with full_disk(t):
+            t.add_job(job, mirror=mirror)
+        assert t.doc.dumps() == before
+        t.add_job(job, mirror=mirror)
+        to_ready(t, job.name)
+        t.abort(job.name)
+        to_end(t, job.name)

@@ -18,7 +18,7 @@ from blockjob.model import BlockJob, JobState, JobType, PullData
 from blockjob.qemu.monitor import MonitorUnavailableError, QMPCommandError
 from blockjob.recovery import recover
 from blockjob.recovery.steps import MergeBitmaps, Reenable, Step
-from blockjob.store.status_store import DomainBusyError, StatusStore, StoreError
+from blockjob.store.status_store import DomainBusyError, StatusStore
 from blockjob.tracker import JobTracker
 from tests.support.qemu_fixtures import (
     BASE,
@@ -44,6 +44,7 @@ from tests.support.tracking import (
     assert_active_aborted,
     assert_pivoted,
     end_state,
+    full_disk,
     gone,
     lab_dir,
     recorder,
@@ -280,22 +281,14 @@ def add_base_bitmaps(tb: Lab, names: list[str]) -> None:
                             {"node": BASE, "name": name, "persistent": False})
 
 
-def test_a_commit_whose_first_save_fails_leaves_the_document_as_the_file(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_commit_whose_first_save_fails_leaves_the_document_as_the_file(tmp_path: Path) -> None:
     """The document kept the job the file never got: a retry on the disk was refused
     ("already has a block job") and the next save would write a job QEMU never had."""
     with started(tmp_path) as tb:
         with tracker(tb) as t:
             before = t.doc.dumps()
-
-            def full(doc: object) -> None:
-                raise StoreError(tb.status_path, "No space left on device")
-
-            with monkeypatch.context() as patch:
-                patch.setattr(t.owner, "save", full)
-                with pytest.raises(StoreError, match="No space left"):
-                    t.start_active_commit("vda", BASE)
+            with full_disk(t):
+                t.start_active_commit("vda", BASE)
             assert t.doc.dumps() == before and t.monitor.query_jobs() == {}
             t.start_active_commit("vda", BASE)
             to_ready(t)
@@ -304,23 +297,15 @@ def test_a_commit_whose_first_save_fails_leaves_the_document_as_the_file(
         assert_active_aborted(tb)
 
 
-def test_a_pivot_whose_save_fails_leaves_the_job_ready(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_pivot_whose_save_fails_leaves_the_job_ready(tmp_path: Path) -> None:
     """QEMU is asked nothing, and the document keeps what the file says (it said pivoting,
     so an abort was refused as if the pivot had begun)."""
     with started(tmp_path) as tb:
         with tracker(tb) as t:
             t.start_active_commit("vda", BASE)
             to_ready(t)
-
-            def full(doc: object) -> None:
-                raise StoreError(tb.status_path, "No space left on device")
-
-            with monkeypatch.context() as patch:
-                patch.setattr(t.owner, "save", full)
-                with pytest.raises(StoreError, match="No space left"):
-                    t.pivot(ACTIVE_JOB)
+            with full_disk(t):
+                t.pivot(ACTIVE_JOB)
             job = t.doc.job(ACTIVE_JOB)
             assert job is not None and job.state is JobState.READY
             assert job_status(t.monitor, ACTIVE_JOB) == "ready"
@@ -509,9 +494,12 @@ def test_a_tracker_acknowledges_a_record_of_unusable_bitmaps(tmp_path: Path) -> 
     the tracker's lock, so the tracker lets go of it itself."""
     with started(tmp_path) as tb:
         with tracker(tb) as t:
-            t.start_commit("vda", MID, BASE)
-            # A listed bitmap removed meanwhile (QEMU serves the tracker's connection only).
+            t.start_commit("vda", MID, BASE, speed=CRAWL)
+            # A listed bitmap removed meanwhile (QEMU serves the tracker's connection only),
+            # while the job still holds base read-write: once it ends, base is read-only
+            # and its bitmaps cannot be removed (a full-speed commit often ended first).
             t.monitor.execute("block-dirty-bitmap-remove", {"node": BASE, "name": "chk0"})
+            t.monitor.execute("block-job-set-speed", {"device": JOB, "speed": 0})
             assert t.wait_for(recorded_as_unusable, WAIT), "the commit never finished"
             problem = "bitmap 'chk0' is gone from libvirt-3-format; nothing to re-enable"
             assert problem in t.reports[-1].problems

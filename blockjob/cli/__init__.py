@@ -48,11 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         # The chosen command's imports (lxml, the schema engine) take a moment of their
         # own: a Ctrl-C then is an interruption too, not a traceback.
-        args, prog = _parse(argv)
+        args = _parse(argv)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     if sys.stdout is None:  # started with descriptor 1 closed: no way to report anything
-        error(f"{prog}: standard output is closed; nothing was done")
+        error("<stdout>:0: cannot write: standard output is closed; nothing was done")
         return EXIT_UNUSABLE
     try:
         code: int = args.run(args)
@@ -76,8 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 _OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
-def _parse(argv: list[str]) -> tuple[argparse.Namespace, str]:
-    """The arguments, with the chosen command's `run`; and the program's name."""
+def _parse(argv: list[str]) -> argparse.Namespace:
+    """The arguments, with the chosen command's `run`."""
     parser = _Parser(prog="blockjob", description=__doc__.splitlines()[0])
     subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     chosen = _chosen(argv)
@@ -87,7 +87,7 @@ def _parse(argv: list[str]) -> tuple[argparse.Namespace, str]:
             module = importlib.import_module(f"blockjob.cli.{name}")
             module.configure(sub)
             sub.set_defaults(run=module.run)
-    return parser.parse_args(argv), parser.prog
+    return parser.parse_args(argv)
 
 
 def _discard_output() -> None:

@@ -15,6 +15,7 @@ from dataclasses import replace
 from enum import StrEnum
 
 from blockjob.errors import BlockJobError
+from blockjob.jobs.requests import forget_new_job, save_new_job
 from blockjob.model import BlockJob, CommitData, JobState, JobType, StorageSource
 from blockjob.qemu.bitmaps import bitmaps_to_disable, disable_actions
 from blockjob.qemu.monitor import Monitor, MonitorError
@@ -23,7 +24,7 @@ from blockjob.qemu.reopen import restore_base, set_read_only
 from blockjob.statusxml.document import StatusDocument
 from blockjob.statusxml.node import written_as_is
 from blockjob.statusxml.sources import disk_mirror_node
-from blockjob.store import DomainOwner, StoreError
+from blockjob.store import DomainOwner
 
 
 class CrashPoint(StrEnum):
@@ -127,15 +128,12 @@ def start_commit(
         _check_recordable(names, base_node)
         job = replace(job, data=replace(job.commit or CommitData(), disabled_base_bitmaps=names))
         doc.add_job(job)
-        if job.type is JobType.ACTIVE_COMMIT:
+        mirror = job.type is JobType.ACTIVE_COMMIT
+        if mirror:
             # An active commit mirrors the disk into base (libvirt's `<mirror>`); written
             # with the job, so recovery of a job QEMU never started drops both.
             doc.set_disk_chain(disk, mirror=disk_mirror_node(base_image, job.type, ready=False))
-        try:
-            owner.save(doc)
-        except StoreError:
-            _forget(doc, job)  # the file is as it was: so is the document
-            raise
+        save_new_job(owner, doc, job, mirror=mirror)
         crash(CrashPoint.JOB_PERSISTED)
         try:
             if names:
@@ -144,7 +142,7 @@ def start_commit(
         except MonitorError as exc:
             # QEMU refused: undo the bitmap change and forget the job, as if never asked.
             restore_base(qemu, base_image, names, read_only=True)
-            _forget(doc, job)
+            forget_new_job(doc, job, mirror=mirror)
             owner.save(doc)
             raise CommitError(f"QEMU refused the commit: {exc}") from exc
         crash(CrashPoint.COMMIT_STARTED)
@@ -156,13 +154,6 @@ def start_commit(
     finally:
         if own:
             qemu.close()
-
-
-def _forget(doc: StatusDocument, job: BlockJob) -> None:
-    """Take the new job (and an active commit's `<mirror>`) out of the document again."""
-    doc.remove_job(job.name)
-    if job.type is JobType.ACTIVE_COMMIT and job.disk is not None:
-        doc.set_disk_chain(job.disk, drop_mirror=True)
 
 
 def _check_recordable(names: tuple[str, ...], base_node: str) -> None:

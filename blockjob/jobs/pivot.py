@@ -57,10 +57,10 @@ def request_pivot(
             crash(PivotCrashPoint.BITMAPS_MERGED)
         monitor.job_complete(name)
     except QMPCommandError:
-        # QEMU refused the merge's transaction (a busy bitmap) or job-complete (the job
-        # was cancelled meanwhile): it will not pivot, so the job is recorded as it was and may
-        # be aborted (libvirt records pivoting once job-complete is accepted; a merge
-        # that ran stays, as in libvirt).
+        # QEMU refused the merge (a busy bitmap) or job-complete (the job was cancelled
+        # meanwhile): no pivot happens, so the job is recorded as it was (a `ready` one can
+        # then be aborted). libvirt records pivoting once job-complete is accepted; a
+        # merge that ran stays, as in libvirt.
         persist_state(saver, doc, job, asked)
         raise
     if crash is not None:

@@ -1,4 +1,5 @@
-"""What pivot and abort share: finding the job a request is about, and its QEMU state."""
+"""What requests share: finding the job a pivot or abort is about, and its QEMU state;
+saving what a request changed so that a failed save leaves the document as the file."""
 
 from __future__ import annotations
 
@@ -48,3 +49,21 @@ def persist_state(saver: Saver, doc: StatusDocument, job: BlockJob, state: JobSt
         doc.replace_job(job)  # the file still says what it said: so does the document
         raise
     return asked
+
+
+def save_new_job(saver: Saver, doc: StatusDocument, job: BlockJob, *, mirror: bool) -> None:
+    """Save `doc`, to which `job` (and, with `mirror`, its disk's `<mirror>`) was just
+    added. A failed save takes them out again: the document says what the file says, and
+    asking again is not refused as a second job."""
+    try:
+        saver.save(doc)
+    except StoreError:
+        forget_new_job(doc, job, mirror=mirror)
+        raise
+
+
+def forget_new_job(doc: StatusDocument, job: BlockJob, *, mirror: bool) -> None:
+    """Take `job` (and, with `mirror`, its disk's `<mirror>`) out of `doc` again."""
+    doc.remove_job(job.name)
+    if mirror and job.disk is not None:
+        doc.set_disk_chain(job.disk, drop_mirror=True)

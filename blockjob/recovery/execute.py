@@ -147,9 +147,9 @@ def _delete(ctx: Context, step: DeleteNodes) -> None:
 
 
 def _delete_files(ctx: Context, step: DeleteFiles) -> None:
-    paths = [image.path for image in step.images if image.type == "file" and image.path]
+    paths = step.local_paths()
     if not paths:
-        return  # libvirt deletes local files only
+        return
     held = _open_in_qemu(ctx.monitor)
     for path in paths:
         problem = _delete_file(path, held)

@@ -267,11 +267,10 @@ def _copy_bitmaps(
     disk's chain (a shallow copy's: of its top only) are merged into the copy's top,
     which is the disk's active layer from then on. A raw copy holds no bitmaps."""
     images = chain.images() if chain is not None else []
-    if not images or mirror.format == "raw" or None in map(node_of, [mirror, *images]):
+    if mirror.format == "raw":
         return []
     copied = images[:1] if (job.jobflags or 0) & COPY_SHALLOW else images
-    return [MergeBitmaps(mirror, tuple(copied), tuple(map(effective_node, images)), (),
-                         base_is_active=True)]
+    return _carry_bitmaps(mirror, copied, images)
 
 
 def _copy_chain(
@@ -303,10 +302,17 @@ def _pull_bitmaps(chain: StorageSource, removed: Sequence[StorageSource]) -> lis
     """libvirt 9.0 merges the pulled images' bitmaps into the disk's top before they go:
     a checkpoint's changes recorded in them would otherwise be missing from the next
     incremental backup. Runs after `job-dismiss` (README `QEMU care`)."""
-    images = chain.images()
-    if not removed or None in map(node_of, images):
+    return _carry_bitmaps(chain, removed, chain.images())
+
+
+def _carry_bitmaps(
+    into: StorageSource, leaving: Sequence[StorageSource], chain: Sequence[StorageSource]
+) -> list[Step]:
+    """Merge the bitmaps of `leaving` (images of `chain`) into `into`, the disk's active
+    layer once they left; nothing when an image has no node name to merge by."""
+    if not leaving or None in map(node_of, [into, *chain]):
         return []
-    return [MergeBitmaps(chain, tuple(removed), tuple(map(effective_node, images)), (),
+    return [MergeBitmaps(into, tuple(leaving), tuple(map(effective_node, chain)), (),
                          base_is_active=True)]
 
 

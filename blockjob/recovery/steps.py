@@ -41,12 +41,14 @@ class Cancel:
 
 @dataclass(frozen=True)
 class MergeBitmaps:
-    """Merge the committed images' bitmaps into base and re-enable the listed ones;
-    base ends read-only unless it is now the disk's active layer."""
+    """Merge the bitmaps of the images that leave into the image that stays, and
+    re-enable the listed ones: a commit's committed images into base, a pull's pulled
+    images into the disk's top, a pivoted copy's old chain into the copy's top. `base`
+    ends read-only unless it is now the disk's active layer."""
 
     base: StorageSource
     committed: tuple[StorageSource, ...]
-    chain: tuple[str, ...]  # node names from the commit's top to the bottom
+    chain: tuple[str, ...]  # node names of the chain they leave, top to bottom
     listed: tuple[str, ...]
     base_is_active: bool = False
 
@@ -80,6 +82,10 @@ class DeleteFiles:
     relative path, a directory, or a file another QEMU node still has open."""
 
     images: tuple[StorageSource, ...]
+
+    def local_paths(self) -> list[str]:
+        """The images' local files: libvirt deletes no other kind."""
+        return [image.path for image in self.images if image.type == "file" and image.path]
 
 
 @dataclass(frozen=True)
@@ -154,8 +160,8 @@ def describe(step: Step) -> str:
             return f"job-dismiss {job}"
         case DeleteNodes(images=images):
             return f"blockdev-del {_names(images)} (format node, then storage node)"
-        case DeleteFiles(images=images):
-            paths = ", ".join(str(image.path) for image in images if image.type == "file")
+        case DeleteFiles():
+            paths = ", ".join(step.local_paths())
             return f"delete the committed image files {paths or '(none local)'}"
         case StopExports(image=image):
             return (f"end the exports of {effective_node(image)} (nbd-server-stop if it "

@@ -22,7 +22,7 @@ from blockjob.jobs.abort import AbortHook, request_abort
 from blockjob.jobs.active_commit import start_active_commit
 from blockjob.jobs.commit import CrashHook, no_crash, start_commit
 from blockjob.jobs.pivot import PivotHook, request_pivot
-from blockjob.jobs.requests import RequestError
+from blockjob.jobs.requests import RequestError, save_new_job
 from blockjob.model import BlockJob, JobState, StorageSource
 from blockjob.qemu.monitor import Monitor, MonitorUnavailableError, QMPCommandError
 from blockjob.recovery.execute import Context, StepHook, run_step
@@ -216,7 +216,7 @@ class JobTracker:
         if mirror is not None and job.disk is not None:
             self.doc.set_disk_chain(job.disk, mirror=disk_mirror_node(mirror, job.type,
                                                                        ready=False))
-        self.owner.save(self.doc)
+        save_new_job(self.owner, self.doc, job, mirror=mirror is not None)
         self.reconcile(job.name)
 
     def start_commit(

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 import blockjob
 from blockjob.demo.lab import Lab
 from blockjob.model import JobState
 from blockjob.recovery.steps import Step
 from blockjob.statusxml.document import StatusDocument
+from blockjob.store import StoreError
 from blockjob.store.status_store import StatusStore
 from blockjob.tracker import JobTracker
 from tests.support import scenario
@@ -33,6 +37,18 @@ WAIT = 60.0
 
 def tracker(tb: Lab, **kwargs: object) -> JobTracker:
     return JobTracker(StatusStore(tb.directory), tb.name, **kwargs)  # type: ignore[arg-type]
+
+
+@contextmanager
+def full_disk(t: JobTracker) -> Iterator[None]:
+    """Every save of `t` fails as on a full disk; the request inside must raise it."""
+    def full(doc: object) -> None:
+        raise StoreError(t.owner.path, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(t.owner, "save", full)
+        with pytest.raises(StoreError, match="No space left"):
+            yield
 
 
 def gone(name: str) -> Callable[[StatusDocument], bool]:
