@@ -81,11 +81,12 @@ def reenable_actions(
     return actions, problems
 
 
-def remove_tmp_action(base: str, nodes: Nodes) -> list[Action]:
-    """Remove libvirt's pivot-time bitmap from base, if it is there."""
-    if _bitmap(nodes, base, TMP_ACTIVEWRITE) is None:
+def remove_actions(node: str, name: str, nodes: Nodes) -> list[Action]:
+    """Remove bitmap `name` from `node`, if it is there (libvirt's pivot-time bitmap from
+    base, a push backup's bitmap from the disk's top)."""
+    if _bitmap(nodes, node, name) is None:
         return []
-    return [{"type": "block-dirty-bitmap-remove", "data": {"node": base, "name": TMP_ACTIVEWRITE}}]
+    return [{"type": "block-dirty-bitmap-remove", "data": {"node": node, "name": name}}]
 
 
 def finish_actions(
@@ -123,7 +124,7 @@ def finish_actions(
             "bitmaps": [{"node": node, "name": name} for node, _ in copies] + tmp,
         }})
     rest, rest_problems = reenable_actions(base, [n for n in listed if n not in sources], nodes)
-    return actions + rest + remove_tmp_action(base, nodes), problems + rest_problems
+    return actions + rest + remove_actions(base, TMP_ACTIVEWRITE, nodes), problems + rest_problems
 
 
 def unusable(base: str, listed: Sequence[str], nodes: Nodes) -> tuple[str, ...]:

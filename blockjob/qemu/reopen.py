@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Sequence
 
 from blockjob.model import StorageSource
-from blockjob.qemu.bitmaps import Nodes, reenable_actions, remove_tmp_action
+from blockjob.qemu.bitmaps import TMP_ACTIVEWRITE, Nodes, reenable_actions, remove_actions
 from blockjob.qemu.monitor import Monitor, MonitorError
 from blockjob.qemu.nodes import effective_node
 
@@ -83,6 +83,6 @@ def restore_base(
         nodes = monitor.query_nodes()
     name = effective_node(base)
     actions, problems = reenable_actions(name, listed, nodes)
-    transaction_on(monitor, base, actions + remove_tmp_action(name, nodes),
+    transaction_on(monitor, base, actions + remove_actions(name, TMP_ACTIVEWRITE, nodes),
                    read_only_after=read_only, nodes=nodes)
     return problems, nodes, len(actions)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from blockjob.model import BlockJob, CommitData, JobState, JobType
-from blockjob.qemu.bitmaps import Nodes, finish_actions, unusable
+from blockjob.qemu.bitmaps import Nodes, finish_actions, remove_actions, unusable
 from blockjob.qemu.monitor import CONCLUDED, Monitor
 from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, transaction_on
@@ -204,11 +204,9 @@ def _stop_exports(ctx: Context, step: StopExports) -> None:
 
 
 def _remove_bitmap(ctx: Context, step: RemoveBitmap) -> None:
-    node = effective_node(step.image)
-    found = ctx.monitor.query_nodes().get(node)
-    if found is not None and found.bitmap(step.name) is not None:
-        ctx.monitor.transaction([{"type": "block-dirty-bitmap-remove",
-                                  "data": {"node": node, "name": step.name}}])
+    actions = remove_actions(effective_node(step.image), step.name, ctx.monitor.query_nodes())
+    if actions:
+        ctx.monitor.transaction(actions)
 
 
 def unresolved_record(job: BlockJob, names: tuple[str, ...]) -> BlockJob | None:
