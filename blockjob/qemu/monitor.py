@@ -87,6 +87,12 @@ class QemuJob:
     error: str | None = None
 
 
+def unsafe_streams(jobs: Mapping[str, QemuJob]) -> list[str]:
+    """The concluded block-stream jobs not yet dismissed: while one exists, QEMU 7.2
+    segfaults on the node graph queries (README `QEMU care`)."""
+    return [job.id for job in jobs.values() if job.type == "stream" and job.status == CONCLUDED]
+
+
 @dataclass(frozen=True)
 class Bitmap:
     """One named dirty bitmap of a node (`query-named-block-nodes`)."""
@@ -366,8 +372,7 @@ class Monitor:
         # job is not dismissed (README section `recovery`); the graph queries wait for it.
         if self._stream_free:
             return
-        unsafe = [job.id for job in self.query_jobs().values()
-                  if job.type == "stream" and job.status == CONCLUDED]
+        unsafe = unsafe_streams(self.query_jobs())
         if unsafe:
             raise UnsafeQueryError(
                 f"{self.path}: {command} not sent: block-stream job '{unsafe[0]}' is "

@@ -12,7 +12,7 @@ untouched): it is not the file a daemon would load.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache, partial
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from blockjob.qemu.monitor import (
     Monitor,
     MonitorError,
     MonitorUnavailableError,
-    QemuJob,
+    unsafe_streams,
 )
 from blockjob.recovery.execute import Context, Probe, StepHook, forget, run_step, save
 from blockjob.recovery.parallel import file_key, run_ordered
@@ -246,7 +246,7 @@ class _Run:
             # Jobs first: with no stream job among them, the node graph, its edges and
             # the devices are asked in one batch (`Monitor.view`).
             jobs = monitor.query_jobs()
-            if self.dry_run and _stream_concluded(jobs):
+            if self.dry_run and unsafe_streams(jobs):
                 # The graph cannot be asked before the planned job-dismiss (README `QEMU
                 # care`): as found, nothing of it can be checked, and nothing is wrong.
                 return []
@@ -259,10 +259,6 @@ class _Run:
         except MonitorError as exc:
             return [f"could not observe QEMU to verify: {exc}"]
         return failed
-
-
-def _stream_concluded(jobs: Mapping[str, QemuJob]) -> bool:
-    return any(job.type == "stream" and job.status == CONCLUDED for job in jobs.values())
 
 
 def reconcile_job(
