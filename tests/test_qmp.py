@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from blockjob.demo.qemu import QemuProcess
+from blockjob.qemu import wire
 from blockjob.qemu.monitor import (
     Monitor,
     MonitorBusyError,
@@ -76,6 +78,33 @@ def test_busy_monitor_times_out_instead_of_hanging(tmp_path: Path) -> None:
         # QEMU serves one client at a time: the second one is never greeted.
         with qemu.connect(), pytest.raises(MonitorBusyError, match="busy: held by another client"):
             Monitor.connect(qemu.monitor_path, connect_timeout=0.3)
+    finally:
+        qemu.stop()
+
+
+@needs_qemu
+def test_a_request_qemu_cannot_parse_fails_at_once_and_the_connection_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # QEMU answers a request it cannot parse with errors that carry no id (one for a lone
+    # surrogate's escape, two for a byte that is not UTF-8); the old client waited out its
+    # whole timeout (here 20 s) for a reply that never came, then said 'timed out'.
+    encode = wire._request
+
+    def raw(ident: int, name: str, arguments: Mapping[str, object] | None) -> bytes:
+        return encode(ident, name, arguments).replace(b"RAW", b"\xff")
+
+    monkeypatch.setattr(wire, "_request", raw)
+    qemu = QemuProcess(tmp_path / "qemu.log")
+    qemu.start()
+    try:
+        with Monitor.connect(qemu.monitor_path, timeout=20.0, connect_timeout=10.0) as monitor:
+            for bad in ("\ud800", "RAW"):
+                with pytest.raises(QMPCommandError, match="JSON parse error") as caught:
+                    monitor.execute_all([("query-status", None), ("job-dismiss", {"id": bad}),
+                                         ("query-status", None)])
+                assert caught.value.command == "job-dismiss"
+                assert "running" in monitor.execute("query-status")
     finally:
         qemu.stop()
 

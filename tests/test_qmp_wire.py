@@ -160,6 +160,47 @@ def test_the_late_reply_of_a_timed_out_command_is_not_taken_for_the_next(
         assert monitor.execute("query-version") == "own"
 
 
+# What QEMU 7.2 sends back for `{"execute": "x", "arguments": {"y": "\xff"}}`: a request
+# it cannot parse gets errors without an id, here two (the rest of the line is stray too).
+UNPARSED = [_line({"error": {"class": "GenericError", "desc": "JSON parse error, stray '\"'"}}),
+            _line({"error": {"class": "GenericError", "desc": "JSON parse error, expecting "
+                                                          "value"}})]
+
+
+def test_a_request_qemu_could_not_parse_fails_at_once_and_names_its_command(
+    tmp_path: Path,
+) -> None:
+    # The monitor's timeout is LIMIT: the old client waited it out, then said 'timed out'.
+    scripts = {"query-status": answer("s"), "query-version": answer("v"),
+               "job-dismiss": lambda request: UNPARSED}
+    with peer(tmp_path, scripts) as server, connect(server) as monitor:
+        with pytest.raises(QMPCommandError) as caught:
+            monitor.execute_all([("query-status", None), ("job-dismiss", {"id": "x"}),
+                                 ("query-status", None)])
+        assert str(caught.value) == "job-dismiss: GenericError: JSON parse error, stray '\"'"
+        with pytest.raises(QMPCommandError, match=r"job-dismiss: .* stray"):
+            monitor.job_dismiss("x")
+        assert monitor.execute("query-status") == "s", "the second stray error is not taken"
+        # The marker that ends each wait is query-version, sent after the batch.
+        assert server.commands[1:] == ["query-status", "job-dismiss", "query-status",
+                                       "query-version", "job-dismiss", "query-version",
+                                       "query-status"]
+
+
+def test_an_error_without_id_left_by_a_timed_out_request_is_taken_by_none(
+    tmp_path: Path,
+) -> None:
+    def unparsed_then_own(request: dict[str, Any]) -> list[bytes]:
+        return [*UNPARSED, _line({"return": "own", "id": request["id"]})]
+
+    scripts = {"query-status": lambda request: [], "query-jobs": unparsed_then_own,
+               "query-version": answer("v")}
+    with peer(tmp_path, scripts) as server, connect(server, timeout=0.2) as monitor:
+        with pytest.raises(MonitorUnavailableError, match="timed out"):
+            monitor.execute("query-status")
+        assert monitor.execute("query-jobs") == "own"
+
+
 def test_a_refused_command_is_a_command_error_with_qemus_class(tmp_path: Path) -> None:
     def refuse(request: dict[str, Any]) -> list[bytes]:
         return [_line({"error": {"class": "GenericError", "desc": "Job 'x' not found"},

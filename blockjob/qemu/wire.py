@@ -11,7 +11,7 @@ connection needs neither asyncio nor a QMP library at start-up.
 Errors are plain Python ones, which `monitor` turns into its typed errors: `OSError` from
 the socket (missing, refused, reset), `TimeoutError` when the deadline passes, `EOFError`
 when QEMU closes the connection, `ProtocolError` for what is not QMP, `ReplyError` for a
-command QEMU refused.
+command QEMU refused or could not parse.
 """
 
 from __future__ import annotations
@@ -139,20 +139,39 @@ class Connection:
         data = b"".join(_request(first + offset, name, arguments)
                         for offset, (name, arguments) in enumerate(batch))
         replies: dict[int, dict[str, Any]] = {}
+        awaited = set(range(first, self._last_id + 1))
+        unparsed: dict[str, Any] = {}  # the first error without an id, if any
         with _exchange():
             sock = self._connected()
             sock.settimeout(_remaining(deadline))
             sock.sendall(data)
-            while len(replies) < len(batch):
+            while awaited:
                 reply = self._receive(deadline)
                 ident = reply.get("id")
                 if "event" in reply:
                     self._events.append(reply)
-                elif isinstance(ident, int) and first <= ident <= self._last_id:
+                elif "id" not in reply and "error" in reply and not unparsed:
+                    unparsed = reply
+                    awaited = {self._send_marker(sock)}
+                elif isinstance(ident, int):
                     replies[ident] = reply
-                # else: the late reply to a command that timed out earlier
-        return [_result(name, replies[first + offset], offset)
+                    awaited.discard(ident)
+                # else: a further error for a request QEMU could not parse
+        # A late reply to a command that timed out earlier is in `replies` under its own
+        # id, never taken for one of these.
+        return [_result(name, replies.get(first + offset, unparsed), offset)
                 for offset, (name, _) in enumerate(batch)]
+
+    def _send_marker(self, sock: socket.socket) -> int:
+        """Send a harmless request and return its id. QEMU answers a request it cannot
+        parse (bad JSON or UTF-8) with errors that carry no id, one or more of them, so
+        no reply of that batch would ever name it. QEMU answers in the order it reads,
+        so once the marker's reply is in, every request of the batch is answered by id
+        or was never parsed: those take the first id-less error. An id-less error left
+        from a request that timed out earlier is taken by none."""
+        self._last_id += 1
+        sock.sendall(_request(self._last_id, "query-version", None))
+        return self._last_id
 
     def event(self, deadline: float) -> dict[str, Any] | None:
         """The next event (kept from earlier or read now), None once `deadline` passes."""
