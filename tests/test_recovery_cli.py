@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from blockjob.cli import main
+from blockjob.recovery import recover, recover_file
 from tests.support.qemu_fixtures import commit, needs_qemu, started, wait_concluded
 from tests.test_recovery_plan import document
 
@@ -95,6 +100,26 @@ def test_timeouts_must_be_positive_and_at_most_a_day(
     assert exit_info.value.code == 2
     assert f"{value!r} {message}" in capsys.readouterr().err
     assert main(["recover", "--dry-run", f"{option}=86400", str(path)]) == 0
+
+
+@pytest.mark.parametrize("keyword", ["timeout", "connect_timeout"])
+@pytest.mark.parametrize(("value", "message"), [
+    *((value, _NOT_POSITIVE) for value in (0.0, -1.0, math.nan, math.inf)),
+    *((value, _OVER_A_DAY) for value in (86401.0, 1e300)),
+])
+@pytest.mark.parametrize("api", [recover, recover_file])
+def test_the_api_bounds_timeouts_as_the_command_line_does(
+    tmp_path: Path, api: Callable[..., object], keyword: str, value: float, message: str
+) -> None:
+    # The API took them unchecked: a file without jobs came out 'reconciled', and one with
+    # a job hit the socket's OverflowError (a traceback) or waited no time at all.
+    path = tmp_path / "lab1.xml"
+    path.write_bytes(document(None).dumps())
+    target = path if api is recover_file else [path]
+    with pytest.raises(ValueError, match=re.escape(f"{keyword}={value!r} {message}")):
+        api(target, **{keyword: value})
+    limit: dict[str, Any] = {keyword: 86400.0}
+    assert recover([path], dry_run=True, **limit).ok
 
 
 def test_file_not_named_for_its_domain_is_refused_untouched(

@@ -10,7 +10,7 @@ import sys
 from blockjob.cli.common import EXIT_OK, EXIT_REJECTED, EXIT_UNUSABLE, add_max_size, error
 from blockjob.errors import InputError
 from blockjob.inputs import STDIN, display_name
-from blockjob.qemu.monitor import GREETING_WAIT
+from blockjob.qemu.monitor import GREETING_WAIT, check_seconds
 from blockjob.recovery import DomainReport, recover
 from blockjob.recovery.parallel import DEFAULT_JOBS
 
@@ -35,23 +35,17 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_max_size(parser)
 
 
-# A day: far beyond any QMP command, and far below what a socket timeout can hold (a
-# deadline past the platform's time_t stopped recovery with an OverflowError).
-MAX_SECONDS = 24 * 3600
-
-
 def _seconds(text: str) -> float:
     """A positive, finite number of seconds up to a day (argparse reports anything else,
     exit 2)."""
     try:
         value = float(text)
     except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive, finite number of seconds")
-    if value > MAX_SECONDS:
-        raise argparse.ArgumentTypeError(f"{text!r} seconds is more than a day ({MAX_SECONDS})")
-    return value
+        value = math.nan  # said as any other value that is no positive, finite number
+    try:
+        return check_seconds(value, repr(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _jobs(text: str) -> int:

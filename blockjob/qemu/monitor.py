@@ -12,6 +12,7 @@ command with an error.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,10 @@ CONCLUDED = "concluded"
 # socket held by another client accepts the connection but stays silent. Long enough
 # to ride out another tool's short query, short enough to report a held monitor.
 GREETING_WAIT = 3.0
+# The longest wait a caller may ask for: a day is far beyond any QMP command, and far
+# below what a socket timeout can hold (a deadline past the platform's time_t stopped
+# recovery with an OverflowError).
+MAX_SECONDS = 24 * 3600
 # Called ("before" | "after", command) around every QMP command (tests crash there).
 CommandObserver = Callable[[str, str], None]
 # Commands that cannot start a block-stream job (see `Monitor._stream_free`).
@@ -85,6 +90,16 @@ class QemuJob:
     current_progress: int = 0
     total_progress: int = 0
     error: str | None = None
+
+
+def check_seconds(value: float, shown: str) -> float:
+    """`value`, a wait in seconds, if it is positive, finite and at most `MAX_SECONDS`;
+    else ValueError, whose message starts with `shown` (how the caller wrote it)."""
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"{shown} is not a positive, finite number of seconds")
+    if value > MAX_SECONDS:
+        raise ValueError(f"{shown} seconds is more than a day ({MAX_SECONDS})")
+    return value
 
 
 def unsafe_streams(jobs: Mapping[str, QemuJob]) -> list[str]:
