@@ -2,7 +2,7 @@
 backup that ended while the daemon was away: the job's NBD export goes, and the server
 only once nothing else is served from it (a second job of the backup still running, or
 an export the backup never made). A commit made with `--delete`: a committed file that
-another node of QEMU still has open stays."""
+another node of QEMU still has open stays. A create job: its storage node goes."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from tests.support.finish_lab import (
     backup_pull,
     backup_push,
     cancel,
+    create,
+    create_job,
     delete_committed,
     exports,
     record_pull,
@@ -131,3 +133,40 @@ def test_a_push_backups_bitmap_already_gone_is_no_problem(tmp_path: Path) -> Non
             assert monitor.query_nodes()[TOP].bitmap(PUSH_BITMAP) is None
             assert scratch_node(9) not in monitor.node_names()
         assert b"<backups>" not in tb.status_path.read_bytes()
+
+
+@pytest.mark.parametrize(("size", "outcome"), [(16 << 20, "completed"), (1000, "failed")])
+def test_a_concluded_create_job_detaches_the_storage_it_formatted(
+    tmp_path: Path, size: int, outcome: str
+) -> None:
+    """libvirt 9.0 blockdev-dels the storage node of a create job its caller no longer
+    waits for, whether the format's creation succeeded or not; the file stays. Recovery
+    only dismissed the job, and QEMU kept the new file open for no one."""
+    with started(tmp_path) as tb:
+        path = create(tb, size=size)
+        report = recover([tb.status_path])
+        assert report.ok, report
+        (job,) = report.domains[0].jobs
+        assert job.steps[-2:] == ["blockdev-del libvirt-9-storage (format node, then "
+                                  "storage node)", f"drop job {create_job('libvirt-9-format')}"]
+        assert f"newstate={outcome}" in job.steps[0]
+        with tb.connect() as monitor:  # a fresh look
+            assert "libvirt-9-storage" not in monitor.node_names()
+            assert monitor.query_jobs() == {}
+        assert path.exists() and not blockjob.load(tb.status_path).jobs
+
+
+def test_a_concluded_storage_create_job_has_no_node_to_detach(tmp_path: Path) -> None:
+    with started(tmp_path) as tb:
+        before = node_states_of(tb)
+        path = create(tb, storage_only=True)
+        report = recover([tb.status_path])
+        assert report.ok, report
+        assert not any("blockdev-del" in step for step in report.domains[0].jobs[0].steps)
+        assert node_states_of(tb) == before
+        assert path.exists() and not blockjob.load(tb.status_path).jobs
+
+
+def node_states_of(tb: Lab) -> object:
+    with tb.connect() as monitor:
+        return node_states(monitor), monitor.query_jobs()

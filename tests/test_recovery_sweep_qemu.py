@@ -2,7 +2,7 @@
 next run, exactly the end state of an uninterrupted run; one more run changes nothing.
 The flows: a commit completed or cancelled, and libvirt 9.0's newest finishing steps
 (`tests.support.finish_lab.FLOWS`: backups, a pull and copies carrying bitmaps over, a
-commit deleting its files).
+commit deleting its files, create jobs that completed or failed).
 
 `make test` runs a representative subset; `make fuzz` every point of every flow.
 """
@@ -140,6 +140,8 @@ def test_reference_flows_pass_the_points_the_sweep_kills_at(tmp_path: Path) -> N
     ("backup-shared", "after block-export-del", 1), ("backup-push", "after blockdev-del", 2),
     ("pull-bitmaps", "after transaction", 1), ("copy-pivoted", "after transaction", 1),
     ("copy-shallow", "after blockdev-del", 2),
+    # A create job's storage node detached, the job not yet dropped.
+    ("create-failed", "after blockdev-del", 1),
 ])
 def test_killed_at_a_point_converges(
     tmp_path: Path, flow: str, point: str, occurrence: int

@@ -19,6 +19,7 @@ from blockjob.model import (
     BackupData,
     BlockJob,
     CopyData,
+    CreateData,
     JobState,
     JobType,
     PullData,
@@ -257,7 +258,20 @@ def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list
         deleted = [DeleteNodes(left)] if left else []
         carried = _copy_bitmaps(job, disk.mirror, disk.chain)
         return [*steps, *carried, *_dismiss(job, qjob), *deleted, _drop(doc, job, pivoted)]
-    return [*steps, *_dismiss(job, qjob), *_backup_end(doc, job), _drop(doc, job)]
+    return [*steps, *_dismiss(job, qjob), *_backup_end(doc, job), *_create_end(job),
+            _drop(doc, job)]
+
+
+def _create_end(job: BlockJob) -> list[Step]:
+    """libvirt 9.0 ends a create job whose caller is gone (the daemon died while its
+    API call waited) alike whatever the outcome: the storage node it attached for a
+    format's creation is `blockdev-del`'d, else QEMU keeps the new file open for no one.
+    The format node was never attached, and a job creating the storage attached none."""
+    data = job.data
+    if not isinstance(data, CreateData) or data.storage_only or data.src is None \
+            or data.src.storage_node is None:
+        return []
+    return [DeleteNodes((replace(data.src, format_node=None),))]
 
 
 def _copy_bitmaps(
@@ -325,7 +339,7 @@ def _ended_badly(
         # The copy's target images never became the disk's: they leave QEMU's graph.
         left = _left(disk.mirror, disk.chain)
         steps += [DeleteNodes(left)] if left else []
-    return [*steps, *_backup_end(doc, job), _drop(doc, job)]
+    return [*steps, *_backup_end(doc, job), *_create_end(job), _drop(doc, job)]
 
 
 def _adopt(doc: StatusDocument, job: BlockJob, qjob: QemuJob) -> list[Step]:

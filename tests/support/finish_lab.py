@@ -185,8 +185,37 @@ def delete_committed(tb: Lab) -> None:
     wait_concluded(tb)
 
 
+def create_job(node: str) -> str:
+    return f"create-{node}"
+
+
+def create(tb: Lab, *, size: int = 16 << 20, storage_only: bool = False) -> Path:
+    """A create job libvirt 9.0 ran (blockdev-create) and that concluded while the daemon
+    was away: the format of a new qcow2 image over its storage node, attached for it
+    (a `size` QEMU refuses makes it fail); `storage_only`: the creation of the file
+    itself (`<create mode='storage'/>`), which attaches no node."""
+    path = tb.directory / "created.qcow2"
+    node = f"libvirt-9-{'storage' if storage_only else 'format'}"
+    with tb.connect() as monitor:
+        if storage_only:
+            options: dict[str, object] = {"driver": "file", "filename": str(path),
+                                          "size": size}
+        else:
+            path.write_bytes(b"")  # what the storage's creation left
+            monitor.execute("blockdev-add", {"driver": "file", "filename": str(path),
+                                             "node-name": "libvirt-9-storage"})
+            options = {"driver": "qcow2", "file": "libvirt-9-storage", "size": size}
+        monitor.execute("blockdev-create", {"job-id": create_job(node), "options": options})
+    mode = "<create mode='storage'/>" if storage_only else ""
+    _write_jobs(tb, f"<blockjob name='{create_job(node)}' type='create' state='running' "
+                    f"jobflags='0x0'>{mode}<src type='file' format='qcow2'>"
+                    f"{_source_xml(path, 9)}</src></blockjob>")
+    wait_concluded(tb, create_job(node))
+    return path
+
+
 # Each new flow, set up in a started lab (with devices: a copy's pivot shows in them).
-FLOWS: dict[str, Callable[[Lab], None]] = {
+FLOWS: dict[str, Callable[[Lab], object]] = {
     "deleted": delete_committed,
     "backup-pull": backup_pull,
     "backup-shared": lambda tb: backup_pull(tb, shared=True),
@@ -194,4 +223,6 @@ FLOWS: dict[str, Callable[[Lab], None]] = {
     "pull-bitmaps": pull_mid,
     "copy-pivoted": copy_pivoted,
     "copy-shallow": lambda tb: copy_pivoted(tb, shallow=True),
+    "create": create,
+    "create-failed": lambda tb: create(tb, size=1000),  # not a multiple of 512
 }
