@@ -266,6 +266,42 @@ def test_harness_cleans_up_after_a_failed_test(lab: LibvirtLab) -> None:
     assert "bj-dropped" not in lab.virsh("list", "--all", "--name").stdout
 
 
+def test_a_backup_over_two_disks_one_cancelled_while_away_is_ended_whole(
+    lab: LibvirtLab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A pull backup of vda and vdb whose vda job was cancelled while libvirtd was down.
+    libvirt 9.0 itself cancels vdb's job then (`block-job-cancel`) and ends the backup;
+    recovery adopted vdb's and dropped vda's, so the restarted libvirt, whose <backups>
+    still said vda was running, kept the backup forever, even past `domjobabort` (no job
+    left in QEMU or the file). Now recovery cancels vdb's too."""
+    with lab.domain("bj-backup-two") as dom:
+        pull = dom.images / "pull.xml"
+        pull.write_text(
+            f"<domainbackup mode='pull'><server transport='unix' socket='{dom.images}/nbd'/>"
+            f"<disks><disk name='vda' type='file'><scratch file='{dom.image('s-vda')}'/>"
+            f"</disk><disk name='vdb' type='file'><scratch file='{dom.image('s-vdb')}'/>"
+            "</disk></disks></domainbackup>")
+        dom.virsh("backup-begin", str(pull))
+        wait_for(lambda: list(recorded_jobs(dom).values()) == ["running", "running"],
+                 "libvirt to record both jobs running")
+        (vda,) = [name for name in recorded_jobs(dom) if name.startswith("backup-vda-")]
+        (vdb,) = [name for name in recorded_jobs(dom) if name.startswith("backup-vdb-")]
+        roundtrips(dom, capsys)
+        lab.kill_daemon()
+        dom.qmp("job-cancel", {"id": vda})
+        wait_for(lambda: qemu_jobs(dom) == {vda: "concluded", vdb: "running"},
+                 "vda's backup job to be cancelled")
+        report = recovered(dom)
+        assert f"{vdb}: finish-failed" in report and f"job-cancel {vdb}" in report
+        assert qemu_jobs(dom) == {} and recorded_jobs(dom) == {}
+        text = dom.status_path.read_text()
+        assert "<backups>" not in text and "async='backup'" not in text
+        libvirt_loads(lab, dom)
+        assert re.search(r"Job type:\s+None", dom.virsh("domjobinfo").stdout)
+        backs_up(dom, "full")
+        assert recorded_jobs(dom) == {} and qemu_jobs(dom) == {}
+
+
 def backs_up(dom: LabDomain, target: str, incremental: str | None = None) -> None:
     """libvirt runs a push backup of vda into image `target` to its end."""
     since = f"<incremental>{incremental}</incremental>" if incremental else ""

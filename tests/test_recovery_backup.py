@@ -14,10 +14,19 @@ from dataclasses import replace
 import pytest
 
 import blockjob
+from blockjob.model import BlockJob, JobState
 from blockjob.qemu.monitor import QemuJob
 from blockjob.recovery import Decision, plan_job
 from blockjob.recovery.execute import Context, run_step
-from blockjob.recovery.steps import DeleteNodes, Drop, RemoveBitmap, StopExports, describe
+from blockjob.recovery.steps import (
+    Cancel,
+    DeleteNodes,
+    Drop,
+    Record,
+    RemoveBitmap,
+    StopExports,
+    describe,
+)
 from tests.support.corpus import REAL
 
 PUSH = REAL / "backup-push-running.xml"
@@ -86,3 +95,59 @@ def test_end_backup_without_a_backup_changes_nothing() -> None:
     doc = blockjob.loads(idle)
     doc.end_backup()
     assert doc.dumps() == idle
+
+
+VDB = "backup-vdb-libvirt-1-format"
+
+
+def _job(doc: blockjob.StatusDocument, name: str) -> BlockJob:
+    job = doc.job(name)
+    assert job is not None
+    return job
+
+
+def _two_jobs() -> tuple[blockjob.StatusDocument, str]:
+    """The push backup with a second job, on vdb; the name of the first (vda's)."""
+    doc = blockjob.loads(_push())
+    job = doc.jobs[0]
+    doc.add_job(replace(job, name=VDB, disk="vdb"))
+    return doc, job.name
+
+
+@pytest.mark.parametrize(("vda", "recorded", "cancelled"), [
+    (QemuJob("", "backup", "concluded", error="No space left on device"), None, True),
+    (QemuJob("", "backup", "concluded", error="Operation canceled"), None, True),
+    (None, JobState.FAILED, True),  # dismissed already; the outcome was recorded first
+    (None, JobState.CANCELLED, True),
+    (QemuJob("", "backup", "concluded"), None, False),  # completed: the others go on
+    (QemuJob("", "backup", "running"), None, False),
+])
+def test_a_backup_job_still_running_is_cancelled_once_a_sibling_failed(
+    vda: QemuJob | None, recorded: JobState | None, cancelled: bool
+) -> None:
+    # libvirt 9.0 (qemuBackupNotifyBlockjobEnd, seen in ../shared/libvirt-lab) cancels the
+    # backup's running jobs once one failed or was cancelled; recovery adopted them, so
+    # the backup never ended (the ended job's disk stays 'running' in <backups>).
+    doc, first = _two_jobs()
+    if recorded is not None:
+        doc.replace_job(replace(doc.jobs[0], newstate=recorded))
+    qemu = {VDB: QemuJob(VDB, "backup", "running")}
+    qemu.update({first: replace(vda, id=first)} if vda is not None else {})
+    plan = plan_job(doc, _job(doc, VDB), qemu[VDB], qemu_jobs=qemu)
+    if not cancelled:
+        assert (plan.decision, plan.steps) == (Decision.ADOPT, ())
+        return
+    assert plan.decision is Decision.BACKUP_FAILED
+    assert plan.steps == (Record(VDB, state=JobState.ABORTING), Cancel(VDB))
+    assert plan.note == f"job '{first}' of the same backup failed or was cancelled"
+
+
+def test_a_backup_job_qemu_already_aborts_is_not_cancelled_again() -> None:
+    doc, first = _two_jobs()
+    qemu = {first: QemuJob(first, "backup", "concluded", error="Operation canceled"),
+            VDB: QemuJob(VDB, "backup", "aborting")}
+    assert plan_job(doc, _job(doc, VDB), qemu[VDB], qemu_jobs=qemu).decision is Decision.ADOPT
+    doc.replace_job(replace(_job(doc, VDB), state=JobState.ABORTING))
+    qemu[VDB] = QemuJob(VDB, "backup", "running")
+    plan = plan_job(doc, _job(doc, VDB), qemu[VDB], qemu_jobs=qemu)
+    assert plan.steps == (Cancel(VDB),), "recorded aborting already"

@@ -70,6 +70,7 @@ class Decision(StrEnum):
     UNRESOLVED = "unresolved-bitmaps"    # kept only because listed bitmaps are unusable
     INVALID = "invalid"                  # the file's job data is broken
     FOREIGN = "foreign-job"              # QEMU's job of that id has another type
+    BACKUP_FAILED = "cancel-with-backup"  # a sibling job of its backup failed: cancel
     UNDECIDABLE = "undecidable"          # pivot window without a device to ask
 
 
@@ -460,12 +461,36 @@ def graph_questions(job: BlockJob, qjob: QemuJob | None) -> tuple[bool, bool]:
             open_end and qjob is None and job.type in (JobType.COMMIT, JobType.PULL))
 
 
+def failed_sibling(
+    doc: StatusDocument, job: BlockJob, qemu_jobs: Mapping[str, QemuJob]
+) -> str | None:
+    """Another job of the domain's backup (a domain runs one backup at a time) that
+    ended failed or cancelled, by QEMU's word or as recorded: its name, else None."""
+    for other in doc.jobs:
+        if other.type is JobType.BACKUP and other.name != job.name and not other.invalid \
+                and _outcome(doc, other, qemu_jobs.get(other.name), None) in (
+                    JobState.FAILED, JobState.CANCELLED):
+            return other.name
+    return None
+
+
+def _cancel_with_backup(job: BlockJob) -> list[Step]:
+    """libvirt 9.0 cancels the backup's jobs still running once one of them failed or was
+    cancelled, recording them `aborting`; the backup ends with the last of them."""
+    record = [] if job.state is JobState.ABORTING else [
+        Record(job.name, state=JobState.ABORTING)]
+    return [*record, Cancel(job.name)]
+
+
 def plan_job(
     doc: StatusDocument, job: BlockJob, qjob: QemuJob | None,
-    roots: Sequence[str] | None = None, backing: Mapping[str, str] | None = None,
+    roots: Sequence[str] | None = None, backing: Mapping[str, str] | None = None, *,
+    qemu_jobs: Mapping[str, QemuJob] | None = None,
 ) -> JobPlan:
     """`roots`: the node each block device runs on (`query-block`), `backing`: each node's
-    backing node; None if not asked (`graph_questions` says when they count)."""
+    backing node; None if not asked (`graph_questions` says when they count).
+    `qemu_jobs`: all of QEMU's jobs, which a running backup job's siblings are judged by
+    (None: only as recorded)."""
     status = qjob.status if qjob is not None else None
 
     def plan(decision: Decision, steps: list[Step], note: str | None = None) -> JobPlan:
@@ -483,6 +508,12 @@ def plan_job(
         return plan(Decision.UNRESOLVED, [*_reenable(doc, job), Drop(job.name)])
     if status == "pending":
         return plan(Decision.FINALIZE, [*_pending(job), Finalize(job.name)])
+    # A job QEMU already aborts needs no second job-cancel (QEMU would refuse it).
+    sibling = failed_sibling(doc, job, qemu_jobs or {}) \
+        if job.type is JobType.BACKUP and status not in (None, CONCLUDED, "aborting") else None
+    if sibling is not None:
+        return plan(Decision.BACKUP_FAILED, _cancel_with_backup(job),
+                    f"job '{sibling}' of the same backup failed or was cancelled")
     if status not in (None, CONCLUDED):
         return plan(Decision.ADOPT, _adopt(doc, job, qjob) if qjob is not None else [])
     outcome = _outcome(doc, job, qjob, roots)

@@ -49,7 +49,9 @@ ProgressHook = Callable[[DomainReport], None]
 MAX_ROUNDS = 3
 _STALE_MIRROR = "stale-mirror"
 # Decisions after which the job's disk must match QEMU.
-_ENDED = frozenset(Decision) - {Decision.ADOPT, Decision.FINALIZE, *ATTENTION}
+# Decisions whose steps change the job's status in QEMU: it is planned again after them.
+_REPLANNED = frozenset({Decision.FINALIZE, Decision.BACKUP_FAILED})
+_ENDED = frozenset(Decision) - {Decision.ADOPT, *_REPLANNED, *ATTENTION}
 
 
 # What a recovery run works through: a status file to recover, or the report of a file
@@ -120,20 +122,22 @@ class _Run:
         self.applied: list[_Pending] = []
 
     def job(self, report: JobReport) -> None:
-        """Plan and run the job's steps into `report`; a pending job is finalized, then
-        planned again from what QEMU says after that."""
+        """Plan and run the job's steps into `report`; a pending job is finalized, and a
+        backup job cancelled with its backup, then planned again from what QEMU says
+        after that."""
         ctx = self.ctx
         ctx.problems, ctx.unresolved, ctx.acknowledged = report.problems, (), report.acknowledged
         for _ in range(MAX_ROUNDS):
             job = ctx.doc.job(report.job)
             if job is None:
                 return
-            qjob = ctx.monitor.query_jobs().get(report.job)
+            qemu_jobs = ctx.monitor.query_jobs()
+            qjob = qemu_jobs.get(report.job)
             # Asked after the jobs, so a job that ends in between is seen gone or concluded.
             asks_roots, asks_backing = graph_questions(job, qjob)
             roots = ctx.monitor.device_roots() if asks_roots else None
             backing = ctx.monitor.backing_of() if asks_backing else None
-            plan = plan_job(ctx.doc, job, qjob, roots, backing)
+            plan = plan_job(ctx.doc, job, qjob, roots, backing, qemu_jobs=qemu_jobs)
             self._note(report, plan)
             if plan.decision in ATTENTION:
                 report.problems.append(plan.note or str(plan.decision))
@@ -148,7 +152,7 @@ class _Run:
             if not self.dry_run or plan.qemu_status in (None, CONCLUDED):
                 # A base QEMU's job still writes to (before a planned cancel) may be writable.
                 self.touched += touched
-            if plan.decision is not Decision.FINALIZE or self.dry_run:
+            if plan.decision not in _REPLANNED or self.dry_run:
                 self.unresolved.update(ctx.unresolved)
                 return
         report.error = f"job '{report.job}' is still pending after job-finalize"

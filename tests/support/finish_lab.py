@@ -49,13 +49,16 @@ def add_image(monitor: Monitor, tb: Lab, name: str, index: int, backing: str | N
     return path
 
 
-def start_pull(monitor: Monitor, tb: Lab, target: str, top: int, index: int) -> Path:
+def start_pull(
+    monitor: Monitor, tb: Lab, target: str, top: int, index: int, *, sync: str = "none"
+) -> Path:
     """Scratch image `index` over disk `target`'s top node `top`, its backup job, and its
-    NBD export (id `target`; the server is started by the first call)."""
+    NBD export (id `target`; the server is started by the first call). `sync`: libvirt's
+    `none`, or `full` for a job that completes by itself."""
     scratch = add_image(monitor, tb, f"{target}.scratch", index, f"libvirt-{top}-format")
     monitor.execute("blockdev-backup", {
         "job-id": backup_job(target, top), "device": f"libvirt-{top}-format",
-        "target": scratch_node(index), "sync": "none", "auto-dismiss": False})
+        "target": scratch_node(index), "sync": sync, "auto-dismiss": False})
     if not monitor.execute("query-block-exports"):
         monitor.execute("nbd-server-start", {"addr": {
             "type": "unix", "data": {"path": str(tb.directory / "nbd.sock")}}})
@@ -118,6 +121,16 @@ def backup_pull(tb: Lab, *, shared: bool = False) -> None:
             monitor.execute("block-export-add", {"type": "nbd", "id": "other",
                                                  "node-name": BASE})
     record_pull(tb, [("vda", 1, scratch, 9)])
+    cancel(tb, backup_job("vda", 1))
+
+
+def backup_sibling(tb: Lab) -> None:
+    """A pull backup of vda and vdb (a lab with a second disk) whose vda job was
+    cancelled while vdb's still runs: libvirt 9.0 cancels vdb's too."""
+    with tb.connect() as monitor:
+        vda = start_pull(monitor, tb, "vda", 1, 9)
+        vdb = start_pull(monitor, tb, "vdb", 4, 10)
+    record_pull(tb, [("vda", 1, vda, 9), ("vdb", 4, vdb, 10)])
     cancel(tb, backup_job("vda", 1))
 
 
@@ -185,6 +198,10 @@ def delete_committed(tb: Lab) -> None:
     wait_concluded(tb)
 
 
+# The flows that need a second disk (`started(..., second_disk=True)`).
+TWO_DISKS = frozenset({"backup-sibling"})
+
+
 def create_job(node: str) -> str:
     return f"create-{node}"
 
@@ -220,6 +237,7 @@ FLOWS: dict[str, Callable[[Lab], object]] = {
     "backup-pull": backup_pull,
     "backup-shared": lambda tb: backup_pull(tb, shared=True),
     "backup-push": backup_push,
+    "backup-sibling": backup_sibling,
     "pull-bitmaps": pull_mid,
     "copy-pivoted": copy_pivoted,
     "copy-shallow": lambda tb: copy_pivoted(tb, shallow=True),

@@ -53,11 +53,15 @@ class CrashError(Exception):
 
 @contextmanager
 def started(
-    directory: Path, *, fail_commit: bool = False, devices: bool = False
+    directory: Path, *, fail_commit: bool = False, devices: bool = False,
+    second_disk: bool = False,
 ) -> Iterator[Lab]:
+    """The lab's domain: vda (top <- mid <- base), and with `second_disk` a vdb of the
+    same chain (nodes libvirt-4 to libvirt-6)."""
     directory.mkdir(parents=True, exist_ok=True)
-    disk = DiskSpec(scenario.TARGET, scenario.chain(fail_commit=fail_commit))
-    with Lab(directory, [disk], devices=devices) as tb:
+    disks = [DiskSpec(scenario.TARGET, scenario.chain(fail_commit=fail_commit))]
+    disks += [DiskSpec("vdb", scenario.chain())] if second_disk else []
+    with Lab(directory, disks, devices=devices) as tb:
         yield tb
 
 
