@@ -48,9 +48,9 @@ ProgressHook = Callable[[DomainReport], None]
 # A pending job is finalized and planned again; more rounds than this means QEMU is stuck.
 MAX_ROUNDS = 3
 _STALE_MIRROR = "stale-mirror"
-# Decisions after which the job's disk must match QEMU.
 # Decisions whose steps change the job's status in QEMU: it is planned again after them.
 _REPLANNED = frozenset({Decision.FINALIZE, Decision.BACKUP_FAILED})
+# Decisions after which the job's disk must match QEMU.
 _ENDED = frozenset(Decision) - {Decision.ADOPT, *_REPLANNED, *ATTENTION}
 
 
