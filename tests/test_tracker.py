@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,6 +31,22 @@ def test_a_domain_owned_elsewhere_is_refused_as_busy(tmp_path: Path) -> None:
     store = _store(tmp_path, docs.jobs())
     with store.owned("unit"), pytest.raises(DomainBusyError, match="unit"):
         JobTracker(store, "unit", lock_timeout=0.05).__enter__()
+
+
+@pytest.mark.parametrize(("keyword", "value", "message"), [
+    ("timeout", 1e300, "seconds is more than a day (86400)"),
+    ("timeout", -1.0, "is not a positive, finite number of seconds"),
+    ("connect_timeout", math.nan, "is not a positive, finite number of seconds"),
+])
+def test_timeouts_are_bounded_as_recoverys(
+    tmp_path: Path, keyword: str, value: float, message: str
+) -> None:
+    # Taken unchecked, 1e300 stopped the tracker with an OverflowError from the socket,
+    # NaN with a ValueError of its own, and -1 said 'timed out after -1 s'.
+    store = _store(tmp_path, docs.jobs())
+    wait: dict[str, Any] = {keyword: value}
+    with pytest.raises(ValueError, match=re.escape(f"{keyword}={value!r} {message}")):
+        JobTracker(store, "unit", **wait)
 
 
 def test_a_file_without_a_monitor_is_refused_and_the_domain_released(tmp_path: Path) -> None:

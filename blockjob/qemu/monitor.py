@@ -102,6 +102,14 @@ def check_seconds(value: float, shown: str) -> float:
     return value
 
 
+def check_waits(timeout: float, connect_timeout: float | None) -> None:
+    """ValueError for a command or connect timeout of the API that `check_seconds`
+    refuses, as `recover --timeout` and `--connect-timeout` refuse it."""
+    check_seconds(timeout, f"timeout={timeout!r}")
+    if connect_timeout is not None:
+        check_seconds(connect_timeout, f"connect_timeout={connect_timeout!r}")
+
+
 def unsafe_streams(jobs: Mapping[str, QemuJob]) -> list[str]:
     """The concluded block-stream jobs not yet dismissed: while one exists, QEMU 7.2
     segfaults on the node graph queries (README `QEMU care`)."""

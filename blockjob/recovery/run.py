@@ -23,7 +23,7 @@ from blockjob.qemu.monitor import (
     Monitor,
     MonitorError,
     MonitorUnavailableError,
-    check_seconds,
+    check_waits,
     unsafe_streams,
 )
 from blockjob.recovery.execute import Context, Probe, StepHook, forget, run_step, save
@@ -345,20 +345,13 @@ def _load(owner: DomainOwner, report: DomainReport) -> StatusDocument | None:
     return None
 
 
-def _check_waits(timeout: float, connect_timeout: float | None) -> None:
-    """ValueError for a wait the monitor cannot keep, as `recover --timeout` refuses it."""
-    check_seconds(timeout, f"timeout={timeout!r}")
-    if connect_timeout is not None:
-        check_seconds(connect_timeout, f"connect_timeout={connect_timeout!r}")
-
-
 def recover_file(
     path: Path, *, dry_run: bool = False, connect_timeout: float | None = None,
     timeout: float = 30.0, on_step: StepHook | None = None, probe: Probe | None = None,
     acknowledge: bool = False, owner_timeout: float = OWNER_TIMEOUT,
     max_bytes: int = MAX_INPUT_BYTES,
 ) -> DomainReport:
-    _check_waits(timeout, connect_timeout)
+    check_waits(timeout, connect_timeout)
     report = DomainReport(str(path))
     try:
         check_regular(path)  # a device or FIFO is unusable, whatever its name
@@ -406,7 +399,7 @@ def recover(
     calls of `progress`, keep the order of the files whatever that number. With more
     than one job, `on_step` and `probe` are called from the worker threads.
     """
-    _check_waits(timeout, connect_timeout)
+    check_waits(timeout, connect_timeout)
     recover_one = partial(
         recover_file, dry_run=dry_run, connect_timeout=connect_timeout, timeout=timeout,
         on_step=on_step, probe=probe, acknowledge=acknowledge, owner_timeout=owner_timeout,

@@ -24,7 +24,12 @@ from blockjob.jobs.commit import CrashHook, no_crash, start_commit
 from blockjob.jobs.pivot import PivotHook, request_pivot
 from blockjob.jobs.requests import RequestError, save_new_job
 from blockjob.model import BlockJob, JobState, StorageSource
-from blockjob.qemu.monitor import Monitor, MonitorUnavailableError, QMPCommandError
+from blockjob.qemu.monitor import (
+    Monitor,
+    MonitorUnavailableError,
+    QMPCommandError,
+    check_waits,
+)
 from blockjob.recovery.execute import Context, StepHook, run_step
 from blockjob.recovery.plan import is_unresolved_record, merge_step
 from blockjob.recovery.report import JobReport
@@ -55,6 +60,7 @@ class JobTracker:
         connect_timeout: float = 5.0, timeout: float = 30.0,
         on_step: StepHook | None = None, on_save: SaveHook | None = None,
     ) -> None:
+        check_waits(timeout, connect_timeout)
         self.store = store
         self.name = name
         self.lock_timeout = lock_timeout
