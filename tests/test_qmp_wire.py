@@ -8,10 +8,11 @@ between replies, a reply late after its command timed out, garbage, a refusal, a
 from __future__ import annotations
 
 import json
+import math
 import signal
 import socket
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,8 @@ from blockjob.qemu.monitor import (
 LIMIT = 10.0
 GREETING = {"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}, "package": ""},
                     "capabilities": []}}
-# Answers the peer gives to one request: a list of raw lines to send back.
-Script = Callable[[dict[str, Any]], list[bytes]]
+# Answers the peer gives to one request: the raw lines to send back, in turn.
+Script = Callable[[dict[str, Any]], Iterable[bytes]]
 
 
 def _line(message: object) -> bytes:
@@ -111,6 +112,27 @@ def test_events_between_replies_are_kept_in_order_for_next_event(tmp_path: Path)
         first, second = monitor.next_event(LIMIT), monitor.next_event(LIMIT)
         assert first is not None and first["event"] == "JOB_STATUS_CHANGE"
         assert second is not None and second["event"] == "BLOCK_JOB_READY"
+
+
+def test_a_wait_longer_than_the_socket_takes_is_served_in_pieces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`next_event(math.inf)` waits for the event (the socket refuses a timeout past a
+    day, OverflowError at inf); a piece of the wait ending is not the wait ending."""
+    monkeypatch.setattr(wire, "_LONGEST_WAIT", 0.01)
+
+    def event_later(request: dict[str, Any]) -> Iterator[bytes]:
+        yield _line({"return": {}, "id": request["id"]})
+        threading.Event().wait(0.3)  # many pieces of the wait pass first
+        yield _line({"event": "BLOCK_JOB_READY", "data": {"device": "j"}})
+
+    with peer(tmp_path, {"query-status": event_later}) as server, \
+            connect(server) as monitor:
+        assert monitor.execute("query-status") == {}
+        event = monitor.next_event(math.inf)
+        assert event is not None and event["event"] == "BLOCK_JOB_READY"
+        with pytest.raises(ValueError, match="timeout=nan is not a number of seconds"):
+            monitor.next_event(math.nan)
 
 
 def test_an_event_before_the_greeting_is_kept_as_an_event(tmp_path: Path) -> None:
@@ -342,7 +364,7 @@ def test_graph_queries_ask_for_jobs_only_while_a_stream_job_may_conclude(
 def test_a_running_stream_job_is_looked_at_before_every_graph_query(tmp_path: Path) -> None:
     states = iter(["running", "concluded"])
 
-    def stream(request: dict[str, Any]) -> list[bytes]:
+    def stream(request: dict[str, Any]) -> Iterable[bytes]:
         return _jobs(("stream", next(states)))(request)
 
     scripts = {"query-jobs": stream, "query-named-block-nodes": answer([])}
@@ -362,7 +384,7 @@ def test_a_signal_handler_sees_the_exchange_it_interrupted(tmp_path: Path) -> No
         seen.append(wire.exchanging())
         interrupted.set()
 
-    def reply_once_interrupted(request: dict[str, Any]) -> list[bytes]:
+    def reply_once_interrupted(request: dict[str, Any]) -> Iterable[bytes]:
         assert interrupted.wait(LIMIT)
         return answer("done")(request)
 
@@ -423,7 +445,7 @@ def test_view_asks_in_one_batch_only_while_no_stream_job_can_conclude(tmp_path: 
              {"node-name": "base", "drv": "qcow2", "ro": True}]
     asked: list[int] = []
 
-    def jobs(request: dict[str, Any]) -> list[bytes]:
+    def jobs(request: dict[str, Any]) -> Iterable[bytes]:
         asked.append(1)  # a commit at first, then a stream job that runs
         return _jobs(("commit", "concluded") if len(asked) == 1 else ("stream", "running"))(
             request)

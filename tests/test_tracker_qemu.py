@@ -3,6 +3,7 @@ pivot, abort, and the same end state as recovery."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -440,20 +441,24 @@ def test_a_pivot_asked_again_at_open_that_qemu_refuses_does_not_fail_the_open(
         assert_pivoted(tb)
 
 
+@pytest.mark.parametrize("wait", [10.0, math.inf], ids=["10s", "endless"])
 @pytest.mark.parametrize("how", ["follow", "wait_for"])
-def test_qemu_gone_while_following_is_raised(tmp_path: Path, how: str) -> None:
+def test_qemu_gone_while_following_is_raised(tmp_path: Path, how: str, wait: float) -> None:
     """README `Live tracking`: QEMU gone is raised from `follow` / `wait_for` (before, both
-    waited out their timeout and returned as if no event had come)."""
+    waited out their timeout and returned as if no event had come). An endless wait is
+    one (the socket's own timeout overflowed at 1e300 or inf); NaN ends no wait."""
     with started(tmp_path) as tb:
         with tracker(tb) as t:
             t.start_commit("vda", MID, BASE, speed=CRAWL)
+            with pytest.raises(ValueError, match="timeout=nan is not a number of seconds"):
+                t.follow(math.nan) if how == "follow" else t.wait_for(gone(JOB), math.nan)
             tb.qemu.kill()
             # EOF or a reset, depending on what QEMU left unread when it died.
             with pytest.raises(MonitorUnavailableError, match="QEMU monitor unavailable"):
                 if how == "follow":
-                    t.follow(10)
+                    t.follow(wait)
                 else:
-                    t.wait_for(gone(JOB), 10)
+                    t.wait_for(gone(JOB), wait)
         assert state_on_file(tb, JOB) is JobState.RUNNING  # what the next daemon finds
 
 

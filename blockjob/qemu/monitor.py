@@ -102,6 +102,14 @@ def check_seconds(value: float, shown: str) -> float:
     return value
 
 
+def deadline_after(timeout: float) -> float:
+    """The `time.monotonic()` deadline `timeout` seconds from now, for a wait that may be
+    as long as the caller likes (`math.inf` too); NaN, which no wait ends, is refused."""
+    if math.isnan(timeout):
+        raise ValueError(f"timeout={timeout!r} is not a number of seconds")
+    return time.monotonic() + timeout
+
+
 def check_waits(timeout: float, connect_timeout: float | None) -> None:
     """ValueError for a command or connect timeout of the API that `check_seconds`
     refuses, as `recover --timeout` and `--connect-timeout` refuse it."""
@@ -369,7 +377,7 @@ class Monitor:
         connection: QEMU does not replay those sent while nobody was connected.
         MonitorUnavailableError once the connection is lost (QEMU gone): a follower
         must hear of it at once, not after waiting out its timeout for nothing."""
-        deadline = time.monotonic() + timeout
+        deadline = deadline_after(timeout)
         try:
             return self._connection.event(deadline)
         except (OSError, EOFError, ProtocolError) as exc:

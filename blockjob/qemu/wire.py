@@ -31,6 +31,7 @@ _CHUNK = 1 << 18
 # One message beyond this is no QMP reply we could use (a domain's node graph is KBs to a
 # few MBs): refused rather than buffered without end.
 MAX_MESSAGE = 64 << 20
+_LONGEST_WAIT = 86400.0
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 _DECODE = json.JSONDecoder().decode
 
@@ -182,6 +183,8 @@ class Connection:
                 try:
                     message = self._receive(deadline)
                 except TimeoutError:
+                    if time.monotonic() < deadline:
+                        continue  # a day of the wait served; the rest follows
                     return None
                 if "event" in message:
                     return message
@@ -240,10 +243,12 @@ def _result(name: str, reply: Mapping[str, Any], index: int) -> Any:
 
 
 def _remaining(deadline: float) -> float:
+    """Seconds to `deadline`, at most a day: the socket takes no longer timeout (an
+    event's wait may be endless), so a longer wait is served a day at a time."""
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         raise TimeoutError
-    return remaining
+    return min(remaining, _LONGEST_WAIT)
 
 
 def _brief(value: object) -> str:

@@ -29,6 +29,7 @@ from blockjob.qemu.monitor import (
     MonitorUnavailableError,
     QMPCommandError,
     check_waits,
+    deadline_after,
 )
 from blockjob.recovery.execute import Context, StepHook, run_step
 from blockjob.recovery.plan import is_unresolved_record, merge_step
@@ -184,20 +185,19 @@ class JobTracker:
     def follow(self, timeout: float) -> int:
         """Handle the events that arrive within `timeout` seconds; how many were followed.
         A lost connection (QEMU gone) raises MonitorUnavailableError at once."""
-        deadline = time.monotonic() + timeout
+        deadline = deadline_after(timeout)
         handled = 0
         while (remaining := deadline - time.monotonic()) > 0:
             event = self.monitor.next_event(remaining)
-            if event is None:
-                break
-            handled += self.handle(event)
+            if event is not None:
+                handled += self.handle(event)
         return handled
 
     def wait_for(
         self, check: Callable[[StatusDocument], bool], timeout: float = 60.0
     ) -> bool:
         """Follow events until `check(doc)` holds; False if `timeout` passed first."""
-        deadline = time.monotonic() + timeout
+        deadline = deadline_after(timeout)
         while not check(self.doc):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
