@@ -29,6 +29,7 @@ from blockjob.recovery import recover
 from blockjob.statusxml.sources import disk_mirror_node
 from blockjob.store.status_store import StatusStore
 from tests.support import scenario
+from tests.support.finish_lab import backup_job, exports, record_pull, start_pull
 from tests.support.images import file_image
 from tests.support.qemu_fixtures import (
     BASE,
@@ -279,3 +280,34 @@ def test_add_job_whose_save_fails_leaves_the_document_as_the_file(tmp_path: Path
         to_ready(t, job.name)
         t.abort(job.name)
         to_end(t, job.name)
+
+
+@pytest.mark.parametrize("ended", ["vda", "vdb"])  # the job first, or second, in the file
+def test_a_backups_running_job_is_cancelled_once_a_sibling_ends_badly_while_tracked(
+    tmp_path: Path, ended: str
+) -> None:
+    """libvirt 9.0 cancels a backup's jobs still running once one of them failed or was
+    cancelled, live as at a restart (recovery's `cancel-with-backup`). The tracker
+    adopted the other job: it ran on, and the backup never ended."""
+    log: Log = []
+    with started(tmp_path, second_disk=True) as tb:
+        with tb.connect() as monitor:
+            vda = start_pull(monitor, tb, "vda", 1, 9)
+            vdb = start_pull(monitor, tb, "vdb", 4, 10)
+        record_pull(tb, [("vda", 1, vda, 9), ("vdb", 4, vdb, 10)])
+        running = backup_job(*(("vdb", 4) if ended == "vda" else ("vda", 1)))
+        with tracker(tb, **recorder(log, tb.status_path)) as t:
+            t.monitor.job_cancel(backup_job(ended, 1 if ended == "vda" else 4))
+            assert t.wait_for(lambda doc: not doc.jobs, 60), t.reports
+            # Adopted at open, then finished as cancelled.
+            decisions = [r.decision for r in t.reports if r.job == running]
+            assert decisions == ["adopt", "finish-failed"], t.reports
+        # Recorded aborting while the ended job was still on file: a daemon killed in
+        # between finds the cancel on record.
+        place = sorted([running, backup_job(ended, 1 if ended == "vda" else 4)]).index(running)
+        assert any(len(jobs) == 2 and jobs[place].startswith("aborting:")
+                   for jobs in saves(log)), log
+        with tb.connect() as monitor:  # a fresh look
+            assert monitor.query_jobs() == {} and exports(monitor) == {}
+        text = tb.status_path.read_bytes()
+        assert b"<backups>" not in text and b"async='backup'" not in text

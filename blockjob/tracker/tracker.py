@@ -23,7 +23,7 @@ from blockjob.jobs.active_commit import start_active_commit
 from blockjob.jobs.commit import CrashHook, no_crash, start_commit
 from blockjob.jobs.pivot import PivotHook, request_pivot
 from blockjob.jobs.requests import RequestError, save_new_job
-from blockjob.model import BlockJob, JobState, StorageSource
+from blockjob.model import BlockJob, JobState, JobType, StorageSource
 from blockjob.qemu.monitor import (
     Monitor,
     MonitorUnavailableError,
@@ -32,7 +32,7 @@ from blockjob.qemu.monitor import (
     deadline_after,
 )
 from blockjob.recovery.execute import Context, StepHook, run_step
-from blockjob.recovery.plan import is_unresolved_record, merge_step
+from blockjob.recovery.plan import failed_sibling, is_unresolved_record, merge_step
 from blockjob.recovery.report import JobReport
 from blockjob.recovery.run import reconcile_job, recover_document
 from blockjob.statusxml.document import StatusDocument
@@ -177,10 +177,27 @@ class JobTracker:
         if not isinstance(data, Mapping):
             return False  # not the event QMP documents
         name, status = str(data.get("id", "")), str(data.get("status", ""))
-        if status not in FOLLOWED_STATUSES or self.doc.job(name) is None:
+        job = self.doc.job(name)
+        if status not in FOLLOWED_STATUSES or job is None:
             return False  # libvirt ignores other statuses and jobs it did not start
+        if job.type is JobType.BACKUP and status == "concluded":
+            self._cancel_backup_with(name)
         self.reconcile(name)
         return True
+
+    def _cancel_backup_with(self, ended: str) -> None:
+        """libvirt cancels a backup's jobs still running once one of them failed or was
+        cancelled (recovery's `cancel-with-backup`, judged the same way). Each is recorded
+        aborting and cancelled before the ended job leaves the file: a daemon killed in
+        between finds them aborting, where a restart would otherwise adopt them."""
+        jobs = self.monitor.query_jobs()
+        for job in self.doc.jobs:
+            qjob = jobs.get(job.name)
+            if job.type is JobType.BACKUP and job.name != ended \
+                    and job.state is not JobState.ABORTING \
+                    and qjob is not None and qjob.status in _CANCELLABLE \
+                    and failed_sibling(self.doc, job, jobs) is not None:
+                self.abort(job.name)
 
     def follow(self, timeout: float) -> int:
         """Handle the events that arrive within `timeout` seconds; how many were followed.
