@@ -28,6 +28,7 @@ from blockjob.jobs.commit import CrashPoint
 from blockjob.jobs.pivot import PivotCrashPoint
 from blockjob.model import JobState
 from blockjob.tracker import JobTracker
+from tests.support.finish_lab import backup_job, exports, record_pull, start_pull
 from tests.support.qemu_fixtures import (
     BASE,
     CRAWL,
@@ -166,6 +167,9 @@ CHECKS = {"pivot": assert_pivoted, "abort": assert_active_aborted}
 
 
 def kill_anywhere_then_restart(tmp_path: Path, flow: str, seed: int) -> None:
+    if flow == "backup":
+        kill_anywhere_in_a_backup_then_restart(tmp_path, seed)
+        return
     with started(tmp_path) as tb:
         killed_at_random(tb, flow, random.Random(seed).uniform(0.0, 0.06))
         with tracker(tb, lock_timeout=5.0) as t:
@@ -173,7 +177,29 @@ def kill_anywhere_then_restart(tmp_path: Path, flow: str, seed: int) -> None:
         CHECKS[flow](tb)
 
 
-@pytest.mark.parametrize(("flow", "seed"), [("pivot", 1), ("abort", 2)])
+def kill_anywhere_in_a_backup_then_restart(tmp_path: Path, seed: int) -> None:
+    """A pull backup of two disks, one job cancelled under the tracker: wherever the daemon
+    dies, the restarted one (cancelling vda's job again if it never reached QEMU) ends the
+    whole backup, vdb's job cancelled too, as libvirt 9.0 does."""
+    with started(tmp_path, second_disk=True) as tb:
+        with tb.connect() as monitor:
+            vda = start_pull(monitor, tb, "vda", 1, 9)
+            vdb = start_pull(monitor, tb, "vdb", 4, 10)
+        record_pull(tb, [("vda", 1, vda, 9), ("vdb", 4, vdb, 10)])
+        killed_at_random(tb, "backup", random.Random(seed).uniform(0.0, 0.06))
+        with tracker(tb, lock_timeout=5.0) as t:
+            first = backup_job("vda", 1)
+            qjob = t.monitor.query_jobs().get(first)
+            if qjob is not None and qjob.status == "running":
+                t.monitor.job_cancel(first)
+            assert t.wait_for(lambda doc: not doc.jobs, 60), t.reports
+        with tb.connect() as monitor:  # a fresh look
+            assert monitor.query_jobs() == {} and exports(monitor) == {}
+        text = tb.status_path.read_bytes()
+        assert b"<backups>" not in text and b"async='backup'" not in text
+
+
+@pytest.mark.parametrize(("flow", "seed"), [("pivot", 1), ("abort", 2), ("backup", 3)])
 def test_sigkill_at_a_random_instant_then_a_new_tracker_finishes(
     tmp_path: Path, flow: str, seed: int
 ) -> None:
@@ -182,7 +208,7 @@ def test_sigkill_at_a_random_instant_then_a_new_tracker_finishes(
 
 @pytest.mark.fuzz
 @pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
-@pytest.mark.parametrize("flow", ["pivot", "abort"])
+@pytest.mark.parametrize("flow", ["pivot", "abort", "backup"])
 @pytest.mark.parametrize("seed", range(RANDOM_KILLS))
 def test_sigkill_at_many_random_instants(tmp_path: Path, flow: str, seed: int) -> None:
     kill_anywhere_then_restart(tmp_path, flow, seed)

@@ -10,7 +10,9 @@ the flow without meeting POINT exits with status 3.
 
 POINT `-` names no point: the process prints `open` once its tracker is open and runs
 `pivot` or `abort` to the end (the job finished, exit 0), for a parent that SIGKILLs it
-at an instant of its own choosing.
+at an instant of its own choosing. Flow `backup` (POINT `-` only) is a pull backup of
+vda and vdb the parent recorded: vda's job is cancelled, and the tracker follows until
+the backup has ended (libvirt then cancels vdb's job too).
 """
 
 from __future__ import annotations
@@ -26,8 +28,9 @@ from blockjob.statusxml.document import StatusDocument
 from blockjob.store.status_store import StatusStore
 from blockjob.tracker import JobTracker
 
-FLOWS = ("start", "pivot", "abort")
+FLOWS = ("start", "pivot", "abort", "backup")
 WAIT = 60.0
+BACKUP_VDA = "backup-vda-libvirt-1-format"  # tests/support/finish_lab.py: backup_job
 ANY_INSTANT = "-"
 
 
@@ -42,6 +45,9 @@ def run(path: Path, flow: str, point: str) -> int:
 
     with JobTracker(StatusStore(path.parent), path.name.removesuffix(".xml")) as tracker:
         print("open", flush=True)
+        if flow == "backup":
+            tracker.monitor.job_cancel(BACKUP_VDA)
+            return 0 if tracker.wait_for(lambda doc: not doc.jobs, WAIT) else 5
         disk = tracker.doc.disk("vda")
         assert disk is not None and disk.chain is not None
         base = disk.chain.images()[-1].format_node or ""
