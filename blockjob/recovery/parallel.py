@@ -49,10 +49,11 @@ def run_ordered(
 ) -> list[_Result]:
     """`[work(item) for item in items]`, with at most `jobs` calls running at once.
 
-    With one job, or one key, everything runs in the calling thread. An exception from
-    `work` (or a KeyboardInterrupt) stops the run: domains not started are dropped, the
-    ones in flight are let finish (a thread cannot be stopped halfway through a step), and
-    the exception is raised.
+    With one job, or one key, everything runs in the calling thread; so it does when the
+    system refuses every thread (with some refused, the ones started share the work). An
+    exception from `work` (or a KeyboardInterrupt) stops the run: domains not started are
+    dropped, the ones in flight are let finish (a thread cannot be stopped halfway through
+    a step), and the exception is raised.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
@@ -84,12 +85,10 @@ class _Pool(Generic[_Item, _Result]):
         self.stopped = False
 
     def run(self, workers: int, done: Callable[[_Result], None] | None) -> list[_Result]:
-        threads = [threading.Thread(target=self._worker, name=f"recover_{number}")
-                   for number in range(workers)]
+        threads: list[threading.Thread] = []
         reported = 0
         try:
-            for thread in threads:
-                thread.start()
+            self._start(workers, threads)
             while reported < len(self.items):
                 with self.changed:
                     while reported not in self.results and not self.failures:
@@ -109,6 +108,20 @@ class _Pool(Generic[_Item, _Result]):
             for thread in threads:
                 thread.join()
         return [self.results[index] for index in range(len(self.items))]
+
+    def _start(self, workers: int, threads: list[threading.Thread]) -> None:
+        """Start up to `workers` threads into `threads`. When the system refuses a thread
+        (RLIMIT_NPROC, memory), the ones started share the work; with none, this thread
+        does it all, as one job would."""
+        for number in range(workers):
+            thread = threading.Thread(target=self._worker, name=f"recover_{number}")
+            try:
+                thread.start()
+            except RuntimeError:  # "can't start new thread"
+                break
+            threads.append(thread)
+        if not threads:
+            self._worker()
 
     def _worker(self) -> None:
         while True:
