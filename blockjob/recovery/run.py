@@ -41,6 +41,7 @@ from blockjob.store.status_store import (
     LoadFailure,
     StatusStore,
     StoreError,
+    StoreExhaustedError,
 )
 
 ProgressHook = Callable[[DomainReport], None]
@@ -330,8 +331,8 @@ def _load(owner: DomainOwner, report: DomainReport) -> StatusDocument | None:
     """The domain's document, or None with `report` saying the file is unusable."""
     try:
         return owner.load()
-    except DomainNameError:
-        raise  # read and loaded, but it is not this file's domain: attention
+    except (DomainNameError, StoreExhaustedError):
+        raise  # not this file's domain, or not the file's fault: attention
     except StatusXMLError as exc:  # not well-formed, or refused by the loader
         report.error = str(exc)
     except StoreError as exc:  # unreadable under the input policy
