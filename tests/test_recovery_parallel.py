@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import threading
 from pathlib import Path
 
 import pytest
 
 from blockjob.cli import main
-from blockjob.recovery.parallel import DEFAULT_JOBS, file_key, run_ordered
+from blockjob.recovery.parallel import (
+    DEFAULT_JOBS,
+    FDS_PER_DOMAIN,
+    affordable,
+    file_key,
+    run_ordered,
+)
 
 # Only keeps a broken implementation from hanging the suite; nothing here is timed.
 LIMIT = 30.0
@@ -184,6 +192,19 @@ def test_threads_the_system_refuses_leave_the_work_to_those_started(
 def test_jobs_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         run_ordered([1], lambda item: item, jobs=0, key=lambda item: item)
+
+
+@pytest.mark.parametrize(("spare", "jobs", "expected"), [
+    (None, 1000, 1000),  # no limit
+    (FDS_PER_DOMAIN * 5 + 2, 16, 5), (FDS_PER_DOMAIN * 5, 3, 3), (1, 16, 1), (0, 16, 1),
+])
+def test_jobs_are_as_many_as_the_descriptor_limit_can_serve(
+    spare: int | None, jobs: int, expected: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_use = len(os.listdir("/proc/self/fd")) - 1
+    soft = resource.RLIM_INFINITY if spare is None else in_use + spare
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (soft, resource.RLIM_INFINITY))
+    assert affordable(jobs) == expected
 
 
 def test_file_key_is_one_for_every_name_of_a_file(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ threads finish in, so a report does not depend on timing.
 from __future__ import annotations
 
 import os
+import resource
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
@@ -27,6 +28,23 @@ _Result = TypeVar("_Result")
 # 64 1.5 s; one at a time 5-9 s.
 # Each domain in flight also holds a thread and a QMP socket.
 DEFAULT_JOBS = 16
+# Descriptors a domain in flight holds at once, at most: its lock, its QMP socket, and the
+# status file being read or its scratch file or directory during a save.
+FDS_PER_DOMAIN = 3
+
+
+def affordable(jobs: int) -> int:
+    """`jobs`, or fewer (at least 1) when the descriptors RLIMIT_NOFILE leaves cannot serve
+    that many domains at once: a domain short of a descriptor fails and needs a rerun, where
+    waiting for its turn it is recovered."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return jobs
+    try:
+        in_use = len(os.listdir("/proc/self/fd")) - 1  # less the listing's own
+    except OSError:  # no /proc: assume the standard streams only
+        in_use = 3
+    return min(jobs, max(1, (soft - in_use) // FDS_PER_DOMAIN))
 
 
 def file_key(path: Path) -> Hashable:

@@ -26,7 +26,7 @@ from blockjob.qemu.monitor import (
     unsafe_streams,
 )
 from blockjob.recovery.execute import Context, Probe, StepHook, forget, run_step, save
-from blockjob.recovery.parallel import file_key, run_ordered
+from blockjob.recovery.parallel import affordable, file_key, run_ordered
 from blockjob.recovery.plan import ATTENTION, Decision, JobPlan, graph_questions, plan_job
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
 from blockjob.recovery.steps import Drop, DropMirror, MergeBitmaps, Reenable, Step, describe
@@ -390,9 +390,10 @@ def recover(
     policy (`blockjob.inputs`); a named path that cannot be looked at raises InputError
     before anything is done.
 
-    Up to `jobs` domains are recovered at once (see `parallel`); the report, and the
-    calls of `progress`, keep the order of the files whatever that number. With more
-    than one job, `on_step` and `probe` are called from the worker threads.
+    Up to `jobs` domains are recovered at once (fewer when RLIMIT_NOFILE leaves too few
+    descriptors for that many: `parallel.affordable`); the report, and the calls of
+    `progress`, keep the order of the files whatever that number. With more than one
+    job, `on_step` and `probe` are called from the worker threads.
     """
     recover_one = partial(
         recover_file, dry_run=dry_run, connect_timeout=connect_timeout, timeout=timeout,
@@ -404,6 +405,6 @@ def recover(
 
     domains = run_ordered(
         status_entries(paths, dry_run=dry_run, max_bytes=max_bytes), recover_entry,
-        jobs=jobs, key=lambda entry: file_key(_entry_path(entry)), done=progress,
+        jobs=affordable(jobs), key=lambda entry: file_key(_entry_path(entry)), done=progress,
     )
     return RecoveryReport(domains)
