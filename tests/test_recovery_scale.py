@@ -1,7 +1,9 @@
-"""Recovery when the system runs short (no QEMU needed): out of descriptors while a status
-file is read. The file is not at fault: the domain needs attention (exit 1, try again),
-it is never refused as unusable (exit 2) nor quarantined, and a later run recovers it.
-The runs against real QEMUs under a low RLIMIT_NOFILE are in test_recovery_scale_qemu.py."""
+"""Recovery of many domains when the system runs short or files go away (no QEMU needed).
+
+Out of descriptors while a status file is read, the file is not at fault: the domain needs
+attention (exit 1, try again), it is never refused as unusable (exit 2) nor quarantined,
+and a later run recovers it. A named file gone by the time of the run is reported, and the
+other domains are recovered. Fleets of real QEMUs: test_recovery_scale_qemu.py."""
 
 from __future__ import annotations
 
@@ -72,3 +74,22 @@ def test_a_scan_short_of_descriptors_leaves_the_file_in_place(
     assert failure.reason == "left in place: cannot open: Too many open files"
     assert not (tmp_path / "quarantine").exists()
     assert StatusStore(tmp_path).scan().domains == ["vm1", "vm2"]
+
+
+def test_a_named_file_gone_before_the_run_is_reported_and_the_others_recovered(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A domain that shut down between the listing of the files and the run (libvirt
+    # removes its file) stopped the whole run: no domain was recovered.
+    for name in ("vm1", "vm3"):
+        (tmp_path / f"{name}.xml").write_bytes(status_bytes(name))
+    paths = [str(tmp_path / f"{name}.xml") for name in ("vm1", "vm2", "vm3")]
+    report = recover(paths, jobs=2)
+    assert [(d.file, d.status, d.unusable) for d in report.domains] == [
+        (paths[0], "reconciled", False), (paths[1], "attention", True),
+        (paths[2], "reconciled", False)]
+    assert report.domains[1].error == f"{paths[1]}:0: cannot open: No such file or directory"
+    assert main(["recover", *paths]) == 2
+    out, err = capsys.readouterr()
+    assert err == f"{paths[1]}:0: cannot open: No such file or directory\n"
+    assert "vm1 (" in out and "vm3 (" in out

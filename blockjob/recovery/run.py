@@ -64,11 +64,11 @@ def status_entries(
     directory rules (`StatusStore.scan`: misnamed, second, empty or broken files are
     quarantined, or only reported in a dry run), in file order.
 
-    InputError when a named path cannot be looked at or a directory cannot be listed.
+    InputError when a named directory cannot be listed.
     """
     found: list[_Entry] = []
     for path in paths:
-        if not is_directory(path):
+        if not _named_directory(path):
             found.append(Path(path))
             continue
         try:
@@ -79,6 +79,16 @@ def status_entries(
         entries += [_refused(failure, dry_run) for failure in scan.failures]
         found += sorted(entries, key=lambda entry: str(_entry_path(entry)))
     return found
+
+
+def _named_directory(path: str | Path) -> bool:
+    """Whether `path` is a directory to scan. One that cannot be looked at (a domain that
+    shut down since it was named: libvirt removes its file) is taken as a status file:
+    `recover_file` reports it unusable, and the domains named with it are still recovered."""
+    try:
+        return is_directory(path)
+    except InputError:
+        return False
 
 
 def _refused(failure: LoadFailure, dry_run: bool) -> DomainReport:
@@ -387,8 +397,9 @@ def recover(
     queried and the files are not written: the report lists the planned steps.
     `acknowledge` lets go of listed bitmaps that can never be re-enabled (reported,
     then forgotten) instead of keeping them recorded. Files are read under the input
-    policy (`blockjob.inputs`); a named path that cannot be looked at raises InputError
-    before anything is done.
+    policy (`blockjob.inputs`); a named path that cannot be looked at is reported
+    unusable, the other domains recovered all the same, and a named directory that cannot
+    be listed raises InputError before any domain is recovered.
 
     Up to `jobs` domains are recovered at once (fewer when RLIMIT_NOFILE leaves too few
     descriptors for that many: `parallel.affordable`); the report, and the calls of
