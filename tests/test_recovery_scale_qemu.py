@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -25,6 +26,8 @@ import pytest
 from bench.fleet import Templates, end_state, fleet, reconciled
 from blockjob.demo.lab import Lab
 from tests.support.qemu_fixtures import QEMU_MARKS, wait_until
+from tests.test_recovery_parallel_qemu import silent_monitor
+from tests.test_store_support import status_bytes
 
 pytestmark = QEMU_MARKS
 REPO = Path(__file__).resolve().parent.parent
@@ -229,3 +232,69 @@ def test_two_parallel_recoveries_of_one_fleet_do_each_domain_once(
         assert sorted(done) == sorted(str(lab.status_path) for lab in labs)
         assert set(done.values()) == {1}, "each domain's steps were run by one process"
         _assert_all_reconciled(labs)
+
+
+def _mixed_fleet(root: Path, templates: Templates, jobs: int) -> tuple[int, str, list[bytes]]:
+    """A fleet the field leaves behind, recovered with `--jobs JOBS`: a QEMU gone (socket
+    refused), one whose socket is gone too, one stopped (accepts, never greets), a monitor
+    that greets then answers nothing, a domain named twice and by another spelling, and a
+    directory of an empty, a broken, a directory and a symlinked status file beside a good
+    one. Returns the exit code, the JSON report with per-run paths replaced, and the status
+    files of the domains that cannot be recovered, as left."""
+    with fleet(root / "domains", 8, templates) as labs:
+        extra = root / "extra"
+        extra.mkdir()
+        (extra / "vm1.xml").write_bytes(status_bytes("vm1"))
+        (extra / "empty.xml").write_bytes(b"")
+        (extra / "broken.xml").write_bytes(b"<domstatus>\n<blockjobs>\n</domstatus>\n")
+        (extra / "dir.xml").mkdir()
+        (extra / "link.xml").symlink_to(labs[5].status_path)
+        labs[0].qemu.kill()
+        labs[1].qemu.kill()
+        os.unlink(labs[1].monitor_path)
+        silent = root / "silent.sock"
+        labs[3].status_path.write_bytes(labs[3].status_path.read_bytes().replace(
+            labs[3].monitor_path.encode(), str(silent).encode()))
+        stuck = labs[:4]
+        before = [lab.status_path.read_bytes() for lab in stuck]
+        paths = [str(lab.status_path) for lab in labs]
+        again = labs[5].directory / ".." / labs[5].directory.name / labs[5].status_path.name
+        argv = [str(extra), *paths[:5], paths[4], str(labs[4].directory), *paths[5:], str(again)]
+        pid = labs[2].qemu.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with silent_monitor(silent):
+                code, out, err = _run("--json", "--timeout", "2", "--connect-timeout", "1",
+                                      "--jobs", str(jobs), *argv)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        assert "Traceback" not in err
+        _assert_all_reconciled(labs[4:])
+        after = [lab.status_path.read_bytes() for lab in stuck]
+        assert after == before, "a domain that could not be recovered keeps its file"
+        for number, lab in enumerate(labs):
+            out = out.replace(lab.monitor_path, f"@MONITOR{number}")
+        out = re.sub(r"\.\d{8}T\d{6}\.\d{6}Z", ".@TIME", out.replace(str(root), "@ROOT"))
+        return code, out.replace(str(silent), "@SILENT"), after
+
+
+@pytest.mark.fuzz
+@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+def test_a_mixed_fleet_is_reported_in_order_with_the_worst_exit_code_whatever_the_jobs(
+    tmp_path: Path, templates: Templates
+) -> None:
+    one = _mixed_fleet(tmp_path / "one", templates, 1)
+    sixteen = _mixed_fleet(tmp_path / "sixteen", templates, 16)
+    assert one[:2] == sixteen[:2]
+    code, out, _ = one
+    assert code == 2  # unusable files, beside domains that need attention
+    statuses = [(Path(d["file"]).name, d["status"]) for d in json.loads(out)["domains"]]
+    assert statuses == [
+        ("broken.xml", "attention"), ("dir.xml", "attention"), ("empty.xml", "attention"),
+        ("link.xml", "attention"), ("vm1.xml", "reconciled"),
+        ("dom0000.xml", "attention"), ("dom0001.xml", "attention"),
+        ("dom0002.xml", "attention"), ("dom0003.xml", "attention"),
+        ("dom0004.xml", "reconciled"), ("dom0004.xml", "reconciled"),
+        ("dom0004.xml", "reconciled"), *[(f"dom000{n}.xml", "reconciled") for n in (5, 6, 7)],
+        ("dom0005.xml", "reconciled")]
