@@ -157,6 +157,34 @@ def test_threads_refused_leave_the_domains_to_the_threads_started(
         _assert_all_reconciled(labs)
 
 
+@contextmanager
+def _stopped(lab: Lab) -> Iterator[None]:
+    """QEMU stopped (SIGSTOP: it accepts connections and never greets), continued after."""
+    pid = lab.qemu.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_stopped_qemu_is_reported_as_not_answering_and_the_others_are_recovered(
+    tmp_path: Path, templates: Templates
+) -> None:
+    # It was reported only as "held by another client", which sends an operator looking
+    # for a client that does not exist.
+    with fleet(tmp_path / "domains", 3, templates) as labs:
+        with _stopped(labs[1]):
+            code, out, err = _run("--json", "--connect-timeout", "0.5", "--jobs", "16",
+                                  *_directories(labs))
+        assert (code, err) == (1, "")
+        domains = json.loads(out)["domains"]
+        assert [d["status"] for d in domains] == ["reconciled", "attention", "reconciled"]
+        assert "QEMU is not answering (no QMP greeting within 0.5 s)" in domains[1]["error"]
+        _assert_all_reconciled([labs[0], labs[2]])
+
+
 def _saved(labs: list[Lab], before: list[int]) -> bool:
     """Whether some status file was saved (a save renames a new inode over the name)."""
     return any(lab.status_path.stat().st_ino != inode
@@ -260,15 +288,9 @@ def _mixed_fleet(root: Path, templates: Templates, jobs: int) -> tuple[int, str,
         paths = [str(lab.status_path) for lab in labs]
         again = labs[5].directory / ".." / labs[5].directory.name / labs[5].status_path.name
         argv = [str(extra), *paths[:5], paths[4], str(labs[4].directory), *paths[5:], str(again)]
-        pid = labs[2].qemu.pid
-        assert pid is not None
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            with silent_monitor(silent):
-                code, out, err = _run("--json", "--timeout", "2", "--connect-timeout", "1",
-                                      "--jobs", str(jobs), *argv)
-        finally:
-            os.kill(pid, signal.SIGCONT)
+        with _stopped(labs[2]), silent_monitor(silent):
+            code, out, err = _run("--json", "--timeout", "2", "--connect-timeout", "1",
+                                  "--jobs", str(jobs), *argv)
         assert "Traceback" not in err
         _assert_all_reconciled(labs[4:])
         after = [lab.status_path.read_bytes() for lab in stuck]
