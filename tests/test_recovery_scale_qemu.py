@@ -25,6 +25,9 @@ import pytest
 
 from bench.fleet import Templates, end_state, fleet, reconciled
 from blockjob.demo.lab import Lab
+from blockjob.recovery import recover
+from blockjob.store.status_store import StatusStore
+from blockjob.tracker import JobTracker
 from tests.support.qemu_fixtures import QEMU_MARKS, wait_until
 from tests.test_recovery_parallel_qemu import silent_monitor
 from tests.test_store_support import status_bytes
@@ -260,6 +263,24 @@ def test_two_parallel_recoveries_of_one_fleet_do_each_domain_once(
         assert sorted(done) == sorted(str(lab.status_path) for lab in labs)
         assert set(done.values()) == {1}, "each domain's steps were run by one process"
         _assert_all_reconciled(labs)
+
+
+def test_a_parallel_recovery_reports_the_domain_a_tracker_holds_and_finishes_the_rest(
+    tmp_path: Path, templates: Templates
+) -> None:
+    with fleet(tmp_path / "domains", 6, templates) as labs:
+        held = labs[2]
+        with JobTracker(StatusStore(held.directory), held.name, lock_timeout=LIMIT):
+            # The tracker caught the domain's job up as it opened; the run meets its lock.
+            before = held.status_path.read_bytes()
+            report = recover([lab.status_path for lab in labs], jobs=16, owner_timeout=0.2)
+            assert held.status_path.read_bytes() == before
+        assert [d.status for d in report.domains] == ["reconciled"] * 2 + ["attention"] + [
+            "reconciled"] * 3
+        assert "is owned by another process or thread" in (report.domains[2].error or "")
+        _assert_all_reconciled(labs)
+        again = recover([lab.status_path for lab in labs], jobs=16)
+        assert again.ok and all(domain.jobs == [] for domain in again.domains)
 
 
 def _mixed_fleet(root: Path, templates: Templates, jobs: int) -> tuple[int, str, list[bytes]]:
