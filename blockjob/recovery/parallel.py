@@ -52,7 +52,7 @@ def file_key(path: Path) -> Hashable:
     never recovered by two threads at once."""
     try:
         found = path.stat()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the path
         return os.path.abspath(path)  # fails again, and is reported, when it is loaded
     return found.st_dev, found.st_ino
 
