@@ -1,10 +1,13 @@
 """`recover --jobs N` over fleets of real QEMUs the way the field breaks it: a process short
-of descriptors or threads, SIGKILL and Ctrl-C at any instant, two recoveries at once.
+of descriptors or threads, SIGKILL and Ctrl-C at any instant, QEMUs dead, stopped, silent
+or killed mid-run, broken files beside good ones, two recoveries at once, a tracker holding
+a domain.
 
 Every outcome is checked against a fresh observation: each QEMU asked again
 (`bench.fleet.reconciled`, `end_state`: jobs, nodes, bitmaps and their recording state) and
 each status file read again. `make test` runs one round of each; `make fuzz` runs
-`BLOCKJOB_SCALE_ROUNDS` rounds of the kill and interrupt campaigns at random instants.
+`BLOCKJOB_SCALE_ROUNDS` rounds of the kill and interrupt campaigns at random instants, and
+the mixed fleet at --jobs 1 and 16.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+import blockjob
 from bench.fleet import Templates, end_state, fleet, reconciled
 from blockjob.demo.lab import Lab
 from blockjob.recovery import recover
@@ -281,6 +286,51 @@ def test_a_parallel_recovery_reports_the_domain_a_tracker_holds_and_finishes_the
         _assert_all_reconciled(labs)
         again = recover([lab.status_path for lab in labs], jobs=16)
         assert again.ok and all(domain.jobs == [] for domain in again.domains)
+
+
+def _qemu_killed_mid_run(tmp_path: Path, templates: Templates, chance: random.Random) -> bool:
+    """SIGKILL one domain's QEMU at a random QMP command or save of an 8-domain, 8-thread
+    run. Fresh looks: every other domain reported reconciled and finished in QEMU; the
+    victim reported reconciled only if its file was done with before the kill, else in
+    attention with its file still loadable. Whether the run got as far as the kill."""
+    with fleet(tmp_path / "domains", 8, templates) as labs:
+        victim = labs[chance.randrange(len(labs))]
+        at = chance.randint(1, 120)
+        calls = []
+        lock = threading.Lock()
+
+        def probe(when: str, what: str) -> None:
+            with lock:
+                calls.append(what)
+                if len(calls) == at:
+                    victim.qemu.kill()
+
+        report = recover([lab.status_path for lab in labs], jobs=8, probe=probe)
+        for lab, domain in zip(labs, report.domains, strict=True):
+            if lab is not victim or len(calls) < at:
+                assert domain.status == "reconciled" and reconciled(lab), domain
+            elif domain.status == "reconciled":
+                assert blockjob.load(lab.status_path).jobs == []
+            else:
+                assert "QEMU monitor unavailable" in str(domain.lines()), domain
+                blockjob.load(lab.status_path)
+        return len(calls) >= at
+
+
+def test_a_qemu_killed_mid_run_costs_its_domain_alone(
+    tmp_path: Path, templates: Templates
+) -> None:
+    assert _qemu_killed_mid_run(tmp_path, templates, random.Random(7))
+
+
+@pytest.mark.fuzz
+@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+def test_qemus_killed_at_random_commands_cost_their_domain_alone(
+    tmp_path: Path, templates: Templates
+) -> None:
+    chance = random.Random("qemu")
+    for round_ in range(ROUNDS):
+        _qemu_killed_mid_run(tmp_path / str(round_), templates, chance)
 
 
 def _mixed_fleet(root: Path, templates: Templates, jobs: int) -> tuple[int, str, list[bytes]]:
