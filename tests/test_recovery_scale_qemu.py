@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -236,6 +236,43 @@ def test_a_signal_mid_run_then_a_rerun_ends_as_an_uninterrupted_run(
     tmp_path: Path, templates: Templates, how: signal.Signals
 ) -> None:
     _interrupted_then_rerun(tmp_path, templates, how, 12, None)
+
+
+def test_a_second_ctrl_c_ends_the_run_while_domains_hang_in_flight(
+    tmp_path: Path, templates: Templates
+) -> None:
+    # The first Ctrl-C lets the domains in flight finish; two of them wait on monitors
+    # that never answer (each bounded by --timeout, here 600 s). The second Ctrl-C stopped
+    # the wait for one thread only: the other, not a daemon, kept the process alive until
+    # its own timeout.
+    with fleet(tmp_path / "domains", 3, templates) as labs:
+        servers = []
+        with ExitStack() as stack:
+            for number, lab in enumerate(labs[:2]):
+                sock = tmp_path / f"silent{number}.sock"
+                lab.status_path.write_bytes(lab.status_path.read_bytes().replace(
+                    lab.monitor_path.encode(), str(sock).encode()))
+                servers.append(stack.enter_context(silent_monitor(sock)))
+            with _recover("--timeout", "600", "--jobs", "4", *_directories(labs)) as child:
+                assert child.stdout is not None and child.stdout.readline() == READY
+                for server in servers:
+                    assert server.asked.wait(LIMIT)
+                wait_until(lambda: reconciled(labs[2]), "the third domain", LIMIT)
+                signals, err = _interrupt_until_gone(child)
+        assert (child.returncode, signals) == (130, 2)
+        assert "Traceback" not in err
+
+
+def _interrupt_until_gone(child: subprocess.Popen[str]) -> tuple[int, str]:
+    """Ctrl-C `child` again while it is still there (two that land at once count as one):
+    how many it took, and its stderr."""
+    for signals in range(1, 6):
+        child.send_signal(signal.SIGINT)
+        try:
+            return signals, child.communicate(timeout=2)[1]
+        except subprocess.TimeoutExpired:
+            continue
+    raise AssertionError("five Ctrl-Cs did not end recover")
 
 
 @pytest.mark.fuzz

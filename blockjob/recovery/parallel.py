@@ -71,7 +71,8 @@ def run_ordered(
     system refuses every thread (with some refused, the ones started share the work). An
     exception from `work` (or a KeyboardInterrupt) stops the run: domains not started are
     dropped, the ones in flight are let finish (a thread cannot be stopped halfway through
-    a step), and the exception is raised.
+    a step), and the exception is raised; a second KeyboardInterrupt while they finish is
+    raised at once.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
@@ -132,7 +133,11 @@ class _Pool(Generic[_Item, _Result]):
         (RLIMIT_NPROC, memory), the ones started share the work; with none, this thread
         does it all, as one job would."""
         for number in range(workers):
-            thread = threading.Thread(target=self._worker, name=f"recover_{number}")
+            # Daemons: after a second Ctrl-C stops the wait for the domains in flight, a
+            # thread stuck on a silent QEMU must not keep the process alive until its
+            # timeout. Left then, a domain is as after a kill: the next run finishes it.
+            thread = threading.Thread(target=self._worker, name=f"recover_{number}",
+                                      daemon=True)
             try:
                 thread.start()
             except RuntimeError:  # "can't start new thread"
