@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,7 @@ import pytest
 import blockjob
 from bench.fleet import Templates, end_state, fleet, reconciled
 from blockjob.demo.lab import Lab
+from blockjob.qemu.monitor import MonitorUnavailableError
 from blockjob.recovery import recover
 from blockjob.store.status_store import StatusStore
 from blockjob.tracker import JobTracker
@@ -428,3 +429,30 @@ def test_a_mixed_fleet_is_reported_in_order_with_the_worst_exit_code_whatever_th
         ("dom0004.xml", "reconciled"), ("dom0004.xml", "reconciled"),
         ("dom0004.xml", "reconciled"), *[(f"dom000{n}.xml", "reconciled") for n in (5, 6, 7)],
         ("dom0005.xml", "reconciled")]
+
+
+def test_a_fleet_set_up_attempt_that_fails_leaves_no_qemu_behind(
+    tmp_path: Path, templates: Templates, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A QEMU that did not greet in time (a loaded host) failed the domain's first set-up
+    # attempt inside `Lab.start`, outside the clean-up: the retry started another QEMU,
+    # and the first one lived on after the fleet was gone.
+    pids: list[int] = []
+    launch = Lab.launch
+
+    def stalling_once(lab: Lab) -> None:
+        launch(lab)
+        assert lab.qemu.pid is not None
+        pids.append(lab.qemu.pid)
+        if len(pids) == 1:
+            raise MonitorUnavailableError(lab.monitor_path, "no greeting (injected)")
+
+    monkeypatch.setattr(Lab, "launch", stalling_once)
+    try:
+        with fleet(tmp_path / "domains", 1, templates):
+            assert len(pids) == 2, "the second attempt set the domain up"
+        with pytest.raises(ProcessLookupError):
+            os.kill(pids[0], 0)
+    finally:
+        with suppress(ProcessLookupError):
+            os.kill(pids[0], signal.SIGKILL)
