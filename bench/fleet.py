@@ -87,9 +87,10 @@ def _start(lab: Lab) -> None:
 
 
 def _start_once(lab: Lab) -> None:
-    """QEMU up, chain attached, the commit started and left to conclude unseen."""
-    lab.start()
+    """QEMU up, chain attached, the commit started and left to conclude unseen; QEMU
+    stopped again if any of it fails (the next attempt starts another)."""
     try:
+        lab.start()
         with StatusStore(lab.directory).owned(lab.name) as owner:
             start_commit(owner, TARGET, MID, BASE)
         with lab.connect() as monitor:

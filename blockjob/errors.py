@@ -26,9 +26,11 @@ class UnsafeXMLError(StatusXMLError):
 
 class InputError(BlockJobError):
     """A path that cannot be read as a status document: missing, unreadable, not a regular
-    file or larger than the size limit (see `blockjob.inputs`)."""
+    file or larger than the size limit (see `blockjob.inputs`). `errno`: the system's error
+    number when the system refused (None for a refusal of ours, e.g. the size limit)."""
 
-    def __init__(self, path: str, message: str) -> None:
+    def __init__(self, path: str, message: str, *, errno: int | None = None) -> None:
         super().__init__(f"{path}:0: {message}")
         self.path = path
         self.message = message
+        self.errno = errno

@@ -58,7 +58,7 @@ def read_file(path: PathLike, *, max_bytes: int = MAX_INPUT_BYTES,
     try:
         fd = os.open(name, flags)
     except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
-        raise InputError(name, f"cannot open: {_reason(exc)}") from None
+        raise InputError(name, f"cannot open: {_reason(exc)}", errno=_errno(exc)) from None
     try:
         info = os.fstat(fd)
         _check_kind(name, info.st_mode)
@@ -66,7 +66,7 @@ def read_file(path: PathLike, *, max_bytes: int = MAX_INPUT_BYTES,
             raise InputError(name, _too_large(info.st_size, max_bytes))
         return _read_bounded(lambda size: os.read(fd, size), name, max_bytes)
     except OSError as exc:
-        raise InputError(name, f"cannot read: {_reason(exc)}") from None
+        raise InputError(name, f"cannot read: {_reason(exc)}", errno=exc.errno) from None
     finally:
         os.close(fd)
 
@@ -96,6 +96,10 @@ def check_regular(path: PathLike) -> None:
 def _reason(exc: OSError | ValueError) -> str:
     """What went wrong, without the path the message names already."""
     return (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+
+
+def _errno(exc: OSError | ValueError) -> int | None:
+    return exc.errno if isinstance(exc, OSError) else None
 
 
 def _check_kind(name: str, mode: int) -> None:

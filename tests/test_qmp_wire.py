@@ -311,7 +311,8 @@ def test_next_event_on_a_lost_connection_raises(tmp_path: Path) -> None:
 
 def test_no_greeting_is_a_busy_monitor_within_the_connect_timeout(tmp_path: Path) -> None:
     with peer(tmp_path, {}, greet=False) as server, \
-            pytest.raises(MonitorBusyError, match=r"held by another client .*within 0\.2 s"):
+            pytest.raises(MonitorBusyError, match=r"held by another client, or QEMU is not "
+                                                   r"answering .*within 0\.2 s"):
         Monitor.connect(str(server.server.getsockname()), connect_timeout=0.2)
 
 

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import resource
 import threading
 from pathlib import Path
 
 import pytest
 
 from blockjob.cli import main
-from blockjob.recovery.parallel import DEFAULT_JOBS, file_key, run_ordered
+from blockjob.recovery.parallel import (
+    DEFAULT_JOBS,
+    FDS_PER_DOMAIN,
+    affordable,
+    file_key,
+    run_ordered,
+)
 
 # Only keeps a broken implementation from hanging the suite; nothing here is timed.
 LIMIT = 30.0
@@ -142,9 +150,61 @@ def test_an_interrupt_in_the_caller_lets_the_items_in_flight_finish_and_starts_n
     assert len(started) < 50, "items not started when it stopped were dropped"
 
 
+def _threads_refused_after(allowed: int, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Let `allowed` worker threads start, then refuse the others as a process at its
+    RLIMIT_NPROC does; the names of the threads started."""
+    started: list[str] = []
+    start = threading.Thread.start
+
+    def refusing(thread: threading.Thread) -> None:
+        if thread.name.startswith("recover_"):
+            if len(started) >= allowed:
+                raise RuntimeError("can't start new thread")
+            started.append(thread.name)
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refusing)
+    return started
+
+
+@pytest.mark.parametrize("allowed", [0, 1, 2])
+def test_threads_the_system_refuses_leave_the_work_to_those_started(
+    allowed: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A refused thread once ended the run with a traceback (joining a thread never
+    # started), dropping every domain not yet started.
+    started = _threads_refused_after(allowed, monkeypatch)
+    lock = threading.Lock()
+    ran_in: set[str] = set()
+
+    def work(item: int) -> int:
+        with lock:
+            ran_in.add(threading.current_thread().name)
+        return item * 2
+
+    reported: list[int] = []
+    assert run_ordered(list(range(20)), work, jobs=8, key=lambda item: item,
+                       done=reported.append) == reported == [item * 2 for item in range(20)]
+    assert len(started) == allowed
+    assert ran_in <= (set(started) or {threading.current_thread().name})
+
+
 def test_jobs_must_be_positive() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         run_ordered([1], lambda item: item, jobs=0, key=lambda item: item)
+
+
+@pytest.mark.parametrize(("spare", "jobs", "expected"), [
+    (None, 1000, 1000),  # no limit
+    (FDS_PER_DOMAIN * 5 + 2, 16, 5), (FDS_PER_DOMAIN * 5, 3, 3), (1, 16, 1), (0, 16, 1),
+])
+def test_jobs_are_as_many_as_the_descriptor_limit_can_serve(
+    spare: int | None, jobs: int, expected: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_use = len(os.listdir("/proc/self/fd")) - 1
+    soft = resource.RLIM_INFINITY if spare is None else in_use + spare
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (soft, resource.RLIM_INFINITY))
+    assert affordable(jobs) == expected
 
 
 def test_file_key_is_one_for_every_name_of_a_file(tmp_path: Path) -> None:

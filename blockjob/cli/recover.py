@@ -73,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             jobs=args.jobs, connect_timeout=args.connect_timeout, acknowledge=args.acknowledge,
             progress=_progress if sys.stderr.isatty() else None,
         )
-    except InputError as exc:  # a named path or directory that cannot be looked at
+    except InputError as exc:  # a named directory that cannot be listed
         error(str(exc))
         return EXIT_UNUSABLE
     if args.json:

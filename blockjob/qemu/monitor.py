@@ -305,8 +305,10 @@ class Monitor:
 
     def _connect(self, connect_timeout: float) -> None:
         deadline = time.monotonic() + connect_timeout
-        busy = MonitorBusyError(self.path, f"busy: held by another client (no QMP greeting "
-                                           f"within {connect_timeout:g} s)")
+        # A stopped or hung QEMU accepts and stays silent just the same.
+        busy = MonitorBusyError(self.path, f"busy: held by another client, or QEMU is not "
+                                           f"answering (no QMP greeting within "
+                                           f"{connect_timeout:g} s)")
         while True:
             try:
                 # QEMU serves one client at a time: a busy socket accepts the

@@ -13,6 +13,7 @@ threads finish in, so a report does not depend on timing.
 from __future__ import annotations
 
 import os
+import resource
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
@@ -27,6 +28,23 @@ _Result = TypeVar("_Result")
 # 64 1.5 s; one at a time 5-9 s.
 # Each domain in flight also holds a thread and a QMP socket.
 DEFAULT_JOBS = 16
+# Descriptors a domain in flight holds at once, at most: its lock, its QMP socket, and the
+# status file being read or its scratch file or directory during a save.
+FDS_PER_DOMAIN = 3
+
+
+def affordable(jobs: int) -> int:
+    """`jobs`, or fewer (at least 1) when the descriptors RLIMIT_NOFILE leaves cannot serve
+    that many domains at once: a domain short of a descriptor fails and needs a rerun, where
+    waiting for its turn it is recovered."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return jobs
+    try:
+        in_use = len(os.listdir("/proc/self/fd")) - 1  # less the listing's own
+    except OSError:  # no /proc: assume the standard streams only
+        in_use = 3
+    return min(jobs, max(1, (soft - in_use) // FDS_PER_DOMAIN))
 
 
 def file_key(path: Path) -> Hashable:
@@ -34,7 +52,7 @@ def file_key(path: Path) -> Hashable:
     never recovered by two threads at once."""
     try:
         found = path.stat()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: a NUL in the path
         return os.path.abspath(path)  # fails again, and is reported, when it is loaded
     return found.st_dev, found.st_ino
 
@@ -49,10 +67,12 @@ def run_ordered(
 ) -> list[_Result]:
     """`[work(item) for item in items]`, with at most `jobs` calls running at once.
 
-    With one job, or one key, everything runs in the calling thread. An exception from
-    `work` (or a KeyboardInterrupt) stops the run: domains not started are dropped, the
-    ones in flight are let finish (a thread cannot be stopped halfway through a step), and
-    the exception is raised.
+    With one job, or one key, everything runs in the calling thread; so it does when the
+    system refuses every thread (with some refused, the ones started share the work). An
+    exception from `work` (or a KeyboardInterrupt) stops the run: domains not started are
+    dropped, the ones in flight are let finish (a thread cannot be stopped halfway through
+    a step), and the exception is raised; a second KeyboardInterrupt while they finish is
+    raised at once.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
@@ -84,12 +104,10 @@ class _Pool(Generic[_Item, _Result]):
         self.stopped = False
 
     def run(self, workers: int, done: Callable[[_Result], None] | None) -> list[_Result]:
-        threads = [threading.Thread(target=self._worker, name=f"recover_{number}")
-                   for number in range(workers)]
+        threads: list[threading.Thread] = []
         reported = 0
         try:
-            for thread in threads:
-                thread.start()
+            self._start(workers, threads)
             while reported < len(self.items):
                 with self.changed:
                     while reported not in self.results and not self.failures:
@@ -109,6 +127,24 @@ class _Pool(Generic[_Item, _Result]):
             for thread in threads:
                 thread.join()
         return [self.results[index] for index in range(len(self.items))]
+
+    def _start(self, workers: int, threads: list[threading.Thread]) -> None:
+        """Start up to `workers` threads into `threads`. When the system refuses a thread
+        (RLIMIT_NPROC, memory), the ones started share the work; with none, this thread
+        does it all, as one job would."""
+        for number in range(workers):
+            # Daemons: after a second Ctrl-C stops the wait for the domains in flight, a
+            # thread stuck on a silent QEMU must not keep the process alive until its
+            # timeout. Left then, a domain is as after a kill: the next run finishes it.
+            thread = threading.Thread(target=self._worker, name=f"recover_{number}",
+                                      daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # "can't start new thread"
+                break
+            threads.append(thread)
+        if not threads:
+            self._worker()
 
     def _worker(self) -> None:
         while True:

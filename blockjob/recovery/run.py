@@ -27,7 +27,7 @@ from blockjob.qemu.monitor import (
     unsafe_streams,
 )
 from blockjob.recovery.execute import Context, Probe, StepHook, forget, run_step, save
-from blockjob.recovery.parallel import file_key, run_ordered
+from blockjob.recovery.parallel import affordable, file_key, run_ordered
 from blockjob.recovery.plan import ATTENTION, Decision, JobPlan, graph_questions, plan_job
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
 from blockjob.recovery.steps import Drop, DropMirror, MergeBitmaps, Reenable, Step, describe
@@ -42,6 +42,7 @@ from blockjob.store.status_store import (
     LoadFailure,
     StatusStore,
     StoreError,
+    StoreExhaustedError,
 )
 
 ProgressHook = Callable[[DomainReport], None]
@@ -66,11 +67,11 @@ def status_entries(
     directory rules (`StatusStore.scan`: misnamed, second, empty or broken files are
     quarantined, or only reported in a dry run), in file order.
 
-    InputError when a named path cannot be looked at or a directory cannot be listed.
+    InputError when a named directory cannot be listed.
     """
     found: list[_Entry] = []
     for path in paths:
-        if not is_directory(path):
+        if not _named_directory(path):
             found.append(Path(path))
             continue
         try:
@@ -81,6 +82,16 @@ def status_entries(
         entries += [_refused(failure, dry_run) for failure in scan.failures]
         found += sorted(entries, key=lambda entry: str(_entry_path(entry)))
     return found
+
+
+def _named_directory(path: str | Path) -> bool:
+    """Whether `path` is a directory to scan. One that cannot be looked at (a domain that
+    shut down since it was named: libvirt removes its file) is taken as a status file:
+    `recover_file` reports it unusable, and the domains named with it are still recovered."""
+    try:
+        return is_directory(path)
+    except InputError:
+        return False
 
 
 def _refused(failure: LoadFailure, dry_run: bool) -> DomainReport:
@@ -335,8 +346,8 @@ def _load(owner: DomainOwner, report: DomainReport) -> StatusDocument | None:
     """The domain's document, or None with `report` saying the file is unusable."""
     try:
         return owner.load()
-    except DomainNameError:
-        raise  # read and loaded, but it is not this file's domain: attention
+    except (DomainNameError, StoreExhaustedError):
+        raise  # not this file's domain, or not the file's fault: attention
     except StatusXMLError as exc:  # not well-formed, or refused by the loader
         report.error = str(exc)
     except StoreError as exc:  # unreadable under the input policy
@@ -392,12 +403,14 @@ def recover(
     queried and the files are not written: the report lists the planned steps.
     `acknowledge` lets go of listed bitmaps that can never be re-enabled (reported,
     then forgotten) instead of keeping them recorded. Files are read under the input
-    policy (`blockjob.inputs`); a named path that cannot be looked at raises InputError
-    before anything is done.
+    policy (`blockjob.inputs`); a named path that cannot be looked at is reported
+    unusable, the other domains recovered all the same, and a named directory that cannot
+    be listed raises InputError before any domain is recovered.
 
-    Up to `jobs` domains are recovered at once (see `parallel`); the report, and the
-    calls of `progress`, keep the order of the files whatever that number. With more
-    than one job, `on_step` and `probe` are called from the worker threads.
+    Up to `jobs` domains are recovered at once (fewer when RLIMIT_NOFILE leaves too few
+    descriptors for that many: `parallel.affordable`); the report, and the calls of
+    `progress`, keep the order of the files whatever that number. With more than one
+    job, `on_step` and `probe` are called from the worker threads.
     """
     check_waits(timeout, connect_timeout)
     recover_one = partial(
@@ -410,6 +423,6 @@ def recover(
 
     domains = run_ordered(
         status_entries(paths, dry_run=dry_run, max_bytes=max_bytes), recover_entry,
-        jobs=jobs, key=lambda entry: file_key(_entry_path(entry)), done=progress,
+        jobs=affordable(jobs), key=lambda entry: file_key(_entry_path(entry)), done=progress,
     )
     return RecoveryReport(domains)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 
 from blockjob.errors import BlockJobError
@@ -14,6 +15,15 @@ class StoreError(BlockJobError):
         super().__init__(f"{os.fspath(path)}: {message}")
         self.path = os.fspath(path)
         self.message = message
+
+
+# What the system runs out of (descriptors, memory), not what is wrong with a file.
+EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+
+
+class StoreExhaustedError(StoreError):
+    """A file could not be read because the system ran out of descriptors or memory: the
+    file may well be fine, so it is neither refused as unusable nor quarantined."""
 
 
 class DomainNameError(StoreError):

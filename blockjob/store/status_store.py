@@ -30,12 +30,19 @@ from blockjob.inputs import MAX_INPUT_BYTES, read_file
 from blockjob.statusxml.document import StatusDocument, loads
 from blockjob.store.atomic import fsync_directory, make_directories, replace_file
 from blockjob.store.directory import QUARANTINE, LoadFailure, quarantine, remove_leftovers
-from blockjob.store.errors import DomainBusyError, DomainNameError, StoreError
+from blockjob.store.errors import (
+    EXHAUSTED,
+    DomainBusyError,
+    DomainNameError,
+    StoreError,
+    StoreExhaustedError,
+)
 from blockjob.store.lock import held, lock_file_of
 
 __all__ = [
     "QUARANTINE", "SUFFIX", "DomainBusyError", "DomainNameError", "DomainOwner", "LoadFailure",
-    "LoadReport", "ScanReport", "StatusStore", "StoreError", "read_status_bytes",
+    "LoadReport", "ScanReport", "StatusStore", "StoreError", "StoreExhaustedError",
+    "read_status_bytes",
 ]
 
 SUFFIX = ".xml"
@@ -96,7 +103,8 @@ def read_status_bytes(path: str | os.PathLike[str], max_bytes: int = MAX_INPUT_B
     try:
         return read_file(path, max_bytes=max_bytes, follow_symlinks=False)
     except InputError as exc:
-        raise StoreError(path, exc.message) from None
+        error = StoreExhaustedError if exc.errno in EXHAUSTED else StoreError
+        raise error(path, exc.message) from None
 
 
 class StatusStore:
@@ -267,6 +275,8 @@ class StatusStore:
                     return None  # an owner saved a good version meanwhile
                 except StatusXMLError as exc:
                     reason, line = exc.message, exc.line
+                except StoreExhaustedError as exc:  # the file may be fine: a later scan
+                    return LoadFailure(path, f"left in place: {exc.message}")
                 except StoreError as exc:
                     if not os.path.lexists(path):
                         return None  # removed meanwhile: nothing to load or to move
