@@ -293,3 +293,53 @@ def test_an_invalid_job_cannot_move_to_another_disk() -> None:
         doc.replace_job(dataclasses.replace(invalid, disk="vdd"))
     doc.replace_job(invalid)  # unchanged, as recovery puts back a job it keeps
     assert doc.dumps() == before
+
+
+_BACKUP_JOB = "<job type='none' async='backup' flags='0x0'/>"
+_BACKUPS = "<backups>\n    <domainbackup mode='push'/>\n  </backups>"
+
+
+def _backup_document(before_domain: str) -> bytes:
+    """A status document with `before_domain` at the top level, on one line before `<domain>`."""
+    return status("<blockjobs active='yes'/>").replace(  # vdb's copy mirror: active
+        b"  <domain ", f"  {before_domain}\n  <domain ".encode(), 1)
+
+
+@pytest.mark.parametrize(("top", "kept"), [
+    (f"<job type='none'/>{_BACKUP_JOB}", "<job type='none'/>"),
+    (f"{_BACKUP_JOB}<job type='none'/>", "<job type='none'/>"),
+    (f"<job type='none'/>\n  {_BACKUP_JOB}{_BACKUP_JOB}", "<job type='none'/>"),
+    (f"<backups xmlns='urn:x'/>{_BACKUPS}", "<backups xmlns='urn:x'/>"),
+    (f"<q:job xmlns:q='urn:q' async='backup'/><job xmlns='urn:x' async='backup'/>{_BACKUP_JOB}",
+     "<q:job xmlns:q='urn:q' async='backup'/><job xmlns='urn:x' async='backup'/>"),
+], ids=["other-job-first", "other-job-after", "two-backup-jobs", "namespaced-backups",
+        "namespaced-jobs"])
+def test_end_backup_removes_only_the_backup_parts_of_a_shared_line(top: str, kept: str) -> None:
+    # The element meant was told from its namesakes on the line by the root's *first* child
+    # of its name: the other `<job>` went and the backup's stayed, or (two backup jobs) a
+    # ValueError; a `<backups>` in a namespace was removed instead of libvirt's.
+    doc = blockjob.loads(_backup_document(top))
+    doc.end_backup()
+    assert doc.dumps() == _backup_document(kept).replace(b"  \n", b"")
+    assert blockjob.loads(doc.dumps()).dumps() == doc.dumps()
+
+
+def test_a_document_past_line_65535_is_edited_in_place() -> None:
+    # lxml's lines stop at 65535: every edit of an element past it raised ValueError ("no
+    # <blockjobs> start tag ending on line 65535"), or could rewrite the wrong element.
+    padding = "<!-- <disk> <blockjobs/> -->\n  " + "<x/>\n  " * 70_000
+    data = _backup_document(_BACKUP_JOB).replace(
+        b"  <blockjobs", padding.encode() + b"<blockjobs", 1)
+    doc = blockjob.loads(data)
+    doc.add_job(BlockJob(name="j", type=JobType.BROKEN, state=JobState.FAILED))
+    added = doc.dumps()
+    assert added.startswith(data[: data.index(b"<blockjobs")])
+    assert [job.name for job in blockjob.loads(added).jobs] == ["j"]
+    doc.end_backup()
+    assert doc.dumps() == added.replace(f"  {_BACKUP_JOB}\n".encode(), b"")
+    vda = doc.disk("vda")
+    assert vda is not None and vda.chain is not None and vda.chain.backing is not None
+    doc.set_disk_chain("vda", vda.chain.backing)
+    again = blockjob.loads(doc.dumps())
+    assert again.disk("vda").chain.path == "/img/vda-2.qcow2"  # type: ignore[union-attr]
+    assert again.dumps() == doc.dumps()

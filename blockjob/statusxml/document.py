@@ -7,6 +7,7 @@ except a disk chain that the caller replaced through `set_disk_chain`.
 
 from __future__ import annotations
 
+import functools
 from itertools import chain, compress
 from operator import is_not
 from pathlib import Path
@@ -31,7 +32,13 @@ from blockjob.statusxml.node import (
 from blockjob.statusxml.parse import parse
 from blockjob.statusxml.reader import ReadContext, read_jobs
 from blockjob.statusxml.sources import backing_node, top_source_node
-from blockjob.statusxml.spans import child_of_root, element_span, whole_lines
+from blockjob.statusxml.spans import (
+    LAST_LINE,
+    child_of_root,
+    element_span,
+    own_line,
+    whole_lines,
+)
 from blockjob.statusxml.writer import JobText, job_text, write_blockjobs
 
 # Where libvirt puts `<blockjobs>` when a file from before 3.9 has none: before these.
@@ -290,7 +297,9 @@ class StatusDocument:
         # The bytes a save would write; the disk sits in the tail, which they end with.
         dumped = self.dumps()
         tail = self._head_tail()[1]
-        line = disk.line - self._tail_line + dumped.count(b"\n", 0, len(dumped) - len(tail))
+        line = self._disk_lines[target]  # as loaded; from LAST_LINE on, it no longer tells
+        if line < LAST_LINE:
+            line += dumped.count(b"\n", 0, len(dumped) - len(tail)) - self._tail_line
         start, end, element = _disk_at(dumped, target, line)
         parent = element.getparent()
         old = kept_node(element, dict(parent.nsmap) if parent is not None else None)
@@ -336,13 +345,17 @@ class StatusDocument:
         job lock meanwhile. Every other byte of the file stays as it is."""
         dumped = self.dumps()
         root = etree.fromstring(dumped, TRUSTED_PARSER)
-        ended = [element for element in root.iterchildren("backups", "job")
-                 if element.tag == "backups" or element.get("async") == "backup"]
-        for element in reversed(ended):  # from the end, so earlier offsets hold
-            tag = str(element.tag)
-            span = element_span(dumped, tag.encode(), element.sourceline or 1,
-                                child_of_root(tag))
-            first, last = whole_lines(dumped, *span)
+        # Each one by its place among the root's children: another `<job>` (or a `<backups>`
+        # in a namespace) may share its line, and every span is taken before any cut.
+        ended = [
+            element_span(dumped, str(element.tag).encode(), element.sourceline or 1,
+                         functools.partial(_child_at, i))
+            for i, element in enumerate(root)
+            if element.tag == "backups" or (element.tag == "job"
+                                            and element.get("async") == "backup")
+        ]
+        for span in reversed(ended):  # from the end, so earlier offsets hold
+            first, last = own_line(dumped, *span)
             dumped = dumped[:first] + dumped[last:]
         if ended:
             self._load(dumped)
@@ -432,6 +445,10 @@ def _check_written_disk(job: BlockJob, raw: Node) -> None:
     if written != job.disk:
         raise ValueError(f"job '{job.name}' is invalid and written as it was read, on disk "
                          f"'{written}': its disk cannot change to '{job.disk}'")
+
+
+def _child_at(index: int, root: etree._Element) -> etree._Element:
+    return root[index]
 
 
 def _reuse(last: JobText | None, job: BlockJob) -> JobText:
