@@ -324,6 +324,38 @@ def test_end_backup_removes_only_the_backup_parts_of_a_shared_line(top: str, kep
     assert blockjob.loads(doc.dumps()).dumps() == doc.dumps()
 
 
+@pytest.mark.parametrize("encoding", ["UTF-16", "ISO-8859-1"])
+def test_a_declared_encoding_is_not_honoured_when_parts_are_read_again(encoding: str) -> None:
+    # Every file is read as UTF-8 (`parse`); parts read again honoured the declaration: a
+    # UTF-16 one made `end_backup` raise XMLSyntaxError, an ISO-8859-1 one read the UTF-8
+    # bytes of kept text as two characters each, written back as four bytes.
+    declared = f"<?xml version='1.0' encoding='{encoding}'?>\n".encode()
+    data = declared + _backup_document(_BACKUP_JOB).replace(
+        b"<domain ", b"<domain xmlns:q='urn:q' ", 1).replace(
+        b"<target dev='vda'", "<q:tuning q:level='\u00e9'/><target dev='vda'".encode(), 1)
+    doc = blockjob.loads(data)
+    doc.end_backup()
+    assert doc.dumps() == data.replace(f"  {_BACKUP_JOB}\n".encode(), b"")
+    vda = doc.disk("vda")
+    assert vda is not None and vda.chain is not None
+    doc.set_disk_chain("vda", vda.chain.backing)  # parsed whole: q is declared above it
+    assert "<q:tuning q:level='\u00e9'/>".encode() in doc.dumps()
+
+
+def test_a_job_image_read_again_from_a_document_declaring_iso_8859_1() -> None:
+    # The image is built on first use from `<blockjobs>`, parsed whole when a prefix of it is
+    # declared above: the declaration made `/img/café` read `/img/cafÃ©`.
+    job = ("<blockjob name='c' type='create' state='running'><q:x/>"
+           "<src type='file' format='qcow2'><source file='/img/caf\u00e9' index='41'>"
+           "<privateData><nodenames><nodename type='storage' name='libvirt-41-storage'/>"
+           "</nodenames></privateData></source></src></blockjob>")
+    data = b"<?xml version='1.0' encoding='ISO-8859-1'?>\n" + jobs(job).replace(
+        b"<domstatus ", b"<domstatus xmlns:q='urn:q' ", 1)
+    (read,) = blockjob.loads(data).jobs
+    assert isinstance(read.data, blockjob.CreateData) and read.data.src is not None
+    assert read.data.src.path == "/img/caf\u00e9"
+
+
 def test_a_document_past_line_65535_is_edited_in_place() -> None:
     # lxml's lines stop at 65535: every edit of an element past it raised ValueError ("no
     # <blockjobs> start tag ending on line 65535"), or could rewrite the wrong element.
