@@ -375,3 +375,34 @@ def test_a_document_past_line_65535_is_edited_in_place() -> None:
     again = blockjob.loads(doc.dumps())
     assert again.disk("vda").chain.path == "/img/vda-2.qcow2"  # type: ignore[union-attr]
     assert again.dumps() == doc.dumps()
+
+
+@pytest.mark.parametrize(("written", "set_to"), [
+    ("running", JobState.FAILED), ("sleeping", JobState.RUNNING)])
+def test_a_state_set_on_an_invalid_job_does_not_decide_blockjobs_active(
+    written: str, set_to: JobState
+) -> None:
+    # Its element is written as read, but `active` followed the state set: the dump said
+    # `active='no'` beside a running job (or 'yes' beside none), and its reload the other.
+    invalid = (f"<blockjob name='r' type='commit' state='{written}'><disk dst='vda'/>"
+               "<base node='gone'/><top node='libvirt-2-format'/></blockjob>")
+    data = jobs(invalid).replace(b"job='copy'", b"job='active-commit'")  # no legacy copy
+    doc = blockjob.loads(data)
+    (job,) = doc.jobs
+    assert job.invalid
+    doc.replace_job(dataclasses.replace(job, state=set_to))
+    dumped = doc.dumps()
+    assert f"state='{written}'".encode() in dumped
+    assert blockjob.loads(dumped).dumps() == dumped
+
+
+def test_an_invalid_job_cannot_leave_its_disk() -> None:
+    # Only a change of disk was refused: without one, the job was still written on vdc, a
+    # job added there next made two jobs on one disk, and the next load refused the file.
+    doc = blockjob.load(DATA / "invalid-jobs-in.xml")
+    invalid = doc.job("unknown-state")
+    assert invalid is not None and invalid.invalid and invalid.disk == "vdc"
+    before = doc.dumps()
+    with pytest.raises(ValueError, match="written as it was read, on disk 'vdc'"):
+        doc.replace_job(dataclasses.replace(invalid, disk=None))
+    assert doc.dumps() == before

@@ -18,7 +18,7 @@ from lxml import etree
 from blockjob.element import Node
 from blockjob.errors import StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, read_file
-from blockjob.model import ACTIVE_STATES, BlockJob, StorageSource
+from blockjob.model import ACTIVE_STATES, BlockJob, JobState, StorageSource
 from blockjob.statusxml.disks import Disk, DiskRefs, has_mirror_at, read_disk_at, read_disks
 from blockjob.statusxml.lazyimages import LoadedBlockjobs
 from blockjob.statusxml.mapping import node_references
@@ -80,6 +80,7 @@ class StatusDocument:
         monitor = top.get("monitor")
         refs = DiskRefs(domain)
         self._targets = frozenset(refs.elements)
+        self._repeated = refs.repeated
         self._copy_mirror = refs.copy_mirror
         # Where each disk's start tag ends: enough to read a disk from its own bytes later.
         self._disk_lines = {dev: disk.sourceline or 0 for dev, disk in refs.elements.items()}
@@ -171,21 +172,35 @@ class StatusDocument:
             raise ValueError(f"no block job named '{name}'") from None
 
     def _check_disk(self, job: BlockJob) -> None:
+        if job.invalid and job.raw is not None:
+            self._check_written_disk(job, job.raw)
         if job.disk is None:
             return
-        if job.invalid and job.raw is not None:
-            _check_written_disk(job, job.raw)
         if job.disk not in self._targets:
             raise ValueError(f"job '{job.name}': the domain has no disk '{job.disk}'")
         other = self.job_for_disk(job.disk)
         if other is not None and other.name != job.name:
             raise ValueError(f"disk '{job.disk}' already has block job '{other.name}' assigned")
 
+    def _check_written_disk(self, job: BlockJob, raw: Node) -> None:
+        """An invalid job is written as it was read: on another disk than its element's, the
+        checks would pass for a disk the file never gets (two jobs on one disk: refused).
+        Without a disk it may be only where its element binds none on the next load."""
+        # The reader's `string(./disk/@dst)`: the first `<disk>` with one.
+        written = next((c.attr("dst") for c in raw.children if c.tag == "disk" and c.attr("dst")),
+                       None)
+        if written == job.disk or (job.disk is None and (
+                written not in self._targets or written in self._repeated)):
+            return
+        raise ValueError(f"job '{job.name}' is invalid and written as it was read, on disk "
+                         f"'{written}': its disk cannot change to '{job.disk}'")
+
     @property
     def active(self) -> bool:
         """libvirt's `<blockjobs active>`: a disk has a live job or a legacy copy mirror."""
         for job in self._jobs.values():  # a loop: a dump asks, and a generator costs more
-            if job.disk is not None and job.state in ACTIVE_STATES:
+            if job.disk is not None and (
+                job.state if not job.invalid else _written_state(job)) in ACTIVE_STATES:
                 return True
         return self._copy_mirror
 
@@ -437,14 +452,16 @@ def _check_name(name: str) -> None:
                          "CR, U+FFFE, U+FFFF, lone surrogates)")
 
 
-def _check_written_disk(job: BlockJob, raw: Node) -> None:
-    """An invalid job is written as it was read: on another disk than its element's, the
-    checks would pass for a disk the file never gets (two jobs on one disk: refused)."""
-    element = raw.child("disk")
-    written = element.attr("dst") if element is not None else None
-    if written != job.disk:
-        raise ValueError(f"job '{job.name}' is invalid and written as it was read, on disk "
-                         f"'{written}': its disk cannot change to '{job.disk}'")
+def _written_state(job: BlockJob) -> JobState | str:
+    """The state an invalid job is written with: its element's, as read (an unknown one reads
+    as failed). A state set since is not written, so it must not make `<blockjobs>` active:
+    the next load would say otherwise."""
+    if job.raw is None:
+        return job.state
+    return _STATES.get(job.raw.attr("state") or "", JobState.FAILED)
+
+
+_STATES = {state.value: state for state in JobState}
 
 
 def _child_at(index: int, root: etree._Element) -> etree._Element:
