@@ -72,16 +72,23 @@ _COMMIT = ("<blockjob name='commit-vda' type='commit' state='running'><disk dst=
 _INVALID = ("<blockjob name='inv' type='copy' state='sleeping' extra=\"x\">"
             "<disk dst='vdb'/><!-- kept? --><q:x xmlns:q='urn:q'/></blockjob>")
 _BROKEN = "<blockjob name='caf\u00e9' type='broken' state='failed'/>"
+_NESTED = ("<blockjob name='nested' type='broken' state='failed'><x><blockjobs active='no'/>"
+           "<blockjob name='inner' type='copy' state='ready'/></x></blockjob>")
 BLOCKJOBS = (
     None,
     "<blockjobs active='no'/>",
     f"<blockjobs active='yes'>\n    {_COMMIT}\n    {_BROKEN}\n  </blockjobs>",
     f"<blockjobs active='yes'>{_INVALID}{_BROKEN}<!-- <blockjobs> --></blockjobs>",
     f"<blockjobs\n  active='yes'\n>{_COMMIT}\n{_INVALID}</blockjobs\n>",
+    f"<blockjobs active='no'>{_NESTED}</blockjobs>",
 )
 SEPARATORS = ("\n  ", "", " ", "\n\n  ", "\n<!-- <disk> <blockjobs/> -->\n  ", "<?x ?>")
 _DISKS = (disk("vda", (3, 2, 1)), disk("vdb", (5, 4), mirror=9))
-_DECOY_DISK = "<disk type='file'><source file='/decoy'/><target dev='vda'/></disk>"
+_DECOY_DISKS = (
+    "<disk type='file'><source file='/decoy'/><target dev='vda'/></disk>",
+    "<disk xmlns='urn:x' type='file'><source file='/ns'/><target dev='vdb'/></disk>",
+    "<!-- <disk type='file'><target dev='vda'/></disk> -->",
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +115,10 @@ def hostile_documents(draw: st.DrawFn) -> bytes:
     disk_sep = draw(seps)
     devices = disk_sep.join(_DISKS)
     if draw(st.booleans()):
-        devices = _DECOY_DISK + disk_sep + devices
-    metadata = f"<metadata>{_DECOY_DISK}</metadata>" if draw(st.booleans()) else ""
+        devices = draw(st.sampled_from(_DECOY_DISKS)) + disk_sep + devices
+    if draw(st.booleans()):
+        devices += disk_sep + draw(st.sampled_from(_DECOY_DISKS))
+    metadata = f"<metadata>{_DECOY_DISKS[0]}</metadata>" if draw(st.booleans()) else ""
     top.append(f"<domain type='qemu' id='1'>\n    <name>caf\u00e9</name>{metadata}"
                f"<devices>{devices}</devices>\n  </domain>")
     top.insert(draw(st.integers(1, len(top))), draw(st.sampled_from(DECOYS)))

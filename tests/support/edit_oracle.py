@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from copy import deepcopy
 from dataclasses import dataclass
 from xml.parsers import expat
 
@@ -82,7 +83,7 @@ def _spans_of(data: bytes, root: etree._Element, elements: list[etree._Element])
 
 def canonical(root: etree._Element) -> bytes:
     """The document's meaning: C14N with comments, whitespace-only text left out."""
-    copy = etree.fromstring(etree.tostring(root.getroottree()), _PARSER)
+    copy = deepcopy(root)  # with the comments and processing instructions beside it
     for element in copy.iter():
         if element.text is not None and not element.text.strip() and isinstance(element.tag, str):
             element.text = None
