@@ -5,7 +5,8 @@ element is, an lxml tree edited the plain way says what the result must mean.
 Comments, CDATA sections and processing instructions spelling the edited tags, namespaced
 namesakes, several `<job>` elements, odd quoting and spacing, self-closing forms, CRLF or CR
 line ends, no final newline, one-line documents, a BOM, a declared ISO-8859-1 with non-ASCII
-bytes; then random edits of the shared corpus, dressed the same ways. After every edit the
+bytes; the same documents with a few bytes mutated (whatever still loads); and the shared
+corpus, dressed the same ways. After every edit the
 dump must load, give back the jobs and disks, and dump to the same bytes again. `make test`
 runs short campaigns; `make fuzz` sets BLOCKJOB_FUZZ_EXAMPLES for long ones. (Documents past
 line 65535, where libxml2's line numbers stop, are too slow to generate here: see
@@ -19,15 +20,17 @@ import os
 from collections.abc import Callable
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import blockjob
 from blockjob import BlockJob, JobState, JobType
+from blockjob.errors import BlockJobError
 from blockjob.statusxml.disks import Disk
 from tests.support import edit_oracle as oracle
 from tests.support.corpus import FIXTURES, REAL
 from tests.support.docs import disk
+from tests.test_fuzz import TOKENS
 
 _DECL = "<?xml version='1.0' encoding='ISO-8859-1'?>\n"
 _BOM = "\ufeff"
@@ -262,6 +265,37 @@ def test_fuzz_edits_of_the_corpus(data: bytes, edits: list[str], shape: Shape) -
     if not CORPUS:
         pytest.skip("libvirt status files not found under ../shared")
     run_edits(dress(data.decode(), shape), edits)
+
+
+@st.composite
+def mutated_documents(draw: st.DrawFn) -> bytes:
+    """A hostile document with a few bytes changed, deleted, repeated or inserted."""
+    data = bytearray(draw(hostile_documents()))
+    for _ in range(draw(st.integers(1, 3))):
+        at = draw(st.integers(0, len(data)))
+        kind = draw(st.sampled_from(["delete", "token", "repeat", "insert"]))
+        if kind == "delete":
+            del data[at : at + draw(st.integers(1, 40))]
+        elif kind == "token":
+            data[at:at] = draw(st.sampled_from([*TOKENS, *(t.encode() for t in DECOYS)]))
+        elif kind == "insert":
+            data[at:at] = draw(st.binary(min_size=1, max_size=4))
+        else:
+            data[at:at] = data[at : at + draw(st.integers(1, 200))]
+    return bytes(data)
+
+
+@pytest.mark.fuzz
+@settings(max_examples=HOSTILE_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+@given(mutated_documents(), edit_lists)
+def test_fuzz_edits_of_mutated_documents(data: bytes, edits: list[str]) -> None:
+    # Whatever loads must take every edit; most mutations make a file that is refused.
+    try:
+        blockjob.loads(data)
+    except BlockJobError:
+        return
+    assume(oracle.readable(data))
+    run_edits(data, edits)
 
 
 def test_the_oracle_sees_a_byte_changed_outside_and_the_wrong_element_removed() -> None:
