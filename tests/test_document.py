@@ -406,3 +406,22 @@ def test_an_invalid_job_cannot_leave_its_disk() -> None:
     with pytest.raises(ValueError, match="written as it was read, on disk 'vdc'"):
         doc.replace_job(dataclasses.replace(invalid, disk=None))
     assert doc.dumps() == before
+
+
+def test_a_job_added_on_a_repeated_disk_is_refused_while_an_invalid_job_is_written_there() -> None:
+    # The domain repeats vda (libvirt <= 5.7): 'y' was read invalid and unbound, its element
+    # still on vda. With 'x' gone, 'z' was added on vda, and the next load bound 'y' (first
+    # in the file) and read 'z' back invalid and unbound.
+    data = status(
+        "<blockjobs active='no'><blockjob name='x' type='copy' state='ready'><disk dst='vda'/>"
+        "</blockjob><blockjob name='y' type='copy' state='ready'><disk dst='vda'/></blockjob>"
+        "</blockjobs>", disk("vda", (1,)) + disk("vda", (2,)))
+    doc = blockjob.loads(data)
+    doc.remove_job("x")
+    with pytest.raises(ValueError, match="disk 'vda' already has block job 'y' assigned"):
+        doc.add_job(BlockJob("z", JobType.COPY, JobState.READY, disk="vda"))
+    y = doc.job("y")
+    assert y is not None and y.invalid and y.disk is None
+    doc.replace_job(y)  # as read, unbound: allowed
+    assert [(job.name, job.invalid) for job in blockjob.loads(doc.dumps()).jobs] == [
+        ("y", False)]  # with 'x' gone, the next load binds it

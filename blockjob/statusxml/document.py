@@ -179,16 +179,23 @@ class StatusDocument:
         if job.disk not in self._targets:
             raise ValueError(f"job '{job.name}': the domain has no disk '{job.disk}'")
         other = self.job_for_disk(job.disk)
+        if other is None and job.disk in self._repeated:
+            other = self._written_on(job.disk)
         if other is not None and other.name != job.name:
             raise ValueError(f"disk '{job.disk}' already has block job '{other.name}' assigned")
+
+    def _written_on(self, target: str) -> BlockJob | None:
+        """An invalid job without a disk whose element names disk `target` (one the domain
+        repeats): the next load binds it again if the disk is free, or the job after it in
+        the file, and a job added on that disk could come back invalid and unbound."""
+        return next((job for job in self._jobs.values() if job.disk is None and job.invalid
+                     and job.raw is not None and _written_disk(job.raw) == target), None)
 
     def _check_written_disk(self, job: BlockJob, raw: Node) -> None:
         """An invalid job is written as it was read: on another disk than its element's, the
         checks would pass for a disk the file never gets (two jobs on one disk: refused).
         Without a disk it may be only where its element binds none on the next load."""
-        # The reader's `string(./disk/@dst)`: the first `<disk>` with one.
-        written = next((c.attr("dst") for c in raw.children if c.tag == "disk" and c.attr("dst")),
-                       None)
+        written = _written_disk(raw)
         if written == job.disk or (job.disk is None and (
                 written not in self._targets or written in self._repeated)):
             return
@@ -450,6 +457,13 @@ def _check_name(name: str) -> None:
         raise ValueError(f"block job name {name!r} is empty or holds characters a status "
                          "file cannot keep (NUL, control characters other than TAB, LF and "
                          "CR, U+FFFE, U+FFFF, lone surrogates)")
+
+
+def _written_disk(raw: Node) -> str | None:
+    """The disk an invalid job's element names: the reader's `string(./disk/@dst)`, the
+    first `<disk>` with one."""
+    return next((c.attr("dst") for c in raw.children if c.tag == "disk" and c.attr("dst")),
+                None)
 
 
 def _written_state(job: BlockJob) -> JobState | str:
