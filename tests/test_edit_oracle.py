@@ -27,6 +27,7 @@ import blockjob
 from blockjob import BlockJob, JobState, JobType
 from blockjob.errors import BlockJobError
 from blockjob.statusxml.disks import Disk
+from blockjob.statusxml.sources import disk_mirror_node
 from tests.support import edit_oracle as oracle
 from tests.support.corpus import FIXTURES, REAL
 from tests.support.docs import disk
@@ -192,11 +193,22 @@ def _disk_edit(pick: Callable[[Disk], bool], *, drop_mirror: bool = False,
     return edit
 
 
+def _new_mirror(doc: blockjob.StatusDocument) -> oracle.Select:
+    """Give the first disk with a chain a `<mirror>` into its backing image (a copy begun)."""
+    disk = next((d for d in doc.disks if d.chain is not None), None)
+    if disk is None or disk.chain is None:
+        return oracle.first_blockjobs
+    image = disk.chain.backing or disk.chain
+    doc.set_disk_chain(disk.target, mirror=disk_mirror_node(image, "copy", ready=False))
+    return _disk_and_blockjobs(disk.target)
+
+
 EDITS: dict[str, Edit] = {
     "add": _add, "remove": _remove, "replace": _replace, "end_backup": _end_backup,
     "chain": _disk_edit(lambda d: d.chain is not None and d.chain.backing is not None),
     "drop_mirror": _disk_edit(lambda d: d.mirror is not None, drop_mirror=True),
     "mirror_ready": _disk_edit(lambda d: d.mirror is not None, mirror_ready=True),
+    "new_mirror": _new_mirror,
 }
 
 
