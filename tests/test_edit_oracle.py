@@ -318,3 +318,8 @@ def test_the_oracle_sees_a_byte_changed_outside_and_the_wrong_element_removed() 
         oracle.check_edit(before, right.replace(b"c -->", b"d -->"), oracle.backup_parts)
     with pytest.raises(AssertionError, match="bytes outside the edited elements changed"):
         oracle.check_edit(before, before.replace(b"  <job/>\n", b""), oracle.backup_parts)
+
+
+def test_blockjobs_amid_text_of_the_root_gets_its_own_line() -> None:
+    # Found by the mutation campaign (the oracle then counted the blanks around it).
+    run_edits(b"<domstatus>text <blockjobs/> more\n  <backups/>\n</domstatus>", ["add"])

@@ -92,13 +92,14 @@ def _spans_of(data: bytes, root: etree._Element, elements: list[etree._Element])
 
 
 def canonical(root: etree._Element) -> bytes:
-    """The document's meaning: C14N with comments, whitespace-only text left out."""
+    """The document's meaning: C14N with comments, each run of blanks in text one space (a
+    rewritten element gets its own line, also amid text; the bytes check the rest)."""
     copy = deepcopy(root)  # with the comments and processing instructions beside it
     for element in copy.iter():
-        if element.text is not None and not element.text.strip() and isinstance(element.tag, str):
-            element.text = None
-        if element.tail is not None and not element.tail.strip():
-            element.tail = None
+        if element.text is not None and isinstance(element.tag, str):
+            element.text = " ".join(element.text.split()) or None
+        if element.tail is not None:
+            element.tail = " ".join(element.tail.split()) or None
     try:
         return etree.tostring(copy.getroottree(), method="c14n", with_comments=True)
     except etree.C14NError:  # a relative namespace URI (`xmlns:q='backup'`): as written
