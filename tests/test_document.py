@@ -425,3 +425,24 @@ def test_a_job_added_on_a_repeated_disk_is_refused_while_an_invalid_job_is_writt
     doc.replace_job(y)  # as read, unbound: allowed
     assert [(job.name, job.invalid) for job in blockjob.loads(doc.dumps()).jobs] == [
         ("y", False)]  # with 'x' gone, the next load binds it
+
+
+def test_a_disk_past_line_65535_is_not_taken_for_one_ending_on_line_65535() -> None:
+    # vda's start tag ends past line 65535, so lxml says 65535; once the document was split
+    # around `<blockjobs>`, that line was looked for in the bytes after it, where it is a
+    # number like any other: a `<disk>` in `<metadata>` naming vda too ended there.
+    decoy = "<metadata><disk type='file'><source file='/decoy'/><target dev='vda'/></disk>"
+    lines = status("<blockjobs active='yes'/>").decode().split("\n")
+    above = len(lines[: next(i for i, line in enumerate(lines) if "<domain " in line) + 1])
+    padding = "<!--" + "\n" * (65_535 - above - 2) + "-->" + decoy + "</metadata>\n"
+    data = status("<blockjobs active='yes'/>").replace(
+        b"    <name>unit</name>\n", b"    <name>unit</name>\n" + padding.encode(), 1)
+    doc = blockjob.loads(data)
+    doc.dumps()  # the disks are then read from the bytes after `<blockjobs>`
+    vda = doc.disk("vda")
+    assert vda is not None and vda.chain is not None
+    assert vda.chain.path == "/img/vda-3.qcow2"
+    decoyed = blockjob.loads(data.replace(b"dev='vda'/></disk></metadata>",
+                                          b"dev='vdb'/></disk></metadata>"))
+    decoyed.dumps()
+    assert decoyed.disk_has_mirror("vdb")  # the decoy has none

@@ -186,8 +186,8 @@ class StatusDocument:
 
     def _written_on(self, target: str) -> BlockJob | None:
         """An invalid job without a disk whose element names disk `target` (one the domain
-        repeats): the next load binds it again if the disk is free, or the job after it in
-        the file, and a job added on that disk could come back invalid and unbound."""
+        repeats): the next load may bind it rather than a job added on that disk, which
+        would come back invalid and unbound."""
         return next((job for job in self._jobs.values() if job.disk is None and job.invalid
                      and job.raw is not None and _written_disk(job.raw) == target), None)
 
@@ -239,8 +239,9 @@ class StatusDocument:
             line = self._disk_lines.get(target)
             found = None
             if line is not None:
-                source, above = self._domain_bytes()
-                found = read_disk_at(source, target, line - above, above)
+                if line < LAST_LINE:  # past it, another disk may be the one ending on `line`
+                    source, above = self._domain_bytes()
+                    found = read_disk_at(source, target, line - above, above)
                 if found is None:
                     found = self._disks.get(target)
             self._read_disks[target] = found
@@ -250,7 +251,8 @@ class StatusDocument:
         """Whether disk `target` has a mirror image (`disk(target).mirror`); a disk not read
         yet is asked without building its chains (all a finished copy's plan needs)."""
         line = self._disk_lines.get(target)
-        if self._full_disks is None and target not in self._read_disks and line is not None:
+        if (self._full_disks is None and target not in self._read_disks and line is not None
+                and line < LAST_LINE):
             source, above = self._domain_bytes()
             found = has_mirror_at(source, target, line - above)
             if found is not None:
