@@ -320,6 +320,12 @@ def test_the_oracle_sees_a_byte_changed_outside_and_the_wrong_element_removed() 
         oracle.check_edit(before, before.replace(b"  <job/>\n", b""), oracle.backup_parts)
 
 
-def test_blockjobs_amid_text_of_the_root_gets_its_own_line() -> None:
-    # Found by the mutation campaign (the oracle then counted the blanks around it).
-    run_edits(b"<domstatus>text <blockjobs/> more\n  <backups/>\n</domstatus>", ["add"])
+@pytest.mark.parametrize(("data", "edit"), [
+    (b"<domstatus>text <blockjobs/> more\n  <backups/>\n</domstatus>", "add"),
+    (b"<domstatus>\n  <blockjobs active='no'/>\n!\n  <job async='backup'/>\n  <backups/>\n"
+     b"</domstatus>\n", "end_backup"),
+], ids=["blockjobs-amid-text", "backup-parts-after-text"])
+def test_edits_beside_text_of_the_root(data: bytes, edit: str) -> None:
+    # Found by the mutation campaign: the oracle then counted the blanks the edit adds or
+    # removes around the element it rewrites.
+    run_edits(data, [edit])

@@ -21,7 +21,7 @@ from lxml import etree
 _PARSER = etree.XMLParser(encoding="utf-8", resolve_entities=False, no_network=True,
                           remove_blank_text=False, huge_tree=True)
 
-_BLANKS_BETWEEN_TAGS = re.compile(rb">[ \t\r\n]+<")
+_BLANKS_AT_TAGS = re.compile(rb"[ \t\r\n]+(?=<)|(?<=>)[ \t\r\n]+")
 
 Select = Callable[[etree._Element], list[etree._Element]]
 
@@ -141,7 +141,7 @@ def check_edit(before: bytes, after: bytes, select: Select) -> None:
     left = _outside(after, _spans_of(after, new, new_targets))
     if len(old_targets) != len(new_targets):
         # Added or removed: the blank lines around it may come or go.
-        kept, left = _BLANKS_BETWEEN_TAGS.sub(b"><", kept), _BLANKS_BETWEEN_TAGS.sub(b"><", left)
+        kept, left = _BLANKS_AT_TAGS.sub(b"", kept), _BLANKS_AT_TAGS.sub(b"", left)
     assert kept == left, "bytes outside the edited elements changed"
     for element in (*old_targets, *new_targets):
         _remove(element)
