@@ -143,3 +143,22 @@ def test_a_mirror_of_an_edited_document_is_read_from_its_tail() -> None:
 
 def _refuse(*args: object) -> None:
     raise AssertionError("a disk's chains were built")
+
+
+def test_an_image_with_a_non_ascii_name_in_its_source_reads_and_rewrites() -> None:
+    # Kept as lxml's ASCII serialization, `<nodename d\u0639name=...>` became `d&#1593;name`,
+    # which is no XML: reading the image's `<source>` (comparing disks, rewriting a chain)
+    # raised XMLSyntaxError.
+    data = status("<blockjobs active='no'/>").replace(
+        b"<nodename type='format' name='libvirt-2-format'/>",
+        "<nodename type='format' d\u0639name='x' name='libvirt-2-format'/><\u00e9t\u00e9/>"
+        .encode(), 1)
+    doc = blockjob.loads(data)
+    vda = doc.disk("vda")
+    assert vda is not None and vda.chain is not None and vda.chain.backing is not None
+    assert vda.chain.backing.source.children[0].tag == "privateData"
+    assert vda == _plain(data)["vda"]
+    doc.set_disk_chain("vda", vda.chain.backing)
+    dumped = doc.dumps()
+    assert "d\u0639name='x'".encode() in dumped and "<\u00e9t\u00e9/>".encode() in dumped
+    assert blockjob.loads(dumped).dumps() == dumped

@@ -293,3 +293,156 @@ def test_an_invalid_job_cannot_move_to_another_disk() -> None:
         doc.replace_job(dataclasses.replace(invalid, disk="vdd"))
     doc.replace_job(invalid)  # unchanged, as recovery puts back a job it keeps
     assert doc.dumps() == before
+
+
+_BACKUP_JOB = "<job type='none' async='backup' flags='0x0'/>"
+_BACKUPS = "<backups>\n    <domainbackup mode='push'/>\n  </backups>"
+
+
+def _backup_document(before_domain: str) -> bytes:
+    """A status document with `before_domain` at the top level, on one line before `<domain>`."""
+    return status("<blockjobs active='yes'/>").replace(  # vdb's copy mirror: active
+        b"  <domain ", f"  {before_domain}\n  <domain ".encode(), 1)
+
+
+@pytest.mark.parametrize(("top", "kept"), [
+    (f"<job type='none'/>{_BACKUP_JOB}", "<job type='none'/>"),
+    (f"{_BACKUP_JOB}<job type='none'/>", "<job type='none'/>"),
+    (f"<job type='none'/>\n  {_BACKUP_JOB}{_BACKUP_JOB}", "<job type='none'/>"),
+    (f"<backups xmlns='urn:x'/>{_BACKUPS}", "<backups xmlns='urn:x'/>"),
+    (f"<q:job xmlns:q='urn:q' async='backup'/><job xmlns='urn:x' async='backup'/>{_BACKUP_JOB}",
+     "<q:job xmlns:q='urn:q' async='backup'/><job xmlns='urn:x' async='backup'/>"),
+], ids=["other-job-first", "other-job-after", "two-backup-jobs", "namespaced-backups",
+        "namespaced-jobs"])
+def test_end_backup_removes_only_the_backup_parts_of_a_shared_line(top: str, kept: str) -> None:
+    # The element meant was told from its namesakes on the line by the root's *first* child
+    # of its name: the other `<job>` went and the backup's stayed, or (two backup jobs) a
+    # ValueError; a `<backups>` in a namespace was removed instead of libvirt's.
+    doc = blockjob.loads(_backup_document(top))
+    doc.end_backup()
+    assert doc.dumps() == _backup_document(kept).replace(b"  \n", b"")
+    assert blockjob.loads(doc.dumps()).dumps() == doc.dumps()
+
+
+@pytest.mark.parametrize("encoding", ["UTF-16", "ISO-8859-1"])
+def test_a_declared_encoding_is_not_honoured_when_parts_are_read_again(encoding: str) -> None:
+    # Every file is read as UTF-8 (`parse`); parts read again honoured the declaration: a
+    # UTF-16 one made `end_backup` raise XMLSyntaxError, an ISO-8859-1 one read the UTF-8
+    # bytes of kept text as two characters each, written back as four bytes.
+    declared = f"<?xml version='1.0' encoding='{encoding}'?>\n".encode()
+    data = declared + _backup_document(_BACKUP_JOB).replace(
+        b"<domain ", b"<domain xmlns:q='urn:q' ", 1).replace(
+        b"<target dev='vda'", "<q:tuning q:level='\u00e9'/><target dev='vda'".encode(), 1)
+    doc = blockjob.loads(data)
+    doc.end_backup()
+    assert doc.dumps() == data.replace(f"  {_BACKUP_JOB}\n".encode(), b"")
+    vda = doc.disk("vda")
+    assert vda is not None and vda.chain is not None
+    doc.set_disk_chain("vda", vda.chain.backing)  # parsed whole: q is declared above it
+    assert "<q:tuning q:level='\u00e9'/>".encode() in doc.dumps()
+
+
+def test_a_job_image_read_again_from_a_document_declaring_iso_8859_1() -> None:
+    # The image is built on first use from `<blockjobs>`, parsed whole when a prefix of it is
+    # declared above: the declaration made `/img/café` read `/img/cafÃ©`.
+    job = ("<blockjob name='c' type='create' state='running'><q:x/>"
+           "<src type='file' format='qcow2'><source file='/img/caf\u00e9' index='41'>"
+           "<privateData><nodenames><nodename type='storage' name='libvirt-41-storage'/>"
+           "</nodenames></privateData></source></src></blockjob>")
+    data = b"<?xml version='1.0' encoding='ISO-8859-1'?>\n" + jobs(job).replace(
+        b"<domstatus ", b"<domstatus xmlns:q='urn:q' ", 1)
+    (read,) = blockjob.loads(data).jobs
+    assert isinstance(read.data, blockjob.CreateData) and read.data.src is not None
+    assert read.data.src.path == "/img/caf\u00e9"
+
+
+def test_a_document_past_line_65535_is_edited_in_place() -> None:
+    # lxml's lines stop at 65535: every edit of an element past it raised ValueError ("no
+    # <blockjobs> start tag ending on line 65535"), or could rewrite the wrong element.
+    padding = "<!-- <disk> <blockjobs/> -->\n  " + "<x/>\n  " * 70_000
+    data = _backup_document(_BACKUP_JOB).replace(
+        b"  <blockjobs", padding.encode() + b"<blockjobs", 1)
+    doc = blockjob.loads(data)
+    doc.add_job(BlockJob(name="j", type=JobType.BROKEN, state=JobState.FAILED))
+    added = doc.dumps()
+    assert added.startswith(data[: data.index(b"<blockjobs")])
+    assert [job.name for job in blockjob.loads(added).jobs] == ["j"]
+    doc.end_backup()
+    assert doc.dumps() == added.replace(f"  {_BACKUP_JOB}\n".encode(), b"")
+    vda = doc.disk("vda")
+    assert vda is not None and vda.chain is not None and vda.chain.backing is not None
+    doc.set_disk_chain("vda", vda.chain.backing)
+    again = blockjob.loads(doc.dumps())
+    assert again.disk("vda").chain.path == "/img/vda-2.qcow2"  # type: ignore[union-attr]
+    assert again.dumps() == doc.dumps()
+
+
+@pytest.mark.parametrize(("written", "set_to"), [
+    ("running", JobState.FAILED), ("sleeping", JobState.RUNNING)])
+def test_a_state_set_on_an_invalid_job_does_not_decide_blockjobs_active(
+    written: str, set_to: JobState
+) -> None:
+    # Its element is written as read, but `active` followed the state set: the dump said
+    # `active='no'` beside a running job (or 'yes' beside none), and its reload the other.
+    invalid = (f"<blockjob name='r' type='commit' state='{written}'><disk dst='vda'/>"
+               "<base node='gone'/><top node='libvirt-2-format'/></blockjob>")
+    data = jobs(invalid).replace(b"job='copy'", b"job='active-commit'")  # no legacy copy
+    doc = blockjob.loads(data)
+    (job,) = doc.jobs
+    assert job.invalid
+    doc.replace_job(dataclasses.replace(job, state=set_to))
+    dumped = doc.dumps()
+    assert f"state='{written}'".encode() in dumped
+    assert blockjob.loads(dumped).dumps() == dumped
+
+
+def test_an_invalid_job_cannot_leave_its_disk() -> None:
+    # Only a change of disk was refused: without one, the job was still written on vdc, a
+    # job added there next made two jobs on one disk, and the next load refused the file.
+    doc = blockjob.load(DATA / "invalid-jobs-in.xml")
+    invalid = doc.job("unknown-state")
+    assert invalid is not None and invalid.invalid and invalid.disk == "vdc"
+    before = doc.dumps()
+    with pytest.raises(ValueError, match="written as it was read, on disk 'vdc'"):
+        doc.replace_job(dataclasses.replace(invalid, disk=None))
+    assert doc.dumps() == before
+
+
+def test_a_job_added_on_a_repeated_disk_is_refused_while_an_invalid_job_is_written_there() -> None:
+    # The domain repeats vda (libvirt <= 5.7): 'y' was read invalid and unbound, its element
+    # still on vda. With 'x' gone, 'z' was added on vda, and the next load bound 'y' (first
+    # in the file) and read 'z' back invalid and unbound.
+    data = status(
+        "<blockjobs active='no'><blockjob name='x' type='copy' state='ready'><disk dst='vda'/>"
+        "</blockjob><blockjob name='y' type='copy' state='ready'><disk dst='vda'/></blockjob>"
+        "</blockjobs>", disk("vda", (1,)) + disk("vda", (2,)))
+    doc = blockjob.loads(data)
+    doc.remove_job("x")
+    with pytest.raises(ValueError, match="disk 'vda' already has block job 'y' assigned"):
+        doc.add_job(BlockJob("z", JobType.COPY, JobState.READY, disk="vda"))
+    y = doc.job("y")
+    assert y is not None and y.invalid and y.disk is None
+    doc.replace_job(y)  # as read, unbound: allowed
+    assert [(job.name, job.invalid) for job in blockjob.loads(doc.dumps()).jobs] == [
+        ("y", False)]  # with 'x' gone, the next load binds it
+
+
+def test_a_disk_past_line_65535_is_not_taken_for_one_ending_on_line_65535() -> None:
+    # vda's start tag ends past line 65535, so lxml says 65535; once the document was split
+    # around `<blockjobs>`, that line was looked for in the bytes after it, where it is a
+    # number like any other: a `<disk>` in `<metadata>` naming vda too ended there.
+    decoy = "<metadata><disk type='file'><source file='/decoy'/><target dev='vda'/></disk>"
+    lines = status("<blockjobs active='yes'/>").decode().split("\n")
+    above = len(lines[: next(i for i, line in enumerate(lines) if "<domain " in line) + 1])
+    padding = "<!--" + "\n" * (65_535 - above - 2) + "-->" + decoy + "</metadata>\n"
+    data = status("<blockjobs active='yes'/>").replace(
+        b"    <name>unit</name>\n", b"    <name>unit</name>\n" + padding.encode(), 1)
+    doc = blockjob.loads(data)
+    doc.dumps()  # the disks are then read from the bytes after `<blockjobs>`
+    vda = doc.disk("vda")
+    assert vda is not None and vda.chain is not None
+    assert vda.chain.path == "/img/vda-3.qcow2"
+    decoyed = blockjob.loads(data.replace(b"dev='vda'/></disk></metadata>",
+                                          b"dev='vdb'/></disk></metadata>"))
+    decoyed.dumps()
+    assert decoyed.disk_has_mirror("vdb")  # the decoy has none

@@ -8,7 +8,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from blockjob.statusxml.spans import AmbiguousSpanError, Locate, child_of_root, element_span
+from blockjob.statusxml.node import TRUSTED_PARSER
+from blockjob.statusxml.spans import (
+    LAST_LINE,
+    AmbiguousSpanError,
+    Locate,
+    child_of_root,
+    element_span,
+)
 
 # Pieces of a document body; `{}` is where a serial number goes.
 _PIECES = (
@@ -84,3 +91,27 @@ def test_a_namesake_on_another_line_needs_no_tree() -> None:
     data = b"<root>\n<x><disk n='nested'/></x>\n<disk n='meant'/>\n</root>\n"
     start, end = element_span(data, b"disk", 3)
     assert data[start:end] == b"<disk n='meant'/>"
+
+
+@pytest.mark.parametrize("namesake", ["<disk xmlns='urn:x' n='ns'/>",
+                                      "<x xmlns='urn:x'><disk n='ns'>t</disk></x>"])
+def test_a_namesake_in_another_namespace_on_the_line_is_told_apart(namesake: str) -> None:
+    # Spelled `<disk` in the bytes, but `{urn:x}disk` to lxml: it was not counted among the
+    # namesakes on the line, and the span of the element before the meant one was given.
+    data = f"<root>\n  {namesake}<disk n='meant'/>\n</root>\n".encode()
+    start, end = element_span(data, b"disk", 2, child_of_root("disk"))
+    assert data[start:end] == b"<disk n='meant'/>"
+
+
+def test_past_line_65535_the_element_is_counted_among_its_namesakes() -> None:
+    # libxml2 stops counting lines at 65535: every later element says 65535, where no start
+    # tag ended, and the span was a ValueError ("no <disk> start tag ending on line 65535").
+    data = (b"<root>\n" + b"<disk n='early'/>\n" * 70_000
+            + b"<!-- <disk n='x'/> --><disk n='meant'>\n<disk n='in'/></disk>\n</root>\n")
+    root = etree.fromstring(data, TRUSTED_PARSER)
+    meant = root[-1]
+    assert meant.sourceline == LAST_LINE
+    start, end = element_span(data, b"disk", LAST_LINE, lambda found: found[-1])
+    assert data[start:end] == b"<disk n='meant'>\n<disk n='in'/></disk>"
+    with pytest.raises(AmbiguousSpanError, match="past line 65535"):
+        element_span(data, b"disk", LAST_LINE)

@@ -13,14 +13,14 @@ import mmap
 import os
 import struct
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
 
-from blockjob.store.status_store import StatusStore
+from blockjob.store.status_store import SavableDocument, StatusStore
 from tests.support.disk import disk_directory, filesystem_type
-from tests.test_store_support import RawDocument, child_process, exit_code, version
+from tests.test_store_support import child_process, exit_code, version
 
 READS = int(os.environ.get("BLOCKJOB_TORN_READS", "20000"))
 # Saves a held descriptor must outlive before it is read again.
@@ -32,7 +32,7 @@ _SLOTS = 7
 SAVES, PLAIN, PLAIN_TORN, HELD, HELD_TORN, SEEN, DONE = range(_SLOTS)
 
 
-class _Counters:
+class Counters:
     """Counters in memory shared with forked children."""
 
     def __init__(self) -> None:
@@ -54,7 +54,9 @@ def _read_whole(fd: int) -> bytes:
     return b"".join(chunks)
 
 
-def _saver(store: StatusStore, docs: list[RawDocument], counts: _Counters) -> Callable[[], None]:
+def saver(
+    store: StatusStore, docs: Sequence[SavableDocument], counts: Counters
+) -> Callable[[], None]:
     def body() -> None:
         while True:
             for doc in docs:
@@ -64,7 +66,7 @@ def _saver(store: StatusStore, docs: list[RawDocument], counts: _Counters) -> Ca
     return body
 
 
-def _plain_reader(path: Path, whole: set[bytes], counts: _Counters) -> Callable[[], None]:
+def plain_reader(path: Path, whole: set[bytes], counts: Counters) -> Callable[[], None]:
     def body() -> None:
         seen = set()
         while counts[PLAIN] < READS or counts[SAVES] < READS * SAVES_PER_READ:
@@ -79,7 +81,7 @@ def _plain_reader(path: Path, whole: set[bytes], counts: _Counters) -> Callable[
     return body
 
 
-def _held_reader(path: Path, whole: set[bytes], counts: _Counters) -> Callable[[], None]:
+def held_reader(path: Path, whole: set[bytes], counts: Counters) -> Callable[[], None]:
     def body() -> None:
         while counts[DONE] == 0:  # until the plain reader is done
             fd = os.open(path, os.O_RDONLY)
@@ -106,13 +108,13 @@ def test_lockless_readers_only_ever_see_whole_versions(tmp_path: Path) -> None:
                 (("A", 96 * 1024), ("B", 24 * 1024), ("C", 64 * 1024))]
         whole = {doc.data for doc in docs}
         path = store.save(docs[0])
-        counts = _Counters()
+        counts = Counters()
         with contextlib.ExitStack() as children:
-            saver = children.enter_context(child_process(_saver(store, docs, counts)))
+            writer = children.enter_context(child_process(saver(store, docs, counts)))
             readers = [children.enter_context(child_process(reader(path, whole, counts)))
-                       for reader in (_plain_reader, _held_reader)]
+                       for reader in (plain_reader, held_reader)]
             assert [exit_code(pid, timeout=3600) for pid in readers] == [0, 0]
-            assert os.waitpid(saver, os.WNOHANG) == (0, 0), "the saver died"
+            assert os.waitpid(writer, os.WNOHANG) == (0, 0), "the saver died"
         reads = counts[PLAIN] + counts[HELD]
         print(f"\n{filesystem_type(directory)}: {counts[SAVES]} saves, {reads} reads "
               f"({counts[PLAIN]} plain, {counts[HELD]} through a held descriptor), "

@@ -7,6 +7,7 @@ except a disk chain that the caller replaced through `set_disk_chain`.
 
 from __future__ import annotations
 
+import functools
 from itertools import chain, compress
 from operator import is_not
 from pathlib import Path
@@ -17,7 +18,7 @@ from lxml import etree
 from blockjob.element import Node
 from blockjob.errors import StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, read_file
-from blockjob.model import ACTIVE_STATES, BlockJob, StorageSource
+from blockjob.model import ACTIVE_STATES, BlockJob, JobState, StorageSource
 from blockjob.statusxml.disks import Disk, DiskRefs, has_mirror_at, read_disk_at, read_disks
 from blockjob.statusxml.lazyimages import LoadedBlockjobs
 from blockjob.statusxml.mapping import node_references
@@ -31,7 +32,13 @@ from blockjob.statusxml.node import (
 from blockjob.statusxml.parse import parse
 from blockjob.statusxml.reader import ReadContext, read_jobs
 from blockjob.statusxml.sources import backing_node, top_source_node
-from blockjob.statusxml.spans import child_of_root, element_span, whole_lines
+from blockjob.statusxml.spans import (
+    LAST_LINE,
+    child_of_root,
+    element_span,
+    own_line,
+    whole_lines,
+)
 from blockjob.statusxml.writer import JobText, job_text, write_blockjobs
 
 # Where libvirt puts `<blockjobs>` when a file from before 3.9 has none: before these.
@@ -73,6 +80,7 @@ class StatusDocument:
         monitor = top.get("monitor")
         refs = DiskRefs(domain)
         self._targets = frozenset(refs.elements)
+        self._repeated = refs.repeated
         self._copy_mirror = refs.copy_mirror
         # Where each disk's start tag ends: enough to read a disk from its own bytes later.
         self._disk_lines = {dev: disk.sourceline or 0 for dev, disk in refs.elements.items()}
@@ -164,21 +172,42 @@ class StatusDocument:
             raise ValueError(f"no block job named '{name}'") from None
 
     def _check_disk(self, job: BlockJob) -> None:
+        if job.invalid and job.raw is not None:
+            self._check_written_disk(job, job.raw)
         if job.disk is None:
             return
-        if job.invalid and job.raw is not None:
-            _check_written_disk(job, job.raw)
         if job.disk not in self._targets:
             raise ValueError(f"job '{job.name}': the domain has no disk '{job.disk}'")
         other = self.job_for_disk(job.disk)
+        if other is None and job.disk in self._repeated:
+            other = self._written_on(job.disk)
         if other is not None and other.name != job.name:
             raise ValueError(f"disk '{job.disk}' already has block job '{other.name}' assigned")
+
+    def _written_on(self, target: str) -> BlockJob | None:
+        """An invalid job without a disk whose element names disk `target` (one the domain
+        repeats): the next load may bind it rather than a job added on that disk, which
+        would come back invalid and unbound."""
+        return next((job for job in self._jobs.values() if job.disk is None and job.invalid
+                     and job.raw is not None and _written_disk(job.raw) == target), None)
+
+    def _check_written_disk(self, job: BlockJob, raw: Node) -> None:
+        """An invalid job is written as it was read: on another disk than its element's, the
+        checks would pass for a disk the file never gets (two jobs on one disk: refused).
+        Without a disk it may be only where its element binds none on the next load."""
+        written = _written_disk(raw)
+        if written == job.disk or (job.disk is None and (
+                written not in self._targets or written in self._repeated)):
+            return
+        raise ValueError(f"job '{job.name}' is invalid and written as it was read, on disk "
+                         f"'{written}': its disk cannot change to '{job.disk}'")
 
     @property
     def active(self) -> bool:
         """libvirt's `<blockjobs active>`: a disk has a live job or a legacy copy mirror."""
         for job in self._jobs.values():  # a loop: a dump asks, and a generator costs more
-            if job.disk is not None and job.state in ACTIVE_STATES:
+            if job.disk is not None and (
+                job.state if not job.invalid else _written_state(job)) in ACTIVE_STATES:
                 return True
         return self._copy_mirror
 
@@ -210,8 +239,9 @@ class StatusDocument:
             line = self._disk_lines.get(target)
             found = None
             if line is not None:
-                source, above = self._domain_bytes()
-                found = read_disk_at(source, target, line - above, above)
+                if line < LAST_LINE:  # past it, another disk may be the one ending on `line`
+                    source, above = self._domain_bytes()
+                    found = read_disk_at(source, target, line - above, above)
                 if found is None:
                     found = self._disks.get(target)
             self._read_disks[target] = found
@@ -221,7 +251,8 @@ class StatusDocument:
         """Whether disk `target` has a mirror image (`disk(target).mirror`); a disk not read
         yet is asked without building its chains (all a finished copy's plan needs)."""
         line = self._disk_lines.get(target)
-        if self._full_disks is None and target not in self._read_disks and line is not None:
+        if (self._full_disks is None and target not in self._read_disks and line is not None
+                and line < LAST_LINE):
             source, above = self._domain_bytes()
             found = has_mirror_at(source, target, line - above)
             if found is not None:
@@ -290,7 +321,9 @@ class StatusDocument:
         # The bytes a save would write; the disk sits in the tail, which they end with.
         dumped = self.dumps()
         tail = self._head_tail()[1]
-        line = disk.line - self._tail_line + dumped.count(b"\n", 0, len(dumped) - len(tail))
+        line = self._disk_lines[target]  # as loaded; from LAST_LINE on, it no longer tells
+        if line < LAST_LINE:
+            line += dumped.count(b"\n", 0, len(dumped) - len(tail)) - self._tail_line
         start, end, element = _disk_at(dumped, target, line)
         parent = element.getparent()
         old = kept_node(element, dict(parent.nsmap) if parent is not None else None)
@@ -336,13 +369,17 @@ class StatusDocument:
         job lock meanwhile. Every other byte of the file stays as it is."""
         dumped = self.dumps()
         root = etree.fromstring(dumped, TRUSTED_PARSER)
-        ended = [element for element in root.iterchildren("backups", "job")
-                 if element.tag == "backups" or element.get("async") == "backup"]
-        for element in reversed(ended):  # from the end, so earlier offsets hold
-            tag = str(element.tag)
-            span = element_span(dumped, tag.encode(), element.sourceline or 1,
-                                child_of_root(tag))
-            first, last = whole_lines(dumped, *span)
+        # Each one by its place among the root's children: another `<job>` (or a `<backups>`
+        # in a namespace) may share its line, and every span is taken before any cut.
+        ended = [
+            element_span(dumped, str(element.tag).encode(), element.sourceline or 1,
+                         functools.partial(_child_at, i))
+            for i, element in enumerate(root)
+            if element.tag == "backups" or (element.tag == "job"
+                                            and element.get("async") == "backup")
+        ]
+        for span in reversed(ended):  # from the end, so earlier offsets hold
+            first, last = own_line(dumped, *span)
             dumped = dumped[:first] + dumped[last:]
         if ended:
             self._load(dumped)
@@ -424,14 +461,27 @@ def _check_name(name: str) -> None:
                          "CR, U+FFFE, U+FFFF, lone surrogates)")
 
 
-def _check_written_disk(job: BlockJob, raw: Node) -> None:
-    """An invalid job is written as it was read: on another disk than its element's, the
-    checks would pass for a disk the file never gets (two jobs on one disk: refused)."""
-    element = raw.child("disk")
-    written = element.attr("dst") if element is not None else None
-    if written != job.disk:
-        raise ValueError(f"job '{job.name}' is invalid and written as it was read, on disk "
-                         f"'{written}': its disk cannot change to '{job.disk}'")
+def _written_disk(raw: Node) -> str | None:
+    """The disk an invalid job's element names: the reader's `string(./disk/@dst)`, the
+    first `<disk>` with one."""
+    return next((c.attr("dst") for c in raw.children if c.tag == "disk" and c.attr("dst")),
+                None)
+
+
+def _written_state(job: BlockJob) -> JobState | str:
+    """The state an invalid job is written with: its element's, as read (an unknown one reads
+    as failed). A state set since is not written, so it must not make `<blockjobs>` active:
+    the next load would say otherwise."""
+    if job.raw is None:
+        return job.state
+    return _STATES.get(job.raw.attr("state") or "", JobState.FAILED)
+
+
+_STATES = {state.value: state for state in JobState}
+
+
+def _child_at(index: int, root: etree._Element) -> etree._Element:
+    return root[index]
 
 
 def _reuse(last: JobText | None, job: BlockJob) -> JobText:

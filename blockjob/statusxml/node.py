@@ -229,9 +229,11 @@ def kept_node(element: etree._Element, scope: dict[str | None, str] | None = Non
     return _with_prefixes(element, scope)
 
 
-# Only for bytes from a document `xmlparse.parse` accepted: lxml's own serialization of
-# part of it, or a slice of the file re-read.
-TRUSTED_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, remove_blank_text=True)
+# Only for bytes from a document `parse.parse` accepted: lxml's own serialization of
+# part of it, or a slice of the file re-read. Read as UTF-8, as `parse` reads the file: a
+# declared `encoding='ISO-8859-1'` made other characters of a whole document read again.
+TRUSTED_PARSER = etree.XMLParser(encoding="utf-8", resolve_entities=False, no_network=True,
+                                 remove_blank_text=True)
 
 
 def node_from_xml(data: bytes) -> Node:

@@ -85,7 +85,9 @@ def _image(
         "format": fmt,
         "element": (
             RenderedXML(source) if to_write
-            else SerializedXML(etree.tostring(source, with_tail=False))
+            # UTF-8: lxml's default, ASCII, writes a non-ASCII name as a character
+            # reference, which no XML reader accepts (the first read raised).
+            else SerializedXML(etree.tostring(source, encoding="utf-8", with_tail=False))
         ),
         "index": _index(index),
         "format_children": format_children,

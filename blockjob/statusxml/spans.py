@@ -4,7 +4,8 @@ lxml knows on which line an element's start tag ends but not where its bytes are
 rewrite one element and keep every other byte, we find the start tag that ends on
 that line and scan tags from there to the matching end tag. Rarely, another element of
 the same name ends on that line too (nested in a sibling, say); then the document is
-parsed again to tell which one is meant.
+parsed again to tell which one is meant. libxml2 keeps line numbers in 16 bits: past line
+65535 every element says 65535, and the element meant is counted among all its namesakes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable, Iterator
+from itertools import islice
 
 from lxml import etree
 
@@ -37,6 +39,8 @@ def _start_pattern(tag: bytes) -> re.Pattern[bytes]:
 
 # Given a document's root element, the element meant.
 Locate = Callable[[etree._Element], etree._Element]
+# lxml's `sourceline` of every element whose start tag ends on this line or later.
+LAST_LINE = 65535
 
 
 class AmbiguousSpanError(ValueError):
@@ -53,17 +57,22 @@ def element_span(
     `end` is just past the end tag (or the `/>` of an empty element). `data` must be
     well-formed XML (it was parsed before). When several start tags of that name end on
     `line`, `locate` picks the element meant in `data` parsed again (so `data` must then
-    be a whole document); without it, that is AmbiguousSpanError.
+    be a whole document); without it, that is AmbiguousSpanError. So it is from `LAST_LINE`
+    on, where `line` no longer tells.
     """
-    start = _start_tag(data, tag, line, 0)
-    head = _TOKEN.match(data, start)
-    assert head is not None  # _start_tag only returns offsets of start tags
-    if _another_on_line(data, tag, head.end()):
-        if locate is None:
-            raise AmbiguousSpanError(f"more than one <{tag.decode()}> ends on line {line}")
-        start = _start_tag(data, tag, line, _nth_on_line(data, tag, line, locate))
+    if line >= LAST_LINE:
+        start = _start_counted(data, tag, locate)
         head = _TOKEN.match(data, start)
-        assert head is not None
+    else:
+        start = _start_tag(data, tag, line, 0)
+        head = _TOKEN.match(data, start)
+        assert head is not None  # _start_tag only returns offsets of start tags
+        if _another_on_line(data, tag, head.end()):
+            if locate is None:
+                raise AmbiguousSpanError(f"more than one <{tag.decode()}> ends on line {line}")
+            start = _start_tag(data, tag, line, _nth_on_line(data, tag, line, locate))
+            head = _TOKEN.match(data, start)
+    assert head is not None
     if head.group(2):
         return start, head.end()
     return start, _end_of(data, tag, start, head.end())
@@ -95,7 +104,24 @@ def _nth_on_line(data: bytes, tag: bytes, line: int, locate: Locate) -> int:
     counted in document order (as the start tags are)."""
     root = etree.fromstring(data, TRUSTED_PARSER)  # bytes of a document parsed before
     meant = locate(root)
-    return [e for e in root.iter(tag.decode()) if e.sourceline == line].index(meant)
+    return [e for e in _spelled(root, tag) if e.sourceline == line].index(meant)
+
+
+def _start_counted(data: bytes, tag: bytes, locate: Locate | None) -> int:
+    """Offset of the `<` of the element `locate` means, counted among every start tag named
+    `tag` (slower than by line: the whole document is tokenized)."""
+    if locate is None:
+        raise AmbiguousSpanError(f"<{tag.decode()}> ends past line {LAST_LINE}, where "
+                                 "lxml's line numbers stop")
+    root = etree.fromstring(data, TRUSTED_PARSER)
+    nth = list(_spelled(root, tag)).index(locate(root))
+    return next(islice(_exact_heads(data, tag), nth, None))[0]
+
+
+def _spelled(root: etree._Element, tag: bytes) -> Iterator[etree._Element]:
+    """The elements whose start tags read `<tag`: unprefixed, in any namespace or none (a
+    namesake declaring `xmlns='...'` is another element to lxml, the same bytes to a scan)."""
+    return (e for e in root.iter("{*}" + tag.decode()) if e.prefix is None)
 
 
 def _start_tag(data: bytes, tag: bytes, line: int, nth: int) -> int:
@@ -216,4 +242,15 @@ def whole_lines(data: bytes, start: int, end: int) -> tuple[int, int]:
     last = end
     if data[end:end + 1] == b"\n":
         last = end + 1
+    return first, last
+
+
+def own_line(data: bytes, start: int, end: int) -> tuple[int, int]:
+    """A span to cut out, widened to its whole line (line end included) when nothing else
+    is on it: a removed element leaves neither a blank line nor a neighbour on its line that
+    lost its indentation or its line end."""
+    first = data.rfind(b"\n", 0, start) + 1
+    last = end + (1 if data[end:end + 1] == b"\n" else 2 if data[end:end + 2] == b"\r\n" else 0)
+    if data[first:start].strip() or (last == end < len(data)):
+        return start, end
     return first, last
