@@ -95,7 +95,8 @@ def _named_directory(path: str | Path) -> bool:
 
 
 def _refused(failure: LoadFailure, dry_run: bool) -> DomainReport:
-    report = DomainReport(str(failure.path), unusable=True)
+    # A file unread for lack of descriptors or memory needs attention, as a named one.
+    report = DomainReport(str(failure.path), unusable=not failure.exhausted)
     moved = f" (moved to {failure.quarantined})" if failure.quarantined else ""
     report.error = f"{failure}{moved}"
     report.settle(dry_run)
