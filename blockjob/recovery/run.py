@@ -46,7 +46,8 @@ from blockjob.store.status_store import (
 )
 
 ProgressHook = Callable[[DomainReport], None]
-# A pending job is finalized and planned again; more rounds than this means QEMU is stuck.
+# A pending job is finalized, a backup's job cancelled with its backup, and each planned
+# again (a cancel may leave it pending); more rounds than this means QEMU is stuck.
 MAX_ROUNDS = 3
 _STALE_MIRROR = "stale-mirror"
 # Decisions whose steps change the job's status in QEMU: it is planned again after them.
