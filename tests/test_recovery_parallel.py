@@ -207,6 +207,17 @@ def test_jobs_are_as_many_as_the_descriptor_limit_can_serve(
     assert affordable(jobs) == expected
 
 
+def test_without_proc_the_standard_streams_are_taken_as_the_descriptors_in_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def no_proc(path: str) -> list[str]:
+        raise FileNotFoundError(2, "No such file or directory", path)
+
+    monkeypatch.setattr(resource, "getrlimit", lambda _: (3 + FDS_PER_DOMAIN * 2 + 1, 4096))
+    monkeypatch.setattr(os, "listdir", no_proc)
+    assert affordable(16) == 2
+
+
 def test_file_key_is_one_for_every_name_of_a_file(tmp_path: Path) -> None:
     real = tmp_path / "a.xml"
     real.write_text("x")

@@ -93,3 +93,28 @@ def test_a_named_file_gone_before_the_run_is_reported_and_the_others_recovered(
     out, err = capsys.readouterr()
     assert err == f"{paths[1]}:0: cannot open: No such file or directory\n"
     assert "vm1 (" in out and "vm3 (" in out
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_a_directory_whose_file_is_unread_for_lack_of_descriptors_needs_attention(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    dry_run: bool,
+) -> None:
+    # The scan left the file in place, but recover reported it unusable (exit 2) as a
+    # broken file, where a named one needed attention (exit 1).
+    (tmp_path / "vm1.xml").write_bytes(status_bytes("vm1"))
+    (tmp_path / "vm2.xml").write_bytes(status_bytes("vm2"))
+    dry = ["--dry-run"] if dry_run else []
+    with monkeypatch.context() as patch:
+        _descriptors_run_out_for("vm1.xml", patch)
+        report = recover([tmp_path], dry_run=dry_run)
+        code = main(["recover", *dry, str(tmp_path)])
+    first, second = report.domains
+    assert (first.file, first.status, first.unusable) == (
+        str(tmp_path / "vm1.xml"), "attention", False)
+    assert "Too many open files" in (first.error or "")
+    assert second.status == ("planned" if dry_run else "reconciled")
+    assert code == 1
+    assert capsys.readouterr().err == ""
+    assert (tmp_path / "vm1.xml").read_bytes() == status_bytes("vm1")
+    assert recover([tmp_path]).ok

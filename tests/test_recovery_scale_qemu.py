@@ -185,12 +185,13 @@ def test_a_stopped_qemu_is_reported_as_not_answering_and_the_others_are_recovere
     # for a client that does not exist.
     with fleet(tmp_path / "domains", 3, templates) as labs:
         with _stopped(labs[1]):
-            code, out, err = _run("--json", "--connect-timeout", "0.5", "--jobs", "16",
+            # The default wait: the healthy QEMUs must greet within it on a loaded host.
+            code, out, err = _run("--json", "--connect-timeout", "3", "--jobs", "16",
                                   *_directories(labs))
         assert (code, err) == (1, "")
         domains = json.loads(out)["domains"]
         assert [d["status"] for d in domains] == ["reconciled", "attention", "reconciled"]
-        assert "QEMU is not answering (no QMP greeting within 0.5 s)" in domains[1]["error"]
+        assert "QEMU is not answering (no QMP greeting within 3 s)" in domains[1]["error"]
         _assert_all_reconciled([labs[0], labs[2]])
 
 
@@ -259,21 +260,16 @@ def test_a_second_ctrl_c_ends_the_run_while_domains_hang_in_flight(
                 for server in servers:
                     assert server.asked.wait(LIMIT)
                 wait_until(lambda: reconciled(labs[2]), "the third domain", LIMIT)
-                signals, err = _interrupt_until_gone(child)
-        assert (child.returncode, signals) == (130, 2)
+                child.send_signal(signal.SIGINT)
+                # The first lets the hung domains finish: still there. The pause also
+                # keeps the two Ctrl-Cs from landing as one.
+                with pytest.raises(subprocess.TimeoutExpired):
+                    child.communicate(timeout=2)
+                child.send_signal(signal.SIGINT)
+                # Gone well before the hung domains' 600 s.
+                _, err = child.communicate(timeout=LIMIT)
+        assert child.returncode == 130
         assert "Traceback" not in err
-
-
-def _interrupt_until_gone(child: subprocess.Popen[str]) -> tuple[int, str]:
-    """Ctrl-C `child` again while it is still there (two that land at once count as one):
-    how many it took, and its stderr."""
-    for signals in range(1, 6):
-        child.send_signal(signal.SIGINT)
-        try:
-            return signals, child.communicate(timeout=2)[1]
-        except subprocess.TimeoutExpired:
-            continue
-    raise AssertionError("five Ctrl-Cs did not end recover")
 
 
 @pytest.mark.fuzz
@@ -398,7 +394,9 @@ def _mixed_fleet(root: Path, templates: Templates, jobs: int) -> tuple[int, str,
         again = labs[5].directory / ".." / labs[5].directory.name / labs[5].status_path.name
         argv = [str(extra), *paths[:5], paths[4], str(labs[4].directory), *paths[5:], str(again)]
         with _stopped(labs[2]), silent_monitor(silent):
-            code, out, err = _run("--json", "--timeout", "2", "--connect-timeout", "1",
+            # Waits the healthy domains' commands and greetings keep well within, even on
+            # a loaded host; the stopped and silent QEMUs take them once each.
+            code, out, err = _run("--json", "--timeout", "10", "--connect-timeout", "3",
                                   "--jobs", str(jobs), *argv)
         assert "Traceback" not in err
         _assert_all_reconciled(labs[4:])

@@ -311,3 +311,36 @@ def test_a_backups_running_job_is_cancelled_once_a_sibling_ends_badly_while_trac
             assert monitor.query_jobs() == {} and exports(monitor) == {}
         text = tb.status_path.read_bytes()
         assert b"<backups>" not in text and b"async='backup'" not in text
+
+
+def test_a_backup_job_that_ends_before_its_cancel_lands_still_ends_the_backup(
+    tmp_path: Path,
+) -> None:
+    # vdb concludes between the query that found it running and its job-cancel, which
+    # QEMU then refuses: the refusal was raised from wait_for before vda, whose end
+    # started it all, was reconciled. It is reported; vdb's own event finishes it.
+    with started(tmp_path, second_disk=True) as tb:
+        with tb.connect() as monitor:
+            vda = start_pull(monitor, tb, "vda", 1, 9)
+            vdb = start_pull(monitor, tb, "vdb", 4, 10)
+        record_pull(tb, [("vda", 1, vda, 9), ("vdb", 4, vdb, 10)])
+        running = backup_job("vdb", 4)
+        with tracker(tb) as t:
+            t.monitor.job_cancel(backup_job("vda", 1))
+            raced: list[str] = []
+
+            def conclude_first(when: str, command: str) -> None:
+                if (when, command) == ("before", "job-cancel") and not raced:
+                    raced.append(command)
+                    t.monitor.job_cancel(running)
+                    wait_until(lambda: t.monitor.query_jobs()[running].status == "concluded",
+                               "vdb concluded")
+
+            t.monitor.observer = conclude_first
+            assert t.wait_for(lambda doc: not doc.jobs, 60), t.reports
+            [refused] = [r for r in t.reports if r.decision == "cancel-with-backup"]
+            assert refused.job == running and "cancel" in (refused.error or "")
+        with tb.connect() as monitor:  # a fresh look
+            assert monitor.query_jobs() == {} and exports(monitor) == {}
+        text = tb.status_path.read_bytes()
+        assert b"<backups>" not in text and b"async='backup'" not in text

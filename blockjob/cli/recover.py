@@ -41,7 +41,7 @@ def _seconds(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = math.nan  # said as any other value that is no positive, finite number
+        value = math.nan  # not a number: refused with the message any bad value gets
     try:
         return check_seconds(value, repr(text))
     except ValueError as exc:

@@ -46,7 +46,8 @@ from blockjob.store.status_store import (
 )
 
 ProgressHook = Callable[[DomainReport], None]
-# A pending job is finalized and planned again; more rounds than this means QEMU is stuck.
+# A pending job is finalized, a backup's job cancelled with its backup, and each planned
+# again (a cancel may leave it pending); more rounds than this means QEMU is stuck.
 MAX_ROUNDS = 3
 _STALE_MIRROR = "stale-mirror"
 # Decisions whose steps change the job's status in QEMU: it is planned again after them.
@@ -95,7 +96,8 @@ def _named_directory(path: str | Path) -> bool:
 
 
 def _refused(failure: LoadFailure, dry_run: bool) -> DomainReport:
-    report = DomainReport(str(failure.path), unusable=True)
+    # A file unread for lack of descriptors or memory needs attention, as a named one.
+    report = DomainReport(str(failure.path), unusable=not failure.exhausted)
     moved = f" (moved to {failure.quarantined})" if failure.quarantined else ""
     report.error = f"{failure}{moved}"
     report.settle(dry_run)

@@ -29,6 +29,8 @@ class LoadFailure:
     reason: str
     line: int | None = None
     quarantined: Path | None = None  # None if it was left in place (the reason says why)
+    # Unread because the system ran out of descriptors or memory: the file may be fine.
+    exhausted: bool = False
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line or 0}: {self.reason}"

@@ -251,7 +251,8 @@ class StatusStore:
                 path = self.directory / file_name
                 if not change:
                     line = exc.line if isinstance(exc, StatusXMLError) else None
-                    failures.append(LoadFailure(path, exc.message, line))
+                    failures.append(LoadFailure(path, exc.message, line, exhausted=isinstance(
+                        exc, StoreExhaustedError)))
                     continue
                 failure = self._settle(path, name, loaded)
                 if failure is not None:
@@ -276,7 +277,7 @@ class StatusStore:
                 except StatusXMLError as exc:
                     reason, line = exc.message, exc.line
                 except StoreExhaustedError as exc:  # the file may be fine: a later scan
-                    return LoadFailure(path, f"left in place: {exc.message}")
+                    return LoadFailure(path, f"left in place: {exc.message}", exhausted=True)
                 except StoreError as exc:
                     if not os.path.lexists(path):
                         return None  # removed meanwhile: nothing to load or to move

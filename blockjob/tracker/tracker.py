@@ -13,8 +13,8 @@ finishes. README section `Live tracking` has the table of events and requests.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from types import TracebackType
 from typing import Any
 
@@ -158,16 +158,21 @@ class JobTracker:
         jobs = self.monitor.query_jobs()
         for job in self.doc.jobs:
             status = jobs[job.name].status if job.name in jobs else None
-            try:
+            with self._reported(job.name, f"{job.state} asked again", status):
                 if job.state is JobState.PIVOTING and status == "ready":
                     self.pivot(job.name)
                 elif job.state is JobState.ABORTING and status in _CANCELLABLE:
                     self.abort(job.name)
-            except (RequestError, QMPCommandError) as exc:
-                # Reported, not raised: the domain stays tracked, and the request can be
-                # asked again once QEMU takes it (a lost QEMU still fails the open).
-                self.reports.append(JobReport(job.name, f"{job.state} asked again", status,
-                                              error=str(exc)))
+
+    @contextmanager
+    def _reported(self, name: str, what: str, status: str | None) -> Iterator[None]:
+        """A request of the tracker's own that QEMU refuses, or that finds the job ended
+        meanwhile, is a `reports` entry, not raised: the domain stays tracked, the job's
+        own events end it, and a lost QEMU is still raised."""
+        try:
+            yield
+        except (RequestError, QMPCommandError) as exc:
+            self.reports.append(JobReport(name, what, status, error=str(exc)))
 
     def handle(self, event: Mapping[str, Any]) -> bool:
         """Act on one QMP event; True if it was a followed status change of a recorded job."""
@@ -189,7 +194,8 @@ class JobTracker:
         """libvirt cancels a backup's jobs still running once one of them failed or was
         cancelled (recovery's `cancel-with-backup`, judged the same way). Each is recorded
         aborting and cancelled before the ended job leaves the file: a daemon killed in
-        between finds them aborting, where a restart would otherwise adopt them."""
+        between finds them aborting, where a restart would otherwise adopt them. One that
+        ends before its cancel lands is finished by its own event."""
         jobs = self.monitor.query_jobs()
         for job in self.doc.jobs:
             qjob = jobs.get(job.name)
@@ -197,7 +203,8 @@ class JobTracker:
                     and job.state is not JobState.ABORTING \
                     and qjob is not None and qjob.status in _CANCELLABLE \
                     and failed_sibling(self.doc, job, jobs) is not None:
-                self.abort(job.name)
+                with self._reported(job.name, "cancel-with-backup", qjob.status):
+                    self.abort(job.name)
 
     def follow(self, timeout: float) -> int:
         """Handle the events that arrive within `timeout` seconds; how many were followed.
