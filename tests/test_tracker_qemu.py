@@ -298,6 +298,23 @@ def test_a_commit_whose_first_save_fails_leaves_the_document_as_the_file(tmp_pat
         assert_active_aborted(tb)
 
 
+def test_a_finish_whose_save_fails_leaves_the_document_as_the_file(tmp_path: Path) -> None:
+    """The concluded commit's outcome, never saved, stayed in the document: the next save
+    of anything would have written it, unverified. The document is the file again; the
+    job is finished once a save goes through."""
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.start_commit("vda", MID, BASE)
+            with full_disk(t):
+                t.wait_for(gone(JOB), 60)
+            assert t.doc.dumps() == tb.status_path.read_bytes()
+            job = t.doc.job(JOB)
+            assert job is not None and job.newstate is None
+            t.reconcile(JOB)
+            assert t.doc.job(JOB) is None
+        assert_completed(tb)
+
+
 def test_a_pivot_whose_save_fails_leaves_the_job_ready(tmp_path: Path) -> None:
     """QEMU is asked nothing, and the document keeps what the file says (it said pivoting,
     so an abort was refused as if the pivot had begun)."""

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from types import TracebackType
 from typing import Any
 
+from blockjob.errors import StatusXMLError
 from blockjob.jobs.abort import AbortHook, request_abort
 from blockjob.jobs.active_commit import start_active_commit
 from blockjob.jobs.commit import CrashHook, no_crash, start_commit
@@ -37,6 +38,7 @@ from blockjob.recovery.report import JobReport
 from blockjob.recovery.run import reconcile_job, recover_document
 from blockjob.statusxml.document import StatusDocument
 from blockjob.statusxml.sources import disk_mirror_node
+from blockjob.store.errors import StoreError
 from blockjob.store.status_store import OWNER_TIMEOUT, DomainOwner, SavableDocument, StatusStore
 
 # The QEMU statuses libvirt acts on (SPEC: "maps only ready, concluded and pending").
@@ -144,8 +146,15 @@ class JobTracker:
 
     def reconcile(self, name: str, *, acknowledge: bool = False) -> JobReport:
         """Observe job `name` and run recovery's plan for it (newstate saved first)."""
-        report = reconcile_job(self.doc, self.owner, self.monitor, name, on_step=self.on_step,
-                               acknowledge=acknowledge)
+        try:
+            report = reconcile_job(self.doc, self.owner, self.monitor, name,
+                                   on_step=self.on_step, acknowledge=acknowledge)
+        except StoreError:
+            # The plan's edits that no save reached would ride on the next save: the
+            # document goes back to the file, and QEMU is looked at again next time.
+            with suppress(StoreError, StatusXMLError):
+                self._doc = self.owner.load()
+            raise
         self.reports.append(report)
         return report
 
