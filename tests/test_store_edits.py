@@ -5,8 +5,6 @@ only ever see whole versions."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,12 +24,8 @@ from tests.test_store_readers import (
     PLAIN_TORN,
     SAVES,
     SEEN,
-    Counters,
-    held_reader,
-    plain_reader,
-    saver,
+    saved_while_read,
 )
-from tests.test_store_support import child_process, exit_code
 
 _BACKUP = ("<job type='none' async='backup' flags='0x0'/><!-- <backups/> -->\n"
            "  <backups>\n    <domainbackup mode='push'/>\n  </backups>")
@@ -106,14 +100,7 @@ def test_lockless_readers_see_whole_versions_of_edited_documents(tmp_path: Path)
         docs = _versions()
         whole = {doc.dumps() for doc in docs}
         assert len(whole) == len(docs)
-        path = store.save(docs[0])
-        counts = Counters()
-        with contextlib.ExitStack() as children:
-            writer = children.enter_context(child_process(saver(store, docs, counts)))
-            readers = [children.enter_context(child_process(reader(path, whole, counts)))
-                       for reader in (plain_reader, held_reader)]
-            assert [exit_code(pid, timeout=3600) for pid in readers] == [0, 0]
-            assert os.waitpid(writer, os.WNOHANG) == (0, 0), "the saver died"
+        counts = saved_while_read(store, docs, whole)
         print(f"\n{counts[SAVES]} saves of edited documents, {counts[PLAIN] + counts[HELD]} "
               f"reads, torn: {counts[PLAIN_TORN]} plain, {counts[HELD_TORN]} held")
         assert counts[DONE] == 1 and counts[SEEN] == len(docs)

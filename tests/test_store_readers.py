@@ -100,6 +100,22 @@ def held_reader(path: Path, whole: set[bytes], counts: Counters) -> Callable[[],
     return body
 
 
+def saved_while_read(
+    store: StatusStore, docs: Sequence[SavableDocument], whole: set[bytes]
+) -> Counters:
+    """Save `docs` in turn (the first once before) while a plain and a held-descriptor
+    reader read the file without a lock, each checking every read is in `whole`."""
+    path = store.save(docs[0])
+    counts = Counters()
+    with contextlib.ExitStack() as children:
+        writer = children.enter_context(child_process(saver(store, docs, counts)))
+        readers = [children.enter_context(child_process(reader(path, whole, counts)))
+                   for reader in (plain_reader, held_reader)]
+        assert [exit_code(pid, timeout=3600) for pid in readers] == [0, 0]
+        assert os.waitpid(writer, os.WNOHANG) == (0, 0), "the saver died"
+    return counts
+
+
 @pytest.mark.fuzz
 def test_lockless_readers_only_ever_see_whole_versions(tmp_path: Path) -> None:
     with disk_directory(tmp_path) as directory:
@@ -107,14 +123,7 @@ def test_lockless_readers_only_ever_see_whole_versions(tmp_path: Path) -> None:
         docs = [version("vm1", note, size) for note, size in
                 (("A", 96 * 1024), ("B", 24 * 1024), ("C", 64 * 1024))]
         whole = {doc.data for doc in docs}
-        path = store.save(docs[0])
-        counts = Counters()
-        with contextlib.ExitStack() as children:
-            writer = children.enter_context(child_process(saver(store, docs, counts)))
-            readers = [children.enter_context(child_process(reader(path, whole, counts)))
-                       for reader in (plain_reader, held_reader)]
-            assert [exit_code(pid, timeout=3600) for pid in readers] == [0, 0]
-            assert os.waitpid(writer, os.WNOHANG) == (0, 0), "the saver died"
+        counts = saved_while_read(store, docs, whole)
         reads = counts[PLAIN] + counts[HELD]
         print(f"\n{filesystem_type(directory)}: {counts[SAVES]} saves, {reads} reads "
               f"({counts[PLAIN]} plain, {counts[HELD]} through a held descriptor), "
