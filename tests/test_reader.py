@@ -42,6 +42,19 @@ def test_job_without_name_is_dropped_with_a_warning() -> None:
     assert doc.warnings == ("f.xml:3: block job without a name dropped",)
 
 
+def test_a_second_blockjobs_is_kept_unread_and_said() -> None:
+    """libvirt writes one <blockjobs> and reads the jobs of every one: ours are the first's,
+    the second's bytes are kept (so libvirt still finds its jobs) and a warning says so."""
+    second = "<blockjobs active='yes'><blockjob name='x' type='copy' state='ready'/></blockjobs>"
+    data = status("<blockjobs active='no'><blockjob name='j' type='copy' state='ready'/>"
+                  "</blockjobs>\n  " + second)
+    doc = blockjob.loads(data, "f.xml")
+    assert [job.name for job in doc.jobs] == ["j"]
+    assert doc.warnings == ("f.xml:4: a second <blockjobs>: its jobs are not read (libvirt "
+                            "writes one <blockjobs>; it reads the jobs of each)",)
+    assert second.encode() in doc.dumps()
+
+
 @pytest.mark.parametrize(
     ("element", "problem"),
     [

@@ -90,6 +90,12 @@ class StatusDocument:
         self._loaded_blockjobs = LoadedBlockjobs(data, line or 1)
         ctx = ReadContext(self.filename, refs, self._loaded_blockjobs)
         jobs = read_jobs(blockjobs, ctx)
+        # libvirt reads the jobs of every `<blockjobs>` (`./blockjobs/blockjob`) and writes
+        # one; a second one's bytes are kept, unread: said, not silently skipped.
+        extra = next(blockjobs.itersiblings("blockjobs"), None) if blockjobs is not None else None
+        if extra is not None:
+            ctx.warn(extra, "a second <blockjobs>: its jobs are not read (libvirt writes one "
+                     "<blockjobs>; it reads the jobs of each)")
         self._jobs = {job.name: job for job in jobs}
         self.warnings: tuple[str, ...] = tuple(ctx.warnings)
         self.monitor_path = monitor.get("path") if monitor is not None else None
