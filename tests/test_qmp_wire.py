@@ -144,6 +144,19 @@ def test_an_event_before_the_greeting_is_kept_as_an_event(tmp_path: Path) -> Non
             assert event is not None and event["event"] == "BLOCK_JOB_COMPLETED"
 
 
+def test_a_reply_to_a_killed_client_before_the_greeting_is_dropped(tmp_path: Path) -> None:
+    # Seen from QEMU 7.2 in the tracker's random-instant kills: the reply to the dead
+    # daemon's last command reached the next client first, whose open then failed with
+    # "expected the QMP greeting, got {'return': {}, 'id': 10}".
+    with peer(tmp_path, {"query-jobs": answer([])}) as server:
+        server.before_greeting = [_line({"return": {}, "id": 10}),
+                                  _line({"error": {"class": "GenericError", "desc": "x"},
+                                         "id": 11})]
+        with connect(server) as monitor:
+            assert monitor.query_jobs() == {}
+            assert monitor.next_event(0.01) is None  # a reply is no event
+
+
 def test_a_reply_split_across_reads_and_one_line_holding_two_are_both_read(
     tmp_path: Path,
 ) -> None:
@@ -240,14 +253,17 @@ def test_a_refused_command_is_a_command_error_with_qemus_class(tmp_path: Path) -
 @pytest.mark.parametrize(("reply", "reason"), [
     (b"not json\n", "not a JSON message"),
     (b"[1, 2]\n", "not a JSON object"),
-    (b'{"id": 2}\n', "neither return nor error"),
+    (b'{"id": ID}\n', "neither return nor error"),
     (b"\xff\xfe\n", "not a JSON message"),
 ])
 def test_what_is_not_qmp_makes_the_monitor_unavailable(
     tmp_path: Path, reply: bytes, reason: str
 ) -> None:
-    # The capabilities reply has id 1, so the next command's is 2.
-    with peer(tmp_path, {"query-jobs": lambda request: [reply]}) as server, \
+    # ID: the command's own id (the client counts from a random start).
+    def answer_with(request: dict[str, Any]) -> list[bytes]:
+        return [reply.replace(b"ID", str(request["id"]).encode())]
+
+    with peer(tmp_path, {"query-jobs": answer_with}) as server, \
             connect(server) as monitor, pytest.raises(MonitorUnavailableError, match=reason):
         monitor.query_jobs()
 

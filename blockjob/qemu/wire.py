@@ -17,6 +17,7 @@ command QEMU refused or could not parse.
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import threading
 import time
@@ -86,7 +87,9 @@ class Connection:
         self._buffer = bytearray()
         self._scanned = 0  # bytes of _buffer known to hold no newline
         self._events: deque[dict[str, Any]] = deque()
-        self._last_id = 0
+        # Ids from a random start: a reply QEMU still owes a client killed meanwhile (its
+        # ids counted from anywhere) is then never taken for one of ours.
+        self._last_id = secrets.randbits(40)
 
     def open(self, deadline: float) -> None:
         """Connect, read the greeting and negotiate capabilities before `deadline`.
@@ -102,10 +105,11 @@ class Connection:
                 sock.connect(self.path)
                 self._sock = sock
                 greeting = self._receive(deadline)
-                # An event can come first: QEMU may still be sending what it queued as
-                # the previous client left.
-                while "event" in greeting:
-                    self._events.append(greeting)
+                # An event, or the reply to a command of a client killed meanwhile, can
+                # come first: QEMU may still be sending what it queued as that client left.
+                while "event" in greeting or _is_reply(greeting):
+                    if "event" in greeting:
+                        self._events.append(greeting)
                     greeting = self._receive(deadline)
                 if not isinstance(greeting.get("QMP"), Mapping):
                     raise ProtocolError(f"expected the QMP greeting, got {_brief(greeting)}")
@@ -224,6 +228,10 @@ class Connection:
         if not chunk:
             raise EOFError("QEMU closed the connection")
         self._buffer += chunk
+
+
+def _is_reply(message: Mapping[str, Any]) -> bool:
+    return "id" in message and ("return" in message or "error" in message)
 
 
 def _request(ident: int, name: str, arguments: Mapping[str, object] | None) -> bytes:
