@@ -42,17 +42,37 @@ def test_job_without_name_is_dropped_with_a_warning() -> None:
     assert doc.warnings == ("f.xml:3: block job without a name dropped",)
 
 
-def test_a_second_blockjobs_is_kept_unread_and_said() -> None:
-    """libvirt writes one <blockjobs> and reads the jobs of every one: ours are the first's,
-    the second's bytes are kept (so libvirt still finds its jobs) and a warning says so."""
-    second = "<blockjobs active='yes'><blockjob name='x' type='copy' state='ready'/></blockjobs>"
-    data = status("<blockjobs active='no'><blockjob name='j' type='copy' state='ready'/>"
-                  "</blockjobs>\n  " + second)
+def test_the_jobs_of_a_second_blockjobs_are_read_and_written_into_the_first() -> None:
+    """libvirt reads `./blockjobs/blockjob` and writes one <blockjobs>: a job of a second
+    one is a job like any other (its disabled bitmaps are re-enabled like any other's)."""
+    job_j = "<blockjob name='j' type='copy' state='ready'/>"
+    job_x = "<blockjob name='x' type='copy' state='ready'/>"
+    data = status(f"<blockjobs active='no'>{job_j}</blockjobs>\n"
+                  f"  <blockjobs active='yes'>{job_x}</blockjobs>")
     doc = blockjob.loads(data, "f.xml")
-    assert [job.name for job in doc.jobs] == ["j"]
-    assert doc.warnings == ("f.xml:4: a second <blockjobs>: its jobs are not read (libvirt "
-                            "writes one <blockjobs>; it reads the jobs of each)",)
-    assert second.encode() in doc.dumps()
+    assert [job.name for job in doc.jobs] == ["j", "x"]
+    assert doc.warnings == ("f.xml:4: another <blockjobs>: its jobs are read, and written "
+                            "into the first",)
+    merged = blockjob.loads(status(f"<blockjobs active='no'>{job_j}{job_x}</blockjobs>"))
+    assert doc.dumps() == merged.dumps()
+    assert doc.dumps().count(b"<blockjobs") == 1
+
+
+def test_a_job_name_taken_in_an_earlier_blockjobs_refuses_the_file() -> None:
+    job = "<blockjob name='j' type='copy' state='ready'/>"
+    data = status(f"<blockjobs active='no'>{job}</blockjobs>\n"
+                  f"  <blockjobs active='no'>{job}</blockjobs>")
+    with pytest.raises(StatusXMLError, match="f.xml:4: duplicate block job name 'j' "
+                                             r"\(first at line 3\)"):
+        blockjob.loads(data, "f.xml")
+
+
+def test_what_a_second_blockjobs_holds_besides_jobs_is_said_like_the_firsts() -> None:
+    data = status("<blockjobs active='no'/>\n"
+                  "  <blockjobs active='no' x='1'><other/></blockjobs>")
+    warnings = blockjob.loads(data, "f.xml").warnings
+    assert warnings[:2] == ("f.xml:4: unknown attribute 'x' of <blockjobs> dropped",
+                            "f.xml:4: unknown element <other> in <blockjobs> dropped")
 
 
 @pytest.mark.parametrize(

@@ -89,13 +89,14 @@ class StatusDocument:
         line = blockjobs.sourceline if blockjobs is not None else None
         self._loaded_blockjobs = LoadedBlockjobs(data, line or 1)
         ctx = ReadContext(self.filename, refs, self._loaded_blockjobs)
-        jobs = read_jobs(blockjobs, ctx)
-        # libvirt reads the jobs of every `<blockjobs>` (`./blockjobs/blockjob`) and writes
-        # one; a second one's bytes are kept, unread: said, not silently skipped.
-        extra = next(blockjobs.itersiblings("blockjobs"), None) if blockjobs is not None else None
-        if extra is not None:
-            ctx.warn(extra, "a second <blockjobs>: its jobs are not read (libvirt writes one "
-                     "<blockjobs>; it reads the jobs of each)")
+        every = [blockjobs] if blockjobs is not None else []
+        # libvirt reads the jobs of every `<blockjobs>` (`./blockjobs/blockjob`), and writes
+        # them all in one: a second one is merged into the first on the next dump.
+        self._extra = _extra_blockjobs(root, blockjobs, domain) if blockjobs is not None else ()
+        every += (root[extra.at] for extra in self._extra)
+        jobs = read_jobs(every, ctx)
+        ctx.warnings += (f"{self.filename}:{extra.line}: another <blockjobs>: its jobs are "
+                         "read, and written into the first" for extra in self._extra)
         self._jobs = {job.name: job for job in jobs}
         self.warnings: tuple[str, ...] = tuple(ctx.warnings)
         self.monitor_path = monitor.get("path") if monitor is not None else None
@@ -107,7 +108,8 @@ class StatusDocument:
         # writes only those whose jobs change.
         self._data = data
         self._split: tuple[bytes, bytes] | None = None
-        self._tail_line = 0  # lines of the loaded bytes before the tail, once split
+        # Once split: what to add to a line of the tail to get its line as loaded.
+        self._tail_line = 0
         anchor = blockjobs if blockjobs is not None else next(
             (top[tag] for tag in _AFTER_BLOCKJOBS if tag in top), None
         )
@@ -119,6 +121,7 @@ class StatusDocument:
         """The bytes before and after `<blockjobs>` (or where it would go)."""
         if self._split is None:
             data = self._data
+            shift = 0  # lines cut from above the domain
             if self._anchor is None:
                 # It goes last in the root, whose end tag is found by scanning tags: the
                 # bytes `</domstatus` may sit in a comment.
@@ -131,12 +134,14 @@ class StatusDocument:
                     first = last = data.rindex(b"</", start, end)
             elif self._replaces_blockjobs:
                 first, last = whole_lines(data, *self._loaded_blockjobs.span())
+                if self._extra:  # all after `last`: the offsets hold
+                    data, shift = _cut_extra(data, self._extra)
             else:
                 tag, line = self._anchor
                 span = element_span(data, tag.encode(), line, child_of_root(tag))
                 first = last = whole_lines(data, *span)[0]
             self._split = (data[:first], data[last:])
-            self._tail_line = data.count(b"\n", 0, last)
+            self._tail_line = data.count(b"\n", 0, last) + shift
             self._data = b""  # the two pieces hold every byte now
         return self._split
 
@@ -456,6 +461,36 @@ class _Dump(NamedTuple):
 
 
 _new_dump = tuple.__new__  # NamedTuple's own constructor costs more, per save
+
+
+class _Extra(NamedTuple):
+    """A `<blockjobs>` after the first (libvirt writes one, but reads the jobs of each)."""
+
+    at: int  # its place among the root's children
+    line: int  # where its start tag ends
+    above_domain: bool  # cutting its lines moves the domain's up
+
+
+def _extra_blockjobs(root: etree._Element, first: etree._Element,
+                     domain: etree._Element | None) -> tuple[_Extra, ...]:
+    if next(first.itersiblings("blockjobs"), None) is None:
+        return ()  # the usual case, told without a look at every child
+    domain_at = root.index(domain) if domain is not None else len(root)
+    return tuple(_Extra(i, child.sourceline or 1, i < domain_at) for i, child in enumerate(root)
+                 if child.tag == "blockjobs" and child is not first)
+
+
+def _cut_extra(data: bytes, extras: tuple[_Extra, ...]) -> tuple[bytes, int]:
+    """`data` without the extra `<blockjobs>`, and how many lines went from above the
+    domain: its disks are found, and named in errors, by their lines as loaded."""
+    spans = [(own_line(data, *element_span(data, b"blockjobs", extra.line,
+                                           functools.partial(_child_at, extra.at))),
+              extra.above_domain) for extra in extras]
+    shift = 0
+    for (start, end), above_domain in reversed(spans):  # from the end, so offsets hold
+        shift += data.count(b"\n", start, end) if above_domain else 0
+        data = data[:start] + data[end:]
+    return data, shift
 
 
 def _check_name(name: str) -> None:

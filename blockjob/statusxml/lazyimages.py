@@ -16,7 +16,7 @@ from typing import Any
 from lxml import etree
 
 from blockjob.model import StorageSource
-from blockjob.statusxml.node import TRUSTED_PARSER, first_at, first_children
+from blockjob.statusxml.node import TRUSTED_PARSER, first_at
 from blockjob.statusxml.sources import build_job_source, check_job_source
 from blockjob.statusxml.spans import child_of_root, element_span
 
@@ -83,8 +83,9 @@ class LoadedBlockjobs:
         return list(root.iterchildren("blockjob")) if root.tag == "blockjobs" else []
 
     def _from_document(self) -> list[etree._Element]:
+        """Every `<blockjob>`, of each `<blockjobs>` (the reader counts them so)."""
         root = etree.fromstring(self._data, TRUSTED_PARSER)
-        return list(first_children(root)["blockjobs"].iterchildren("blockjob"))
+        return list(root.iterfind("blockjobs/blockjob"))
 
 
 def _holds(jobs: list[etree._Element], index: int, name: str) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -514,51 +514,60 @@ def _dropped(blockjobs: etree._Element, filename: str) -> list[str]:
 _ACTIVE_ONLY = ["active"]
 
 
-def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJob]:
-    """Read every job; raise StatusXMLError where libvirt would refuse the file."""
-    jobs: list[BlockJob] = []
-    if blockjobs is None:
-        return jobs
-    first_warning = len(ctx.warnings)
-    lines_by_name: dict[str, int] = {}
-    names_by_disk: dict[str, str] = {}
-    position = -1  # among the `<blockjob>` elements (`LoadedBlockjobs` counts them so too)
-    for position, element in enumerate(blockjobs.iterchildren("blockjob")):
-        job = read_job(element, position, ctx)
-        if job is None:
-            continue
+class _Registry:
+    """The jobs read so far, by name and by disk: libvirt refuses the file when a job's
+    name, or its disk, is taken."""
+
+    def __init__(self) -> None:
+        self.lines_by_name: dict[str, int] = {}
+        self.names_by_disk: dict[str, str] = {}
+
+    def register(self, job: BlockJob, element: etree._Element, ctx: ReadContext) -> BlockJob:
         line = element.sourceline or 0
-        if job.name in lines_by_name:
-            raise StatusXMLError(
-                ctx.filename, line,
-                f"duplicate block job name '{job.name}' (first at line {lines_by_name[job.name]})",
-            )
-        lines_by_name[job.name] = line
+        first = self.lines_by_name.get(job.name)
+        if first is not None:
+            raise StatusXMLError(ctx.filename, line,
+                                 f"duplicate block job name '{job.name}' (first at line {first})")
+        self.lines_by_name[job.name] = line
         disk = job.disk
-        other = names_by_disk.get(disk) if disk is not None else None
         if disk is None:
-            pass
-        elif other is not None and disk in ctx.disks.repeated:
-            # libvirt <= 5.7 bound jobs to disk objects, so a domain with two
-            # disks of one target could carry a job for each. Keep the second
-            # job, unbound and invalid, rather than lose the domain.
-            holder = attr_holder(element, first_children(element).get("disk"), "disk", "dst")
-            assert holder is not None  # the job is bound to a disk: a <disk dst> named it
-            repeated = problem(
-                holder,
-                f"disk '{disk}' is repeated in the domain and already has job '{other}'",
-            )
-            job = replace(job, disk=None, invalid=True, problems=(*job.problems, repeated),
-                          raw=_kept(element, job.name, ctx))
-        elif other is not None:
+            return job
+        other = self.names_by_disk.setdefault(disk, job.name)
+        if other == job.name:
+            return job
+        if disk not in ctx.disks.repeated:
             raise StatusXMLError(
                 ctx.filename, line, f"disk '{disk}' already has block job '{other}' assigned"
             )
-        else:
-            names_by_disk[disk] = job.name
-        jobs.append(job)
-    # Counting rules out anything else cheaply (a comment also makes the counts differ);
-    # its warnings go before the jobs', as it is read first.
-    if position + 1 != len(blockjobs) or blockjobs.keys() != _ACTIVE_ONLY:
-        ctx.warnings[first_warning:first_warning] = _dropped(blockjobs, ctx.filename)
+        # libvirt <= 5.7 bound jobs to disk objects, so a domain with two disks of one
+        # target could carry a job for each. Keep the second job, unbound and invalid,
+        # rather than lose the domain.
+        holder = attr_holder(element, first_children(element).get("disk"), "disk", "dst")
+        assert holder is not None  # the job is bound to a disk: a <disk dst> named it
+        repeated = problem(
+            holder, f"disk '{disk}' is repeated in the domain and already has job '{other}'"
+        )
+        return replace(job, disk=None, invalid=True, problems=(*job.problems, repeated),
+                       raw=_kept(element, job.name, ctx))
+
+
+def read_jobs(every: Sequence[etree._Element], ctx: ReadContext) -> list[BlockJob]:
+    """Read every job of each `<blockjobs>` in `every` (libvirt reads
+    `./blockjobs/blockjob`, so a second one's jobs count as much as the first's); raise
+    StatusXMLError where libvirt would refuse the file."""
+    jobs: list[BlockJob] = []
+    registry = _Registry()
+    # Among all the `<blockjob>` elements, in document order (`LoadedBlockjobs` counts so).
+    position = -1
+    for blockjobs in every:
+        first_warning = len(ctx.warnings)
+        first = position + 1
+        for position, element in enumerate(blockjobs.iterchildren("blockjob"), first):
+            job = read_job(element, position, ctx)
+            if job is not None:
+                jobs.append(registry.register(job, element, ctx))
+        # Counting rules out anything else cheaply (a comment also makes the counts
+        # differ); its warnings go before the jobs', as it is read first.
+        if position + 1 - first != len(blockjobs) or blockjobs.keys() != _ACTIVE_ONLY:
+            ctx.warnings[first_warning:first_warning] = _dropped(blockjobs, ctx.filename)
     return jobs
