@@ -42,17 +42,19 @@ def test_job_without_name_is_dropped_with_a_warning() -> None:
     assert doc.warnings == ("f.xml:3: block job without a name dropped",)
 
 
-def test_the_jobs_of_a_second_blockjobs_are_read_and_written_into_the_first() -> None:
+@pytest.mark.parametrize(("between", "line"), [("\n  ", 4), ("", 3)], ids=["below", "beside"])
+def test_the_jobs_of_a_second_blockjobs_are_read_and_written_into_the_first(
+        between: str, line: int) -> None:
     """libvirt reads `./blockjobs/blockjob` and writes one <blockjobs>: a job of a second
     one is a job like any other (its disabled bitmaps are re-enabled like any other's)."""
     job_j = "<blockjob name='j' type='copy' state='ready'/>"
     job_x = "<blockjob name='x' type='copy' state='ready'/>"
-    data = status(f"<blockjobs active='no'>{job_j}</blockjobs>\n"
-                  f"  <blockjobs active='yes'>{job_x}</blockjobs>")
+    data = status(f"<blockjobs active='no'>{job_j}</blockjobs>{between}"
+                  f"<blockjobs active='yes'>{job_x}</blockjobs>")
     doc = blockjob.loads(data, "f.xml")
     assert [job.name for job in doc.jobs] == ["j", "x"]
-    assert doc.warnings == ("f.xml:4: another <blockjobs>: its jobs are read, and written "
-                            "into the first",)
+    assert doc.warnings == (f"f.xml:{line}: another <blockjobs>: its jobs are read, and "
+                            "written into the first",)
     merged = blockjob.loads(status(f"<blockjobs active='no'>{job_j}{job_x}</blockjobs>"))
     assert doc.dumps() == merged.dumps()
     assert doc.dumps().count(b"<blockjobs") == 1

@@ -133,9 +133,10 @@ class StatusDocument:
                 else:
                     first = last = data.rindex(b"</", start, end)
             elif self._replaces_blockjobs:
-                first, last = whole_lines(data, *self._loaded_blockjobs.span())
-                if self._extra:  # all after `last`: the offsets hold
+                start, end = self._loaded_blockjobs.span()
+                if self._extra:  # all after `end`: the offsets hold
                     data, shift = _cut_extra(data, self._extra)
+                first, last = whole_lines(data, start, end)
             else:
                 tag, line = self._anchor
                 span = element_span(data, tag.encode(), line, child_of_root(tag))
