@@ -7,6 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 import blockjob
 from blockjob.demo.images import run_tool
@@ -155,6 +156,22 @@ def test_completed_commit_is_finished_and_stored_in_the_image(tmp_path: Path) ->
     stored = {b["name"]: b["flags"] for b in info["format-specific"]["data"]["bitmaps"]}
     # Re-enabled and merged with base writable: QEMU stored them as recording ("auto").
     assert stored == {"chk0": ["auto"], "chk1": ["auto"], "chk2": ["auto"], "bm-off": []}
+
+
+def test_a_commit_listed_in_a_second_blockjobs_is_finished(tmp_path: Path) -> None:
+    """libvirt reads the jobs of every `<blockjobs>`; so does recovery, or the commit's
+    bitmaps would stay disabled. The file comes back with one `<blockjobs>`."""
+    with started(tmp_path) as tb:
+        commit(tb)
+        wait_concluded(tb)
+        root = etree.fromstring(tb.status_path.read_bytes())
+        second = etree.Element("blockjobs", active="yes")
+        second.extend(root.find("blockjobs"))  # type: ignore[arg-type]
+        root.find("domain").addprevious(second)
+        tb.status_path.write_bytes(etree.tostring(root))
+        assert recover_ok(tb) == [Decision.COMPLETED]
+        assert_completed(tb)
+        assert tb.status_path.read_bytes().count(b"<blockjobs") == 1
 
 
 def test_ready_active_commit_is_adopted_as_ready(tmp_path: Path) -> None:
