@@ -86,6 +86,12 @@ BLOCKJOBS = (
     f"<blockjobs\n  active='yes'\n>{_COMMIT}\n{_INVALID}</blockjobs\n>",
     f"<blockjobs active='no'>{_NESTED}</blockjobs>",
 )
+# Another `<blockjobs>`, after the first: its jobs are read and written into the first.
+EXTRA_BLOCKJOBS = (
+    "<blockjobs active='no'/>",
+    "<blockjobs active='yes'><blockjob name='second' type='broken' state='failed'/></blockjobs>",
+    "<blockjobs>\n    " + _NESTED.replace("'nested'", "'nested2'") + "\n  </blockjobs>",
+)
 SEPARATORS = ("\n  ", "", " ", "\n\n  ", "\n<!-- <disk> <blockjobs/> -->\n  ", "<?x ?>")
 _DISKS = (disk("vda", (3, 2, 1)), disk("vdb", (5, 4), mirror=9))
 _DECOY_DISKS = (
@@ -125,6 +131,9 @@ def hostile_documents(draw: st.DrawFn) -> bytes:
     metadata = f"<metadata>{_DECOY_DISKS[0]}</metadata>" if draw(st.booleans()) else ""
     top.append(f"<domain type='qemu' id='1'>\n    <name>caf\u00e9</name>{metadata}"
                f"<devices>{devices}</devices>\n  </domain>")
+    if blockjobs is not None and draw(st.integers(0, 3)) == 0:
+        after = top.index(blockjobs) + 1
+        top.insert(draw(st.integers(after, len(top))), draw(st.sampled_from(EXTRA_BLOCKJOBS)))
     top.insert(draw(st.integers(1, len(top))), draw(st.sampled_from(DECOYS)))
     body = "".join(f"{draw(seps)}{piece}" for piece in top)
     shape = Shape(draw(st.sampled_from(["", _DECL, _BOM, _WARNING, _BOM + _DECL])),
@@ -149,20 +158,20 @@ def _add(doc: blockjob.StatusDocument) -> oracle.Select:
         name += "+"
     doc.add_job(BlockJob(name=name, type=JobType.COPY, state=JobState.READY, jobflags=0,
                          disk=free, mirror=False, data=blockjob.CopyData()))
-    return oracle.first_blockjobs
+    return oracle.every_blockjobs
 
 
 def _remove(doc: blockjob.StatusDocument) -> oracle.Select:
     if doc.jobs:
         doc.remove_job(doc.jobs[-1].name)
-    return oracle.first_blockjobs
+    return oracle.every_blockjobs
 
 
 def _replace(doc: blockjob.StatusDocument) -> oracle.Select:
     for job in doc.jobs:
         state = JobState.FAILED if job.state is not JobState.FAILED else JobState.CONCLUDED
         doc.replace_job(dataclasses.replace(job, state=state))
-    return oracle.first_blockjobs
+    return oracle.every_blockjobs
 
 
 def _end_backup(doc: blockjob.StatusDocument) -> oracle.Select:
@@ -173,7 +182,7 @@ def _end_backup(doc: blockjob.StatusDocument) -> oracle.Select:
 def _disk_and_blockjobs(target: str) -> oracle.Select:
     """A disk edit rewrites the disk, and `<blockjobs active>` follows its mirror."""
     disk = oracle.disk_of(target)
-    return lambda root: [*oracle.first_blockjobs(root), *disk(root)]
+    return lambda root: [*oracle.every_blockjobs(root), *disk(root)]
 
 
 def _disk_edit(pick: Callable[[Disk], bool], *, drop_mirror: bool = False,
@@ -183,7 +192,7 @@ def _disk_edit(pick: Callable[[Disk], bool], *, drop_mirror: bool = False,
     def edit(doc: blockjob.StatusDocument) -> oracle.Select:
         disk = next((d for d in doc.disks if pick(d)), None)
         if disk is None:
-            return oracle.first_blockjobs
+            return oracle.every_blockjobs
         mirror_only = drop_mirror or mirror_ready
         chain = disk.chain.backing if disk.chain is not None and not mirror_only else None
         doc.set_disk_chain(disk.target, chain, drop_mirror=drop_mirror,
@@ -197,7 +206,7 @@ def _new_mirror(doc: blockjob.StatusDocument) -> oracle.Select:
     """Give the first disk with a chain a `<mirror>` into its backing image (a copy begun)."""
     disk = next((d for d in doc.disks if d.chain is not None), None)
     if disk is None or disk.chain is None:
-        return oracle.first_blockjobs
+        return oracle.every_blockjobs
     image = disk.chain.backing or disk.chain
     doc.set_disk_chain(disk.target, mirror=disk_mirror_node(image, "copy", ready=False))
     return _disk_and_blockjobs(disk.target)
@@ -220,7 +229,7 @@ def run_edits(data: bytes, edits: list[str], *, reload_between: list[bool] | Non
     steps: list[tuple[str, Edit | None]] = [("first dump", None)]
     steps += [(name, EDITS[name]) for name in edits]
     for i, (name, edit) in enumerate(steps):
-        select = edit(doc) if edit is not None else oracle.first_blockjobs
+        select = edit(doc) if edit is not None else oracle.every_blockjobs
         after = doc.dumps()
         try:
             oracle.check_edit(before, after, select)

@@ -151,9 +151,9 @@ def check_edit(before: bytes, after: bytes, select: Select) -> None:
 # What each edit may touch, picked the plain way -------------------------------------------
 
 
-def first_blockjobs(root: etree._Element) -> list[etree._Element]:
-    found = root.find("blockjobs")
-    return [found] if found is not None else []
+def every_blockjobs(root: etree._Element) -> list[etree._Element]:
+    """Every `<blockjobs>` of the root: the jobs of each are written into the first."""
+    return root.findall("blockjobs")
 
 
 def backup_parts(root: etree._Element) -> list[etree._Element]:
