@@ -10,6 +10,7 @@ from lxml import etree
 
 import blockjob
 from blockjob import BlockJob, CommitData, JobState, JobType
+from tests.support.corpus import REAL
 from tests.support.docs import disk, jobs, status
 
 DATA = Path(__file__).parent / "data"
@@ -322,6 +323,40 @@ def test_end_backup_removes_only_the_backup_parts_of_a_shared_line(top: str, kep
     doc.end_backup()
     assert doc.dumps() == _backup_document(kept).replace(b"  \n", b"")
     assert blockjob.loads(doc.dumps()).dumps() == doc.dumps()
+
+
+_BACKUP_DISKS = ("<backups><domainbackup mode='push'><disks>{}</disks></domainbackup>"
+                 "</backups>")
+
+
+@pytest.mark.parametrize(("disk", "edited"), [
+    ("<disk name='vda' backup='yes' state='running' type='file'/>",
+     "<disk name='vda' backup='yes' state='complete' type='file'/>"),
+    ("<disk type=\"file\" state = \"running\" name='vda'><target file='/b'/></disk>",
+     "<disk type=\"file\" state = 'complete' name='vda'><target file='/b'/></disk>"),
+    ("<disk name='vda' backup='yes' type='file'/>",
+     "<disk name='vda' backup='yes' state='complete' type='file'/>"),
+    ("<disk\n type='file' name=\"v state='x'\" state='running'/><disk name='vda'/>",
+     "<disk\n type='file' name=\"v state='x'\" state='running'/>"
+     "<disk name='vda' state='complete'/>"),
+], ids=["libvirt", "spaced-and-double-quoted", "without-state", "state-in-a-value"])
+def test_a_backup_disk_state_changes_only_that_attribute(disk: str, edited: str) -> None:
+    doc = blockjob.loads(_backup_document(_BACKUP_DISKS.format(disk)))
+    doc.set_backup_disk_state("vda", "complete")
+    assert doc.dumps() == _backup_document(_BACKUP_DISKS.format(edited))
+    doc.set_backup_disk_state("vdz", "failed")  # no such disk in the backup: nothing to do
+    assert doc.dumps() == _backup_document(_BACKUP_DISKS.format(edited))
+
+
+def test_a_backup_disk_state_edit_of_a_file_libvirt_wrote() -> None:
+    path = REAL / "backup-push-running.xml"
+    if not path.exists():
+        pytest.skip(f"{path} not found")
+    data = path.read_bytes()
+    doc = blockjob.load(path)
+    doc.set_backup_disk_state("vda", "failed")
+    running = b"<disk name='vda' backup='yes' state='running' "
+    assert doc.dumps() == data.replace(running, running.replace(b"running", b"failed"))
 
 
 @pytest.mark.parametrize("encoding", ["UTF-16", "ISO-8859-1"])

@@ -372,3 +372,36 @@ def test_backup_ended_while_away_leaves_libvirt_free_for_the_next(
         backs_up(dom, "full")
         assert recorded_jobs(dom) == {} and qemu_jobs(dom) == {}
         assert_agree(dom, "vda-top", "vda-mid", "vda-base")
+
+
+def test_a_push_backup_whose_first_job_ended_while_away_is_ended_by_libvirt(
+    lab: LibvirtLab,
+) -> None:
+    """A push backup over two disks: vda's job completed while libvirtd was down, vdb's
+    still runs. Recovery finishes vda's job and adopts vdb's; the restarted libvirt ends
+    the backup once vdb's completes. It kept it forever, the domain's job lock with it,
+    while `<backups>` still said vda's disk was running."""
+    with lab.domain("bj-push-two") as dom:
+        # Sizes that make each copy last: vda's past libvirtd's death, vdb's until let go.
+        dom.virsh("blockresize", "vda", "4G")
+        dom.virsh("blockresize", "vdb", "4G")
+        push = dom.images / "push.xml"
+        push.write_text(
+            "<domainbackup mode='push'><disks>"
+            f"<disk name='vda' type='file'><target file='{dom.image('vda.push')}'/></disk>"
+            f"<disk name='vdb' type='file'><target file='{dom.image('vdb.push')}'/></disk>"
+            "</disks></domainbackup>")
+        dom.virsh("backup-begin", str(push))
+        lab.kill_daemon()
+        vda, vdb = sorted(recorded_jobs(dom))
+        dom.qmp("block-job-set-speed", {"device": vdb, "speed": 1})
+        wait_for(lambda: qemu_jobs(dom).get(vda) == "concluded", "vda's job to complete")
+        assert recorded_jobs(dom) == {vda: "running", vdb: "running"}, "libvirt saw it end"
+        report = recovered(dom)
+        assert f"{vda}: finish-completed" in report and f"{vdb}: adopt" in report
+        libvirt_loads(lab, dom)
+        dom.qmp("block-job-set-speed", {"device": vdb, "speed": 0})
+        wait_for(lambda: "<backups>" not in dom.status_path.read_text(),
+                 "libvirt to end the backup")
+        assert re.search(r"Job type:\s+None", dom.virsh("domjobinfo").stdout)
+        assert recorded_jobs(dom) == {} and qemu_jobs(dom) == {}

@@ -240,8 +240,20 @@ def forget(ctx: Context, step: Drop | DropMirror) -> None:
         ctx.doc.set_disk_chain(step.disk, step.chain, drop_mirror=step.drop_mirror)
     if kept is not None:
         ctx.doc.add_job(kept)
-    if step.backup and not any(job.type is JobType.BACKUP for job in ctx.doc.jobs):
+    if not step.backup:
+        return
+    if not any(other.type is JobType.BACKUP for other in ctx.doc.jobs):
         ctx.doc.end_backup()
+    elif job is not None and job.disk is not None:
+        ctx.doc.set_backup_disk_state(job.disk, _backup_disk_state(job))
+
+
+def _backup_disk_state(job: BlockJob) -> str:
+    """How libvirt records the end of a backup's job in `<backups>`: QEMU's `concluded`
+    with an error and anything short of an end count as failed."""
+    outcome = job.newstate if job.newstate is not None else job.state
+    return {JobState.COMPLETED: "complete", JobState.CANCELLED: "cancelled"}.get(
+        outcome, "failed")
 
 
 def run_step(ctx: Context, step: Step) -> None:

@@ -8,6 +8,7 @@ except a disk chain that the caller replaced through `set_disk_chain`.
 from __future__ import annotations
 
 import functools
+import re
 from itertools import chain, compress
 from operator import is_not
 from pathlib import Path
@@ -37,6 +38,7 @@ from blockjob.statusxml.spans import (
     child_of_root,
     element_span,
     own_line,
+    start_tag_end,
     whole_lines,
 )
 from blockjob.statusxml.writer import JobText, job_text, write_blockjobs
@@ -396,6 +398,28 @@ class StatusDocument:
         if ended:
             self._load(dumped)
 
+    def set_backup_disk_state(self, name: str, state: str) -> None:
+        """Record in `<backups>` that the backup's job on disk `name` ended, as libvirt does
+        when it hears of it (`state`: complete, failed or cancelled): a restarted libvirt
+        ends the backup once no disk of it says `running`, so a disk left so keeps the
+        backup, and the domain's job lock, forever. Every other byte stays as it is."""
+        dumped = self.dumps()
+
+        def locate(root: etree._Element) -> etree._Element:
+            return next(disk for disk in root.iterfind(_BACKUP_DISKS)
+                        if disk.get("name") == name)
+
+        try:
+            disk = locate(etree.fromstring(dumped, TRUSTED_PARSER))
+        except StopIteration:
+            return  # not a disk of the backup (or no backup): nothing records it
+        if disk.get("state") == state:
+            return
+        start, _ = element_span(dumped, b"disk", disk.sourceline or 1, locate)
+        end = start_tag_end(dumped, start)
+        tag = _with_state(dumped[start:end], state.encode())
+        self._load(dumped[:start] + tag + dumped[end:])
+
     # Output -------------------------------------------------------------------
 
     def dumps(self) -> bytes:
@@ -462,6 +486,23 @@ class _Dump(NamedTuple):
 
 
 _new_dump = tuple.__new__  # NamedTuple's own constructor costs more, per save
+
+
+_BACKUP_DISKS = "backups/domainbackup/disks/disk"
+# One attribute of a start tag (well-formed: they follow each other, values taken whole).
+_ATTRIBUTE = re.compile(rb"\s+([^\s=/>]+)\s*=\s*('[^']*'|\"[^\"]*\")")
+
+
+def _with_state(tag: bytes, state: bytes) -> bytes:
+    """`<disk ...>` start tag `tag` with attribute `state` set to `state` (a plain name);
+    a new one goes where libvirt writes it, after `name` and `backup`."""
+    at = len(b"<disk")
+    for attribute in _ATTRIBUTE.finditer(tag, at):
+        if attribute.group(1) == b"state":
+            return tag[:attribute.start(2)] + b"'" + state + b"'" + tag[attribute.end(2):]
+        if attribute.group(1) in (b"name", b"backup"):
+            at = attribute.end()
+    return tag[:at] + b" state='" + state + b"'" + tag[at:]
 
 
 class _Extra(NamedTuple):

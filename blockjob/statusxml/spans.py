@@ -78,6 +78,14 @@ def element_span(
     return start, _end_of(data, tag, start, head.end())
 
 
+def start_tag_end(data: bytes, start: int) -> int:
+    """Just past the start tag whose `<` is at `start` (an `element_span` start)."""
+    head = _TOKEN.match(data, start)
+    if head is None:
+        raise ValueError(f"no tag at byte {start}")
+    return head.end()
+
+
 def child_of_root(tag: str) -> Locate:
     """A `Locate` of the first child of the root named `tag`."""
     return lambda root: next(root.iterchildren(tag))
