@@ -369,6 +369,7 @@ def test_backup_ended_while_away_leaves_libvirt_free_for_the_next(
         assert re.search(r"Job type:\s+None", dom.virsh("domjobinfo").stdout)
         assert str(scratch) not in [node["file"] for node in
                                     dom.qmp("query-named-block-nodes", {"flat": True})]
+        assert not scratch.exists(), "libvirt deletes a pull backup's scratch file"
         backs_up(dom, "full")
         assert recorded_jobs(dom) == {} and qemu_jobs(dom) == {}
         assert_agree(dom, "vda-top", "vda-mid", "vda-base")

@@ -17,6 +17,7 @@ import blockjob
 from blockjob.model import BlockJob, JobState
 from blockjob.qemu.monitor import QemuJob
 from blockjob.recovery import Decision, plan_job
+from blockjob.recovery.backupfiles import deleted_when_ended
 from blockjob.recovery.execute import Context, run_step
 from blockjob.recovery.steps import (
     Cancel,
@@ -71,10 +72,17 @@ def test_ended_backup_leaves_qemu_and_the_file_as_libvirt_leaves_them(
     assert (removed.image.format_node, removed.name) == ("libvirt-5-format", "backup-vda")
     drop = plan.steps[-1]
     assert isinstance(drop, Drop) and drop.backup
-    assert describe(drop).endswith("; end the backup if no job of it is left")
+    assert describe(drop).endswith("; end the backup if no job of it is left (deleting "
+                                   "the images libvirt deletes then)")
+    (record,) = [step for step in plan.steps if isinstance(step, Record)]
+    doc.replace_job(replace(job, newstate=record.newstate))  # as run before the drop
     saver = _Saved()
-    run_step(Context(doc, saver, monitor=None), drop)  # type: ignore[arg-type]
+    ctx = Context(doc, saver, monitor=None)  # type: ignore[arg-type]
+    run_step(ctx, drop)
     assert saver.saved == [_ended_by_libvirt(data)]
+    # A push backup keeps its target once completed; libvirt deletes a failed one's.
+    target = "/srv/vlab-run/images/vda.backup-push.qcow2"
+    assert ctx.backup_files == ([] if error is None else [target])
     assert blockjob.loads(saver.saved[0]).dumps() == saver.saved[0]
 
 
@@ -151,3 +159,33 @@ def test_a_backup_job_qemu_already_aborts_is_not_cancelled_again() -> None:
     qemu[VDB] = QemuJob(VDB, "backup", "running")
     plan = plan_job(doc, _job(doc, VDB), qemu[VDB], qemu_jobs=qemu)
     assert plan.steps == (Cancel(VDB),), "recorded aborting already"
+
+
+def _backup(mode: str, states: tuple[str, ...], flags: str = "0x0",
+            extra: str = "") -> bytes:
+    store = "scratch" if mode == "pull" else "target"
+    disks = "".join(f"<disk name='vd{chr(97 + i)}' backup='yes' state='{state}' type='file'>"
+                    f"<{store} file='/img/{i}'/></disk>" for i, state in enumerate(states))
+    return (f"<domstatus><job type='none' async='backup' flags='{flags}'/><backups>"
+            f"<domainbackup mode='{mode}'><disks>{disks}{extra}</disks></domainbackup>"
+            "</backups></domstatus>").encode()
+
+
+@pytest.mark.parametrize(("data", "deleted"), [
+    (_backup("pull", ("complete", "cancelled")), ["/img/0", "/img/1"]),
+    (_backup("push", ("complete", "complete")), []),
+    (_backup("push", ("complete", "failed")), ["/img/0", "/img/1"]),
+    (_backup("push", ("cancelled",)), ["/img/0"]),
+    (_backup("pull", ("complete",), flags="0x1"), []),
+    (_backup("pull", ("complete",), flags="junk"), ["/img/0"]),
+    (_backup("pull", ("complete",), extra=(
+        "<disk name='vdx' backup='no'/><disk name='vdy' type='network'>"
+        "<scratch protocol='nbd' name='x'/></disk><disk name='vdz'><scratch file='/z'/></disk>")),
+     ["/img/0", "/z"]),
+    (b"<domstatus/>", []),
+], ids=["pull", "push-completed", "push-failed", "push-cancelled", "reuse-external",
+        "unreadable-flags", "only-local-files", "no-backup"])
+def test_the_images_libvirt_deletes_when_a_backup_ends(data: bytes, deleted: list[str]) -> None:
+    # qemuBackupJobTerminate (libvirt 9.0): scratch files of a pull backup, targets of a
+    # push backup that did not complete, never files the caller gave (REUSE_EXTERNAL).
+    assert deleted_when_ended(data) == deleted

@@ -19,6 +19,7 @@ from blockjob.qemu.bitmaps import Nodes, finish_actions, remove_actions, unusabl
 from blockjob.qemu.monitor import CONCLUDED, Monitor
 from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, transaction_on
+from blockjob.recovery.backupfiles import deleted_when_ended
 from blockjob.recovery.steps import (
     Cancel,
     DeleteFiles,
@@ -56,6 +57,8 @@ class Context:
     acknowledge: bool = False
     acknowledged: list[str] = field(default_factory=list)
     probe: Probe | None = None
+    # Files of a backup the document ended, deleted before the save that forgets it.
+    backup_files: list[str] = field(default_factory=list)
 
 
 def save(ctx: Context) -> None:
@@ -147,14 +150,18 @@ def _delete(ctx: Context, step: DeleteNodes) -> None:
 
 
 def _delete_files(ctx: Context, step: DeleteFiles) -> None:
-    paths = step.local_paths()
+    delete_images(ctx.monitor, step.local_paths(), "committed image", ctx.problems)
+
+
+def delete_images(monitor: Monitor, paths: list[str], what: str, problems: list[str]) -> None:
+    """Delete image files whose nodes left QEMU; each one kept is a problem."""
     if not paths:
         return
-    held = _open_in_qemu(ctx.monitor)
+    held = _open_in_qemu(monitor)
     for path in paths:
         problem = _delete_file(path, held)
         if problem is not None:
-            ctx.problems.append(f"committed image {path} {problem}")
+            problems.append(f"{what} {path} {problem}")
 
 
 def _open_in_qemu(monitor: Monitor) -> set[tuple[int, int]]:
@@ -242,10 +249,11 @@ def forget(ctx: Context, step: Drop | DropMirror) -> None:
         ctx.doc.add_job(kept)
     if not step.backup:
         return
-    if not any(other.type is JobType.BACKUP for other in ctx.doc.jobs):
-        ctx.doc.end_backup()
-    elif job is not None and job.disk is not None:
+    if job is not None and job.disk is not None:
         ctx.doc.set_backup_disk_state(job.disk, _backup_disk_state(job))
+    if not any(other.type is JobType.BACKUP for other in ctx.doc.jobs):
+        ctx.backup_files += deleted_when_ended(ctx.doc.dumps())
+        ctx.doc.end_backup()
 
 
 def _backup_disk_state(job: BlockJob) -> str:

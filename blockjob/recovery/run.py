@@ -26,7 +26,15 @@ from blockjob.qemu.monitor import (
     check_waits,
     unsafe_streams,
 )
-from blockjob.recovery.execute import Context, Probe, StepHook, forget, run_step, save
+from blockjob.recovery.execute import (
+    Context,
+    Probe,
+    StepHook,
+    delete_images,
+    forget,
+    run_step,
+    save,
+)
 from blockjob.recovery.parallel import affordable, file_key, run_ordered
 from blockjob.recovery.plan import ATTENTION, Decision, JobPlan, graph_questions, plan_job
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
@@ -133,6 +141,8 @@ class _Run:
         # each with its report and the job's bitmaps that could not be re-enabled.
         self.pending: list[_Pending] = []
         self.applied: list[_Pending] = []
+        # The files to delete with each applied drop that ended a backup.
+        self.backup_files: list[tuple[_Pending, list[str]]] = []
 
     def job(self, report: JobReport) -> None:
         """Plan and run the job's steps into `report`; a pending job is finalized, and a
@@ -236,8 +246,11 @@ class _Run:
             kept = {job.disk for name in ended if (job := ctx.doc.job(name)) is not None}
             done = [entry for entry in done if _repairs(entry)
                     and not (isinstance(entry[1], DropMirror) and entry[1].disk in kept)]
-            self.applied = []
+            self.applied, self.backup_files = [], []
             self._forget(done, hook=False)
+        for entry, paths in self.backup_files:
+            # Before the save: a run killed in between finds the backup and deletes again.
+            delete_images(ctx.monitor, paths, "backup image", entry[0].problems)
         if done:
             save(ctx)
         for report, _, _ in done:
@@ -255,6 +268,9 @@ class _Run:
             ctx.unresolved = unresolved
             forget(ctx, step)
             self.applied.append(entry)
+            if ctx.backup_files:
+                self.backup_files.append((entry, ctx.backup_files))
+                ctx.backup_files = []
         self.pending = []
 
     def verify(self) -> list[str]:

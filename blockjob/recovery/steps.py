@@ -173,6 +173,7 @@ def describe(step: Step) -> str:
             if chain is not None:
                 text += f"; disk {disk} chain is {_names(tuple(chain.images()))}"
             text += f"; remove disk {disk} <mirror>" if drop_mirror else ""
-            return text + ("; end the backup if no job of it is left" if backup else "")
+            return text + ("; end the backup if no job of it is left (deleting the images "
+                           "libvirt deletes then)" if backup else "")
         case DropMirror(disk=disk):
             return f"remove disk {disk} <mirror> that no job owns"
