@@ -6,6 +6,7 @@ by `blockjob recover` left vda-mid.qcow2 behind)."""
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import replace
 from pathlib import Path
 
@@ -118,3 +119,16 @@ def test_a_committed_file_qemu_still_has_open_for_another_node_stays(tmp_path: P
         assert _deleted(_image(shared), qemu=_Qemu("json:{}", "/gone", str(name))) == [
             f"committed image {shared} is still open in QEMU for another node: not deleted"]
     assert shared.exists()
+
+
+def test_a_committed_path_that_is_a_fifo_or_a_device_is_kept(tmp_path: Path) -> None:
+    fifo, device = tmp_path / "mid.qcow2", tmp_path / "base.qcow2"
+    os.mkfifo(fifo)
+    try:  # a node of /dev/null's device, made where the test may lose it
+        os.mknod(device, stat.S_IFCHR | 0o600, os.makedev(1, 3))
+    except PermissionError:
+        pytest.skip("making a device node needs root")
+    assert _deleted(_image(fifo), _image(device)) == [
+        f"committed image {path} is not a regular file, not an image: not deleted"
+        for path in (fifo, device)]
+    assert fifo.is_fifo() and device.is_char_device()

@@ -186,6 +186,9 @@ def _delete_file(path: str, held: set[tuple[int, int]]) -> str | None:
             return "is still open in QEMU for another node: not deleted"
         if stat.S_ISDIR(found.st_mode):
             return "is a directory, not an image: not deleted"
+        if not (stat.S_ISREG(found.st_mode) or stat.S_ISLNK(found.st_mode)):
+            # A device node, FIFO or socket named as an image: someone's, not a job's.
+            return "is not a regular file, not an image: not deleted"
         os.unlink(path)
     except FileNotFoundError:
         pass  # deleted already (a rerun), or by someone else
