@@ -20,11 +20,12 @@ from tests.support.libvirt_lab import (
     running_lab,
     wait_for,
 )
-from tests.test_libvirt_interop import assert_agree, libvirt_job, libvirt_loads
+from tests.test_libvirt_interop import assert_agree, libvirt_job, libvirt_loads, recorded_only
 
 pytestmark = LIBVIRT_MARKS
 # Run as a file: the namespace's working directory is not the checkout.
 STAGE_SCRIPT = Path(__file__).resolve().parent / "support" / "tracker_stage.py"
+KILL_SCRIPT = Path(__file__).resolve().parent / "support" / "tracker_kill.py"
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +107,24 @@ def test_a_commit_the_tracker_left_pending_is_loaded_then_finished(lab: LibvirtL
         assert tracker_to(dom, "finish") == "finished"
         libvirt_loads(lab, dom)
         assert_agree(dom, "vda-top", "vda-base")
+
+
+def killed_at(dom: LabDomain, flow: str, point: str) -> None:
+    """The daemon runs `flow` on an active commit of vda and SIGKILLs itself at `point`."""
+    done = dom.run_in_namespace(
+        [sys.executable, str(KILL_SCRIPT), dom.namespace_status_path, flow, point])
+    assert done.returncode == -9, done.stdout + done.stderr
+
+
+def test_a_start_killed_before_qemu_had_the_job_leaves_libvirt_free(lab: LibvirtLab) -> None:
+    """The `new` job was saved with the disk's `<mirror>`: libvirt 9.0 dropped the job
+    ("untracked by qemu") but kept the mirror, for good, and refused every later job on
+    the disk ("already in active block job"). libvirt saves the mirror with `running`."""
+    with lab.domain("bj-tr-unstarted") as dom:
+        lab.kill_daemon()
+        killed_at(dom, "start", "job-persisted")
+        libvirt_loads(lab, dom)
+        wait_for(lambda: not recorded_jobs(dom), "libvirt to drop the job QEMU never had")
+        assert mirror(dom.dumpxml(), "vda") is None
+        dom.virsh("blockcommit", "vda", "--active")
+        pivot_under_libvirt(dom, recorded_only(dom, "ready"))

@@ -35,6 +35,7 @@ from blockjob.recovery.steps import (
     StopExports,
 )
 from blockjob.statusxml.document import StatusDocument
+from blockjob.statusxml.sources import disk_mirror_node
 from blockjob.store.status_store import DomainOwner
 
 # Called with each step just before it runs (tests use it to crash on purpose).
@@ -79,6 +80,9 @@ def _record(ctx: Context, step: Record) -> None:
     ctx.doc.replace_job(updated)
     if step.mirror_ready is not None:
         ctx.doc.set_disk_chain(step.mirror_ready, mirror_ready=True)
+    if step.mirror is not None and job.disk is not None:
+        ctx.doc.set_disk_chain(job.disk, mirror=disk_mirror_node(
+            step.mirror, job.type, ready=updated.state is JobState.READY))
     save(ctx)
 
 

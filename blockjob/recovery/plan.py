@@ -352,10 +352,21 @@ def _adopt(doc: StatusDocument, job: BlockJob, qjob: QemuJob) -> list[Step]:
         state = JobState.RUNNING
     disk = _disk(doc, job) if state is JobState.READY and job.type in MIRRORING else None
     ready = disk is not None and disk.mirror is not None and not disk.mirror_ready
-    if state is job.state and newstate is job.newstate and not ready:
+    mirror = _missing_mirror(doc, job)
+    if state is job.state and newstate is job.newstate and not ready and mirror is None:
         return []
     return [Record(job.name, state=state, newstate=newstate if newstate is not job.newstate
-                   else None, mirror_ready=job.disk if ready else None)]
+                   else None, mirror_ready=job.disk if ready else None, mirror=mirror)]
+
+
+def _missing_mirror(doc: StatusDocument, job: BlockJob) -> StorageSource | None:
+    """The base of an active commit QEMU runs whose disk has no `<mirror>` (its start was
+    killed before the `running` save, which writes it, as libvirt 9.0 does): without one
+    libvirt cannot pivot the job. None when the disk has its mirror, or for other jobs."""
+    if job.type is not JobType.ACTIVE_COMMIT:
+        return None
+    disk = _disk(doc, job)
+    return _base(doc, job) if disk is not None and disk.mirror is None else None
 
 
 def _pending(job: BlockJob) -> list[Step]:

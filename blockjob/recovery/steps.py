@@ -23,13 +23,15 @@ class Finalize:
 @dataclass(frozen=True)
 class Record:
     """Write the job's new state (and outcome) to the status file before acting on it;
-    `mirror_ready` also marks the disk's `<mirror>` ready, as libvirt 9.0 does."""
+    `mirror_ready` also marks the disk's `<mirror>` ready, as libvirt 9.0 does; `mirror`
+    gives the job's disk the `<mirror>` into that image (an active commit's base) it lacks."""
 
     job: str
     state: JobState | None = None
     newstate: JobState | None = None
     errmsg: str | None = None
     mirror_ready: str | None = None  # disk target
+    mirror: StorageSource | None = None
 
 
 @dataclass(frozen=True)
@@ -139,11 +141,13 @@ def describe(step: Step) -> str:
     match step:
         case Finalize(job=job):
             return f"job-finalize {job}"
-        case Record(state=state, newstate=newstate, errmsg=errmsg, mirror_ready=ready):
+        case Record(state=state, newstate=newstate, errmsg=errmsg, mirror_ready=ready,
+                    mirror=mirror):
             parts = [f"state={state}"] if state is not None else []
             parts += [f"newstate={newstate}"] if newstate is not None else []
             parts += [f"errmsg={errmsg!r}"] if errmsg else []
             parts += [f"disk {ready} <mirror ready='yes'>"] if ready else []
+            parts += [f"disk <mirror> into {effective_node(mirror)}"] if mirror else []
             return "record " + " ".join(parts)
         case Cancel(job=job):
             return f"job-cancel {job} and wait for it to conclude"
