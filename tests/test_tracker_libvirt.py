@@ -128,3 +128,22 @@ def test_a_start_killed_before_qemu_had_the_job_leaves_libvirt_free(lab: Libvirt
         assert mirror(dom.dumpxml(), "vda") is None
         dom.virsh("blockcommit", "vda", "--active")
         pivot_under_libvirt(dom, recorded_only(dom, "ready"))
+
+
+@pytest.mark.parametrize(("flow", "point", "chain"), [
+    ("abort", "aborting-persisted", ("vda-top", "vda-mid", "vda-base")),
+    ("pivot", "pivoting-persisted", ("vda-base",))], ids=["abort", "pivot"])
+def test_a_request_recorded_but_never_sent_is_ended_by_recover_before_libvirt(
+    lab: LibvirtLab, flow: str, point: str, chain: tuple[str, ...]
+) -> None:
+    """The daemon died between saving `aborting` / `pivoting` and its QMP command.
+    libvirt 9.0 keeps such a job as it is and refuses both abort and pivot of it ("still
+    being ended"), for good; `recover` adopted it as it was. It now asks it again."""
+    with lab.domain(f"bj-tr-asked-{flow}") as dom:
+        lab.kill_daemon()
+        killed_at(dom, flow, point)
+        done = dom.blockjob("recover", dom.namespace_status_path)
+        assert done.returncode == 0, done.stdout + done.stderr
+        libvirt_loads(lab, dom)
+        assert recorded_jobs(dom) == {}
+        assert_agree(dom, *chain)

@@ -42,6 +42,13 @@ class Cancel:
 
 
 @dataclass(frozen=True)
+class Complete:
+    """`job-complete` (a ready mirror's pivot) and wait until QEMU has concluded the job."""
+
+    job: str
+
+
+@dataclass(frozen=True)
 class MergeBitmaps:
     """Merge the bitmaps of the images that leave into the image that stays, and
     re-enable the listed ones: a commit's committed images into base, a pull's pulled
@@ -128,8 +135,8 @@ class DropMirror:
     disk: str
 
 
-Step = (Finalize | Record | Cancel | MergeBitmaps | Reenable | Dismiss | DeleteNodes
-        | DeleteFiles | StopExports | RemoveBitmap | Drop | DropMirror)
+Step = (Finalize | Record | Cancel | Complete | MergeBitmaps | Reenable | Dismiss
+        | DeleteNodes | DeleteFiles | StopExports | RemoveBitmap | Drop | DropMirror)
 
 
 def _names(images: tuple[StorageSource, ...]) -> str:
@@ -151,6 +158,8 @@ def describe(step: Step) -> str:
             return "record " + " ".join(parts)
         case Cancel(job=job):
             return f"job-cancel {job} and wait for it to conclude"
+        case Complete(job=job):
+            return f"job-complete {job} and wait for it to conclude"
         case MergeBitmaps(base=base, committed=committed, listed=listed):
             return (
                 f"merge {_names(committed)} bitmaps into {effective_node(base)}, "
