@@ -197,6 +197,23 @@ def test_an_active_commit_gets_its_mirror_with_running_as_in_libvirt_90(tmp_path
         assert job is not None and job.state in ("running", "ready")
 
 
+def test_a_commit_can_leave_the_base_bitmaps_recording_as_libvirt_65_does(
+    tmp_path: Path,
+) -> None:
+    """libvirt >= 6.5 ignores `<disabledBaseBitmaps>`: a commit it may take over must
+    not disable base's bitmaps, or they stay disabled for good once it finishes the job."""
+    with started(tmp_path) as tb:
+        with StatusStore(tmp_path).owned(tb.name) as owner:
+            job = start_commit(owner, "vda", MID, BASE, disable_base_bitmaps=False)
+        assert job.disabled_base_bitmaps == ()
+        assert "disabledBaseBitmaps" not in tb.status_path.read_text()
+        assert {n for n, b in base_bitmaps(tb).items() if b.recording} == {"chk0", "chk1"}
+        wait_concluded(tb)
+        assert recover_ok(tb) == [Decision.COMPLETED]
+        assert {n for n, b in base_bitmaps(tb).items() if b.recording} == {
+            "chk0", "chk1", "chk2"}
+
+
 def test_pending_job_is_finalized_then_finished(tmp_path: Path) -> None:
     """A job started with auto-finalize off (libvirt >= 9) waits in `pending`."""
     with started(tmp_path) as tb:

@@ -99,6 +99,7 @@ def start_commit(
     monitor: Monitor | None = None,
     speed: int = 0,
     crash: CrashHook = no_crash,
+    disable_base_bitmaps: bool = True,
 ) -> BlockJob:
     """Commit `top` into `base` (node names of disk `disk`'s chain) and return the job.
 
@@ -107,6 +108,8 @@ def start_commit(
     the tracker; it is changed in place); without it the file is loaded now. Base bitmaps
     the commit would dirty are disabled first and recorded in the job's
     `<disabledBaseBitmaps>`; `recover` re-enables and merges them when the job ends.
+    With `disable_base_bitmaps=False` they keep recording (the commit's writes too), as
+    libvirt >= 6.5 does, which ignores the list: a job it may take over loses nothing.
     Without `monitor`, the document's monitor socket is used.
     """
     if doc is None:
@@ -124,7 +127,8 @@ def start_commit(
     try:
         nodes = qemu.query_nodes()
         base_node = effective_node(base_image)
-        names = bitmaps_to_disable([effective_node(i) for i in chain], base_node, nodes)
+        names = bitmaps_to_disable([effective_node(i) for i in chain], base_node, nodes) \
+            if disable_base_bitmaps else ()
         _check_recordable(names, base_node)
         job = replace(job, data=replace(job.commit or CommitData(), disabled_base_bitmaps=names))
         doc.add_job(job)

@@ -264,18 +264,23 @@ class JobTracker:
 
     def start_commit(
         self, disk: str, top: str, base: str, *, speed: int = 0, crash: CrashHook = no_crash,
+        disable_base_bitmaps: bool = True,
     ) -> BlockJob:
-        """Start a commit of `top` into `base` (node names of disk `disk`), crash-safe."""
+        """Start a commit of `top` into `base` (node names of disk `disk`), crash-safe
+        (`blockjob.jobs.commit.start_commit`, also for `disable_base_bitmaps`)."""
         return start_commit(self.owner, disk, top, base, doc=self.doc, monitor=self.monitor,
-                            speed=speed, crash=crash)
+                            speed=speed, crash=crash,
+                            disable_base_bitmaps=disable_base_bitmaps)
 
     def start_active_commit(
         self, disk: str, base: str, *, speed: int = 0, crash: CrashHook = no_crash,
+        disable_base_bitmaps: bool = True,
     ) -> BlockJob:
         """Start an active commit of disk `disk`'s top image into `base`; it is followed
         to `ready`, then ends with `pivot` or `abort`."""
         return start_active_commit(self.owner, self.doc, disk, base, monitor=self.monitor,
-                                   speed=speed, crash=crash)
+                                   speed=speed, crash=crash,
+                                   disable_base_bitmaps=disable_base_bitmaps)
 
     def pivot(self, name: str, *, crash: PivotHook | None = None) -> list[str]:
         """Pivot ready job `name`; returns bitmaps the merge skipped. The finish follows
