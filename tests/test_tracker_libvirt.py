@@ -137,9 +137,15 @@ def test_a_start_killed_before_qemu_had_the_job_leaves_libvirt_free(lab: Libvirt
         pivot_under_libvirt(dom, recorded_only(dom, "ready"))
 
 
+# `make fuzz` only, to keep `make test` short: what `make test` runs of the same path.
+FUZZ_ONLY = [pytest.mark.fuzz, pytest.mark.skipif(
+    "BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")]
+
+
 @pytest.mark.parametrize(("flow", "point", "chain"), [
     ("abort", "aborting-persisted", ("vda-top", "vda-mid", "vda-base")),
-    ("pivot", "pivoting-persisted", ("vda-base",))], ids=["abort", "pivot"])
+    pytest.param("pivot", "pivoting-persisted", ("vda-base",), marks=FUZZ_ONLY)],
+    ids=["abort", "pivot"])
 def test_a_request_recorded_but_never_sent_is_ended_by_recover_before_libvirt(
     lab: LibvirtLab, flow: str, point: str, chain: tuple[str, ...]
 ) -> None:
@@ -156,8 +162,9 @@ def test_a_request_recorded_but_never_sent_is_ended_by_recover_before_libvirt(
         assert_agree(dom, *chain)
 
 
-@pytest.mark.parametrize(("flow", "recording"), [("start", False), ("start-recording", True)],
-                         ids=["listed", "left-recording"])
+@pytest.mark.parametrize(("flow", "recording"), [
+    pytest.param("start", False, marks=FUZZ_ONLY), ("start-recording", True)],
+    ids=["listed", "left-recording"])
 def test_base_bitmaps_after_libvirt_9_finished_a_commit_blockjob_started(
     lab: LibvirtLab, flow: str, recording: bool
 ) -> None:
