@@ -86,6 +86,19 @@ def test_finish_twice_only_merges_again() -> None:
     assert [a["type"] for a in actions] == ["block-dirty-bitmap-merge"]
 
 
+def test_finish_after_the_pivots_merge_sees_no_gap_below_a_top_only_bitmap() -> None:
+    """An active commit pivoted by the tracker merged top's `ck1` (a libvirt checkpoint,
+    top only) into base before job-complete; the finish then read top, mid, base as a
+    gap, skipped the merge and reported "invalid chain": `recover` said attention."""
+    first, problems = finish_actions(["top", "mid"], CHAIN, "base", [],
+                                     nodes(top=[bm("ck1")], mid=[], base=[]))
+    assert problems == [] and [a["type"] for a in first] == [
+        "block-dirty-bitmap-add", "block-dirty-bitmap-merge"]
+    again, problems = finish_actions(["top", "mid"], CHAIN, "base", [],
+                                     nodes(top=[bm("ck1")], mid=[], base=[bm("ck1")]))
+    assert problems == [] and [a["type"] for a in again] == ["block-dirty-bitmap-merge"]
+
+
 def test_reenable_touches_only_disabled_ones_and_reports_lost_bitmaps() -> None:
     graph = nodes(base=[bm("on"), bm("off", recording=False),
                         bm("crashed", recording=False, inconsistent=True)])

@@ -133,6 +133,21 @@ def test_running_jobs_are_adopted_and_follow_qemu(
     assert plan.steps == ((Record(NAME, state=new, newstate=newstate),) if new else ())
 
 
+def test_a_recorded_request_qemu_never_acted_on_is_asked_again() -> None:
+    """An abort, or an active commit's pivot, saved before its QMP command by a daemon
+    that died in between: libvirt 9.0 would keep the job forever, so recovery asks."""
+    aborting = replace(COMMIT, state=JobState.ABORTING)
+    plan = plan_job(document(aborting), aborting, qemu("running"))
+    assert plan.decision is Decision.ASKED_AGAIN and plan.steps == (Cancel(NAME),)
+    name = "commit-vda-libvirt-1-format"
+    pivoting = BlockJob(name, JobType.ACTIVE_COMMIT, JobState.PIVOTING, jobflags=4, disk="vda",
+                        data=CommitData(base="libvirt-3-storage", top="libvirt-1-storage"))
+    plan = plan_job(document(pivoting), pivoting, qemu("ready", name=name))
+    assert plan.decision is Decision.ASKED_AGAIN
+    assert kinds(plan.steps) == ["MergeBitmaps", "Complete"]
+    assert describe(plan.steps[1]) == f"job-complete {name} and wait for it to conclude"
+
+
 @pytest.mark.parametrize("state", [JobState.NEW, JobState.RUNNING])
 def test_pending_is_recorded_then_finalized(state: JobState) -> None:
     job = replace(COMMIT, state=state)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,11 +26,13 @@ from tests.support.qemu_fixtures import (
     MID,
     QEMU_MARKS,
     TOP,
+    CrashError,
     assert_chain,
     assert_file_sound,
     base_bitmaps,
     commit,
     counts,
+    crash_at,
     job_status,
     started,
     wait_concluded,
@@ -186,6 +189,46 @@ def test_ready_active_commit_is_adopted_as_ready(tmp_path: Path) -> None:
         assert adopted is not None and adopted.state == "ready"
         assert not base_bitmaps(tb)["chk1"].recording
         assert recover_ok(tb) == [Decision.ADOPT]  # nothing left to change
+
+
+def test_an_active_commit_gets_its_mirror_with_running_as_in_libvirt_90(tmp_path: Path) -> None:
+    """The disk's `<mirror>` was saved with the `new` job. libvirt 9.0 saves it only with
+    `running`: finding a `new` job QEMU never had, it drops the job and keeps the mirror,
+    then refuses every job on the disk. A start killed after QEMU took the job leaves `new`
+    without a mirror (libvirt 9.0's own file there too): recovery adds it when adopting."""
+    active = "commit-vda-libvirt-1-format"
+    with started(tmp_path) as tb:
+        with StatusStore(tmp_path).owned(tb.name) as owner, pytest.raises(CrashError):
+            start_commit(owner, "vda", TOP, BASE, speed=CRAWL,
+                         crash=crash_at(CrashPoint.COMMIT_STARTED))
+        assert "<mirror" not in tb.status_path.read_text()
+        assert recover_ok(tb) == [Decision.ADOPT]
+        doc = assert_file_sound(tb.status_path)
+        disk = doc.disk("vda")
+        assert disk is not None and disk.mirror is not None
+        assert disk.mirror.format_node == BASE
+        # libvirt 9.0's bytes (ready='yes' too if the job got there meanwhile).
+        assert re.search(r"<mirror type='file' job='active-commit'( ready='yes')?>",
+                         tb.status_path.read_text())
+        job = doc.job(active)
+        assert job is not None and job.state in ("running", "ready")
+
+
+def test_a_commit_can_leave_the_base_bitmaps_recording_as_libvirt_65_does(
+    tmp_path: Path,
+) -> None:
+    """libvirt >= 6.5 ignores `<disabledBaseBitmaps>`: a commit it may take over must
+    not disable base's bitmaps, or they stay disabled for good once it finishes the job."""
+    with started(tmp_path) as tb:
+        with StatusStore(tmp_path).owned(tb.name) as owner:
+            job = start_commit(owner, "vda", MID, BASE, disable_base_bitmaps=False)
+        assert job.disabled_base_bitmaps == ()
+        assert "disabledBaseBitmaps" not in tb.status_path.read_text()
+        assert {n for n, b in base_bitmaps(tb).items() if b.recording} == {"chk0", "chk1"}
+        wait_concluded(tb)
+        assert recover_ok(tb) == [Decision.COMPLETED]
+        assert {n for n, b in base_bitmaps(tb).items() if b.recording} == {
+            "chk0", "chk1", "chk2"}
 
 
 def test_pending_job_is_finalized_then_finished(tmp_path: Path) -> None:

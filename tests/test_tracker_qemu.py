@@ -57,6 +57,22 @@ from tests.test_recovery_qemu import assert_completed, assert_restored
 
 pytestmark = QEMU_MARKS
 
+def test_a_top_only_checkpoint_is_merged_at_the_pivot_without_a_problem(tmp_path: Path) -> None:
+    """A libvirt checkpoint's bitmap lives in the top alone. The pivot merged it into base;
+    the finish then took top, mid (without it) and base (with it) for a broken chain and
+    reported "invalid chain; not merged" for a merge that had been done."""
+    with started(tmp_path) as tb:
+        with tb.connect() as monitor:
+            monitor.execute("block-dirty-bitmap-add", {"node": TOP, "name": "ck1",
+                                                       "persistent": True})
+        with tracker(tb) as t:
+            t.start_active_commit("vda", BASE)
+            to_ready(t)
+            assert t.pivot(ACTIVE_JOB) == []
+            to_end(t, ACTIVE_JOB)
+        assert base_bitmaps(tb)["ck1"].recording
+
+
 def state_on_file(tb: Lab, name: str) -> JobState | None:
     job = blockjob.load(tb.status_path).job(name)
     return job.state if job is not None else None

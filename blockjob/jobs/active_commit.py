@@ -19,9 +19,11 @@ from blockjob.store import DomainOwner
 def start_active_commit(
     owner: DomainOwner, doc: StatusDocument, disk: str, base: str, *,
     monitor: Monitor | None = None, speed: int = 0, crash: CrashHook = no_crash,
+    disable_base_bitmaps: bool = True,
 ) -> BlockJob:
     """Commit disk `disk`'s active image into `base` (a node name of its chain); `doc` is
-    the document as loaded or saved through `owner` (see `start_commit`)."""
+    the document as loaded or saved through `owner` (see `start_commit`, also for
+    `disable_base_bitmaps`)."""
     found = doc.disk(disk)
     if found is None or found.chain is None:
         raise CommitError(f"the domain has no disk '{disk}' with a backing chain")
@@ -30,4 +32,4 @@ def start_active_commit(
     except ValueError as exc:
         raise CommitError(str(exc)) from None
     return start_commit(owner, disk, top, base, doc=doc, monitor=monitor, speed=speed,
-                        crash=crash)
+                        crash=crash, disable_base_bitmaps=disable_base_bitmaps)

@@ -99,6 +99,7 @@ def start_commit(
     monitor: Monitor | None = None,
     speed: int = 0,
     crash: CrashHook = no_crash,
+    disable_base_bitmaps: bool = True,
 ) -> BlockJob:
     """Commit `top` into `base` (node names of disk `disk`'s chain) and return the job.
 
@@ -107,6 +108,8 @@ def start_commit(
     the tracker; it is changed in place); without it the file is loaded now. Base bitmaps
     the commit would dirty are disabled first and recorded in the job's
     `<disabledBaseBitmaps>`; `recover` re-enables and merges them when the job ends.
+    With `disable_base_bitmaps=False` they keep recording (the commit's writes too), as
+    libvirt >= 6.5 does, which ignores the list: a job it may take over loses nothing.
     Without `monitor`, the document's monitor socket is used.
     """
     if doc is None:
@@ -124,16 +127,12 @@ def start_commit(
     try:
         nodes = qemu.query_nodes()
         base_node = effective_node(base_image)
-        names = bitmaps_to_disable([effective_node(i) for i in chain], base_node, nodes)
+        names = bitmaps_to_disable([effective_node(i) for i in chain], base_node, nodes) \
+            if disable_base_bitmaps else ()
         _check_recordable(names, base_node)
         job = replace(job, data=replace(job.commit or CommitData(), disabled_base_bitmaps=names))
         doc.add_job(job)
-        mirror = job.type is JobType.ACTIVE_COMMIT
-        if mirror:
-            # An active commit mirrors the disk into base (libvirt's `<mirror>`); written
-            # with the job, so recovery of a job QEMU never started drops both.
-            doc.set_disk_chain(disk, mirror=disk_mirror_node(base_image, job.type, ready=False))
-        save_new_job(owner, doc, job, mirror=mirror)
+        save_new_job(owner, doc, job, mirror=False)
         crash(CrashPoint.JOB_PERSISTED)
         try:
             if names:
@@ -142,12 +141,17 @@ def start_commit(
         except MonitorError as exc:
             # QEMU refused: undo the bitmap change and forget the job, as if never asked.
             restore_base(qemu, base_image, names, read_only=True)
-            forget_new_job(doc, job, mirror=mirror)
+            forget_new_job(doc, job, mirror=False)
             owner.save(doc)
             raise CommitError(f"QEMU refused the commit: {exc}") from exc
         crash(CrashPoint.COMMIT_STARTED)
         job = replace(job, state=JobState.RUNNING)
         doc.replace_job(job)
+        if job.type is JobType.ACTIVE_COMMIT:
+            # The disk's `<mirror>` naming base comes with `running`, as libvirt 9.0 writes
+            # it: libvirt drops a `new` job QEMU never had but keeps a `<mirror>` saved with
+            # it, and then refuses every job on the disk. Recovery adds a missing one.
+            doc.set_disk_chain(disk, mirror=disk_mirror_node(base_image, job.type, ready=False))
         owner.save(doc)
         crash(CrashPoint.RUNNING_PERSISTED)
         return job

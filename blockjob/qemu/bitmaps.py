@@ -105,8 +105,12 @@ def finish_actions(
     for node in committed:
         for bitmap in nodes[node].bitmaps if node in nodes else ():
             sources.setdefault(bitmap.name, []).append((node, bitmap))
+    # base's own copy is not judged: a merge that ran already (the pivot's, before
+    # job-complete; a finish killed after it) made it, and it must not read as a gap below
+    # a top-only bitmap (a libvirt checkpoint's). Merging into it is a union either way.
+    above = [node for node in chain if node != base]
     for name, copies in sources.items():
-        if not chain_is_valid(chain, name, nodes):
+        if not chain_is_valid(above, name, nodes):
             problems.append(f"bitmap '{name}' has an invalid chain; not merged")
             continue
         topmost = copies[0][1]

@@ -22,6 +22,7 @@ from blockjob.qemu.reopen import restore_base, transaction_on
 from blockjob.recovery.backupfiles import deleted_when_ended
 from blockjob.recovery.steps import (
     Cancel,
+    Complete,
     DeleteFiles,
     DeleteNodes,
     Dismiss,
@@ -36,6 +37,7 @@ from blockjob.recovery.steps import (
     StopExports,
 )
 from blockjob.statusxml.document import StatusDocument
+from blockjob.statusxml.sources import disk_mirror_node
 from blockjob.store.status_store import DomainOwner
 
 # Called with each step just before it runs (tests use it to crash on purpose).
@@ -82,19 +84,29 @@ def _record(ctx: Context, step: Record) -> None:
     ctx.doc.replace_job(updated)
     if step.mirror_ready is not None:
         ctx.doc.set_disk_chain(step.mirror_ready, mirror_ready=True)
+    if step.mirror is not None and job.disk is not None:
+        ctx.doc.set_disk_chain(job.disk, mirror=disk_mirror_node(
+            step.mirror, job.type, ready=updated.state is JobState.READY))
     save(ctx)
 
 
-def _cancel(ctx: Context, step: Cancel) -> None:
-    ctx.monitor.job_cancel(step.job)
+def _ask_and_wait(ctx: Context, step: Cancel | Complete) -> None:
+    """`job-cancel` or `job-complete`, then wait until QEMU has concluded the job (or,
+    started with auto-finalize off, it waits in pending; the job is planned again)."""
+    if isinstance(step, Cancel):
+        sent = "job-cancel"
+        ctx.monitor.job_cancel(step.job)
+    else:
+        sent = "job-complete"
+        ctx.monitor.job_complete(step.job)
     deadline = time.monotonic() + CANCEL_WAIT_SECONDS
     while time.monotonic() < deadline:
         qjob = ctx.monitor.query_jobs().get(step.job)
-        if qjob is None or qjob.status == CONCLUDED:
+        if qjob is None or qjob.status in (CONCLUDED, "pending"):
             return
         time.sleep(0.02)
     ctx.problems.append(
-        f"job '{step.job}' did not conclude within {CANCEL_WAIT_SECONDS:g} s of job-cancel"
+        f"job '{step.job}' did not conclude within {CANCEL_WAIT_SECONDS:g} s of {sent}"
     )
 
 
@@ -273,8 +285,8 @@ def run_step(ctx: Context, step: Step) -> None:
             ctx.monitor.job_finalize(job)
         case Record():
             _record(ctx, step)
-        case Cancel():
-            _cancel(ctx, step)
+        case Cancel() | Complete():
+            _ask_and_wait(ctx, step)
         case MergeBitmaps():
             _merge(ctx, step)
         case Reenable():

@@ -29,6 +29,7 @@ from blockjob.qemu.monitor import CONCLUDED, QemuJob
 from blockjob.qemu.nodes import effective_node, images_between, node_of, same_image, without
 from blockjob.recovery.steps import (
     Cancel,
+    Complete,
     DeleteFiles,
     DeleteNodes,
     Dismiss,
@@ -47,6 +48,8 @@ from blockjob.statusxml.document import StatusDocument
 OUTCOMES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
 # Jobs that only pivot (finish "completed") after libvirt asked QEMU to complete them.
 MIRRORING = frozenset({JobType.COPY, JobType.ACTIVE_COMMIT})
+# QEMU statuses in which a job still takes a `job-cancel`.
+CANCELLABLE = frozenset({"created", "running", "paused", "ready", "standby"})
 # The `type` of QEMU's job (`query-jobs`) for each recorded type.
 QEMU_TYPES = {
     JobType.PULL: "stream", JobType.COMMIT: "commit", JobType.ACTIVE_COMMIT: "commit",
@@ -71,6 +74,7 @@ class Decision(StrEnum):
     INVALID = "invalid"                  # the file's job data is broken
     FOREIGN = "foreign-job"              # QEMU's job of that id has another type
     BACKUP_FAILED = "cancel-with-backup"  # a sibling job of its backup failed: cancel
+    ASKED_AGAIN = "asked-again"          # a recorded abort or pivot QEMU never acted on
     UNDECIDABLE = "undecidable"          # pivot window without a device to ask
 
 
@@ -352,10 +356,21 @@ def _adopt(doc: StatusDocument, job: BlockJob, qjob: QemuJob) -> list[Step]:
         state = JobState.RUNNING
     disk = _disk(doc, job) if state is JobState.READY and job.type in MIRRORING else None
     ready = disk is not None and disk.mirror is not None and not disk.mirror_ready
-    if state is job.state and newstate is job.newstate and not ready:
+    mirror = _missing_mirror(doc, job)
+    if state is job.state and newstate is job.newstate and not ready and mirror is None:
         return []
     return [Record(job.name, state=state, newstate=newstate if newstate is not job.newstate
-                   else None, mirror_ready=job.disk if ready else None)]
+                   else None, mirror_ready=job.disk if ready else None, mirror=mirror)]
+
+
+def _missing_mirror(doc: StatusDocument, job: BlockJob) -> StorageSource | None:
+    """The base of an active commit QEMU runs whose disk has no `<mirror>` (its start was
+    killed before the `running` save, which writes it, as libvirt 9.0 does): without one
+    libvirt cannot pivot the job. None when the disk has its mirror, or for other jobs."""
+    if job.type is not JobType.ACTIVE_COMMIT:
+        return None
+    disk = _disk(doc, job)
+    return _base(doc, job) if disk is not None and disk.mirror is None else None
 
 
 def _pending(job: BlockJob) -> list[Step]:
@@ -482,6 +497,19 @@ def _cancel_with_backup(job: BlockJob) -> list[Step]:
     return [*record, Cancel(job.name)]
 
 
+def _asked_again(doc: StatusDocument, job: BlockJob, status: str | None) -> list[Step]:
+    """The abort or pivot the file records (saved before its QMP command) that QEMU has not
+    acted on: the daemon died in between. libvirt 9.0 never asks it again and refuses both
+    on such a job ("still being ended"), for good. So recovery asks: `job-cancel`; for an
+    active commit, the pivot's bitmap merge and `job-complete` (a copy's pivot may need its
+    backing chain opened first: the tracker's `pivot` asks that one)."""
+    if job.state is JobState.ABORTING and status in CANCELLABLE:
+        return [Cancel(job.name)]
+    merge = merge_step(doc, job) if job.state is JobState.PIVOTING and status == "ready" \
+        and job.type is JobType.ACTIVE_COMMIT else None
+    return [merge, Complete(job.name)] if merge is not None else []
+
+
 def plan_job(
     doc: StatusDocument, job: BlockJob, qjob: QemuJob | None,
     roots: Sequence[str] | None = None, backing: Mapping[str, str] | None = None, *,
@@ -514,6 +542,10 @@ def plan_job(
     if sibling is not None:
         return plan(Decision.BACKUP_FAILED, _cancel_with_backup(job),
                     f"job '{sibling}' of the same backup failed or was cancelled")
+    again = _asked_again(doc, job, status)
+    if again:
+        return plan(Decision.ASKED_AGAIN, again, f"the file records {job.state}; QEMU still "
+                    f"says {status}: the request is asked again")
     if status not in (None, CONCLUDED):
         return plan(Decision.ADOPT, _adopt(doc, job, qjob) if qjob is not None else [])
     outcome = _outcome(doc, job, qjob, roots)

@@ -54,12 +54,13 @@ from blockjob.store.status_store import (
 )
 
 ProgressHook = Callable[[DomainReport], None]
-# A pending job is finalized, a backup's job cancelled with its backup, and each planned
-# again (a cancel may leave it pending); more rounds than this means QEMU is stuck.
+# A pending job is finalized, a backup's job cancelled with its backup, a recorded abort or
+# pivot asked again, and each planned again (a cancel may leave it pending); more rounds
+# than this means QEMU is stuck.
 MAX_ROUNDS = 3
 _STALE_MIRROR = "stale-mirror"
 # Decisions whose steps change the job's status in QEMU: it is planned again after them.
-_REPLANNED = frozenset({Decision.FINALIZE, Decision.BACKUP_FAILED})
+_REPLANNED = frozenset({Decision.FINALIZE, Decision.BACKUP_FAILED, Decision.ASKED_AGAIN})
 # Decisions after which the job's disk must match QEMU.
 _ENDED = frozenset(Decision) - {Decision.ADOPT, *_REPLANNED, *ATTENTION}
 

@@ -23,18 +23,27 @@ class Finalize:
 @dataclass(frozen=True)
 class Record:
     """Write the job's new state (and outcome) to the status file before acting on it;
-    `mirror_ready` also marks the disk's `<mirror>` ready, as libvirt 9.0 does."""
+    `mirror_ready` also marks the disk's `<mirror>` ready, as libvirt 9.0 does; `mirror`
+    gives the job's disk the `<mirror>` into that image (an active commit's base) it lacks."""
 
     job: str
     state: JobState | None = None
     newstate: JobState | None = None
     errmsg: str | None = None
     mirror_ready: str | None = None  # disk target
+    mirror: StorageSource | None = None
 
 
 @dataclass(frozen=True)
 class Cancel:
     """`job-cancel` and wait until QEMU has concluded the job."""
+
+    job: str
+
+
+@dataclass(frozen=True)
+class Complete:
+    """`job-complete` (a ready mirror's pivot) and wait until QEMU has concluded the job."""
 
     job: str
 
@@ -126,8 +135,8 @@ class DropMirror:
     disk: str
 
 
-Step = (Finalize | Record | Cancel | MergeBitmaps | Reenable | Dismiss | DeleteNodes
-        | DeleteFiles | StopExports | RemoveBitmap | Drop | DropMirror)
+Step = (Finalize | Record | Cancel | Complete | MergeBitmaps | Reenable | Dismiss
+        | DeleteNodes | DeleteFiles | StopExports | RemoveBitmap | Drop | DropMirror)
 
 
 def _names(images: tuple[StorageSource, ...]) -> str:
@@ -139,14 +148,18 @@ def describe(step: Step) -> str:
     match step:
         case Finalize(job=job):
             return f"job-finalize {job}"
-        case Record(state=state, newstate=newstate, errmsg=errmsg, mirror_ready=ready):
+        case Record(state=state, newstate=newstate, errmsg=errmsg, mirror_ready=ready,
+                    mirror=mirror):
             parts = [f"state={state}"] if state is not None else []
             parts += [f"newstate={newstate}"] if newstate is not None else []
             parts += [f"errmsg={errmsg!r}"] if errmsg else []
             parts += [f"disk {ready} <mirror ready='yes'>"] if ready else []
+            parts += [f"disk <mirror> into {effective_node(mirror)}"] if mirror else []
             return "record " + " ".join(parts)
         case Cancel(job=job):
             return f"job-cancel {job} and wait for it to conclude"
+        case Complete(job=job):
+            return f"job-complete {job} and wait for it to conclude"
         case MergeBitmaps(base=base, committed=committed, listed=listed):
             return (
                 f"merge {_names(committed)} bitmaps into {effective_node(base)}, "

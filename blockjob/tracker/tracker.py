@@ -33,7 +33,12 @@ from blockjob.qemu.monitor import (
     deadline_after,
 )
 from blockjob.recovery.execute import Context, StepHook, run_step
-from blockjob.recovery.plan import failed_sibling, is_unresolved_record, merge_step
+from blockjob.recovery.plan import (
+    CANCELLABLE,
+    failed_sibling,
+    is_unresolved_record,
+    merge_step,
+)
 from blockjob.recovery.report import JobReport
 from blockjob.recovery.run import reconcile_job, recover_document
 from blockjob.statusxml.document import StatusDocument
@@ -43,8 +48,6 @@ from blockjob.store.status_store import OWNER_TIMEOUT, DomainOwner, SavableDocum
 
 # The QEMU statuses libvirt acts on (SPEC: "maps only ready, concluded and pending").
 FOLLOWED_STATUSES = frozenset({"ready", "pending", "concluded"})
-# QEMU statuses in which a job recorded as aborting still needs its job-cancel.
-_CANCELLABLE = frozenset({"created", "running", "paused", "ready", "standby"})
 SaveHook = Callable[[StatusDocument], None]
 
 
@@ -159,19 +162,20 @@ class JobTracker:
         return report
 
     def catch_up(self) -> None:
-        """What a restart does: `recover_document` (what `blockjob recover` runs), then a
-        pivot or abort that was recorded but maybe never reached QEMU asked again."""
+        """What a restart does: `recover_document` (what `blockjob recover` runs, which
+        also asks again an abort or an active commit's pivot that was recorded but never
+        reached QEMU), then a copy's pivot asked again the same way (`pivot` checks that
+        its backing chain is open, which recovery cannot)."""
         reports, self.failed_checks = recover_document(
             self.doc, self.owner, self.monitor, on_step=self.on_step)
         self.reports += reports
         jobs = self.monitor.query_jobs()
         for job in self.doc.jobs:
             status = jobs[job.name].status if job.name in jobs else None
-            with self._reported(job.name, f"{job.state} asked again", status):
-                if job.state is JobState.PIVOTING and status == "ready":
+            if job.type is JobType.COPY and job.state is JobState.PIVOTING \
+                    and status == "ready":
+                with self._reported(job.name, f"{job.state} asked again", status):
                     self.pivot(job.name)
-                elif job.state is JobState.ABORTING and status in _CANCELLABLE:
-                    self.abort(job.name)
 
     @contextmanager
     def _reported(self, name: str, what: str, status: str | None) -> Iterator[None]:
@@ -210,7 +214,7 @@ class JobTracker:
             qjob = jobs.get(job.name)
             if job.type is JobType.BACKUP and job.name != ended \
                     and job.state is not JobState.ABORTING \
-                    and qjob is not None and qjob.status in _CANCELLABLE \
+                    and qjob is not None and qjob.status in CANCELLABLE \
                     and failed_sibling(self.doc, job, jobs) is not None:
                 with self._reported(job.name, "cancel-with-backup", qjob.status):
                     self.abort(job.name)
@@ -260,18 +264,23 @@ class JobTracker:
 
     def start_commit(
         self, disk: str, top: str, base: str, *, speed: int = 0, crash: CrashHook = no_crash,
+        disable_base_bitmaps: bool = True,
     ) -> BlockJob:
-        """Start a commit of `top` into `base` (node names of disk `disk`), crash-safe."""
+        """Start a commit of `top` into `base` (node names of disk `disk`), crash-safe
+        (`blockjob.jobs.commit.start_commit`, also for `disable_base_bitmaps`)."""
         return start_commit(self.owner, disk, top, base, doc=self.doc, monitor=self.monitor,
-                            speed=speed, crash=crash)
+                            speed=speed, crash=crash,
+                            disable_base_bitmaps=disable_base_bitmaps)
 
     def start_active_commit(
         self, disk: str, base: str, *, speed: int = 0, crash: CrashHook = no_crash,
+        disable_base_bitmaps: bool = True,
     ) -> BlockJob:
         """Start an active commit of disk `disk`'s top image into `base`; it is followed
         to `ready`, then ends with `pivot` or `abort`."""
         return start_active_commit(self.owner, self.doc, disk, base, monitor=self.monitor,
-                                   speed=speed, crash=crash)
+                                   speed=speed, crash=crash,
+                                   disable_base_bitmaps=disable_base_bitmaps)
 
     def pivot(self, name: str, *, crash: PivotHook | None = None) -> list[str]:
         """Pivot ready job `name`; returns bitmaps the merge skipped. The finish follows

@@ -211,11 +211,12 @@ class LibvirtLab:
     # -- domains ---------------------------------------------------------------
 
     @contextmanager
-    def domain(self, name: str) -> Iterator[LabDomain]:
-        """A fresh domain `name` (two virtio disks, vda top/mid/base), started paused."""
+    def domain(self, name: str, *, base_bitmaps: Sequence[str] = ()) -> Iterator[LabDomain]:
+        """A fresh domain `name` (two virtio disks, vda top/mid/base), started paused;
+        `base_bitmaps` are recording bitmaps of vda-base, made before its data."""
         if not self.daemon_running:
             self.start_daemon()
-        domain = LabDomain(self, name)
+        domain = LabDomain(self, name, base_bitmaps)
         try:
             domain.create()
             yield domain
@@ -238,9 +239,10 @@ class LibvirtLab:
 class LabDomain:
     """A domain of the lab: its images, its status file, its QEMU."""
 
-    def __init__(self, lab: LibvirtLab, name: str) -> None:
+    def __init__(self, lab: LibvirtLab, name: str, base_bitmaps: Sequence[str] = ()) -> None:
         self.lab = lab
         self.name = name
+        self.base_bitmaps = tuple(base_bitmaps)
         self.images = lab.root / "images" / name
         self.status_path = lab.root / "run" / "qemu" / f"{name}.xml"
         # The same file as a tool inside the namespace sees it.
@@ -256,7 +258,7 @@ class LabDomain:
         build_chain(self.images, [
             ImageSpec("vda-top", (Write(4 * MiB, 2 * MiB, 0x22),)),
             ImageSpec("vda-mid", (AddBitmap("chk0"), Write(0, 4 * MiB, 0x11))),
-            ImageSpec("vda-base"),
+            ImageSpec("vda-base", self._base_steps()),
         ], 64 * MiB)
         # Absolute backing names, as in the lab's README: with relative ones QEMU names an
         # image `json:{...}` in query-block once a cancelled active commit reshaped the graph.
@@ -274,6 +276,12 @@ class LabDomain:
         self.lab.virsh("define", str(definition))
         self.lab.virsh("start", "--paused", self.name)
         self.qemu_pid = int((self.lab.root / "run" / "qemu" / f"{self.name}.pid").read_text())
+
+    def _base_steps(self) -> tuple[AddBitmap | Write, ...]:
+        """base's bitmaps, then 1 MiB of data they record (none without bitmaps)."""
+        if not self.base_bitmaps:
+            return ()
+        return (*map(AddBitmap, self.base_bitmaps), Write(8 * MiB, MiB, 0x33))
 
     def discard(self) -> None:
         """Destroy and undefine the domain whatever state a test left it in."""

@@ -2,8 +2,9 @@
 
 `python tests/support/tracker_kill.py STATUS_PATH FLOW POINT` opens a tracker on the
 domain of STATUS_PATH and runs FLOW on an active commit of vda into the bottom of its
-chain: `start` (start it), `pivot` (start, follow to ready, pivot) or `abort` (start,
-follow to ready, abort). When the flow reaches crash point POINT (a value of
+chain: `start` (start it), `start-recording` (start it with base's bitmaps left
+recording), `pivot` (start, follow to ready, pivot) or `abort` (start, follow to ready,
+abort). When the flow reaches crash point POINT (a value of
 `CrashPoint`, `PivotCrashPoint` or `AbortCrashPoint`) the process sends itself SIGKILL:
 no cleanup runs, the kernel drops its QMP connection and its lock. Reaching the end of
 the flow without meeting POINT exits with status 3.
@@ -28,7 +29,7 @@ from blockjob.statusxml.document import StatusDocument
 from blockjob.store.status_store import StatusStore
 from blockjob.tracker import JobTracker
 
-FLOWS = ("start", "pivot", "abort", "backup")
+FLOWS = ("start", "start-recording", "pivot", "abort", "backup")
 WAIT = 60.0
 BACKUP_VDA = "backup-vda-libvirt-1-format"  # tests/support/finish_lab.py: backup_job
 ANY_INSTANT = "-"
@@ -51,8 +52,9 @@ def run(path: Path, flow: str, point: str) -> int:
         disk = tracker.doc.disk("vda")
         assert disk is not None and disk.chain is not None
         base = disk.chain.images()[-1].format_node or ""
-        job = tracker.start_active_commit("vda", base, crash=kill_at)
-        if flow == "start":
+        job = tracker.start_active_commit("vda", base, crash=kill_at,
+                                          disable_base_bitmaps=flow != "start-recording")
+        if flow.startswith("start"):
             return 3
         if not tracker.wait_for(_ready, WAIT):
             return 4
