@@ -82,14 +82,14 @@ def test_an_image_is_built_once_and_only_when_read() -> None:
 
 def test_each_job_finds_its_own_images_when_everything_is_on_one_line() -> None:
     # One line: locating the images by line could not tell the three `<src>` apart.
-    elements = [_SRC.format(name=f"c{n}", path=f"/img{n}", index=n) for n in range(3)]
+    elements = [_SRC.format(name=f"c{n}", path=f"/img{n}", index=n + 1) for n in range(3)]
     doc = blockjob.loads(status("<blockjobs active='no'>" + "".join(elements) + "</blockjobs>"))
     for n in range(3):
         job = doc.job(f"c{n}")
         assert job is not None and isinstance(job.data, CreateData)
         data = job.data
         assert data.src is not None
-        assert (data.src.path, data.src.index) == (f"/img{n}", n)
+        assert (data.src.path, data.src.index) == (f"/img{n}", n + 1)
 
 
 def test_orphan_chain_images_and_their_backing_are_built_from_the_bytes() -> None:
@@ -182,3 +182,43 @@ def test_an_image_built_as_nodes_equals_one_kept_as_lxml_bytes() -> None:
                 assert isinstance(image.element, bytes), path
                 compared += 1
     assert compared >= 10
+
+
+_NETWORK = (
+    "<blockjob name='n' type='create' state='running'><src type='network' format='raw'>"
+    "<source protocol='{protocol}' name='e' tlsFromConfig='0' index='3'>{hosts}</source>"
+    "</src></blockjob>"
+)
+
+
+@pytest.mark.parametrize(("protocol", "hosts", "written"), [
+    # libvirt fills in the protocol's default port of a TCP host without one...
+    ("nbd", "<host name='h'/>", "<host name='h' port='10809'/>"),
+    ("iscsi", "<host name='h' port='0'/>", "<host name='h' port='3260'/>"),
+    ("gluster", "<host name='h' transport='tcp'/><host name='i' port='1'/>",
+     "<host name='h' port='24007'/>\n          <host name='i' port='1'/>"),
+    # ...writes no `transport='tcp'` (the default) and its attributes in its order...
+    ("nbd", "<host transport='tcp' port='7' name='h'/>", "<host name='h' port='7'/>"),
+    # ...and none for a unix socket, nor for rbd, which has no default.
+    ("nbd", "<host transport='unix' socket='/s'/>", "<host transport='unix' socket='/s'/>"),
+    ("rbd", "<host name='h'/>", "<host name='h'/>"),
+])
+def test_a_network_job_image_gets_the_hosts_libvirt_reads_into_it(
+    protocol: str, hosts: str, written: str
+) -> None:
+    doc = blockjob.loads(jobs(_NETWORK.format(protocol=protocol, hosts=hosts)))
+    dumped = doc.dumps()
+    assert f"index='3'>\n          {written}\n        </source>".encode() in dumped
+    assert blockjob.loads(dumped).dumps() == dumped
+
+
+def test_a_job_image_index_of_0_is_not_written_as_libvirt_writes_none() -> None:
+    # libvirt keeps the id 0 and writes `index` only when it is not 0: the next load
+    # finds no index, and the job invalid ("missing job chain data").
+    doc = blockjob.loads(jobs(_SRC.format(name="c", path="/c", index="0")))
+    (job,) = doc.jobs
+    assert not job.invalid
+    dumped = doc.dumps()
+    assert b"<source file='/c'/>" in dumped
+    (again,) = blockjob.loads(dumped).jobs
+    assert again.invalid

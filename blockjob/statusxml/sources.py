@@ -51,7 +51,37 @@ def _node_names(source: etree._Element) -> tuple[str | None, str | None]:
 
 
 def _index(text: str | None) -> int | None:
-    return int(text) if text and text.isascii() and text.isdigit() else None
+    """An image id; 0, like none, is not written (libvirt writes `index` only when not 0)."""
+    return int(text) or None if text and text.isascii() and text.isdigit() else None
+
+
+# The port libvirt fills in, when it reads a job image, for a TCP host without one
+# (`virStorageSourceNetworkDefaultPort`; rbd, nfs and the rest have none).
+DEFAULT_PORTS = {
+    "nbd": "10809", "iscsi": "3260", "gluster": "24007", "http": "80", "https": "443",
+    "ftp": "21", "ftps": "990", "tftp": "69", "sheepdog": "7000", "ssh": "22", "vxhs": "9999",
+}
+# libvirt's order of a `<host>`'s attributes; any other follows them.
+_HOST_ATTRIBUTES = ("name", "port", "transport", "socket")
+
+
+def _as_libvirt_writes_hosts(source: etree._Element) -> None:
+    """Give the `<host>`s of a network job image what libvirt reads into them and writes:
+    its protocol's default port where a TCP host has none (or 0), no `transport='tcp'`
+    (the default), attributes in libvirt's order."""
+    default = DEFAULT_PORTS.get(source.get("protocol") or "")
+    for host in source.iterchildren("host"):
+        attrs = dict(host.attrib)
+        if attrs.get("transport") == "tcp":
+            del attrs["transport"]
+        if attrs.get("port") in (None, "", "0"):
+            attrs.pop("port", None)
+            if default is not None and "transport" not in attrs:
+                attrs["port"] = default
+        ordered = [(key, attrs.pop(key)) for key in _HOST_ATTRIBUTES if key in attrs]
+        if ordered + list(attrs.items()) != list(host.attrib.items()):
+            host.attrib.clear()
+            host.attrib.update(ordered + list(attrs.items()))
 
 
 def _check_index(text: str | None, holder: object) -> None:
@@ -79,6 +109,8 @@ def _image(
     below_image, terminated = None, False
     if below is not None:
         below_image, terminated = read_backing(below, to_write=to_write)
+    if to_write and kind == "network":
+        _as_libvirt_writes_hosts(source)
     storage, fmt_node = _node_names(source)
     return _new_image({
         "type": kind,
