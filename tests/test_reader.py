@@ -226,6 +226,20 @@ def test_jobflags_absent_stays_absent_and_garbage_is_dropped_with_warning() -> N
     assert "unparsable jobflags '0xzz' dropped" in doc.warnings[0]
 
 
+@pytest.mark.parametrize(("written", "read"), [
+    (" 0x1f", 0x1F), ("+1", 1), ("-1", 0xFFFF_FFFF), ("-0x2", 0xFFFF_FFFE), ("0XfF", 0xFF),
+    ("0xffffffff", 0xFFFF_FFFF), ("0x100000000", None), ("0x0x1", None), ("0x", None),
+    ("0x-1", None), ("1 ", None), ("\N{ARABIC-INDIC DIGIT ONE}", None),
+])
+def test_jobflags_are_read_as_libvirt_reads_an_unsigned_int_in_base_16(
+    written: str, read: int | None
+) -> None:
+    # strtoul's syntax, the whole value, 32 bits: `virXMLPropUInt(node, "jobflags", 16, ...)`.
+    # Beyond 32 bits, or with a second prefix, it is unparsable and dropped.
+    job = _one(f"<blockjob name='j' type='copy' state='ready' jobflags='{written}'/>")
+    assert job.jobflags == read
+
+
 def test_unknown_brokentype_is_dropped_with_warning() -> None:
     doc = blockjob.loads(jobs("<blockjob name='b' type='broken' state='ready' brokentype='x'/>"))
     assert doc.jobs[0].brokentype is None and not doc.jobs[0].invalid
