@@ -222,3 +222,22 @@ def test_a_job_image_index_of_0_is_not_written_as_libvirt_writes_none() -> None:
     assert b"<source file='/c'/>" in dumped
     (again,) = blockjob.loads(dumped).jobs
     assert again.invalid
+
+
+@pytest.mark.parametrize(("src", "written"), [
+    # A network source always has tlsFromConfig in status XML (0 when it was absent).
+    ("<src type='network' format='raw'><source index='4' name='e' protocol='rbd'/></src>",
+     "<source protocol='rbd' name='e' tlsFromConfig='0' index='4'/>"),
+    ("<src type='file' format='raw'><source index='4' startupPolicy='optional' file='/f'/>"
+     "</src>", "<source file='/f' startupPolicy='optional' index='4'/>"),
+    ("<src type='volume' format='raw'><source volume='v' mode='host' index='4' pool='p'/>"
+     "</src>", "<source pool='p' volume='v' mode='host' index='4'/>"),
+])
+def test_a_job_image_source_has_libvirt_s_attributes_in_libvirt_s_order(
+    src: str, written: str
+) -> None:
+    doc = blockjob.loads(jobs(f"<blockjob name='n' type='create' state='running'>{src}"
+                              "</blockjob>"))
+    dumped = doc.dumps()
+    assert f"\n        {written}\n".encode() in dumped
+    assert blockjob.loads(dumped).dumps() == dumped

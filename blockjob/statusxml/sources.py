@@ -61,15 +61,39 @@ DEFAULT_PORTS = {
     "nbd": "10809", "iscsi": "3260", "gluster": "24007", "http": "80", "https": "443",
     "ftp": "21", "ftps": "990", "tftp": "69", "sheepdog": "7000", "ssh": "22", "vxhs": "9999",
 }
-# libvirt's order of a `<host>`'s attributes; any other follows them.
+# libvirt's order of the attributes of a `<host>` and of a `<source>` per storage type
+# (then `startupPolicy`; `index` is the model's); any other follows them.
 _HOST_ATTRIBUTES = ("name", "port", "transport", "socket")
+_SOURCE_ATTRIBUTES = {
+    "file": ("file", "fdgroup"),
+    "block": ("dev",),
+    "dir": ("dir",),
+    "network": ("protocol", "name", "query", "tls", "tlsHostname", "tlsFromConfig"),
+    "volume": ("pool", "volume", "mode", "actualType"),
+    "nvme": ("type", "managed", "namespace"),
+    "vhostvdpa": ("dev",),
+}
 
 
-def _as_libvirt_writes_hosts(source: etree._Element) -> None:
-    """Give the `<host>`s of a network job image what libvirt reads into them and writes:
-    its protocol's default port where a TCP host has none (or 0), no `transport='tcp'`
-    (the default), attributes in libvirt's order."""
-    default = DEFAULT_PORTS.get(source.get("protocol") or "")
+def _in_order(element: etree._Element, attrs: dict[str, str], order: tuple[str, ...]) -> None:
+    """Give `element` the attributes `attrs`, those named in `order` first, in that order."""
+    ordered = [(key, attrs.pop(key)) for key in order if key in attrs]
+    ordered += attrs.items()
+    if ordered != element.items():
+        element.attrib.clear()
+        element.attrib.update(ordered)
+
+
+def _as_libvirt_writes(source: etree._Element, kind: str) -> None:
+    """Give a job image's `<source>` what libvirt reads into it and writes back: its
+    attributes in libvirt's order, `tlsFromConfig` on a network source (written always
+    in status XML; 0 when absent), and on each TCP `<host>` without a port (or port 0)
+    its protocol's default one, without `transport='tcp'` (the default)."""
+    attrs = dict(source.attrib)
+    if kind == "network":
+        attrs.setdefault("tlsFromConfig", "0")
+    _in_order(source, attrs, (*_SOURCE_ATTRIBUTES.get(kind, ()), "startupPolicy"))
+    default = DEFAULT_PORTS.get(source.get("protocol") or "") if kind == "network" else None
     for host in source.iterchildren("host"):
         attrs = dict(host.attrib)
         if attrs.get("transport") == "tcp":
@@ -78,10 +102,7 @@ def _as_libvirt_writes_hosts(source: etree._Element) -> None:
             attrs.pop("port", None)
             if default is not None and "transport" not in attrs:
                 attrs["port"] = default
-        ordered = [(key, attrs.pop(key)) for key in _HOST_ATTRIBUTES if key in attrs]
-        if ordered + list(attrs.items()) != list(host.attrib.items()):
-            host.attrib.clear()
-            host.attrib.update(ordered + list(attrs.items()))
+        _in_order(host, attrs, _HOST_ATTRIBUTES)
 
 
 def _check_index(text: str | None, holder: object) -> None:
@@ -109,8 +130,8 @@ def _image(
     below_image, terminated = None, False
     if below is not None:
         below_image, terminated = read_backing(below, to_write=to_write)
-    if to_write and kind == "network":
-        _as_libvirt_writes_hosts(source)
+    if to_write:
+        _as_libvirt_writes(source, kind)
     storage, fmt_node = _node_names(source)
     return _new_image({
         "type": kind,
