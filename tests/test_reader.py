@@ -94,6 +94,15 @@ def test_a_second_blockjobs_is_kept_unread_and_said() -> None:
          "<source file='/o' index='7'/><backingStore type='file'><source file='/p'/>"
          "</backingStore></disk></chains></blockjob>",
          "orphan chains: <backingStore> needs <format type> and <source>"),
+        # libvirt reads the images below a chain's top by the same rules.
+        ("<blockjob name='j' type='copy' state='ready'><chains><disk type='file' format='raw'>"
+         "<source file='/o' index='7'/><backingStore type='none'><format type='raw'/>"
+         "<source file='/p'/></backingStore></disk></chains></blockjob>",
+         "orphan chains: <backingStore>: unknown storage type 'none'"),
+        ("<blockjob name='j' type='copy' state='ready'><chains><disk type='file' format='raw'>"
+         "<source file='/o' index='7'/><backingStore type='file'><format type='qcow9'/>"
+         "<source file='/p'/></backingStore></disk></chains></blockjob>",
+         "orphan chains: <backingStore>: unknown image format 'qcow9'"),
     ],
 )
 def test_bad_job_is_kept_invalid_with_its_problem(element: str, problem: str) -> None:

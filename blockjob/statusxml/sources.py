@@ -184,13 +184,27 @@ def _format_of(
 
 def _check_backing(backing: etree._Element | None) -> None:
     """Refuse a job chain whose `<backingStore>` entries libvirt could not read."""
-    while backing is not None and backing.get("type"):
+    while backing is not None:
+        kind = backing.get("type")
+        if not kind:
+            return
         kids = first_children(backing)
         fmt_el = _format_of(backing, kids)
-        if "source" not in kids or fmt_el is None or not fmt_el.get("type"):
+        fmt = fmt_el.get("type") if fmt_el is not None else None
+        if "source" not in kids or not fmt:
             raise SourceError("<backingStore> needs <format type> and <source>")
+        _check_known("backingStore", kind, fmt)
         _check_index(backing.get("index"), "backingStore")
         backing = kids.get("backingStore")
+
+
+def _check_known(tag: object, kind: str, fmt: str) -> None:
+    """libvirt reads a job image, and each image below it, only of a known storage type
+    and format, `none` excluded."""
+    if kind not in STORAGE_TYPES:
+        raise SourceError(f"<{tag!s}>: unknown storage type '{kind}'")
+    if fmt not in FORMATS:
+        raise SourceError(f"<{tag!s}>: unknown image format '{fmt}'")
 
 
 def check_job_source(element: etree._Element, *, chain: bool) -> None:
@@ -208,10 +222,7 @@ def check_job_source(element: etree._Element, *, chain: bool) -> None:
         index = xpath_attr(element, source, "source", "index")
     if not kind or not fmt or source is None or not index:
         raise SourceError(f"<{element.tag!s}> needs type, format, <source> and source/@index")
-    if kind not in STORAGE_TYPES:
-        raise SourceError(f"<{element.tag!s}>: unknown storage type '{kind}'")
-    if fmt not in FORMATS:
-        raise SourceError(f"<{element.tag!s}>: unknown image format '{fmt}'")
+    _check_known(element.tag, kind, fmt)
     _check_index(index, element.tag)
     if chain:
         _check_backing(kids.get("backingStore"))
