@@ -103,6 +103,19 @@ def test_a_second_blockjobs_is_kept_unread_and_said() -> None:
          "<source file='/o' index='7'/><backingStore type='file'><format type='qcow9'/>"
          "<source file='/p'/></backingStore></disk></chains></blockjob>",
          "orphan chains: <backingStore>: unknown image format 'qcow9'"),
+        # What libvirt's network-source parser refuses.
+        *((f"<blockjob name='j' type='create' state='ready'><src type='network' format='raw'>"
+           f"<source {source} index='3'>{host}</source></src></blockjob>", problem)
+          for source, host, problem in (
+              ("protocol='iscsi2' name='t'", "", "<src>: unknown network protocol 'iscsi2'"),
+              ("name='t'", "", "<src>: unknown network protocol ''"),
+              ("protocol='rbd'", "", "<src>: a rbd source needs a name"),
+              ("protocol='nbd'", "<host transport='unix'/>", "<src>: a unix host needs a socket"),
+              ("protocol='nbd'", "<host name='h' transport='ipx'/>",
+               "<src>: unknown host transport 'ipx'"),
+              ("protocol='nbd'", "<host name='h' port='65536'/>",
+               "<src>: host port '65536' is not a number up to 65535"),
+          )),
     ],
 )
 def test_bad_job_is_kept_invalid_with_its_problem(element: str, problem: str) -> None:

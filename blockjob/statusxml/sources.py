@@ -194,8 +194,36 @@ def _check_backing(backing: etree._Element | None) -> None:
         if "source" not in kids or not fmt:
             raise SourceError("<backingStore> needs <format type> and <source>")
         _check_known("backingStore", kind, fmt)
+        _check_network("backingStore", kind, kids["source"])
         _check_index(backing.get("index"), "backingStore")
         backing = kids.get("backingStore")
+
+
+PROTOCOLS = frozenset({"nbd", "rbd", "sheepdog", "gluster", "iscsi", "http", "https", "ftp",
+                       "ftps", "tftp", "ssh", "vxhs", "nfs"})
+_TRANSPORTS = frozenset({"tcp", "unix", "rdma"})
+
+
+def _check_network(tag: object, kind: str, source: etree._Element) -> None:
+    """What libvirt's network-source parser refuses: a missing or unknown protocol, no
+    `name` but for nbd, and hosts with an unknown transport, a unix one without a socket,
+    or a port that is not a decimal number up to 65535."""
+    if kind != "network":
+        return
+    protocol = source.get("protocol")
+    if protocol not in PROTOCOLS:
+        raise SourceError(f"<{tag!s}>: unknown network protocol '{protocol or ''}'")
+    if not source.get("name") and protocol != "nbd":
+        raise SourceError(f"<{tag!s}>: a {protocol} source needs a name")
+    for host in source.iterchildren("host"):
+        transport = host.get("transport") or "tcp"
+        port = host.get("port")
+        if transport not in _TRANSPORTS:
+            raise SourceError(f"<{tag!s}>: unknown host transport '{transport}'")
+        if transport == "unix" and not host.get("socket"):
+            raise SourceError(f"<{tag!s}>: a unix host needs a socket")
+        if port and not (port.isascii() and port.isdigit() and int(port) <= 0xFFFF):
+            raise SourceError(f"<{tag!s}>: host port '{port}' is not a number up to 65535")
 
 
 def _check_known(tag: object, kind: str, fmt: str) -> None:
@@ -223,6 +251,7 @@ def check_job_source(element: etree._Element, *, chain: bool) -> None:
     if not kind or not fmt or source is None or not index:
         raise SourceError(f"<{element.tag!s}> needs type, format, <source> and source/@index")
     _check_known(element.tag, kind, fmt)
+    _check_network(element.tag, kind, source)
     _check_index(index, element.tag)
     if chain:
         _check_backing(kids.get("backingStore"))
