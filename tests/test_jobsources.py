@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -241,3 +242,24 @@ def test_a_job_image_source_has_libvirt_s_attributes_in_libvirt_s_order(
     dumped = doc.dumps()
     assert f"\n        {written}\n".encode() in dumped
     assert blockjob.loads(dumped).dumps() == dumped
+
+
+def test_a_job_image_source_has_its_children_in_libvirt_s_order() -> None:
+    # libvirt writes hosts, auth, then private data (node names before objects); an ssh
+    # source's identity after its known hosts.
+    doc = blockjob.loads(jobs(
+        "<blockjob name='r' type='create' state='running'><src type='network' format='raw'>"
+        "<source protocol='rbd' name='p/i' tlsFromConfig='0' index='3'><privateData><objects>"
+        "<secret type='auth' alias='a'/></objects><nodenames><nodename type='storage' name='s'/>"
+        "</nodenames></privateData><auth username='u'/><host name='h'/></source></src>"
+        "</blockjob>",
+        "<blockjob name='s' type='create' state='running'><src type='network' format='raw'>"
+        "<source protocol='ssh' name='p/i' tlsFromConfig='0' index='4'>"
+        "<identity username='u' keyfile='/k'/><knownHosts path='/kh'/><host name='h'/>"
+        "</source></src></blockjob>"))
+    dumped = doc.dumps().decode()
+    tags = re.findall(r"^ +<(\w+)", dumped[dumped.index("<blockjob name='r'"):], re.MULTILINE)
+    assert tags[:13] == ["src", "source", "host", "auth", "privateData", "nodenames", "nodename",
+                         "objects", "secret", "blockjob", "src", "source", "host"]
+    assert tags[13:15] == ["knownHosts", "identity"]
+    assert blockjob.loads(dumped.encode()).dumps() == dumped.encode()

@@ -75,6 +75,30 @@ _SOURCE_ATTRIBUTES = {
 }
 
 
+# libvirt's order of the children of a `<source>` (an ssh source's `<identity>` follows
+# `<knownHosts>`, an nfs one's `<host>`) and of its `<privateData>`.
+_SOURCE_TAIL = ("address", "slices", "seclabel", "auth", "encryption", "reservations",
+                "privateData")
+_NETWORK_CHILDREN = ("reconnect", "snapshot", "config", "initiator", "ssl", "cookies",
+                     "readahead", "timeout", "knownHosts")
+_SOURCE_CHILDREN = ("host", "identity", *_NETWORK_CHILDREN, *_SOURCE_TAIL)
+_SSH_CHILDREN = ("host", *_NETWORK_CHILDREN, "identity", *_SOURCE_TAIL)
+_PRIVATE_CHILDREN = ("nodenames", "reservations", "relPath", "objects", "fdsets",
+                     "thresholdEvent", "nbdkit")
+
+
+def _children_in_order(element: etree._Element, order: tuple[str, ...]) -> None:
+    """Put `element`'s children in libvirt's `order`, any other after them as they came;
+    left alone when a comment or processing instruction is among them."""
+    children = list(element)
+    if any(not isinstance(child.tag, str) for child in children):
+        return
+    rank = {tag: place for place, tag in enumerate(order)}
+    ordered = sorted(children, key=lambda child: rank.get(str(child.tag), len(order)))
+    if ordered != children:
+        element[:] = ordered
+
+
 def _in_order(element: etree._Element, attrs: dict[str, str], order: tuple[str, ...]) -> None:
     """Give `element` the attributes `attrs`, those named in `order` first, in that order."""
     ordered = [(key, attrs.pop(key)) for key in order if key in attrs]
@@ -86,13 +110,18 @@ def _in_order(element: etree._Element, attrs: dict[str, str], order: tuple[str, 
 
 def _as_libvirt_writes(source: etree._Element, kind: str) -> None:
     """Give a job image's `<source>` what libvirt reads into it and writes back: its
-    attributes in libvirt's order, `tlsFromConfig` on a network source (written always
-    in status XML; 0 when absent), and on each TCP `<host>` without a port (or port 0)
-    its protocol's default one, without `transport='tcp'` (the default)."""
+    attributes and children, and those of its `<privateData>`, in libvirt's order,
+    `tlsFromConfig` on a network source (written always in status XML; 0 when absent),
+    and on each TCP `<host>` without a port (or port 0) its protocol's default one,
+    without `transport='tcp'` (the default)."""
     attrs = dict(source.attrib)
     if kind == "network":
         attrs.setdefault("tlsFromConfig", "0")
     _in_order(source, attrs, (*_SOURCE_ATTRIBUTES.get(kind, ()), "startupPolicy"))
+    _children_in_order(source, _SSH_CHILDREN if source.get("protocol") == "ssh"
+                       else _SOURCE_CHILDREN)
+    for private in source.iterchildren("privateData"):
+        _children_in_order(private, _PRIVATE_CHILDREN)
     default = DEFAULT_PORTS.get(source.get("protocol") or "") if kind == "network" else None
     for host in source.iterchildren("host"):
         attrs = dict(host.attrib)
