@@ -9,7 +9,7 @@ import pytest
 from lxml import etree
 
 import blockjob
-from blockjob import BlockJob, CommitData, JobState, JobType
+from blockjob import BlockJob, CommitData, JobState, JobType, PullData
 from tests.support.docs import disk, jobs, status
 
 DATA = Path(__file__).parent / "data"
@@ -378,14 +378,17 @@ def test_an_invalid_job_on_a_disk_counts_for_blockjobs_active_as_libvirt_counts_
 
 def test_a_second_job_on_a_repeated_disk_is_written_unbound() -> None:
     # The domain repeats vda (libvirt <= 5.7): 'y' is read invalid and unbound, and written
-    # so; with 'x' gone, 'z' may take vda, and the next load binds 'z', not 'y'.
+    # so, without the node name of vda's image, as the next load reads it; with 'x' gone,
+    # 'z' may take vda, and the next load binds 'z', not 'y'.
     data = status(
         "<blockjobs active='no'><blockjob name='x' type='copy' state='ready'><disk dst='vda'/>"
-        "</blockjob><blockjob name='y' type='copy' state='ready'><disk dst='vda'/></blockjob>"
-        "</blockjobs>", disk("vda", (1,)) + disk("vda", (2,)))
+        "</blockjob><blockjob name='y' type='pull' state='ready'><disk dst='vda'/>"
+        "<base node='libvirt-1-format'/></blockjob></blockjobs>",
+        disk("vda", (1,)) + disk("vda", (2,)))
     doc = blockjob.loads(data)
     y = doc.job("y")
-    assert y is not None and y.invalid and y.disk is None
+    assert y is not None and y.invalid and y.disk is None and y.data == PullData()
+    assert blockjob.loads(doc.dumps()).dumps() == doc.dumps()
     doc.remove_job("x")
     doc.add_job(BlockJob("z", JobType.COPY, JobState.READY, disk="vda"))
     assert [(job.name, job.disk) for job in blockjob.loads(doc.dumps()).jobs] == [

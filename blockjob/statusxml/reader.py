@@ -34,6 +34,7 @@ from blockjob.statusxml.mapping import (
     KNOWN_ATTRIBUTES,
     KNOWN_CHILDREN,
     NODE_ROWS,
+    ROWS_OF_CLASS,
     ROWS_OF_TYPE,
     Kind,
     Row,
@@ -553,6 +554,17 @@ def _dropped(blockjobs: etree._Element, filename: str) -> list[str]:
 _ACTIVE_ONLY = ["active"]
 
 
+def _unbound(data: JobData | None) -> JobData | None:
+    """`data` of a job taken off its disk, as the next load reads it: without node names,
+    which named images of that disk (a job without a disk has no chains to find them in,
+    as it was read with a disk)."""
+    if data is None:
+        return None
+    values = dict(vars(data))
+    values.update((row.field, None) for row in ROWS_OF_CLASS[type(data)] if row.kind is Kind.NODE)
+    return type(data)(**values)
+
+
 def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJob]:
     """Read every job; raise StatusXMLError where libvirt would refuse the file."""
     jobs: list[BlockJob] = []
@@ -587,7 +599,7 @@ def read_jobs(blockjobs: etree._Element | None, ctx: ReadContext) -> list[BlockJ
                 holder,
                 f"disk '{disk}' is repeated in the domain and already has job '{other}'",
             )
-            job = replace(job, disk=None, mirror=False, invalid=True,
+            job = replace(job, disk=None, mirror=False, data=_unbound(job.data), invalid=True,
                           problems=(*job.problems, repeated),
                           kept_attributes=(), kept_children=())
         elif other is not None:
