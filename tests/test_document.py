@@ -42,6 +42,13 @@ def test_active_follows_jobs_on_disks_in_live_states() -> None:
     assert b"<blockjobs active='yes'>" in idle.dumps()
 
 
+def test_a_mirror_without_job_is_a_legacy_copy_that_makes_blockjobs_active() -> None:
+    # libvirt reads a `<mirror>` without `job` as a copy, which counts for `active`.
+    data = jobs().replace(b" job='copy'", b"", 1)
+    assert b"<mirror type='file' file=" in data and b"job='copy'" not in data
+    assert blockjob.loads(data).active
+
+
 def test_empty_blockjobs_is_self_closing() -> None:
     assert b"  <blockjobs active='yes'/>\n" in _doc().dumps()
 
