@@ -263,3 +263,30 @@ def test_a_job_image_source_has_its_children_in_libvirt_s_order() -> None:
                          "objects", "secret", "blockjob", "src", "source", "host"]
     assert tags[13:15] == ["knownHosts", "identity"]
     assert blockjob.loads(dumped.encode()).dumps() == dumped.encode()
+
+
+def _nbd(index: str, port: str) -> str:
+    return _NETWORK.format(protocol="nbd", hosts=f"<host name='h' port='{port}'/>").replace(
+        "index='3'", f"index='{index}'")
+
+
+@pytest.mark.parametrize(("index", "port", "written"), [
+    # strtoul's syntax, as libvirt reads them, written back as the numbers read.
+    (" 5", "+80", "index='5'>\n          <host name='h' port='80'/>"),
+    ("+5", " 0", "index='5'>\n          <host name='h' port='10809'/>"),
+])
+def test_index_and_port_are_read_as_libvirt_reads_unsigned_numbers(
+    index: str, port: str, written: str
+) -> None:
+    doc = blockjob.loads(jobs(_nbd(index, port)))
+    (job,) = doc.jobs
+    assert not job.invalid
+    assert written.encode() in doc.dumps()
+
+
+@pytest.mark.parametrize(("index", "port"), [("4294967296", "1"), ("-1", "1"), ("5", "-1"),
+                                             ("5", "65536"), ("5", "0x50")])
+def test_an_index_or_port_libvirt_cannot_read_breaks_the_image(index: str, port: str) -> None:
+    doc = blockjob.loads(jobs(_nbd(index, port)))
+    (job,) = doc.jobs
+    assert job.invalid

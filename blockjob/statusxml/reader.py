@@ -51,6 +51,7 @@ from blockjob.statusxml.node import (
     text_dropped,
     xpath_attr,
 )
+from blockjob.statusxml.numbers import c_unsigned
 from blockjob.statusxml.sources import SourceError
 
 _TYPES = {t.value: t for t in JobType}
@@ -92,30 +93,11 @@ def _warning(filename: str, element: etree._Element, message: str) -> str:
 _Kids = dict[object, etree._Element]
 
 
-_C_SPACE = " \t\n\v\f\r"
-_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
-_UINT_MAX = 0xFFFF_FFFF
-
-
 @functools.lru_cache(maxsize=64)  # a daemon's files carry a handful of distinct values
 def _jobflags(text: str | None) -> int | None:
-    """libvirt's (>= 9) base-16 unsigned int parse, None where it fails: C's `strtoul`
-    syntax (leading white space, a sign, an optional `0x`), every character used, and
-    32 bits at most, `-N` wrapping around as libvirt's `virStrToLong_ui` lets it."""
-    if text is None:
-        return None
-    digits = text.lstrip(_C_SPACE)
-    negative = digits.startswith("-")
-    if digits.startswith(("-", "+")):
-        digits = digits[1:]
-    if digits.startswith(("0x", "0X")):
-        digits = digits[2:]
-    if not digits or not _HEX_DIGITS.issuperset(digits):
-        return None
-    value = int(digits, 16)
-    if value > _UINT_MAX:
-        return None
-    return -value & _UINT_MAX if negative else value
+    """libvirt's (>= 9) `virXMLPropUInt(node, "jobflags", 16, ...)`: 32 bits, and `-N`
+    wraps around (`virStrToLong_ui`)."""
+    return c_unsigned(text, 16, negative=True) if text is not None else None
 
 
 class _Job:

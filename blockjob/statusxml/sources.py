@@ -20,6 +20,7 @@ from blockjob.statusxml.node import (
     kept_node,
     xpath_attr,
 )
+from blockjob.statusxml.numbers import c_unsigned
 from blockjob.statusxml.rendered import RenderedXML
 
 STORAGE_TYPES = frozenset(
@@ -52,7 +53,7 @@ def _node_names(source: etree._Element) -> tuple[str | None, str | None]:
 
 def _index(text: str | None) -> int | None:
     """An image id; 0, like none, is not written (libvirt writes `index` only when not 0)."""
-    return int(text) or None if text and text.isascii() and text.isdigit() else None
+    return (c_unsigned(text, 10) or None) if text else None
 
 
 # The port libvirt fills in, when it reads a job image, for a TCP host without one
@@ -127,15 +128,16 @@ def _as_libvirt_writes(source: etree._Element, kind: str) -> None:
         attrs = dict(host.attrib)
         if attrs.get("transport") == "tcp":
             del attrs["transport"]
-        if attrs.get("port") in (None, "", "0"):
-            attrs.pop("port", None)
-            if default is not None and "transport" not in attrs:
-                attrs["port"] = default
+        port = c_unsigned(attrs.pop("port", ""), 10, maximum=_PORT_MAX)
+        if port:  # as libvirt writes the number it read
+            attrs["port"] = str(port)
+        elif default is not None and "transport" not in attrs:
+            attrs["port"] = default
         _in_order(host, attrs, _HOST_ATTRIBUTES)
 
 
 def _check_index(text: str | None, holder: object) -> None:
-    if text and (not text.isascii() or not text.isdigit()):
+    if text and c_unsigned(text, 10) is None:
         raise SourceError(f"<{holder!s}>: index '{text}' is not an unsigned decimal number")
 
 
@@ -231,6 +233,7 @@ def _check_backing(backing: etree._Element | None) -> None:
 PROTOCOLS = frozenset({"nbd", "rbd", "sheepdog", "gluster", "iscsi", "http", "https", "ftp",
                        "ftps", "tftp", "ssh", "vxhs", "nfs"})
 _TRANSPORTS = frozenset({"tcp", "unix", "rdma"})
+_PORT_MAX = 0xFFFF
 
 
 def _check_network(tag: object, kind: str, source: etree._Element) -> None:
@@ -251,7 +254,7 @@ def _check_network(tag: object, kind: str, source: etree._Element) -> None:
             raise SourceError(f"<{tag!s}>: unknown host transport '{transport}'")
         if transport == "unix" and not host.get("socket"):
             raise SourceError(f"<{tag!s}>: a unix host needs a socket")
-        if port and not (port.isascii() and port.isdigit() and int(port) <= 0xFFFF):
+        if port and c_unsigned(port, 10, maximum=_PORT_MAX) is None:
             raise SourceError(f"<{tag!s}>: host port '{port}' is not a number up to 65535")
 
 
