@@ -290,3 +290,16 @@ def test_an_index_or_port_libvirt_cannot_read_breaks_the_image(index: str, port:
     doc = blockjob.loads(jobs(_nbd(index, port)))
     (job,) = doc.jobs
     assert job.invalid
+
+
+def test_empty_private_data_wrappers_are_not_written_as_libvirt_writes_none() -> None:
+    # libvirt's element helper writes nothing for an element without attributes or
+    # children: an empty <nodenames>, <objects>, <slices> or <privateData> is gone.
+    doc = blockjob.loads(jobs(
+        "<blockjob name='c' type='create' state='running'><src type='file' format='raw'>"
+        "<source file='/f' index='3'><slices/><privateData><nodenames/><objects>\n</objects>"
+        "</privateData></source></src></blockjob>"))
+    dumped = doc.dumps()
+    assert b"      <src type='file' format='raw'>\n        <source file='/f' index='3'/>\n" \
+           b"      </src>\n" in dumped
+    assert blockjob.loads(dumped).dumps() == dumped

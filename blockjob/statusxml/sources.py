@@ -88,6 +88,21 @@ _PRIVATE_CHILDREN = ("nodenames", "reservations", "relPath", "objects", "fdsets"
                      "thresholdEvent", "nbdkit")
 
 
+# Wrappers libvirt writes with its element helper, which writes nothing for an element
+# without attributes or children.
+_OMITTED_WHEN_EMPTY = frozenset({"privateData", "nodenames", "objects", "fdsets", "slices",
+                                 "nbdkit"})
+
+
+def _drop_empty(element: etree._Element, tags: frozenset[str]) -> None:
+    """Remove the children of `element` named in `tags` that hold nothing (no attribute,
+    no child, no text but white space), as libvirt writes none of them."""
+    for child in list(element):
+        if child.tag in tags and not len(child) and not child.attrib \
+                and not (child.text or "").strip():
+            element.remove(child)
+
+
 def _children_in_order(element: etree._Element, order: tuple[str, ...]) -> None:
     """Put `element`'s children in libvirt's `order`, any other after them as they came;
     left alone when a comment or processing instruction is among them."""
@@ -123,6 +138,8 @@ def _as_libvirt_writes(source: etree._Element, kind: str) -> None:
                        else _SOURCE_CHILDREN)
     for private in source.iterchildren("privateData"):
         _children_in_order(private, _PRIVATE_CHILDREN)
+        _drop_empty(private, _OMITTED_WHEN_EMPTY)
+    _drop_empty(source, _OMITTED_WHEN_EMPTY)
     default = DEFAULT_PORTS.get(source.get("protocol") or "") if kind == "network" else None
     for host in source.iterchildren("host"):
         attrs = dict(host.attrib)
