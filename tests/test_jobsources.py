@@ -246,12 +246,12 @@ def test_a_job_image_source_has_libvirt_s_attributes_in_libvirt_s_order(
 
 def test_a_job_image_source_has_its_children_in_libvirt_s_order() -> None:
     # libvirt writes hosts, auth, then private data (node names before objects); an ssh
-    # source's identity after its known hosts.
+    # source's identity after its known hosts. A comment among them is not written.
     doc = blockjob.loads(jobs(
         "<blockjob name='r' type='create' state='running'><src type='network' format='raw'>"
         "<source protocol='rbd' name='p/i' tlsFromConfig='0' index='3'><privateData><objects>"
         "<secret type='auth' alias='a'/></objects><nodenames><nodename type='storage' name='s'/>"
-        "</nodenames></privateData><auth username='u'/><host name='h'/></source></src>"
+        "</nodenames></privateData><auth username='u'/><!-- c --><host name='h'/></source></src>"
         "</blockjob>",
         "<blockjob name='s' type='create' state='running'><src type='network' format='raw'>"
         "<source protocol='ssh' name='p/i' tlsFromConfig='0' index='4'>"

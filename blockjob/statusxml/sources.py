@@ -104,13 +104,12 @@ def _drop_empty(element: etree._Element, tags: frozenset[str]) -> None:
 
 
 def _children_in_order(element: etree._Element, order: tuple[str, ...]) -> None:
-    """Put `element`'s children in libvirt's `order`, any other after them as they came;
-    left alone when a comment or processing instruction is among them."""
+    """Put `element`'s child elements in libvirt's `order`, any other after them as they
+    came. Comments and processing instructions among them go (they are not written)."""
     children = list(element)
-    if any(not isinstance(child.tag, str) for child in children):
-        return
     rank = {tag: place for place, tag in enumerate(order)}
-    ordered = sorted(children, key=lambda child: rank.get(str(child.tag), len(order)))
+    ordered = sorted((child for child in children if isinstance(child.tag, str)),
+                     key=lambda child: rank.get(str(child.tag), len(order)))
     if ordered != children:
         element[:] = ordered
 
