@@ -6,7 +6,7 @@ a status file written years ago must still name the same things.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from functools import cached_property
 from typing import Protocol
@@ -161,9 +161,9 @@ class BlockJob:
     """One tracked block job.
 
     `jobflags` is None when the attribute was absent (jobs from libvirt < 6.1);
-    such a job keeps omitting it. An invalid job keeps what could be recovered in
-    these fields for callers, and `raw`, the element as read, which is what gets
-    written back so that nothing is lost.
+    such a job keeps omitting it. An invalid job holds what libvirt recovers of it
+    (`problems` says what was lost), and is written back from these fields as libvirt
+    writes it.
 
     `kept_attributes` and `kept_children` hold what a valid job carried that this
     version does not know (a newer libvirt's additions), each with the name of the
@@ -184,7 +184,6 @@ class BlockJob:
     data: JobData | None = None
     invalid: bool = False
     problems: tuple[str, ...] = ()
-    raw: Node | None = field(default=None, compare=False, repr=False)
     kept_attributes: tuple[tuple[str | None, str, str], ...] = ()
     kept_children: tuple[tuple[str | None, Node], ...] = ()
 

@@ -39,7 +39,9 @@ def test_show_json_lists_invalid_jobs_with_problems(capsys: pytest.CaptureFixtur
     documents = json.loads(captured.out)["documents"]
     assert [doc["domain"] for doc in documents] == ["golden", "golden"]
     invalid = {job["name"]: job for job in documents[0]["jobs"] if job["invalid"]}
-    assert invalid["unresolved-node"]["base"] == "libvirt-99-format"
+    # libvirt keeps no unresolved node name; the problem names it.
+    assert invalid["unresolved-node"]["base"] is None
+    assert "'libvirt-99-format' not found" in invalid["unresolved-node"]["problems"][0]
     assert invalid["unresolved-node"]["disabled_base_bitmaps"] == ["must-survive"]
     assert "block job without a name dropped (warning)" in captured.err
 

@@ -155,18 +155,6 @@ def test_a_changed_job_is_written_again_and_only_it(monkeypatch: pytest.MonkeyPa
     assert written == [job.name]
 
 
-def test_equal_but_new_invalid_job_writes_its_own_raw_element() -> None:
-    # `raw` is left out of equality: only identity may reuse a text.
-    doc = blockjob.loads((DATA / "invalid-jobs-in.xml").read_bytes())
-    job = next(job for job in doc.jobs if job.invalid and job.raw is not None)
-    doc.dumps()
-    other = dataclasses.replace(job, raw=Node("blockjob", (("name", job.name),
-                                                         ("type", "from-raw"))))
-    assert other == job
-    doc.replace_job(other)
-    assert f"<blockjob name='{job.name}' type='from-raw'/>".encode() in doc.dumps()
-
-
 def test_children_follow_an_edit_of_errmsg_or_data() -> None:
     doc, job = _commit_doc()
     doc.dumps()

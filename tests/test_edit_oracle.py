@@ -237,9 +237,12 @@ def run_edits(data: bytes, edits: list[str], *, reload_between: list[bool] | Non
             raise AssertionError(f"step {i} ({name}): {exc}") from exc
         again = blockjob.loads(after, "again.xml")
         assert again.dumps() == after, f"step {i} ({name}): a reload dumps other bytes"
-        assert [(j.name, j.invalid) for j in again.jobs] == \
-            [(j.name, j.invalid) for j in doc.jobs], f"step {i} ({name}): other jobs"
-        assert [j for j in again.jobs if not j.invalid] == [j for j in doc.jobs if not j.invalid]
+        assert [j.name for j in again.jobs] == [j.name for j in doc.jobs], \
+            f"step {i} ({name}): other jobs"
+        # An invalid job is written as libvirt writes what it recovered, which may read
+        # back valid (an unknown state written `failed`); a valid job stays as it is.
+        valid = [j for j in doc.jobs if not j.invalid]
+        assert [j for j in again.jobs if j in valid] == valid
         for held in doc.disks:
             assert again.disk(held.target) == _with_line(held, again.disk(held.target))
         if reload_between is not None and reload_between[i % len(reload_between)]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import pickle
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -82,14 +83,14 @@ def test_an_image_is_built_once_and_only_when_read() -> None:
 
 def test_each_job_finds_its_own_images_when_everything_is_on_one_line() -> None:
     # One line: locating the images by line could not tell the three `<src>` apart.
-    elements = [_SRC.format(name=f"c{n}", path=f"/img{n}", index=n) for n in range(3)]
+    elements = [_SRC.format(name=f"c{n}", path=f"/img{n}", index=n + 1) for n in range(3)]
     doc = blockjob.loads(status("<blockjobs active='no'>" + "".join(elements) + "</blockjobs>"))
     for n in range(3):
         job = doc.job(f"c{n}")
         assert job is not None and isinstance(job.data, CreateData)
         data = job.data
         assert data.src is not None
-        assert (data.src.path, data.src.index) == (f"/img{n}", n)
+        assert (data.src.path, data.src.index) == (f"/img{n}", n + 1)
 
 
 def test_orphan_chain_images_and_their_backing_are_built_from_the_bytes() -> None:
@@ -182,3 +183,123 @@ def test_an_image_built_as_nodes_equals_one_kept_as_lxml_bytes() -> None:
                 assert isinstance(image.element, bytes), path
                 compared += 1
     assert compared >= 10
+
+
+_NETWORK = (
+    "<blockjob name='n' type='create' state='running'><src type='network' format='raw'>"
+    "<source protocol='{protocol}' name='e' tlsFromConfig='0' index='3'>{hosts}</source>"
+    "</src></blockjob>"
+)
+
+
+@pytest.mark.parametrize(("protocol", "hosts", "written"), [
+    # libvirt fills in the protocol's default port of a TCP host without one...
+    ("nbd", "<host name='h'/>", "<host name='h' port='10809'/>"),
+    ("iscsi", "<host name='h' port='0'/>", "<host name='h' port='3260'/>"),
+    ("gluster", "<host name='h' transport='tcp'/><host name='i' port='1'/>",
+     "<host name='h' port='24007'/>\n          <host name='i' port='1'/>"),
+    # ...writes no `transport='tcp'` (the default) and its attributes in its order...
+    ("nbd", "<host transport='tcp' port='7' name='h'/>", "<host name='h' port='7'/>"),
+    # ...and none for a unix socket, nor for rbd, which has no default.
+    ("nbd", "<host transport='unix' socket='/s'/>", "<host transport='unix' socket='/s'/>"),
+    ("rbd", "<host name='h'/>", "<host name='h'/>"),
+])
+def test_a_network_job_image_gets_the_hosts_libvirt_reads_into_it(
+    protocol: str, hosts: str, written: str
+) -> None:
+    doc = blockjob.loads(jobs(_NETWORK.format(protocol=protocol, hosts=hosts)))
+    dumped = doc.dumps()
+    assert f"index='3'>\n          {written}\n        </source>".encode() in dumped
+    assert blockjob.loads(dumped).dumps() == dumped
+
+
+def test_a_job_image_index_of_0_is_not_written_as_libvirt_writes_none() -> None:
+    # libvirt keeps the id 0 and writes `index` only when it is not 0: the next load
+    # finds no index, and the job invalid ("missing job chain data").
+    doc = blockjob.loads(jobs(_SRC.format(name="c", path="/c", index="0")))
+    (job,) = doc.jobs
+    assert not job.invalid
+    dumped = doc.dumps()
+    assert b"<source file='/c'/>" in dumped
+    (again,) = blockjob.loads(dumped).jobs
+    assert again.invalid
+
+
+@pytest.mark.parametrize(("src", "written"), [
+    # A network source always has tlsFromConfig in status XML (0 when it was absent).
+    ("<src type='network' format='raw'><source index='4' name='e' protocol='rbd'/></src>",
+     "<source protocol='rbd' name='e' tlsFromConfig='0' index='4'/>"),
+    ("<src type='file' format='raw'><source index='4' startupPolicy='optional' file='/f'/>"
+     "</src>", "<source file='/f' startupPolicy='optional' index='4'/>"),
+    ("<src type='volume' format='raw'><source volume='v' mode='host' index='4' pool='p'/>"
+     "</src>", "<source pool='p' volume='v' mode='host' index='4'/>"),
+])
+def test_a_job_image_source_has_libvirt_s_attributes_in_libvirt_s_order(
+    src: str, written: str
+) -> None:
+    doc = blockjob.loads(jobs(f"<blockjob name='n' type='create' state='running'>{src}"
+                              "</blockjob>"))
+    dumped = doc.dumps()
+    assert f"\n        {written}\n".encode() in dumped
+    assert blockjob.loads(dumped).dumps() == dumped
+
+
+def test_a_job_image_source_has_its_children_in_libvirt_s_order() -> None:
+    # libvirt writes hosts, auth, then private data (node names before objects); an ssh
+    # source's identity after its known hosts. A comment among them is not written.
+    doc = blockjob.loads(jobs(
+        "<blockjob name='r' type='create' state='running'><src type='network' format='raw'>"
+        "<source protocol='rbd' name='p/i' tlsFromConfig='0' index='3'><privateData><objects>"
+        "<secret type='auth' alias='a'/></objects><nodenames><nodename type='storage' name='s'/>"
+        "</nodenames></privateData><auth username='u'/><!-- c --><host name='h'/></source></src>"
+        "</blockjob>",
+        "<blockjob name='s' type='create' state='running'><src type='network' format='raw'>"
+        "<source protocol='ssh' name='p/i' tlsFromConfig='0' index='4'>"
+        "<identity username='u' keyfile='/k'/><knownHosts path='/kh'/><host name='h'/>"
+        "</source></src></blockjob>"))
+    dumped = doc.dumps().decode()
+    tags = re.findall(r"^ +<(\w+)", dumped[dumped.index("<blockjob name='r'"):], re.MULTILINE)
+    assert tags[:13] == ["src", "source", "host", "auth", "privateData", "nodenames", "nodename",
+                         "objects", "secret", "blockjob", "src", "source", "host"]
+    assert tags[13:15] == ["knownHosts", "identity"]
+    assert blockjob.loads(dumped.encode()).dumps() == dumped.encode()
+
+
+def _nbd(index: str, port: str) -> str:
+    return _NETWORK.format(protocol="nbd", hosts=f"<host name='h' port='{port}'/>").replace(
+        "index='3'", f"index='{index}'")
+
+
+@pytest.mark.parametrize(("index", "port", "written"), [
+    # strtoul's syntax, as libvirt reads them, written back as the numbers read.
+    (" 5", "+80", "index='5'>\n          <host name='h' port='80'/>"),
+    ("+5", " 0", "index='5'>\n          <host name='h' port='10809'/>"),
+])
+def test_index_and_port_are_read_as_libvirt_reads_unsigned_numbers(
+    index: str, port: str, written: str
+) -> None:
+    doc = blockjob.loads(jobs(_nbd(index, port)))
+    (job,) = doc.jobs
+    assert not job.invalid
+    assert written.encode() in doc.dumps()
+
+
+@pytest.mark.parametrize(("index", "port"), [("4294967296", "1"), ("-1", "1"), ("5", "-1"),
+                                             ("5", "65536"), ("5", "0x50")])
+def test_an_index_or_port_libvirt_cannot_read_breaks_the_image(index: str, port: str) -> None:
+    doc = blockjob.loads(jobs(_nbd(index, port)))
+    (job,) = doc.jobs
+    assert job.invalid
+
+
+def test_empty_private_data_wrappers_are_not_written_as_libvirt_writes_none() -> None:
+    # libvirt's element helper writes nothing for an element without attributes or
+    # children: an empty <nodenames>, <objects>, <slices> or <privateData> is gone.
+    doc = blockjob.loads(jobs(
+        "<blockjob name='c' type='create' state='running'><src type='file' format='raw'>"
+        "<source file='/f' index='3'><slices/><privateData><nodenames/><objects>\n</objects>"
+        "</privateData></source></src></blockjob>"))
+    dumped = doc.dumps()
+    assert b"      <src type='file' format='raw'>\n        <source file='/f' index='3'/>\n" \
+           b"      </src>\n" in dumped
+    assert blockjob.loads(dumped).dumps() == dumped

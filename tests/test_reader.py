@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 import blockjob
-from blockjob import JobState, JobType, StatusXMLError
+from blockjob import CommitData, JobState, JobType, StatusXMLError
 from tests.support.docs import disk, jobs, status
 
 COMMIT = (
@@ -91,7 +91,8 @@ def test_what_a_second_blockjobs_holds_besides_jobs_is_said_like_the_firsts() ->
         ("<blockjob name='j' type='copy' state='ready' shallownew='no'/>",
          "shallownew='no': only 'yes' is known"),
         ("<blockjob name='j' type='create' state='ready'/>", "<src> is missing"),
-        ("<blockjob name='j' type='create' state='ready'><create mode='all'/></blockjob>",
+        ("<blockjob name='j' type='create' state='ready'><create mode='all'/>"
+         "<src type='file' format='raw'><source file='/c' index='3'/></src></blockjob>",
          "<create mode='all'>: only 'storage' is known"),
         ("<blockjob name='j' type='backup' state='ready'><disk dst='vda'/></blockjob>",
          "<store> is missing"),
@@ -115,6 +116,28 @@ def test_what_a_second_blockjobs_holds_besides_jobs_is_said_like_the_firsts() ->
          "<source file='/o' index='7'/><backingStore type='file'><source file='/p'/>"
          "</backingStore></disk></chains></blockjob>",
          "orphan chains: <backingStore> needs <format type> and <source>"),
+        # libvirt reads the images below a chain's top by the same rules.
+        ("<blockjob name='j' type='copy' state='ready'><chains><disk type='file' format='raw'>"
+         "<source file='/o' index='7'/><backingStore type='none'><format type='raw'/>"
+         "<source file='/p'/></backingStore></disk></chains></blockjob>",
+         "orphan chains: <backingStore>: unknown storage type 'none'"),
+        ("<blockjob name='j' type='copy' state='ready'><chains><disk type='file' format='raw'>"
+         "<source file='/o' index='7'/><backingStore type='file'><format type='qcow9'/>"
+         "<source file='/p'/></backingStore></disk></chains></blockjob>",
+         "orphan chains: <backingStore>: unknown image format 'qcow9'"),
+        # What libvirt's network-source parser refuses.
+        *((f"<blockjob name='j' type='create' state='ready'><src type='network' format='raw'>"
+           f"<source {source} index='3'>{host}</source></src></blockjob>", problem)
+          for source, host, problem in (
+              ("protocol='iscsi2' name='t'", "", "<src>: unknown network protocol 'iscsi2'"),
+              ("name='t'", "", "<src>: unknown network protocol ''"),
+              ("protocol='rbd'", "", "<src>: a rbd source needs a name"),
+              ("protocol='nbd'", "<host transport='unix'/>", "<src>: a unix host needs a socket"),
+              ("protocol='nbd'", "<host name='h' transport='ipx'/>",
+               "<src>: unknown host transport 'ipx'"),
+              ("protocol='nbd'", "<host name='h' port='65536'/>",
+               "<src>: host port '65536' is not a number up to 65535"),
+          )),
     ],
 )
 def test_bad_job_is_kept_invalid_with_its_problem(element: str, problem: str) -> None:
@@ -126,7 +149,7 @@ def test_bad_job_is_kept_invalid_with_its_problem(element: str, problem: str) ->
 
 def test_problems_name_the_line_of_the_element_they_are_about() -> None:
     doc = blockjob.loads(jobs(
-        "<blockjob name='c' type='commit' state='running'>\n"
+        "<blockjob name='c' type='active-commit' state='running'>\n"
         "  <disk dst='vda'/>\n"
         "  <base node='libvirt-1-format'/>\n"
         "  <top node='nope'/>\n"
@@ -143,10 +166,7 @@ def test_problems_name_the_line_of_the_element_they_are_about() -> None:
         "</blockjob>"
     ))
     problems = {job.name: job.problems for job in doc.jobs}
-    assert problems["c"] == (
-        "line 6: <top> node name 'nope' not found in the job's chains",
-        "line 3: <topparent node> is missing",
-    )
+    assert problems["c"] == ("line 6: <top> node name 'nope' not found in the job's chains",)
     assert problems["b"] == ("line 10: <store>: unknown storage type 'floppy'",)
     assert problems["d"] == (
         "line 13: disk 'vdz' not found in the domain",
@@ -161,11 +181,70 @@ def test_invalid_job_defaults_follow_libvirt() -> None:
     assert (job.type, job.state, job.disk) == (JobType.BROKEN, JobState.FAILED, "vda")
 
 
+_SRC = "<src type='file' format='raw'><source file='/c' index='3'/></src>"
+_WRITTEN_SRC = ("      <src type='file' format='raw'>\n        <source file='/c' index='3'/>\n"
+                "      </src>\n")
+_ORPHAN = "<{tag} type='file' format='raw'><source file='/o'{index}/></{tag}>"
+
+
+@pytest.mark.parametrize(("element", "written"), [
+    # An unknown newstate is not kept.
+    ("<blockjob name='j' type='copy' state='ready' newstate='x'><disk dst='vda'/></blockjob>",
+     "<blockjob name='j' type='copy' state='ready'>\n      <disk dst='vda'/>\n    </blockjob>\n"),
+    # A missing type is `broken`, a missing state `failed`; the unknown disk is gone.
+    ("<blockjob name='j'><disk dst='vdz'/><errmsg>e</errmsg></blockjob>",
+     "<blockjob name='j' type='broken' state='failed'>\n      <errmsg>e</errmsg></blockjob>\n"),
+    # With a disk, a mirror attribute other than 'yes' still takes the disk's mirror.
+    ("<blockjob name='j' type='copy' state='ready'><disk dst='vdb' mirror='no'/></blockjob>",
+     "<blockjob name='j' type='copy' state='ready'>\n      <disk dst='vdb' mirror='yes'/>\n"
+     "    </blockjob>\n"),
+    # libvirt reads a create job's `<src>` before its mode: a bad mode keeps the source...
+    (f"<blockjob name='j' type='create' state='running'><create mode='all'/>{_SRC}</blockjob>",
+     f"<blockjob name='j' type='create' state='running'>\n{_WRITTEN_SRC}    </blockjob>\n"),
+    # ...and a bad source ends the reading before the mode.
+    ("<blockjob name='j' type='create' state='running'><create mode='storage'/>"
+     "<src type='file' format='raw'><source file='/c'/></src></blockjob>",
+     "<blockjob name='j' type='create' state='running'/>\n"),
+    # A backup job keeps its bitmap when its store is broken.
+    ("<blockjob name='j' type='backup' state='running'><bitmap name='b'/></blockjob>",
+     "<blockjob name='j' type='backup' state='running'>\n      <bitmap name='b'/>\n"
+     "    </blockjob>\n"),
+    # An orphan's chains are read one by one: a broken mirror chain leaves the disk chain.
+    ("<blockjob name='j' type='copy' state='ready'><chains>"
+     + _ORPHAN.format(tag="disk", index=" index='7'") + _ORPHAN.format(tag="mirror", index="")
+     + "</chains></blockjob>",
+     "<blockjob name='j' type='copy' state='ready'>\n      <chains>\n"
+     "        <disk type='file' format='raw'>\n          <source file='/o' index='7'/>\n"
+     "        </disk>\n      </chains>\n    </blockjob>\n"),
+])
+def test_an_invalid_job_is_written_as_libvirt_writes_what_it_recovered(
+    element: str, written: str
+) -> None:
+    doc = blockjob.loads(jobs(element))
+    (job,) = doc.jobs
+    assert job.invalid
+    assert f"\n    {written}".encode() in doc.dumps()
+
+
 def test_commit_needs_top_base_and_topparent() -> None:
     job = _one("<blockjob name='c' type='commit' state='running'><disk dst='vda'/>"
-               "<base node='libvirt-1-format'/></blockjob>")
+               "<base node='libvirt-1-format'/><topparent node='libvirt-1-format'/></blockjob>")
     assert job.invalid
-    assert job.problems == ("line 3: <top node> is missing", "line 3: <topparent node> is missing")
+    assert job.problems == ("line 3: <top node> is missing",)
+
+
+def test_an_unresolved_node_name_is_not_kept_nor_written() -> None:
+    # libvirt stores the image a name resolves to, and writes nothing for one it lacks;
+    # the job keeps the references that resolve.
+    doc = blockjob.loads(jobs(
+        "<blockjob name='c' type='commit' state='running'><disk dst='vda'/>"
+        "<base node='libvirt-1-format'/><top node='libvirt-1-format'/>"
+        "<topparent node='nope'/><deleteCommittedImages/></blockjob>"))
+    (job,) = doc.jobs
+    assert job.problems == ("line 3: <topparent> node name 'nope' not found in the job's chains",)
+    assert job.data == CommitData(base="libvirt-1-format", top="libvirt-1-format",
+                                  delete_committed_images=True)
+    assert b"<top node='libvirt-1-format'/>\n      <deleteCommittedImages/>\n" in doc.dumps()
 
 
 def test_active_commit_has_no_topparent() -> None:
@@ -248,6 +327,20 @@ def test_jobflags_absent_stays_absent_and_garbage_is_dropped_with_warning() -> N
     assert "unparsable jobflags '0xzz' dropped" in doc.warnings[0]
 
 
+@pytest.mark.parametrize(("written", "read"), [
+    (" 0x1f", 0x1F), ("+1", 1), ("-1", 0xFFFF_FFFF), ("-0x2", 0xFFFF_FFFE), ("0XfF", 0xFF),
+    ("0xffffffff", 0xFFFF_FFFF), ("0x100000000", None), ("0x0x1", None), ("0x", None),
+    ("0x-1", None), ("1 ", None), ("\N{ARABIC-INDIC DIGIT ONE}", None),
+])
+def test_jobflags_are_read_as_libvirt_reads_an_unsigned_int_in_base_16(
+    written: str, read: int | None
+) -> None:
+    # strtoul's syntax, the whole value, 32 bits: `virXMLPropUInt(node, "jobflags", 16, ...)`.
+    # Beyond 32 bits, or with a second prefix, it is unparsable and dropped.
+    job = _one(f"<blockjob name='j' type='copy' state='ready' jobflags='{written}'/>")
+    assert job.jobflags == read
+
+
 def test_unknown_brokentype_is_dropped_with_warning() -> None:
     doc = blockjob.loads(jobs("<blockjob name='b' type='broken' state='ready' brokentype='x'/>"))
     assert doc.jobs[0].brokentype is None and not doc.jobs[0].invalid
@@ -323,20 +416,19 @@ def test_errmsg_is_its_string_value_as_libvirt_reads_it(errmsg: str, read: str |
     assert (written in doc.dumps()) is (read is not None)
 
 
-def test_an_invalid_job_keeps_text_around_comments_and_warns_of_text_beside_elements() -> None:
+def test_an_invalid_job_is_written_as_libvirt_recovers_it() -> None:
+    # libvirt keeps what it read of a broken job (its errmsg, its disk) and nothing else:
+    # unknown children and text are gone, the unknown type is written `broken`.
     doc = blockjob.loads(jobs(
-        "<blockjob name='j' type='stream' state='running'>\n"
+        "<blockjob name='j' type='stream' state='running' future='1'>\n"
         "<errmsg>disk <!-- x -->full</errmsg><disk dst='vda'/>text\n"
         "<foo>t<b/>u</foo><bar>  <c/>  </bar></blockjob>"
     ), "f.xml")
     (job,) = doc.jobs
-    assert job.invalid
-    assert doc.warnings == (
-        "f.xml:3: job 'j': text beside the child elements of <blockjob> dropped",
-        "f.xml:5: job 'j': text beside the child elements of <foo> dropped",
-    )
+    assert job.invalid and doc.warnings == ()
     dumped = doc.dumps()
-    assert b"<errmsg>disk full</errmsg><disk dst='vda'/>\n" in dumped
+    assert b"    <blockjob name='j' type='broken' state='running'>\n" \
+           b"      <errmsg>disk full</errmsg><disk dst='vda'/>\n    </blockjob>\n" in dumped
     assert blockjob.loads(dumped).dumps() == dumped
 
 

@@ -194,7 +194,7 @@ def test_valid_documents_pass_with_each_schema() -> None:
 
 
 def test_problems_are_listed_with_line_and_path() -> None:
-    broken = DATA / "invalid" / "backingStore-format-missing.xml"
+    broken = DATA / "invalid" / "nodename-type-unknown.xml"
     with pytest.raises(AssertionError) as caught:
         assert_valid(blockjob.load(broken))
     first, *problems = str(caught.value).splitlines()

@@ -10,7 +10,7 @@ from lxml import etree
 import blockjob
 from blockjob.errors import StatusXMLError, UnsafeXMLError
 from blockjob.testing import assert_same_status
-from tests.support.corpus import REAL
+from tests.support.corpus import REAL, expected_roundtrip
 
 JOB_A = "<blockjob name='a' type='pull' state='running'><disk dst='vda'/></blockjob>"
 JOB_B = "<blockjob name='b' type='copy' state='ready'><disk dst='vdb'/></blockjob>"
@@ -131,4 +131,5 @@ def test_every_real_file_equals_its_lxml_reformatting() -> None:
     for path in _real_files():
         root = etree.fromstring(path.read_bytes(), etree.XMLParser(remove_blank_text=True))
         assert_same_status(path, etree.tostring(root.getroottree(), pretty_print=True))
-        assert_same_status(path, blockjob.load(path))
+        # What libvirt writes back: its invalid jobs lose what it could not read.
+        assert_same_status(expected_roundtrip(path), blockjob.load(path))

@@ -89,7 +89,8 @@ def _disk(target: str, disk: etree._Element, lines_above: int) -> Disk:
 _NODE_KINDS = frozenset({"storage", "format"})
 # Compiled once; one XPath call walks the disks in C, where a loop makes a proxy per child.
 _FIRST_TARGETS = etree.XPath("devices/disk/target[1]")
-_COPY_MIRROR = etree.XPath("boolean(devices/disk/mirror[1][@job='copy'])")
+# libvirt reads a `<mirror>` without `job` as a copy (its default mirror job).
+_COPY_MIRROR = etree.XPath("boolean(devices/disk/mirror[1][not(@job) or @job='copy'])")
 
 
 def known_names(elements: Iterable[etree._Element], wanted: set[str]) -> set[str]:
@@ -126,7 +127,7 @@ class DiskRefs:
             else:
                 self.elements[dev] = target.getparent()
         self.repeated = frozenset(repeated)
-        # A legacy (pre-blockdev) block copy shows only as `<mirror job='copy'>`.
+        # A legacy (pre-blockdev) block copy shows only as its `<mirror>`.
         self.copy_mirror = domain is not None and bool(_COPY_MIRROR(domain))
 
     def __contains__(self, target: str) -> bool:

@@ -19,7 +19,7 @@ from lxml import etree
 from blockjob.element import Node
 from blockjob.errors import StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, read_file
-from blockjob.model import ACTIVE_STATES, BlockJob, JobState, StorageSource
+from blockjob.model import ACTIVE_STATES, BlockJob, StorageSource
 from blockjob.statusxml.disks import Disk, DiskRefs, has_mirror_at, read_disk_at, read_disks
 from blockjob.statusxml.lazyimages import LoadedBlockjobs
 from blockjob.statusxml.mapping import node_references
@@ -82,7 +82,6 @@ class StatusDocument:
         monitor = top.get("monitor")
         refs = DiskRefs(domain)
         self._targets = frozenset(refs.elements)
-        self._repeated = refs.repeated
         self._copy_mirror = refs.copy_mirror
         # Where each disk's start tag ends: enough to read a disk from its own bytes later.
         self._disk_lines = {dev: disk.sourceline or 0 for dev, disk in refs.elements.items()}
@@ -186,42 +185,19 @@ class StatusDocument:
             raise ValueError(f"no block job named '{name}'") from None
 
     def _check_disk(self, job: BlockJob) -> None:
-        if job.invalid and job.raw is not None:
-            self._check_written_disk(job, job.raw)
         if job.disk is None:
             return
         if job.disk not in self._targets:
             raise ValueError(f"job '{job.name}': the domain has no disk '{job.disk}'")
         other = self.job_for_disk(job.disk)
-        if other is None and job.disk in self._repeated:
-            other = self._written_on(job.disk)
         if other is not None and other.name != job.name:
             raise ValueError(f"disk '{job.disk}' already has block job '{other.name}' assigned")
-
-    def _written_on(self, target: str) -> BlockJob | None:
-        """An invalid job without a disk whose element names disk `target` (one the domain
-        repeats): the next load may bind it rather than a job added on that disk, which
-        would come back invalid and unbound."""
-        return next((job for job in self._jobs.values() if job.disk is None and job.invalid
-                     and job.raw is not None and _written_disk(job.raw) == target), None)
-
-    def _check_written_disk(self, job: BlockJob, raw: Node) -> None:
-        """An invalid job is written as it was read: on another disk than its element's, the
-        checks would pass for a disk the file never gets (two jobs on one disk: refused).
-        Without a disk it may be only where its element binds none on the next load."""
-        written = _written_disk(raw)
-        if written == job.disk or (job.disk is None and (
-                written not in self._targets or written in self._repeated)):
-            return
-        raise ValueError(f"job '{job.name}' is invalid and written as it was read, on disk "
-                         f"'{written}': its disk cannot change to '{job.disk}'")
 
     @property
     def active(self) -> bool:
         """libvirt's `<blockjobs active>`: a disk has a live job or a legacy copy mirror."""
         for job in self._jobs.values():  # a loop: a dump asks, and a generator costs more
-            if job.disk is not None and (
-                job.state if not job.invalid else _written_state(job)) in ACTIVE_STATES:
+            if job.disk is not None and job.state in ACTIVE_STATES:
                 return True
         return self._copy_mirror
 
@@ -542,25 +518,6 @@ def _check_name(name: str) -> None:
         raise ValueError(f"block job name {name!r} is empty or holds characters a status "
                          "file cannot keep (NUL, control characters other than TAB, LF and "
                          "CR, U+FFFE, U+FFFF, lone surrogates)")
-
-
-def _written_disk(raw: Node) -> str | None:
-    """The disk an invalid job's element names: the reader's `string(./disk/@dst)`, the
-    first `<disk>` with one."""
-    return next((c.attr("dst") for c in raw.children if c.tag == "disk" and c.attr("dst")),
-                None)
-
-
-def _written_state(job: BlockJob) -> JobState | str:
-    """The state an invalid job is written with: its element's, as read (an unknown one reads
-    as failed). A state set since is not written, so it must not make `<blockjobs>` active:
-    the next load would say otherwise."""
-    if job.raw is None:
-        return job.state
-    return _STATES.get(job.raw.attr("state") or "", JobState.FAILED)
-
-
-_STATES = {state.value: state for state in JobState}
 
 
 def _child_at(index: int, root: etree._Element) -> etree._Element:

@@ -11,10 +11,10 @@ every row set, and checks both schemas accept it.
 
 Adding a child: one model field, one row here, both schemas, golden files.
 
-Attributes and children that no row names (a newer libvirt's) are never lost. On a
-valid job they are kept (`BlockJob.kept_attributes`/`kept_children`), each with the
-known attribute or child it followed, written back in that place, and reported as
-a warning naming file and line; an invalid job is written back whole, as read. Known
+Attributes and children that no row names (a newer libvirt's) are kept on a valid job
+(`BlockJob.kept_attributes`/`kept_children`), each with the known attribute or child it
+followed, written back in that place, and reported as a warning naming file and line;
+an invalid job is written as libvirt writes what it recovered, without them. Known
 children that do not belong to the job's type are dropped as libvirt drops them. A
 known child may repeat: its value is read as libvirt's XPath reads it (the attribute of
 the first one that has it; the items of every `<disabledBaseBitmaps>`), and it is

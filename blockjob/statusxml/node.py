@@ -288,13 +288,11 @@ def write_node(
     indent: str,
     *,
     pad: str | None = None,
-    inline_tags: frozenset[str] = frozenset(),
 ) -> None:
     """Append `node` in libvirt style, nested lines at `indent`.
 
     `pad` replaces the indent of the first line only (libvirt indents a line only
-    when the buffer ends in a newline). Children named in `inline_tags` are
-    written without their trailing newline, as libvirt does for `<errmsg>`.
+    when the buffer ends in a newline).
     """
     if type(node) is Verbatim:
         node.write(out, indent, indent if pad is None else pad)
@@ -308,16 +306,6 @@ def write_node(
         return
     out.append(f"{start}>\n")
     inner = indent + "  "
-    at_line_start = True
     for child in node.children:
-        first = None if at_line_start else ""
-        if child.tag in inline_tags and child.text is not None and not child.children:
-            prefix = inner if at_line_start else ""
-            out.append(
-                f"{prefix}<{child.tag}{attrs_bytes(child.attrs)}>{escape_text(child.text)}</{child.tag}>"
-            )
-            at_line_start = False
-        else:
-            write_node(out, child, inner, pad=first)
-            at_line_start = True
-    out.append(f"{indent if at_line_start else ''}</{node.tag}>\n")
+        write_node(out, child, inner)
+    out.append(f"{indent}</{node.tag}>\n")

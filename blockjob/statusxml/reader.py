@@ -34,6 +34,7 @@ from blockjob.statusxml.mapping import (
     KNOWN_ATTRIBUTES,
     KNOWN_CHILDREN,
     NODE_ROWS,
+    ROWS_OF_CLASS,
     ROWS_OF_TYPE,
     Kind,
     Row,
@@ -50,6 +51,7 @@ from blockjob.statusxml.node import (
     text_dropped,
     xpath_attr,
 )
+from blockjob.statusxml.numbers import c_unsigned
 from blockjob.statusxml.sources import SourceError
 
 _TYPES = {t.value: t for t in JobType}
@@ -93,13 +95,9 @@ _Kids = dict[object, etree._Element]
 
 @functools.lru_cache(maxsize=64)  # a daemon's files carry a handful of distinct values
 def _jobflags(text: str | None) -> int | None:
-    if text is None:
-        return None
-    digits = text[2:] if text[:2] in ("0x", "0X") else text
-    try:
-        return int(digits, 16) if digits and digits.isascii() and digits.isalnum() else None
-    except ValueError:
-        return None
+    """libvirt's (>= 9) `virXMLPropUInt(node, "jobflags", 16, ...)`: 32 bits, and `-N`
+    wraps around (`virStrToLong_ui`)."""
+    return c_unsigned(text, 16, negative=True) if text is not None else None
 
 
 class _Job:
@@ -174,6 +172,13 @@ _Reader = Callable[[_Job], Any]  # the row's model field decides the type
 
 
 def _node_reader(row: Row, kind: JobType) -> _Reader:
+    """A node name that resolves to nothing is kept out of the model (the problem names
+    it): libvirt stores the image it finds, not the string, and so writes nothing.
+
+    Each reference is read on its own. libvirt stops at an unresolved `<topparent>`
+    before reading `<top>` and `<base>`; keeping them costs nothing in the file (the job
+    is invalid either way) and lets recovery find the base whose bitmaps it re-enables.
+    """
     tag, required = row.xml, kind in row.required
 
     def read(job: _Job) -> str | None:
@@ -185,6 +190,7 @@ def _node_reader(row: Row, kind: JobType) -> _Reader:
             job.problems.append(problem(
                 job.holder(tag, "node"), f"<{tag}> node name '{name}' not found in the job's chains"
             ))
+            return None
         return name
 
     return read
@@ -266,22 +272,32 @@ _READERS: dict[Kind, Callable[[Row, JobType], _Reader]] = {
 }
 
 
-def _data_reader(kind: JobType) -> Callable[[_Job], JobData]:
-    """Read the data of a job of type `kind`: its rows in table order, into its data class.
+# libvirt's parse order where it is not the written one: a create job's `<src>` before
+# its mode.
+_PARSE_FIRST = ("src",)
 
-    Fields of the class that no row of this type fills (`topparent` of an active
-    commit) keep their defaults.
+
+def _data_reader(kind: JobType) -> Callable[[_Job], JobData]:
+    """Read the data of a job of type `kind`: its rows in libvirt's parse order, into its
+    data class.
+
+    Broken data (BrokenDataError) ends the reading there, as libvirt's `goto broken`
+    does: it is a problem of the job, and the fields not read yet keep their defaults,
+    as do those no row of this type fills (`topparent` of an active commit).
     """
     cls = DATA_CLASSES[kind]
     build = builder(cls)
-    readers = tuple((row.field, _READERS[row.kind](row, kind)) for row in ROWS_OF_TYPE[kind])
-    filled = {row.field for row in ROWS_OF_TYPE[kind]}
-    defaults = {f.name: f.default for f in dataclasses.fields(cls) if f.name not in filled}
+    rows = sorted(ROWS_OF_TYPE[kind], key=lambda row: row.xml not in _PARSE_FIRST)
+    readers = tuple((row.field, _READERS[row.kind](row, kind)) for row in rows)
+    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
 
     def read_data(job: _Job) -> JobData:
-        values = {name: read(job) for name, read in readers}
-        if defaults:
-            values.update(defaults)
+        values = defaults.copy()
+        try:
+            for name, read in readers:
+                values[name] = read(job)
+        except BrokenDataError as exc:
+            job.problems.append(_at(exc.line, str(exc)))
         data: JobData = build(values)
         return data
 
@@ -330,13 +346,26 @@ def _chains(job: _Job) -> tuple[JobChains | None, _Own]:
     else:
         own = first_children(job.kids["chains"])
         disk, mirror = own.get("disk"), own.get("mirror")
-    if disk is None and mirror is None:
+    # Each is read on its own, as libvirt does: one that is broken makes a problem, and
+    # the job keeps the other.
+    disk_image = _own_image(job, disk, _CHAIN_PATHS[0])
+    mirror_image = _own_image(job, mirror, _CHAIN_PATHS[1])
+    if disk_image is None and mirror_image is None:
         return None, ()
-    chains = JobChains(
-        disk=job.image(disk, _CHAIN_PATHS[0], chain=True) if disk is not None else None,
-        mirror=job.image(mirror, _CHAIN_PATHS[1], chain=True) if mirror is not None else None,
-    )
-    return chains, (disk, mirror)
+    read = (disk if disk_image is not None else None, mirror if mirror_image is not None else None)
+    return JobChains(disk=disk_image, mirror=mirror_image), read
+
+
+def _own_image(job: _Job, element: etree._Element | None, path: Path) -> StorageSource | None:
+    """One of an orphan job's own chains; None when it has none, or it is broken (a
+    problem of the job)."""
+    if element is None:
+        return None
+    try:
+        return job.image(element, path, chain=True)
+    except BrokenDataError as exc:
+        job.problems.append(_at(exc.line, f"orphan chains: {exc}"))
+        return None
 
 
 _new_job = builder(BlockJob)
@@ -441,18 +470,15 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     chains: JobChains | None = None
     own: _Own = ()
     if disk is None and not problems:
-        try:
-            chains, own = _chains(job)
-        except BrokenDataError as exc:
-            problems.append(_at(exc.line, f"orphan chains: {exc}"))
+        chains, own = _chains(job)
     elif disk is not None and "chains" in kids:
         ctx.warn(element, f"job '{name}': <chains> of a job bound to a disk ignored")
 
     mirror = False
-    if mirror_text == "yes":
+    if mirror_text is not None:  # whatever its value: libvirt then takes the disk's mirror
         if disk is None:
             problems.append(problem(job.holder("disk", "mirror"),
-                                    "mirror='yes' on a job without a disk"))
+                                    f"mirror='{mirror_text}' on a job without a disk"))
         else:
             mirror = ctx.disks.has_mirror(disk)
 
@@ -462,10 +488,7 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
         read_data, node_tags = specific
         if node_tags:
             job.known = _known(ctx.disks, disk, mirror, own, job.node_names(node_tags))
-        try:
-            data = read_data(job)
-        except BrokenDataError as exc:
-            problems.append(_at(exc.line, str(exc)))
+        data = read_data(job)
 
     errmsg_el = kids.get("errmsg")
     # libvirt reads the string value: all the text inside, around comments and child elements.
@@ -493,7 +516,6 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
         "data": data,
         "invalid": invalid,
         "problems": tuple(problems),
-        "raw": _kept(element, name, ctx) if invalid else None,
         "kept_attributes": kept_attributes,
         "kept_children": kept_children,
     })
@@ -512,6 +534,17 @@ def _dropped(blockjobs: etree._Element, filename: str) -> list[str]:
 
 
 _ACTIVE_ONLY = ["active"]
+
+
+def _unbound(data: JobData | None) -> JobData | None:
+    """`data` of a job taken off its disk, as the next load reads it: without node names,
+    which named images of that disk (a job without a disk has no chains to find them in,
+    as it was read with a disk)."""
+    if data is None:
+        return None
+    values = dict(vars(data))
+    values.update((row.field, None) for row in ROWS_OF_CLASS[type(data)] if row.kind is Kind.NODE)
+    return type(data)(**values)
 
 
 class _Registry:
@@ -547,8 +580,8 @@ class _Registry:
         repeated = problem(
             holder, f"disk '{disk}' is repeated in the domain and already has job '{other}'"
         )
-        return replace(job, disk=None, invalid=True, problems=(*job.problems, repeated),
-                       raw=_kept(element, job.name, ctx))
+        return replace(job, disk=None, mirror=False, data=_unbound(job.data), invalid=True,
+                       problems=(*job.problems, repeated), kept_attributes=(), kept_children=())
 
 
 def read_jobs(every: Sequence[etree._Element], ctx: ReadContext) -> list[BlockJob]:

@@ -20,6 +20,7 @@ from blockjob.statusxml.node import (
     kept_node,
     xpath_attr,
 )
+from blockjob.statusxml.numbers import c_unsigned
 from blockjob.statusxml.rendered import RenderedXML
 
 STORAGE_TYPES = frozenset(
@@ -51,11 +52,108 @@ def _node_names(source: etree._Element) -> tuple[str | None, str | None]:
 
 
 def _index(text: str | None) -> int | None:
-    return int(text) if text and text.isascii() and text.isdigit() else None
+    """An image id; 0, like none, is not written (libvirt writes `index` only when not 0)."""
+    return (c_unsigned(text, 10) or None) if text else None
+
+
+# The port libvirt fills in, when it reads a job image, for a TCP host without one
+# (`virStorageSourceNetworkDefaultPort`; rbd, nfs and the rest have none).
+DEFAULT_PORTS = {
+    "nbd": "10809", "iscsi": "3260", "gluster": "24007", "http": "80", "https": "443",
+    "ftp": "21", "ftps": "990", "tftp": "69", "sheepdog": "7000", "ssh": "22", "vxhs": "9999",
+}
+# libvirt's order of the attributes of a `<host>` and of a `<source>` per storage type
+# (then `startupPolicy`; `index` is the model's); any other follows them.
+_HOST_ATTRIBUTES = ("name", "port", "transport", "socket")
+_SOURCE_ATTRIBUTES = {
+    "file": ("file", "fdgroup"),
+    "block": ("dev",),
+    "dir": ("dir",),
+    "network": ("protocol", "name", "query", "tls", "tlsHostname", "tlsFromConfig"),
+    "volume": ("pool", "volume", "mode", "actualType"),
+    "nvme": ("type", "managed", "namespace"),
+    "vhostvdpa": ("dev",),
+}
+
+
+# libvirt's order of the children of a `<source>` (an ssh source's `<identity>` follows
+# `<knownHosts>`, an nfs one's `<host>`) and of its `<privateData>`.
+_SOURCE_TAIL = ("address", "slices", "seclabel", "auth", "encryption", "reservations",
+                "privateData")
+_NETWORK_CHILDREN = ("reconnect", "snapshot", "config", "initiator", "ssl", "cookies",
+                     "readahead", "timeout", "knownHosts")
+_SOURCE_CHILDREN = ("host", "identity", *_NETWORK_CHILDREN, *_SOURCE_TAIL)
+_SSH_CHILDREN = ("host", *_NETWORK_CHILDREN, "identity", *_SOURCE_TAIL)
+_PRIVATE_CHILDREN = ("nodenames", "reservations", "relPath", "objects", "fdsets",
+                     "thresholdEvent", "nbdkit")
+
+
+# Wrappers libvirt writes with its element helper, which writes nothing for an element
+# without attributes or children.
+_OMITTED_WHEN_EMPTY = frozenset({"privateData", "nodenames", "objects", "fdsets", "slices",
+                                 "nbdkit"})
+
+
+def _drop_empty(element: etree._Element, tags: frozenset[str]) -> None:
+    """Remove the children of `element` named in `tags` that hold nothing (no attribute,
+    no child, no text but white space), as libvirt writes none of them."""
+    for child in list(element):
+        if child.tag in tags and not len(child) and not child.attrib \
+                and not (child.text or "").strip():
+            element.remove(child)
+
+
+def _children_in_order(element: etree._Element, order: tuple[str, ...]) -> None:
+    """Put `element`'s child elements in libvirt's `order`, any other after them as they
+    came. Comments and processing instructions among them go (they are not written)."""
+    children = list(element)
+    rank = {tag: place for place, tag in enumerate(order)}
+    ordered = sorted((child for child in children if isinstance(child.tag, str)),
+                     key=lambda child: rank.get(str(child.tag), len(order)))
+    if ordered != children:
+        element[:] = ordered
+
+
+def _in_order(element: etree._Element, attrs: dict[str, str], order: tuple[str, ...]) -> None:
+    """Give `element` the attributes `attrs`, those named in `order` first, in that order."""
+    ordered = [(key, attrs.pop(key)) for key in order if key in attrs]
+    ordered += attrs.items()
+    if ordered != element.items():
+        element.attrib.clear()
+        element.attrib.update(ordered)
+
+
+def _as_libvirt_writes(source: etree._Element, kind: str) -> None:
+    """Give a job image's `<source>` what libvirt reads into it and writes back: its
+    attributes and children, and those of its `<privateData>`, in libvirt's order,
+    `tlsFromConfig` on a network source (written always in status XML; 0 when absent),
+    and on each TCP `<host>` without a port (or port 0) its protocol's default one,
+    without `transport='tcp'` (the default)."""
+    attrs = dict(source.attrib)
+    if kind == "network":
+        attrs.setdefault("tlsFromConfig", "0")
+    _in_order(source, attrs, (*_SOURCE_ATTRIBUTES.get(kind, ()), "startupPolicy"))
+    _children_in_order(source, _SSH_CHILDREN if source.get("protocol") == "ssh"
+                       else _SOURCE_CHILDREN)
+    for private in source.iterchildren("privateData"):
+        _children_in_order(private, _PRIVATE_CHILDREN)
+        _drop_empty(private, _OMITTED_WHEN_EMPTY)
+    _drop_empty(source, _OMITTED_WHEN_EMPTY)
+    default = DEFAULT_PORTS.get(source.get("protocol") or "") if kind == "network" else None
+    for host in source.iterchildren("host"):
+        attrs = dict(host.attrib)
+        if attrs.get("transport") == "tcp":
+            del attrs["transport"]
+        port = c_unsigned(attrs.pop("port", ""), 10, maximum=_PORT_MAX)
+        if port:  # as libvirt writes the number it read
+            attrs["port"] = str(port)
+        elif default is not None and "transport" not in attrs:
+            attrs["port"] = default
+        _in_order(host, attrs, _HOST_ATTRIBUTES)
 
 
 def _check_index(text: str | None, holder: object) -> None:
-    if text and (not text.isascii() or not text.isdigit()):
+    if text and c_unsigned(text, 10) is None:
         raise SourceError(f"<{holder!s}>: index '{text}' is not an unsigned decimal number")
 
 
@@ -79,6 +177,8 @@ def _image(
     below_image, terminated = None, False
     if below is not None:
         below_image, terminated = read_backing(below, to_write=to_write)
+    if to_write:
+        _as_libvirt_writes(source, kind)
     storage, fmt_node = _node_names(source)
     return _new_image({
         "type": kind,
@@ -131,13 +231,56 @@ def _format_of(
 
 def _check_backing(backing: etree._Element | None) -> None:
     """Refuse a job chain whose `<backingStore>` entries libvirt could not read."""
-    while backing is not None and backing.get("type"):
+    while backing is not None:
+        kind = backing.get("type")
+        if not kind:
+            return
         kids = first_children(backing)
         fmt_el = _format_of(backing, kids)
-        if "source" not in kids or fmt_el is None or not fmt_el.get("type"):
+        fmt = fmt_el.get("type") if fmt_el is not None else None
+        if "source" not in kids or not fmt:
             raise SourceError("<backingStore> needs <format type> and <source>")
+        _check_known("backingStore", kind, fmt)
+        _check_network("backingStore", kind, kids["source"])
         _check_index(backing.get("index"), "backingStore")
         backing = kids.get("backingStore")
+
+
+PROTOCOLS = frozenset({"nbd", "rbd", "sheepdog", "gluster", "iscsi", "http", "https", "ftp",
+                       "ftps", "tftp", "ssh", "vxhs", "nfs"})
+_TRANSPORTS = frozenset({"tcp", "unix", "rdma"})
+_PORT_MAX = 0xFFFF
+
+
+def _check_network(tag: object, kind: str, source: etree._Element) -> None:
+    """What libvirt's network-source parser refuses: a missing or unknown protocol, no
+    `name` but for nbd, and hosts with an unknown transport, a unix one without a socket,
+    or a port that is not a decimal number up to 65535."""
+    if kind != "network":
+        return
+    protocol = source.get("protocol")
+    if protocol not in PROTOCOLS:
+        raise SourceError(f"<{tag!s}>: unknown network protocol '{protocol or ''}'")
+    if not source.get("name") and protocol != "nbd":
+        raise SourceError(f"<{tag!s}>: a {protocol} source needs a name")
+    for host in source.iterchildren("host"):
+        transport = host.get("transport") or "tcp"
+        port = host.get("port")
+        if transport not in _TRANSPORTS:
+            raise SourceError(f"<{tag!s}>: unknown host transport '{transport}'")
+        if transport == "unix" and not host.get("socket"):
+            raise SourceError(f"<{tag!s}>: a unix host needs a socket")
+        if port and c_unsigned(port, 10, maximum=_PORT_MAX) is None:
+            raise SourceError(f"<{tag!s}>: host port '{port}' is not a number up to 65535")
+
+
+def _check_known(tag: object, kind: str, fmt: str) -> None:
+    """libvirt reads a job image, and each image below it, only of a known storage type
+    and format, `none` excluded."""
+    if kind not in STORAGE_TYPES:
+        raise SourceError(f"<{tag!s}>: unknown storage type '{kind}'")
+    if fmt not in FORMATS:
+        raise SourceError(f"<{tag!s}>: unknown image format '{fmt}'")
 
 
 def check_job_source(element: etree._Element, *, chain: bool) -> None:
@@ -155,10 +298,8 @@ def check_job_source(element: etree._Element, *, chain: bool) -> None:
         index = xpath_attr(element, source, "source", "index")
     if not kind or not fmt or source is None or not index:
         raise SourceError(f"<{element.tag!s}> needs type, format, <source> and source/@index")
-    if kind not in STORAGE_TYPES:
-        raise SourceError(f"<{element.tag!s}>: unknown storage type '{kind}'")
-    if fmt not in FORMATS:
-        raise SourceError(f"<{element.tag!s}>: unknown image format '{fmt}'")
+    _check_known(element.tag, kind, fmt)
+    _check_network(element.tag, kind, source)
     _check_index(index, element.tag)
     if chain:
         _check_backing(kids.get("backingStore"))

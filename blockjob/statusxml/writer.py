@@ -16,12 +16,10 @@ from typing import Any, NamedTuple, TypeVar
 
 from blockjob.element import Node
 from blockjob.model import BlockJob, JobChains, JobData, JobState, JobType, StorageSource
-from blockjob.statusxml.mapping import DATA_CLASSES, ROWS, Kind, Row, plan
+from blockjob.statusxml.mapping import DATA_CLASSES, Kind, Row, plan
 from blockjob.statusxml.node import escape_attr, escape_text, write_node
 from blockjob.statusxml.sources import job_source_node
 
-# libvirt writes text children (`<errmsg>`) without a newline after them.
-_INLINE = frozenset(row.xml for row in ROWS if row.kind is Kind.TEXT)
 BLOCKJOBS_INDENT = "  "
 JOB_INDENT = BLOCKJOBS_INDENT + "  "
 
@@ -192,7 +190,7 @@ def _attribute_parts(job: BlockJob, last: JobText | None) -> AttributeParts:
     same object: the writers are pure functions of it."""
     how = _ATTRIBUTES[type(job.data)]
     values = how.values(job)
-    if last is None or last.attributes is None or type(last.job.data) is not type(job.data):
+    if last is None or type(last.job.data) is not type(job.data):
         return values, list(map(call, how.writers, values))
     last_values, parts = last.attributes[0], list(last.attributes[1])
     for i in compress(range(len(values)), map(is_not, values, last_values)):
@@ -252,27 +250,22 @@ def _same_children(job: BlockJob, other: BlockJob) -> bool:
 
 
 class JobText(NamedTuple):
-    """`job` as written in `<blockjobs>`; `children` is what followed its attributes
-    (None: it was written whole from `raw`); `attributes`, its known attributes (None:
-    written from `raw`). The lists are never changed."""
+    """`job` as written in `<blockjobs>`; `children` is what followed its attributes,
+    `attributes` its known attributes. The lists are never changed."""
 
     job: BlockJob
     text: bytes
-    children: bytes | None
-    attributes: AttributeParts | None
+    children: bytes
+    attributes: AttributeParts
 
 
 def job_text(job: BlockJob, last: JobText | None = None) -> JobText:
-    """Write one `<blockjob>` (at JOB_INDENT). `last`, a text written before for a job of
-    the same name, lends its children and attribute texts where they are written from the
-    same objects: the daemon's usual edit changes only a state, an attribute."""
-    if job.invalid and job.raw is not None:
-        # What the reader could not make sense of goes back as it came in, under the job's
-        # name: the key of the document, which a caller may have changed.
-        out: list[str] = []
-        write_node(out, _renamed(job.raw, job.name), JOB_INDENT, inline_tags=_INLINE)
-        return _new(JobText, (job, "".join(out).encode("utf-8"), None, None))
-    if last is not None and last.children is not None and _same_children(job, last.job):
+    """Write one `<blockjob>` (at JOB_INDENT), valid or not: an invalid job holds what
+    libvirt recovers of it, and is written as libvirt writes that. `last`, a text written
+    before for a job of the same name, lends its children and attribute texts where they
+    are written from the same objects: the daemon's usual edit changes only a state, an
+    attribute."""
+    if last is not None and _same_children(job, last.job):
         children = last.children
     else:
         children = _children(job, JOB_INDENT).encode("utf-8")
@@ -284,16 +277,6 @@ def job_text(job: BlockJob, last: JobText | None = None) -> JobText:
 
 
 _new = tuple.__new__
-
-
-def _renamed(raw: Node, name: str) -> Node:
-    """`raw` with `name` as its name attribute: written under the old one, a renamed job
-    came back under that name on the next load, or twice under one name (the whole file
-    refused) when it took another job's."""
-    if raw.attr("name") == name:
-        return raw
-    return raw.with_attrs(tuple((key, name if key == "name" else value)
-                                for key, value in raw.attrs))
 
 
 def write_blockjobs(

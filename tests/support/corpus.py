@@ -60,6 +60,32 @@ def with_sorted_jobs(data: bytes) -> bytes:
     return data[:body_start] + b"".join(jobs) + data[end:]
 
 
+# Files with invalid jobs, which are written as libvirt writes what it recovered of them
+# (docs/format.md#leniency): each edit takes away what is lost.
+_INVALID_JOBS = {
+    # A second job on the disk target the domain repeats is kept unbound, without the
+    # node names of that disk's images.
+    "blockjob-blockdev-in.ce7229a3b0.xml": (
+        (b"<blockjob name='pull-vdc-libvirt-9-format' type='commit' state='running'>\n"
+         b"      <disk dst='vdc'/>\n      <base node='libvirt-11-format'/>\n"
+         b"      <top node='libvirt-9-format'/>\n      <topparent node='libvirt-2-format'/>\n"
+         b"    </blockjob>\n",
+         b"<blockjob name='pull-vdc-libvirt-9-format' type='commit' state='running'/>\n"),
+    ),
+    # An unknown type is written `broken`, without type-specific data; a node name that
+    # resolves to nothing is not written.
+    "corrupt1-edited.xml": (
+        (b"type='bogus'", b"type='broken'"),
+        (b"      <base node='libvirt-5-format'/>\n      <top node='libvirt-12-format'/>\n"
+         b"      <topparent node='libvirt-13-format'/>\n", b""),
+        (b"      <base node='libvirt-99-format'/>\n", b""),
+    ),
+}
+
+
 def expected_roundtrip(path: Path) -> bytes:
     data = path.read_bytes()
+    for old, new in _INVALID_JOBS.get(path.name, ()):
+        assert old in data, (path.name, old)
+        data = data.replace(old, new, 1)
     return with_sorted_jobs(data) if path.name in UNSORTED else data
