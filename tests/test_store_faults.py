@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import resource
 import secrets
@@ -22,6 +23,8 @@ NEW = RawDocument("vm1", status_bytes("vm1", "new version " * 4000))
 _real_open = os.open
 _real_write = os.write
 _real_fsync = os.fsync
+_real_fstat = os.fstat
+_real_close = os.close
 
 
 def _fail(code: int) -> OSError:
@@ -226,3 +229,59 @@ def test_a_lock_file_that_cannot_be_looked_at_once_locked_fails_the_save(
     monkeypatch.undo()
     assert path.read_bytes() == OLD.data
     assert store.save(NEW) == path, "the lock was released"
+
+
+def _is_lock(fd: int) -> bool:
+    return os.readlink(f"/proc/self/fd/{fd}").endswith(".lock")
+
+
+def _lock_fstat_fails(fd: int) -> os.stat_result:
+    if _is_lock(fd):
+        raise _fail(errno.EIO)
+    return _real_fstat(fd)
+
+
+
+@pytest.mark.parametrize("waiting", [False, True], ids=["free", "owned by another"])
+def test_a_lock_descriptor_that_cannot_be_looked_at_is_a_store_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waiting: bool
+) -> None:
+    # Was a bare OSError (a traceback from the CLI), unlike the lock file's own lstat.
+    store = StatusStore(tmp_path)
+    path = store.save(OLD)
+    other = os.open(tmp_path / lock_name("vm1"), os.O_RDWR | os.O_CLOEXEC)
+    try:
+        if waiting:
+            fcntl.flock(other, fcntl.LOCK_EX)
+        monkeypatch.setattr(os, "fstat", _lock_fstat_fails)
+        with pytest.raises(StoreError, match=f"{lock_name('vm1')}: cannot look at lock: "
+                                             f"Input/output error"), \
+                store.owned("vm1", timeout=0.05) as owner:
+            owner.save(NEW)
+        monkeypatch.undo()
+    finally:
+        os.close(other)
+    assert path.read_bytes() == OLD.data
+    assert store.save(NEW) == path, "the lock was released"
+
+
+def test_a_lock_descriptor_whose_close_fails_still_ends_the_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Linux frees the descriptor (and the lock) whatever close says: the save is done, and
+    # raised a bare OSError after it.
+    store = StatusStore(tmp_path)
+    path = store.save(OLD)
+
+    def close(fd: int) -> None:
+        lock = _is_lock(fd)
+        _real_close(fd)
+        if lock:
+            raise _fail(errno.EIO)
+
+    monkeypatch.setattr(os, "close", close)
+    assert store.save(NEW) == path
+    monkeypatch.undo()
+    assert path.read_bytes() == NEW.data
+    with store.owned("vm1", timeout=0):
+        pass  # free again
