@@ -72,12 +72,21 @@ def _fchmod_fails(fd: int, mode: int) -> None:
     raise _fail(errno.EPERM)
 
 
+def _scratch_close_fails(fd: int) -> None:
+    # A close that reports a write-back error (NFS) once the descriptor is gone.
+    scratch = os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp")
+    _real_close(fd)
+    if scratch:
+        raise _fail(errno.EIO)
+
+
 FAULTS: dict[str, tuple[object, str, Callable[..., object], str]] = {
     "create scratch": (os, "open", _scratch_open, "No space left on device"),
     "fchmod": (os, "fchmod", _fchmod_fails, "Operation not permitted"),
     "write, disk full": (os, "write", _disk_full_write, "No space left on device"),
     "write, I/O error": (os, "write", _io_error_write, "Input/output error"),
     "file fsync": (os, "fsync", _fsync_failing(directory=False), "Input/output error"),
+    "close the scratch file": (os, "close", _scratch_close_fails, "Input/output error"),
     "keep the old version": (os, "link", _link_fails(errno.EIO), "Input/output error"),
     "rename": (os, "rename", _rename_fails, "Invalid cross-device link"),
     "directory fsync": (os, "fsync", _fsync_failing(directory=True), "Input/output error"),

@@ -80,16 +80,17 @@ def make_directories(directory: str | os.PathLike[str], mode: int) -> None:
 def _write_new(scratch: str, data: bytes, mode: int) -> None:
     fd = os.open(scratch, _CREATE, mode)  # raises before anything of ours exists
     try:
-        os.fchmod(fd, mode)  # the umask may have taken bits off `mode`
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    except BaseException:
+        try:
+            os.fchmod(fd, mode)  # the umask may have taken bits off `mode`
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:  # a failed close too: the data may not have reached the disk
         _unlink_quietly(scratch)
         raise
-    finally:
-        os.close(fd)
 
 
 class _Old(enum.Enum):
