@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -74,7 +75,9 @@ def read_file_and_stat(path: PathLike, *, max_bytes: int = MAX_INPUT_BYTES,
     except OSError as exc:
         raise InputError(name, f"cannot read: {_reason(exc)}", errno=exc.errno) from None
     finally:
-        os.close(fd)
+        # Nothing was written through it, and Linux frees it whatever close says.
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def is_directory(path: PathLike) -> bool:
