@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import sys
@@ -51,6 +52,12 @@ def read_input(name: PathLike, *, max_bytes: int = MAX_INPUT_BYTES,
 def read_file(path: PathLike, *, max_bytes: int = MAX_INPUT_BYTES,
               follow_symlinks: bool = True) -> bytes:
     """The bytes of the regular file `path`, or InputError saying why not."""
+    return read_file_and_stat(path, max_bytes=max_bytes, follow_symlinks=follow_symlinks)[0]
+
+
+def read_file_and_stat(path: PathLike, *, max_bytes: int = MAX_INPUT_BYTES,
+                       follow_symlinks: bool = True) -> tuple[bytes, os.stat_result]:
+    """`read_file`, with the file's status as it was opened (which version was read)."""
     name = os.fspath(path)
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
     if not follow_symlinks:
@@ -64,11 +71,13 @@ def read_file(path: PathLike, *, max_bytes: int = MAX_INPUT_BYTES,
         _check_kind(name, info.st_mode)
         if info.st_size > max_bytes:
             raise InputError(name, _too_large(info.st_size, max_bytes))
-        return _read_bounded(lambda size: os.read(fd, size), name, max_bytes)
+        return _read_bounded(lambda size: os.read(fd, size), name, max_bytes), info
     except OSError as exc:
         raise InputError(name, f"cannot read: {_reason(exc)}", errno=exc.errno) from None
     finally:
-        os.close(fd)
+        # Nothing was written through it, and Linux frees it whatever close says.
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def is_directory(path: PathLike) -> bool:

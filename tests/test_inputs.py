@@ -200,3 +200,20 @@ def test_loads_takes_any_bytes_and_names_anything_else() -> None:
         blockjob.loads(data.decode())  # type: ignore[arg-type]
     with pytest.raises(TypeError, match=r"takes the document's bytes, not NoneType$"):
         blockjob.loads(None)  # type: ignore[arg-type]
+
+
+def test_a_file_read_whole_is_read_though_closing_it_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A close error after the read was a bare OSError (a traceback from `recover`).
+    path = _good(tmp_path)
+    real_close = os.close
+
+    def close(fd: int) -> None:
+        real_close(fd)
+        raise OSError(5, os.strerror(5))
+
+    monkeypatch.setattr(os, "close", close)
+    data = inputs.read_file(path)
+    monkeypatch.undo()
+    assert data == path.read_bytes()

@@ -398,6 +398,19 @@ def test_unloadable_documents_raise_typed_errors(data: bytes, message: str) -> N
     assert message in caught.value.message
 
 
+@pytest.mark.parametrize("data", [
+    b"<domstatus>\n<domain>\0<name>x</name></domain></domstatus>\n",  # a NUL
+    b"<domstatus>\n<domain><name>\xff\xfe</name></domain></domstatus>\n",  # not UTF-8
+])
+def test_a_nul_or_bytes_not_utf8_are_refused_on_one_line_with_their_line(data: bytes) -> None:
+    # libxml2 ends some messages with a newline: the error spanned two lines of output.
+    with pytest.raises(StatusXMLError) as caught:
+        blockjob.loads(data, "bad.xml")
+    assert caught.value.line == 2
+    assert "\n" not in str(caught.value)
+    assert str(caught.value).startswith("bad.xml:2: not well-formed XML: ")
+
+
 @pytest.mark.parametrize(
     ("errmsg", "read"),
     [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import resource
 import secrets
@@ -22,6 +23,8 @@ NEW = RawDocument("vm1", status_bytes("vm1", "new version " * 4000))
 _real_open = os.open
 _real_write = os.write
 _real_fsync = os.fsync
+_real_fstat = os.fstat
+_real_close = os.close
 
 
 def _fail(code: int) -> OSError:
@@ -69,12 +72,21 @@ def _fchmod_fails(fd: int, mode: int) -> None:
     raise _fail(errno.EPERM)
 
 
+def _scratch_close_fails(fd: int) -> None:
+    # A close that reports a write-back error (NFS) once the descriptor is gone.
+    scratch = os.readlink(f"/proc/self/fd/{fd}").endswith(".tmp")
+    _real_close(fd)
+    if scratch:
+        raise _fail(errno.EIO)
+
+
 FAULTS: dict[str, tuple[object, str, Callable[..., object], str]] = {
     "create scratch": (os, "open", _scratch_open, "No space left on device"),
     "fchmod": (os, "fchmod", _fchmod_fails, "Operation not permitted"),
     "write, disk full": (os, "write", _disk_full_write, "No space left on device"),
     "write, I/O error": (os, "write", _io_error_write, "Input/output error"),
     "file fsync": (os, "fsync", _fsync_failing(directory=False), "Input/output error"),
+    "close the scratch file": (os, "close", _scratch_close_fails, "Input/output error"),
     "keep the old version": (os, "link", _link_fails(errno.EIO), "Input/output error"),
     "rename": (os, "rename", _rename_fails, "Invalid cross-device link"),
     "directory fsync": (os, "fsync", _fsync_failing(directory=True), "Input/output error"),
@@ -226,3 +238,59 @@ def test_a_lock_file_that_cannot_be_looked_at_once_locked_fails_the_save(
     monkeypatch.undo()
     assert path.read_bytes() == OLD.data
     assert store.save(NEW) == path, "the lock was released"
+
+
+def _is_lock(fd: int) -> bool:
+    return os.readlink(f"/proc/self/fd/{fd}").endswith(".lock")
+
+
+def _lock_fstat_fails(fd: int) -> os.stat_result:
+    if _is_lock(fd):
+        raise _fail(errno.EIO)
+    return _real_fstat(fd)
+
+
+
+@pytest.mark.parametrize("waiting", [False, True], ids=["free", "owned by another"])
+def test_a_lock_descriptor_that_cannot_be_looked_at_is_a_store_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waiting: bool
+) -> None:
+    # Was a bare OSError (a traceback from the CLI), unlike the lock file's own lstat.
+    store = StatusStore(tmp_path)
+    path = store.save(OLD)
+    other = os.open(tmp_path / lock_name("vm1"), os.O_RDWR | os.O_CLOEXEC)
+    try:
+        if waiting:
+            fcntl.flock(other, fcntl.LOCK_EX)
+        monkeypatch.setattr(os, "fstat", _lock_fstat_fails)
+        with pytest.raises(StoreError, match=f"{lock_name('vm1')}: cannot look at lock: "
+                                             f"Input/output error"), \
+                store.owned("vm1", timeout=0.05) as owner:
+            owner.save(NEW)
+        monkeypatch.undo()
+    finally:
+        os.close(other)
+    assert path.read_bytes() == OLD.data
+    assert store.save(NEW) == path, "the lock was released"
+
+
+def test_a_lock_descriptor_whose_close_fails_still_ends_the_save(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Linux frees the descriptor (and the lock) whatever close says: the save is done, and
+    # raised a bare OSError after it.
+    store = StatusStore(tmp_path)
+    path = store.save(OLD)
+
+    def close(fd: int) -> None:
+        lock = _is_lock(fd)
+        _real_close(fd)
+        if lock:
+            raise _fail(errno.EIO)
+
+    monkeypatch.setattr(os, "close", close)
+    assert store.save(NEW) == path
+    monkeypatch.undo()
+    assert path.read_bytes() == NEW.data
+    with store.owned("vm1", timeout=0):
+        pass  # free again

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from blockjob.store import status_store as store_module
-from blockjob.store.atomic import replace_file
+from blockjob.store.atomic import Version, replace_file
 from blockjob.store.status_store import DomainBusyError, DomainOwner, StatusStore, StoreError
 from tests.test_store_support import (
     RawDocument,
@@ -34,14 +34,16 @@ class _Overlap:
         self.most = 0
         self.count = threading.Lock()
 
-    def __call__(self, path: Path, data: bytes, mode: int = 0o600) -> None:
+    def __call__(self, path: Path, data: bytes, mode: int = 0o600, *, owned: bool = False,
+                 expected: Version | None = None) -> Version | None:
         with self.count:
             self.inside += 1
             self.most = max(self.most, self.inside)
         time.sleep(0.001)  # widen the window an unserialized save would overlap in
-        replace_file(path, data, mode)
+        version = replace_file(path, data, mode, owned=owned, expected=expected)
         with self.count:
             self.inside -= 1
+        return version
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["one store", "a store per thread"])

@@ -73,7 +73,9 @@ def parse(data: bytes, filename: str, *, keep_blank_text: bool = False) -> etree
         root = etree.fromstring(data, _PARSER_KEEPING_BLANKS if keep_blank_text else _PARSER)
     except etree.XMLSyntaxError as exc:
         line = exc.lineno if exc.lineno else None
-        raise StatusXMLError(filename, line, f"not well-formed XML: {exc.msg}") from None
+        # libxml2 ends some messages with a newline, before lxml's ", line L, column C".
+        message = exc.msg.replace("\n", "")
+        raise StatusXMLError(filename, line, f"not well-formed XML: {message}") from None
     except ValueError as exc:  # e.g. a unicode string with an encoding declaration
         raise StatusXMLError(filename, None, f"not XML: {exc}") from None
     docinfo = root.getroottree().docinfo

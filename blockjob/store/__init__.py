@@ -11,6 +11,7 @@ from blockjob.store.status_store import (
     LoadReport,
     ScanReport,
     StatusStore,
+    StoreConflictError,
     StoreError,
 )
 
@@ -22,5 +23,6 @@ __all__ = [
     "LoadReport",
     "ScanReport",
     "StatusStore",
+    "StoreConflictError",
     "StoreError",
 ]

@@ -32,3 +32,8 @@ class DomainNameError(StoreError):
 
 class DomainBusyError(StoreError):
     """Another owner held the domain for longer than the caller was willing to wait."""
+
+
+class StoreConflictError(StoreError):
+    """A save refused because the file changed since its owner read or saved it: another
+    writer, which does not take the store's lock (libvirt), saved or removed it."""

@@ -124,7 +124,9 @@ class held:  # noqa: N801 - used as a function: `with held(lock, timeout, what):
         # descriptor leaves the list in the same step.
         with _LISTING:
             _OPEN_LOCKS.discard(self)
-            os.close(self._fd)
+            # Linux frees the descriptor, and so the lock, even when close reports an error.
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
             self._fd = -1
 
     def _lock_within(self, deadline: float) -> None:
@@ -137,7 +139,7 @@ class held:  # noqa: N801 - used as a function: `with held(lock, timeout, what):
                 return
             except BlockingIOError:
                 if not waited:  # first refusal: is the holder this very thread?
-                    self._refuse_reentry(os.fstat(fd))
+                    self._refuse_reentry()
                     waited = True
                 if time.monotonic() >= deadline:
                     raise DomainBusyError(
@@ -150,18 +152,25 @@ class held:  # noqa: N801 - used as a function: `with held(lock, timeout, what):
     def _locked_file(self) -> _Identity | None:
         """The (device, inode) of the file locked, or None if the lock's name gives another
         file now (it was deleted or replaced while this descriptor waited)."""
-        locked = os.fstat(self._fd)
         try:
+            locked = os.fstat(self._fd)
             named = os.lstat(self._lock)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            raise StoreError(self._lock, f"cannot look at lock: {exc.strerror or exc}") from None
+            raise self._unseen(exc) from None
         if named.st_ino != locked.st_ino or named.st_dev != locked.st_dev:
             return None
         return locked.st_dev, locked.st_ino
 
-    def _refuse_reentry(self, file: os.stat_result) -> None:
+    def _unseen(self, exc: OSError) -> StoreError:
+        return StoreError(self._lock, f"cannot look at lock: {exc.strerror or exc}")
+
+    def _refuse_reentry(self) -> None:
+        try:
+            file = os.fstat(self._fd)
+        except OSError as exc:
+            raise self._unseen(exc) from None
         if (file.st_dev, file.st_ino) in self._files:
             raise DomainBusyError(self._lock, f"{self._what} is already owned by this thread "
                                               f"(an owner block inside another of the same "

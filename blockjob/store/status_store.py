@@ -26,14 +26,22 @@ from pathlib import Path
 from typing import Protocol
 
 from blockjob.errors import InputError, StatusXMLError
-from blockjob.inputs import MAX_INPUT_BYTES, read_file
+from blockjob.inputs import MAX_INPUT_BYTES, read_file_and_stat
 from blockjob.statusxml.document import StatusDocument, loads
-from blockjob.store.atomic import fsync_directory, make_directories, replace_file
+from blockjob.store.atomic import (
+    FileChangedError,
+    Version,
+    fsync_directory,
+    make_directories,
+    replace_file,
+    version_of,
+)
 from blockjob.store.directory import QUARANTINE, LoadFailure, quarantine, remove_leftovers
 from blockjob.store.errors import (
     EXHAUSTED,
     DomainBusyError,
     DomainNameError,
+    StoreConflictError,
     StoreError,
     StoreExhaustedError,
 )
@@ -41,8 +49,8 @@ from blockjob.store.lock import held, lock_file_of
 
 __all__ = [
     "QUARANTINE", "SUFFIX", "DomainBusyError", "DomainNameError", "DomainOwner", "LoadFailure",
-    "LoadReport", "ScanReport", "StatusStore", "StoreError", "StoreExhaustedError",
-    "read_status_bytes",
+    "LoadReport", "ScanReport", "StatusStore", "StoreConflictError", "StoreError",
+    "StoreExhaustedError", "read_status_bytes",
 ]
 
 SUFFIX = ".xml"
@@ -100,11 +108,18 @@ def checked_name(name: str | None, where: str | os.PathLike[str]) -> str:
 def read_status_bytes(path: str | os.PathLike[str], max_bytes: int = MAX_INPUT_BYTES) -> bytes:
     """The bytes of a regular file under the input policy (`blockjob.inputs`), without
     following a symlink: a status file is never a link to somewhere else."""
+    return read_status_file(path, max_bytes)[0]
+
+
+def read_status_file(path: str | os.PathLike[str],
+                     max_bytes: int = MAX_INPUT_BYTES) -> tuple[bytes, Version]:
+    """`read_status_bytes`, with the version read (`blockjob.store.atomic.version_of`)."""
     try:
-        return read_file(path, max_bytes=max_bytes, follow_symlinks=False)
+        data, info = read_file_and_stat(path, max_bytes=max_bytes, follow_symlinks=False)
     except InputError as exc:
         error = StoreExhaustedError if exc.errno in EXHAUSTED else StoreError
         raise error(path, exc.message) from None
+    return data, version_of(info)
 
 
 class StatusStore:
@@ -164,7 +179,7 @@ class StatusStore:
         self._make_directory()
         # The lock alone, not an owner: nothing is read, and nothing outlives the write.
         with held(lock, OWNER_TIMEOUT, f"domain {name!r}"):
-            self._write(path, data)
+            self._write(path, data, owned=False)
         return path
 
     def load(self, name: str) -> StatusDocument:
@@ -172,7 +187,7 @@ class StatusStore:
 
         No lock is needed to read a whole version; a read-modify-write must use `owned`.
         """
-        return self._load_file(self.path_for(name), name)
+        return self._load_file(self.path_for(name), name)[0]
 
     def scan(self, *, change: bool = True) -> ScanReport:
         """The domains whose files load, after applying the directory rules (README).
@@ -208,22 +223,30 @@ class StatusStore:
                                    f"{self.max_bytes}, the size limit")
         return data
 
-    def _write(self, path: Path, data: bytes) -> None:
-        """The one place that writes a status file; the caller owns its domain."""
+    def _write(self, path: Path, data: bytes, *, owned: bool,
+               expected: Version | None = None) -> Version | None:
+        """The one place that writes a status file; the caller owns its domain. `owned`: an
+        owner's save (`replace_file`), `expected` the version it read or saved last."""
         try:
-            replace_file(path, data, FILE_MODE)
+            return replace_file(path, data, FILE_MODE, owned=owned, expected=expected)
+        except FileChangedError as exc:
+            raise StoreConflictError(
+                path, f"not saved: the file was {exc.how} since this owner read or saved it, "
+                      f"by a writer that does not take the store's lock (libvirt?); load it "
+                      f"again") from None
         except OSError as exc:
             raise StoreError(path, f"cannot save: {exc.strerror or exc}") from None
 
-    def _load_file(self, path: str | Path, name: str) -> StatusDocument:
-        doc = self._loader(read_status_bytes(path, self.max_bytes), os.fspath(path))
+    def _load_file(self, path: str | Path, name: str) -> tuple[StatusDocument, Version]:
+        data, version = read_status_file(path, self.max_bytes)
+        doc = self._loader(data, os.fspath(path))
         # The file name is the key the daemon finds the domain by; a file claiming another
         # domain would shadow or duplicate that domain's real file.
         if checked_name(doc.domain_name, path) != name:
             raise DomainNameError(
                 path, f"file is named for domain {name!r} but holds domain {doc.domain_name!r}"
             )
-        return doc
+        return doc, version
 
     def _sweep(
         self, loaded: Callable[[str, StatusDocument], object], *, change: bool = True
@@ -246,7 +269,7 @@ class StatusStore:
             try:
                 # Without a lock: saves never expose a partial file. Only a file that
                 # fails is checked again under its lock before it is moved.
-                loaded(name, self._load_file(prefix + file_name, name))
+                loaded(name, self._load_file(prefix + file_name, name)[0])
             except (StatusXMLError, StoreError) as exc:
                 path = self.directory / file_name
                 if not change:
@@ -272,7 +295,7 @@ class StatusStore:
         try:
             with held(lock_file_of(path), OWNER_TIMEOUT, f"status file {path.name!r}"):
                 try:
-                    loaded(name, self._load_file(path, name))
+                    loaded(name, self._load_file(path, name)[0])
                     return None  # an owner saved a good version meanwhile
                 except StatusXMLError as exc:
                     reason, line = exc.message, exc.line
@@ -308,6 +331,7 @@ class DomainOwner:
         self._pid = os.getpid()
         self._held = False  # set by `owned` while its block runs
         self._released = False
+        self._version: Version | None = None  # of the file as last loaded or saved here
         # Documents read or saved through this owner: only those may be changed and saved
         # by a flow that must own the domain from before it reads (`holds`).
         self._documents: weakref.WeakSet[object] = weakref.WeakSet()
@@ -319,19 +343,25 @@ class DomainOwner:
     def load(self) -> StatusDocument:
         """The document as saved now (StoreError or StatusXMLError when it cannot be loaded)."""
         self._check()
-        doc = self.store._load_file(self.path, self.name)
+        doc, self._version = self.store._load_file(self.path, self.name)
         self._documents.add(doc)
         return doc
 
     def save(self, doc: SavableDocument) -> Path:
-        """Write `doc`; it must be this domain's document. On StoreError the old file is intact."""
+        """Write `doc`; it must be this domain's document. On StoreError the old file is intact.
+
+        Once this owner has loaded or saved the file, a file that another writer (libvirt,
+        which does not take the lock) replaced or removed since is not overwritten:
+        StoreConflictError, until `load` reads it again.
+        """
         self._check()
         if not self._held:
             raise StoreError(self.path, "not owned: save through StatusStore.owned(name)")
         if checked_name(doc.domain_name, self.path) != self.name:
             raise DomainNameError(
                 self.path, f"document of domain {doc.domain_name!r} saved as {self.name!r}")
-        self.store._write(self.path, self.store._bytes_of(doc, self.path))
+        self._version = self.store._write(self.path, self.store._bytes_of(doc, self.path),
+                                          owned=True, expected=self._version)
         self._documents.add(doc)
         if self.on_save is not None:
             self.on_save(doc)
