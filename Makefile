@@ -9,7 +9,7 @@ DEB_STAMP := $(VENV)/.debs
 # no init script or unit and no maintainer script, so installing them starts no daemon;
 # the tests start their own private one (tests/support/libvirt_lab.py).
 DEBS := qemu-system-x86 qemu-utils libxml2-utils libvirt-daemon libvirt-daemon-driver-qemu \
-	libvirt-clients
+	libvirt-clients strace
 
 .PHONY: test lint demo bench fuzz debs venv clean
 
@@ -29,11 +29,12 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,lint,bench]'
 	touch $@
 
-# QEMU (for the real-QEMU tests and the demo), xmllint and libvirt come from Debian.
+# QEMU (for the real-QEMU tests and the demo), xmllint, libvirt and strace (a save killed
+# at each of its system calls: tests/test_store_syscalls.py) come from Debian.
 $(DEB_STAMP): Makefile | $(STAMP)
 	@if ! command -v qemu-system-x86_64 >/dev/null || ! command -v qemu-img >/dev/null \
 	    || ! command -v xmllint >/dev/null || ! command -v virsh >/dev/null \
-	    || ! test -x /usr/sbin/libvirtd; then \
+	    || ! test -x /usr/sbin/libvirtd || ! command -v strace >/dev/null; then \
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get update -qq && apt-get install -y -qq --no-install-recommends $(DEBS); \
 	fi
