@@ -271,6 +271,28 @@ def test_missing_bitmap_after_a_completed_commit_is_reported_on_every_run(
         assert {n for n, b in base_bitmaps(tb).items() if b.recording} == {"chk1", "chk2"}
 
 
+def test_a_listed_bitmap_the_merge_makes_anew_is_not_kept_as_unresolved(
+    tmp_path: Path,
+) -> None:
+    """chk1, listed, was removed from base meanwhile; mid has a copy of it, so the merge
+    adds it to base again, recording. It is not unusable: the first run drops the job (it
+    kept a record listing chk1 and exited 0, and the next run changed the file)."""
+    with started(tmp_path) as tb:
+        commit(tb)
+        wait_concluded(tb)
+        disk = blockjob.load(tb.status_path).disk("vda")
+        assert disk is not None and disk.chain is not None
+        with tb.connect() as monitor:
+            transaction_on(monitor, disk.chain.images()[-1], [{
+                "type": "block-dirty-bitmap-remove", "data": {"node": BASE, "name": "chk1"}}])
+        report = recover([tb.status_path])
+        assert report.ok and [j.decision for j in report.domains[0].jobs] == ["finish-completed"]
+        assert not assert_file_sound(tb.status_path).jobs
+        assert base_bitmaps(tb)["chk1"].recording
+        before = tb.status_path.read_bytes()
+        assert recover([tb.status_path]).ok and tb.status_path.read_bytes() == before
+
+
 def test_stale_mirror_left_by_libvirt_is_removed(tmp_path: Path) -> None:
     """libvirt 9.0 leaves `<mirror job=''>` after cancelling a broken active commit."""
     with started(tmp_path) as tb:
