@@ -152,6 +152,8 @@ class _Run:
             backing = ctx.monitor.backing_of() if asks_backing else None
             plan = plan_job(ctx.doc, job, qjob, roots, backing, qemu_jobs=qemu_jobs)
             self._note(report, plan)
+            if plan.problem is not None:
+                (ctx.acknowledged if ctx.acknowledge else ctx.problems).append(plan.problem)
             if plan.decision in ATTENTION:
                 report.problems.append(plan.note or str(plan.decision))
                 return
