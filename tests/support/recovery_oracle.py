@@ -2,7 +2,7 @@
 
 It shares no code with `blockjob.recovery` (nor the monitor's parsing): QEMU is asked
 over a bare `blockjob.qemu.wire.Connection` (`query-jobs`, `query-named-block-nodes`,
-`x-debug-query-block-graph`), the status file is read with lxml, and the rules of a
+`x-debug-query-block-graph`, `query-block`), the status file is read with lxml, and the rules of a
 right end state are written down here again, from README "Recovery after a daemon
 restart" and libvirt's finishing steps:
 
@@ -13,7 +13,8 @@ restart" and libvirt's finishing steps:
   job's base (`--acknowledge` lets a reported one go): a list is never lost silently;
 - a commit that ended leaves its base read-only unless it became the disk's top;
 - every node the file names is in QEMU, each disk without a job has exactly QEMU's
-  chain, and no disk without a job keeps a `<mirror>`.
+  chain (and its device, if any, runs on the file's top), and no disk without a job
+  keeps a `<mirror>`.
 """
 
 from __future__ import annotations
@@ -126,13 +127,15 @@ class QemuFacts:
     jobs: dict[str, tuple[str, str]]  # id -> (type, status)
     nodes: dict[str, NodeFacts]  # named nodes (QEMU's `#...` ones left out)
     backing: dict[str, str]  # named node -> the named node below it, through filters
+    devices: dict[str, str]  # device id (a disk's target) -> the named node it runs on
 
     def fingerprint(self, *, counts: bool = True) -> object:
         """What must not change when nothing is done (`counts`: a running job may dirty)."""
         nodes = {name: (node.read_only, sorted(
             (b, f.recording, f.inconsistent, f.count if counts else 0)
             for b, f in node.bitmaps.items())) for name, node in self.nodes.items()}
-        return (sorted(self.jobs.items()), sorted(nodes.items()), sorted(self.backing.items()))
+        return (sorted(self.jobs.items()), sorted(nodes.items()), sorted(self.backing.items()),
+                sorted(self.devices.items()))
 
 
 def _bitmaps(node: Mapping[str, Any]) -> dict[str, BitmapFacts]:
@@ -141,19 +144,41 @@ def _bitmaps(node: Mapping[str, Any]) -> dict[str, BitmapFacts]:
             for b in node.get("dirty-bitmaps", []) if "name" in b}  # a job's own has none
 
 
-def _backing(graph: Mapping[str, Any]) -> dict[str, str]:
-    names = {node["id"]: node["name"] for node in graph["nodes"]}
-    below = {edge["parent"]: edge["child"] for edge in graph["edges"]
-             if edge["name"] == "backing"}
-    found: dict[str, str] = {}
-    for parent, child in below.items():
-        name = names[parent]
-        if not name or name.startswith("#"):
-            continue
-        under = child
-        while names[under].startswith("#") and under in below:  # a job's filter node
-            under = below[under]
-        found[name] = names[under]
+class _Graph:
+    """`x-debug-query-block-graph`, read through the filter nodes (named `#...`) a job
+    puts above an image."""
+
+    def __init__(self, graph: Mapping[str, Any]) -> None:
+        self.names = {node["id"]: node["name"] for node in graph["nodes"]}
+        self.ids = {name: ident for ident, name in self.names.items() if name}
+        self.below = {edge["parent"]: edge["child"] for edge in graph["edges"]
+                      if edge["name"] == "backing"}
+        # A filter's one child, whichever edge QEMU's version names it by.
+        self.filtered = {edge["parent"]: edge["child"] for edge in graph["edges"]
+                         if self.names[edge["parent"]].startswith("#")
+                         and edge["name"] in ("backing", "file")}
+
+    def named(self, ident: int) -> str:
+        while self.names[ident].startswith("#") and ident in self.filtered:
+            ident = self.filtered[ident]
+        return str(self.names[ident])
+
+    def backing(self) -> dict[str, str]:
+        return {self.names[parent]: self.named(child) for parent, child in self.below.items()
+                if self.names[parent] and not self.names[parent].startswith("#")}
+
+
+def _devices(block: Sequence[Mapping[str, Any]], graph: _Graph) -> dict[str, str]:
+    """Device id -> node, from `query-block` (`qdev` is /machine/peripheral/<id>/...)."""
+    found = {}
+    for device in block:
+        parts = str(device.get("qdev", "")).split("/")
+        inserted = device.get("inserted")
+        if "peripheral" in parts and inserted is not None:
+            node = inserted["node-name"]
+            ident = graph.ids.get(node)
+            found[parts[parts.index("peripheral") + 1]] = (
+                graph.named(ident) if ident is not None else node)
     return found
 
 
@@ -166,16 +191,17 @@ def observe(monitor_path: str, timeout: float = 10.0) -> QemuFacts:
         jobs = connection.command("query-jobs", None, deadline)
         if any(j["type"] == "stream" and j["status"] == "concluded" for j in jobs):
             raise AssertionError("a concluded stream job: QEMU 7.2 crashes on graph queries")
-        nodes, graph = connection.commands(
-            [("query-named-block-nodes", {"flat": True}), ("x-debug-query-block-graph", None)],
-            deadline)
+        nodes, raw, block = connection.commands(
+            [("query-named-block-nodes", {"flat": True}), ("x-debug-query-block-graph", None),
+             ("query-block", None)], deadline)
     finally:
         connection.close()
+    graph = _Graph(raw)
     return QemuFacts(
         {j["id"]: (j["type"], j["status"]) for j in jobs},
         {n["node-name"]: NodeFacts(bool(n["ro"]), _bitmaps(n)) for n in nodes
          if not n["node-name"].startswith("#")},
-        _backing(graph))
+        graph.backing(), _devices(block, graph))
 
 
 def lost_bitmaps(before: FileFacts, after: FileFacts, qemu: QemuFacts,
@@ -208,6 +234,10 @@ def _chain_problems(disk: FileDisk, qemu: QemuFacts) -> list[str]:
         return [f"disk {disk.target}: an image without node names"]
     problems = [f"disk {disk.target}: {above} is above the file's top {names[0]}"
                 for above, below in qemu.backing.items() if below == names[0]]
+    device = qemu.devices.get(disk.target, names[0])
+    if device != names[0]:
+        problems.append(f"disk {disk.target}: its device runs on {device}, the file's top "
+                        f"is {names[0]}")
     for position, name in enumerate(names):
         below = names[position + 1] if position + 1 < len(names) else None
         if below is None and not disk.terminated:
