@@ -36,6 +36,7 @@ from tests.support.qemu_fixtures import (
     job_status,
     started,
     wait_concluded,
+    wait_until,
 )
 from tests.test_qmp_wire import answer, peer
 from tests.test_recovery_qemu import assert_completed, recover_ok
@@ -291,6 +292,25 @@ def test_a_listed_bitmap_the_merge_makes_anew_is_not_kept_as_unresolved(
         assert base_bitmaps(tb)["chk1"].recording
         before = tb.status_path.read_bytes()
         assert recover([tb.status_path]).ok and tb.status_path.read_bytes() == before
+
+
+def test_a_node_of_a_running_jobs_disk_missing_in_qemu_fails_the_check(
+    tmp_path: Path,
+) -> None:
+    """The file names mid by a node QEMU does not have, on a disk whose ready active
+    commit is adopted: the daemon would address that node when the job ends. The run
+    said ok (a disk with a job had no check at all)."""
+    with started(tmp_path) as tb:
+        with StatusStore(tmp_path).owned(tb.name) as owner:
+            job = start_commit(owner, "vda", TOP, BASE)
+        with tb.connect() as monitor:
+            wait_until(lambda: job_status(monitor, job.name) == "ready", "ready")
+        text = tb.status_path.read_text()
+        tb.status_path.write_text(text.replace(f"name='{MID}'", "name='libvirt-20-format'"))
+        report = recover([tb.status_path])
+        assert not report.ok and report.domains[0].jobs[0].decision == Decision.ADOPT
+        assert report.domains[0].failed_checks == [
+            "disk vda: node libvirt-20-format of the file's chain is not in QEMU's graph"]
 
 
 def test_stale_mirror_left_by_libvirt_is_removed(tmp_path: Path) -> None:
