@@ -20,6 +20,7 @@ from blockjob.qemu.reopen import transaction_on
 from blockjob.recovery import Decision, recover
 from blockjob.store.status_store import StatusStore
 from tests.support import scenario
+from tests.support.finish_lab import add_image
 from tests.support.qemu_fixtures import (
     BASE,
     CRAWL,
@@ -328,6 +329,33 @@ def test_stale_mirror_left_by_libvirt_is_removed(tmp_path: Path) -> None:
         assert report.ok, report.domains[0].lines()
         assert tb.status_path.read_text() == text
         assert recover([tb.status_path]).ok
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_copy_mirror_no_job_owns_goes_unless_qemu_runs_an_unrecorded_mirror(
+    tmp_path: Path, legacy: bool
+) -> None:
+    """vdb keeps a `<mirror job='copy'>` no job of the file owns while vda's recorded
+    commit runs: that commit cannot own it, so it goes (it stayed, and the run said ok).
+    A mirror job QEMU runs that the file does not record may be its legacy copy: kept."""
+    with started(tmp_path, second_disk=True) as tb:
+        commit(tb, speed=CRAWL)
+        if legacy:
+            with tb.connect() as monitor:
+                add_image(monitor, tb, "legacy", 9, None)
+                monitor.execute("blockdev-mirror", {
+                    "job-id": "drive-vdb", "device": "libvirt-4-format",
+                    "target": "libvirt-9-format", "sync": "top", "speed": CRAWL})
+        text = tb.status_path.read_text()
+        mirror = ("<mirror type='file' file='/x.qcow2' format='qcow2' job='copy'>"
+                  "<format type='qcow2'/><source file='/x.qcow2'/></mirror>\n        ")
+        stale = text.replace("<target dev='vdb'", mirror + "<target dev='vdb'")
+        tb.status_path.write_text(stale)
+        report = recover([tb.status_path])
+        assert report.ok, report.domains[0].lines()
+        decisions = [job.decision for job in report.domains[0].jobs]
+        assert decisions == ["adopt"] + ([] if legacy else ["stale-mirror"])
+        assert tb.status_path.read_text() == (stale if legacy else text)
 
 
 def test_a_failed_check_keeps_the_ended_job_until_the_state_is_right(tmp_path: Path) -> None:

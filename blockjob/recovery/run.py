@@ -31,7 +31,14 @@ from blockjob.recovery.parallel import affordable, file_key, run_ordered
 from blockjob.recovery.plan import ATTENTION, Decision, JobPlan, graph_questions, plan_job
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
 from blockjob.recovery.steps import Drop, DropMirror, MergeBitmaps, Reenable, Step, describe
-from blockjob.recovery.verify import Observed, Touched, check_bases, check_chains, check_domain
+from blockjob.recovery.verify import (
+    Observed,
+    Touched,
+    check_bases,
+    check_chains,
+    check_domain,
+    legacy_owner,
+)
 from blockjob.statusxml.document import StatusDocument
 from blockjob.statusxml.mirrors import mirror_job_problem
 from blockjob.store.status_store import (
@@ -192,12 +199,14 @@ class _Run:
         job of the file owns while QEMU runs no mirroring job either."""
         reports = []
         owned = {job.disk for job in self.ctx.doc.jobs}
+        recorded = {job.name for job in self.ctx.doc.jobs}
         # Asked once, when a disk first needs it: dropping a `<mirror>` changes no QEMU job.
-        qemu_mirrors = cache(self._qemu_mirrors)
+        qemu_jobs = cache(self.ctx.monitor.query_jobs)
         for disk in self.ctx.doc.disks:
             problem = mirror_job_problem(disk.mirror_job)
-            if problem is None and (disk.mirror_job is None or disk.target in owned
-                                    or qemu_mirrors()):
+            if problem is None and (
+                    disk.mirror_job is None or disk.target in owned
+                    or legacy_owner(disk.mirror_job, qemu_jobs(), recorded)):
                 continue  # loadable, and owned or possibly QEMU's (a legacy copy)
             step = DropMirror(disk.target)
             report = JobReport(f"<mirror> of disk {disk.target}", _STALE_MIRROR, None,
@@ -208,11 +217,6 @@ class _Run:
                 self._steps(report, [step])
             reports.append(report)
         return reports
-
-    def _qemu_mirrors(self) -> bool:
-        """Whether QEMU runs a job that may own a `<mirror>` (asked now)."""
-        return any(job.type in ("mirror", "commit")
-                   for job in self.ctx.monitor.query_jobs().values())
 
     def conclude(self, *, mirrors: bool) -> tuple[list[JobReport], list[str]]:
         """Let go of the ended jobs (and, with `mirrors`, of stale `<mirror>`s), verify the

@@ -9,19 +9,21 @@ goes on: every node of it in QEMU), and no job left in the file that QEMU does n
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from blockjob.model import StorageSource
+from blockjob.model import JobType, StorageSource
 from blockjob.qemu.bitmaps import Nodes
 from blockjob.qemu.monitor import QemuJob
 from blockjob.qemu.nodes import effective_node, node_of
-from blockjob.recovery.plan import is_unresolved_record
+from blockjob.recovery.plan import QEMU_TYPES, is_unresolved_record
 from blockjob.recovery.steps import MergeBitmaps, Reenable
 from blockjob.statusxml.disks import Disk
 from blockjob.statusxml.document import StatusDocument
 
 Touched = MergeBitmaps | Reenable
+# The type of QEMU job a `<mirror job>` of each kind belongs to.
+_MIRROR_OWNERS = {str(kind): qemu for kind, qemu in QEMU_TYPES.items()}
 
 
 def check_bases(
@@ -113,6 +115,16 @@ def _absent_nodes(disk: Disk, nodes: Nodes) -> list[str]:
             for name in absent[:1]]
 
 
+def legacy_owner(
+    mirror_job: str | None, jobs: Mapping[str, QemuJob], recorded: Collection[str]
+) -> bool:
+    """Whether a job QEMU runs may own a `<mirror>` no job of the file owns: one libvirt
+    never recorded (a legacy block copy or active commit), so of the mirror's type (no
+    `job`: a copy) and not a job of the file."""
+    wanted = _MIRROR_OWNERS.get(mirror_job or JobType.COPY)
+    return any(job.type == wanted and name not in recorded for name, job in jobs.items())
+
+
 def check_domain(
     doc: StatusDocument, seen: Observed, finished: set[str], failed_jobs: set[str]
 ) -> list[str]:
@@ -120,8 +132,10 @@ def check_domain(
     without a job; every recorded job is known to QEMU, but for `failed_jobs` (their steps
     raised: that is their report)."""
     busy = {job.disk for job in doc.jobs}
+    recorded = {job.name for job in doc.jobs}
     failed = [f"disk {disk.target} has a <mirror> but no job" for disk in doc.disks
-              if disk.mirror_job is not None and disk.target not in busy and not seen.jobs]
+              if disk.mirror_job is not None and disk.target not in busy
+              and not legacy_owner(disk.mirror_job, seen.jobs, recorded)]
     failed += check_chains(doc, seen, finished)
     failed += [line for disk in doc.disks if disk.target in busy
                for line in _absent_nodes(disk, seen.nodes)]
