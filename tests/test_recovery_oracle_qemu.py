@@ -4,7 +4,9 @@
 Each seed builds a domain of two disks (vda, vdb: top <- mid <- base, checkpoints in
 each base), gives vda's commit of mid into base a random end (running, paused, ready,
 pending, completed, cancelled, failed, forgotten by QEMU, never started, an active commit
-pivoted or cancelled behind the file's back, QEMU crashed mid-commit), then tampers at
+pivoted or cancelled behind the file's back, QEMU crashed mid-commit; or one of libvirt
+9.0's newest finishing flows: backups, a pull, a commit deleting its files, create jobs),
+then tampers at
 random: listed bitmaps removed, enabled early, unknown or non-persistent; a job of vdb
 QEMU never had (its disk missing from the file, its bitmap busy in a foreign backup, its
 id a QEMU job of another type); a foreign job; a node of the file renamed; a `<mirror>`
@@ -48,7 +50,8 @@ from blockjob.recovery.execute import Probe
 from blockjob.statusxml.document import load
 from blockjob.store.status_store import StatusStore
 from tests.support import recovery_oracle as oracle
-from tests.support.finish_lab import add_image
+from tests.support.finish_lab import FLOWS as ALL_FLOWS
+from tests.support.finish_lab import PULL, add_image, pull_mid
 from tests.support.qemu_fixtures import (
     BASE,
     JOB,
@@ -75,9 +78,12 @@ VDB_BASE = "libvirt-6-format"
 PHANTOM = "commit-vdb-libvirt-5-format"
 FOREIGN = "foreign-backup"
 BUSY = "busy-backup"
+# libvirt 9.0's newest finishing steps, ended in QEMU (`tests.support.finish_lab`); a copy
+# adds its image as node 4, which is vdb's here.
+FLOWS = {name: flow for name, flow in ALL_FLOWS.items() if not name.startswith("copy")}
 ENDS = ("none", "running", "paused", "ready", "pending", "completed", "cancelled", "failed",
         "vanished", "unstarted", "started-unsaved", "pivoted", "pivoted-dismissed",
-        "ready-cancelled", "qemu-crashed")
+        "ready-cancelled", "qemu-crashed", *(f"flow:{name}" for name in FLOWS))
 # Ends of an active commit made ready (the file says so), then completed or cancelled by
 # someone else: only the device tells which.
 ACTIVE = frozenset({"ready", "pivoted", "pivoted-dismissed", "ready-cancelled"})
@@ -110,9 +116,10 @@ class Scenario:
 def scenario(seed: int) -> Scenario:
     rng = random.Random(seed)
     end = rng.choice(ENDS)
-    # A job QEMU still runs holds its base: a bitmap of it cannot be removed then; one
-    # a QEMU crash left inconsistent cannot be enabled.
-    removable = end not in RUNNING and end != "pending"
+    # A job QEMU still runs holds its base: a bitmap of it cannot be removed then (nor is
+    # the graph asked while a pull waits concluded); one a QEMU crash left inconsistent
+    # cannot be enabled.
+    removable = end not in RUNNING and end not in ("pending", "flow:pull-bitmaps")
     enabled = end != "qemu-crashed"
     return Scenario(
         seed, end, rng.choice(BEFORE_QEMU_JOB),
@@ -123,7 +130,8 @@ def scenario(seed: int) -> Scenario:
         rng.choice(("none", "none", "plain", "no-disk", "busy", "same-id")),
         rng.random() < 0.25, rng.random() < 0.2, rng.random() < 0.2,
         rng.choice(("none", "none", "none", "client", "sigstop", "freeze")),
-        rng.random() < 0.5, rng.random() < 0.2, end in ACTIVE or rng.random() < 0.3,
+        rng.random() < 0.5, rng.random() < 0.2,
+        end in ACTIVE or end.startswith("flow:") or rng.random() < 0.3,
         rng.randint(1, 12), rng.random() < 0.2)
 
 
@@ -136,6 +144,9 @@ def _end_vda(tb: Lab, sc: Scenario) -> None:
         return
     if sc.end in ACTIVE:
         _active_commit(tb, sc.end)
+        return
+    if sc.end.startswith("flow:"):
+        FLOWS[sc.end.removeprefix("flow:")](tb)
         return
     if sc.end == "qemu-crashed":  # the listed bitmaps of base are left inconsistent
         commit(tb, speed=1)
@@ -370,7 +381,8 @@ def _says_why(outcome: Outcome) -> bool:
 
 def _expected_counts(sc: Scenario) -> dict[str, int]:
     """Dirty bytes of vda's base bitmaps libvirt's merge leaves (untampered ones only)."""
-    if sc.end in RUNNING or sc.end in ("none", "pending", "qemu-crashed"):
+    if sc.end in RUNNING or sc.end in ("none", "pending", "qemu-crashed") \
+            or sc.end.startswith("flow:"):
         return {}
     done = (EXPECTED_AFTER_PIVOT if sc.end.startswith("pivoted") else EXPECTED_AFTER_COMMIT
             if sc.end in ("completed", "vanished") else EXPECTED_UNCHANGED)
@@ -484,4 +496,24 @@ def test_an_invalid_jobs_bitmaps_without_a_base_are_never_dropped_silently(
         assert not dry.ok and report.ok is acknowledge and job.decision == "invalid"
         (problem,) = said
         assert "bitmaps chk0 listed" in problem and "base is not found" in problem
+        assert not load(tb.status_path).jobs
+
+
+def test_a_pull_is_dismissed_before_another_jobs_plan_asks_for_the_graph(
+    tmp_path: Path,
+) -> None:
+    """vda's pull concluded; vdb's commit, first in the file, is unknown to QEMU, so its
+    plan asks for the backing edges, which cannot be asked while the stream job waits.
+    The pull goes first: one run ends both (the commit's plan failed, attention, and
+    only the next run finished it)."""
+    with started(tmp_path, devices=True, second_disk=True) as tb:
+        pull_mid(tb)
+        with tb.connect() as monitor:
+            monitor.execute("block-dirty-bitmap-disable", {"node": VDB_BASE, "name": "chk0"})
+        text = tb.status_path.read_text()
+        tb.status_path.write_text(text.replace(
+            "<blockjobs active='yes'>", f"<blockjobs active='yes'>{PHANTOM_XML}", 1))
+        report = recover([tb.status_path])
+        assert report.ok, report.domains[0].lines()
+        assert [job.job for job in report.domains[0].jobs] == [PHANTOM, PULL]  # file order
         assert not load(tb.status_path).jobs

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from blockjob.errors import BlockJobError, InputError, StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, check_regular, is_directory
+from blockjob.model import JobType
 from blockjob.qemu.monitor import (
     CONCLUDED,
     Monitor,
@@ -316,14 +317,21 @@ def recover_document(
     ctx = Context(doc, owner, monitor, acknowledge=acknowledge, probe=probe)
     run = _Run(ctx, dry_run, on_step)
     reports: list[JobReport] = []
-    for job in list(doc.jobs):
+    at = {job.name: position for position, job in enumerate(doc.jobs)}
+
+    def in_file_order() -> list[JobReport]:
+        return sorted(reports, key=lambda report: at[report.job])
+
+    # Pulls first: while a pull's concluded stream job waits for its job-dismiss, the
+    # node graph another job's plan may ask for cannot be asked (README `QEMU care`).
+    for job in sorted(doc.jobs, key=lambda job: job.type is not JobType.PULL):
         report = JobReport(job.name, "unknown", None)
         reports.append(report)
         try:
             run.job(report)
         except MonitorUnavailableError as exc:
             report.error = str(exc)
-            return reports, []  # the next jobs would meet the same dead monitor
+            return in_file_order(), []  # the next jobs would meet the same dead monitor
         except (MonitorError, BlockJobError, ValueError, OSError) as exc:
             report.error = str(exc)
             run.failed.add(job.name)
@@ -331,8 +339,8 @@ def recover_document(
     try:
         mirrors, failed = run.conclude(mirrors=True)
     except (BlockJobError, ValueError, OSError) as exc:
-        return reports, [f"could not conclude: {exc}"]
-    return reports + mirrors, failed
+        return in_file_order(), [f"could not conclude: {exc}"]
+    return in_file_order() + mirrors, failed
 
 
 @contextlib.contextmanager

@@ -12,6 +12,8 @@ restart" and libvirt's finishing steps:
   (the job kept, or reduced to an unresolved record) or recording and consistent in the
   job's base (`--acknowledge` lets a reported one go): a list is never lost silently;
 - a commit that ended leaves its base read-only unless it became the disk's top;
+- a backup's job that ended leaves no image, export or bitmap of its own, and its
+  backup's last job takes `<backups>` along;
 - every node the file names is in QEMU, each disk without a job has exactly QEMU's
   chain (and its device, if any, runs on the file's top), and no disk without a job
   keeps a `<mirror>`.
@@ -42,6 +44,8 @@ class FileJob:
     base: str | None  # a node name as the file writes it (storage or format)
     top: str | None
     listed: tuple[str, ...]
+    store: tuple[str, ...] = ()  # a backup's target or scratch image: its node names
+    bitmap: str | None = None  # the bitmap a push backup added to the disk's top
 
 
 @dataclass(frozen=True)
@@ -56,6 +60,7 @@ class FileDisk:
 class FileFacts:
     jobs: dict[str, FileJob]
     disks: dict[str, FileDisk]
+    backup: bool  # `<backups>` or the async job `<job async='backup'>`
 
     def base_node(self, job: FileJob) -> str | None:
         """The node QEMU knows the job's base by (its format node), from the job's disk."""
@@ -96,16 +101,20 @@ def _job(job: etree._Element) -> FileJob:
         return found.get("node") if found is not None else None
     disk = job.find("disk")
     listed = tuple(b.get("name", "") for b in job.iterfind("disabledBaseBitmaps/bitmap"))
+    store = job.find("store/source")
+    bitmap = job.find("bitmap")
     return FileJob(job.get("name", ""), job.get("type", ""),
                    disk.get("dst") if disk is not None else None, node("base"), node("top"),
-                   listed)
+                   listed, _names(store) if store is not None else (),
+                   bitmap.get("name") if bitmap is not None else None)
 
 
 def read_file(path: Path) -> FileFacts:
     root = etree.parse(str(path)).getroot()
     jobs = {job.name: job for job in map(_job, root.iterfind("blockjobs/blockjob"))}
     disks = {disk.target: disk for disk in map(_disk, root.iterfind("domain/devices/disk"))}
-    return FileFacts(jobs, disks)
+    backup = root.find("backups") is not None or root.find("job[@async='backup']") is not None
+    return FileFacts(jobs, disks, backup)
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,7 @@ class QemuFacts:
     nodes: dict[str, NodeFacts]  # named nodes (QEMU's `#...` ones left out)
     backing: dict[str, str]  # named node -> the named node below it, through filters
     devices: dict[str, str]  # device id (a disk's target) -> the named node it runs on
+    exports: dict[str, str]  # block export id -> the node it serves
 
     def fingerprint(self, *, counts: bool = True) -> object:
         """What must not change when nothing is done (`counts`: a running job may dirty)."""
@@ -135,7 +145,7 @@ class QemuFacts:
             (b, f.recording, f.inconsistent, f.count if counts else 0)
             for b, f in node.bitmaps.items())) for name, node in self.nodes.items()}
         return (sorted(self.jobs.items()), sorted(nodes.items()), sorted(self.backing.items()),
-                sorted(self.devices.items()))
+                sorted(self.devices.items()), sorted(self.exports.items()))
 
 
 def _bitmaps(node: Mapping[str, Any]) -> dict[str, BitmapFacts]:
@@ -183,25 +193,29 @@ def _devices(block: Sequence[Mapping[str, Any]], graph: _Graph) -> dict[str, str
 
 
 def observe(monitor_path: str, timeout: float = 10.0) -> QemuFacts:
-    """QEMU's jobs, named nodes and backing edges, asked over a connection of our own."""
+    """QEMU's jobs, named nodes and backing edges, devices and exports, asked over a
+    connection of our own (no nodes nor edges while a concluded stream job waits)."""
     connection = Connection(monitor_path)
     deadline = time.monotonic() + timeout
     connection.open(deadline)
     try:
         jobs = connection.command("query-jobs", None, deadline)
-        if any(j["type"] == "stream" and j["status"] == "concluded" for j in jobs):
-            raise AssertionError("a concluded stream job: QEMU 7.2 crashes on graph queries")
-        nodes, raw, block = connection.commands(
-            [("query-named-block-nodes", {"flat": True}), ("x-debug-query-block-graph", None),
-             ("query-block", None)], deadline)
+        # QEMU 7.2 crashes on the graph queries while a concluded stream job waits.
+        unsafe = any(j["type"] == "stream" and j["status"] == "concluded" for j in jobs)
+        graph_queries = [] if unsafe else [
+            ("query-named-block-nodes", {"flat": True}), ("x-debug-query-block-graph", None)]
+        block, exports, *answers = connection.commands(
+            [("query-block", None), ("query-block-exports", None), *graph_queries], deadline)
     finally:
         connection.close()
+    nodes, raw = answers or ([], {"nodes": [], "edges": []})
     graph = _Graph(raw)
     return QemuFacts(
         {j["id"]: (j["type"], j["status"]) for j in jobs},
         {n["node-name"]: NodeFacts(bool(n["ro"]), _bitmaps(n)) for n in nodes
          if not n["node-name"].startswith("#")},
-        graph.backing(), _devices(block, graph))
+        graph.backing(), _devices(block, graph),
+        {export["id"]: export["node-name"] for export in exports})
 
 
 def lost_bitmaps(before: FileFacts, after: FileFacts, qemu: QemuFacts,
@@ -263,7 +277,7 @@ def wrong_state(before: FileFacts, after: FileFacts, qemu: QemuFacts,
             problems.append(f"job {name} left the file but QEMU still has it ({status})")
         elif status in _LEFT_OVER:
             problems.append(f"job {name} is left {status} in QEMU")
-    problems += _ended_bases(before, after, qemu)
+    problems += _ended_bases(before, after, qemu) + _ended_backups(before, after, qemu)
     missing = sorted(after.names() - set(qemu.nodes))
     problems += [f"node {name} of the file is not in QEMU" for name in missing]
     busy = {job.disk for job in after.jobs.values()}
@@ -272,6 +286,26 @@ def wrong_state(before: FileFacts, after: FileFacts, qemu: QemuFacts,
             continue
         problems += [f"disk {disk.target} keeps a <mirror> without a job"] if disk.mirror else []
         problems += _chain_problems(disk, qemu)
+    return problems
+
+
+def _ended_backups(before: FileFacts, after: FileFacts, qemu: QemuFacts) -> list[str]:
+    """A backup's job that ended leaves no image, export or bitmap of its own in QEMU;
+    the backup's last job takes `<backups>` and the async job along (libvirt 9.0)."""
+    problems = []
+    for job in before.jobs.values():
+        if job.type != "backup" or job.name in after.jobs:
+            continue
+        problems += [f"backup job {job.name}: its image {name} is still in QEMU"
+                     for name in job.store if name in qemu.nodes]
+        problems += [f"backup job {job.name}: export {export} still serves {node}"
+                     for export, node in qemu.exports.items() if node in job.store]
+        disk = before.disks.get(job.disk or "")
+        top = qemu.nodes.get(disk.chain[0][0]) if disk is not None and disk.chain else None
+        if job.bitmap is not None and top is not None and job.bitmap in top.bitmaps:
+            problems.append(f"backup job {job.name}: bitmap {job.bitmap} is still in the top")
+    if after.backup and not any(job.type == "backup" for job in after.jobs.values()):
+        problems.append("the file keeps its backup (<backups>, the async job) with no job")
     return problems
 
 
