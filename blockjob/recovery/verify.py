@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from blockjob.model import JobType, StorageSource
+from blockjob.model import StorageSource
 from blockjob.qemu.bitmaps import Nodes
 from blockjob.qemu.monitor import QemuJob
 from blockjob.qemu.nodes import effective_node, node_of
@@ -115,13 +115,11 @@ def _absent_nodes(disk: Disk, nodes: Nodes) -> list[str]:
             for name in absent[:1]]
 
 
-def legacy_owner(
-    mirror_job: str | None, jobs: Mapping[str, QemuJob], recorded: Collection[str]
-) -> bool:
-    """Whether a job QEMU runs may own a `<mirror>` no job of the file owns: one libvirt
-    never recorded (a legacy block copy or active commit), so of the mirror's type (no
-    `job`: a copy) and not a job of the file."""
-    wanted = _MIRROR_OWNERS.get(mirror_job or JobType.COPY)
+def legacy_owner(mirror_job: str, jobs: Mapping[str, QemuJob], recorded: Collection[str]) -> bool:
+    """Whether a job QEMU runs may own a `<mirror job>` no job of the file owns: one
+    libvirt never recorded (a legacy block copy or active commit), so of the mirror's
+    type and not a job of the file."""
+    wanted = _MIRROR_OWNERS.get(mirror_job)
     return any(job.type == wanted and name not in recorded for name, job in jobs.items())
 
 
