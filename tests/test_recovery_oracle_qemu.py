@@ -9,10 +9,10 @@ pivoted or cancelled behind the file's back, QEMU crashed mid-commit; or one of 
 then tampers at
 random: listed bitmaps removed, enabled early, unknown or non-persistent; a job of vdb
 QEMU never had (its disk missing from the file, its bitmap busy in a foreign backup, its
-id a QEMU job of another type); a foreign job; a node of the file renamed; a `<mirror>`
-no job owns; the VM stopped; the monitor held by a second client, QEMU frozen (SIGSTOP)
-before the run or stopped at one of its QMP commands. Then `blockjob recover` (CLI or
-API, random) runs:
+id a QEMU job of another type); a foreign job; a node of the file renamed or gone from
+QEMU; a `<mirror>` no job owns; the VM stopped; the monitor held by a second client, QEMU
+frozen (SIGSTOP) before the run or stopped at one of its QMP commands. Then `blockjob
+recover` (CLI or API, random) runs:
 
 - `--dry-run` changes nothing (file bytes, QEMU);
 - exit 0 implies the oracle finds the state right; a non-zero exit names the domain and
@@ -111,6 +111,7 @@ class Scenario:
     devices: bool  # a virtio device per disk (`query-block` shows what it runs on)
     freeze_at: int  # holder freeze: QEMU is stopped before the run's nth QMP command
     stale_mirror: bool  # vdb has a `<mirror job='copy'>` no job owns
+    drop_top: bool  # QEMU lost vdb's top node (blockdev-del), which the file still names
 
 
 def scenario(seed: int) -> Scenario:
@@ -132,7 +133,7 @@ def scenario(seed: int) -> Scenario:
         rng.choice(("none", "none", "none", "client", "sigstop", "freeze")),
         rng.random() < 0.5, rng.random() < 0.2,
         end in ACTIVE or end.startswith("flow:") or rng.random() < 0.3,
-        rng.randint(1, 12), rng.random() < 0.2)
+        rng.randint(1, 12), rng.random() < 0.2, rng.random() < 0.15)
 
 
 # --- building the scenario ------------------------------------------------------------
@@ -267,6 +268,10 @@ def _tamper_qemu(tb: Lab, sc: Scenario) -> None:
             _foreign_backup(monitor, tb, PHANTOM, 22)
         if sc.vm_stopped:
             monitor.execute("stop")
+        # Only a top no device and no job holds can go.
+        if sc.drop_top and not (sc.devices or sc.foreign or sc.phantom in ("busy", "same-id")):
+            monitor.blockdev_del("libvirt-4-format")
+            monitor.blockdev_del("libvirt-4-storage")
 
 
 def _busy_backup(tb: Lab, monitor: Monitor) -> None:
