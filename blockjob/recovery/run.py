@@ -197,7 +197,8 @@ class _Run:
 
     def stale_mirrors(self) -> list[JobReport]:
         """Remove a `<mirror>` libvirt cannot load (empty or unknown job), or one that no
-        job of the file owns while QEMU runs no mirroring job either."""
+        job of the file owns while no job QEMU runs may be its legacy owner either
+        (`legacy_owner`)."""
         reports = []
         owned = {job.disk for job in self.ctx.doc.jobs}
         recorded = {job.name for job in self.ctx.doc.jobs}
