@@ -51,7 +51,7 @@ from blockjob.statusxml.document import load
 from blockjob.store.status_store import StatusStore
 from tests.support import recovery_oracle as oracle
 from tests.support.finish_lab import FLOWS as ALL_FLOWS
-from tests.support.finish_lab import PULL, add_image, pull_mid
+from tests.support.finish_lab import PULL, add_image, pull_mid, record_pull, start_pull
 from tests.support.qemu_fixtures import (
     BASE,
     JOB,
@@ -523,3 +523,20 @@ def test_a_pull_is_dismissed_before_another_jobs_plan_asks_for_the_graph(
         assert report.ok, report.domains[0].lines()
         assert [job.job for job in report.domains[0].jobs] == [PHANTOM, PULL]  # file order
         assert not load(tb.status_path).jobs
+
+
+def test_an_invalid_backup_job_still_ends_its_backup(tmp_path: Path) -> None:
+    """vdb's pull backup job is invalid (the file lost vdb's `<disk>`): it is cancelled
+    and dropped, and its backup ends as any other's: the NBD export and the scratch image
+    leave QEMU, `<backups>` the file (both stayed, and the run said ok)."""
+    with started(tmp_path, devices=True, second_disk=True) as tb:
+        with tb.connect() as monitor:
+            scratch = start_pull(monitor, tb, "vdb", 4, 10)
+        record_pull(tb, [("vdb", 4, scratch, 10)])
+        tb.status_path.write_text(_without_vdb(tb.status_path.read_text()))
+        report = recover([tb.status_path])
+        assert report.ok, report.domains[0].lines()
+        assert [job.decision for job in report.domains[0].jobs] == ["invalid"]
+        qemu = oracle.observe(tb.monitor_path)
+        assert qemu.exports == {} and "libvirt-10-format" not in qemu.nodes
+        assert not oracle.read_file(tb.status_path).backup

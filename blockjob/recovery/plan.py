@@ -516,7 +516,9 @@ def plan_job(
     if job.invalid or job.type is JobType.BROKEN:
         cancel: list[Step] = [Cancel(job.name)] if status not in (None, CONCLUDED) else []
         restore = _reenable(doc, job)
-        steps = [*cancel, *_dismiss(job, qjob), *restore, _drop(doc, job)]
+        # What a backup or create job holds in QEMU goes with it, as with any end.
+        steps = [*cancel, *_dismiss(job, qjob), *restore, *_backup_end(doc, job),
+                 *_create_end(job), _drop(doc, job)]
         return plan(Decision.INVALID, steps, "; ".join(job.problems) or "invalid job data",
                     None if restore else _baseless(job))
     if qjob is None and is_unresolved_record(doc, job):
