@@ -20,6 +20,7 @@ from blockjob.qemu.reopen import transaction_on
 from blockjob.recovery import Decision, recover
 from blockjob.store.status_store import StatusStore
 from tests.support import scenario
+from tests.support.finish_lab import add_image
 from tests.support.qemu_fixtures import (
     BASE,
     CRAWL,
@@ -36,6 +37,7 @@ from tests.support.qemu_fixtures import (
     job_status,
     started,
     wait_concluded,
+    wait_until,
 )
 from tests.test_qmp_wire import answer, peer
 from tests.test_recovery_qemu import assert_completed, recover_ok
@@ -271,6 +273,47 @@ def test_missing_bitmap_after_a_completed_commit_is_reported_on_every_run(
         assert {n for n, b in base_bitmaps(tb).items() if b.recording} == {"chk1", "chk2"}
 
 
+def test_a_listed_bitmap_the_merge_makes_anew_is_not_kept_as_unresolved(
+    tmp_path: Path,
+) -> None:
+    """chk1, listed, was removed from base meanwhile; mid has a copy of it, so the merge
+    adds it to base again, recording. It is not unusable: the first run drops the job (it
+    kept a record listing chk1 and exited 0, and the next run changed the file)."""
+    with started(tmp_path) as tb:
+        commit(tb)
+        wait_concluded(tb)
+        disk = blockjob.load(tb.status_path).disk("vda")
+        assert disk is not None and disk.chain is not None
+        with tb.connect() as monitor:
+            transaction_on(monitor, disk.chain.images()[-1], [{
+                "type": "block-dirty-bitmap-remove", "data": {"node": BASE, "name": "chk1"}}])
+        report = recover([tb.status_path])
+        assert report.ok and [j.decision for j in report.domains[0].jobs] == ["finish-completed"]
+        assert not assert_file_sound(tb.status_path).jobs
+        assert base_bitmaps(tb)["chk1"].recording
+        before = tb.status_path.read_bytes()
+        assert recover([tb.status_path]).ok and tb.status_path.read_bytes() == before
+
+
+def test_a_node_of_a_running_jobs_disk_missing_in_qemu_fails_the_check(
+    tmp_path: Path,
+) -> None:
+    """The file names mid by a node QEMU does not have, on a disk whose ready active
+    commit is adopted: the daemon would address that node when the job ends. The run
+    said ok (a disk with a job had no check at all)."""
+    with started(tmp_path) as tb:
+        with StatusStore(tmp_path).owned(tb.name) as owner:
+            job = start_commit(owner, "vda", TOP, BASE)
+        with tb.connect() as monitor:
+            wait_until(lambda: job_status(monitor, job.name) == "ready", "ready")
+        text = tb.status_path.read_text()
+        tb.status_path.write_text(text.replace(f"name='{MID}'", "name='libvirt-20-format'"))
+        report = recover([tb.status_path])
+        assert not report.ok and report.domains[0].jobs[0].decision == Decision.ADOPT
+        assert report.domains[0].failed_checks == [
+            "disk vda: node libvirt-20-format of the file's chain is not in QEMU's graph"]
+
+
 def test_stale_mirror_left_by_libvirt_is_removed(tmp_path: Path) -> None:
     """libvirt 9.0 leaves `<mirror job=''>` after cancelling a broken active commit."""
     with started(tmp_path) as tb:
@@ -286,6 +329,33 @@ def test_stale_mirror_left_by_libvirt_is_removed(tmp_path: Path) -> None:
         assert report.ok, report.domains[0].lines()
         assert tb.status_path.read_text() == text
         assert recover([tb.status_path]).ok
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_copy_mirror_no_job_owns_goes_unless_qemu_runs_an_unrecorded_mirror(
+    tmp_path: Path, legacy: bool
+) -> None:
+    """vdb keeps a `<mirror job='copy'>` no job of the file owns while vda's recorded
+    commit runs: that commit cannot own it, so it goes (it stayed, and the run said ok).
+    A mirror job QEMU runs that the file does not record may be its legacy copy: kept."""
+    with started(tmp_path, second_disk=True) as tb:
+        commit(tb, speed=CRAWL)
+        if legacy:
+            with tb.connect() as monitor:
+                add_image(monitor, tb, "legacy", 9, None)
+                monitor.execute("blockdev-mirror", {
+                    "job-id": "drive-vdb", "device": "libvirt-4-format",
+                    "target": "libvirt-9-format", "sync": "top", "speed": CRAWL})
+        text = tb.status_path.read_text()
+        mirror = ("<mirror type='file' file='/x.qcow2' format='qcow2' job='copy'>"
+                  "<format type='qcow2'/><source file='/x.qcow2'/></mirror>\n        ")
+        stale = text.replace("<target dev='vdb'", mirror + "<target dev='vdb'")
+        tb.status_path.write_text(stale)
+        report = recover([tb.status_path])
+        assert report.ok, report.domains[0].lines()
+        decisions = [job.decision for job in report.domains[0].jobs]
+        assert decisions == ["adopt"] + ([] if legacy else ["stale-mirror"])
+        assert tb.status_path.read_text() == (stale if legacy else text)
 
 
 def test_a_failed_check_keeps_the_ended_job_until_the_state_is_right(tmp_path: Path) -> None:

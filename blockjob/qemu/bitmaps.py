@@ -8,7 +8,7 @@ so the caller can both act and tell the operator what needs attention.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 from blockjob.qemu.monitor import Bitmap, BlockNode
 
@@ -131,9 +131,24 @@ def finish_actions(
     return actions + rest + remove_actions(base, TMP_ACTIVEWRITE, nodes), problems + rest_problems
 
 
-def unusable(base: str, listed: Sequence[str], nodes: Nodes) -> tuple[str, ...]:
-    """Listed bitmaps that can never be enabled as they are: gone from base, or inconsistent."""
+def added(actions: Sequence[Action]) -> set[str]:
+    """The bitmaps `actions` add (a merge makes a listed bitmap gone from base anew when a
+    committed image has a copy of it)."""
+    made = set()
+    for action in actions:
+        data = action["data"]
+        if action["type"] == "block-dirty-bitmap-add" and isinstance(data, Mapping):
+            made.add(str(data["name"]))
+    return made
+
+
+def unusable(
+    base: str, listed: Sequence[str], nodes: Nodes, made: Collection[str] = ()
+) -> tuple[str, ...]:
+    """Listed bitmaps that can never be enabled as they are: gone from base (and not
+    `made` by the step's actions), or inconsistent."""
     return tuple(
         name for name in listed
-        if (bitmap := _bitmap(nodes, base, name)) is None or bitmap.inconsistent
+        if ((bitmap := _bitmap(nodes, base, name)) is None and name not in made)
+        or (bitmap is not None and bitmap.inconsistent)
     )

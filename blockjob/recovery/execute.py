@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from blockjob.model import BlockJob, CommitData, JobState, JobType
-from blockjob.qemu.bitmaps import Nodes, finish_actions, remove_actions, unusable
+from blockjob.qemu.bitmaps import Nodes, added, finish_actions, remove_actions, unusable
 from blockjob.qemu.monitor import CONCLUDED, Monitor
 from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, transaction_on
@@ -135,7 +135,7 @@ def _merge(ctx: Context, step: MergeBitmaps) -> None:
     actions, problems = finish_actions(committed, step.chain, base, step.listed, nodes)
     ctx.problems.extend(p for p in problems if "invalid chain" in p)
     _bitmap_problems(ctx, [p for p in problems if "invalid chain" not in p],
-                     unusable(base, step.listed, nodes))
+                     unusable(base, step.listed, nodes, added(actions)))
     transaction_on(ctx.monitor, step.base, actions, read_only_after=not keep_writable,
                    nodes=nodes)
 

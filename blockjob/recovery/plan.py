@@ -89,6 +89,7 @@ class JobPlan:
     qemu_status: str | None  # None: QEMU does not know the job
     steps: tuple[Step, ...]
     note: str | None = None
+    problem: str | None = None  # what needs an operator although the steps run
 
 
 _Planner = Callable[[Decision, list[Step], str | None], JobPlan]
@@ -489,6 +490,17 @@ def failed_sibling(
     return None
 
 
+def _baseless(job: BlockJob) -> str | None:
+    """The loss an invalid job's drop makes when its base is not found in the file: its
+    listed bitmaps stay disabled, and no record of them can be kept (libvirt would not
+    load it). Reported, so the drop is never silent."""
+    if not job.disabled_base_bitmaps:
+        return None
+    return (f"bitmaps {', '.join(job.disabled_base_bitmaps)} listed in "
+            f"<disabledBaseBitmaps> cannot be re-enabled: the job's base is not found in "
+            f"the file; they stay disabled in QEMU until an operator enables them")
+
+
 def _cancel_with_backup(job: BlockJob) -> list[Step]:
     """libvirt 9.0 cancels the backup's jobs still running once one of them failed or was
     cancelled, recording them `aborting`; the backup ends with the last of them."""
@@ -521,8 +533,9 @@ def plan_job(
     (None: only as recorded)."""
     status = qjob.status if qjob is not None else None
 
-    def plan(decision: Decision, steps: list[Step], note: str | None = None) -> JobPlan:
-        return JobPlan(job.name, decision, status, tuple(steps), note)
+    def plan(decision: Decision, steps: list[Step], note: str | None = None,
+             problem: str | None = None) -> JobPlan:
+        return JobPlan(job.name, decision, status, tuple(steps), note, problem)
 
     expected = QEMU_TYPES.get(job.brokentype or job.type)
     if qjob is not None and expected is not None and qjob.type != expected:
@@ -530,8 +543,12 @@ def plan_job(
                     f"the file records a {job.brokentype or job.type} ({expected}) job")
     if job.invalid or job.type is JobType.BROKEN:
         cancel: list[Step] = [Cancel(job.name)] if status not in (None, CONCLUDED) else []
-        steps = [*cancel, *_dismiss(job, qjob), *_reenable(doc, job), _drop(doc, job)]
-        return plan(Decision.INVALID, steps, "; ".join(job.problems) or "invalid job data")
+        restore = _reenable(doc, job)
+        # What a backup or create job holds in QEMU goes with it, as with any end.
+        steps = [*cancel, *_dismiss(job, qjob), *restore, *_backup_end(doc, job),
+                 *_create_end(job), _drop(doc, job)]
+        return plan(Decision.INVALID, steps, "; ".join(job.problems) or "invalid job data",
+                    None if restore else _baseless(job))
     if qjob is None and is_unresolved_record(doc, job):
         return plan(Decision.UNRESOLVED, [*_reenable(doc, job), Drop(job.name)])
     if status == "pending":

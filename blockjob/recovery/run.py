@@ -18,6 +18,7 @@ from pathlib import Path
 
 from blockjob.errors import BlockJobError, InputError, StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, check_regular, is_directory
+from blockjob.model import JobType
 from blockjob.qemu.monitor import (
     CONCLUDED,
     Monitor,
@@ -39,7 +40,14 @@ from blockjob.recovery.parallel import affordable, file_key, run_ordered
 from blockjob.recovery.plan import ATTENTION, Decision, JobPlan, graph_questions, plan_job
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
 from blockjob.recovery.steps import Drop, DropMirror, MergeBitmaps, Reenable, Step, describe
-from blockjob.recovery.verify import Observed, Touched, check_bases, check_chains, check_domain
+from blockjob.recovery.verify import (
+    Observed,
+    Touched,
+    check_bases,
+    check_chains,
+    check_domain,
+    legacy_owner,
+)
 from blockjob.statusxml.document import StatusDocument
 from blockjob.statusxml.mirrors import mirror_job_problem
 from blockjob.store.status_store import (
@@ -163,6 +171,8 @@ class _Run:
             backing = ctx.monitor.backing_of() if asks_backing else None
             plan = plan_job(ctx.doc, job, qjob, roots, backing, qemu_jobs=qemu_jobs)
             self._note(report, plan)
+            if plan.problem is not None:
+                (ctx.acknowledged if ctx.acknowledge else ctx.problems).append(plan.problem)
             if plan.decision in ATTENTION:
                 report.problems.append(plan.note or str(plan.decision))
                 return
@@ -198,15 +208,18 @@ class _Run:
 
     def stale_mirrors(self) -> list[JobReport]:
         """Remove a `<mirror>` libvirt cannot load (empty or unknown job), or one that no
-        job of the file owns while QEMU runs no mirroring job either."""
+        job of the file owns while no job QEMU runs may be its legacy owner either
+        (`legacy_owner`)."""
         reports = []
         owned = {job.disk for job in self.ctx.doc.jobs}
+        recorded = {job.name for job in self.ctx.doc.jobs}
         # Asked once, when a disk first needs it: dropping a `<mirror>` changes no QEMU job.
-        qemu_mirrors = cache(self._qemu_mirrors)
+        qemu_jobs = cache(self.ctx.monitor.query_jobs)
         for disk in self.ctx.doc.disks:
             problem = mirror_job_problem(disk.mirror_job)
-            if problem is None and (disk.mirror_job is None or disk.target in owned
-                                    or qemu_mirrors()):
+            if problem is None and (
+                    disk.mirror_job is None or disk.target in owned
+                    or legacy_owner(disk.mirror_job, qemu_jobs(), recorded)):
                 continue  # loadable, and owned or possibly QEMU's (a legacy copy)
             step = DropMirror(disk.target)
             report = JobReport(f"<mirror> of disk {disk.target}", _STALE_MIRROR, None,
@@ -217,11 +230,6 @@ class _Run:
                 self._steps(report, [step])
             reports.append(report)
         return reports
-
-    def _qemu_mirrors(self) -> bool:
-        """Whether QEMU runs a job that may own a `<mirror>` (asked now)."""
-        return any(job.type in ("mirror", "commit")
-                   for job in self.ctx.monitor.query_jobs().values())
 
     def conclude(self, *, mirrors: bool) -> tuple[list[JobReport], list[str]]:
         """Let go of the ended jobs (and, with `mirrors`, of stale `<mirror>`s), verify the
@@ -327,14 +335,21 @@ def recover_document(
     ctx = Context(doc, owner, monitor, acknowledge=acknowledge, probe=probe)
     run = _Run(ctx, dry_run, on_step)
     reports: list[JobReport] = []
-    for job in list(doc.jobs):
+    at = {job.name: position for position, job in enumerate(doc.jobs)}
+
+    def in_file_order() -> list[JobReport]:
+        return sorted(reports, key=lambda report: at[report.job])
+
+    # Pulls first: while a pull's concluded stream job waits for its job-dismiss, the
+    # node graph another job's plan may ask for cannot be asked (README `QEMU care`).
+    for job in sorted(doc.jobs, key=lambda job: job.type is not JobType.PULL):
         report = JobReport(job.name, "unknown", None)
         reports.append(report)
         try:
             run.job(report)
         except MonitorUnavailableError as exc:
             report.error = str(exc)
-            return reports, []  # the next jobs would meet the same dead monitor
+            return in_file_order(), []  # the next jobs would meet the same dead monitor
         except (MonitorError, BlockJobError, ValueError, OSError) as exc:
             report.error = str(exc)
             run.failed.add(job.name)
@@ -342,8 +357,8 @@ def recover_document(
     try:
         mirrors, failed = run.conclude(mirrors=True)
     except (BlockJobError, ValueError, OSError) as exc:
-        return reports, [f"could not conclude: {exc}"]
-    return reports + mirrors, failed
+        return in_file_order(), [f"could not conclude: {exc}"]
+    return in_file_order() + mirrors, failed
 
 
 @contextlib.contextmanager

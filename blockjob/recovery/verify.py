@@ -3,25 +3,27 @@
 Each failed check is one line naming what is wrong; recovery reports them as
 attention. The checks do not trust the steps that ran: a base some job touched must be
 read-only (unless it is now the disk's active layer), every listed bitmap enabled and
-consistent, each disk's chain in the file exactly the chain QEMU runs, and no job left
-in the file that QEMU does not know.
+consistent, each disk's chain in the file exactly the chain QEMU runs (a disk whose job
+goes on: every node of it in QEMU), and no job left in the file that QEMU does not know.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from blockjob.model import StorageSource
 from blockjob.qemu.bitmaps import Nodes
 from blockjob.qemu.monitor import QemuJob
-from blockjob.qemu.nodes import effective_node
-from blockjob.recovery.plan import is_unresolved_record
+from blockjob.qemu.nodes import effective_node, node_of
+from blockjob.recovery.plan import QEMU_TYPES, is_unresolved_record
 from blockjob.recovery.steps import MergeBitmaps, Reenable
 from blockjob.statusxml.disks import Disk
 from blockjob.statusxml.document import StatusDocument
 
 Touched = MergeBitmaps | Reenable
+# The type of QEMU job a `<mirror job>` of each kind belongs to.
+_MIRROR_OWNERS = {str(kind): qemu for kind, qemu in QEMU_TYPES.items()}
 
 
 def check_bases(
@@ -104,15 +106,37 @@ def check_chains(doc: StatusDocument, seen: Observed, finished: set[str]) -> lis
     return failed
 
 
+def _absent_nodes(disk: Disk, nodes: Nodes) -> list[str]:
+    """A disk whose job goes on: its chain moves, but every node the file names in it
+    must be in QEMU (the daemon will address them when the job ends)."""
+    images = disk.chain.images() if disk.chain is not None else []
+    absent = [name for image in images if (name := node_of(image)) and name not in nodes]
+    return [f"disk {disk.target}: node {name} of the file's chain is not in QEMU's graph"
+            for name in absent[:1]]
+
+
+def legacy_owner(mirror_job: str, jobs: Mapping[str, QemuJob], recorded: Collection[str]) -> bool:
+    """Whether a job QEMU runs may own a `<mirror job>` no job of the file owns: one
+    libvirt never recorded (a legacy block copy or active commit), so of the mirror's
+    type and not a job of the file."""
+    wanted = _MIRROR_OWNERS.get(mirror_job)
+    return any(job.type == wanted and name not in recorded for name, job in jobs.items())
+
+
 def check_domain(
     doc: StatusDocument, seen: Observed, finished: set[str], failed_jobs: set[str]
 ) -> list[str]:
-    """`check_chains`; no disk keeps a `<mirror>` without a job; every recorded job is
-    known to QEMU, but for `failed_jobs` (their steps raised: that is their report)."""
+    """`check_chains`, and the nodes of the disks with a job; no disk keeps a `<mirror>`
+    without a job; every recorded job is known to QEMU, but for `failed_jobs` (their steps
+    raised: that is their report)."""
     busy = {job.disk for job in doc.jobs}
+    recorded = {job.name for job in doc.jobs}
     failed = [f"disk {disk.target} has a <mirror> but no job" for disk in doc.disks
-              if disk.mirror_job is not None and disk.target not in busy and not seen.jobs]
+              if disk.mirror_job is not None and disk.target not in busy
+              and not legacy_owner(disk.mirror_job, seen.jobs, recorded)]
     failed += check_chains(doc, seen, finished)
+    failed += [line for disk in doc.disks if disk.target in busy
+               for line in _absent_nodes(disk, seen.nodes)]
     for job in doc.jobs:
         known = job.name in seen.jobs or job.name in failed_jobs
         if not known and not is_unresolved_record(doc, job):
