@@ -31,6 +31,7 @@ from tests.support.qemu_fixtures import (
     assert_chain,
     assert_file_sound,
     base_bitmaps,
+    base_image,
     commit,
     counts,
     crash_qemu_and_restart,
@@ -256,10 +257,8 @@ def test_missing_bitmap_after_a_completed_commit_is_reported_on_every_run(
     with started(tmp_path) as tb:
         commit(tb)
         wait_concluded(tb)
-        disk = blockjob.load(tb.status_path).disk("vda")
-        assert disk is not None and disk.chain is not None
         with tb.connect() as monitor:  # someone removed a listed bitmap meanwhile
-            transaction_on(monitor, disk.chain.images()[-1], [{
+            transaction_on(monitor, base_image(tb), [{
                 "type": "block-dirty-bitmap-remove", "data": {"node": BASE, "name": "chk0"}}])
         problem = "bitmap 'chk0' is gone from libvirt-3-format; nothing to re-enable"
         for decision in ("finish-completed", "unresolved-bitmaps", "unresolved-bitmaps"):
@@ -282,10 +281,8 @@ def test_a_listed_bitmap_the_merge_makes_anew_is_not_kept_as_unresolved(
     with started(tmp_path) as tb:
         commit(tb)
         wait_concluded(tb)
-        disk = blockjob.load(tb.status_path).disk("vda")
-        assert disk is not None and disk.chain is not None
         with tb.connect() as monitor:
-            transaction_on(monitor, disk.chain.images()[-1], [{
+            transaction_on(monitor, base_image(tb), [{
                 "type": "block-dirty-bitmap-remove", "data": {"node": BASE, "name": "chk1"}}])
         report = recover([tb.status_path])
         assert report.ok and [j.decision for j in report.domains[0].jobs] == ["finish-completed"]

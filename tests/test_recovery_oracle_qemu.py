@@ -41,7 +41,6 @@ import pytest
 from blockjob.demo.lab import Lab
 from blockjob.jobs.active_commit import start_active_commit
 from blockjob.jobs.commit import CrashPoint
-from blockjob.model import StorageSource
 from blockjob.qemu.monitor import Monitor
 from blockjob.qemu.reopen import set_read_only
 from blockjob.qemu.wire import Connection
@@ -58,6 +57,7 @@ from tests.support.qemu_fixtures import (
     MID,
     QEMU_MARKS,
     TOP,
+    base_image,
     commit,
     crash_qemu_and_restart,
     job_status,
@@ -194,18 +194,12 @@ def _active_commit(tb: Lab, end: str) -> None:
             monitor.job_dismiss(name)
 
 
-def _base_image(tb: Lab, target: str) -> StorageSource:
-    disk = load(tb.status_path).disk(target)
-    assert disk is not None and disk.chain is not None
-    return disk.chain.images()[-1]
-
-
 def _tamper_bitmaps(tb: Lab, sc: Scenario, monitor: Monitor) -> None:
     for name, how in sc.bitmaps.items():
         if how == "enabled":
             monitor.execute("block-dirty-bitmap-enable", {"node": BASE, "name": name})
         elif how == "removed":  # a base read-only is made writable for it a moment
-            base = _base_image(tb, "vda")
+            base = base_image(tb, "vda")
             read_only = monitor.query_nodes()[BASE].read_only
             if read_only:
                 set_read_only(monitor, base, False)
@@ -279,7 +273,7 @@ def _busy_backup(tb: Lab, monitor: Monitor) -> None:
     bitmap stays busy until it is finalized. (A rate-limited one instead can hold QEMU's
     main loop for minutes in the drain of a `blockdev-reopen`.)"""
     add_image(monitor, tb, "busy", 20, None)
-    base = _base_image(tb, "vdb")
+    base = base_image(tb, "vdb")
     set_read_only(monitor, base, False)
     monitor.execute("blockdev-backup", {
         "job-id": BUSY, "device": VDB_BASE, "target": "libvirt-20-format",

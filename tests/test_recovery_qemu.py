@@ -30,6 +30,7 @@ from tests.support.qemu_fixtures import (
     assert_chain,
     assert_file_sound,
     base_bitmaps,
+    base_image,
     commit,
     counts,
     crash_at,
@@ -345,10 +346,8 @@ def test_base_left_writable_is_attention_in_a_dry_run_and_made_read_only(tmp_pat
     with started(tmp_path) as tb:
         commit(tb)
         wait_concluded(tb)
-        disk = blockjob.load(tb.status_path).disk("vda")
-        assert disk is not None and disk.chain is not None
         with tb.connect() as monitor:
-            set_read_only(monitor, disk.chain.images()[-1], False)
+            set_read_only(monitor, base_image(tb), False)
         dry = recover([tb.status_path], dry_run=True)
         assert not dry.ok
         assert dry.domains[0].failed_checks == ["base libvirt-3-format is writable; it must be "

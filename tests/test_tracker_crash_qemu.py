@@ -14,7 +14,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
@@ -39,6 +38,7 @@ from tests.support.qemu_fixtures import (
     crash_at,
     started,
 )
+from tests.support.tracker_kill import killed_after_open
 from tests.support.tracking import (
     ACTIVE_JOB,
     assert_active_aborted,
@@ -143,16 +143,7 @@ def test_blockjob_recover_alone_finishes_a_recorded_request(
 def killed_at_random(tb: Lab, flow: str, delay: float) -> None:
     """Run the daemon process of `flow` (start, ready, request, follow to the end) and
     SIGKILL it `delay` seconds after its tracker is open: anywhere, not at a named point."""
-    proc = subprocess.Popen([sys.executable, str(KILL_SCRIPT), str(tb.status_path), flow,
-                             "-"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        opened = proc.stdout.readline() if proc.stdout is not None else ""
-        time.sleep(delay)
-        proc.kill()
-    finally:
-        out, err = proc.communicate(timeout=120)
-    assert opened == "open\n", (opened, out, err)
-    assert proc.returncode in (0, -signal.SIGKILL), (proc.returncode, out, err)
+    killed_after_open(str(tb.status_path), flow, delay)
 
 
 def finish_after_restart(t: JobTracker, flow: str) -> None:

@@ -7,10 +7,7 @@ from __future__ import annotations
 import os
 import random
 import re
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +24,7 @@ from tests.support.libvirt_lab import (
     running_lab,
     wait_for,
 )
+from tests.support.tracker_kill import killed_after_open
 from tests.test_libvirt_interop import assert_agree, libvirt_job, libvirt_loads, recorded_only
 
 pytestmark = LIBVIRT_MARKS
@@ -188,19 +186,10 @@ def test_base_bitmaps_after_libvirt_9_finished_a_commit_blockjob_started(
 
 def killed_anywhere(dom: LabDomain, flow: str, delay: float) -> None:
     """The daemon runs `flow` (start an active commit, ready, pivot or abort, follow to the
-    end) and is SIGKILLed `delay` seconds after its tracker is open."""
-    proc = subprocess.Popen(
-        ["nsenter", "-t", str(dom.qemu_pid), "-m", "--", sys.executable, str(KILL_SCRIPT),
-         dom.namespace_status_path, flow, "-"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        opened = proc.stdout.readline() if proc.stdout is not None else ""
-        time.sleep(delay)
-        proc.kill()
-    finally:
-        out, err = proc.communicate(timeout=120)
-    assert opened == "open\n", (opened, out, err)
-    assert proc.returncode in (0, -signal.SIGKILL), (proc.returncode, out, err)
+    end) in libvirt's mount namespace and is SIGKILLed `delay` seconds after its tracker is
+    open."""
+    killed_after_open(dom.namespace_status_path, flow, delay,
+                      ("nsenter", "-t", str(dom.qemu_pid), "-m", "--"))
 
 
 def settled(dom: LabDomain) -> bool:

@@ -20,7 +20,7 @@ import blockjob
 from blockjob.demo.lab import DiskSpec, Lab
 from blockjob.demo.qemu import QemuProcess
 from blockjob.jobs.commit import CrashPoint, start_commit
-from blockjob.model import BlockJob
+from blockjob.model import BlockJob, StorageSource
 from blockjob.qemu.monitor import Bitmap, Monitor
 from blockjob.store.status_store import StatusStore
 from blockjob.validation.check import validate_file
@@ -147,6 +147,13 @@ def image_path(tb: Lab, target: str, name: str) -> Path:
             if disk.target == target and image.path.stem == name:
                 return image.path
     raise KeyError(f"{target}/{name}")
+
+
+def base_image(tb: Lab, target: str = "vda") -> StorageSource:
+    """The bottom image of disk `target`'s chain, as the status file has it now."""
+    disk = blockjob.load(tb.status_path).disk(target)
+    assert disk is not None and disk.chain is not None
+    return disk.chain.images()[-1]
 
 
 NodeState = tuple[bool, tuple[tuple[str, bool, int, bool], ...]]

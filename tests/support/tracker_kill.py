@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
+import time
 from enum import StrEnum
 from pathlib import Path
 
@@ -65,6 +67,24 @@ def run(path: Path, flow: str, point: str) -> int:
         if point == ANY_INSTANT:
             return 0 if tracker.wait_for(lambda doc: doc.job(job.name) is None, WAIT) else 5
     return 3
+
+
+def killed_after_open(status_path: str, flow: str, delay: float,
+                      prefix: tuple[str, ...] = ()) -> None:
+    """Run this script on `status_path` for `flow` at any instant (behind `prefix`, such as
+    an `nsenter` into a namespace) and SIGKILL it `delay` seconds after its tracker is
+    open; it must have opened, and ended by the kill or at the flow's end."""
+    proc = subprocess.Popen([*prefix, sys.executable, __file__, status_path, flow,
+                             ANY_INSTANT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        opened = proc.stdout.readline() if proc.stdout is not None else ""
+        time.sleep(delay)
+        proc.kill()
+    finally:
+        out, err = proc.communicate(timeout=120)
+    assert opened == "open\n", (opened, out, err)
+    assert proc.returncode in (0, -signal.SIGKILL), (proc.returncode, out, err)
 
 
 if __name__ == "__main__":
