@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -470,6 +471,7 @@ def test_recovery_oracle_campaign(tmp_path: Path) -> None:
     start = int(os.environ.get("BLOCKJOB_ORACLE_FIRST", "100"))
     for seed in range(start, start + count):
         run_scenario(tmp_path / str(seed), seed)
+        shutil.rmtree(tmp_path / str(seed))  # a passed seed's images (some 30 MB each)
 
 
 # --- regressions the campaign found -------------------------------------------------
