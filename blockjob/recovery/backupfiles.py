@@ -9,6 +9,8 @@ Only a disk's local file (`type='file'`, libvirt's default) is deleted.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from lxml import etree
 
 from blockjob.statusxml.node import TRUSTED_PARSER
@@ -18,16 +20,18 @@ _REUSE_EXTERNAL = 0x1
 _NOT_COMPLETED = frozenset({"failed", "cancelling", "cancelled"})
 
 
-def deleted_when_ended(data: bytes) -> list[str]:
+def deleted_when_ended(data: bytes, ended: Mapping[str, str] | None = None) -> list[str]:
     """The files libvirt deletes when the backup `data` (a whole status document) records
-    ends now, every disk's `state` in `<backups>` saying how its job ended."""
+    ends now: every disk's `state` in `<backups>` says how its job ended, unless `ended`
+    (disk name to state) says it for a job that ends just now."""
     root = etree.fromstring(data, TRUSTED_PARSER)
     backup = root.find("backups/domainbackup")
     if backup is None or _flags(root) & _REUSE_EXTERNAL:
         return []
     disks = [disk for disk in backup.iterfind("disks/disk") if disk.get("backup") != "no"]
     pull = backup.get("mode") == "pull"
-    if not pull and not any(disk.get("state") in _NOT_COMPLETED for disk in disks):
+    states = [(ended or {}).get(disk.get("name", ""), disk.get("state")) for disk in disks]
+    if not pull and not any(state in _NOT_COMPLETED for state in states):
         return []
     store = "scratch" if pull else "target"
     return [path for disk in disks if disk.get("type", "file") == "file"

@@ -264,11 +264,14 @@ def forget(ctx: Context, step: Drop | DropMirror) -> None:
         ctx.doc.add_job(kept)
     if not step.backup:
         return
-    if job is not None and job.disk is not None:
-        ctx.doc.set_backup_disk_state(job.disk, _backup_disk_state(job))
-    if not any(other.type is JobType.BACKUP for other in ctx.doc.jobs):
-        ctx.backup_files += deleted_when_ended(ctx.doc.dumps())
-        ctx.doc.end_backup()
+    ended = {job.disk: _backup_disk_state(job)} if job is not None and job.disk else {}
+    if any(other.type is JobType.BACKUP for other in ctx.doc.jobs):
+        for disk, state in ended.items():
+            ctx.doc.set_backup_disk_state(disk, state)
+        return
+    # The last job: its state decides the files, and `<backups>` goes with it.
+    ctx.backup_files += deleted_when_ended(ctx.doc.dumps(), ended)
+    ctx.doc.end_backup()
 
 
 def _backup_disk_state(job: BlockJob) -> str:
