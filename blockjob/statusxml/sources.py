@@ -88,6 +88,24 @@ _PRIVATE_CHILDREN = ("nodenames", "reservations", "relPath", "objects", "fdsets"
                      "thresholdEvent", "nbdkit")
 
 
+def _ranks(order: tuple[str, ...]) -> dict[object, int]:
+    """Each tag's place in `order`; comments, processing instructions and entity references
+    rank -1, as they are not written."""
+    ranks: dict[object, int] = {tag: place for place, tag in enumerate(order)}
+    ranks.update(dict.fromkeys((etree.Comment, etree.ProcessingInstruction, etree.Entity), -1))
+    return ranks
+
+
+# Built once: a job image's `<source>` is put in order on every first dump.
+_SOURCE_RANKS = _ranks(_SOURCE_CHILDREN)
+_SSH_RANKS = _ranks(_SSH_CHILDREN)
+_PRIVATE_RANKS = _ranks(_PRIVATE_CHILDREN)
+_SOURCE_ATTRIBUTE_ORDER = {
+    kind: (*names, "startupPolicy") for kind, names in _SOURCE_ATTRIBUTES.items()
+}
+_OTHER_SOURCE_ATTRIBUTES = ("startupPolicy",)
+
+
 # Wrappers libvirt writes with its element helper, which writes nothing for an element
 # without attributes or children.
 _OMITTED_WHEN_EMPTY = frozenset({"privateData", "nodenames", "objects", "fdsets", "slices",
@@ -103,15 +121,16 @@ def _drop_empty(element: etree._Element, tags: frozenset[str]) -> None:
             element.remove(child)
 
 
-def _children_in_order(element: etree._Element, order: tuple[str, ...]) -> None:
-    """Put `element`'s child elements in libvirt's `order`, any other after them as they
-    came. Comments and processing instructions among them go (they are not written)."""
-    children = list(element)
-    rank = {tag: place for place, tag in enumerate(order)}
-    ordered = sorted((child for child in children if isinstance(child.tag, str)),
-                     key=lambda child: rank.get(str(child.tag), len(order)))
-    if ordered != children:
-        element[:] = ordered
+def _children_in_order(element: etree._Element, ranks: dict[object, int]) -> None:
+    """Put `element`'s child elements in libvirt's order (`ranks`), any other after them
+    as they came. Comments and processing instructions among them go (they are not
+    written). Children already so (a file libvirt wrote) are only looked at."""
+    last = len(ranks)
+    places = [ranks.get(child.tag, last) for child in element]
+    if -1 not in places and places == sorted(places):
+        return
+    children = [child for child in element if isinstance(child.tag, str)]
+    element[:] = sorted(children, key=lambda child: ranks.get(child.tag, last))
 
 
 def _in_order(element: etree._Element, attrs: dict[str, str], order: tuple[str, ...]) -> None:
@@ -132,11 +151,11 @@ def _as_libvirt_writes(source: etree._Element, kind: str) -> None:
     attrs = dict(source.attrib)
     if kind == "network":
         attrs.setdefault("tlsFromConfig", "0")
-    _in_order(source, attrs, (*_SOURCE_ATTRIBUTES.get(kind, ()), "startupPolicy"))
-    _children_in_order(source, _SSH_CHILDREN if source.get("protocol") == "ssh"
-                       else _SOURCE_CHILDREN)
+    _in_order(source, attrs, _SOURCE_ATTRIBUTE_ORDER.get(kind, _OTHER_SOURCE_ATTRIBUTES))
+    _children_in_order(source, _SSH_RANKS if source.get("protocol") == "ssh"
+                       else _SOURCE_RANKS)
     for private in source.iterchildren("privateData"):
-        _children_in_order(private, _PRIVATE_CHILDREN)
+        _children_in_order(private, _PRIVATE_RANKS)
         _drop_empty(private, _OMITTED_WHEN_EMPTY)
     _drop_empty(source, _OMITTED_WHEN_EMPTY)
     default = DEFAULT_PORTS.get(source.get("protocol") or "") if kind == "network" else None
