@@ -4,20 +4,26 @@ Loading checks every image a job names (its validity depends on them), but build
 one costs more than reading the rest of its job, and a daemon restart looks into few.
 So a loaded job keeps where its images are instead: the document's bytes, which
 `<blockjob>` and which child. The first image asked for re-reads `<blockjobs>`.
+
+A dump need not build them either: an image whose shape was seen written back as read
+is written as read (`job_image_node`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from lxml import etree
 
+from blockjob.element import Node
 from blockjob.model import StorageSource
-from blockjob.statusxml.node import TRUSTED_PARSER, first_at
-from blockjob.statusxml.sources import build_job_source, check_job_source
+from blockjob.statusxml.node import TRUSTED_PARSER, first_at, verbatim, write_node
+from blockjob.statusxml.rendered import escaped_alike, plain, pretty, start_and_rest
+from blockjob.statusxml.sources import build_job_source, check_job_source, job_source_node
 from blockjob.statusxml.spans import child_of_root, element_span
 
 _BLOCKJOBS = child_of_root("blockjobs")  # the one the document reads
@@ -58,10 +64,11 @@ class LoadedBlockjobs:
         """
         check_job_source(element, chain=chain)
         image = _new(DeferredImage)  # without `__init__`: this runs per job image loaded
-        image.__dict__["_build"] = functools.partial(self._build, where, chain)
+        image.__dict__["_build"] = _new_tuple(_Pending, (self, where, chain))
         return image
 
-    def _build(self, where: tuple[int, str, Path], chain: bool) -> StorageSource:
+    def element(self, where: tuple[int, str, Path]) -> etree._Element:
+        """The job image at `where` (see `defer`), in `<blockjobs>` parsed again once."""
         index, name, path = where
         jobs = self._jobs
         if jobs is None or not _holds(jobs, index, name):
@@ -71,7 +78,7 @@ class LoadedBlockjobs:
             self._jobs = jobs
         element = first_at(jobs[index], path)  # where the reader found it
         assert element is not None
-        return build_job_source(element, chain=chain)
+        return element
 
     def _from_span(self) -> list[etree._Element]:
         """The jobs, parsing just the bytes of `<blockjobs>` (a few KB of the file)."""
@@ -93,6 +100,74 @@ def _holds(jobs: list[etree._Element], index: int, name: str) -> bool:
 
 
 _new = object.__new__
+_new_tuple = tuple.__new__  # NamedTuple's own constructor costs more, per image loaded
+
+
+class _Pending(NamedTuple):
+    """How a loaded image not built yet is built: where it is, and whether its
+    `<backingStore>` chain is read."""
+
+    origin: LoadedBlockjobs
+    where: tuple[int, str, Path]
+    chain: bool
+
+    def __call__(self) -> StorageSource:
+        return build_job_source(self.origin.element(self.where), chain=self.chain)
+
+
+# What writing a loaded job image depends on beyond the values it keeps (`_shape`).
+_Shape = tuple[str, bool, tuple[str, ...], tuple[str, ...]]
+# Shapes of loaded job images that `job_source_node` wrote as read: a file libvirt wrote
+# holds a few, repeated in every image and file. Emptied when full.
+_AS_READ: set[_Shape] = set()
+_AS_READ_MAX = 256
+# The values reading makes something of rather than keeps: a storage type picks the order
+# of a `<source>`'s attributes; protocol, port and transport make its hosts'. (Patterns
+# that begin with `="` are searched for many times faster.)
+_READ_VALUES = re.compile(r'="(?:(?<= type=")|(?<= protocol=")|(?<= port=")|(?<= transport="))'
+                          r'[^"]*"')
+# Values not written as read: an empty one (read as absent), an `index` other than the
+# decimal number libvirt writes (0 is not written, leading zeros go).
+_REWRITTEN = re.compile(r'="(?:"|(?<= index=")(?![1-9][0-9]*"))')
+
+
+def job_image_node(tag: str, image: StorageSource) -> Node:
+    """`job_source_node(tag, image)`. A loaded image not built yet whose shape was seen
+    written as read is written as read, and stays unbuilt: the first dump of a file libvirt
+    wrote builds none of its images (docs/performance.md)."""
+    pending = image.__dict__.get("_build") if type(image) is DeferredImage else None
+    if type(pending) is not _Pending:
+        return job_source_node(tag, image)
+    element = pending.origin.element(pending.where)
+    xml = pretty(element)
+    shape = _shape(tag, pending.chain, element, xml)
+    if shape is None:
+        return job_source_node(tag, image)
+    if shape in _AS_READ:
+        return verbatim(tag, *start_and_rest(xml))
+    as_read = plain(element)  # asked first: building puts the element in libvirt's order
+    node = job_source_node(tag, image)
+    if as_read and _written(node) == xml.replace('"', "'"):
+        if len(_AS_READ) >= _AS_READ_MAX:
+            _AS_READ.clear()
+        _AS_READ.add(shape)
+    return node
+
+
+def _shape(tag: str, chain: bool, element: etree._Element, xml: str) -> _Shape | None:
+    """The `pretty` text `xml` of image `element` without the values writing keeps, or None
+    where lxml's text is not libvirt's but for quotes, or a value is written otherwise.
+    Only where every `"` delimits a value, as in a `plain` image, are the values cut out:
+    a `"` in a text cuts it elsewhere, and so never matches the shape of a plain image."""
+    if element.tag != tag or not escaped_alike(xml) or _REWRITTEN.search(xml):
+        return None
+    return tag, chain, tuple(xml.split('"')[::2]), tuple(_READ_VALUES.findall(xml))
+
+
+def _written(node: Node) -> str:
+    out: list[str] = []
+    write_node(out, node, "")
+    return "".join(out)
 
 
 class DeferredImage(StorageSource):

@@ -16,9 +16,9 @@ from typing import Any, NamedTuple, TypeVar
 
 from blockjob.element import Node
 from blockjob.model import BlockJob, JobChains, JobData, JobState, JobType, StorageSource
+from blockjob.statusxml.lazyimages import job_image_node
 from blockjob.statusxml.mapping import DATA_CLASSES, Kind, Row, plan
 from blockjob.statusxml.node import escape_attr, escape_text, write_node
-from blockjob.statusxml.sources import job_source_node
 
 BLOCKJOBS_INDENT = "  "
 JOB_INDENT = BLOCKJOBS_INDENT + "  "
@@ -109,7 +109,7 @@ def _chains(children: _Children, row: Row, value: object, job: BlockJob) -> None
     parts = [(tag, top) for tag, top in (("disk", chains.disk), ("mirror", chains.mirror))
              if top is not None]
     if parts:
-        children.node(Node(row.xml, (), tuple(job_source_node(t, top) for t, top in parts)))
+        children.node(Node(row.xml, (), tuple(job_image_node(t, top) for t, top in parts)))
 
 
 def _node(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
@@ -136,7 +136,7 @@ def _named(children: _Children, row: Row, value: object, _job: BlockJob) -> None
 
 
 def _image(children: _Children, row: Row, value: object, _job: BlockJob) -> None:
-    children.node(job_source_node(row.xml, _expect(value, StorageSource, row)))
+    children.node(job_image_node(row.xml, _expect(value, StorageSource, row)))
 
 
 _ChildWriter = Callable[[_Children, Row, object, BlockJob], None]

@@ -1,0 +1,125 @@
+"""A loaded job image whose shape was seen written as read is written as read, unbuilt
+(`lazyimages.job_image_node`), and those bytes are the ones its built image writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import blockjob
+from blockjob.errors import StatusXMLError
+from blockjob.model import BackupData, CreateData, StorageSource
+from blockjob.statusxml import lazyimages
+from tests.support.corpus import status_files
+from tests.support.docs import jobs
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture
+def shapes(monkeypatch: pytest.MonkeyPatch) -> set[object]:
+    """The shapes seen written as read: none yet."""
+    seen: set[object] = set()
+    monkeypatch.setattr(lazyimages, "_AS_READ", seen)
+    return seen
+
+
+def _images(doc: blockjob.StatusDocument) -> list[StorageSource]:
+    found: list[StorageSource | None] = []
+    for job in doc.jobs:
+        if isinstance(job.data, CreateData):
+            found.append(job.data.src)
+        if isinstance(job.data, BackupData):
+            found.append(job.data.store)
+        if job.chains is not None:
+            found += (job.chains.disk, job.chains.mirror)
+    return [image for image in found if image is not None]
+
+
+def _unbuilt(doc: blockjob.StatusDocument) -> list[StorageSource]:
+    return [image for image in _images(doc) if "_build" in image.__dict__]
+
+
+def _built_and_dumped(data: bytes) -> bytes:
+    doc = blockjob.loads(data)
+    for image in _images(doc):
+        assert image.type  # builds it
+    return doc.dumps()
+
+
+def _loadable(paths: list[Path]) -> dict[Path, bytes]:
+    found = {}
+    for path in paths:
+        data = path.read_bytes()
+        try:
+            blockjob.loads(data)
+        except StatusXMLError:
+            continue
+        found[path] = data
+    return found
+
+
+def test_images_written_as_read_are_the_bytes_of_built_images(shapes: set[object]) -> None:
+    files = _loadable(status_files() + sorted(DATA.glob("*.xml")) + sorted(DATA.glob("*/*.xml")))
+    built = {path: _built_and_dumped(data) for path, data in files.items()}
+    learning = {path: blockjob.loads(data).dumps() for path, data in files.items()}
+    assert shapes  # libvirt's files hold images it writes as read
+    learnt = {path: blockjob.loads(data).dumps() for path, data in files.items()}
+    assert learning == built
+    assert learnt == built
+
+
+def test_the_first_dump_of_a_file_libvirt_wrote_builds_no_image(shapes: set[object]) -> None:
+    data = (DATA / "orphan-chains-in.xml").read_bytes()
+    blockjob.loads(data).dumps()  # its shapes seen
+    doc = blockjob.loads(data)
+    dumped = doc.dumps()
+    assert _images(doc) and _unbuilt(doc) == _images(doc)
+    assert dumped == _built_and_dumped(data)
+    assert [image.path for image in _images(doc)] == [image.path for image in _images(
+        blockjob.loads(data))]  # and they build as before, once read
+
+
+_NBD = (
+    "<blockjob name='n' type='create' state='running'><src type='network' format='raw'>"
+    "<source protocol='nbd' name='e' tlsFromConfig='0' index='{index}'>"
+    "<host name='h' port='{port}'/></source></src></blockjob>"
+)
+
+
+@pytest.mark.parametrize(("seen", "read", "written"), [
+    # The same shape, values that reading makes something of: libvirt writes 5, not 05...
+    (("5", "7"), ("05", "7"), "index='5'>\n          <host name='h' port='7'/>"),
+    # ...and a TCP host's default port for port 0, and the number it read for 007.
+    (("5", "7"), ("5", "0"), "index='5'>\n          <host name='h' port='10809'/>"),
+    (("5", "7"), ("5", "007"), "index='5'>\n          <host name='h' port='7'/>"),
+])
+def test_an_image_of_a_shape_seen_as_read_has_its_values_written_as_libvirt_reads_them(
+    seen: tuple[str, str], read: tuple[str, str], written: str, shapes: set[object]
+) -> None:
+    before = blockjob.loads(jobs(_NBD.format(index=seen[0], port=seen[1])))
+    before.dumps()
+    assert shapes
+    doc = blockjob.loads(jobs(_NBD.format(index=read[0], port=read[1])))
+    assert written.encode() in doc.dumps()
+
+
+def test_an_image_with_an_empty_value_is_written_as_its_built_image_is(
+    shapes: set[object]
+) -> None:
+    # An empty `file` is kept; the shape with a value was seen, the empty one is not taken.
+    for path in ("/f", ""):
+        data = jobs("<blockjob name='c' type='create' state='running'>"
+                    f"<src type='file' format='raw'><source file='{path}' index='3'/></src>"
+                    "</blockjob>")
+        assert blockjob.loads(data).dumps() == _built_and_dumped(data)
+    assert len(shapes) == 1
+
+
+def test_the_shapes_kept_are_bounded(shapes: set[object], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(lazyimages, "_AS_READ_MAX", 1)
+    data = (DATA / "orphan-chains-in.xml").read_bytes()
+    for _ in range(2):
+        assert blockjob.loads(data).dumps() == _built_and_dumped(data)
+        assert len(shapes) == 1
