@@ -105,6 +105,21 @@ def test_an_image_of_a_shape_seen_as_read_has_its_values_written_as_libvirt_read
     assert written.encode() in doc.dumps()
 
 
+def test_an_image_of_a_shape_seen_as_read_under_another_storage_type_is_put_in_form(
+    shapes: set[object]
+) -> None:
+    # A file source keeps these as read; a network one orders its attributes, gets
+    # tlsFromConfig and a default port for its host.
+    source = "<source file='/f' protocol='nbd' index='3'><host name='h'/></source>"
+    for kind in ("file", "network"):
+        data = jobs("<blockjob name='c' type='create' state='running'>"
+                    f"<src type='{kind}' format='raw'>{source}</src></blockjob>")
+        assert blockjob.loads(data).dumps() == _built_and_dumped(data)
+    assert len(shapes) == 1
+    assert b"<source protocol='nbd' tlsFromConfig='0' file='/f' index='3'>\n" \
+           b"          <host name='h' port='10809'/>" in blockjob.loads(data).dumps()
+
+
 def test_an_image_with_an_empty_value_is_written_as_its_built_image_is(
     shapes: set[object]
 ) -> None:

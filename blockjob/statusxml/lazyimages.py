@@ -116,16 +116,15 @@ class _Pending(NamedTuple):
 
 
 # What writing a loaded job image depends on beyond the values it keeps (`_shape`).
-_Shape = tuple[str, bool, tuple[str, ...], tuple[str, ...]]
+_Shape = tuple[str, bool, str]
 # Shapes of loaded job images that `job_source_node` wrote as read: a file libvirt wrote
 # holds a few, repeated in every image and file. Emptied when full.
 _AS_READ: set[_Shape] = set()
 _AS_READ_MAX = 256
-# The values reading makes something of rather than keeps: a storage type picks the order
-# of a `<source>`'s attributes; protocol, port and transport make its hosts'. (Patterns
-# that begin with `="` are searched for many times faster.)
-_READ_VALUES = re.compile(r'="(?:(?<= type=")|(?<= protocol=")|(?<= port=")|(?<= transport="))'
-                          r'[^"]*"')
+# The values writing keeps: all but those reading makes something of (a storage type picks
+# the order of a `<source>`'s attributes; protocol, port and transport make its hosts').
+# Patterns that begin with `=` are searched for many times faster.
+_KEPT_VALUE = re.compile(r'=(?<! type=)(?<! protocol=)(?<! port=)(?<! transport=)"[^"]*"')
 # Values not written as read: an empty one (read as absent), an `index` other than the
 # decimal number libvirt writes (0 is not written, leading zeros go).
 _REWRITTEN = re.compile(r'="(?:"|(?<= index=")(?![1-9][0-9]*"))')
@@ -143,25 +142,28 @@ def job_image_node(tag: str, image: StorageSource) -> Node:
     shape = _shape(tag, pending.chain, element, xml)
     if shape is None:
         return job_source_node(tag, image)
-    if shape in _AS_READ:
-        return verbatim(tag, *start_and_rest(xml))
-    as_read = plain(element)  # asked first: building puts the element in libvirt's order
-    node = job_source_node(tag, image)
-    if as_read and _written(node) == xml.replace('"', "'"):
+    if shape not in _AS_READ:
+        as_read = plain(element)  # asked first: building puts the element in libvirt's order
+        node = job_source_node(tag, image)
+        if not as_read or _written(node) != xml.replace('"', "'"):
+            return node
         if len(_AS_READ) >= _AS_READ_MAX:
             _AS_READ.clear()
         _AS_READ.add(shape)
-    return node
+    return verbatim(tag, *start_and_rest(xml))
 
 
 def _shape(tag: str, chain: bool, element: etree._Element, xml: str) -> _Shape | None:
     """The `pretty` text `xml` of image `element` without the values writing keeps, or None
     where lxml's text is not libvirt's but for quotes, or a value is written otherwise.
-    Only where every `"` delimits a value, as in a `plain` image, are the values cut out:
-    a `"` in a text cuts it elsewhere, and so never matches the shape of a plain image."""
+
+    In the text of a `plain` image every `"` delimits a value, so what is cut is values
+    only. An image with a `"` in a text never has the shape of a plain one: up to the
+    first value cut differently, both read alike, so the plain image would have a `"` in
+    a text there too."""
     if element.tag != tag or not escaped_alike(xml) or _REWRITTEN.search(xml):
         return None
-    return tag, chain, tuple(xml.split('"')[::2]), tuple(_READ_VALUES.findall(xml))
+    return tag, chain, _KEPT_VALUE.sub("=", xml)
 
 
 def _written(node: Node) -> str:
