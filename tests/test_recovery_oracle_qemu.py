@@ -50,8 +50,16 @@ from blockjob.recovery.execute import Probe
 from blockjob.statusxml.document import load
 from blockjob.store.status_store import StatusStore
 from tests.support import recovery_oracle as oracle
+from tests.support.finish_lab import (
+    COPY,
+    PULL,
+    add_image,
+    copy_ready,
+    pull_mid,
+    record_pull,
+    start_pull,
+)
 from tests.support.finish_lab import FLOWS as ALL_FLOWS
-from tests.support.finish_lab import PULL, add_image, pull_mid, record_pull, start_pull
 from tests.support.qemu_fixtures import (
     BASE,
     JOB,
@@ -536,3 +544,41 @@ def test_an_invalid_backup_job_still_ends_its_backup(tmp_path: Path) -> None:
         qemu = oracle.observe(tb.monitor_path)
         assert qemu.exports == {} and "libvirt-10-format" not in qemu.nodes
         assert not oracle.read_file(tb.status_path).backup
+
+
+# How a ready copy's record is made one libvirt marks invalid (or re-typed `broken`), or
+# (`cancelled`) a valid one cancelled by someone else, for comparison.
+COPY_ENDS = {
+    "unknown-state": ("state='ready'", "state='bogus'"),
+    "mirror-flag": ("mirror='yes'", "mirror='maybe'"),
+    "broken": ("type='copy'", "type='broken' brokentype='copy'"),
+    "cancelled": ("", ""),
+}
+
+
+@pytest.mark.parametrize("end", sorted(COPY_ENDS))
+def test_an_ended_copy_leaves_no_node_of_its_mirror_in_qemu(tmp_path: Path, end: str) -> None:
+    """vda's copy into node 4 is ready; its record is invalid (or QEMU cancelled it). Its
+    end takes the `<mirror>` from the file and, as libvirt 9.0 detaches a cancelled
+    copy's mirror chain, node 4 from QEMU: an invalid copy left node 4 open in QEMU with
+    nothing naming it (and the oracle did not look)."""
+    with started(tmp_path, devices=True) as tb:
+        copy_ready(tb)
+        if end == "cancelled":
+            with tb.connect() as monitor:
+                monitor.job_cancel(COPY)
+            wait_concluded(tb, COPY)
+        old, new = COPY_ENDS[end]
+        text = tb.status_path.read_text()
+        job_start = f"<blockjob name='{COPY}'"
+        head, tail = text.split(job_start)
+        tb.status_path.write_text(head + job_start + tail.replace(old, new, 1))
+        before = oracle.read_file(tb.status_path)
+        report = recover([tb.status_path])
+        assert report.ok, report.domains[0].lines()
+        (job,) = report.domains[0].jobs
+        assert job.decision == ("finish-failed" if end == "cancelled" else "invalid")
+        qemu = oracle.observe(tb.monitor_path)
+        after = oracle.read_file(tb.status_path)
+        assert not oracle.wrong_state(before, after, qemu, {})
+        assert "libvirt-4-format" not in qemu.nodes and "libvirt-4-storage" not in qemu.nodes

@@ -95,6 +95,11 @@ class JobPlan:
 _Planner = Callable[[Decision, list[Step], str | None], JobPlan]
 
 
+def _kind(job: BlockJob) -> JobType:
+    """The job's type; for one libvirt re-typed `broken`, the type it had."""
+    return job.brokentype or job.type
+
+
 def _recorded(job: BlockJob) -> JobState | None:
     """The outcome the file records (a daemon saves it before the finishing steps)."""
     recorded = job.newstate if job.newstate in OUTCOMES else job.state
@@ -188,8 +193,9 @@ def _record(job: BlockJob, outcome: JobState, qjob: QemuJob | None) -> list[Step
 def _drop(
     doc: StatusDocument, job: BlockJob, chain: StorageSource | None = None
 ) -> Drop:
-    """Forget `job`; a copy or active commit that is over takes its disk's `<mirror>` along."""
-    drop_mirror = job.type in MIRRORING and job.disk is not None \
+    """Forget `job`; a copy or active commit that is over (or was, before libvirt re-typed it
+    `broken`) takes its disk's `<mirror>` along."""
+    drop_mirror = _kind(job) in MIRRORING and job.disk is not None \
         and doc.disk_has_mirror(job.disk)
     backup = job.type is JobType.BACKUP
     if chain is None and not drop_mirror:
@@ -340,12 +346,20 @@ def _ended_badly(
     doc: StatusDocument, job: BlockJob, qjob: QemuJob | None, outcome: JobState
 ) -> list[Step]:
     steps = [*_record(job, outcome, qjob), *_reenable(doc, job), *_dismiss(job, qjob)]
-    disk = _disk(doc, job) if job.type is JobType.COPY else None
-    if disk is not None and disk.mirror is not None:
-        # The copy's target images never became the disk's: they leave QEMU's graph.
-        left = _left(disk.mirror, disk.chain)
-        steps += [DeleteNodes(left)] if left else []
-    return [*steps, *_backup_end(doc, job), *_create_end(job), _drop(doc, job)]
+    return [*steps, *_unpivoted_copy(doc, job), *_backup_end(doc, job), *_create_end(job),
+            _drop(doc, job)]
+
+
+def _unpivoted_copy(doc: StatusDocument, job: BlockJob) -> list[Step]:
+    """A copy that ended without a pivot: its target images never became the disk's, so
+    they leave QEMU's graph, as libvirt 9.0 detaches a cancelled copy's mirror chain.
+    An invalid copy (or one libvirt re-typed `broken`) as well: its `<mirror>` goes with
+    it, and nodes left behind would be open in QEMU with nothing naming them."""
+    disk = _disk(doc, job) if _kind(job) is JobType.COPY else None
+    if disk is None or disk.mirror is None:
+        return []
+    left = _left(disk.mirror, disk.chain)
+    return [DeleteNodes(left)] if left else []
 
 
 def _adopt(doc: StatusDocument, job: BlockJob, qjob: QemuJob) -> list[Step]:
@@ -537,16 +551,16 @@ def plan_job(
              problem: str | None = None) -> JobPlan:
         return JobPlan(job.name, decision, status, tuple(steps), note, problem)
 
-    expected = QEMU_TYPES.get(job.brokentype or job.type)
+    expected = QEMU_TYPES.get(_kind(job))
     if qjob is not None and expected is not None and qjob.type != expected:
         return plan(Decision.FOREIGN, [], f"QEMU's job '{job.name}' is a {qjob.type} job, "
-                    f"the file records a {job.brokentype or job.type} ({expected}) job")
+                    f"the file records a {_kind(job)} ({expected}) job")
     if job.invalid or job.type is JobType.BROKEN:
         cancel: list[Step] = [Cancel(job.name)] if status not in (None, CONCLUDED) else []
         restore = _reenable(doc, job)
         # What a backup or create job holds in QEMU goes with it, as with any end.
-        steps = [*cancel, *_dismiss(job, qjob), *restore, *_backup_end(doc, job),
-                 *_create_end(job), _drop(doc, job)]
+        steps = [*cancel, *_dismiss(job, qjob), *restore, *_unpivoted_copy(doc, job),
+                 *_backup_end(doc, job), *_create_end(job), _drop(doc, job)]
         return plan(Decision.INVALID, steps, "; ".join(job.problems) or "invalid job data",
                     None if restore else _baseless(job))
     if qjob is None and is_unresolved_record(doc, job):
