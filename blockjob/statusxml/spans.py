@@ -242,23 +242,34 @@ def _end_of(data: bytes, tag: bytes, start: int, head_end: int) -> int:
     raise ValueError(f"<{tag.decode()}> at byte {start} is never closed")
 
 
+def line_start(data: bytes, at: int) -> int:
+    """Where the line holding `at` starts. A line ends in LF, CRLF or a lone CR (XML's
+    line ends): the CR is looked for on `at`'s line only, so an LF file pays nothing."""
+    first = data.rfind(b"\n", 0, at) + 1
+    return data.rfind(b"\r", first, at) + 1 or first
+
+
+def line_end(data: bytes, at: int) -> int:
+    """How many bytes of line end (LF, CRLF, CR) start at `at`: 0 when none does."""
+    byte = data[at:at + 1]
+    return 1 if byte == b"\n" else 0 if byte != b"\r" else 2 if data[at + 1:at + 2] == b"\n" else 1
+
+
 def whole_lines(data: bytes, start: int, end: int) -> tuple[int, int]:
-    """Widen a span to whole lines when only blanks share its first and last line."""
-    first = data.rfind(b"\n", 0, start) + 1
+    """Widen a span to whole lines (its line end included) when only blanks share its
+    first and last line."""
+    first = line_start(data, start)
     if data[first:start].strip():
         first = start
-    last = end
-    if data[end:end + 1] == b"\n":
-        last = end + 1
-    return first, last
+    return first, end + line_end(data, end)
 
 
 def own_line(data: bytes, start: int, end: int) -> tuple[int, int]:
     """A span to cut out, widened to its whole line (line end included) when nothing else
     is on it: a removed element leaves neither a blank line nor a neighbour on its line that
     lost its indentation or its line end."""
-    first = data.rfind(b"\n", 0, start) + 1
-    last = end + (1 if data[end:end + 1] == b"\n" else 2 if data[end:end + 2] == b"\r\n" else 0)
+    first = line_start(data, start)
+    last = end + line_end(data, end)
     if data[first:start].strip() or (last == end < len(data)):
         return start, end
     return first, last
