@@ -215,7 +215,8 @@ class StatusDocument:
             if self._split is not None:
                 source = self.dumps()
                 above = self._tail_line - source.count(b"\n", 0, len(source) - len(self._split[1]))
-            self._full_disks = read_disks(parse(source, self.filename).find("domain"), above)
+            self._full_disks = read_disks(parse(source, self.filename).find("domain"), above,
+                                          source)
         return self._full_disks
 
     @property

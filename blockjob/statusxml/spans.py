@@ -126,6 +126,31 @@ def _start_counted(data: bytes, tag: bytes, locate: Locate | None) -> int:
     return next(islice(_exact_heads(data, tag), nth, None))[0]
 
 
+class SourceLines:
+    """Elements' lines as lxml's `sourceline` gives them (the line of the start tag's `>`),
+    without its 16-bit limit: from LAST_LINE on, an element's start tag is counted among
+    its namesakes' in `data`, the bytes its document was parsed from. That tokenizes the
+    whole document (once per tag), so it is done on that rare path only."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._counted: dict[str, dict[etree._Element, int]] = {}
+
+    def __call__(self, element: etree._Element) -> int:
+        line = element.sourceline or 0
+        if line < LAST_LINE or element.prefix is not None:
+            return line  # (prefixed names are not counted: libvirt writes none)
+        tag = etree.QName(element).localname
+        counted = self._counted.get(tag)
+        if counted is None:
+            root = element.getroottree().getroot()
+            heads = _exact_heads(self._data, tag.encode())
+            counted = self._counted[tag] = {
+                found: head_line for found, (_, head_line)
+                in zip(_spelled(root, tag.encode()), heads, strict=False)}
+        return counted.get(element, line)
+
+
 def _spelled(root: etree._Element, tag: bytes) -> Iterator[etree._Element]:
     """The elements whose start tags read `<tag`: unprefixed, in any namespace or none (a
     namesake declaring `xmlns='...'` is another element to lxml, the same bytes to a scan)."""
