@@ -54,6 +54,7 @@ from tests.support.finish_lab import (
     COPY,
     PULL,
     add_image,
+    copy_pivoted,
     copy_ready,
     pull_mid,
     record_pull,
@@ -582,3 +583,24 @@ def test_an_ended_copy_leaves_no_node_of_its_mirror_in_qemu(tmp_path: Path, end:
         after = oracle.read_file(tb.status_path)
         assert not oracle.wrong_state(before, after, qemu, {})
         assert "libvirt-4-format" not in qemu.nodes and "libvirt-4-storage" not in qemu.nodes
+
+
+@pytest.mark.parametrize("end", ["unknown-state", "broken"])
+def test_an_invalid_copy_qemu_pivoted_is_finished_as_pivoted(tmp_path: Path, end: str) -> None:
+    """vda's copy into node 4 pivoted in QEMU (its device runs on node 4), and its record
+    is invalid. The file must say vda runs on node 4 now, as for a valid copy that
+    pivoted while the daemon was away: the job was dropped with vda's old chain in the
+    file (exit 0, a chain QEMU no longer runs), and once its mirror's nodes were deleted
+    too, blockdev-del of node 4, the device's, failed on every run."""
+    with started(tmp_path, devices=True) as tb:
+        copy_pivoted(tb)
+        old, new = COPY_ENDS[end]
+        head, tail = tb.status_path.read_text().split(f"<blockjob name='{COPY}'")
+        tb.status_path.write_text(f"{head}<blockjob name='{COPY}'{tail.replace(old, new, 1)}")
+        before = oracle.read_file(tb.status_path)
+        report = recover([tb.status_path])
+        assert report.ok, report.domains[0].lines()
+        assert [job.decision for job in report.domains[0].jobs] == ["invalid"]
+        after = oracle.read_file(tb.status_path)
+        assert not oracle.wrong_state(before, after, oracle.observe(tb.monitor_path), {})
+        assert after.disks["vda"].chain == (("libvirt-4-format", "libvirt-4-storage"),)

@@ -264,14 +264,22 @@ def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list
         return [*steps, *_dismiss(job, qjob), *_pulled(doc, job)]
     disk = _disk(doc, job) if job.type is JobType.COPY else None
     if disk is not None and disk.mirror is not None:
-        # A copy that completed has pivoted: the disk now runs on the mirror's images.
-        pivoted = _copy_chain(job, disk.mirror, disk.chain)
-        left = _left(disk.chain, pivoted) if disk.chain is not None else ()
-        deleted = [DeleteNodes(left)] if left else []
-        carried = _copy_bitmaps(job, disk.mirror, disk.chain)
-        return [*steps, *carried, *_dismiss(job, qjob), *deleted, _drop(doc, job, pivoted)]
+        return [*steps, *_pivoted_copy(doc, job, qjob, disk.mirror, disk.chain)]
     return [*steps, *_dismiss(job, qjob), *_backup_end(doc, job), *_create_end(job),
             _drop(doc, job)]
+
+
+def _pivoted_copy(
+    doc: StatusDocument, job: BlockJob, qjob: QemuJob | None, mirror: StorageSource,
+    chain: StorageSource | None,
+) -> list[Step]:
+    """A copy that completed has pivoted: the disk now runs on the mirror's images, the
+    old chain's bitmaps carried over into them, its images gone from QEMU."""
+    pivoted = _copy_chain(job, mirror, chain)
+    left = _left(chain, pivoted) if chain is not None else ()
+    deleted = [DeleteNodes(left)] if left else []
+    carried = _copy_bitmaps(job, mirror, chain)
+    return [*carried, *_dismiss(job, qjob), *deleted, _drop(doc, job, pivoted)]
 
 
 def _create_end(job: BlockJob) -> list[Step]:
@@ -408,7 +416,7 @@ def _pivot_window(
     disk = _disk(doc, job)
     if disk is None or disk.chain is None:
         return None
-    target = disk.mirror if job.type is JobType.COPY else _base(doc, job)
+    target = disk.mirror if _kind(job) is JobType.COPY else _base(doc, job)
     # An image the file names no node of cannot be recognised among the devices' roots.
     if target is not None and node_of(target) in roots:
         return True
@@ -480,7 +488,8 @@ def graph_questions(job: BlockJob, qjob: QemuJob | None) -> tuple[bool, bool]:
     (The edges are never asked while QEMU still reports a job: a concluded stream job
     must be dismissed first, README `QEMU care`.)"""
     if job.invalid or job.type is JobType.BROKEN:
-        return False, False
+        # An invalid copy's mirror images leave QEMU, unless its device runs on them.
+        return _kind(job) is JobType.COPY, False
     if qjob is None:
         open_end = _recorded(job) is None and job.state is not JobState.NEW
     else:
@@ -558,11 +567,18 @@ def plan_job(
     if job.invalid or job.type is JobType.BROKEN:
         cancel: list[Step] = [Cancel(job.name)] if status not in (None, CONCLUDED) else []
         restore = _reenable(doc, job)
-        # What a backup or create job holds in QEMU goes with it, as with any end.
+        note = "; ".join(job.problems) or "invalid job data"
+        disk = _disk(doc, job) if _kind(job) is JobType.COPY else None
+        if disk is not None and disk.mirror is not None and _pivot_window(doc, job, roots):
+            # The device runs on the copy: the file must say so, or libvirt restarts the
+            # domain on images QEMU no longer runs.
+            return plan(Decision.INVALID, _pivoted_copy(doc, job, qjob, disk.mirror,
+                                                        disk.chain),
+                        f"{note}; QEMU pivoted to the copy: finished as a completed copy")
+        # What a backup, create or copy job holds in QEMU goes with it, as with any end.
         steps = [*cancel, *_dismiss(job, qjob), *restore, *_unpivoted_copy(doc, job),
                  *_backup_end(doc, job), *_create_end(job), _drop(doc, job)]
-        return plan(Decision.INVALID, steps, "; ".join(job.problems) or "invalid job data",
-                    None if restore else _baseless(job))
+        return plan(Decision.INVALID, steps, note, None if restore else _baseless(job))
     if qjob is None and is_unresolved_record(doc, job):
         return plan(Decision.UNRESOLVED, [*_reenable(doc, job), Drop(job.name)])
     if status == "pending":
