@@ -18,6 +18,7 @@ import pytest
 
 import blockjob
 from blockjob import BlockJob, JobState, JobType
+from blockjob.validation.check import validate_bytes
 from tests.support.corpus import REAL
 from tests.support.docs import jobs, status
 
@@ -85,3 +86,19 @@ def test_real_status_files_with_crlf_or_cr_are_written_as_their_lf_twins(
         pytest.skip(f"libvirt 9.0 status files not found under {REAL}")
     for path in files:
         _check(Path(path).read_bytes(), EDITS[edit], eol)
+
+
+def test_problems_in_a_file_with_cr_line_ends_name_their_lines() -> None:
+    """lxml counts LF only: every element of a file with lone-CR line ends was reported
+    on line 1."""
+    data = jobs("<blockjob name='x' type='pull' state='bogus'>\n  <disk dst='nope'/>"
+                "</blockjob>\n<blockjob type='pull' state='ready'/>").replace(b"\n", b"\r")
+    lines = data.split(b"\r")
+    line_of = next(number for number, text in enumerate(lines, 1) if b"name='x'" in text)
+    doc = blockjob.loads(data, "cr.xml")
+    (job,) = doc.jobs
+    assert job.problems == (f"line {line_of}: unknown job state 'bogus'",
+                            f"line {line_of + 1}: disk 'nope' not found in the domain")
+    assert doc.warnings == (f"cr.xml:{line_of + 2}: block job without a name dropped",)
+    report = validate_bytes(data, "cr.xml", ("xsd",))
+    assert sorted(problem.line for problem in report.problems) == [line_of, line_of + 2]

@@ -53,7 +53,7 @@ from blockjob.statusxml.node import (
 )
 from blockjob.statusxml.numbers import c_unsigned
 from blockjob.statusxml.sources import SourceError
-from blockjob.statusxml.spans import LAST_LINE, SourceLines
+from blockjob.statusxml.spans import SourceLines
 
 _TYPES = {t.value: t for t in JobType}
 _STATES = {s.value: s for s in JobState}
@@ -73,7 +73,7 @@ class ReadContext:
     disks: DiskRefs
     origin: LoadedBlockjobs
     warnings: list[str] = field(default_factory=list)
-    _lines: SourceLines | None = None  # made for the first element from LAST_LINE on
+    _lines: SourceLines | None = None  # made for the first problem or warning
 
     def warn(self, element: etree._Element, message: str) -> None:
         self.warnings.append(self.warning(element, message))
@@ -86,10 +86,8 @@ class ReadContext:
         return f"line {self.line(element)}: {message}"
 
     def line(self, element: etree._Element) -> int:
-        """The line of `element` (`SourceLines`: also from LAST_LINE on)."""
-        line = element.sourceline or 0
-        if line < LAST_LINE:
-            return line
+        """The line of `element` a problem names (`SourceLines`: also from LAST_LINE on,
+        and in a file with CR line ends)."""
         if self._lines is None:
             self._lines = SourceLines(self.origin.data)
         return self._lines(element)
@@ -561,16 +559,14 @@ class _Registry:
     name, or its disk, is taken."""
 
     def __init__(self) -> None:
-        self.lines_by_name: dict[str, int] = {}
+        self.elements_by_name: dict[str, etree._Element] = {}
         self.names_by_disk: dict[str, str] = {}
 
     def register(self, job: BlockJob, element: etree._Element, ctx: ReadContext) -> BlockJob:
-        line = ctx.line(element)
-        first = self.lines_by_name.get(job.name)
-        if first is not None:
-            raise StatusXMLError(ctx.filename, line,
-                                 f"duplicate block job name '{job.name}' (first at line {first})")
-        self.lines_by_name[job.name] = line
+        first = self.elements_by_name.setdefault(job.name, element)
+        if first is not element:
+            raise StatusXMLError(ctx.filename, ctx.line(element), f"duplicate block job name "
+                                 f"'{job.name}' (first at line {ctx.line(first)})")
         disk = job.disk
         if disk is None:
             return job
@@ -578,9 +574,8 @@ class _Registry:
         if other == job.name:
             return job
         if disk not in ctx.disks.repeated:
-            raise StatusXMLError(
-                ctx.filename, line, f"disk '{disk}' already has block job '{other}' assigned"
-            )
+            raise StatusXMLError(ctx.filename, ctx.line(element),
+                                 f"disk '{disk}' already has block job '{other}' assigned")
         # libvirt <= 5.7 bound jobs to disk objects, so a domain with two disks of one
         # target could carry a job for each. Keep the second job, unbound and invalid,
         # rather than lose the domain.

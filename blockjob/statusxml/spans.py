@@ -128,17 +128,25 @@ def _start_counted(data: bytes, tag: bytes, locate: Locate | None) -> int:
 
 class SourceLines:
     """Elements' lines as lxml's `sourceline` gives them (the line of the start tag's `>`),
-    without its 16-bit limit: from LAST_LINE on, an element's start tag is counted among
-    its namesakes' in `data`, the bytes its document was parsed from. That tokenizes the
-    whole document (once per tag), so it is done on that rare path only."""
+    without its 16-bit limit, and with lone-CR line ends counted (lxml counts LF only: it
+    puts every element of a file with CR line ends on line 1). Where lxml's line does not
+    tell (from LAST_LINE on, or such a file), an element's start tag is counted among its
+    namesakes' in `data`, the bytes its document was parsed from. That tokenizes the whole
+    document (once per tag), so it is done on those rare paths only."""
 
     def __init__(self, data: bytes) -> None:
-        self._data = data
+        # With no LF at all, a CR ends each line: an LF in its place keeps every offset.
+        self._cr_lines = b"\n" not in data and b"\r" in data
+        self._data = data.replace(b"\r", b"\n") if self._cr_lines else data
         self._counted: dict[str, dict[etree._Element, int]] = {}
+
+    def exact(self, line: int) -> bool:
+        """Whether lxml's `line` is the element's line already."""
+        return line < LAST_LINE and not self._cr_lines
 
     def __call__(self, element: etree._Element) -> int:
         line = element.sourceline or 0
-        if line < LAST_LINE or element.prefix is not None:
+        if self.exact(line) or element.prefix is not None:
             return line  # (prefixed names are not counted: libvirt writes none)
         tag = etree.QName(element).localname
         counted = self._counted.get(tag)

@@ -16,7 +16,7 @@ from lxml import etree
 from blockjob.inputs import MAX_INPUT_BYTES, read_file
 from blockjob.statusxml.mirrors import mirror_job_problem
 from blockjob.statusxml.parse import parse
-from blockjob.statusxml.spans import LAST_LINE, SourceLines
+from blockjob.statusxml.spans import SourceLines
 from blockjob.validation import rng, xsd
 from blockjob.validation.problems import Problem, Report, place
 
@@ -33,7 +33,7 @@ def validate_tree(
     data: bytes | None = None,
 ) -> Report:
     """`data`: the bytes `root` was parsed from, which give the true line of a problem
-    lxml stops counting at (LAST_LINE); without them such a problem says LAST_LINE."""
+    where lxml's does not tell (`SourceLines`); without them it says lxml's."""
     verdicts: dict[str, bool] = {}
     found: dict[str, list[Problem]] = {}
     for name in engines:
@@ -47,8 +47,8 @@ def validate_tree(
     if mirrors:  # beyond any schema: what libvirt itself refuses to load
         verdicts["libvirt"] = False
     problems = [*(p for name in shown for p in found[name]), *mirrors]
-    if data is not None and any(problem.line >= LAST_LINE for problem in problems):
-        lines = SourceLines(data)
+    lines = SourceLines(data) if data is not None and problems else None
+    if lines is not None and not all(lines.exact(problem.line) for problem in problems):
         problems = [_counted(problem, root, lines) for problem in problems]
     problems.sort(key=lambda p: p.line)
     return Report(filename, verdicts, tuple(problems))
@@ -72,9 +72,9 @@ def validate_bytes(
 
 
 def _counted(problem: Problem, root: etree._Element, lines: SourceLines) -> Problem:
-    """`problem` with its true line where lxml stopped counting (LAST_LINE): its element,
-    found by its path, counted among its namesakes in the bytes."""
-    if problem.line < LAST_LINE:
+    """`problem` with its true line where lxml's does not tell: its element, found by its
+    path, counted among its namesakes in the bytes."""
+    if lines.exact(problem.line):
         return problem
     try:
         found = root.xpath(problem.path)
