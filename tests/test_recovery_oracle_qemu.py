@@ -604,3 +604,25 @@ def test_an_invalid_copy_qemu_pivoted_is_finished_as_pivoted(tmp_path: Path, end
         after = oracle.read_file(tb.status_path)
         assert not oracle.wrong_state(before, after, oracle.observe(tb.monitor_path), {})
         assert after.disks["vda"].chain == (("libvirt-4-format", "libvirt-4-storage"),)
+
+
+def test_a_node_qemu_refuses_to_delete_is_reported_and_the_copy_still_ends(
+    tmp_path: Path,
+) -> None:
+    """vda's ready copy is invalid, and its `<mirror>` lost node 4's format node name:
+    blockdev-del of node 4's storage is refused (its format node uses it). That is
+    reported once (attention) and the job still ends; the refusal was an error that kept
+    the job, to fail the same way on every run."""
+    with started(tmp_path, devices=True) as tb:
+        copy_ready(tb)
+        head, tail = tb.status_path.read_text().split(f"<blockjob name='{COPY}'")
+        tail = tail.replace("state='ready'", "state='bogus'", 1).replace(
+            "<nodename type='format' name='libvirt-4-format'/>", "", 1)
+        tb.status_path.write_text(f"{head}<blockjob name='{COPY}'{tail}")
+        first = recover([tb.status_path]).domains[0]
+        assert first.status == "attention" and first.error is None, first.lines()
+        (problem,) = first.jobs[0].problems
+        assert problem.startswith("node libvirt-4-storage is left in QEMU"), problem
+        assert not load(tb.status_path).jobs
+        again = recover([tb.status_path])
+        assert again.ok, again.domains[0].lines()
