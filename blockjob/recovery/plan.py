@@ -11,9 +11,10 @@ runs on (pivoted or not), a commit or pull by the backing edge above what it rem
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Protocol
 
 from blockjob.model import (
     BackupData,
@@ -92,7 +93,11 @@ class JobPlan:
     problem: str | None = None  # what needs an operator although the steps run
 
 
-_Planner = Callable[[Decision, list[Step], str | None], JobPlan]
+class _Planner(Protocol):
+    """`plan_job`'s `plan`: the job's plan, from a decision and its steps."""
+
+    def __call__(self, decision: Decision, steps: list[Step], note: str | None = None,
+                 problem: str | None = None) -> JobPlan: ...
 
 
 def _kind(job: BlockJob) -> JobType:
@@ -565,20 +570,7 @@ def plan_job(
         return plan(Decision.FOREIGN, [], f"QEMU's job '{job.name}' is a {qjob.type} job, "
                     f"the file records a {_kind(job)} ({expected}) job")
     if job.invalid or job.type is JobType.BROKEN:
-        cancel: list[Step] = [Cancel(job.name)] if status not in (None, CONCLUDED) else []
-        restore = _reenable(doc, job)
-        note = "; ".join(job.problems) or "invalid job data"
-        disk = _disk(doc, job) if _kind(job) is JobType.COPY else None
-        if disk is not None and disk.mirror is not None and _pivot_window(doc, job, roots):
-            # The device runs on the copy: the file must say so, or libvirt restarts the
-            # domain on images QEMU no longer runs.
-            return plan(Decision.INVALID, _pivoted_copy(doc, job, qjob, disk.mirror,
-                                                        disk.chain),
-                        f"{note}; QEMU pivoted to the copy: finished as a completed copy")
-        # What a backup, create or copy job holds in QEMU goes with it, as with any end.
-        steps = [*cancel, *_dismiss(job, qjob), *restore, *_unpivoted_copy(doc, job),
-                 *_backup_end(doc, job), *_create_end(job), _drop(doc, job)]
-        return plan(Decision.INVALID, steps, note, None if restore else _baseless(job))
+        return _plan_invalid(doc, job, qjob, roots, plan)
     if qjob is None and is_unresolved_record(doc, job):
         return plan(Decision.UNRESOLVED, [*_reenable(doc, job), Drop(job.name)])
     if status == "pending":
@@ -603,6 +595,28 @@ def plan_job(
     if job.state is JobState.NEW:
         return plan(Decision.UNSTARTED, [*_reenable(doc, job, always=True), _drop(doc, job)])
     return _plan_forgotten(doc, job, _landed(doc, job, roots, backing), plan)
+
+
+def _plan_invalid(
+    doc: StatusDocument, job: BlockJob, qjob: QemuJob | None, roots: Sequence[str] | None,
+    plan: _Planner,
+) -> JobPlan:
+    """A job whose data libvirt would call invalid: cancelled if QEMU still runs it, and
+    dropped with what it holds in QEMU (a backup's, create's or copy's images), as any
+    end; a copy QEMU pivoted is finished as pivoted instead."""
+    note = "; ".join(job.problems) or "invalid job data"
+    disk = _disk(doc, job) if _kind(job) is JobType.COPY else None
+    if disk is not None and disk.mirror is not None and _pivot_window(doc, job, roots):
+        # The device runs on the copy: the file must say so, or libvirt restarts the
+        # domain on images QEMU no longer runs.
+        return plan(Decision.INVALID, _pivoted_copy(doc, job, qjob, disk.mirror, disk.chain),
+                    f"{note}; QEMU pivoted to the copy: finished as a completed copy")
+    status = qjob.status if qjob is not None else None
+    cancel: list[Step] = [Cancel(job.name)] if status not in (None, CONCLUDED) else []
+    restore = _reenable(doc, job)
+    steps = [*cancel, *_dismiss(job, qjob), *restore, *_unpivoted_copy(doc, job),
+             *_backup_end(doc, job), *_create_end(job), _drop(doc, job)]
+    return plan(Decision.INVALID, steps, note, None if restore else _baseless(job))
 
 
 def _plan_forgotten(
