@@ -50,8 +50,17 @@ from blockjob.recovery.execute import Probe
 from blockjob.statusxml.document import load
 from blockjob.store.status_store import StatusStore
 from tests.support import recovery_oracle as oracle
+from tests.support.finish_lab import (
+    COPY,
+    PULL,
+    add_image,
+    copy_pivoted,
+    copy_ready,
+    pull_mid,
+    record_pull,
+    start_pull,
+)
 from tests.support.finish_lab import FLOWS as ALL_FLOWS
-from tests.support.finish_lab import PULL, add_image, pull_mid, record_pull, start_pull
 from tests.support.qemu_fixtures import (
     BASE,
     JOB,
@@ -536,3 +545,84 @@ def test_an_invalid_backup_job_still_ends_its_backup(tmp_path: Path) -> None:
         qemu = oracle.observe(tb.monitor_path)
         assert qemu.exports == {} and "libvirt-10-format" not in qemu.nodes
         assert not oracle.read_file(tb.status_path).backup
+
+
+# How a ready copy's record is made one libvirt marks invalid (or re-typed `broken`), or
+# (`cancelled`) a valid one cancelled by someone else, for comparison.
+COPY_ENDS = {
+    "unknown-state": ("state='ready'", "state='bogus'"),
+    "mirror-flag": ("mirror='yes'", "mirror='maybe'"),
+    "broken": ("type='copy'", "type='broken' brokentype='copy'"),
+    "cancelled": ("", ""),
+}
+
+
+@pytest.mark.parametrize("end", sorted(COPY_ENDS))
+def test_an_ended_copy_leaves_no_node_of_its_mirror_in_qemu(tmp_path: Path, end: str) -> None:
+    """vda's copy into node 4 is ready; its record is invalid (or QEMU cancelled it). Its
+    end takes the `<mirror>` from the file and, as libvirt 9.0 detaches a cancelled
+    copy's mirror chain, node 4 from QEMU: an invalid copy left node 4 open in QEMU with
+    nothing naming it (and the oracle did not look)."""
+    with started(tmp_path, devices=True) as tb:
+        copy_ready(tb)
+        if end == "cancelled":
+            with tb.connect() as monitor:
+                monitor.job_cancel(COPY)
+            wait_concluded(tb, COPY)
+        old, new = COPY_ENDS[end]
+        text = tb.status_path.read_text()
+        job_start = f"<blockjob name='{COPY}'"
+        head, tail = text.split(job_start)
+        tb.status_path.write_text(head + job_start + tail.replace(old, new, 1))
+        before = oracle.read_file(tb.status_path)
+        report = recover([tb.status_path])
+        assert report.ok, report.domains[0].lines()
+        (job,) = report.domains[0].jobs
+        assert job.decision == ("finish-failed" if end == "cancelled" else "invalid")
+        qemu = oracle.observe(tb.monitor_path)
+        after = oracle.read_file(tb.status_path)
+        assert not oracle.wrong_state(before, after, qemu, {})
+        assert "libvirt-4-format" not in qemu.nodes and "libvirt-4-storage" not in qemu.nodes
+
+
+@pytest.mark.parametrize("end", ["unknown-state", "broken"])
+def test_an_invalid_copy_qemu_pivoted_is_finished_as_pivoted(tmp_path: Path, end: str) -> None:
+    """vda's copy into node 4 pivoted in QEMU (its device runs on node 4), and its record
+    is invalid. The file must say vda runs on node 4 now, as for a valid copy that
+    pivoted while the daemon was away: the job was dropped with vda's old chain in the
+    file (exit 0, a chain QEMU no longer runs), and once its mirror's nodes were deleted
+    too, blockdev-del of node 4, the device's, failed on every run."""
+    with started(tmp_path, devices=True) as tb:
+        copy_pivoted(tb)
+        old, new = COPY_ENDS[end]
+        head, tail = tb.status_path.read_text().split(f"<blockjob name='{COPY}'")
+        tb.status_path.write_text(f"{head}<blockjob name='{COPY}'{tail.replace(old, new, 1)}")
+        before = oracle.read_file(tb.status_path)
+        report = recover([tb.status_path])
+        assert report.ok, report.domains[0].lines()
+        assert [job.decision for job in report.domains[0].jobs] == ["invalid"]
+        after = oracle.read_file(tb.status_path)
+        assert not oracle.wrong_state(before, after, oracle.observe(tb.monitor_path), {})
+        assert after.disks["vda"].chain == (("libvirt-4-format", "libvirt-4-storage"),)
+
+
+def test_a_node_qemu_refuses_to_delete_is_reported_and_the_copy_still_ends(
+    tmp_path: Path,
+) -> None:
+    """vda's ready copy is invalid, and its `<mirror>` lost node 4's format node name:
+    blockdev-del of node 4's storage is refused (its format node uses it). That is
+    reported once (attention) and the job still ends; the refusal was an error that kept
+    the job, to fail the same way on every run."""
+    with started(tmp_path, devices=True) as tb:
+        copy_ready(tb)
+        head, tail = tb.status_path.read_text().split(f"<blockjob name='{COPY}'")
+        tail = tail.replace("state='ready'", "state='bogus'", 1).replace(
+            "<nodename type='format' name='libvirt-4-format'/>", "", 1)
+        tb.status_path.write_text(f"{head}<blockjob name='{COPY}'{tail}")
+        first = recover([tb.status_path]).domains[0]
+        assert first.status == "attention" and first.error is None, first.lines()
+        (problem,) = first.jobs[0].problems
+        assert problem.startswith("node libvirt-4-storage is left in QEMU"), problem
+        assert not load(tb.status_path).jobs
+        again = recover([tb.status_path])
+        assert again.ok, again.domains[0].lines()

@@ -53,7 +53,7 @@ if FULL:
     INJECTIONS.append("error=ENOSPC")
 
 
-def _run(directory: Path, flow: Callable[[StatusStore], None], log: Path,
+def run_traced(directory: Path, flow: Callable[[StatusStore], object], log: Path,
          inject: str | None) -> tuple[int, str]:
     """Run `flow` in a forked child under strace (injecting `inject`); its exit code (-9 if
     killed) and, if it raised, the exception's type and message."""
@@ -144,7 +144,7 @@ def test_a_save_killed_or_failed_at_any_system_call_leaves_a_whole_file(
 ) -> None:
     directory, log = tmp_path / "status", tmp_path / "strace.log"
     _fresh(directory)
-    code, said = _run(directory, FLOWS[flow], log, None)
+    code, said = run_traced(directory, FLOWS[flow], log, None)
     if code != 0:
         pytest.skip(f"strace cannot trace here: {said or log.read_text()[-300:]}")
     plan = _plan(log)
@@ -153,7 +153,7 @@ def test_a_save_killed_or_failed_at_any_system_call_leaves_a_whole_file(
     for name, count, line in plan:
         where = f"{inject} at {name} #{count}: {line}"
         _fresh(directory)
-        code, said = _run(directory, FLOWS[flow], log, f"{name}:{inject}:when={count}")
+        code, said = run_traced(directory, FLOWS[flow], log, f"{name}:{inject}:when={count}")
         assert _shape(_hit(log)) == _shape(line), f"{where}: hit {_hit(log)}"
         if inject == "signal=KILL":
             assert code == -9, where

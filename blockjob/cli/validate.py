@@ -51,7 +51,7 @@ def _one(filename: str, engines: tuple[str, ...], max_bytes: int, *, as_json: bo
         root = parse(data, name)
         if root.tag == "domstatus":  # what the loader reads; a <blockjobs> part it never does
             loads(data, name)
-        report = validate_tree(root, name, engines)
+        report = validate_tree(root, name, engines, data=data)
     except (InputError, StatusXMLError) as exc:
         if as_json:
             _emit({"file": name, "valid": None, "error": str(exc)})

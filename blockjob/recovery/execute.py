@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from blockjob.model import BlockJob, CommitData, JobState, JobType
 from blockjob.qemu.bitmaps import Nodes, added, finish_actions, remove_actions, unusable
-from blockjob.qemu.monitor import CONCLUDED, Monitor
+from blockjob.qemu.monitor import CONCLUDED, Monitor, QMPCommandError
 from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, transaction_on
 from blockjob.recovery.backupfiles import deleted_when_ended
@@ -154,11 +154,20 @@ def _dismiss(ctx: Context, step: Dismiss) -> None:
 
 
 def _delete(ctx: Context, step: DeleteNodes) -> None:
+    """A node QEMU refuses to let go (something the file does not name still uses it: an
+    image whose format node the file lost, an export) is left, and reported: the job is
+    over either way, and raising would keep it in the file to fail the same way forever."""
     present = ctx.monitor.node_names()
     for image in step.images:
         for name in (image.format_node, image.storage_node):
-            if name is not None and name in present:
+            if name is None or name not in present:
+                continue
+            try:
                 ctx.monitor.blockdev_del(name)
+            except QMPCommandError as exc:
+                ctx.problems.append(f"node {name} is left in QEMU, which refused to delete "
+                                    f"it ({exc.description}): something still uses it")
+                break  # a storage node is its format node's, which stays
 
 
 def _delete_files(ctx: Context, step: DeleteFiles) -> None:

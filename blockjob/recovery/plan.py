@@ -11,9 +11,10 @@ runs on (pivoted or not), a commit or pull by the backing edge above what it rem
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Protocol
 
 from blockjob.model import (
     BackupData,
@@ -92,7 +93,16 @@ class JobPlan:
     problem: str | None = None  # what needs an operator although the steps run
 
 
-_Planner = Callable[[Decision, list[Step], str | None], JobPlan]
+class _Planner(Protocol):
+    """`plan_job`'s `plan`: the job's plan, from a decision and its steps."""
+
+    def __call__(self, decision: Decision, steps: list[Step], note: str | None = None,
+                 problem: str | None = None) -> JobPlan: ...
+
+
+def _kind(job: BlockJob) -> JobType:
+    """The job's type; for one libvirt re-typed `broken`, the type it had."""
+    return job.brokentype or job.type
 
 
 def _recorded(job: BlockJob) -> JobState | None:
@@ -188,8 +198,9 @@ def _record(job: BlockJob, outcome: JobState, qjob: QemuJob | None) -> list[Step
 def _drop(
     doc: StatusDocument, job: BlockJob, chain: StorageSource | None = None
 ) -> Drop:
-    """Forget `job`; a copy or active commit that is over takes its disk's `<mirror>` along."""
-    drop_mirror = job.type in MIRRORING and job.disk is not None \
+    """Forget `job`; a copy or active commit that is over (or was, before libvirt re-typed it
+    `broken`) takes its disk's `<mirror>` along."""
+    drop_mirror = _kind(job) in MIRRORING and job.disk is not None \
         and doc.disk_has_mirror(job.disk)
     backup = job.type is JobType.BACKUP
     if chain is None and not drop_mirror:
@@ -258,14 +269,22 @@ def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list
         return [*steps, *_dismiss(job, qjob), *_pulled(doc, job)]
     disk = _disk(doc, job) if job.type is JobType.COPY else None
     if disk is not None and disk.mirror is not None:
-        # A copy that completed has pivoted: the disk now runs on the mirror's images.
-        pivoted = _copy_chain(job, disk.mirror, disk.chain)
-        left = _left(disk.chain, pivoted) if disk.chain is not None else ()
-        deleted = [DeleteNodes(left)] if left else []
-        carried = _copy_bitmaps(job, disk.mirror, disk.chain)
-        return [*steps, *carried, *_dismiss(job, qjob), *deleted, _drop(doc, job, pivoted)]
+        return [*steps, *_pivoted_copy(doc, job, qjob, disk.mirror, disk.chain)]
     return [*steps, *_dismiss(job, qjob), *_backup_end(doc, job), *_create_end(job),
             _drop(doc, job)]
+
+
+def _pivoted_copy(
+    doc: StatusDocument, job: BlockJob, qjob: QemuJob | None, mirror: StorageSource,
+    chain: StorageSource | None,
+) -> list[Step]:
+    """A copy that completed has pivoted: the disk now runs on the mirror's images, the
+    old chain's bitmaps carried over into them, its images gone from QEMU."""
+    pivoted = _copy_chain(job, mirror, chain)
+    left = _left(chain, pivoted) if chain is not None else ()
+    deleted = [DeleteNodes(left)] if left else []
+    carried = _copy_bitmaps(job, mirror, chain)
+    return [*carried, *_dismiss(job, qjob), *deleted, _drop(doc, job, pivoted)]
 
 
 def _create_end(job: BlockJob) -> list[Step]:
@@ -340,12 +359,20 @@ def _ended_badly(
     doc: StatusDocument, job: BlockJob, qjob: QemuJob | None, outcome: JobState
 ) -> list[Step]:
     steps = [*_record(job, outcome, qjob), *_reenable(doc, job), *_dismiss(job, qjob)]
-    disk = _disk(doc, job) if job.type is JobType.COPY else None
-    if disk is not None and disk.mirror is not None:
-        # The copy's target images never became the disk's: they leave QEMU's graph.
-        left = _left(disk.mirror, disk.chain)
-        steps += [DeleteNodes(left)] if left else []
-    return [*steps, *_backup_end(doc, job), *_create_end(job), _drop(doc, job)]
+    return [*steps, *_unpivoted_copy(doc, job), *_backup_end(doc, job), *_create_end(job),
+            _drop(doc, job)]
+
+
+def _unpivoted_copy(doc: StatusDocument, job: BlockJob) -> list[Step]:
+    """A copy that ended without a pivot: its target images never became the disk's, so
+    they leave QEMU's graph, as libvirt 9.0 detaches a cancelled copy's mirror chain.
+    An invalid copy (or one libvirt re-typed `broken`) as well: its `<mirror>` goes with
+    it, and nodes left behind would be open in QEMU with nothing naming them."""
+    disk = _disk(doc, job) if _kind(job) is JobType.COPY else None
+    if disk is None or disk.mirror is None:
+        return []
+    left = _left(disk.mirror, disk.chain)
+    return [DeleteNodes(left)] if left else []
 
 
 def _adopt(doc: StatusDocument, job: BlockJob, qjob: QemuJob) -> list[Step]:
@@ -394,7 +421,7 @@ def _pivot_window(
     disk = _disk(doc, job)
     if disk is None or disk.chain is None:
         return None
-    target = disk.mirror if job.type is JobType.COPY else _base(doc, job)
+    target = disk.mirror if _kind(job) is JobType.COPY else _base(doc, job)
     # An image the file names no node of cannot be recognised among the devices' roots.
     if target is not None and node_of(target) in roots:
         return True
@@ -466,7 +493,8 @@ def graph_questions(job: BlockJob, qjob: QemuJob | None) -> tuple[bool, bool]:
     (The edges are never asked while QEMU still reports a job: a concluded stream job
     must be dismissed first, README `QEMU care`.)"""
     if job.invalid or job.type is JobType.BROKEN:
-        return False, False
+        # An invalid copy's mirror images leave QEMU, unless its device runs on them.
+        return _kind(job) is JobType.COPY, False
     if qjob is None:
         open_end = _recorded(job) is None and job.state is not JobState.NEW
     else:
@@ -537,18 +565,12 @@ def plan_job(
              problem: str | None = None) -> JobPlan:
         return JobPlan(job.name, decision, status, tuple(steps), note, problem)
 
-    expected = QEMU_TYPES.get(job.brokentype or job.type)
+    expected = QEMU_TYPES.get(_kind(job))
     if qjob is not None and expected is not None and qjob.type != expected:
         return plan(Decision.FOREIGN, [], f"QEMU's job '{job.name}' is a {qjob.type} job, "
-                    f"the file records a {job.brokentype or job.type} ({expected}) job")
+                    f"the file records a {_kind(job)} ({expected}) job")
     if job.invalid or job.type is JobType.BROKEN:
-        cancel: list[Step] = [Cancel(job.name)] if status not in (None, CONCLUDED) else []
-        restore = _reenable(doc, job)
-        # What a backup or create job holds in QEMU goes with it, as with any end.
-        steps = [*cancel, *_dismiss(job, qjob), *restore, *_backup_end(doc, job),
-                 *_create_end(job), _drop(doc, job)]
-        return plan(Decision.INVALID, steps, "; ".join(job.problems) or "invalid job data",
-                    None if restore else _baseless(job))
+        return _plan_invalid(doc, job, qjob, roots, plan)
     if qjob is None and is_unresolved_record(doc, job):
         return plan(Decision.UNRESOLVED, [*_reenable(doc, job), Drop(job.name)])
     if status == "pending":
@@ -573,6 +595,28 @@ def plan_job(
     if job.state is JobState.NEW:
         return plan(Decision.UNSTARTED, [*_reenable(doc, job, always=True), _drop(doc, job)])
     return _plan_forgotten(doc, job, _landed(doc, job, roots, backing), plan)
+
+
+def _plan_invalid(
+    doc: StatusDocument, job: BlockJob, qjob: QemuJob | None, roots: Sequence[str] | None,
+    plan: _Planner,
+) -> JobPlan:
+    """A job whose data libvirt would call invalid: cancelled if QEMU still runs it, and
+    dropped with what it holds in QEMU (a backup's, create's or copy's images), as any
+    end; a copy QEMU pivoted is finished as pivoted instead."""
+    note = "; ".join(job.problems) or "invalid job data"
+    disk = _disk(doc, job) if _kind(job) is JobType.COPY else None
+    if disk is not None and disk.mirror is not None and _pivot_window(doc, job, roots):
+        # The device runs on the copy: the file must say so, or libvirt restarts the
+        # domain on images QEMU no longer runs.
+        return plan(Decision.INVALID, _pivoted_copy(doc, job, qjob, disk.mirror, disk.chain),
+                    f"{note}; QEMU pivoted to the copy: finished as a completed copy")
+    status = qjob.status if qjob is not None else None
+    cancel: list[Step] = [Cancel(job.name)] if status not in (None, CONCLUDED) else []
+    restore = _reenable(doc, job)
+    steps = [*cancel, *_dismiss(job, qjob), *restore, *_unpivoted_copy(doc, job),
+             *_backup_end(doc, job), *_create_end(job), _drop(doc, job)]
+    return plan(Decision.INVALID, steps, note, None if restore else _baseless(job))
 
 
 def _plan_forgotten(

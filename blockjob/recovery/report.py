@@ -41,10 +41,13 @@ class DomainReport:
     error: str | None = None
     failed_checks: list[str] = field(default_factory=list)  # verification of the end state
     unusable: bool = False  # the file could not be loaded at all (`error` says why)
+    # Scratch files a crashed save of the file left: removed, and those that could not be.
+    removed_scratch_files: list[str] = field(default_factory=list)
+    left_in_place: list[str] = field(default_factory=list)
 
     @property
     def needs_attention(self) -> bool:
-        return (self.error is not None or bool(self.failed_checks)
+        return (self.error is not None or bool(self.failed_checks) or bool(self.left_in_place)
                 or any(job.needs_attention for job in self.jobs))
 
     def settle(self, dry_run: bool) -> None:
@@ -71,6 +74,9 @@ class DomainReport:
             out += [f"    acknowledged: {problem}" for problem in job.acknowledged]
             out += [f"    error: {job.error}"] if job.error else []
         out += [f"  check failed: {check}" for check in self.failed_checks]
+        out += [f"  removed scratch file {path} (a crashed save's)"
+                for path in self.removed_scratch_files]
+        out += [f"  {failure}" for failure in self.left_in_place]
         return out
 
 

@@ -12,7 +12,9 @@ untouched): it is not the file a daemon would load.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
 
@@ -73,9 +75,16 @@ _REPLANNED = frozenset({Decision.FINALIZE, Decision.BACKUP_FAILED, Decision.ASKE
 _ENDED = frozenset(Decision) - {Decision.ADOPT, *_REPLANNED, *ATTENTION}
 
 
-# What a recovery run works through: a status file to recover, or the report of a file
-# the directory rules already refused.
-_Entry = Path | DomainReport
+@dataclass(frozen=True)
+class _Scanned:
+    """A status file a directory scan found: the scan removed its leftovers already."""
+
+    path: Path
+
+
+# What a recovery run works through: a status file named, one a scan found, or the report
+# of a file the directory rules already refused.
+_Entry = Path | _Scanned | DomainReport
 
 
 def status_entries(
@@ -96,7 +105,8 @@ def status_entries(
             scan = StatusStore(path, max_bytes=max_bytes).scan(change=not dry_run)
         except StoreError as exc:  # e.g. the directory cannot be listed
             raise InputError(str(path), exc.message) from None
-        entries: list[_Entry] = [Path(path) / f"{name}{SUFFIX}" for name in scan.domains]
+        entries: list[_Entry] = [_Scanned(Path(path) / f"{name}{SUFFIX}")
+                                 for name in scan.domains]
         entries += [_refused(failure, dry_run) for failure in scan.failures]
         found += sorted(entries, key=lambda entry: str(_entry_path(entry)))
     return found
@@ -122,7 +132,17 @@ def _refused(failure: LoadFailure, dry_run: bool) -> DomainReport:
 
 
 def _entry_path(entry: _Entry) -> Path:
-    return entry if isinstance(entry, Path) else Path(entry.file)
+    return entry if isinstance(entry, Path) else \
+        entry.path if isinstance(entry, _Scanned) else Path(entry.file)
+
+
+def _listing(directory: Path) -> tuple[str, ...] | None:
+    """The entries of a directory of named status files (a run lists it once for all of
+    them); None when it cannot be listed (each file's owner then says why)."""
+    try:
+        return tuple(os.listdir(directory))
+    except OSError:
+        return None
 
 
 # A drop the file makes once the end state is verified: the report of its job (or stale
@@ -394,13 +414,20 @@ def recover_file(
     path: Path, *, dry_run: bool = False, connect_timeout: float | None = None,
     timeout: float = 30.0, on_step: StepHook | None = None, probe: Probe | None = None,
     acknowledge: bool = False, owner_timeout: float = OWNER_TIMEOUT,
-    max_bytes: int = MAX_INPUT_BYTES,
+    max_bytes: int = MAX_INPUT_BYTES, scratch: Iterable[str] | None = None,
 ) -> DomainReport:
+    """`scratch`: the names of the file's directory, listed any time before, among which
+    the scratch files a crashed save of it left are removed once it is owned (None: the
+    directory is listed then; a dry run removes nothing)."""
     check_waits(timeout, connect_timeout)
     report = DomainReport(str(path))
     try:
         check_regular(path)  # a device or FIFO is unusable, whatever its name
         with _owned(path, dry_run, owner_timeout, max_bytes) as owner:
+            if not dry_run:
+                removed, kept = owner.remove_leftovers(scratch)
+                report.removed_scratch_files = [str(name) for name in removed]
+                report.left_in_place = [str(failure) for failure in kept]
             doc = _load(owner, report)
             if doc is None:
                 report.settle(dry_run)
@@ -452,8 +479,14 @@ def recover(
         on_step=on_step, probe=probe, acknowledge=acknowledge, owner_timeout=owner_timeout,
         max_bytes=max_bytes,
     )
+    listing = cache(_listing)
+
     def recover_entry(entry: _Entry) -> DomainReport:
-        return recover_one(entry) if isinstance(entry, Path) else entry
+        if isinstance(entry, _Scanned):
+            return recover_one(entry.path, scratch=())
+        if isinstance(entry, Path):
+            return recover_one(entry, scratch=listing(entry.parent))
+        return entry
 
     domains = run_ordered(
         status_entries(paths, dry_run=dry_run, max_bytes=max_bytes), recover_entry,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from lxml import etree
@@ -10,7 +10,7 @@ from lxml import etree
 from blockjob.model import StorageSource
 from blockjob.statusxml.node import TRUSTED_PARSER
 from blockjob.statusxml.sources import read_disk_chain, read_mirror_chain
-from blockjob.statusxml.spans import element_span
+from blockjob.statusxml.spans import SourceLines, element_span
 
 
 @dataclass(frozen=True)
@@ -26,13 +26,21 @@ class Disk:
     mirror_line: int = 0  # the `<mirror>` element's line; 0 without a mirror
 
 
-def read_disks(domain: etree._Element | None, lines_above: int = 0) -> dict[str, Disk]:
+def read_disks(
+    domain: etree._Element | None, lines_above: int = 0, data: bytes | None = None
+) -> dict[str, Disk]:
     """Disks by target; the first `<disk>` of a repeated target wins, as in libvirt.
 
-    `lines_above`, here and below: lines of the file before the bytes that were parsed.
+    `lines_above`, here and below: lines of the file before the bytes that were parsed;
+    `data`: those bytes, which tell the lines from LAST_LINE on (`SourceLines`).
     """
-    return {dev: _disk(dev, disk, lines_above)
+    line = SourceLines(data) if data is not None else _sourceline
+    return {dev: _disk(dev, disk, lines_above, line)
             for dev, disk in DiskRefs(domain).elements.items()}
+
+
+def _sourceline(element: etree._Element) -> int:
+    return element.sourceline or 0
 
 
 def read_disk_at(data: bytes, target: str, line: int, lines_above: int = 0) -> Disk | None:
@@ -73,16 +81,17 @@ def _disk_element_at(data: bytes, target: str, line: int) -> etree._Element | No
     return element if first is not None and first.get("dev") == target else None
 
 
-def _disk(target: str, disk: etree._Element, lines_above: int) -> Disk:
+def _disk(target: str, disk: etree._Element, lines_above: int,
+          line: Callable[[etree._Element], int] = _sourceline) -> Disk:
     mirror = next(disk.iterchildren("mirror"), None)
     return Disk(
         target=target,
         chain=read_disk_chain(disk),
         mirror=read_mirror_chain(mirror) if mirror is not None else None,
         mirror_job=mirror.get("job") if mirror is not None else None,
-        line=(disk.sourceline or 0) + lines_above,
+        line=line(disk) + lines_above,
         mirror_ready=mirror is not None and mirror.get("ready") == "yes",
-        mirror_line=(mirror.sourceline or 0) + lines_above if mirror is not None else 0,
+        mirror_line=line(mirror) + lines_above if mirror is not None else 0,
     )
 
 

@@ -37,6 +37,8 @@ from blockjob.statusxml.spans import (
     LAST_LINE,
     child_of_root,
     element_span,
+    line_end,
+    line_start,
     own_line,
     start_tag_end,
     whole_lines,
@@ -213,7 +215,8 @@ class StatusDocument:
             if self._split is not None:
                 source = self.dumps()
                 above = self._tail_line - source.count(b"\n", 0, len(source) - len(self._split[1]))
-            self._full_disks = read_disks(parse(source, self.filename).find("domain"), above)
+            self._full_disks = read_disks(parse(source, self.filename).find("domain"), above,
+                                          source)
         return self._full_disks
 
     @property
@@ -342,12 +345,12 @@ class StatusDocument:
             children.insert(after + 1, mirror)
         attrs = _set_attr(old, "type", chain.type).attrs if chain is not None else old.attrs
         new = Node("disk", attrs, tuple(children))
-        before = dumped[dumped.rfind(b"\n", 0, start) + 1 : start]  # on the disk's line
+        before = dumped[line_start(dumped, start) : start]  # on the disk's line
         indent = before[: len(before) - len(before.lstrip())].decode()
         out: list[str] = []
         write_node(out, new, indent, pad="")
         text = "".join(out).encode("utf-8")
-        if text.endswith(b"\n") and dumped[end : end + 1] == b"\n":
+        if text.endswith(b"\n") and line_end(dumped, end):
             text = text[:-1]
         # Re-read everything, so jobs are judged against the new chain as a reload would.
         self._load(dumped[:start] + text + dumped[end:])
@@ -439,7 +442,7 @@ class StatusDocument:
                    written: list[JobText], rank: tuple[int, ...], texts: list[bytes]) -> _Dump:
         active = self.active
         head, tail = split
-        if head and not head.endswith(b"\n"):
+        if head and not head.endswith((b"\n", b"\r")):
             head += b"\n"
         data = write_blockjobs(texts, active, head, tail)
         # The lists are the dump's own: a later dump copies them before any change.

@@ -44,6 +44,10 @@ class LoadedBlockjobs:
         self._jobs: list[etree._Element] | None = None
         self._span: tuple[int, int] | None = None
 
+    @property
+    def data(self) -> bytes:
+        return self._data
+
     def __reduce__(self) -> tuple[type[LoadedBlockjobs], tuple[bytes, int]]:
         return LoadedBlockjobs, (self._data, self._line)  # the parsed cache stays behind
 

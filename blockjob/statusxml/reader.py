@@ -53,6 +53,7 @@ from blockjob.statusxml.node import (
 )
 from blockjob.statusxml.numbers import c_unsigned
 from blockjob.statusxml.sources import SourceError
+from blockjob.statusxml.spans import SourceLines
 
 _TYPES = {t.value: t for t in JobType}
 _STATES = {s.value: s for s in JobState}
@@ -63,16 +64,7 @@ class BrokenDataError(ValueError):
 
     def __init__(self, message: str, element: etree._Element) -> None:
         super().__init__(message)
-        self.line = element.sourceline or 0
-
-
-def _at(line: int, message: str) -> str:
-    return f"line {line}: {message}"
-
-
-def problem(element: etree._Element, message: str) -> str:
-    """A job's problem, naming the line of the element it is about."""
-    return _at(element.sourceline or 0, message)
+        self.element = element
 
 
 @dataclass
@@ -81,13 +73,24 @@ class ReadContext:
     disks: DiskRefs
     origin: LoadedBlockjobs
     warnings: list[str] = field(default_factory=list)
+    _lines: SourceLines | None = None  # made for the first problem or warning
 
     def warn(self, element: etree._Element, message: str) -> None:
-        self.warnings.append(_warning(self.filename, element, message))
+        self.warnings.append(self.warning(element, message))
 
+    def warning(self, element: etree._Element, message: str) -> str:
+        return f"{self.filename}:{self.line(element)}: {message}"
 
-def _warning(filename: str, element: etree._Element, message: str) -> str:
-    return f"{filename}:{element.sourceline or 0}: {message}"
+    def problem(self, element: etree._Element, message: str) -> str:
+        """A job's problem, naming the line of the element it is about."""
+        return f"line {self.line(element)}: {message}"
+
+    def line(self, element: etree._Element) -> int:
+        """The line of `element` a problem names (`SourceLines`: also from LAST_LINE on,
+        and in a file with CR line ends)."""
+        if self._lines is None:
+            self._lines = SourceLines(self.origin.data)
+        return self._lines(element)
 
 
 _Kids = dict[object, etree._Element]
@@ -111,12 +114,12 @@ class _Job:
     Unknown names are kept as written, so callers can see what the file said.
     """
 
-    __slots__ = ("attrs", "element", "kids", "known", "nodes", "origin", "position", "problems",
+    __slots__ = ("attrs", "ctx", "element", "kids", "known", "nodes", "position", "problems",
                  "repeats")
 
     def __init__(
         self, element: etree._Element, attrs: dict[str, str], kids: _Kids, problems: list[str],
-        *, origin: LoadedBlockjobs, position: tuple[int, str],
+        *, ctx: ReadContext, position: tuple[int, str],
     ) -> None:
         self.element = element
         self.attrs = attrs
@@ -124,10 +127,14 @@ class _Job:
         # Also True for two comments (one key): then only the slower, exact way is taken.
         self.repeats = len(kids) != len(element)
         self.problems = problems
-        self.origin = origin
+        self.ctx = ctx
         self.position = position  # among the `<blockjob>` elements, and the job's name
         self.nodes: dict[str, str] = {}
         self.known: set[str] = set()
+
+    def problem(self, element: etree._Element, message: str) -> None:
+        """Add a problem, naming the line of the element it is about."""
+        self.problems.append(self.ctx.problem(element, message))
 
     def attr(self, tag: str, name: str) -> str | None:
         """XPath `string(./tag/@name)`; None when absent or empty, as libvirt reads it."""
@@ -159,7 +166,7 @@ class _Job:
     def image(self, element: etree._Element, path: Path, *, chain: bool) -> StorageSource:
         """A job image at `path` below the job, checked now and built when first read."""
         try:
-            return self.origin.defer(element, (*self.position, path), chain=chain)
+            return self.ctx.origin.defer(element, (*self.position, path), chain=chain)
         except SourceError as exc:
             raise BrokenDataError(str(exc), element) from None
 
@@ -185,11 +192,10 @@ def _node_reader(row: Row, kind: JobType) -> _Reader:
         name = job.nodes.get(tag)
         if name is None:
             if required:
-                job.problems.append(problem(job.element, f"<{tag} node> is missing"))
+                job.problem(job.element, f"<{tag} node> is missing")
         elif name not in job.known:
-            job.problems.append(problem(
-                job.holder(tag, "node"), f"<{tag}> node name '{name}' not found in the job's chains"
-            ))
+            job.problem(job.holder(tag, "node"),
+                        f"<{tag}> node name '{name}' not found in the job's chains")
             return None
         return name
 
@@ -297,7 +303,7 @@ def _data_reader(kind: JobType) -> Callable[[_Job], JobData]:
             for name, read in readers:
                 values[name] = read(job)
         except BrokenDataError as exc:
-            job.problems.append(_at(exc.line, str(exc)))
+            job.problem(exc.element, str(exc))
         data: JobData = build(values)
         return data
 
@@ -364,7 +370,7 @@ def _own_image(job: _Job, element: etree._Element | None, path: Path) -> Storage
     try:
         return job.image(element, path, chain=True)
     except BrokenDataError as exc:
-        job.problems.append(_at(exc.line, f"orphan chains: {exc}"))
+        job.problem(exc.element, f"orphan chains: {exc}")
         return None
 
 
@@ -429,7 +435,7 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     type_text = get("type") or ""
     kind = _TYPES.get(type_text)
     if kind is None:
-        problems.append(problem(element, f"unknown job type '{type_text}'"))
+        problems.append(ctx.problem(element, f"unknown job type '{type_text}'"))
         kind = JobType.BROKEN
 
     brokentype_text = get("brokentype") or None
@@ -440,16 +446,16 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     state_text = get("state") or ""
     state = _STATES.get(state_text)
     if state is None:
-        problems.append(problem(element, f"unknown job state '{state_text}'"))
+        problems.append(ctx.problem(element, f"unknown job state '{state_text}'"))
         state = JobState.FAILED
 
     newstate_text = get("newstate") or None
     newstate = _STATES.get(newstate_text) if newstate_text is not None else None
     if newstate_text is not None and newstate is None:
-        problems.append(problem(element, f"unknown new state '{newstate_text}'"))
+        problems.append(ctx.problem(element, f"unknown new state '{newstate_text}'"))
 
     kids = first_children(element)
-    job = _Job(element, attrs, kids, problems, origin=ctx.origin, position=(position, name))
+    job = _Job(element, attrs, kids, problems, ctx=ctx, position=(position, name))
     disk_el = kids.get("disk")
     dst = mirror_text = None
     if disk_el is not None:  # `job.attr`, inline: every job but an orphan has a disk
@@ -457,9 +463,10 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
             if job.repeats else (disk_el.get("dst") or None, disk_el.get("mirror") or None)
     disk = dst if dst is not None and dst in ctx.disks else None
     if dst is not None and disk is None:
-        problems.append(problem(job.holder("disk", "dst"), f"disk '{dst}' not found in the domain"))
+        problems.append(ctx.problem(job.holder("disk", "dst"),
+                                    f"disk '{dst}' not found in the domain"))
     if mirror_text is not None and mirror_text != "yes":
-        problems.append(problem(job.holder("disk", "mirror"),
+        problems.append(ctx.problem(job.holder("disk", "mirror"),
                                 f"disk mirror='{mirror_text}': only 'yes' is known"))
 
     flags_text = get("jobflags") or None
@@ -477,7 +484,7 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     mirror = False
     if mirror_text is not None:  # whatever its value: libvirt then takes the disk's mirror
         if disk is None:
-            problems.append(problem(job.holder("disk", "mirror"),
+            problems.append(ctx.problem(job.holder("disk", "mirror"),
                                     f"mirror='{mirror_text}' on a job without a disk"))
         else:
             mirror = ctx.disks.has_mirror(disk)
@@ -521,14 +528,14 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     })
 
 
-def _dropped(blockjobs: etree._Element, filename: str) -> list[str]:
+def _dropped(blockjobs: etree._Element, ctx: ReadContext) -> list[str]:
     """Warnings of what `<blockjobs>` holds besides `active` and `<blockjob>` elements:
     libvirt ignores it, and the writer does not keep it."""
-    found = [_warning(filename, blockjobs, f"unknown attribute '{prefixed(blockjobs, key)}' "
-                                           "of <blockjobs> dropped")
+    found = [ctx.warning(blockjobs, f"unknown attribute '{prefixed(blockjobs, key)}' "
+                                    "of <blockjobs> dropped")
              for key in blockjobs.attrib if key != "active"]
-    found += [_warning(filename, element, f"unknown element <{tag_as_written(element)}> in "
-                                          "<blockjobs> dropped")
+    found += [ctx.warning(element, f"unknown element <{tag_as_written(element)}> in "
+                                   "<blockjobs> dropped")
               for element in blockjobs.iterchildren(etree.Element) if element.tag != "blockjob"]
     return found
 
@@ -552,16 +559,14 @@ class _Registry:
     name, or its disk, is taken."""
 
     def __init__(self) -> None:
-        self.lines_by_name: dict[str, int] = {}
+        self.elements_by_name: dict[str, etree._Element] = {}
         self.names_by_disk: dict[str, str] = {}
 
     def register(self, job: BlockJob, element: etree._Element, ctx: ReadContext) -> BlockJob:
-        line = element.sourceline or 0
-        first = self.lines_by_name.get(job.name)
-        if first is not None:
-            raise StatusXMLError(ctx.filename, line,
-                                 f"duplicate block job name '{job.name}' (first at line {first})")
-        self.lines_by_name[job.name] = line
+        first = self.elements_by_name.setdefault(job.name, element)
+        if first is not element:
+            raise StatusXMLError(ctx.filename, ctx.line(element), f"duplicate block job name "
+                                 f"'{job.name}' (first at line {ctx.line(first)})")
         disk = job.disk
         if disk is None:
             return job
@@ -569,15 +574,14 @@ class _Registry:
         if other == job.name:
             return job
         if disk not in ctx.disks.repeated:
-            raise StatusXMLError(
-                ctx.filename, line, f"disk '{disk}' already has block job '{other}' assigned"
-            )
+            raise StatusXMLError(ctx.filename, ctx.line(element),
+                                 f"disk '{disk}' already has block job '{other}' assigned")
         # libvirt <= 5.7 bound jobs to disk objects, so a domain with two disks of one
         # target could carry a job for each. Keep the second job, unbound and invalid,
         # rather than lose the domain.
         holder = attr_holder(element, first_children(element).get("disk"), "disk", "dst")
         assert holder is not None  # the job is bound to a disk: a <disk dst> named it
-        repeated = problem(
+        repeated = ctx.problem(
             holder, f"disk '{disk}' is repeated in the domain and already has job '{other}'"
         )
         return replace(job, disk=None, mirror=False, data=_unbound(job.data), invalid=True,
@@ -602,5 +606,5 @@ def read_jobs(every: Sequence[etree._Element], ctx: ReadContext) -> list[BlockJo
         # Counting rules out anything else cheaply (a comment also makes the counts
         # differ); its warnings go before the jobs', as it is read first.
         if position + 1 - first != len(blockjobs) or blockjobs.keys() != _ACTIVE_ONLY:
-            ctx.warnings[first_warning:first_warning] = _dropped(blockjobs, ctx.filename)
+            ctx.warnings[first_warning:first_warning] = _dropped(blockjobs, ctx)
     return jobs

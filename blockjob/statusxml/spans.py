@@ -126,6 +126,39 @@ def _start_counted(data: bytes, tag: bytes, locate: Locate | None) -> int:
     return next(islice(_exact_heads(data, tag), nth, None))[0]
 
 
+class SourceLines:
+    """Elements' lines as lxml's `sourceline` gives them (the line of the start tag's `>`),
+    without its 16-bit limit, and with lone-CR line ends counted (lxml counts LF only: it
+    puts every element of a file with CR line ends on line 1). Where lxml's line does not
+    tell (from LAST_LINE on, or such a file), an element's start tag is counted among its
+    namesakes' in `data`, the bytes its document was parsed from. That tokenizes the whole
+    document (once per tag), so it is done on those rare paths only."""
+
+    def __init__(self, data: bytes) -> None:
+        # With no LF at all, a CR ends each line: an LF in its place keeps every offset.
+        self._cr_lines = b"\n" not in data and b"\r" in data
+        self._data = data.replace(b"\r", b"\n") if self._cr_lines else data
+        self._counted: dict[str, dict[etree._Element, int]] = {}
+
+    def exact(self, line: int) -> bool:
+        """Whether lxml's `line` is the element's line already."""
+        return line < LAST_LINE and not self._cr_lines
+
+    def __call__(self, element: etree._Element) -> int:
+        line = element.sourceline or 0
+        if self.exact(line) or element.prefix is not None:
+            return line  # (prefixed names are not counted: libvirt writes none)
+        tag = etree.QName(element).localname
+        counted = self._counted.get(tag)
+        if counted is None:
+            root = element.getroottree().getroot()
+            heads = _exact_heads(self._data, tag.encode())
+            counted = self._counted[tag] = {
+                found: head_line for found, (_, head_line)
+                in zip(_spelled(root, tag.encode()), heads, strict=False)}
+        return counted.get(element, line)
+
+
 def _spelled(root: etree._Element, tag: bytes) -> Iterator[etree._Element]:
     """The elements whose start tags read `<tag`: unprefixed, in any namespace or none (a
     namesake declaring `xmlns='...'` is another element to lxml, the same bytes to a scan)."""
@@ -242,23 +275,34 @@ def _end_of(data: bytes, tag: bytes, start: int, head_end: int) -> int:
     raise ValueError(f"<{tag.decode()}> at byte {start} is never closed")
 
 
+def line_start(data: bytes, at: int) -> int:
+    """Where the line holding `at` starts. A line ends in LF, CRLF or a lone CR (XML's
+    line ends): the CR is looked for on `at`'s line only, so an LF file pays nothing."""
+    first = data.rfind(b"\n", 0, at) + 1
+    return data.rfind(b"\r", first, at) + 1 or first
+
+
+def line_end(data: bytes, at: int) -> int:
+    """How many bytes of line end (LF, CRLF, CR) start at `at`: 0 when none does."""
+    byte = data[at:at + 1]
+    return 1 if byte == b"\n" else 0 if byte != b"\r" else 2 if data[at + 1:at + 2] == b"\n" else 1
+
+
 def whole_lines(data: bytes, start: int, end: int) -> tuple[int, int]:
-    """Widen a span to whole lines when only blanks share its first and last line."""
-    first = data.rfind(b"\n", 0, start) + 1
+    """Widen a span to whole lines (its line end included) when only blanks share its
+    first and last line."""
+    first = line_start(data, start)
     if data[first:start].strip():
         first = start
-    last = end
-    if data[end:end + 1] == b"\n":
-        last = end + 1
-    return first, last
+    return first, end + line_end(data, end)
 
 
 def own_line(data: bytes, start: int, end: int) -> tuple[int, int]:
     """A span to cut out, widened to its whole line (line end included) when nothing else
     is on it: a removed element leaves neither a blank line nor a neighbour on its line that
     lost its indentation or its line end."""
-    first = data.rfind(b"\n", 0, start) + 1
-    last = end + (1 if data[end:end + 1] == b"\n" else 2 if data[end:end + 2] == b"\r\n" else 0)
+    first = line_start(data, start)
+    last = end + line_end(data, end)
     if data[first:start].strip() or (last == end < len(data)):
         return start, end
     return first, last

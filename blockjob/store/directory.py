@@ -11,6 +11,7 @@ import os
 import stat
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,15 +58,28 @@ def remove_leftovers(directory: Path, names: list[str]) -> tuple[list[Path], lis
     return sorted(removed), sorted(kept, key=lambda failure: failure.path)
 
 
-def _leftovers(directory: Path, names: list[str]) -> tuple[dict[str, list[Path]],
-                                                           list[LoadFailure]]:
-    """The regular files among `names` that are scratch files, by key; a failure for each
-    scratch name that cannot be looked at."""
+def remove_own_leftovers(
+    directory: Path, key: str, names: Iterable[str]
+) -> tuple[list[Path], list[LoadFailure]]:
+    """`remove_leftovers` for the status file whose scratch names carry `key`, whose lock
+    the caller holds: no writer of that file lives, so every scratch file of it among
+    `names` is a crashed save's (`names` may be listed before the lock was taken: a live
+    writer's scratch file is gone once the lock is free, and a new one has a new name)."""
+    by_key, kept = _leftovers(directory, names, key)
+    removed: list[Path] = []
+    _remove(by_key.get(key, []), removed, kept)
+    return sorted(removed), sorted(kept, key=lambda failure: failure.path)
+
+
+def _leftovers(directory: Path, names: Iterable[str], only: str | None = None) -> tuple[
+        dict[str, list[Path]], list[LoadFailure]]:
+    """The regular files among `names` that are scratch files (of key `only`, if given),
+    by key; a failure for each scratch name that cannot be looked at."""
     by_key: defaultdict[str, list[Path]] = defaultdict(list)
     failures: list[LoadFailure] = []
     for name in names:
         key = scratch_key(name)
-        if key is None:
+        if key is None or only not in (None, key):
             continue
         path = directory / name
         try:

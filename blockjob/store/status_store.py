@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -32,11 +32,18 @@ from blockjob.store.atomic import (
     FileChangedError,
     Version,
     fsync_directory,
+    key_of,
     make_directories,
     replace_file,
     version_of,
 )
-from blockjob.store.directory import QUARANTINE, LoadFailure, quarantine, remove_leftovers
+from blockjob.store.directory import (
+    QUARANTINE,
+    LoadFailure,
+    quarantine,
+    remove_leftovers,
+    remove_own_leftovers,
+)
 from blockjob.store.errors import (
     EXHAUSTED,
     DomainBusyError,
@@ -366,6 +373,26 @@ class DomainOwner:
         if self.on_save is not None:
             self.on_save(doc)
         return self.path
+
+    def remove_leftovers(
+        self, names: Iterable[str] | None = None
+    ) -> tuple[list[Path], list[LoadFailure]]:
+        """Delete the scratch files a crashed save of this domain left, as a directory scan
+        does (README "Directory rules"), under the lock this owner holds: those removed, and
+        a failure for each one left in place. `names`: the directory's entries, listed at
+        any time before (`recover` lists a directory once for all the files it names);
+        None: listed now."""
+        self._check()
+        if not self._held:
+            raise StoreError(self.path, "not owned: its scratch files may be a live save's")
+        if names is None:
+            try:
+                names = os.listdir(self.path.parent)
+            except OSError as exc:
+                return [], [LoadFailure(self.path.parent, f"scratch files not looked for: "
+                                                          f"cannot list the directory: "
+                                                          f"{exc.strerror or exc}")]
+        return remove_own_leftovers(self.path.parent, key_of(self.path.name), names)
 
     def holds(self, doc: object) -> bool:
         """Whether `doc` was loaded or saved through this owner (so it is the file as owned)."""

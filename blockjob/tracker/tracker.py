@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager, suppress
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -44,7 +45,13 @@ from blockjob.recovery.run import reconcile_job, recover_document
 from blockjob.statusxml.document import StatusDocument
 from blockjob.statusxml.sources import disk_mirror_node
 from blockjob.store.errors import StoreError
-from blockjob.store.status_store import OWNER_TIMEOUT, DomainOwner, SavableDocument, StatusStore
+from blockjob.store.status_store import (
+    OWNER_TIMEOUT,
+    DomainOwner,
+    LoadFailure,
+    SavableDocument,
+    StatusStore,
+)
 
 # The QEMU statuses libvirt acts on (SPEC: "maps only ready, concluded and pending").
 FOLLOWED_STATUSES = frozenset({"ready", "pending", "concluded"})
@@ -77,6 +84,10 @@ class JobTracker:
         self.reports: list[JobReport] = []
         # Failed end-state checks of the catch-up at open (recovery's verification).
         self.failed_checks: list[str] = []
+        # Scratch files a crashed save of the file left, removed at open (as a directory
+        # scan removes them), and a failure for each one that could not be.
+        self.removed_scratch_files: list[Path] = []
+        self.left_in_place: list[LoadFailure] = []
         self._stack = ExitStack()
         self._doc: StatusDocument | None = None
         self._monitor: Monitor | None = None
@@ -111,6 +122,7 @@ class JobTracker:
         if self.on_save is not None:
             owner.on_save = self._saved
         self._owner = owner
+        self.removed_scratch_files, self.left_in_place = owner.remove_leftovers()
         self._doc = owner.load()
         if not self._doc.monitor_path:
             raise MonitorUnavailableError(str(owner.path), "the status file names no <monitor>")

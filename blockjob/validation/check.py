@@ -7,6 +7,7 @@ against blockjobs.rng/.xsd, anything else against domstatus.rng/.xsd.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from lxml import etree
 from blockjob.inputs import MAX_INPUT_BYTES, read_file
 from blockjob.statusxml.mirrors import mirror_job_problem
 from blockjob.statusxml.parse import parse
+from blockjob.statusxml.spans import SourceLines
 from blockjob.validation import rng, xsd
 from blockjob.validation.problems import Problem, Report, place
 
@@ -27,8 +29,11 @@ __all__ = ["ENGINES", "Problem", "Report", "validate_bytes", "validate_file", "v
 
 
 def validate_tree(
-    root: etree._Element, filename: str, engines: Sequence[str] = ("rng", "xsd")
+    root: etree._Element, filename: str, engines: Sequence[str] = ("rng", "xsd"), *,
+    data: bytes | None = None,
 ) -> Report:
+    """`data`: the bytes `root` was parsed from, which give the true line of a problem
+    where lxml's does not tell (`SourceLines`); without them it says lxml's."""
     verdicts: dict[str, bool] = {}
     found: dict[str, list[Problem]] = {}
     for name in engines:
@@ -41,8 +46,11 @@ def validate_tree(
     mirrors = _mirror_problems(root)
     if mirrors:  # beyond any schema: what libvirt itself refuses to load
         verdicts["libvirt"] = False
-    problems = sorted((*(p for name in shown for p in found[name]), *mirrors),
-                      key=lambda p: p.line)
+    problems = [*(p for name in shown for p in found[name]), *mirrors]
+    lines = SourceLines(data) if data is not None and problems else None
+    if lines is not None and not all(lines.exact(problem.line) for problem in problems):
+        problems = [_counted(problem, root, lines) for problem in problems]
+    problems.sort(key=lambda p: p.line)
     return Report(filename, verdicts, tuple(problems))
 
 
@@ -60,7 +68,22 @@ def validate_bytes(
     data: bytes, filename: str = "<bytes>", engines: Sequence[str] = ("rng", "xsd")
 ) -> Report:
     """Raises StatusXMLError (with a line) when `data` is not usable XML at all."""
-    return validate_tree(parse(data, filename), filename, engines)
+    return validate_tree(parse(data, filename), filename, engines, data=data)
+
+
+def _counted(problem: Problem, root: etree._Element, lines: SourceLines) -> Problem:
+    """`problem` with its true line where lxml's does not tell: its element, found by its
+    path, counted among its namesakes in the bytes."""
+    if lines.exact(problem.line):
+        return problem
+    try:
+        found = root.xpath(problem.path)
+    except etree.XPathError:
+        return problem
+    element = found[0] if isinstance(found, list) and found else None
+    if not isinstance(element, etree._Element):
+        return problem
+    return dataclasses.replace(problem, line=lines(element))
 
 
 def validate_file(

@@ -167,6 +167,14 @@ def copy_pivoted(tb: Lab, *, shallow: bool = False) -> None:
     """A copy of vda into a new image, ready, then pivoted (QEMU completed it: the
     device runs on the copy). `shallow`: libvirt's shallow copy into a new image
     (`shallownew`), its copy over the disk's chain below the old top."""
+    copy_ready(tb, shallow=shallow)
+    with tb.connect() as monitor:
+        monitor.job_complete(COPY)
+    wait_concluded(tb, COPY)
+
+
+def copy_ready(tb: Lab, *, shallow: bool = False) -> None:
+    """A copy of vda into a new image (node 4), ready, as libvirt 9.0 records it."""
     with tb.connect() as monitor:
         copy = add_image(monitor, tb, "copy", 4, MID if shallow else None)
         monitor.execute("blockdev-mirror", {
@@ -181,9 +189,6 @@ def copy_pivoted(tb: Lab, *, shallow: bool = False) -> None:
               f"<format type='qcow2'/>{_source_xml(copy, 4)}{backing}</mirror>\n        ")
     text = tb.status_path.read_text()
     tb.status_path.write_text(text.replace("<target dev='vda'", mirror + "<target dev='vda'"))
-    with tb.connect() as monitor:
-        monitor.job_complete(COPY)
-    wait_concluded(tb, COPY)
 
 
 def delete_committed(tb: Lab) -> None:

@@ -16,7 +16,9 @@ restart" and libvirt's finishing steps:
   backup's last job takes `<backups>` along;
 - every node the file names is in QEMU, each disk without a job has exactly QEMU's
   chain (and its device, if any, runs on the file's top), and no disk without a job
-  keeps a `<mirror>`.
+  keeps a `<mirror>`;
+- a copy that left the file (valid or not, pivoted or not) leaves none of its mirror's
+  images in QEMU that are not its disk's now (libvirt 9.0 detaches them).
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ class FileJob:
     listed: tuple[str, ...]
     store: tuple[str, ...] = ()  # a backup's target or scratch image: its node names
     bitmap: str | None = None  # the bitmap a push backup added to the disk's top
+    brokentype: str | None = None  # the type of a job libvirt re-typed `broken`
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,7 @@ class FileDisk:
     chain: tuple[tuple[str, ...], ...]  # each image's node names, format first; top first
     terminated: bool  # the chain ends in an empty `<backingStore/>`
     mirror: bool
+    mirror_chain: tuple[tuple[str, ...], ...] = ()  # as `chain`, of the `<mirror>`
 
 
 @dataclass(frozen=True)
@@ -79,9 +83,11 @@ def _names(source: etree._Element) -> tuple[str, ...]:
     return tuple(found[kind] for kind in ("format", "storage") if kind in found)
 
 
-def _disk(disk: etree._Element) -> FileDisk:
+def _chain(top: etree._Element) -> tuple[tuple[tuple[str, ...], ...], bool]:
+    """The node names of each image from `top` down, and whether the chain ends in an
+    empty `<backingStore/>`."""
     chain: list[tuple[str, ...]] = []
-    level: etree._Element | None = disk
+    level: etree._Element | None = top
     terminated = False
     while level is not None:
         source = level.find("source")
@@ -90,9 +96,16 @@ def _disk(disk: etree._Element) -> FileDisk:
             break
         chain.append(_names(source))
         level = level.find("backingStore")
+    return tuple(chain), terminated
+
+
+def _disk(disk: etree._Element) -> FileDisk:
+    chain, terminated = _chain(disk)
     target = disk.find("target")
-    return FileDisk(target.get("dev", "") if target is not None else "", tuple(chain),
-                    terminated, disk.find("mirror") is not None)
+    mirror = disk.find("mirror")
+    return FileDisk(target.get("dev", "") if target is not None else "", chain,
+                    terminated, mirror is not None,
+                    _chain(mirror)[0] if mirror is not None else ())
 
 
 def _job(job: etree._Element) -> FileJob:
@@ -106,7 +119,7 @@ def _job(job: etree._Element) -> FileJob:
     return FileJob(job.get("name", ""), job.get("type", ""),
                    disk.get("dst") if disk is not None else None, node("base"), node("top"),
                    listed, _names(store) if store is not None else (),
-                   bitmap.get("name") if bitmap is not None else None)
+                   bitmap.get("name") if bitmap is not None else None, job.get("brokentype"))
 
 
 def read_file(path: Path) -> FileFacts:
@@ -278,6 +291,7 @@ def wrong_state(before: FileFacts, after: FileFacts, qemu: QemuFacts,
         elif status in _LEFT_OVER:
             problems.append(f"job {name} is left {status} in QEMU")
     problems += _ended_bases(before, after, qemu) + _ended_backups(before, after, qemu)
+    problems += _ended_copies(before, after, qemu)
     missing = sorted(after.names() - set(qemu.nodes))
     problems += [f"node {name} of the file is not in QEMU" for name in missing]
     busy = {job.disk for job in after.jobs.values()}
@@ -306,6 +320,22 @@ def _ended_backups(before: FileFacts, after: FileFacts, qemu: QemuFacts) -> list
             problems.append(f"backup job {job.name}: bitmap {job.bitmap} is still in the top")
     if after.backup and not any(job.type == "backup" for job in after.jobs.values()):
         problems.append("the file keeps its backup (<backups>, the async job) with no job")
+    return problems
+
+
+def _ended_copies(before: FileFacts, after: FileFacts, qemu: QemuFacts) -> list[str]:
+    """A copy that left the file leaves no image of its `<mirror>` in QEMU but those its
+    disk runs on now (a pivot's): libvirt 9.0 blockdev-dels the rest."""
+    problems = []
+    for job in before.jobs.values():
+        disk = before.disks.get(job.disk or "")
+        if "copy" not in (job.type, job.brokentype) or job.name in after.jobs or disk is None:
+            continue
+        now = after.disks.get(disk.target)
+        kept = {name for names in now.chain for name in names} if now is not None else set()
+        problems += [f"copy job {job.name}: its mirror's node {name} is still in QEMU"
+                     for names in disk.mirror_chain for name in names
+                     if name in qemu.nodes and name not in kept]
     return problems
 
 

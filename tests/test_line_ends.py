@@ -1,0 +1,104 @@
+"""Status files with CRLF or CR line ends, read and written again.
+
+libvirt writes LF, and a parser reads CRLF and CR as LF (XML 1.0 section 2.11). What the
+document writes itself (`<blockjobs>`, a disk it rewrites) is libvirt's LF bytes; every
+other byte stays. The seams must take the replaced lines' own line ends along: with CRLF
+an LF was left before the file's CRLF (a blank line after `</blockjobs>` and after a
+rewritten disk), with CR `<blockjobs>` also got a line of its own indentation before it
+and a rewritten disk a wrong indentation. So the dump of such a file, its line ends read
+as a parser reads them, must be exactly the dump of the same file written with LF.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import blockjob
+from blockjob import BlockJob, JobState, JobType
+from blockjob.validation.check import validate_bytes
+from tests.support.corpus import REAL
+from tests.support.docs import jobs, status
+
+Edit = Callable[[blockjob.StatusDocument], object]
+
+
+def _as_lf(data: bytes) -> bytes:
+    return data.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+
+
+def _shorter_chain(doc: blockjob.StatusDocument) -> None:
+    disk = next((d for d in doc.disks if d.chain is not None and d.chain.backing), None)
+    if disk is not None and disk.chain is not None:
+        doc.set_disk_chain(disk.target, disk.chain.backing)
+
+
+def _drop_mirror(doc: blockjob.StatusDocument) -> None:
+    disk = next((d for d in doc.disks if d.mirror is not None), None)
+    if disk is not None:
+        doc.set_disk_chain(disk.target, drop_mirror=True)
+
+
+def _remove_all(doc: blockjob.StatusDocument) -> None:
+    for job in doc.jobs:
+        doc.remove_job(job.name)
+
+
+EDITS: dict[str, Edit] = {
+    "none": lambda doc: None,
+    "add": lambda doc: doc.add_job(BlockJob("zz", JobType.BROKEN, JobState.FAILED)),
+    "remove-all": _remove_all,
+    "chain": _shorter_chain,
+    "drop-mirror": _drop_mirror,
+    "end-backup": blockjob.StatusDocument.end_backup,
+}
+SMALL = {
+    "jobs": jobs("<blockjob name='j' type='copy' state='ready'><disk dst='vdb'/></blockjob>"),
+    "no-blockjobs": status("<fdset index='0'/>"),  # `<blockjobs>` goes before the domain
+    "self-closed": status("<blockjobs active='no'/>"),
+}
+
+
+def _check(data: bytes, edit: Edit, eol: bytes) -> None:
+    expected = blockjob.loads(data, "lf.xml")
+    edit(expected)
+    doc = blockjob.loads(data.replace(b"\n", eol), "other.xml")
+    edit(doc)
+    assert _as_lf(doc.dumps()) == expected.dumps()
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\r"], ids=["crlf", "cr"])
+@pytest.mark.parametrize("edit", EDITS)
+@pytest.mark.parametrize("name", SMALL)
+def test_a_crlf_or_cr_file_is_written_as_its_lf_twin(name: str, edit: str, eol: bytes) -> None:
+    _check(SMALL[name], EDITS[edit], eol)
+
+
+@pytest.mark.parametrize("eol", [b"\r\n", b"\r"], ids=["crlf", "cr"])
+@pytest.mark.parametrize("edit", EDITS)
+def test_real_status_files_with_crlf_or_cr_are_written_as_their_lf_twins(
+    edit: str, eol: bytes
+) -> None:
+    files = sorted(REAL.glob("*.xml")) if REAL.is_dir() else []
+    if not files:
+        pytest.skip(f"libvirt 9.0 status files not found under {REAL}")
+    for path in files:
+        _check(Path(path).read_bytes(), EDITS[edit], eol)
+
+
+def test_problems_in_a_file_with_cr_line_ends_name_their_lines() -> None:
+    """lxml counts LF only: every element of a file with lone-CR line ends was reported
+    on line 1."""
+    data = jobs("<blockjob name='x' type='pull' state='bogus'>\n  <disk dst='nope'/>"
+                "</blockjob>\n<blockjob type='pull' state='ready'/>").replace(b"\n", b"\r")
+    lines = data.split(b"\r")
+    line_of = next(number for number, text in enumerate(lines, 1) if b"name='x'" in text)
+    doc = blockjob.loads(data, "cr.xml")
+    (job,) = doc.jobs
+    assert job.problems == (f"line {line_of}: unknown job state 'bogus'",
+                            f"line {line_of + 1}: disk 'nope' not found in the domain")
+    assert doc.warnings == (f"cr.xml:{line_of + 2}: block job without a name dropped",)
+    report = validate_bytes(data, "cr.xml", ("xsd",))
+    assert sorted(problem.line for problem in report.problems) == [line_of, line_of + 2]
