@@ -12,7 +12,9 @@ untouched): it is not the file a daemon would load.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
 
@@ -73,9 +75,17 @@ _REPLANNED = frozenset({Decision.FINALIZE, Decision.BACKUP_FAILED, Decision.ASKE
 _ENDED = frozenset(Decision) - {Decision.ADOPT, *_REPLANNED, *ATTENTION}
 
 
-# What a recovery run works through: a status file to recover, or the report of a file
-# the directory rules already refused.
-_Entry = Path | DomainReport
+@dataclass(frozen=True)
+class _Listed:
+    """A status file found in a named directory: one that is gone when its turn comes was
+    removed since the listing, as libvirt removes the file of a domain that shut down."""
+
+    path: Path
+
+
+# What a recovery run works through: a status file named, one of a directory, or the report
+# of a file the directory rules already refused.
+_Entry = Path | _Listed | DomainReport
 
 
 def status_entries(
@@ -96,7 +106,8 @@ def status_entries(
             scan = StatusStore(path, max_bytes=max_bytes).scan(change=not dry_run)
         except StoreError as exc:  # e.g. the directory cannot be listed
             raise InputError(str(path), exc.message) from None
-        entries: list[_Entry] = [Path(path) / f"{name}{SUFFIX}" for name in scan.domains]
+        entries: list[_Entry] = [_Listed(Path(path) / f"{name}{SUFFIX}")
+                                 for name in scan.domains]
         entries += [_refused(failure, dry_run) for failure in scan.failures]
         found += sorted(entries, key=lambda entry: str(_entry_path(entry)))
     return found
@@ -122,6 +133,8 @@ def _refused(failure: LoadFailure, dry_run: bool) -> DomainReport:
 
 
 def _entry_path(entry: _Entry) -> Path:
+    if isinstance(entry, _Listed):
+        return entry.path
     return entry if isinstance(entry, Path) else Path(entry.file)
 
 
@@ -394,8 +407,11 @@ def recover_file(
     path: Path, *, dry_run: bool = False, connect_timeout: float | None = None,
     timeout: float = 30.0, on_step: StepHook | None = None, probe: Probe | None = None,
     acknowledge: bool = False, owner_timeout: float = OWNER_TIMEOUT,
-    max_bytes: int = MAX_INPUT_BYTES,
+    max_bytes: int = MAX_INPUT_BYTES, listed: bool = False,
 ) -> DomainReport:
+    """Recover one status file. `listed`: it was found in a directory, so a file gone by
+    now is a domain that ended since the listing (`DomainReport.ended`), not an input
+    that cannot be used, as the store's scan takes a file removed meanwhile."""
     check_waits(timeout, connect_timeout)
     report = DomainReport(str(path))
     try:
@@ -420,6 +436,8 @@ def recover_file(
         report.error, report.unusable = str(exc), True
     except (BlockJobError, OSError) as exc:
         report.error = str(exc)
+    if listed and report.unusable and not os.path.lexists(path):
+        report.error, report.unusable, report.ended = None, False, True
     report.settle(dry_run)
     return report
 
@@ -453,6 +471,8 @@ def recover(
         max_bytes=max_bytes,
     )
     def recover_entry(entry: _Entry) -> DomainReport:
+        if isinstance(entry, _Listed):
+            return recover_one(entry.path, listed=True)
         return recover_one(entry) if isinstance(entry, Path) else entry
 
     domains = run_ordered(
