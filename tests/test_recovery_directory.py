@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from blockjob.cli import main
-from blockjob.recovery import recover
+from blockjob.inputs import check_regular
+from blockjob.recovery import recover, run
 from blockjob.recovery.report import DomainReport
 from blockjob.store.status_store import StatusStore
 from tests.test_store_support import status_bytes
@@ -97,6 +98,25 @@ def test_a_listed_file_removed_before_its_turn_is_a_domain_that_ended(
         (done, None, False), ("ended", None, False), (done, None, False)]
     assert report.ok and not report.unusable_input
     assert "removed since the directory was listed" in "\n".join(report.domains[1].lines())
+
+
+def test_a_listed_file_removed_while_its_recovery_starts_is_a_domain_that_ended(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Gone after it was looked at, before it is read under its lock (while another owner
+    # held it, say): the same domain that ended.
+    root = tmp_path / "status"
+    root.mkdir()
+    (root / "vm1.xml").write_bytes(status_bytes("vm1"))
+
+    def looked_at_then_removed(path: Path) -> None:
+        check_regular(path)
+        path.unlink()
+
+    monkeypatch.setattr(run, "check_regular", looked_at_then_removed)
+    report = recover([root])
+    assert [(d.status, d.error, d.unusable) for d in report.domains] == [
+        ("ended", None, False)]
 
 
 def test_a_named_file_removed_is_still_an_input_that_cannot_be_used(tmp_path: Path) -> None:

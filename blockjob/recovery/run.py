@@ -419,8 +419,7 @@ def recover_file(
         with _owned(path, dry_run, owner_timeout, max_bytes) as owner:
             doc = _load(owner, report)
             if doc is None:
-                report.settle(dry_run)
-                return report
+                return _settled(report, listed, dry_run)
             report.domain, report.monitor = doc.domain_name, doc.monitor_path
             if doc.jobs or any(disk.mirror_job is not None for disk in doc.disks):
                 if not doc.monitor_path:
@@ -436,7 +435,13 @@ def recover_file(
         report.error, report.unusable = str(exc), True
     except (BlockJobError, OSError) as exc:
         report.error = str(exc)
-    if listed and report.unusable and not os.path.lexists(path):
+    return _settled(report, listed, dry_run)
+
+
+def _settled(report: DomainReport, listed: bool, dry_run: bool) -> DomainReport:
+    """`report` with its status; a listed file that could not be used because it is gone
+    was removed since the listing (`recover_file`)."""
+    if listed and report.unusable and not os.path.lexists(report.file):
         report.error, report.unusable, report.ended = None, False, True
     report.settle(dry_run)
     return report
