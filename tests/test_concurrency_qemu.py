@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,113 @@ def test_a_lock_file_changed_under_a_tracker_never_lets_recover_act(
             t.abort(JOB)
             to_end(t, JOB)
         assert_restored(tb)
+
+
+# --- libvirt saving the file (its own rename, no lock of ours) during a recovery -------
+
+
+def libvirt_saves_during_recover(tmp_path: Path, flow: str, point: int) -> None:
+    """libvirt saves the domain's file at `point` of a recovery (before or after a QMP
+    command or a save). The recovery never saves over it: it needs attention, saying the
+    file changed behind it (unless it had saved for the last time), and libvirt's file is
+    what is on disk. A rerun then ends as one uninterrupted run, keeping libvirt's part."""
+    expected, _ = _reference(tmp_path, [flow])
+    with domains(tmp_path / "run", [flow], tmp_path / "status") as (tb,):
+        seen: list[tuple[str, str]] = []
+        written: list[bytes] = []
+
+        def probe(when: str, what: str) -> None:
+            seen.append((when, what))
+            if len(seen) == point + 1:
+                written.append(libvirt_saves(tb.status_path, f"saved at point {point}"))
+
+        report = recover([tb.status_path], probe=probe)
+        where = f"{flow}: libvirt saved at point {point} ({seen[point]})"
+        assert tb.status_path.read_bytes() == written[0], where
+        saved_after = ("before", "save") in seen[point:]  # a save after libvirt's
+        assert report.ok is not saved_after, where
+        if saved_after:
+            assert "not saved: the file was replaced or rewritten since this owner read or " \
+                   "saved it, by a writer that does not take the store's lock (libvirt?)" \
+                   in "\n".join(report.domains[0].lines()), where
+        assert recover([tb.status_path]).ok, where
+        assert f"<!-- libvirt: saved at point {point} -->" in tb.status_path.read_text()
+        libvirt_saves(tb.status_path, "")  # its part taken out again, for the comparison
+        state = end_state(tb)
+        assert state["file"] == str(expected[flow]["file"]).replace(
+            "</domstatus>", "<!-- libvirt:  -->\n</domstatus>"), where
+        assert {**state, "file": ""} == {**expected[flow], "file": ""}, where
+
+
+@pytest.mark.parametrize(("flow", "point"), [("completed", 0), ("backup-pull", 9)])
+def test_libvirt_saving_during_a_recovery_is_never_overwritten(
+    tmp_path: Path, flow: str, point: int
+) -> None:
+    libvirt_saves_during_recover(tmp_path, flow, point)
+
+
+@pytest.mark.fuzz
+@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+@pytest.mark.parametrize("flow", FLOWS)
+def test_libvirt_saving_at_every_point_of_a_recovery(tmp_path: Path, flow: str) -> None:
+    _, points = _reference(tmp_path, [flow])
+    for point in range(points):
+        libvirt_saves_during_recover(tmp_path / str(point), flow, point)
+        shutil.rmtree(tmp_path / str(point))
+
+
+# --- libvirt saving the file under a live tracker ---------------------------------------
+
+
+def libvirt_saves_under_a_tracker(tmp_path: Path, flow: str, after: int) -> None:
+    """libvirt saves the file right after the tracker's save number `after` (from 0) of an
+    active commit run to its pivot or abort. The daemon meets StoreConflictError once, and
+    asks again what it refused (a request) or has the job looked at again (an event): the
+    flow ends as it does without libvirt, libvirt's part of the file kept."""
+    with started(tmp_path) as tb:
+        saves: list[bytes] = []
+
+        def on_save(_doc: object) -> None:
+            saves.append(b"")
+            if len(saves) == after + 1:
+                libvirt_saves(tb.status_path, f"saved after save {after}")
+
+        with tracker(tb, on_save=on_save) as t:
+            def again(action: Callable[[], object], *, looked_at: bool = False) -> None:
+                try:
+                    action()
+                except StoreConflictError:
+                    if looked_at and t.doc.job(ACTIVE_JOB) is not None:
+                        t.reconcile(ACTIVE_JOB)  # the event that was refused, caught up
+                    action()
+
+            def start() -> None:
+                if t.doc.job(ACTIVE_JOB) is None:
+                    t.start_active_commit("vda", BASE)
+                else:  # QEMU had the job before the save that was refused
+                    t.reconcile(ACTIVE_JOB)
+
+            again(start)
+            again(lambda: to_ready(t), looked_at=True)
+            again(lambda: getattr(t, flow)(ACTIVE_JOB))
+            again(lambda: to_end(t, ACTIVE_JOB), looked_at=True)
+        assert len(saves) > after, f"the flow has {len(saves)} saves"
+        CHECKS[flow](tb)
+        assert f"<!-- libvirt: saved after save {after} -->" in tb.status_path.read_text()
+
+
+@pytest.mark.parametrize(("flow", "after"), [("pivot", 1), ("abort", 4)])
+def test_libvirt_saving_under_a_tracker_is_never_overwritten(
+    tmp_path: Path, flow: str, after: int
+) -> None:
+    libvirt_saves_under_a_tracker(tmp_path, flow, after)
+
+
+@pytest.mark.fuzz
+@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+@pytest.mark.parametrize("flow", ["pivot", "abort"])
+@pytest.mark.parametrize("after", range(6))  # each save of the flow
+def test_libvirt_saving_after_each_save_of_a_tracker(
+    tmp_path: Path, flow: str, after: int
+) -> None:
+    libvirt_saves_under_a_tracker(tmp_path, flow, after)
