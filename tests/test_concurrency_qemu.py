@@ -32,7 +32,16 @@ from tests.support.concurrent_lab import (
     libvirt_saves,
     lockless_readers,
 )
-from tests.support.qemu_fixtures import BASE, CRAWL, JOB, MID, QEMU_MARKS, started
+from tests.support.qemu_fixtures import (
+    BASE,
+    CRAWL,
+    JOB,
+    MID,
+    QEMU_MARKS,
+    commit,
+    started,
+    wait_concluded,
+)
 from tests.support.tracker_kill import killed_after_open
 from tests.support.tracking import (
     ACTIVE_JOB,
@@ -42,7 +51,7 @@ from tests.support.tracking import (
     to_ready,
     tracker,
 )
-from tests.test_recovery_qemu import assert_restored
+from tests.test_recovery_qemu import assert_completed, assert_restored
 from tests.test_tracker_crash_qemu import CHECKS, finish_after_restart
 
 pytestmark = QEMU_MARKS
@@ -69,6 +78,29 @@ def test_a_request_refused_over_a_file_libvirt_rewrote_can_be_asked_again(
             to_end(t, ACTIVE_JOB)
         (assert_pivoted if request_ == "pivot" else assert_active_aborted)(tb)
         assert b"<!-- libvirt: saved while the job was ready -->" in tb.status_path.read_bytes()
+
+
+def test_a_tracker_whose_catch_up_meets_libvirts_save_holds_the_file(tmp_path: Path) -> None:
+    # Was: the catch-up at open went on after the refused save, so the tracker held a
+    # document whose job had ended (dropped) while the file, libvirt's, still recorded it.
+    with started(tmp_path) as tb:
+        commit(tb)  # started by a daemon that then went away
+        wait_concluded(tb)
+        written: list[bytes] = []
+
+        def on_save(_doc: object) -> None:  # libvirt saves right after the first save
+            if not written:
+                written.append(libvirt_saves(tb.status_path, "saved during the catch-up"))
+
+        with tracker(tb, on_save=on_save) as t:
+            assert any("not saved: the file was replaced" in check
+                       for check in t.failed_checks), t.failed_checks
+            assert tb.status_path.read_bytes() == written[0]
+            assert t.doc.dumps() == written[0] and t.doc.job(JOB) is not None
+            t.reconcile(JOB)  # what the daemon does for a job it still holds
+            assert t.doc.job(JOB) is None
+        assert_completed(tb)
+        assert b"<!-- libvirt: saved during the catch-up -->" in tb.status_path.read_bytes()
 
 
 # --- two `blockjob recover` processes over the same domains, one SIGKILLed -----------

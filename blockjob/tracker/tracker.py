@@ -164,9 +164,13 @@ class JobTracker:
         try:
             yield
         except StoreError:
-            with suppress(StoreError, StatusXMLError):
-                self._doc = self.owner.load()
+            self._read_again()
             raise
+
+    def _read_again(self) -> None:
+        """The document as the file is now (kept as it is when the file cannot be read)."""
+        with suppress(StoreError, StatusXMLError):
+            self._doc = self.owner.load()
 
     def catch_up(self) -> None:
         """What a restart does: `recover_document` (what `blockjob recover` runs, which
@@ -176,6 +180,10 @@ class JobTracker:
         reports, self.failed_checks = recover_document(
             self.doc, self.owner, self.monitor, on_step=self.on_step)
         self.reports += reports
+        if self.failed_checks or any(report.error for report in reports):
+            # A step or the last save may have failed (recovery reports it, and goes on):
+            # what no save reached must not ride on the next save, nor show jobs as ended.
+            self._read_again()
         jobs = self.monitor.query_jobs()
         for job in self.doc.jobs:
             status = jobs[job.name].status if job.name in jobs else None
