@@ -5,6 +5,7 @@ run reports them and moves nothing."""
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -127,3 +128,39 @@ def test_a_named_file_removed_is_still_an_input_that_cannot_be_used(tmp_path: Pa
     report = recover([root / "vm1.xml", root / "vm2.xml"])
     assert [d.status for d in report.domains] == ["reconciled", "attention"]
     assert report.unusable_input
+
+
+@pytest.mark.parametrize("form", ["directory", "file"])
+def test_a_domain_owned_by_another_is_reported_busy_by_its_name(
+    tmp_path: Path, form: str
+) -> None:
+    # Was reported as domain "?" (null in JSON): the file is not read while another owns it.
+    root = tmp_path / "status"
+    root.mkdir()
+    for name in ("vm1", "vm2"):
+        (root / f"{name}.xml").write_bytes(status_bytes(name))
+    before = (root / "vm1.xml").read_bytes()
+    owned, release = threading.Event(), threading.Event()
+
+    def another_owner() -> None:  # a tracker or another recovery, say
+        with StatusStore(root).owned("vm1"):
+            owned.set()
+            release.wait()
+
+    holder = threading.Thread(target=another_owner)
+    holder.start()
+    try:
+        owned.wait()
+        report = recover([root] if form == "directory" else [root / "vm1.xml", root / "vm2.xml"],
+                         owner_timeout=0.1)
+    finally:
+        release.set()
+        holder.join()
+    busy, free = report.domains
+    assert (busy.domain, busy.status, busy.unusable) == ("vm1", "attention", False)
+    assert "domain 'vm1' is owned by another process or thread (waited 0.1 s)" in (
+        busy.error or "")
+    assert busy.lines()[0].startswith(f"vm1 ({root / 'vm1.xml'}): attention: ")
+    assert (free.domain, free.status) == ("vm2", "reconciled")
+    assert not report.ok and not report.unusable_input  # exit 1: attention
+    assert (root / "vm1.xml").read_bytes() == before

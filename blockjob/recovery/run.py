@@ -55,6 +55,7 @@ from blockjob.statusxml.mirrors import mirror_job_problem
 from blockjob.store.status_store import (
     OWNER_TIMEOUT,
     SUFFIX,
+    DomainBusyError,
     DomainNameError,
     DomainOwner,
     LoadFailure,
@@ -433,6 +434,8 @@ def recover_file(
                         acknowledge=acknowledge)
     except InputError as exc:
         report.error, report.unusable = str(exc), True
+    except DomainBusyError as exc:  # unread, but the file's name says whose it is
+        report.domain, report.error = path.name[: -len(SUFFIX)], str(exc)
     except (BlockJobError, OSError) as exc:
         report.error = str(exc)
     return _settled(report, listed, dry_run)
