@@ -95,8 +95,9 @@ def test_a_listed_file_removed_before_its_turn_is_a_domain_that_ended(
     # One at a time, so vm2's file goes after the listing and before vm2's turn.
     report = recover([root], dry_run=dry_run, progress=_removes(root / "vm2.xml"))
     done = "planned" if dry_run else "reconciled"
-    assert [(d.status, d.error, d.unusable) for d in report.domains] == [
-        (done, None, False), ("ended", None, False), (done, None, False)]
+    assert [(d.domain, d.status, d.error, d.unusable) for d in report.domains] == [
+        ("vm1", done, None, False), ("vm2", "ended", None, False),
+        ("vm3", done, None, False)]
     assert report.ok and not report.unusable_input
     assert "removed since the directory was listed" in "\n".join(report.domains[1].lines())
 

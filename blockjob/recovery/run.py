@@ -435,7 +435,7 @@ def recover_file(
     except InputError as exc:
         report.error, report.unusable = str(exc), True
     except DomainBusyError as exc:  # unread, but the file's name says whose it is
-        report.domain, report.error = path.name[: -len(SUFFIX)], str(exc)
+        report.domain, report.error = _domain_named(path), str(exc)
     except (BlockJobError, OSError) as exc:
         report.error = str(exc)
     return _settled(report, listed, dry_run)
@@ -446,8 +446,14 @@ def _settled(report: DomainReport, listed: bool, dry_run: bool) -> DomainReport:
     was removed since the listing (`recover_file`)."""
     if listed and report.unusable and not os.path.lexists(report.file):
         report.error, report.unusable, report.ended = None, False, True
+        report.domain = _domain_named(Path(report.file))
     report.settle(dry_run)
     return report
+
+
+def _domain_named(path: Path) -> str:
+    """The domain whose file `path` (`<domain>.xml`) is, by its name."""
+    return path.name.removesuffix(SUFFIX)
 
 
 def recover(
