@@ -13,7 +13,8 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -129,6 +130,18 @@ def _reference(tmp_path: Path, flows: list[str]) -> tuple[dict[str, dict[str, ob
             sum(_REFERENCE[flow][1] for flow in flows))
 
 
+@contextmanager
+def _reaped(procs: list[subprocess.Popen[str]]) -> Iterator[list[subprocess.Popen[str]]]:
+    """`procs`, each killed on exit if it still runs (a test that failed early)."""
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+
+
 def _recover(*args: str) -> list[str]:
     return [sys.executable, "-m", "blockjob", "recover", "--json", *args]
 
@@ -149,9 +162,10 @@ def two_recoveries_one_killed(tmp_path: Path, flows: list[str], seed: int) -> No
         # The victim passes fewer points than a whole run (the other takes some domains).
         victim, point = rng.randrange(2), rng.randrange(points)
         commands[victim][1:4] = [str(KILLER), str(point)]
-        procs = [subprocess.Popen(command, env=ENV, cwd=REPO, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, text=True) for command in commands]
-        outputs = [proc.communicate(timeout=LIMIT) for proc in procs]
+        with _reaped([subprocess.Popen(command, env=ENV, cwd=REPO, stdout=subprocess.PIPE,
+                                       stderr=subprocess.PIPE, text=True)
+                      for command in commands]) as procs:
+            outputs = [proc.communicate(timeout=LIMIT) for proc in procs]
         where = f"seed {seed}: process {victim} killed at point {point}"
         assert procs[victim].returncode in (0, -signal.SIGKILL), (where, outputs[victim])
         survivor = procs[1 - victim]
@@ -211,12 +225,14 @@ def tracker_killed_while_others_wait(tmp_path: Path, flow: str, seed: int) -> No
                                             stdout=subprocess.PIPE, text=True))
             second.start()
 
-        try:
-            killed_after_open(str(tb.status_path), flow,
-                              random.Random(seed).uniform(0.0, 0.06), meanwhile=others)
-        finally:
-            second.join(LIMIT)
-            out = waiting[0].communicate(timeout=LIMIT)[0] if waiting else ""
+        with _reaped(waiting):
+            try:
+                killed_after_open(str(tb.status_path), flow,
+                                  random.Random(seed).uniform(0.0, 0.06), meanwhile=others)
+            finally:
+                if second.ident is not None:  # started
+                    second.join(LIMIT)
+            out = waiting[0].communicate(timeout=LIMIT)[0]
         assert failures == []
         assert waiting[0].returncode == 0, out
         assert [d["status"] for d in json.loads(out)["domains"]] == ["reconciled"]
