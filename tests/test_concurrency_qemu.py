@@ -1,7 +1,7 @@
 """Concurrency on real QEMU: writers that take no lock of ours (libvirt) beside a tracker
 and a recovery, two `blockjob recover` processes over the same domains with one of them
-SIGKILLed anywhere, a tracker killed while a recovery waits for its domain, and lock-less
-readers polling all along."""
+SIGKILLed anywhere, a tracker killed while a recovery and a restarted tracker wait for its
+domain, lock files changed under a tracker, and lock-less readers polling all along."""
 
 from __future__ import annotations
 
