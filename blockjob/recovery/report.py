@@ -12,6 +12,8 @@ class DomainStatus(StrEnum):
     PLANNED = "planned"        # --dry-run: nothing was changed
     ATTENTION = "attention"    # unreachable or busy monitor, QMP error, foreign job, bitmap
                                # that cannot be enabled, a failed verification check
+    ENDED = "ended"            # the file of a listed directory was removed before its
+                               # turn: the domain shut down (libvirt removes the file)
 
 
 @dataclass
@@ -44,6 +46,7 @@ class DomainReport:
     # Scratch files a crashed save of the file left: removed, and those that could not be.
     removed_scratch_files: list[str] = field(default_factory=list)
     left_in_place: list[str] = field(default_factory=list)
+    ended: bool = False  # gone from its directory since the listing: nothing to recover
 
     @property
     def needs_attention(self) -> bool:
@@ -51,7 +54,9 @@ class DomainReport:
                 or any(job.needs_attention for job in self.jobs))
 
     def settle(self, dry_run: bool) -> None:
-        if self.needs_attention:
+        if self.ended:
+            self.status = DomainStatus.ENDED
+        elif self.needs_attention:
             self.status = DomainStatus.ATTENTION
         else:
             self.status = DomainStatus.PLANNED if dry_run else DomainStatus.RECONCILED
@@ -60,7 +65,10 @@ class DomainReport:
         """Human-readable summary, one line per job step."""
         head = f"{self.domain or '?'} ({self.file}): {self.status}"
         out = [head + (f": {self.error}" if self.error else "")]
-        if not self.jobs and self.error is None:
+        if self.ended:
+            out.append("  its file was removed since the directory was listed (the domain "
+                       "shut down): nothing to recover")
+        elif not self.jobs and self.error is None:
             out.append("  no block jobs")
         for job in self.jobs:
             seen = f"QEMU {job.qemu_status}" if job.qemu_status else "unknown to QEMU"

@@ -55,6 +55,7 @@ from blockjob.statusxml.mirrors import mirror_job_problem
 from blockjob.store.status_store import (
     OWNER_TIMEOUT,
     SUFFIX,
+    DomainBusyError,
     DomainNameError,
     DomainOwner,
     LoadFailure,
@@ -76,15 +77,17 @@ _ENDED = frozenset(Decision) - {Decision.ADOPT, *_REPLANNED, *ATTENTION}
 
 
 @dataclass(frozen=True)
-class _Scanned:
-    """A status file a directory scan found: the scan removed its leftovers already."""
+class _Listed:
+    """A status file a scan of a named directory found: the scan removed its leftovers
+    already, and one gone when its turn comes was removed since the listing, as libvirt
+    removes the file of a domain that shut down."""
 
     path: Path
 
 
-# What a recovery run works through: a status file named, one a scan found, or the report
+# What a recovery run works through: a status file named, one of a directory, or the report
 # of a file the directory rules already refused.
-_Entry = Path | _Scanned | DomainReport
+_Entry = Path | _Listed | DomainReport
 
 
 def status_entries(
@@ -105,7 +108,7 @@ def status_entries(
             scan = StatusStore(path, max_bytes=max_bytes).scan(change=not dry_run)
         except StoreError as exc:  # e.g. the directory cannot be listed
             raise InputError(str(path), exc.message) from None
-        entries: list[_Entry] = [_Scanned(Path(path) / f"{name}{SUFFIX}")
+        entries: list[_Entry] = [_Listed(Path(path) / f"{name}{SUFFIX}")
                                  for name in scan.domains]
         entries += [_refused(failure, dry_run) for failure in scan.failures]
         found += sorted(entries, key=lambda entry: str(_entry_path(entry)))
@@ -133,7 +136,7 @@ def _refused(failure: LoadFailure, dry_run: bool) -> DomainReport:
 
 def _entry_path(entry: _Entry) -> Path:
     return entry if isinstance(entry, Path) else \
-        entry.path if isinstance(entry, _Scanned) else Path(entry.file)
+        entry.path if isinstance(entry, _Listed) else Path(entry.file)
 
 
 def _listing(directory: Path) -> tuple[str, ...] | None:
@@ -415,10 +418,16 @@ def recover_file(
     timeout: float = 30.0, on_step: StepHook | None = None, probe: Probe | None = None,
     acknowledge: bool = False, owner_timeout: float = OWNER_TIMEOUT,
     max_bytes: int = MAX_INPUT_BYTES, scratch: Iterable[str] | None = None,
+    listed: bool = False,
 ) -> DomainReport:
-    """`scratch`: the names of the file's directory, listed any time before, among which
-    the scratch files a crashed save of it left are removed once it is owned (None: the
-    directory is listed then; a dry run removes nothing)."""
+    """Recover one status file.
+
+    `scratch`: the names of the file's directory, listed any time before, among which the
+    scratch files a crashed save of it left are removed once it is owned (None: the
+    directory is listed then; a dry run removes nothing). `listed`: it was found in a
+    directory, so a file gone by now is a domain that ended since the listing
+    (`DomainReport.ended`), not an input that cannot be used, as the store's scan takes a
+    file removed meanwhile."""
     check_waits(timeout, connect_timeout)
     report = DomainReport(str(path))
     try:
@@ -430,8 +439,7 @@ def recover_file(
                 report.left_in_place = [str(failure) for failure in kept]
             doc = _load(owner, report)
             if doc is None:
-                report.settle(dry_run)
-                return report
+                return _settled(report, listed, dry_run)
             report.domain, report.monitor = doc.domain_name, doc.monitor_path
             if doc.jobs or any(disk.mirror_job is not None for disk in doc.disks):
                 if not doc.monitor_path:
@@ -445,10 +453,26 @@ def recover_file(
                         acknowledge=acknowledge)
     except InputError as exc:
         report.error, report.unusable = str(exc), True
+    except DomainBusyError as exc:  # unread, but the file's name says whose it is
+        report.domain, report.error = _domain_named(path), str(exc)
     except (BlockJobError, OSError) as exc:
         report.error = str(exc)
+    return _settled(report, listed, dry_run)
+
+
+def _settled(report: DomainReport, listed: bool, dry_run: bool) -> DomainReport:
+    """`report` with its status; a listed file that could not be used because it is gone
+    was removed since the listing (`recover_file`)."""
+    if listed and report.unusable and not os.path.lexists(report.file):
+        report.error, report.unusable, report.ended = None, False, True
+        report.domain = _domain_named(Path(report.file))
     report.settle(dry_run)
     return report
+
+
+def _domain_named(path: Path) -> str:
+    """The domain whose file `path` (`<domain>.xml`) is, by its name."""
+    return path.name.removesuffix(SUFFIX)
 
 
 def recover(
@@ -482,8 +506,8 @@ def recover(
     listing = cache(_listing)
 
     def recover_entry(entry: _Entry) -> DomainReport:
-        if isinstance(entry, _Scanned):
-            return recover_one(entry.path, scratch=())
+        if isinstance(entry, _Listed):
+            return recover_one(entry.path, scratch=(), listed=True)
         if isinstance(entry, Path):
             return recover_one(entry, scratch=listing(entry.parent))
         return entry

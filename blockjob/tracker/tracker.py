@@ -161,17 +161,28 @@ class JobTracker:
 
     def reconcile(self, name: str, *, acknowledge: bool = False) -> JobReport:
         """Observe job `name` and run recovery's plan for it (newstate saved first)."""
-        try:
+        with self._as_the_file():
             report = reconcile_job(self.doc, self.owner, self.monitor, name,
                                    on_step=self.on_step, acknowledge=acknowledge)
-        except StoreError:
-            # The plan's edits that no save reached would ride on the next save: the
-            # document goes back to the file, and QEMU is looked at again next time.
-            with suppress(StoreError, StatusXMLError):
-                self._doc = self.owner.load()
-            raise
         self.reports.append(report)
         return report
+
+    @contextmanager
+    def _as_the_file(self) -> Iterator[None]:
+        """After a failed save the document is read again: edits no save reached would
+        ride on the next save, and after a StoreConflictError (libvirt rewrote the file)
+        every later save would be refused until the file is read again. The next request
+        or event then works on what the file says, and looks at QEMU again."""
+        try:
+            yield
+        except StoreError:
+            self._read_again()
+            raise
+
+    def _read_again(self) -> None:
+        """The document as the file is now (kept as it is when the file cannot be read)."""
+        with suppress(StoreError, StatusXMLError):
+            self._doc = self.owner.load()
 
     def catch_up(self) -> None:
         """What a restart does: `recover_document` (what `blockjob recover` runs, which
@@ -181,6 +192,10 @@ class JobTracker:
         reports, self.failed_checks = recover_document(
             self.doc, self.owner, self.monitor, on_step=self.on_step)
         self.reports += reports
+        if self.failed_checks or any(report.error for report in reports):
+            # A step or the last save may have failed (recovery reports it, and goes on):
+            # what no save reached must not ride on the next save, nor show jobs as ended.
+            self._read_again()
         jobs = self.monitor.query_jobs()
         for job in self.doc.jobs:
             status = jobs[job.name].status if job.name in jobs else None
@@ -271,7 +286,8 @@ class JobTracker:
         if mirror is not None and job.disk is not None:
             self.doc.set_disk_chain(job.disk, mirror=disk_mirror_node(mirror, job.type,
                                                                        ready=False))
-        save_new_job(self.owner, self.doc, job, mirror=mirror is not None)
+        with self._as_the_file():
+            save_new_job(self.owner, self.doc, job, mirror=mirror is not None)
         self.reconcile(job.name)
 
     def start_commit(
@@ -280,9 +296,10 @@ class JobTracker:
     ) -> BlockJob:
         """Start a commit of `top` into `base` (node names of disk `disk`), crash-safe
         (`blockjob.jobs.commit.start_commit`, also for `disable_base_bitmaps`)."""
-        return start_commit(self.owner, disk, top, base, doc=self.doc, monitor=self.monitor,
-                            speed=speed, crash=crash,
-                            disable_base_bitmaps=disable_base_bitmaps)
+        with self._as_the_file():
+            return start_commit(self.owner, disk, top, base, doc=self.doc,
+                                monitor=self.monitor, speed=speed, crash=crash,
+                                disable_base_bitmaps=disable_base_bitmaps)
 
     def start_active_commit(
         self, disk: str, base: str, *, speed: int = 0, crash: CrashHook = no_crash,
@@ -290,15 +307,17 @@ class JobTracker:
     ) -> BlockJob:
         """Start an active commit of disk `disk`'s top image into `base`; it is followed
         to `ready`, then ends with `pivot` or `abort`."""
-        return start_active_commit(self.owner, self.doc, disk, base, monitor=self.monitor,
-                                   speed=speed, crash=crash,
-                                   disable_base_bitmaps=disable_base_bitmaps)
+        with self._as_the_file():
+            return start_active_commit(self.owner, self.doc, disk, base,
+                                       monitor=self.monitor, speed=speed, crash=crash,
+                                       disable_base_bitmaps=disable_base_bitmaps)
 
     def pivot(self, name: str, *, crash: PivotHook | None = None) -> list[str]:
         """Pivot ready job `name`; returns bitmaps the merge skipped. The finish follows
         with the job's `concluded` event (`follow`, `wait_for`)."""
-        return request_pivot(self.owner, self.doc, name, self.monitor, merge=self._merge,
-                             crash=crash)[1]
+        with self._as_the_file():
+            return request_pivot(self.owner, self.doc, name, self.monitor,
+                                 merge=self._merge, crash=crash)[1]
 
     def _merge(self, job: BlockJob) -> list[str]:
         """Recovery's own merge step, run before `job-complete` as libvirt 6.2 does."""
@@ -313,7 +332,8 @@ class JobTracker:
 
     def abort(self, name: str, *, crash: AbortHook | None = None) -> None:
         """Cancel job `name`; it finishes as `cancelled` with its `concluded` event."""
-        request_abort(self.owner, self.doc, name, self.monitor, crash=crash)
+        with self._as_the_file():
+            request_abort(self.owner, self.doc, name, self.monitor, crash=crash)
 
     def acknowledge(self, name: str) -> JobReport:
         """Let go of record `name`, of listed bitmaps that could not be re-enabled: what

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 
@@ -70,15 +71,18 @@ def run(path: Path, flow: str, point: str) -> int:
 
 
 def killed_after_open(status_path: str, flow: str, delay: float,
-                      prefix: tuple[str, ...] = ()) -> None:
+                      prefix: tuple[str, ...] = (),
+                      meanwhile: Callable[[], object] = lambda: None) -> None:
     """Run this script on `status_path` for `flow` at any instant (behind `prefix`, such as
     an `nsenter` into a namespace) and SIGKILL it `delay` seconds after its tracker is
-    open; it must have opened, and ended by the kill or at the flow's end."""
+    open (`meanwhile` called once it is); it must have opened, and ended by the kill or at
+    the flow's end."""
     proc = subprocess.Popen([*prefix, sys.executable, __file__, status_path, flow,
                              ANY_INSTANT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     try:
         opened = proc.stdout.readline() if proc.stdout is not None else ""
+        meanwhile()
         time.sleep(delay)
         proc.kill()
     finally:
