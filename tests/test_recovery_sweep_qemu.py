@@ -29,16 +29,13 @@ from tests.support import finish_lab
 from tests.support.finish_lab import exports
 from tests.support.qemu_fixtures import (
     QEMU_MARKS,
-    commit,
     node_states,
     started,
-    wait_concluded,
 )
 
 pytestmark = QEMU_MARKS
 REPO = Path(__file__).resolve().parent.parent
-COMMITS = ("completed", "cancelled")
-FLOWS = (*COMMITS, *finish_lab.FLOWS)
+COMMITS, FLOWS = finish_lab.COMMITS, finish_lab.ALL_FLOWS
 
 
 class KilledError(BaseException):
@@ -58,15 +55,7 @@ def _concluded(tmp_path: Path, flow: str) -> Iterator[Lab]:
     # Devices: a copy's pivot shows in the node its device runs on.
     with started(tmp_path, devices=flow not in COMMITS,
                  second_disk=flow in finish_lab.TWO_DISKS) as tb:
-        if flow in finish_lab.FLOWS:
-            finish_lab.FLOWS[flow](tb)
-            yield tb
-            return
-        commit(tb, speed=64 * 1024 if flow == "cancelled" else 0)
-        if flow == "cancelled":
-            with tb.connect() as monitor:
-                monitor.job_cancel("commit-vda-libvirt-2-format")
-        wait_concluded(tb)
+        finish_lab.set_up(tb, flow)
         yield tb
 
 

@@ -22,28 +22,16 @@ from blockjob.demo.images import run_tool
 from blockjob.demo.lab import DiskSpec, Lab
 from tests.support import finish_lab, scenario
 from tests.support.finish_lab import exports
-from tests.support.qemu_fixtures import commit, node_states, wait_concluded
+from tests.support.qemu_fixtures import node_states
 
 REPO = Path(__file__).resolve().parent.parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 _READER = REPO / "tests" / "support" / "lockless_reader.py"
-COMMITS = ("completed", "cancelled")
-FLOWS = (*COMMITS, *finish_lab.FLOWS)
+COMMITS, FLOWS = finish_lab.COMMITS, finish_lab.ALL_FLOWS
 _PID = re.compile(r"pid='\d+'")
 _UUID = re.compile(r"<uuid>[^<]*</uuid>")  # made from the domain's name
 # The store's lock and scratch names carry a hash of the file name, which has the domain's.
 _HIDDEN = re.compile(r"\.blockjob-[0-9a-f]{16}")
-
-
-def _set_up(tb: Lab, flow: str) -> None:
-    if flow in finish_lab.FLOWS:
-        finish_lab.FLOWS[flow](tb)
-        return
-    commit(tb, speed=64 * 1024 if flow == "cancelled" else 0)
-    if flow == "cancelled":
-        with tb.connect() as monitor:
-            monitor.job_cancel("commit-vda-libvirt-2-format")
-    wait_concluded(tb)
 
 
 @contextmanager
@@ -60,7 +48,7 @@ def domains(root: Path, flows: list[str], status_dir: Path) -> Iterator[list[Lab
             directory.mkdir(parents=True)
             tb = stack.enter_context(Lab(directory, disks, name=f"dom{number}",
                                          devices=flow not in COMMITS))
-            _set_up(tb, flow)
+            finish_lab.set_up(tb, flow)
             moved = status_dir / tb.status_path.name
             os.rename(tb.status_path, moved)
             tb.status_path = moved

@@ -249,3 +249,20 @@ FLOWS: dict[str, Callable[[Lab], object]] = {
     "create": create,
     "create-failed": lambda tb: create(tb, size=1000),  # not a multiple of 512
 }
+
+
+# The demo's commit, completed or cancelled while no daemon listened, beside the flows above.
+COMMITS = ("completed", "cancelled")
+ALL_FLOWS = (*COMMITS, *FLOWS)
+
+
+def set_up(tb: Lab, flow: str) -> None:
+    """Flow `flow` of `ALL_FLOWS`, set up in the started lab `tb` up to where a daemon died."""
+    if flow in FLOWS:
+        FLOWS[flow](tb)
+        return
+    commit(tb, speed=64 * 1024 if flow == "cancelled" else 0)
+    if flow == "cancelled":
+        with tb.connect() as monitor:
+            monitor.job_cancel("commit-vda-libvirt-2-format")
+    wait_concluded(tb)
