@@ -162,6 +162,7 @@ _SEEDS = {str(path): data for path, data in _loadable(
 _WITH_IMAGES = sorted(name for name, data in _SEEDS.items() if _images(blockjob.loads(data)))
 
 
+@pytest.mark.fuzz
 @settings(max_examples=int(os.environ.get("BLOCKJOB_FUZZ_EXAMPLES", "150")), deadline=None,
           suppress_health_check=list(HealthCheck))
 @given(seed=st.sampled_from(_WITH_IMAGES), data=st.data())
