@@ -552,16 +552,16 @@ class _Registry:
     name, or its disk, is taken."""
 
     def __init__(self) -> None:
-        self.lines_by_name: dict[str, int] = {}
+        # Elements, not lines: a line is only asked for in an error.
+        self.elements_by_name: dict[str, etree._Element] = {}
         self.names_by_disk: dict[str, str] = {}
 
     def register(self, job: BlockJob, element: etree._Element, ctx: ReadContext) -> BlockJob:
-        line = element.sourceline or 0
-        first = self.lines_by_name.get(job.name)
-        if first is not None:
-            raise StatusXMLError(ctx.filename, line,
-                                 f"duplicate block job name '{job.name}' (first at line {first})")
-        self.lines_by_name[job.name] = line
+        first = self.elements_by_name.setdefault(job.name, element)
+        if first is not element:
+            raise StatusXMLError(ctx.filename, element.sourceline or 0,
+                                 f"duplicate block job name '{job.name}' "
+                                 f"(first at line {first.sourceline or 0})")
         disk = job.disk
         if disk is None:
             return job
@@ -569,9 +569,8 @@ class _Registry:
         if other == job.name:
             return job
         if disk not in ctx.disks.repeated:
-            raise StatusXMLError(
-                ctx.filename, line, f"disk '{disk}' already has block job '{other}' assigned"
-            )
+            raise StatusXMLError(ctx.filename, element.sourceline or 0,
+                                 f"disk '{disk}' already has block job '{other}' assigned")
         # libvirt <= 5.7 bound jobs to disk objects, so a domain with two disks of one
         # target could carry a job for each. Keep the second job, unbound and invalid,
         # rather than lose the domain.
