@@ -12,7 +12,7 @@ from blockjob.statusxml import document as document_module
 from blockjob.statusxml.disks import Disk, read_disk_at, read_disks
 from blockjob.statusxml.parse import parse
 from tests.support.corpus import FIXTURES, status_file_params
-from tests.support.docs import status
+from tests.support.docs import disk, status
 
 DATA = Path(__file__).parent / "data"
 FIXTURE = FIXTURES / "blockjob-blockdev-in.xml"
@@ -129,6 +129,22 @@ def test_a_mirror_is_told_apart_without_building_the_disks_chains(
     doc = blockjob.loads(data)
     assert {t: doc.disk_has_mirror(t) for t in plain} == {
         t: disk.mirror is not None for t, disk in plain.items()}
+
+
+def test_mirrors_of_a_repeated_target_and_of_a_disk_without_one() -> None:
+    # Only the first disk of a target counts; a later one's mirror, or the mirror of a disk
+    # without a target, is no disk's. A mirror without `<source>` is no image.
+    no_target = disk("vdz", (30,), mirror=31).replace("<target dev='vdz' bus='virtio'/>", "")
+    no_source = disk("vdc", (40,), mirror=41).replace(
+        "<source file='/img/vdc-copy", "<sourcex file='/img/vdc-copy").replace(
+        "</source></mirror>", "</sourcex></mirror>")
+    disks = (disk("vda", (3,)) + disk("vda", (5,), mirror=9) + disk("vdb", (6,), mirror=8)
+             + no_target + no_source)
+    data = status("<blockjobs active='no'/>", disks)
+    plain = _plain(data)
+    assert {t: disk.mirror is not None for t, disk in plain.items()} == {
+        "vda": False, "vdb": True, "vdc": False}
+    _mirrors_agree(data, plain)
 
 
 def test_a_mirror_of_an_edited_document_is_read_from_its_tail() -> None:

@@ -129,6 +129,20 @@ def test_a_stream_is_read_no_further_than_the_limit() -> None:
     assert inputs.read_input("-", max_bytes=100, stdin=io.BytesIO(b"y" * 100)) == b"y" * 100
 
 
+PROC_FILE = Path("/proc/self/cmdline")  # its size says 0; what it holds only a read tells
+
+
+@pytest.mark.skipif(not PROC_FILE.is_file(), reason="no /proc")
+def test_a_file_whose_size_says_nothing_is_read_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A file's reads ask for its size and one byte more; these ask for 4 bytes at a time.
+    expected = PROC_FILE.read_bytes()
+    assert PROC_FILE.stat().st_size == 0 and len(expected) > 8
+    monkeypatch.setattr(inputs, "_MIN_CHUNK", 4)
+    assert inputs.read_file(PROC_FILE) == expected
+    with pytest.raises(InputError, match="more bytes than that, larger than 8"):
+        inputs.read_file(PROC_FILE, max_bytes=8)
+
+
 def test_load_of_a_directory_or_a_missing_file_is_an_input_error(tmp_path: Path) -> None:
     with pytest.raises(InputError, match=r":0: not a regular file \(a directory\)"):
         blockjob.load(tmp_path)

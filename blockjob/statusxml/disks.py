@@ -59,16 +59,6 @@ def read_disk_at(data: bytes, target: str, line: int, lines_above: int = 0) -> D
     return _disk(target, element, lines_above + line - (element.sourceline or 1))
 
 
-def has_mirror_at(data: bytes, target: str, line: int) -> bool | None:
-    """Whether `read_disk_at` would give a disk with a mirror image (`Disk.mirror`), without
-    building its chains; None when it would give None."""
-    element = _disk_element_at(data, target, line)
-    if element is None:
-        return None
-    mirror = next(element.iterchildren("mirror"), None)
-    return mirror is not None and next(mirror.iterchildren("source"), None) is not None
-
-
 def _disk_element_at(data: bytes, target: str, line: int) -> etree._Element | None:
     """The `<disk>` of `read_disk_at`, parsed on its own, or None when its bytes cannot tell."""
     try:
@@ -98,8 +88,7 @@ def _disk(target: str, disk: etree._Element, lines_above: int,
 _NODE_KINDS = frozenset({"storage", "format"})
 # Compiled once; one XPath call walks the disks in C, where a loop makes a proxy per child.
 _FIRST_TARGETS = etree.XPath("devices/disk/target[1]")
-# libvirt reads a `<mirror>` without `job` as a copy (its default mirror job).
-_COPY_MIRROR = etree.XPath("boolean(devices/disk/mirror[1][not(@job) or @job='copy'])")
+_FIRST_MIRRORS = etree.XPath("devices/disk/mirror[1]")  # few: most disks have none
 
 
 def known_names(elements: Iterable[etree._Element], wanted: set[str]) -> set[str]:
@@ -137,13 +126,36 @@ class DiskRefs:
                 self.elements[dev] = target.getparent()
         self.repeated = frozenset(repeated)
         # A legacy (pre-blockdev) block copy shows only as its `<mirror>`.
-        self.copy_mirror = domain is not None and bool(_COPY_MIRROR(domain))
+        self.copy_mirror = False
+        self._mirrors: dict[str, etree._Element] = {}
+        # The targets whose `Disk.mirror` is an image (the mirror has a `<source>`): known
+        # now, planning asks without reading the disk again (`disk_has_mirror`).
+        self.mirror_images: tuple[str, ...] = ()
+        mirrors = _FIRST_MIRRORS(domain) if domain is not None else None
+        if mirrors:
+            self._read_mirrors(mirrors)
+
+    def _read_mirrors(self, mirrors: list[etree._Element]) -> None:
+        # libvirt reads a `<mirror>` without `job` as a copy (its default mirror job).
+        self.copy_mirror = any(mirror.get("job", "copy") == "copy" for mirror in mirrors)
+        # By target: a mirror of a disk `elements` does not hold (a later disk of a repeated
+        # target, or one without a target) is nobody's.
+        owners: dict[etree._Element | None, str] = {
+            disk: dev for dev, disk in self.elements.items()}
+        imaged: list[str] = []
+        for mirror in mirrors:
+            dev = owners.get(mirror.getparent())
+            if dev is not None:
+                self._mirrors[dev] = mirror
+                if next(mirror.iterchildren("source"), None) is not None:
+                    imaged.append(dev)
+        self.mirror_images = tuple(imaged)
 
     def __contains__(self, target: str) -> bool:
         return target in self.elements
 
     def has_mirror(self, target: str) -> bool:
-        return next(self.elements[target].iterchildren("mirror"), None) is not None
+        return target in self._mirrors
 
     def known_names(self, target: str, wanted: set[str], *, mirror: bool) -> set[str]:
         """Those of `wanted` that name an image of the disk's chain, or of its mirror's."""

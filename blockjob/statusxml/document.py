@@ -20,7 +20,7 @@ from blockjob.element import Node
 from blockjob.errors import StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, read_file
 from blockjob.model import ACTIVE_STATES, BlockJob, StorageSource
-from blockjob.statusxml.disks import Disk, DiskRefs, has_mirror_at, read_disk_at, read_disks
+from blockjob.statusxml.disks import Disk, DiskRefs, read_disk_at, read_disks
 from blockjob.statusxml.lazyimages import LoadedBlockjobs
 from blockjob.statusxml.mapping import node_references
 from blockjob.statusxml.node import (
@@ -85,6 +85,7 @@ class StatusDocument:
         refs = DiskRefs(domain)
         self._targets = frozenset(refs.elements)
         self._copy_mirror = refs.copy_mirror
+        self._mirror_images = refs.mirror_images
         # Where each disk's start tag ends: enough to read a disk from its own bytes later.
         self._disk_lines = {dev: disk.sourceline or 0 for dev, disk in refs.elements.items()}
         self._read_disks: dict[str, Disk | None] = {}
@@ -241,17 +242,9 @@ class StatusDocument:
         return self._read_disks[target]
 
     def disk_has_mirror(self, target: str) -> bool:
-        """Whether disk `target` has a mirror image (`disk(target).mirror`); a disk not read
-        yet is asked without building its chains (all a finished copy's plan needs)."""
-        line = self._disk_lines.get(target)
-        if (self._full_disks is None and target not in self._read_disks and line is not None
-                and line < LAST_LINE):
-            source, above = self._domain_bytes()
-            found = has_mirror_at(source, target, line - above)
-            if found is not None:
-                return found
-        disk = self.disk(target)
-        return disk is not None and disk.mirror is not None
+        """Whether disk `target` has a mirror image (`disk(target).mirror`), as loading
+        found it: all a finished copy's plan needs, without reading the disk again."""
+        return target in self._mirror_images
 
     def _domain_bytes(self) -> tuple[bytes, int]:
         """The bytes that hold the domain, and how many lines of the file precede them."""

@@ -559,6 +559,7 @@ class _Registry:
     name, or its disk, is taken."""
 
     def __init__(self) -> None:
+        # Elements, not lines: a line is only asked for in an error.
         self.elements_by_name: dict[str, etree._Element] = {}
         self.names_by_disk: dict[str, str] = {}
 

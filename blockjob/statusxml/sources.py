@@ -315,11 +315,12 @@ def check_job_source(element: etree._Element, *, chain: bool) -> None:
     index = source.get("index") if source is not None else None
     if index is None:  # XPath `source/@index`: a later `<source>` may hold it
         index = xpath_attr(element, source, "source", "index")
+    tag = element.tag  # for messages: lxml builds the string on every read
     if not kind or not fmt or source is None or not index:
-        raise SourceError(f"<{element.tag!s}> needs type, format, <source> and source/@index")
-    _check_known(element.tag, kind, fmt)
-    _check_network(element.tag, kind, source)
-    _check_index(index, element.tag)
+        raise SourceError(f"<{tag!s}> needs type, format, <source> and source/@index")
+    _check_known(tag, kind, fmt)
+    _check_network(tag, kind, source)
+    _check_index(index, tag)
     if chain:
         _check_backing(kids.get("backingStore"))
 
