@@ -146,3 +146,27 @@ def test_the_disks_of_a_domain_before_blockjobs_keep_their_lines_after_an_edit()
         doc.dumps()
         disk = doc.disk("vda") if ask == "disk" else doc.disks[0]
         assert disk is not None and disk.line == line
+
+
+def test_a_disk_of_a_domain_before_blockjobs_is_rewritten_after_an_edit() -> None:
+    """Its line was moved by the lines the new `<blockjobs>` took, as if it followed it:
+    with three jobs added, the next disk's (rewritten instead), with one, no disk's
+    (ValueError)."""
+    data = status("<blockjobs active='no'/>", _disk("vda") + _disk("vdb") + "\n    ")
+    at = data.index(b"  <blockjobs")
+    data = data[:at] + data[data.index(b"\n", at) + 1:].replace(
+        b"</domstatus>", b"  <blockjobs active='no'/>\n</domstatus>")
+    chain = blockjob.loads(data.replace(b"/i/vda", b"/i/new")).disk("vda")
+    assert chain is not None
+    for added in (1, 3):
+        done = []
+        for jobs_first in (True, False):
+            doc = blockjob.loads(data)
+            for _ in range(added if jobs_first else 0):
+                doc.add_job(BlockJob(f"z{len(doc.jobs)}", JobType.BROKEN, JobState.FAILED))
+            doc.dumps()
+            doc.set_disk_chain("vda", chain.chain)
+            for _ in range(0 if jobs_first else added):
+                doc.add_job(BlockJob(f"z{len(doc.jobs)}", JobType.BROKEN, JobState.FAILED))
+            done.append(doc.dumps())
+        assert done[0] == done[1] and b"/i/new" in done[0]

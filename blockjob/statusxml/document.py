@@ -313,7 +313,7 @@ class StatusDocument:
         dumped = self.dumps()
         tail = self._head_tail()[1]
         line = self._disk_lines[target]  # as loaded; from LAST_LINE on, it no longer tells
-        if line < LAST_LINE:
+        if self._tail_line < line < LAST_LINE:  # in the tail (a domain may precede the jobs)
             line += dumped.count(b"\n", 0, len(dumped) - len(tail)) - self._tail_line
         start, end, element = _disk_at(dumped, target, line)
         parent = element.getparent()
