@@ -214,8 +214,7 @@ class StatusDocument:
             # cost no rendering, and count its lines as loaded (a dump's LF `<blockjobs>`
             # in a CR file, or before a domain it follows, would shift them).
             source = self._loaded_blockjobs.data
-            self._full_disks = read_disks(parse(source, self.filename).find("domain"), 0,
-                                          source)
+            self._full_disks = read_disks(parse(source, self.filename).find("domain"), source)
         return self._full_disks
 
     @property
