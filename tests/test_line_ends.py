@@ -170,3 +170,23 @@ def test_a_disk_of_a_domain_before_blockjobs_is_rewritten_after_an_edit() -> Non
                 doc.add_job(BlockJob(f"z{len(doc.jobs)}", JobType.BROKEN, JobState.FAILED))
             done.append(doc.dumps())
         assert done[0] == done[1] and b"/i/new" in done[0]
+
+
+def test_problems_in_a_file_with_lf_and_cr_line_ends_name_their_lines() -> None:
+    """lxml counts LF only: with lone-CR line ends among LF ones, problems were named on
+    the lines of the LFs before them (a file with no LF at all was counted right)."""
+    data = jobs("<blockjob name='x' type='pull' state='bogus'>\n  <disk dst='nope'/>"
+                "</blockjob>\n<blockjob type='pull' state='ready'/>")
+    at = data.index(b"<blockjobs")
+    data = data[:at].replace(b"\n", b"\r") + data[at:]  # CR above, LF from <blockjobs> on
+    lines = data.replace(b"\r", b"\n").split(b"\n")
+    line_of = next(number for number, text in enumerate(lines, 1) if b"name='x'" in text)
+    doc = blockjob.loads(data, "mixed.xml")
+    (job,) = doc.jobs
+    assert job.problems == (f"line {line_of}: unknown job state 'bogus'",
+                            f"line {line_of + 1}: disk 'nope' not found in the domain")
+    assert doc.warnings == (f"mixed.xml:{line_of + 2}: block job without a name dropped",)
+    report = validate_bytes(data, "mixed.xml", ("xsd",))
+    assert sorted(problem.line for problem in report.problems) == [line_of, line_of + 2]
+    disk_line = next(number for number, text in enumerate(lines, 1) if b"<disk type" in text)
+    assert [blockjob.loads(data).disk("vda").line, doc.disks[0].line] == [disk_line] * 2  # type: ignore[union-attr]
