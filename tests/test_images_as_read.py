@@ -187,3 +187,16 @@ def test_an_image_of_a_shape_seen_with_any_values_dumps_as_its_built_image(
         except StatusXMLError:
             return
         assert learnt == _built_and_dumped(changed)
+
+
+def test_an_image_with_a_quote_in_a_text_is_written_as_its_built_image_is(
+    shapes: set[object]
+) -> None:
+    # Cut as a value, `="b"` in a text left the shape of a seen `a=`: written as read, the
+    # text's `"` became `'` (libvirt writes `&quot;`).
+    for text in ("a=", 'a="b"'):
+        data = jobs("<blockjob name='c' type='create' state='running'>"
+                    "<src type='file' format='raw'><source file='/f' index='3'><privateData>"
+                    f"<relPath>{text}</relPath></privateData></source></src></blockjob>")
+        assert blockjob.loads(data).dumps() == _built_and_dumped(data)
+    assert b"<relPath>a=&quot;b&quot;</relPath>" in blockjob.loads(data).dumps()

@@ -102,3 +102,91 @@ def test_problems_in_a_file_with_cr_line_ends_name_their_lines() -> None:
     assert doc.warnings == (f"cr.xml:{line_of + 2}: block job without a name dropped",)
     report = validate_bytes(data, "cr.xml", ("xsd",))
     assert sorted(problem.line for problem in report.problems) == [line_of, line_of + 2]
+
+
+def _disk(target: str) -> str:
+    return (f"\n      <disk type='file' device='disk'>\n        <source file='/i/{target}'/>"
+            f"\n        <target dev='{target}' bus='virtio'/>\n      </disk>")
+
+
+@pytest.mark.parametrize("targets", [("vda",), ("vda", "vdb")], ids=["one", "two"])
+@pytest.mark.parametrize("edit", ["none", "add"])
+def test_the_disks_of_a_file_with_cr_line_ends_name_their_lines(
+    targets: tuple[str, ...], edit: str
+) -> None:
+    """A disk read from its own bytes took lxml's line 1, and after an edit every disk
+    read from the dump did (its new `<blockjobs>` has LF line ends, so the rest counted
+    as one line)."""
+    data = status("<blockjobs active='no'/>", "".join(map(_disk, targets)) + "\n    ")
+    lf = blockjob.loads(data)
+    lines = [lf.disk(target).line for target in targets]  # type: ignore[union-attr]
+    assert lines == [disk.line for disk in lf.disks] and 1 not in lines
+    for ask in ("disk", "disks"):
+        doc = blockjob.loads(data.replace(b"\n", b"\r"))
+        EDITS[edit](doc)
+        doc.dumps()
+        if ask == "disk":
+            assert [doc.disk(target).line for target in targets] == lines  # type: ignore[union-attr]
+        else:
+            assert [disk.line for disk in doc.disks] == lines
+
+
+def test_the_disks_of_a_domain_before_blockjobs_keep_their_lines_after_an_edit() -> None:
+    """The dump's lines were taken for the loaded ones as if the domain followed
+    `<blockjobs>`: a job added shifted every disk's line by the lines it took."""
+    data = status("<blockjobs active='no'/>", _disk("vda") + "\n    ")
+    at = data.index(b"  <blockjobs")
+    data = data[:at] + data[data.index(b"\n", at) + 1:].replace(
+        b"</domstatus>", b"  <blockjobs active='no'/>\n</domstatus>")
+    line = next(number for number, text in enumerate(data.split(b"\n"), 1)
+                if b"<disk " in text)
+    for ask in ("disk", "disks"):
+        doc = blockjob.loads(data)
+        EDITS["add"](doc)
+        doc.dumps()
+        disk = doc.disk("vda") if ask == "disk" else doc.disks[0]
+        assert disk is not None and disk.line == line
+
+
+def test_a_disk_of_a_domain_before_blockjobs_is_rewritten_after_an_edit() -> None:
+    """Its line was moved by the lines the new `<blockjobs>` took, as if it followed it:
+    with three jobs added, the next disk's (rewritten instead), with one, no disk's
+    (ValueError)."""
+    data = status("<blockjobs active='no'/>", _disk("vda") + _disk("vdb") + "\n    ")
+    at = data.index(b"  <blockjobs")
+    data = data[:at] + data[data.index(b"\n", at) + 1:].replace(
+        b"</domstatus>", b"  <blockjobs active='no'/>\n</domstatus>")
+    chain = blockjob.loads(data.replace(b"/i/vda", b"/i/new")).disk("vda")
+    assert chain is not None
+    for added in (1, 3):
+        done = []
+        for jobs_first in (True, False):
+            doc = blockjob.loads(data)
+            for _ in range(added if jobs_first else 0):
+                doc.add_job(BlockJob(f"z{len(doc.jobs)}", JobType.BROKEN, JobState.FAILED))
+            doc.dumps()
+            doc.set_disk_chain("vda", chain.chain)
+            for _ in range(0 if jobs_first else added):
+                doc.add_job(BlockJob(f"z{len(doc.jobs)}", JobType.BROKEN, JobState.FAILED))
+            done.append(doc.dumps())
+        assert done[0] == done[1] and b"/i/new" in done[0]
+
+
+def test_problems_in_a_file_with_lf_and_cr_line_ends_name_their_lines() -> None:
+    """lxml counts LF only: with lone-CR line ends among LF ones, problems were named on
+    the lines of the LFs before them (a file with no LF at all was counted right)."""
+    data = jobs("<blockjob name='x' type='pull' state='bogus'>\n  <disk dst='nope'/>"
+                "</blockjob>\n<blockjob type='pull' state='ready'/>")
+    at = data.index(b"<blockjobs")
+    data = data[:at].replace(b"\n", b"\r") + data[at:]  # CR above, LF from <blockjobs> on
+    lines = data.replace(b"\r", b"\n").split(b"\n")
+    line_of = next(number for number, text in enumerate(lines, 1) if b"name='x'" in text)
+    doc = blockjob.loads(data, "mixed.xml")
+    (job,) = doc.jobs
+    assert job.problems == (f"line {line_of}: unknown job state 'bogus'",
+                            f"line {line_of + 1}: disk 'nope' not found in the domain")
+    assert doc.warnings == (f"mixed.xml:{line_of + 2}: block job without a name dropped",)
+    report = validate_bytes(data, "mixed.xml", ("xsd",))
+    assert sorted(problem.line for problem in report.problems) == [line_of, line_of + 2]
+    disk_line = next(number for number, text in enumerate(lines, 1) if b"<disk type" in text)
+    assert [blockjob.loads(data).disk("vda").line, doc.disks[0].line] == [disk_line] * 2  # type: ignore[union-attr]

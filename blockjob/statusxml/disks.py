@@ -26,16 +26,13 @@ class Disk:
     mirror_line: int = 0  # the `<mirror>` element's line; 0 without a mirror
 
 
-def read_disks(
-    domain: etree._Element | None, lines_above: int = 0, data: bytes | None = None
-) -> dict[str, Disk]:
+def read_disks(domain: etree._Element | None, data: bytes | None = None) -> dict[str, Disk]:
     """Disks by target; the first `<disk>` of a repeated target wins, as in libvirt.
 
-    `lines_above`, here and below: lines of the file before the bytes that were parsed;
-    `data`: those bytes, which tell the lines from LAST_LINE on (`SourceLines`).
+    `data`: the bytes parsed, which tell the lines from LAST_LINE on (`SourceLines`).
     """
     line = SourceLines(data) if data is not None else _sourceline
-    return {dev: _disk(dev, disk, lines_above, line)
+    return {dev: _disk(dev, disk, 0, line)
             for dev, disk in DiskRefs(domain).elements.items()}
 
 
@@ -43,9 +40,9 @@ def _sourceline(element: etree._Element) -> int:
     return element.sourceline or 0
 
 
-def read_disk_at(data: bytes, target: str, line: int, lines_above: int = 0) -> Disk | None:
+def read_disk_at(data: bytes, target: str, line: int) -> Disk | None:
     """Disk `target` read from its own bytes: the `<disk>` whose start tag ends on `line`
-    of `data`, bytes of a loaded document (or the part of them after `<blockjobs>`).
+    of `data`, the bytes of a loaded document.
 
     What `read_disks` gives for that target, without parsing the whole document (a
     restart plans every job of every file, and a job needs only its own disk). None when
@@ -56,7 +53,7 @@ def read_disk_at(data: bytes, target: str, line: int, lines_above: int = 0) -> D
     element = _disk_element_at(data, target, line)
     if element is None:
         return None
-    return _disk(target, element, lines_above + line - (element.sourceline or 1))
+    return _disk(target, element, line - (element.sourceline or 1))
 
 
 def _disk_element_at(data: bytes, target: str, line: int) -> etree._Element | None:
@@ -73,6 +70,7 @@ def _disk_element_at(data: bytes, target: str, line: int) -> etree._Element | No
 
 def _disk(target: str, disk: etree._Element, lines_above: int,
           line: Callable[[etree._Element], int] = _sourceline) -> Disk:
+    """`lines_above`: lines of the file before the bytes `disk` was parsed from."""
     mirror = next(disk.iterchildren("mirror"), None)
     return Disk(
         target=target,

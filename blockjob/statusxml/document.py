@@ -35,6 +35,7 @@ from blockjob.statusxml.reader import ReadContext, read_jobs
 from blockjob.statusxml.sources import backing_node, top_source_node
 from blockjob.statusxml.spans import (
     LAST_LINE,
+    SourceLines,
     child_of_root,
     element_span,
     line_end,
@@ -210,14 +211,11 @@ class StatusDocument:
     def _disks(self) -> dict[str, Disk]:
         """Every disk, from the whole document; lines count in the bytes as loaded."""
         if self._full_disks is None:
-            # The domain lives in the tail, which job edits leave alone: the loaded bytes
-            # serve as well as a fresh dump, and cost no rendering.
-            source, above = self._data, 0
-            if self._split is not None:
-                source = self.dumps()
-                above = self._tail_line - source.count(b"\n", 0, len(source) - len(self._split[1]))
-            self._full_disks = read_disks(parse(source, self.filename).find("domain"), above,
-                                          source)
+            # Job edits leave the domain alone: the loaded bytes hold it as a dump would,
+            # cost no rendering, and count its lines as loaded (a dump's LF `<blockjobs>`
+            # in a CR file, or before a domain it follows, would shift them).
+            source = self._loaded_blockjobs.data
+            self._full_disks = read_disks(parse(source, self.filename).find("domain"), source)
         return self._full_disks
 
     @property
@@ -233,9 +231,8 @@ class StatusDocument:
             line = self._disk_lines.get(target)
             found = None
             if line is not None:
-                if line < LAST_LINE:  # past it, another disk may be the one ending on `line`
-                    source, above = self._domain_bytes()
-                    found = read_disk_at(source, target, line - above, above)
+                if self._line_tells(line):  # else another disk may be the one on `line`
+                    found = read_disk_at(self._loaded_blockjobs.data, target, line)
                 if found is None:
                     found = self._disks.get(target)
             self._read_disks[target] = found
@@ -246,9 +243,10 @@ class StatusDocument:
         found it: all a finished copy's plan needs, without reading the disk again."""
         return target in self._mirror_images
 
-    def _domain_bytes(self) -> tuple[bytes, int]:
-        """The bytes that hold the domain, and how many lines of the file precede them."""
-        return (self._data, 0) if self._split is None else (self._split[1], self._tail_line)
+    def _line_tells(self, line: int) -> bool:
+        """Whether lxml's `line` of a disk is its line in the loaded bytes (`SourceLines`):
+        not from LAST_LINE on, nor in a file with CR line ends (all on lxml's line 1)."""
+        return SourceLines(self._loaded_blockjobs.data).exact(line)
 
     def resolve_node(self, job: BlockJob, node_name: str) -> StorageSource | None:
         """The image `node_name` refers to for `job`, in libvirt's lookup order."""
@@ -308,7 +306,7 @@ class StatusDocument:
         dumped = self.dumps()
         tail = self._head_tail()[1]
         line = self._disk_lines[target]  # as loaded; from LAST_LINE on, it no longer tells
-        if line < LAST_LINE:
+        if self._tail_line < line < LAST_LINE:  # in the tail (a domain may precede the jobs)
             line += dumped.count(b"\n", 0, len(dumped) - len(tail)) - self._tail_line
         start, end, element = _disk_at(dumped, target, line)
         parent = element.getparent()

@@ -162,12 +162,13 @@ def _shape(tag: str, chain: bool, element: etree._Element, xml: str) -> _Shape |
     where lxml's text is not libvirt's but for quotes, or a value is written otherwise.
 
     In the text of a `plain` image every `"` delimits a value, so what is cut is values
-    only. An image with a `"` in a text never has the shape of a plain one: up to the
-    first value cut differently, both read alike, so the plain image would have a `"` in
-    a text there too."""
+    only, each leaving a `"` inside a tag. An image with a `"` in a text never has the
+    shape of a plain one: up to its first such `"`, cut or not, both read alike, so its
+    shape has a `"` after a tag's end there. (Cutting to a bare `=` made a text `a="b"`
+    the shape of a text `a=`.)"""
     if element.tag != tag or not escaped_alike(xml) or _REWRITTEN.search(xml):
         return None
-    return tag, chain, _KEPT_VALUE.sub("=", xml)
+    return tag, chain, _KEPT_VALUE.sub('="', xml)
 
 
 def _written(node: Node) -> str:

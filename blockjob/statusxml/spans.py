@@ -126,18 +126,22 @@ def _start_counted(data: bytes, tag: bytes, locate: Locate | None) -> int:
     return next(islice(_exact_heads(data, tag), nth, None))[0]
 
 
+_LONE_CR = re.compile(rb"\r(?!\n)")
+
+
 class SourceLines:
     """Elements' lines as lxml's `sourceline` gives them (the line of the start tag's `>`),
     without its 16-bit limit, and with lone-CR line ends counted (lxml counts LF only: it
     puts every element of a file with CR line ends on line 1). Where lxml's line does not
-    tell (from LAST_LINE on, or such a file), an element's start tag is counted among its
-    namesakes' in `data`, the bytes its document was parsed from. That tokenizes the whole
-    document (once per tag), so it is done on those rare paths only."""
+    tell (from LAST_LINE on, or in a file with a lone CR), an element's start tag is
+    counted among its namesakes' in `data`, the bytes its document was parsed from. That
+    tokenizes the whole document (once per tag), so it is done on those rare paths only."""
 
     def __init__(self, data: bytes) -> None:
-        # With no LF at all, a CR ends each line: an LF in its place keeps every offset.
-        self._cr_lines = b"\n" not in data and b"\r" in data
-        self._data = data.replace(b"\r", b"\n") if self._cr_lines else data
+        # A lone CR ends a line too: an LF in its place keeps every offset. (`in` first: it
+        # is a memchr, and files with a CR are rare.)
+        self._cr_lines = b"\r" in data and _LONE_CR.search(data) is not None
+        self._data = _LONE_CR.sub(b"\n", data) if self._cr_lines else data
         self._counted: dict[str, dict[etree._Element, int]] = {}
 
     def exact(self, line: int) -> bool:
