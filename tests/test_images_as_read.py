@@ -149,7 +149,7 @@ def test_the_shapes_kept_are_bounded(shapes: set[object], monkeypatch: pytest.Mo
 _VALUES = st.one_of(
     st.sampled_from(["", "0", "00", "05", "+5", "-1", " 5", "0x1f", "65536", "tcp", "unix",
                      "rdma", "nbd", "file", "network", "yes", "2", "a'b", 'a"b', "a&b",
-                     "<", ">", "\t", "\n", "\r", "é", "\u2028", "]]>"]),
+                     "<", ">", "\t", "\n", "\r", "é", "\u2028", "]]>", 'a="b"', "a=", '="', "x='"]),
     st.text(alphabet="05x+-' \"&<>\t\n\rén/", max_size=6),
 )
 _SEEDS = {str(path): data for path, data in _loadable(
@@ -169,23 +169,29 @@ _WITH_IMAGES = sorted(name for name, data in _SEEDS.items() if _images(blockjob.
 def test_an_image_of_a_shape_seen_with_any_values_dumps_as_its_built_image(
     seed: str, data: st.DataObject
 ) -> None:
-    """Values changed in the images of a file whose shapes were just seen: written as read
-    only where the built image writes the same bytes."""
+    """Values and texts changed in the images of a file, after the shapes of the file, or
+    of the file with other values in the same places, were seen: written as read only
+    where the built image writes the same bytes."""
     with pytest.MonkeyPatch.context() as patch:
-        shapes: set[object] = set()
-        patch.setattr(lazyimages, "_AS_READ", shapes)
-        blockjob.loads(_SEEDS[seed]).dumps()
+        patch.setattr(lazyimages, "_AS_READ", set())
         tree = etree.fromstring(_SEEDS[seed])
-        images = [element for element in tree.iterfind(".//blockjobs/blockjob//*")
-                  if element.attrib]
-        for element in data.draw(st.lists(st.sampled_from(images), min_size=1, max_size=4)):
-            name = data.draw(st.sampled_from(sorted(element.attrib)))
-            element.set(name, data.draw(_VALUES))
-        changed = etree.tostring(tree)
-        try:
-            learnt = blockjob.loads(changed).dumps()
-        except StatusXMLError:
-            return
+        parts = [element for element in tree.iterfind(".//blockjobs/blockjob//*")
+                 if element.attrib or not len(element)]
+        places = [(element, data.draw(st.sampled_from(
+            sorted(element.attrib) + ([] if len(element) else [None]))))  # None: its text
+            for element in data.draw(st.lists(st.sampled_from(parts), min_size=1, max_size=4))]
+        for step in ("seen", "dumped"):
+            if step == "dumped" or data.draw(st.booleans()):
+                for element, name in places:
+                    if name is None:
+                        element.text = data.draw(_VALUES)
+                    else:
+                        element.set(name, data.draw(_VALUES))
+            changed = etree.tostring(tree)
+            try:
+                learnt = blockjob.loads(changed).dumps()
+            except StatusXMLError:
+                return
         assert learnt == _built_and_dumped(changed)
 
 
