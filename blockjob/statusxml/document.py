@@ -113,8 +113,10 @@ class StatusDocument:
         # writes only those whose jobs change.
         self._data = data
         self._split: tuple[bytes, bytes] | None = None
-        # Once split: what to add to a line of the tail to get its line as loaded.
-        self._tail_line = 0
+        # Once split: the lines of `<blockjobs>` and of what was cut above the domain, and,
+        # counted when first asked for (`_tail_line`), the first line of the tail as loaded.
+        self._cut_lines = 0
+        self._tail_line_counted: int | None = None
         anchor = blockjobs if blockjobs is not None else next(
             (top[tag] for tag in _AFTER_BLOCKJOBS if tag in top), None
         )
@@ -147,9 +149,18 @@ class StatusDocument:
                 span = element_span(data, tag.encode(), line, child_of_root(tag))
                 first = last = whole_lines(data, *span)[0]
             self._split = (data[:first], data[last:])
-            self._tail_line = data.count(b"\n", 0, last) + shift
+            self._cut_lines = data.count(b"\n", first, last) + shift
             self._data = b""  # the two pieces hold every byte now
         return self._split
+
+    @property
+    def _tail_line(self) -> int:
+        """Once split: what to add to a line of the tail to get its line as loaded. Counted
+        on first use: only reading or editing the domain after a dump needs it, and a first
+        dump would count the lines of the whole head for nothing."""
+        if self._tail_line_counted is None:
+            self._tail_line_counted = self._head_tail()[0].count(b"\n") + self._cut_lines
+        return self._tail_line_counted
 
     def reload(self, data: bytes) -> None:
         """Make this document `data` again, as `loads(data)` reads it: changes not saved
