@@ -91,17 +91,28 @@ def test_real_status_files_with_crlf_or_cr_are_written_as_their_lf_twins(
 def test_problems_in_a_file_with_cr_line_ends_name_their_lines() -> None:
     """lxml counts LF only: every element of a file with lone-CR line ends was reported
     on line 1."""
-    data = jobs("<blockjob name='x' type='pull' state='bogus'>\n  <disk dst='nope'/>"
-                "</blockjob>\n<blockjob type='pull' state='ready'/>").replace(b"\n", b"\r")
-    lines = data.split(b"\r")
+    _problems_name_their_lines(_BAD_JOBS.replace(b"\n", b"\r"), "cr.xml")
+
+
+# A job with an unknown state and disk, and one without a name: two problems, a warning.
+_BAD_JOBS = jobs("<blockjob name='x' type='pull' state='bogus'>\n  <disk dst='nope'/>"
+                 "</blockjob>\n<blockjob type='pull' state='ready'/>")
+
+
+def _problems_name_their_lines(data: bytes, name: str) -> tuple[blockjob.StatusDocument,
+                                                                   list[bytes]]:
+    """`_BAD_JOBS`, line ends changed: its problems, warning and schema problems name the
+    lines a parser counts (CR, LF or CRLF each end one). The document and those lines."""
+    lines = data.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n")
     line_of = next(number for number, text in enumerate(lines, 1) if b"name='x'" in text)
-    doc = blockjob.loads(data, "cr.xml")
+    doc = blockjob.loads(data, name)
     (job,) = doc.jobs
     assert job.problems == (f"line {line_of}: unknown job state 'bogus'",
                             f"line {line_of + 1}: disk 'nope' not found in the domain")
-    assert doc.warnings == (f"cr.xml:{line_of + 2}: block job without a name dropped",)
-    report = validate_bytes(data, "cr.xml", ("xsd",))
+    assert doc.warnings == (f"{name}:{line_of + 2}: block job without a name dropped",)
+    report = validate_bytes(data, name, ("xsd",))
     assert sorted(problem.line for problem in report.problems) == [line_of, line_of + 2]
+    return doc, lines
 
 
 def _disk(target: str) -> str:
@@ -175,18 +186,9 @@ def test_a_disk_of_a_domain_before_blockjobs_is_rewritten_after_an_edit() -> Non
 def test_problems_in_a_file_with_lf_and_cr_line_ends_name_their_lines() -> None:
     """lxml counts LF only: with lone-CR line ends among LF ones, problems were named on
     the lines of the LFs before them (a file with no LF at all was counted right)."""
-    data = jobs("<blockjob name='x' type='pull' state='bogus'>\n  <disk dst='nope'/>"
-                "</blockjob>\n<blockjob type='pull' state='ready'/>")
-    at = data.index(b"<blockjobs")
-    data = data[:at].replace(b"\n", b"\r") + data[at:]  # CR above, LF from <blockjobs> on
-    lines = data.replace(b"\r", b"\n").split(b"\n")
-    line_of = next(number for number, text in enumerate(lines, 1) if b"name='x'" in text)
-    doc = blockjob.loads(data, "mixed.xml")
-    (job,) = doc.jobs
-    assert job.problems == (f"line {line_of}: unknown job state 'bogus'",
-                            f"line {line_of + 1}: disk 'nope' not found in the domain")
-    assert doc.warnings == (f"mixed.xml:{line_of + 2}: block job without a name dropped",)
-    report = validate_bytes(data, "mixed.xml", ("xsd",))
-    assert sorted(problem.line for problem in report.problems) == [line_of, line_of + 2]
+    at = _BAD_JOBS.index(b"<blockjobs")
+    # CR above, LF from <blockjobs> on
+    data = _BAD_JOBS[:at].replace(b"\n", b"\r") + _BAD_JOBS[at:]
+    doc, lines = _problems_name_their_lines(data, "mixed.xml")
     disk_line = next(number for number, text in enumerate(lines, 1) if b"<disk type" in text)
     assert [blockjob.loads(data).disk("vda").line, doc.disks[0].line] == [disk_line] * 2  # type: ignore[union-attr]
