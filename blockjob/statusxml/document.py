@@ -35,7 +35,6 @@ from blockjob.statusxml.reader import ReadContext, read_jobs
 from blockjob.statusxml.sources import backing_node, top_source_node
 from blockjob.statusxml.spans import (
     LAST_LINE,
-    SourceLines,
     child_of_root,
     element_span,
     line_end,
@@ -257,7 +256,7 @@ class StatusDocument:
     def _line_tells(self, line: int) -> bool:
         """Whether lxml's `line` of a disk is its line in the loaded bytes (`SourceLines`):
         not from LAST_LINE on, nor in a file with CR line ends (all on lxml's line 1)."""
-        return SourceLines(self._loaded_blockjobs.data).exact(line)
+        return self._loaded_blockjobs.lines.exact(line)
 
     def resolve_node(self, job: BlockJob, node_name: str) -> StorageSource | None:
         """The image `node_name` refers to for `job`, in libvirt's lookup order."""

@@ -24,7 +24,7 @@ from blockjob.model import StorageSource
 from blockjob.statusxml.node import TRUSTED_PARSER, first_at, verbatim, write_node
 from blockjob.statusxml.rendered import escaped_alike, plain, pretty, start_and_rest
 from blockjob.statusxml.sources import build_job_source, check_job_source, job_source_node
-from blockjob.statusxml.spans import child_of_root, element_span
+from blockjob.statusxml.spans import SourceLines, child_of_root, element_span
 
 _BLOCKJOBS = child_of_root("blockjobs")  # the one the document reads
 # Where a job image sits below its `<blockjob>`: `("src",)`, `("chains", "disk")`, ...
@@ -50,6 +50,12 @@ class LoadedBlockjobs:
 
     def __reduce__(self) -> tuple[type[LoadedBlockjobs], tuple[bytes, int]]:
         return LoadedBlockjobs, (self._data, self._line)  # the parsed cache stays behind
+
+    @functools.cached_property
+    def lines(self) -> SourceLines:
+        """The lines of the loaded tree's elements (made on first need: a problem, a disk
+        read on its own)."""
+        return SourceLines(self._data)
 
     def span(self) -> tuple[int, int]:
         """Where `<blockjobs>` is in the bytes (`element_span`), looked for once: the

@@ -53,7 +53,6 @@ from blockjob.statusxml.node import (
 )
 from blockjob.statusxml.numbers import c_unsigned
 from blockjob.statusxml.sources import SourceError
-from blockjob.statusxml.spans import SourceLines
 
 _TYPES = {t.value: t for t in JobType}
 _STATES = {s.value: s for s in JobState}
@@ -73,7 +72,6 @@ class ReadContext:
     disks: DiskRefs
     origin: LoadedBlockjobs
     warnings: list[str] = field(default_factory=list)
-    _lines: SourceLines | None = None  # made for the first problem or warning
 
     def warn(self, element: etree._Element, message: str) -> None:
         self.warnings.append(self.warning(element, message))
@@ -88,9 +86,7 @@ class ReadContext:
     def line(self, element: etree._Element) -> int:
         """The line of `element` a problem names (`SourceLines`: also from LAST_LINE on,
         and in a file with CR line ends)."""
-        if self._lines is None:
-            self._lines = SourceLines(self.origin.data)
-        return self._lines(element)
+        return self.origin.lines(element)
 
 
 _Kids = dict[object, etree._Element]
