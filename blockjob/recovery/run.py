@@ -135,8 +135,9 @@ def _refused(failure: LoadFailure, dry_run: bool) -> DomainReport:
 
 
 def _entry_path(entry: _Entry) -> Path:
-    return entry if isinstance(entry, Path) else \
-        entry.path if isinstance(entry, _Listed) else Path(entry.file)
+    if isinstance(entry, Path):
+        return entry
+    return entry.path if isinstance(entry, _Listed) else Path(entry.file)
 
 
 def _listing(directory: Path) -> tuple[str, ...] | None:

@@ -288,8 +288,9 @@ def line_start(data: bytes, at: int) -> int:
 
 def line_end(data: bytes, at: int) -> int:
     """How many bytes of line end (LF, CRLF, CR) start at `at`: 0 when none does."""
-    byte = data[at:at + 1]
-    return 1 if byte == b"\n" else 0 if byte != b"\r" else 2 if data[at + 1:at + 2] == b"\n" else 1
+    if data.startswith(b"\r\n", at):
+        return 2
+    return 1 if data[at:at + 1] in (b"\n", b"\r") else 0
 
 
 def whole_lines(data: bytes, start: int, end: int) -> tuple[int, int]:
