@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from blockjob.model import StorageSource
@@ -42,3 +44,10 @@ def test_effective_node_prefers_the_format_node() -> None:
     assert effective_node(bare) == "s"
     with pytest.raises(ValueError, match="no node names"):
         effective_node(StorageSource("file", "raw", top.source))
+
+
+def test_without_keeps_a_bottom_the_file_does_not_end() -> None:
+    _, mid, base = chain().images()
+    unended = replace(chain(), backing=replace(mid, backing=replace(base, terminated=False)))
+    assert not without(unended, [mid]).images()[-1].terminated
+    assert without(unended, [mid, base]).terminated  # nothing is below the pulled top

@@ -38,9 +38,12 @@ def images_between(
 
 
 def without(chain: StorageSource, removed: Sequence[StorageSource]) -> StorageSource:
-    """`chain` with `removed` spliced out; the image above a gap now backs onto the one below."""
+    """`chain` with `removed` spliced out; the image above a gap now backs onto the one below.
+    The bottom says nothing is below it if the old one did or left (a pull of the whole
+    chain); a bottom the file does not say the backing of keeps not saying it."""
     kept = [image for image in chain.images() if not any(same_image(image, r) for r in removed)]
-    bottom_terminated = chain.images()[-1].terminated or len(kept) < len(chain.images())
+    bottom = chain.images()[-1]
+    bottom_terminated = bottom.terminated or not any(same_image(bottom, k) for k in kept)
     rebuilt: StorageSource | None = None
     for image in reversed(kept):
         terminated = bottom_terminated if rebuilt is None else False

@@ -3,12 +3,19 @@
 Persistent bitmap changes on a read-only node live only in memory and are lost when
 QEMU exits (README section `recovery`); wrapping them in `blockdev-reopen` read-write
 ... read-only makes QEMU store them in the image.
+
+A reopen names the node's backing node too, and QEMU links the node to what it names:
+`null` detaches the backing image, and the guest's disk loses every cluster below it.
+So the backing named is the one QEMU has now (`x-debug-query-block-graph`), never the
+file's: a file may not say what is below its last image, and one written by a libvirt
+that omits a raw image's format layer names no format node of it.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from functools import cache
 
 from blockjob.model import StorageSource
 from blockjob.qemu.bitmaps import TMP_ACTIVEWRITE, Nodes, reenable_actions, remove_actions
@@ -16,23 +23,37 @@ from blockjob.qemu.monitor import Monitor, MonitorError
 from blockjob.qemu.nodes import effective_node
 
 
-def reopen_options(image: StorageSource, *, read_only: bool) -> dict[str, object]:
-    """The full option set `blockdev-reopen` needs for `image`'s format node."""
+def reopen_options(
+    image: StorageSource, *, read_only: bool, backing: str | None
+) -> dict[str, object]:
+    """The full option set `blockdev-reopen` needs for `image`'s format node; `backing`:
+    the node's backing node in QEMU (None: it has none)."""
     if image.format_node is None or image.storage_node is None:
         raise ValueError(f"image {image.path!r} lacks a format or storage node name")
-    options: dict[str, object] = {
+    return {
         "node-name": image.format_node,
         "driver": image.format,
         "file": image.storage_node,
         "read-only": read_only,
+        # Omitting "backing" would ask QEMU to reopen the image's header backing file.
+        "backing": backing,
     }
-    # Omitting "backing" would ask QEMU to reopen the image's header backing file.
-    options["backing"] = image.backing.format_node if image.backing is not None else None
-    return options
+
+
+def backing_in_qemu(monitor: Monitor, image: StorageSource) -> str | None:
+    """The node `image`'s format node backs onto in QEMU now (None: none)."""
+    return monitor.backing_of().get(image.format_node or "")
 
 
 def set_read_only(monitor: Monitor, image: StorageSource, read_only: bool) -> None:
-    monitor.blockdev_reopen([reopen_options(image, read_only=read_only)])
+    """Reopen `image` read-only or read-write, its backing link as QEMU has it now."""
+    _reopen(monitor, image, read_only, backing=backing_in_qemu(monitor, image))
+
+
+def _reopen(
+    monitor: Monitor, image: StorageSource, read_only: bool, *, backing: str | None
+) -> None:
+    monitor.blockdev_reopen([reopen_options(image, read_only=read_only, backing=backing)])
 
 
 def transaction_on(
@@ -52,8 +73,16 @@ def transaction_on(
         nodes = monitor.query_nodes()
     node = nodes.get(image.format_node or "")
     writable = node is not None and not node.read_only
+
+    @cache  # asked once, by the first reopen: neither they nor the transaction change it
+    def backing() -> str | None:
+        return backing_in_qemu(monitor, image)
+
+    def reopen(read_only: bool) -> None:
+        _reopen(monitor, image, read_only, backing=backing())
+
     if actions and not writable:
-        set_read_only(monitor, image, False)
+        reopen(False)
         writable = True
     try:
         if actions:
@@ -62,10 +91,10 @@ def transaction_on(
         # The transaction's error is the useful one; a rerun retries the reopen.
         if read_only_after:
             with contextlib.suppress(MonitorError):
-                set_read_only(monitor, image, True)
+                reopen(True)
         raise
     if read_only_after and writable:
-        set_read_only(monitor, image, True)
+        reopen(True)
 
 
 def restore_base(
