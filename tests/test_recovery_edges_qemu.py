@@ -95,6 +95,31 @@ def test_concluded_stream_job_does_not_crash_qemu(tmp_path: Path, state: JobStat
             assert MID not in monitor.query_nodes()
 
 
+def test_a_pull_libvirt_typed_broken_is_dismissed_before_the_graph_is_asked(
+    tmp_path: Path,
+) -> None:
+    """libvirt re-types an invalid pull QEMU still runs `broken` and cancels it; its
+    concluded stream job must go before a commit's merge asks for the node graph (the
+    commit, first in the file, failed: `query-named-block-nodes not sent`)."""
+    name = "pull-vdb-libvirt-4-format"
+    with started(tmp_path, second_disk=True) as tb:
+        commit(tb)
+        doc = blockjob.load(tb.status_path)
+        doc.add_job(BlockJob(name, JobType.BROKEN, JobState.RUNNING, brokentype=JobType.PULL,
+                             disk="vdb"))
+        StatusStore(tmp_path).save(doc)
+        with tb.connect() as monitor:
+            monitor.execute("block-stream", {"job-id": name, "device": "libvirt-4-format",
+                                             "speed": 1, "auto-dismiss": False})
+            monitor.job_cancel(name)
+        wait_concluded(tb)
+        wait_concluded(tb, name)
+        assert recover_ok(tb) == [Decision.COMPLETED, Decision.INVALID]
+        assert_completed(tb)
+        with tb.connect() as monitor:
+            assert monitor.query_jobs() == {}
+
+
 def test_unreachable_monitor_needs_attention_and_other_domains_still_recover(
     tmp_path: Path,
 ) -> None:

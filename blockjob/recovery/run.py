@@ -365,8 +365,9 @@ def recover_document(
         return sorted(reports, key=lambda report: at[report.job])
 
     # Pulls first: while a pull's concluded stream job waits for its job-dismiss, the
-    # node graph another job's plan may ask for cannot be asked (README `QEMU care`).
-    for job in sorted(doc.jobs, key=lambda job: job.type is not JobType.PULL):
+    # node graph another job's plan may ask for cannot be asked (README `QEMU care`). A
+    # pull libvirt re-typed `broken` too: QEMU still has its stream job.
+    for job in sorted(doc.jobs, key=lambda job: (job.brokentype or job.type) is not JobType.PULL):
         report = JobReport(job.name, "unknown", None)
         reports.append(report)
         try:
