@@ -459,13 +459,14 @@ class StatusDocument:
         section, self._section = self._section, None
         assert section is not None
         loaded = self._loaded_jobs
-        key = asread.section_key(section, jobs, self.active) \
+        active = self.active
+        key = asread.section_key(section, jobs, active) \
             if len(jobs) == len(loaded) and all(map(is_, jobs, loaded)) else None
         head, tail = split
         head = _with_line_end(head)
         if key is not None and key in asread.AS_READ:
             # Its jobs' texts are cut from it when a later dump needs them (`_texts`).
-            self._dumped = _new_dump(_Dump, (split, jobs, self._copy_mirror, self.active, None,
+            self._dumped = _new_dump(_Dump, (split, jobs, self._copy_mirror, active, None,
                                              tuple(range(len(jobs))), None,
                                              b"".join((head, section, tail))))
             return self._dumped
