@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import re
 from itertools import chain, compress
-from operator import is_not
+from operator import is_, is_not
 from pathlib import Path
 from typing import NamedTuple
 
@@ -20,6 +20,7 @@ from blockjob.element import Node
 from blockjob.errors import StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, read_file
 from blockjob.model import ACTIVE_STATES, BlockJob, StorageSource
+from blockjob.statusxml import asread
 from blockjob.statusxml.disks import Disk, DiskRefs, read_disk_at, read_disks
 from blockjob.statusxml.lazyimages import LoadedBlockjobs
 from blockjob.statusxml.mapping import node_references
@@ -43,7 +44,7 @@ from blockjob.statusxml.spans import (
     start_tag_end,
     whole_lines,
 )
-from blockjob.statusxml.writer import JobText, job_text, write_blockjobs
+from blockjob.statusxml.writer import JobText, job_text, job_texts_as_read, write_blockjobs
 
 # Where libvirt puts `<blockjobs>` when a file from before 3.9 has none: before these.
 _AFTER_BLOCKJOBS = (
@@ -102,6 +103,7 @@ class StatusDocument:
         ctx.warnings += (f"{self.filename}:{extra.line}: another <blockjobs>: its jobs are "
                          "read, and written into the first" for extra in self._extra)
         self._jobs = {job.name: job for job in jobs}
+        self._loaded_jobs = tuple(jobs)  # in the order read: a first dump may write them as read
         self.warnings: tuple[str, ...] = tuple(ctx.warnings)
         self.monitor_path = monitor.get("path") if monitor is not None else None
         name = next(domain.iterchildren("name"), None) if domain is not None else None
@@ -112,6 +114,7 @@ class StatusDocument:
         # writes only those whose jobs change.
         self._data = data
         self._split: tuple[bytes, bytes] | None = None
+        self._section: bytes | None = None  # `<blockjobs>` as loaded, until the first dump
         # Once split: the lines of `<blockjobs>` and of what was cut above the domain, and,
         # counted when first asked for (`_tail_line`), the first line of the tail as loaded.
         self._cut_lines = 0
@@ -143,6 +146,8 @@ class StatusDocument:
                 if self._extra:  # all after `end`: the offsets hold
                     data, shift = _cut_extra(data, self._extra)
                 first, last = whole_lines(data, start, end)
+                if not self._extra:
+                    self._section = data[first:last]
             else:
                 tag, line = self._anchor
                 span = element_span(data, tag.encode(), line, child_of_root(tag))
@@ -418,13 +423,16 @@ class StatusDocument:
         split = self._split or self._head_tail()
         jobs = tuple(self._jobs.values())
         last = self._dumped
+        if self._section is not None:  # the first dump since loading
+            return self._first_dump(split, jobs)
         if last is not None and last.split is split and len(last.jobs) == len(jobs):
             changed = compress(range(len(jobs)), map(is_not, jobs, last.jobs))
             first = next(changed, None)
             # `active` follows from the jobs and `_copy_mirror`, the same unless they changed.
             if first is None and self._copy_mirror is last.copy_mirror:
                 return last
-            written, texts, rank = list(last.written), list(last.texts), last.rank
+            written, texts = _texts(last)
+            rank = last.rank
             for i in chain((first,) if first is not None else (), changed):
                 if jobs[i].name != written[i].job.name:
                     break  # jobs were removed and added: their places moved
@@ -432,20 +440,46 @@ class StatusDocument:
                 texts[rank[i]] = written[i].text
             else:
                 return self._dumped_as(split, jobs, written, rank, texts)
-        before = {text.job.name: text for text in last.written} if last is not None else {}
+        return self._written(split, jobs, _texts(last)[0] if last is not None else [])
+
+    def _written(self, split: tuple[bytes, bytes], jobs: tuple[BlockJob, ...],
+                 last: list[JobText]) -> _Dump:
+        """Every job written again, but for those of texts `last` written from these very
+        objects."""
+        before = {text.job.name: text for text in last}
         written = [_reuse(before.get(job.name), job) for job in jobs]
         order = sorted(range(len(jobs)), key=lambda i: _sort_key(jobs[i]))
         texts = [written[i].text for i in order]
         rank = tuple(sorted(range(len(jobs)), key=order.__getitem__))
         return self._dumped_as(split, jobs, written, rank, texts)
 
+    def _first_dump(self, split: tuple[bytes, bytes], jobs: tuple[BlockJob, ...]) -> _Dump:
+        """The first dump: `<blockjobs>` as read when its key was seen written so, else
+        from the model, its key kept when that writes it as read (`asread`)."""
+        section, self._section = self._section, None
+        assert section is not None
+        loaded = self._loaded_jobs
+        active = self.active
+        key = asread.section_key(section, jobs, active) \
+            if len(jobs) == len(loaded) and all(map(is_, jobs, loaded)) else None
+        head, tail = split
+        head = _with_line_end(head)
+        if key is not None and key in asread.AS_READ:
+            # Its jobs' texts are cut from it when a later dump needs them (`_texts`).
+            self._dumped = _new_dump(_Dump, (split, jobs, self._copy_mirror, active, None,
+                                             tuple(range(len(jobs))), None,
+                                             b"".join((head, section, tail))))
+            return self._dumped
+        dump = self._written(split, jobs, [])
+        if key is not None and dump.data[len(head) : len(dump.data) - len(tail)] == section:
+            asread.learn(key)
+        return dump
+
     def _dumped_as(self, split: tuple[bytes, bytes], jobs: tuple[BlockJob, ...],
                    written: list[JobText], rank: tuple[int, ...], texts: list[bytes]) -> _Dump:
         active = self.active
         head, tail = split
-        if head and not head.endswith((b"\n", b"\r")):
-            head += b"\n"
-        data = write_blockjobs(texts, active, head, tail)
+        data = write_blockjobs(texts, active, _with_line_end(head), tail)
         # The lists are the dump's own: a later dump copies them before any change.
         self._dumped = _new_dump(_Dump, (split, jobs, self._copy_mirror, active, written,
                                          rank, texts, data))
@@ -459,13 +493,31 @@ class _Dump(NamedTuple):
     jobs: tuple[BlockJob, ...]  # in the document's dict order
     copy_mirror: bool
     active: bool
-    written: list[JobText]  # in dict order
+    # Both None for a dump written as read (`_first_dump`): see `_texts`.
+    written: list[JobText] | None  # in dict order
     rank: tuple[int, ...]  # where each job (in dict order) is written among the others
-    texts: list[bytes]  # the jobs' texts, as written: sorted by name
+    texts: list[bytes] | None  # the jobs' texts, as written: sorted by name
     data: bytes
 
 
 _new_dump = tuple.__new__  # NamedTuple's own constructor costs more, per save
+
+
+def _texts(last: _Dump) -> tuple[list[JobText], list[bytes]]:
+    """Copies of `last`'s jobs' texts (in dict order) and its texts as written (sorted by
+    name). A dump written as read has them in its bytes, in dict order."""
+    if last.written is not None and last.texts is not None:
+        return list(last.written), list(last.texts)
+    head, tail = last.split
+    data = last.data
+    written = job_texts_as_read(data[len(_with_line_end(head)) : len(data) - len(tail)],
+                                last.jobs)
+    return written, [text.text for text in written]
+
+
+def _with_line_end(head: bytes) -> bytes:
+    """The bytes before `<blockjobs>`, ending a line."""
+    return head + b"\n" if head and not head.endswith((b"\n", b"\r")) else head
 
 
 _BACKUP_DISKS = "backups/domainbackup/disks/disk"

@@ -8,6 +8,7 @@ it without a newline, so the next child follows on the same line.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from enum import StrEnum
 from itertools import compress
@@ -279,6 +280,23 @@ def job_text(job: BlockJob, last: JobText | None = None) -> JobText:
 _new = tuple.__new__
 
 
+def job_texts_as_read(section: bytes, jobs: tuple[BlockJob, ...]) -> list[JobText]:
+    """The texts of `jobs` in `section`, a `<blockjobs>` that
+    `write_blockjobs` wrote of them in this order: each starts a line at JOB_INDENT, where
+    nothing else of theirs does (children and images are indented deeper)."""
+    bounds = [found.start() for found in _JOB_START.finditer(section)]
+    bounds.append(len(section) - len(_BLOCKJOBS_END))
+    return [_as_written(job, section[start:end])
+            for job, start, end in zip(jobs, bounds[:-1], bounds[1:], strict=True)]
+
+
+def _as_written(job: BlockJob, text: bytes) -> JobText:
+    """The JobText of `job` written as `text`: its children follow its attributes."""
+    parts = _attribute_parts(job, None)
+    attributes = _with_kept(job, parts[1]) if job.kept_attributes else "".join(parts[1])
+    return _new(JobText, (job, text, text[len(_JOB_TAG) + len(attributes.encode()):], parts))
+
+
 def write_blockjobs(
     jobs: Sequence[bytes], active: bool, head: bytes = b"", tail: bytes = b""
 ) -> bytes:
@@ -295,3 +313,5 @@ _BLOCKJOBS_START = {
     for active in (True, False)
 }
 _BLOCKJOBS_END = f"{BLOCKJOBS_INDENT}</blockjobs>\n".encode()
+_JOB_TAG = f"{JOB_INDENT}<blockjob".encode()
+_JOB_START = re.compile(b"^" + _JOB_TAG + b" ", re.MULTILINE)
