@@ -54,7 +54,7 @@ def test_recover_imports_no_schema_engine_asyncio_or_thread_pool_library(tmp_pat
     # Its start-up is part of every restart it finishes (docs/performance.md).
     modules = imported("-m", "blockjob", "recover", "--dry-run", str(tmp_path))
     assert "blockjob.qemu.wire" in modules and "blockjob.recovery.run" in modules
-    unwanted = {*HEAVY, "concurrent.futures", "logging"}
+    unwanted = {*HEAVY, "concurrent.futures", "logging", "secrets", "random"}
     assert not modules & unwanted, sorted(modules & unwanted)
     assert not any(m.startswith("blockjob.validation") for m in modules)
 
