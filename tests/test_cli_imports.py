@@ -8,6 +8,7 @@ The imports are read from `python -X importtime`, which lists every module a rea
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 import blockjob
 from blockjob.cli import COMMANDS, main
+from blockjob.recovery import RecoveryReport
 
 DATA = Path(__file__).parent / "data"
 FILE = str(DATA / "every-type-in.xml")
@@ -54,7 +56,7 @@ def test_recover_imports_no_schema_engine_asyncio_or_thread_pool_library(tmp_pat
     # Its start-up is part of every restart it finishes (docs/performance.md).
     modules = imported("-m", "blockjob", "recover", "--dry-run", str(tmp_path))
     assert "blockjob.qemu.wire" in modules and "blockjob.recovery.run" in modules
-    unwanted = {*HEAVY, "concurrent.futures", "logging"}
+    unwanted = {*HEAVY, "concurrent.futures", "logging", "secrets", "random"}
     assert not modules & unwanted, sorted(modules & unwanted)
     assert not any(m.startswith("blockjob.validation") for m in modules)
 
@@ -123,3 +125,28 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
         main(["nosuch"])
     assert caught.value.code == 2
     assert "invalid choice: 'nosuch'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("own_process", [False, True])
+def test_the_collector_stays_off_only_while_a_command_is_imported(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, own_process: bool
+) -> None:
+    """As its process's entry (no argv), main freezes what start-up imported out of the
+    collector's reach (docs/performance.md); called with arguments it leaves a caller's
+    objects as they were. Either way the collector runs again for the command."""
+    seen: list[bool] = []
+
+    def recover(*args: object, **kwargs: object) -> RecoveryReport:
+        seen.append(gc.isenabled())
+        return RecoveryReport([])
+
+    monkeypatch.setattr("blockjob.cli.recover.recover", recover)
+    argv = ["blockjob", "recover", "--dry-run", str(tmp_path)]
+    monkeypatch.setattr(sys, "argv", argv)
+    frozen = gc.get_freeze_count()
+    try:
+        assert (main() if own_process else main(argv[1:])) == 0
+        assert seen == [True] and gc.isenabled()
+        assert (gc.get_freeze_count() > frozen) is own_process
+    finally:
+        gc.unfreeze()

@@ -487,3 +487,44 @@ def test_view_asks_in_one_batch_only_while_no_stream_job_can_conclude(tmp_path: 
         assert server.commands[5:] == [
             "query-jobs", "query-jobs", "query-named-block-nodes", "query-jobs",
             "x-debug-query-block-graph", "query-block"]
+
+
+def test_observe_asks_jobs_and_graph_in_one_batch_only_while_no_stream_job_can_exist(
+    tmp_path: Path,
+) -> None:
+    states = iter(["commit", "commit", "stream"])
+
+    def jobs(request: dict[str, Any]) -> Iterable[bytes]:
+        return _jobs((next(states), "concluded"))(request)
+
+    scripts = {"query-jobs": jobs, "query-named-block-nodes": answer([]),
+               "x-debug-query-block-graph": answer({"nodes": [], "edges": []}),
+               "query-block": answer([]), "block-stream": answer({})}
+    graph = ["query-named-block-nodes", "x-debug-query-block-graph", "query-block"]
+    with peer(tmp_path, scripts) as server, connect(server) as monitor:
+        seen: list[str] = []
+        monitor.observer = lambda when, command: seen.append(f"{when} {command}")
+        assert monitor.observe()[0]["j0"].type == "commit"  # nothing known: the jobs first
+        assert monitor.observe()[1:] == ({}, {}, ())  # no stream job: all four at once
+        assert seen[8:12] == [f"before {command}" for command in ["query-jobs", *graph]]
+        monitor.execute("block-stream", {"device": "x"})  # may have started one
+        with pytest.raises(UnsafeQueryError, match="block-stream job 'j0' is concluded"):
+            monitor.observe()
+        assert server.commands[1:] == ["query-jobs", *graph, "query-jobs", *graph,
+                                       "block-stream", "query-jobs"]
+
+
+def test_a_job_seen_concluded_is_known_to_be_there_until_a_dismiss_is_sent(
+    tmp_path: Path,
+) -> None:
+    scripts = {"query-jobs": _jobs(("commit", "concluded"), ("mirror", "running")),
+               "job-dismiss": answer({}), "query-block": answer([])}
+    with peer(tmp_path, scripts) as server, connect(server) as monitor:
+        assert not monitor.concluded("j0")  # nothing seen yet
+        monitor.query_jobs()
+        assert monitor.concluded("j0") and not monitor.concluded("j1")  # j1 may end any time
+        monitor.device_roots()  # no dismiss: j0 waits for one
+        assert monitor.concluded("j0")
+        monitor.job_dismiss("j1")  # any dismiss: what QEMU has is asked again
+        assert not monitor.concluded("j0")
+        assert server.commands[1:] == ["query-jobs", "query-block", "job-dismiss"]

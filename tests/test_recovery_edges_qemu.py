@@ -6,8 +6,9 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ from tests.support.qemu_fixtures import (
     wait_concluded,
     wait_until,
 )
-from tests.test_qmp_wire import answer, peer
+from tests.test_qmp_wire import Peer, Script, answer, peer
 from tests.test_recovery_qemu import assert_completed, recover_ok
 
 pytestmark = QEMU_MARKS
@@ -455,3 +456,70 @@ def test_an_image_above_the_files_top_is_found(tmp_path: Path, dry_run: bool) ->
         assert not report.ok and report.domains[0].failed_checks == [
             "disk vdb: libvirt-4-format is backed by libvirt-5-format in QEMU, the file "
             "says libvirt-5-format is the top"]
+
+
+def _relayed(qemu: Monitor, commands: Iterable[str],
+             jobs: Callable[[list[Any]], list[Any]] = list) -> dict[str, Script]:
+    """A peer's scripts that pass each of `commands` on to QEMU and its reply back; the
+    reply to `query-jobs` through `jobs`."""
+    def relay(request: dict[str, Any]) -> list[bytes]:
+        found = qemu.execute(request["execute"], request.get("arguments"))
+        return list(answer(jobs(found) if request["execute"] == "query-jobs" else found)(
+            request))
+
+    return dict.fromkeys(commands, relay)
+
+
+def _through(tb: Lab, server: Peer) -> None:
+    """Point the domain's status file at `server` instead of its QEMU."""
+    text = tb.status_path.read_text()
+    tb.status_path.write_text(text.replace(tb.monitor_path, str(server.server.getsockname())))
+
+
+_OBSERVE = ["query-jobs", "query-named-block-nodes", "x-debug-query-block-graph", "query-block"]
+
+
+def test_a_concluded_commit_is_finished_and_verified_after_its_last_step(
+    tmp_path: Path,
+) -> None:
+    """What QEMU is sent: the plan's look at the jobs (the job seen concluded needs no
+    second one before its job-dismiss), the steps, then verification's observation, all
+    of it asked at once after the last step."""
+    steps = ["query-named-block-nodes", "blockdev-reopen", "transaction", "blockdev-reopen",
+             "job-dismiss", "x-debug-query-block-graph", "blockdev-del", "blockdev-del"]
+    with started(tmp_path / "qemu") as tb:
+        commit(tb)
+        wait_concluded(tb)
+        with tb.connect() as qemu, peer(tmp_path, _relayed(qemu, {*steps, *_OBSERVE})) as server:
+            _through(tb, server)
+            seen: list[str] = []
+            report = recover([tb.status_path], probe=lambda when, what: seen.append(
+                f"{when} {what}"))
+            assert report.ok, report.domains[0].lines()
+        assert server.commands[1:] == ["query-jobs", *steps, *_OBSERVE]
+        assert seen[-10:-2] == [f"{when} {command}" for when in ("before", "after")
+                                for command in _OBSERVE]
+        assert seen[-2:] == ["before save", "after save"]
+        assert_completed(tb)
+
+
+def test_a_job_qemu_lost_after_the_plan_looked_fails_the_check(tmp_path: Path) -> None:
+    """Verification's jobs come from its own observation, asked with the graph after the
+    last step, not from what the plan saw: a running commit adopted, then gone from what
+    QEMU says, is a failed check."""
+    looks: list[int] = []
+
+    def gone_after_the_plan(found: list[Any]) -> list[Any]:
+        looks.append(1)
+        return found if len(looks) == 1 else []
+
+    with started(tmp_path / "qemu") as tb:
+        commit(tb, speed=CRAWL)
+        with tb.connect() as qemu, \
+                peer(tmp_path, _relayed(qemu, _OBSERVE, gone_after_the_plan)) as server:
+            _through(tb, server)
+            report = recover([tb.status_path])
+        assert server.commands[1:] == ["query-jobs", *_OBSERVE]
+        assert report.domains[0].jobs[0].decision == Decision.ADOPT
+        assert not report.ok and report.domains[0].failed_checks == [
+            f"job '{JOB}' is recorded but QEMU does not know it"]

@@ -6,7 +6,6 @@ import errno
 import fcntl
 import os
 import resource
-import secrets
 import signal
 import stat
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from blockjob.store import atomic
 from blockjob.store.status_store import StatusStore, StoreError
 from tests.test_store_support import RawDocument, lock_name, scratch_files, status_bytes
 
@@ -186,7 +186,7 @@ def test_a_save_never_writes_into_an_existing_file_under_its_scratch_name(
     # opened for writing; the save fails and the status file stays as it was.
     store = StatusStore(tmp_path)
     path = store.save(OLD)
-    monkeypatch.setattr(secrets, "token_hex", lambda nbytes: "0123456789abcdef")
+    monkeypatch.setattr(atomic, "scratch_token", lambda: "0123456789abcdef")
     planted = tmp_path / f".blockjob-{lock_name('vm1')[10:26]}.0123456789abcdef.tmp"
     planted.write_bytes(b"someone else's file")
     with pytest.raises(StoreError, match="File exists"):

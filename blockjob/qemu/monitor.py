@@ -42,6 +42,8 @@ _START_NO_STREAM = frozenset({
     "blockdev-del", "transaction", "block-commit", "query-block-exports", "nbd-server-stop",
     "block-export-del",
 })
+# Commands that take a concluded job out of QEMU (see `Monitor.concluded`).
+_DISMISSING = frozenset({"job-dismiss", "block-job-dismiss"})
 
 
 class MonitorError(BlockJobError):
@@ -266,10 +268,13 @@ def _node(item: object) -> BlockNode:
     )
 
 
-# The queries the node-graph views are read from, one by one or in one batch (`view`).
+# The queries an observation is read from, one by one or in one batch (`view`, `observe`).
+_JOBS: tuple[str, None] = ("query-jobs", None)
 _NODES: tuple[str, Mapping[str, object]] = ("query-named-block-nodes", {"flat": True})
 _GRAPH: tuple[str, None] = ("x-debug-query-block-graph", None)
 _DEVICES: tuple[str, None] = ("query-block", None)
+# The nodes by name, each named node's backing node, the devices' root nodes.
+View = tuple[dict[str, BlockNode], dict[str, str], tuple[str, ...]]
 
 
 class Monitor:
@@ -290,6 +295,9 @@ class Monitor:
         # serves this monitor to us alone, so no stream job can conclude meanwhile: the
         # graph queries need no `query-jobs` of their own (see `_refuse_if_unsafe`).
         self._stream_free = False
+        # The jobs the last `query-jobs` saw concluded, while no dismiss was sent since
+        # (see `concluded`).
+        self._concluded: frozenset[str] = frozenset()
 
     @classmethod
     def connect(
@@ -356,6 +364,8 @@ class Monitor:
                 self.observer("before", command)
             if command not in _START_NO_STREAM:
                 self._stream_free = False
+            if command in _DISMISSING:
+                self._concluded = frozenset()
         try:
             replies = self._connection.commands(
                 [(command, arguments or None) for command, arguments in batch],
@@ -396,16 +406,30 @@ class Monitor:
                 self.path, f"unexpected reply to {command}: {reason}") from None
 
     def query_jobs(self) -> dict[str, QemuJob]:
-        jobs = self._parsed("query-jobs", _jobs, self.execute("query-jobs"))
+        return self._seen_jobs(self.execute(*_JOBS))
+
+    def _seen_jobs(self, raw: object) -> dict[str, QemuJob]:
+        """The jobs of a `query-jobs` reply, noted for `_stream_free` and `concluded`."""
+        jobs = self._parsed(_JOBS[0], _jobs, raw)
         self._stream_free = all(job.type != "stream" for job in jobs.values())
+        self._concluded = frozenset(name for name, job in jobs.items() if job.status == CONCLUDED)
         return jobs
 
+    def concluded(self, job_id: str) -> bool:
+        """Whether job `job_id` is in QEMU, concluded, known without asking: the last
+        `query-jobs` on this connection saw it concluded and no dismiss was sent since. A
+        concluded job leaves QEMU only by a dismiss, and QEMU serves this monitor to us
+        alone (the premise of `_stream_free` too)."""
+        return job_id in self._concluded
+
     def _refuse_if_unsafe(self, command: str) -> None:
+        if not self._stream_free:
+            self._check_safe(self.query_jobs(), command)
+
+    def _check_safe(self, jobs: Mapping[str, QemuJob], command: str) -> None:
         # QEMU 7.2 segfaults on `query-named-block-nodes` while a concluded block-stream
         # job is not dismissed (README section `recovery`); the graph queries wait for it.
-        if self._stream_free:
-            return
-        unsafe = unsafe_streams(self.query_jobs())
+        unsafe = unsafe_streams(jobs)
         if unsafe:
             raise UnsafeQueryError(
                 f"{self.path}: {command} not sent: block-stream job '{unsafe[0]}' is "
@@ -443,14 +467,29 @@ class Monitor:
             raise
         return self._parsed("query-block-exports", _exported, raw)
 
-    def view(self) -> tuple[dict[str, BlockNode], dict[str, str], tuple[str, ...]]:
+    def view(self) -> View:
         """`query_nodes()`, `backing_of()` and `device_roots()`, asked in one batch when
         no stream job can conclude meanwhile (see `_stream_free`), one by one else."""
         if not self._stream_free:
             return self.query_nodes(), self.backing_of(), self.device_roots()
         nodes, graph, devices = self.execute_all([_NODES, _GRAPH, _DEVICES])
+        return self._view(nodes, graph, devices)
+
+    def _view(self, nodes: object, graph: object, devices: object) -> View:
         return (self._parsed(_NODES[0], _nodes, nodes), self._parsed(_GRAPH[0], _backing, graph),
                 self._parsed(_DEVICES[0], _roots, devices))
+
+    def observe(self) -> tuple[dict[str, QemuJob], dict[str, BlockNode], dict[str, str],
+                               tuple[str, ...]]:
+        """`query_jobs()`, then `view()`: one batch of four when no stream job can exist
+        (see `_stream_free`), else the jobs first; UnsafeQueryError, with nothing of the
+        graph asked, when they hold a concluded stream job."""
+        if not self._stream_free:
+            jobs = self.query_jobs()
+            self._check_safe(jobs, _NODES[0])
+            return (jobs, *self.view())
+        jobs, nodes, graph, devices = self.execute_all([_JOBS, _NODES, _GRAPH, _DEVICES])
+        return (self._seen_jobs(jobs), *self._view(nodes, graph, devices))
 
     # -- commands --------------------------------------------------------------
 

@@ -149,7 +149,8 @@ def _restore(ctx: Context, step: Reenable, nodes: Nodes | None = None) -> int:
 
 
 def _dismiss(ctx: Context, step: Dismiss) -> None:
-    if step.job in ctx.monitor.query_jobs():
+    # A job the plan saw concluded is still there, waiting for this (`Monitor.concluded`).
+    if ctx.monitor.concluded(step.job) or step.job in ctx.monitor.query_jobs():
         ctx.monitor.job_dismiss(step.job)
 
 

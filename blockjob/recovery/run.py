@@ -26,8 +26,8 @@ from blockjob.qemu.monitor import (
     Monitor,
     MonitorError,
     MonitorUnavailableError,
+    UnsafeQueryError,
     check_waits,
-    unsafe_streams,
 )
 from blockjob.recovery.execute import (
     Context,
@@ -307,25 +307,24 @@ class _Run:
         self.pending = []
 
     def verify(self) -> list[str]:
-        """The end state, from a fresh observation (in a dry run: the state as found)."""
-        monitor = self.ctx.monitor
+        """The end state, from a fresh observation (in a dry run: the state as found),
+        asked after the last step: jobs first, then the node graph, its edges and the
+        devices, all in one batch while no stream job can exist (`Monitor.observe`)."""
         try:
-            # Jobs first: with no stream job among them, the node graph, its edges and
-            # the devices are asked in one batch (`Monitor.view`).
-            jobs = monitor.query_jobs()
-            if self.dry_run and unsafe_streams(jobs):
+            seen = Observed(*self.ctx.monitor.observe())
+        except UnsafeQueryError as exc:
+            if self.dry_run:
                 # The graph cannot be asked before the planned job-dismiss (README `QEMU
                 # care`): as found, nothing of it can be checked, and nothing is wrong.
                 return []
-            seen = Observed(jobs, *monitor.view())
-            if self.dry_run:  # only what does not depend on the planned steps
-                return (check_bases(self.touched, seen.nodes, self.unresolved, planned=True)
-                        + check_chains(self.ctx.doc, seen, set()))
-            failed = check_bases(self.touched, seen.nodes, self.unresolved)
-            failed += check_domain(self.ctx.doc, seen, self.finished, self.failed)
+            return [f"could not observe QEMU to verify: {exc}"]
         except MonitorError as exc:
             return [f"could not observe QEMU to verify: {exc}"]
-        return failed
+        if self.dry_run:  # only what does not depend on the planned steps
+            return (check_bases(self.touched, seen.nodes, self.unresolved, planned=True)
+                    + check_chains(self.ctx.doc, seen, set()))
+        failed = check_bases(self.touched, seen.nodes, self.unresolved)
+        return failed + check_domain(self.ctx.doc, seen, self.finished, self.failed)
 
 
 def reconcile_job(

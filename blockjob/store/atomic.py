@@ -32,7 +32,6 @@ import functools
 import hashlib
 import os
 import re
-import secrets
 import stat
 
 _PREFIX = ".blockjob-"
@@ -61,6 +60,12 @@ class FileChangedError(Exception):
 def key_of(name: str) -> str:
     """The 16 hex digits that stand for file name `name` in its scratch and lock names."""
     return hashlib.sha256(os.fsencode(name)).hexdigest()[:16]
+
+
+def scratch_token() -> str:
+    """The random part of a save's scratch names: 16 hex digits from `os.urandom` (what
+    `secrets.token_hex` returns, without that module's imports: hmac, base64, random)."""
+    return os.urandom(8).hex()
 
 
 def scratch_key(name: str) -> str | None:
@@ -190,7 +195,7 @@ def replace_file(path: str | os.PathLike[str], data: bytes, mode: int = 0o600, *
     # as much CPU as all of them together.
     target = os.fspath(path)
     directory, name = os.path.split(target)
-    token = os.path.join(directory, f"{_PREFIX}{key_of(name)}.{secrets.token_hex(8)}")
+    token = os.path.join(directory, f"{_PREFIX}{key_of(name)}.{scratch_token()}")
     scratch, kept = f"{token}.tmp", f"{token}.old.tmp"
     version = _write_new(scratch, data, mode, target, owned=owned, expected=expected)
     old = _Old.ABSENT
