@@ -485,8 +485,9 @@ def test_a_concluded_commit_is_finished_and_verified_after_its_last_step(
     """What QEMU is sent: the plan's look at the jobs (the job seen concluded needs no
     second one before its job-dismiss), the steps, then verification's observation, all
     of it asked at once after the last step."""
-    steps = ["query-named-block-nodes", "blockdev-reopen", "transaction", "blockdev-reopen",
-             "job-dismiss", "x-debug-query-block-graph", "blockdev-del", "blockdev-del"]
+    steps = ["query-named-block-nodes", "x-debug-query-block-graph", "blockdev-reopen",
+             "transaction", "blockdev-reopen", "job-dismiss", "x-debug-query-block-graph",
+             "blockdev-del", "blockdev-del"]
     with started(tmp_path / "qemu") as tb:
         commit(tb)
         wait_concluded(tb)
