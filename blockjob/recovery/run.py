@@ -29,6 +29,7 @@ from blockjob.qemu.monitor import (
     check_waits,
     unsafe_streams,
 )
+from blockjob.qemu.nodes import effective_node
 from blockjob.recovery.execute import (
     Context,
     Probe,
@@ -45,6 +46,7 @@ from blockjob.recovery.steps import Drop, DropMirror, MergeBitmaps, Reenable, St
 from blockjob.recovery.verify import (
     Observed,
     Touched,
+    Unusable,
     check_bases,
     check_chains,
     check_domain,
@@ -167,7 +169,7 @@ class _Run:
         self.dry_run = dry_run
         self.on_step = on_step
         self.touched: list[Touched] = []
-        self.unresolved: set[str] = set()
+        self.unresolved: set[Unusable] = set()
         self.finished: set[str] = set()
         self.failed: set[str] = set()  # jobs whose steps raised: kept, and not checked
         # What the file lets go of (jobs, stale mirrors) once the end state is verified,
@@ -210,10 +212,16 @@ class _Run:
             if not self.dry_run or plan.qemu_status in (None, CONCLUDED):
                 # A base QEMU's job still writes to (before a planned cancel) may be writable.
                 self.touched += touched
+            self._unusable(touched)
             if plan.decision not in _REPLANNED or self.dry_run:
-                self.unresolved.update(ctx.unresolved)
                 return
         report.error = f"job '{report.job}' is still pending after job-finalize"
+
+    def _unusable(self, touched: list[Touched]) -> None:
+        """Keep the job's bitmaps found unusable, each with the base it is on: another
+        disk's base may have bitmaps of those names, which verification still checks."""
+        self.unresolved.update((effective_node(step.base), name)
+                               for step in touched for name in self.ctx.unresolved)
 
     def _note(self, report: JobReport, plan: JobPlan) -> None:
         report.decision, report.qemu_status, report.note = (

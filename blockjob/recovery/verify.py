@@ -22,12 +22,16 @@ from blockjob.statusxml.disks import Disk
 from blockjob.statusxml.document import StatusDocument
 
 Touched = MergeBitmaps | Reenable
+# A listed bitmap already reported as unusable: (its base's node, its name). Names alone
+# are not enough: two disks' checkpoints share names, each on its own base.
+Unusable = tuple[str, str]
 # The type of QEMU job a `<mirror job>` of each kind belongs to.
 _MIRROR_OWNERS = {str(kind): qemu for kind, qemu in QEMU_TYPES.items()}
 
 
 def check_bases(
-    touched: Sequence[Touched], nodes: Nodes, unresolved: set[str], *, planned: bool = False
+    touched: Sequence[Touched], nodes: Nodes, unresolved: Collection[Unusable], *,
+    planned: bool = False,
 ) -> list[str]:
     """Every touched base read-only unless active; listed bitmaps recording and consistent
     (those already reported as unusable are left to that report). `planned`: the steps
@@ -43,7 +47,8 @@ def check_bases(
             failed.append(f"base {name} is writable; it must be read-only")
         for listed in step.listed:
             bitmap = node.bitmap(listed)
-            if listed in unresolved or (planned and bitmap is not None and not bitmap.inconsistent):
+            if (name, listed) in unresolved or (
+                    planned and bitmap is not None and not bitmap.inconsistent):
                 continue
             if bitmap is None or bitmap.inconsistent or not bitmap.recording:
                 state = ("missing" if bitmap is None else
