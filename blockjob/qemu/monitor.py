@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -230,14 +231,19 @@ def _nodes(raw: object) -> dict[str, BlockNode]:
     return {node.node_name: node for node in map(_node, _list(raw))}
 
 
-def _backing(raw: object) -> dict[str, str]:
+def _edges(child: str, raw: object) -> dict[str, str]:
+    """Each named node's `child` (`backing`, `file`) node, from the graph's edges."""
     graph = _mapping(raw)
     names = {node["id"]: node.get("name") for node in map(_mapping, _list(graph["nodes"]))}
     return {
         str(names[edge["parent"]]): str(names[edge["child"]])
         for edge in map(_mapping, _list(graph["edges"]))
-        if edge["name"] == "backing" and names.get(edge["parent"]) and names.get(edge["child"])
+        if edge["name"] == child and names.get(edge["parent"]) and names.get(edge["child"])
     }
+
+
+_backing = partial(_edges, "backing")
+_files = partial(_edges, "file")
 
 
 def _graph_nodes(raw: object) -> set[str]:
@@ -421,6 +427,12 @@ class Monitor:
         query for them; `x-debug-query-block-graph` exists since QEMU 4.0."""
         self._refuse_if_unsafe(_GRAPH[0])
         return self._parsed(_GRAPH[0], _backing, self.execute(*_GRAPH))
+
+    def children_of(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Each named node's file child and backing node, from one graph query."""
+        self._refuse_if_unsafe(_GRAPH[0])
+        raw = self.execute(*_GRAPH)
+        return self._parsed(_GRAPH[0], _files, raw), self._parsed(_GRAPH[0], _backing, raw)
 
     def node_names(self) -> set[str]:
         """The names of the graph's nodes: what `query_nodes()` lists, for a third of
