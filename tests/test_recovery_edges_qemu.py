@@ -14,7 +14,7 @@ import pytest
 import blockjob
 from blockjob.demo.lab import DiskSpec, Lab
 from blockjob.jobs.commit import CommitError, start_commit
-from blockjob.model import BlockJob, JobState, JobType, PullData
+from blockjob.model import BlockJob, CommitData, JobState, JobType, PullData
 from blockjob.qemu.monitor import Monitor, QMPCommandError
 from blockjob.qemu.reopen import transaction_on
 from blockjob.recovery import Decision, recover
@@ -455,3 +455,28 @@ def test_an_image_above_the_files_top_is_found(tmp_path: Path, dry_run: bool) ->
         assert not report.ok and report.domains[0].failed_checks == [
             "disk vdb: libvirt-4-format is backed by libvirt-5-format in QEMU, the file "
             "says libvirt-5-format is the top"]
+
+
+def test_a_job_an_io_error_paused_is_adopted_and_reported(tmp_path: Path) -> None:
+    """QEMU pauses a job started with `on-error: stop` on an I/O error; `query-jobs` says
+    only `paused`, and libvirt 9.0 records it running. recover adopted it and said ok
+    while the job makes no progress until someone resumes or aborts it."""
+    with started(tmp_path, fail_commit=True) as tb:
+        doc = blockjob.load(tb.status_path)
+        doc.add_job(BlockJob(JOB, JobType.COMMIT, JobState.RUNNING, jobflags=0, disk="vda",
+                             data=CommitData(base="libvirt-3-storage", top="libvirt-2-storage",
+                                             topparent="libvirt-1-storage")))
+        StatusStore(tb.directory).save(doc)
+        with tb.connect() as monitor:
+            monitor.execute("block-commit", {"job-id": JOB, "device": TOP, "top-node": MID,
+                                             "base-node": BASE, "on-error": "stop",
+                                             "auto-dismiss": False})
+            wait_until(lambda: job_status(monitor) == "paused", "paused by the error")
+        before = tb.status_path.read_bytes()
+        report = recover([tb.status_path])
+        [job] = report.domains[0].jobs
+        assert (job.decision, job.qemu_status) == (Decision.ADOPT, "paused")
+        assert job.problems == [f"job '{JOB}' is paused by an I/O error (io-status failed): "
+                                f"it makes no progress until it is resumed (job-resume) or "
+                                f"aborted"]
+        assert not report.ok and tb.status_path.read_bytes() == before

@@ -41,7 +41,7 @@ _START_NO_STREAM = frozenset({
     "query-jobs", "query-named-block-nodes", "x-debug-query-block-graph", "query-block",
     "job-dismiss", "job-finalize", "job-cancel", "job-complete", "blockdev-reopen",
     "blockdev-del", "transaction", "block-commit", "query-block-exports", "nbd-server-stop",
-    "block-export-del",
+    "block-export-del", "query-block-jobs",
 })
 
 
@@ -207,6 +207,12 @@ def _job(item: object) -> QemuJob:
 
 def _jobs(raw: object) -> dict[str, QemuJob]:
     return {job.id: job for job in map(_job, _list(raw))}
+
+
+def _io_failures(raw: object) -> dict[str, str]:
+    # `device` is the job's id for a job started with one (every job libvirt starts).
+    return {_text(job, "device"): _text(job, "io-status") for job in map(_mapping, _list(raw))
+            if job.get("io-status", "ok") != "ok"}
 
 
 def _bitmaps(raw: object) -> tuple[Bitmap, ...]:
@@ -405,6 +411,11 @@ class Monitor:
         jobs = self._parsed("query-jobs", _jobs, self.execute("query-jobs"))
         self._stream_free = all(job.type != "stream" for job in jobs.values())
         return jobs
+
+    def io_failures(self) -> dict[str, str]:
+        """The block jobs an I/O error stopped (`query-block-jobs`' `io-status`: `failed`
+        or `nospace`), by job id: `query-jobs` shows them only `paused` or `standby`."""
+        return self._parsed("query-block-jobs", _io_failures, self.execute("query-block-jobs"))
 
     def _refuse_if_unsafe(self, command: str) -> None:
         # QEMU 7.2 segfaults on `query-named-block-nodes` while a concluded block-stream

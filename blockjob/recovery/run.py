@@ -40,7 +40,15 @@ from blockjob.recovery.execute import (
     save,
 )
 from blockjob.recovery.parallel import affordable, file_key, run_ordered
-from blockjob.recovery.plan import ATTENTION, Decision, JobPlan, graph_questions, plan_job
+from blockjob.recovery.plan import (
+    ATTENTION,
+    PAUSED,
+    Decision,
+    JobPlan,
+    graph_questions,
+    paused_by_error,
+    plan_job,
+)
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
 from blockjob.recovery.steps import Drop, DropMirror, MergeBitmaps, Reenable, Step, describe
 from blockjob.recovery.verify import (
@@ -202,6 +210,8 @@ class _Run:
             if plan.decision in ATTENTION:
                 report.problems.append(plan.note or str(plan.decision))
                 return
+            if plan.decision is Decision.ADOPT and plan.qemu_status in PAUSED:
+                self._paused(report, plan.qemu_status)
             if job.disk is not None and plan.decision in _ENDED:
                 self.finished.add(job.disk)
             touched = [s for s in plan.steps if isinstance(s, MergeBitmaps | Reenable)]
@@ -216,6 +226,13 @@ class _Run:
             if plan.decision not in _REPLANNED or self.dry_run:
                 return
         report.error = f"job '{report.job}' is still pending after job-finalize"
+
+    def _paused(self, report: JobReport, status: str) -> None:
+        """A job QEMU holds paused may be so by an I/O error (`query-block-jobs` tells):
+        that needs an operator, though the file is right (libvirt records it running)."""
+        io_status = self.ctx.monitor.io_failures().get(report.job)
+        if io_status is not None:
+            report.problems.append(paused_by_error(report.job, status, io_status))
 
     def _unusable(self, touched: list[Touched]) -> None:
         """Keep the job's bitmaps found unusable, each with the base it is on: another
