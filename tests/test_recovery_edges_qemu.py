@@ -120,6 +120,34 @@ def test_a_pull_libvirt_typed_broken_is_dismissed_before_the_graph_is_asked(
             assert monitor.query_jobs() == {}
 
 
+def test_a_stale_chain_of_one_disk_holds_back_no_other_disks_finished_job(
+    tmp_path: Path,
+) -> None:
+    """A broken pull QEMU completed leaves vdb's chain in the file stale: attention on
+    every run that has a job to recover. It also kept vda's finished commit in the file
+    for good, which a restarted libvirt drops unfinished ("untracked by qemu"), keeping the
+    committed image QEMU no longer has in vda's chain. Only the jobs a failed check is
+    about stay."""
+    name = "pull-vdb-libvirt-4-format"
+    stale = ("disk vdb: libvirt-4-format is backed by libvirt-6-format in QEMU, the file "
+             "says libvirt-5-format")
+    with started(tmp_path, second_disk=True) as tb:
+        commit(tb)
+        doc = blockjob.load(tb.status_path)
+        doc.add_job(BlockJob(name, JobType.BROKEN, JobState.RUNNING, brokentype=JobType.PULL,
+                             disk="vdb"))
+        StatusStore(tmp_path).save(doc)
+        with tb.connect() as monitor:
+            monitor.execute("block-stream", {"job-id": name, "device": "libvirt-4-format",
+                                             "base-node": "libvirt-6-format",
+                                             "auto-dismiss": False})
+        wait_concluded(tb)
+        wait_concluded(tb, name)
+        report = recover([tb.status_path])
+        assert report.domains[0].failed_checks == [stale] and not report.ok
+        assert_completed(tb)
+
+
 def test_unreachable_monitor_needs_attention_and_other_domains_still_recover(
     tmp_path: Path,
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from blockjob.qemu.monitor import Bitmap, BlockNode
 from blockjob.recovery.steps import Reenable
-from blockjob.recovery.verify import check_bases
+from blockjob.recovery.verify import Failure, check_bases
 from tests.support.images import file_image
 
 
@@ -23,4 +23,4 @@ def test_a_bitmap_unusable_on_one_base_hides_no_same_named_bitmap_on_another() -
 
     failed = check_bases(touched, nodes, {("vda-base", "chk1")})
 
-    assert failed == ["bitmap 'chk1' in vdb-base is disabled; it must be recording"]
+    assert failed == [Failure("bitmap 'chk1' in vdb-base is disabled; it must be recording")]

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from blockjob.errors import BlockJobError, InputError, StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, check_regular, is_directory
-from blockjob.model import JobType
+from blockjob.model import BlockJob, JobType
 from blockjob.qemu.monitor import (
     CONCLUDED,
     Monitor,
@@ -52,6 +52,7 @@ from blockjob.recovery.plan import (
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
 from blockjob.recovery.steps import Drop, DropMirror, MergeBitmaps, Reenable, Step, describe
 from blockjob.recovery.verify import (
+    Failure,
     Observed,
     Touched,
     Unusable,
@@ -169,6 +170,16 @@ def _repairs(entry: _Pending) -> bool:
     return entry[0].decision in (Decision.INVALID, _STALE_MIRROR)
 
 
+def _held(doc: StatusDocument, entry: _Pending, disks: set[str | None]) -> BlockJob | None:
+    """The ended job `entry` drops, if a failed check about its disk (of `disks`; None:
+    one about no single disk) holds it in `doc`, the file as before the drops."""
+    step = entry[1]
+    job = doc.job(step.job) if isinstance(step, Drop) and not _repairs(entry) else None
+    if job is None or not (None in disks or job.disk in disks):
+        return None
+    return job
+
+
 class _Run:
     """One domain's recovery: the context plus what verification must look at."""
 
@@ -283,27 +294,31 @@ class _Run:
     def conclude(self, *, mirrors: bool) -> tuple[list[JobReport], list[str]]:
         """Let go of the ended jobs (and, with `mirrors`, of stale `<mirror>`s), verify the
         end state against a fresh observation, and only then save. A failed check keeps
-        the ended jobs in the file, so the next run finds them, checks again, and no run
-        says ok while the state is wrong; repairs of what libvirt cannot load (an invalid
-        job, a stale `<mirror>` of a disk no kept job owns) are saved either way.
+        the ended jobs it is about in the file (`_held`), so the next run finds them,
+        checks again, and no run says ok while the state is wrong; the other ended jobs
+        leave, else one disk's stale chain kept another disk's finished job for good;
+        repairs of what libvirt cannot load (an invalid job, a stale `<mirror>` of a disk
+        no kept job owns) are saved either way.
         Returns the stale-mirror reports and the failed checks."""
         ctx = self.ctx
         before = ctx.doc.dumps()
         self._forget(self.pending)
         reports = self.stale_mirrors() if mirrors else []
         self._forget(self.pending)
-        failed = self.verify()
+        failures = self.verify()
+        failed = [failure.line for failure in failures]
         if self.dry_run:
             return reports, failed
         done = self.applied
-        if failed and not all(map(_repairs, done)):
+        if failures and not all(map(_repairs, done)):
             ctx.doc.reload(before)  # what the file still holds
-            # The ended jobs stay, and with them the `<mirror>` of a disk one of them owns.
-            ended = [step.job for entry in done if not _repairs(entry)
-                     and isinstance(step := entry[1], Drop)]
-            kept = {job.disk for name in ended if (job := ctx.doc.job(name)) is not None}
-            done = [entry for entry in done if _repairs(entry)
-                    and not (isinstance(entry[1], DropMirror) and entry[1].disk in kept)]
+            disks = {failure.disk for failure in failures}
+            # The held jobs stay, and with them the `<mirror>` of a disk one of them owns.
+            held = [job for entry in done if (job := _held(ctx.doc, entry, disks)) is not None]
+            names, kept = {job.name for job in held}, {job.disk for job in held}
+            done = [entry for entry in done
+                    if not (isinstance(step := entry[1], Drop) and step.job in names)
+                    and not (isinstance(step, DropMirror) and step.disk in kept)]
             self.applied, self.backup_files = [], []
             self._forget(done, hook=False)
         for entry, paths in self.backup_files:
@@ -331,7 +346,7 @@ class _Run:
                 ctx.backup_files = []
         self.pending = []
 
-    def verify(self) -> list[str]:
+    def verify(self) -> list[Failure]:
         """The end state, from a fresh observation (in a dry run: the state as found)."""
         monitor = self.ctx.monitor
         try:
@@ -349,7 +364,7 @@ class _Run:
             failed = check_bases(self.touched, seen.nodes, self.unresolved)
             failed += check_domain(self.ctx.doc, seen, self.finished, self.failed)
         except MonitorError as exc:
-            return [f"could not observe QEMU to verify: {exc}"]
+            return [Failure(f"could not observe QEMU to verify: {exc}")]
         return failed
 
 
