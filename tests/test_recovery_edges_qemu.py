@@ -222,13 +222,21 @@ def test_libvirt_9_corrupt_file_is_rewritten_loadable(tmp_path: Path) -> None:
         assert path.read_text() == doc.dumps().decode()
 
 
+def _refuse_writes_to_base(tb: Lab, target: str = "vda") -> None:
+    """Reopen the storage node of disk `target`'s base read-only for good (no
+    auto-read-only): QEMU then refuses base's read-write reopen."""
+    base = base_image(tb, target)
+    with tb.connect() as monitor:
+        monitor.blockdev_reopen([{"driver": "file", "node-name": base.storage_node,
+                                  "filename": base.path, "read-only": True,
+                                  "auto-read-only": False}])
+
+
 def test_qmp_error_needs_attention_and_keeps_the_job_for_a_rerun(tmp_path: Path) -> None:
     with started(tmp_path) as tb:
         commit(tb)
         wait_concluded(tb)
-        # The file names a storage node QEMU does not have: blockdev-reopen fails.
-        text = tb.status_path.read_text().replace("libvirt-3-storage", "libvirt-33-storage")
-        tb.status_path.write_text(text)
+        _refuse_writes_to_base(tb)
         report = recover([tb.status_path])
         assert not report.ok and report.domains[0].status == "attention"
         job = report.domains[0].jobs[0]
@@ -413,13 +421,13 @@ def test_a_failed_check_keeps_the_ended_job_until_the_state_is_right(tmp_path: P
     with Lab(tmp_path, disks) as tb:
         commit(tb)
         wait_concluded(tb)
-        # The file's vdb names a node QEMU does not have: its chain is not QEMU's.
-        good, bad = "name='libvirt-4-format'", "name='libvirt-44-format'"
+        # The file's vda names a node QEMU does not have: its chain is not QEMU's.
+        good, bad = "name='libvirt-1-format'", "name='libvirt-11-format'"
         tb.status_path.write_text(tb.status_path.read_text().replace(good, bad))
         for _ in range(2):  # every run says so, and keeps the job it could not verify
             report = recover([tb.status_path])
             assert not report.ok
-            assert any("libvirt-44-format" in check for check in report.domains[0].failed_checks)
+            assert any("libvirt-11-format" in check for check in report.domains[0].failed_checks)
             assert report.domains[0].jobs[0].done < len(report.domains[0].jobs[0].steps)
             kept = blockjob.load(tb.status_path).job(JOB)
             assert kept is not None and kept.newstate == JobState.COMPLETED
@@ -458,9 +466,7 @@ def test_a_job_that_fails_does_not_hold_back_the_others(tmp_path: Path) -> None:
             start_commit(owner, "vdb", "libvirt-5-format", "libvirt-6-format")
         wait_concluded(tb)
         wait_concluded(tb, other)
-        # vda's base names a storage node QEMU does not have: its reopen fails.
-        text = tb.status_path.read_text().replace("libvirt-3-storage", "libvirt-33-storage")
-        tb.status_path.write_text(text)
+        _refuse_writes_to_base(tb)  # vda's
         report = recover([tb.status_path])
         failed, finished = report.domains[0].jobs
         assert failed.error is not None and failed.error.startswith("blockdev-reopen")
