@@ -283,6 +283,7 @@ def test_what_is_not_qmp_makes_the_monitor_unavailable(
                                   "dirty-bitmaps": {}}], "expected a list, got dict"),
     ("query-block", [17], "expected an object, got int"),
     ("x-debug-query-block-graph", {"nodes": []}, "'edges'"),
+    ("query-block-jobs", [{"device": "j", "io-status": 5}], "'io-status' is a int"),
 ])
 def test_a_reply_of_another_shape_makes_the_monitor_unavailable(
     tmp_path: Path, command: str, reply: object, reason: str
@@ -291,6 +292,7 @@ def test_a_reply_of_another_shape_makes_the_monitor_unavailable(
     queries: dict[str, Callable[[Monitor], object]] = {
         "query-jobs": Monitor.query_jobs, "query-named-block-nodes": Monitor.query_nodes,
         "query-block": Monitor.device_roots, "x-debug-query-block-graph": Monitor.backing_of,
+        "query-block-jobs": Monitor.io_failures,
     }
     scripts = {"query-jobs": answer([]), command: answer(reply)}
     with peer(tmp_path, scripts) as server, connect(server) as monitor, \
@@ -528,3 +530,14 @@ def test_a_job_seen_concluded_is_known_to_be_there_until_a_dismiss_is_sent(
         monitor.job_dismiss("j1")  # any dismiss: what QEMU has is asked again
         assert not monitor.concluded("j0")
         assert server.commands[1:] == ["query-jobs", "query-block", "job-dismiss"]
+
+
+def test_only_the_jobs_an_io_error_stopped_are_io_failures(tmp_path: Path) -> None:
+    # A job paused by job-pause says io-status ok; a job without one (not a block job) none.
+    jobs = [{"device": "paused-by-hand", "io-status": "ok", "status": "paused"},
+            {"device": "stopped", "io-status": "failed", "status": "paused"},
+            {"device": "full", "io-status": "nospace", "status": "standby"},
+            {"device": "other", "status": "running"}]
+    with peer(tmp_path, {"query-block-jobs": answer(jobs)}) as server, \
+            connect(server) as monitor:
+        assert monitor.io_failures() == {"stopped": "failed", "full": "nospace"}

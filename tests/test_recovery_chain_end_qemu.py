@@ -14,6 +14,7 @@ import blockjob
 from blockjob.demo.images import ImageSpec, MiB, Write
 from blockjob.demo.lab import DiskSpec, Lab
 from blockjob.model import BlockJob, JobState, JobType, PullData, StorageSource
+from blockjob.qemu.reopen import set_read_only
 from blockjob.recovery import Decision
 from blockjob.store.status_store import StatusStore
 from tests.support import scenario
@@ -93,3 +94,34 @@ def test_a_finished_pull_keeps_the_chain_end_the_file_does_not_name(tmp_path: Pa
         wait_concluded(tb, PULL)
         assert recover_ok(tb) == [Decision.COMPLETED]
         _assert_bottom_kept(tb)
+
+
+
+def _file_children(tb: Lab) -> dict[str, str]:
+    """Each named node's `file` child in QEMU's graph."""
+    with tb.connect() as monitor:
+        files, _ = monitor.children_of()
+    return files
+
+
+def test_a_wrong_storage_node_in_the_file_never_becomes_bases_file_child(
+    tmp_path: Path,
+) -> None:
+    """Base's read-only reopen named the file's storage node of base: one that exists but
+    is the bottom's became base's file (nothing refuses a reader), so the guest read the
+    bottom's clusters as base's, and QEMU could no longer list base's bitmaps."""
+    with _lab(tmp_path) as tb:
+        commit(tb)
+        wait_concluded(tb)
+        files = _file_children(tb)
+        disk = blockjob.load(tb.status_path).disk(scenario.TARGET)
+        assert disk is not None and disk.chain is not None
+        base = next(i for i in disk.chain.images() if i.format_node == BASE)
+        with tb.connect() as monitor:  # as a run killed inside the merge leaves it
+            set_read_only(monitor, base, False)
+        text = tb.status_path.read_text()
+        tb.status_path.write_text(text.replace(f"'{files[BASE]}'", f"'{files[BOTTOM]}'"))
+        assert recover_ok(tb) == [Decision.COMPLETED]
+        assert _file_children(tb)[BASE] == files[BASE]
+        with tb.connect() as monitor:
+            assert monitor.query_nodes()[BASE].read_only

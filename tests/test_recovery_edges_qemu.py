@@ -15,7 +15,7 @@ import pytest
 import blockjob
 from blockjob.demo.lab import DiskSpec, Lab
 from blockjob.jobs.commit import CommitError, start_commit
-from blockjob.model import BlockJob, JobState, JobType, PullData
+from blockjob.model import BlockJob, CommitData, JobState, JobType, PullData
 from blockjob.qemu.monitor import Monitor, QMPCommandError
 from blockjob.qemu.reopen import transaction_on
 from blockjob.recovery import Decision, recover
@@ -121,6 +121,34 @@ def test_a_pull_libvirt_typed_broken_is_dismissed_before_the_graph_is_asked(
             assert monitor.query_jobs() == {}
 
 
+def test_a_stale_chain_of_one_disk_holds_back_no_other_disks_finished_job(
+    tmp_path: Path,
+) -> None:
+    """A broken pull QEMU completed leaves vdb's chain in the file stale: attention on
+    every run that has a job to recover. It also kept vda's finished commit in the file
+    for good, which a restarted libvirt drops unfinished ("untracked by qemu"), keeping the
+    committed image QEMU no longer has in vda's chain. Only the jobs a failed check is
+    about stay."""
+    name = "pull-vdb-libvirt-4-format"
+    stale = ("disk vdb: libvirt-4-format is backed by libvirt-6-format in QEMU, the file "
+             "says libvirt-5-format")
+    with started(tmp_path, second_disk=True) as tb:
+        commit(tb)
+        doc = blockjob.load(tb.status_path)
+        doc.add_job(BlockJob(name, JobType.BROKEN, JobState.RUNNING, brokentype=JobType.PULL,
+                             disk="vdb"))
+        StatusStore(tmp_path).save(doc)
+        with tb.connect() as monitor:
+            monitor.execute("block-stream", {"job-id": name, "device": "libvirt-4-format",
+                                             "base-node": "libvirt-6-format",
+                                             "auto-dismiss": False})
+        wait_concluded(tb)
+        wait_concluded(tb, name)
+        report = recover([tb.status_path])
+        assert report.domains[0].failed_checks == [stale] and not report.ok
+        assert_completed(tb)
+
+
 def test_unreachable_monitor_needs_attention_and_other_domains_still_recover(
     tmp_path: Path,
 ) -> None:
@@ -195,13 +223,21 @@ def test_libvirt_9_corrupt_file_is_rewritten_loadable(tmp_path: Path) -> None:
         assert path.read_text() == doc.dumps().decode()
 
 
+def _refuse_writes_to_base(tb: Lab, target: str = "vda") -> None:
+    """Reopen the storage node of disk `target`'s base read-only for good (no
+    auto-read-only): QEMU then refuses base's read-write reopen."""
+    base = base_image(tb, target)
+    with tb.connect() as monitor:
+        monitor.blockdev_reopen([{"driver": "file", "node-name": base.storage_node,
+                                  "filename": base.path, "read-only": True,
+                                  "auto-read-only": False}])
+
+
 def test_qmp_error_needs_attention_and_keeps_the_job_for_a_rerun(tmp_path: Path) -> None:
     with started(tmp_path) as tb:
         commit(tb)
         wait_concluded(tb)
-        # The file names a storage node QEMU does not have: blockdev-reopen fails.
-        text = tb.status_path.read_text().replace("libvirt-3-storage", "libvirt-33-storage")
-        tb.status_path.write_text(text)
+        _refuse_writes_to_base(tb)
         report = recover([tb.status_path])
         assert not report.ok and report.domains[0].status == "attention"
         job = report.domains[0].jobs[0]
@@ -386,13 +422,13 @@ def test_a_failed_check_keeps_the_ended_job_until_the_state_is_right(tmp_path: P
     with Lab(tmp_path, disks) as tb:
         commit(tb)
         wait_concluded(tb)
-        # The file's vdb names a node QEMU does not have: its chain is not QEMU's.
-        good, bad = "name='libvirt-4-format'", "name='libvirt-44-format'"
+        # The file's vda names a node QEMU does not have: its chain is not QEMU's.
+        good, bad = "name='libvirt-1-format'", "name='libvirt-11-format'"
         tb.status_path.write_text(tb.status_path.read_text().replace(good, bad))
         for _ in range(2):  # every run says so, and keeps the job it could not verify
             report = recover([tb.status_path])
             assert not report.ok
-            assert any("libvirt-44-format" in check for check in report.domains[0].failed_checks)
+            assert any("libvirt-11-format" in check for check in report.domains[0].failed_checks)
             assert report.domains[0].jobs[0].done < len(report.domains[0].jobs[0].steps)
             kept = blockjob.load(tb.status_path).job(JOB)
             assert kept is not None and kept.newstate == JobState.COMPLETED
@@ -431,9 +467,7 @@ def test_a_job_that_fails_does_not_hold_back_the_others(tmp_path: Path) -> None:
             start_commit(owner, "vdb", "libvirt-5-format", "libvirt-6-format")
         wait_concluded(tb)
         wait_concluded(tb, other)
-        # vda's base names a storage node QEMU does not have: its reopen fails.
-        text = tb.status_path.read_text().replace("libvirt-3-storage", "libvirt-33-storage")
-        tb.status_path.write_text(text)
+        _refuse_writes_to_base(tb)  # vda's
         report = recover([tb.status_path])
         failed, finished = report.domains[0].jobs
         assert failed.error is not None and failed.error.startswith("blockdev-reopen")
@@ -524,3 +558,28 @@ def test_a_job_qemu_lost_after_the_plan_looked_fails_the_check(tmp_path: Path) -
         assert report.domains[0].jobs[0].decision == Decision.ADOPT
         assert not report.ok and report.domains[0].failed_checks == [
             f"job '{JOB}' is recorded but QEMU does not know it"]
+
+
+def test_a_job_an_io_error_paused_is_adopted_and_reported(tmp_path: Path) -> None:
+    """QEMU pauses a job started with `on-error: stop` on an I/O error; `query-jobs` says
+    only `paused`, and libvirt 9.0 records it running. recover adopted it and said ok
+    while the job makes no progress until someone resumes or aborts it."""
+    with started(tmp_path, fail_commit=True) as tb:
+        doc = blockjob.load(tb.status_path)
+        doc.add_job(BlockJob(JOB, JobType.COMMIT, JobState.RUNNING, jobflags=0, disk="vda",
+                             data=CommitData(base="libvirt-3-storage", top="libvirt-2-storage",
+                                             topparent="libvirt-1-storage")))
+        StatusStore(tb.directory).save(doc)
+        with tb.connect() as monitor:
+            monitor.execute("block-commit", {"job-id": JOB, "device": TOP, "top-node": MID,
+                                             "base-node": BASE, "on-error": "stop",
+                                             "auto-dismiss": False})
+            wait_until(lambda: job_status(monitor) == "paused", "paused by the error")
+        before = tb.status_path.read_bytes()
+        report = recover([tb.status_path])
+        [job] = report.domains[0].jobs
+        assert (job.decision, job.qemu_status) == (Decision.ADOPT, "paused")
+        assert job.problems == [f"job '{JOB}' is paused by an I/O error (io-status failed): "
+                                f"it makes no progress until it is resumed (job-resume) or "
+                                f"aborted"]
+        assert not report.ok and tb.status_path.read_bytes() == before

@@ -18,6 +18,7 @@ from tests.support.finish_lab import (
     FLOWS,
     PUSH_BITMAP,
     TWO_DISKS,
+    add_image,
     backup_job,
     backup_pull,
     backup_push,
@@ -32,12 +33,15 @@ from tests.support.finish_lab import (
 )
 from tests.support.qemu_fixtures import (
     BASE,
+    CRAWL,
     QEMU_MARKS,
     TOP,
     image_path,
+    job_status,
     node_states,
     started,
     wait_concluded,
+    wait_until,
 )
 
 pytestmark = QEMU_MARKS
@@ -207,4 +211,39 @@ def test_a_backups_running_job_is_cancelled_with_its_failed_sibling(
             assert {scratch_node(9), scratch_node(10)}.isdisjoint(monitor.node_names())
         text = tb.status_path.read_bytes()
         assert b"<backups>" not in text and b"async='backup'" not in text
+        assert not blockjob.load(tb.status_path).jobs
+
+
+def test_an_abort_of_a_backup_job_waiting_for_its_transaction_is_asked_again(
+    tmp_path: Path,
+) -> None:
+    """A job of a grouped transaction that is done waits (`waiting`) for the others. An
+    abort recorded and never sent was adopted, and libvirt 9.0 refuses to abort an
+    `aborting` job again: QEMU takes a job-cancel in `waiting`, so recover asks it, and
+    the transaction ends cancelled as a whole."""
+    with started(tmp_path, second_disk=True) as tb:
+        with tb.connect() as monitor:
+            vda = add_image(monitor, tb, "vda.copy", 9, None)
+            vdb = add_image(monitor, tb, "vdb.copy", 10, None)
+            monitor.execute("transaction", {
+                "actions": [{"type": "blockdev-backup", "data": {
+                    "job-id": backup_job(target, top), "device": f"libvirt-{top}-format",
+                    "target": scratch_node(index), "sync": "full", "auto-dismiss": False,
+                    "speed": speed}} for target, top, index, speed in (
+                        ("vda", 1, 9, 0), ("vdb", 4, 10, CRAWL))],
+                "properties": {"completion-mode": "grouped"}})
+            waiting = backup_job("vda", 1)
+            wait_until(lambda: job_status(monitor, waiting) == "waiting", "vda's job waits")
+        record_pull(tb, [("vda", 1, vda, 9), ("vdb", 4, vdb, 10)])
+        text = tb.status_path.read_text()
+        tb.status_path.write_text(text.replace(f"name='{waiting}' type='backup' state='running'",
+                                               f"name='{waiting}' type='backup' state='aborting'"))
+        report = recover([tb.status_path])
+        assert report.ok, report
+        job = report.domains[0].jobs[0]
+        assert job.job == waiting
+        assert job.steps[0] == f"job-cancel {waiting} and wait for it to conclude"
+        assert [job.decision for job in report.domains[0].jobs] == ["finish-failed"] * 2
+        with tb.connect() as monitor:
+            assert monitor.query_jobs() == {}
         assert not blockjob.load(tb.status_path).jobs

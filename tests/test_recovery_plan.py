@@ -148,6 +148,26 @@ def test_a_recorded_request_qemu_never_acted_on_is_asked_again() -> None:
     assert describe(plan.steps[1]) == f"job-complete {name} and wait for it to conclude"
 
 
+def test_an_abort_of_a_job_waiting_for_its_transaction_is_asked_again() -> None:
+    """QEMU takes a `job-cancel` in `waiting` too (a job done, waiting for the other jobs
+    of its transaction): adopted, the abort was never asked, and libvirt 9.0 refuses to."""
+    aborting = replace(COMMIT, state=JobState.ABORTING)
+    plan = plan_job(document(aborting), aborting, qemu("waiting"))
+    assert plan.decision is Decision.ASKED_AGAIN and plan.steps == (Cancel(NAME),)
+
+
+@pytest.mark.parametrize("status", ["standby", "paused"])
+def test_a_recorded_pivot_of_a_job_qemu_holds_paused_needs_an_operator(status: str) -> None:
+    """QEMU refuses `job-complete` unless ready, and libvirt 9.0 refuses to pivot or abort a
+    `pivoting` job until QEMU says ready: adopted as ok, it stayed so unseen."""
+    name = "commit-vda-libvirt-1-format"
+    pivoting = BlockJob(name, JobType.ACTIVE_COMMIT, JobState.PIVOTING, jobflags=4, disk="vda",
+                        data=CommitData(base="libvirt-3-storage", top="libvirt-1-storage"))
+    plan = plan_job(document(pivoting), pivoting, qemu(status, name=name))
+    assert plan.decision is Decision.HELD and plan.steps == ()
+    assert plan.note is not None and f"QEMU holds the job {status}" in plan.note
+
+
 @pytest.mark.parametrize("state", [JobState.NEW, JobState.RUNNING])
 def test_pending_is_recorded_then_finalized(state: JobState) -> None:
     job = replace(COMMIT, state=state)

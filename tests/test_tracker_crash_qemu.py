@@ -26,6 +26,7 @@ from blockjob.jobs.abort import AbortCrashPoint
 from blockjob.jobs.commit import CrashPoint
 from blockjob.jobs.pivot import PivotCrashPoint
 from blockjob.model import JobState
+from blockjob.recovery import Decision, recover
 from blockjob.tracker import JobTracker
 from tests.support.finish_lab import backup_job, exports, record_pull, start_pull
 from tests.support.qemu_fixtures import (
@@ -138,6 +139,29 @@ def test_blockjob_recover_alone_finishes_a_recorded_request(
                               timeout=120, check=False)
         assert done.returncode == 0, done.stdout + done.stderr
         check(tb)
+
+
+def test_a_recorded_pivot_of_a_job_qemu_holds_paused_is_attention_until_resumed(
+    tmp_path: Path,
+) -> None:
+    """A pivot recorded but never sent, of a job someone paused since (`standby`): QEMU
+    takes no job-complete then, and libvirt 9.0 refuses to pivot or abort a `pivoting`
+    job until QEMU says ready. recover adopted it and said ok; now it changes nothing and
+    says why (exit 1), and once the job is resumed it asks the pivot again."""
+    with started(tmp_path) as tb:
+        sigkilled(tb, "pivot", PivotCrashPoint.PIVOTING_PERSISTED)
+        with tb.connect() as monitor:
+            monitor.execute("job-pause", {"id": ACTIVE_JOB})
+            assert monitor.query_jobs()[ACTIVE_JOB].status == "standby"
+        before = tb.status_path.read_bytes()
+        report = recover([tb.status_path])
+        assert [(job.decision, job.qemu_status) for domain in report.domains
+                for job in domain.jobs] == [(Decision.HELD, "standby")]
+        assert not report.ok and tb.status_path.read_bytes() == before
+        with tb.connect() as monitor:
+            monitor.execute("job-resume", {"id": ACTIVE_JOB})
+        assert recover([tb.status_path]).ok
+        assert_pivoted(tb)
 
 
 def killed_at_random(tb: Lab, flow: str, delay: float) -> None:

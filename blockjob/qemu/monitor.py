@@ -16,6 +16,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -40,7 +41,7 @@ _START_NO_STREAM = frozenset({
     "query-jobs", "query-named-block-nodes", "x-debug-query-block-graph", "query-block",
     "job-dismiss", "job-finalize", "job-cancel", "job-complete", "blockdev-reopen",
     "blockdev-del", "transaction", "block-commit", "query-block-exports", "nbd-server-stop",
-    "block-export-del",
+    "block-export-del", "query-block-jobs",
 })
 # Commands that take a concluded job out of QEMU (see `Monitor.concluded`).
 _DISMISSING = frozenset({"job-dismiss", "block-job-dismiss"})
@@ -210,6 +211,12 @@ def _jobs(raw: object) -> dict[str, QemuJob]:
     return {job.id: job for job in map(_job, _list(raw))}
 
 
+def _io_failures(raw: object) -> dict[str, str]:
+    # `device` is the job's id for a job started with one (every job libvirt starts).
+    return {_text(job, "device"): _text(job, "io-status") for job in map(_mapping, _list(raw))
+            if job.get("io-status", "ok") != "ok"}
+
+
 def _bitmaps(raw: object) -> tuple[Bitmap, ...]:
     # Job-internal bitmaps (e.g. an active commit's) have no name: not ours to touch.
     return tuple(
@@ -232,14 +239,19 @@ def _nodes(raw: object) -> dict[str, BlockNode]:
     return {node.node_name: node for node in map(_node, _list(raw))}
 
 
-def _backing(raw: object) -> dict[str, str]:
+def _edges(child: str, raw: object) -> dict[str, str]:
+    """Each named node's `child` (`backing`, `file`) node, from the graph's edges."""
     graph = _mapping(raw)
     names = {node["id"]: node.get("name") for node in map(_mapping, _list(graph["nodes"]))}
     return {
         str(names[edge["parent"]]): str(names[edge["child"]])
         for edge in map(_mapping, _list(graph["edges"]))
-        if edge["name"] == "backing" and names.get(edge["parent"]) and names.get(edge["child"])
+        if edge["name"] == child and names.get(edge["parent"]) and names.get(edge["child"])
     }
+
+
+_backing = partial(_edges, "backing")
+_files = partial(_edges, "file")
 
 
 def _graph_nodes(raw: object) -> set[str]:
@@ -422,6 +434,11 @@ class Monitor:
         alone (the premise of `_stream_free` too)."""
         return job_id in self._concluded
 
+    def io_failures(self) -> dict[str, str]:
+        """The block jobs an I/O error stopped (`query-block-jobs`' `io-status`: `failed`
+        or `nospace`), by job id: `query-jobs` shows them only `paused` or `standby`."""
+        return self._parsed("query-block-jobs", _io_failures, self.execute("query-block-jobs"))
+
     def _refuse_if_unsafe(self, command: str) -> None:
         if not self._stream_free:
             self._check_safe(self.query_jobs(), command)
@@ -445,6 +462,12 @@ class Monitor:
         query for them; `x-debug-query-block-graph` exists since QEMU 4.0."""
         self._refuse_if_unsafe(_GRAPH[0])
         return self._parsed(_GRAPH[0], _backing, self.execute(*_GRAPH))
+
+    def children_of(self) -> tuple[dict[str, str], dict[str, str]]:
+        """Each named node's file child and backing node, from one graph query."""
+        self._refuse_if_unsafe(_GRAPH[0])
+        raw = self.execute(*_GRAPH)
+        return self._parsed(_GRAPH[0], _files, raw), self._parsed(_GRAPH[0], _backing, raw)
 
     def node_names(self) -> set[str]:
         """The names of the graph's nodes: what `query_nodes()` lists, for a third of

@@ -4,17 +4,21 @@ Persistent bitmap changes on a read-only node live only in memory and are lost w
 QEMU exits (README section `recovery`); wrapping them in `blockdev-reopen` read-write
 ... read-only makes QEMU store them in the image.
 
-A reopen names the node's backing node too, and QEMU links the node to what it names:
-`null` detaches the backing image, and the guest's disk loses every cluster below it.
-So the backing named is the one QEMU has now (`x-debug-query-block-graph`), never the
-file's: a file may not say what is below its last image, and one written by a libvirt
-that omits a raw image's format layer names no format node of it.
+A reopen names the node's file and backing nodes too, and QEMU links the node to what
+it names: `null` as backing detaches the backing image, and the guest's disk loses every
+cluster below it; another image's storage node as file (a read-only reopen may take one
+that another node reads) makes the guest read that image's clusters as this one's. So
+both are the nodes QEMU has now (`x-debug-query-block-graph`), never the file's: a file
+may not say what is below its last image, one written by a libvirt that omits a raw
+image's format layer names no format node of it, and a hand-edited one may name the
+wrong storage node.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 
 from blockjob.model import StorageSource
@@ -23,37 +27,50 @@ from blockjob.qemu.monitor import Monitor, MonitorError
 from blockjob.qemu.nodes import effective_node
 
 
+@dataclass(frozen=True)
+class Children:
+    """A format node's children in QEMU now (None: it has none)."""
+
+    file: str | None
+    backing: str | None
+
+
 def reopen_options(
-    image: StorageSource, *, read_only: bool, backing: str | None
+    image: StorageSource, *, read_only: bool, children: Children
 ) -> dict[str, object]:
-    """The full option set `blockdev-reopen` needs for `image`'s format node; `backing`:
-    the node's backing node in QEMU (None: it has none)."""
-    if image.format_node is None or image.storage_node is None:
-        raise ValueError(f"image {image.path!r} lacks a format or storage node name")
+    """The full option set `blockdev-reopen` needs for `image`'s format node, linked to
+    the `children` QEMU has now."""
+    if image.format_node is None:
+        raise ValueError(f"image {image.path!r} lacks a format node name")
+    if children.file is None:
+        raise ValueError(f"node {image.format_node} of image {image.path!r} has no file "
+                         f"child in QEMU's graph: it cannot be reopened")
     return {
         "node-name": image.format_node,
         "driver": image.format,
-        "file": image.storage_node,
+        "file": children.file,
         "read-only": read_only,
         # Omitting "backing" would ask QEMU to reopen the image's header backing file.
-        "backing": backing,
+        "backing": children.backing,
     }
 
 
-def backing_in_qemu(monitor: Monitor, image: StorageSource) -> str | None:
-    """The node `image`'s format node backs onto in QEMU now (None: none)."""
-    return monitor.backing_of().get(image.format_node or "")
+def children_in_qemu(monitor: Monitor, image: StorageSource) -> Children:
+    """The nodes `image`'s format node has as file and backing in QEMU now."""
+    files, backing = monitor.children_of()
+    node = image.format_node or ""
+    return Children(files.get(node), backing.get(node))
 
 
 def set_read_only(monitor: Monitor, image: StorageSource, read_only: bool) -> None:
-    """Reopen `image` read-only or read-write, its backing link as QEMU has it now."""
-    _reopen(monitor, image, read_only, backing=backing_in_qemu(monitor, image))
+    """Reopen `image` read-only or read-write, linked to its children as QEMU has them."""
+    _reopen(monitor, image, read_only, children_in_qemu(monitor, image))
 
 
 def _reopen(
-    monitor: Monitor, image: StorageSource, read_only: bool, *, backing: str | None
+    monitor: Monitor, image: StorageSource, read_only: bool, children: Children
 ) -> None:
-    monitor.blockdev_reopen([reopen_options(image, read_only=read_only, backing=backing)])
+    monitor.blockdev_reopen([reopen_options(image, read_only=read_only, children=children)])
 
 
 def transaction_on(
@@ -75,11 +92,11 @@ def transaction_on(
     writable = node is not None and not node.read_only
 
     @cache  # asked once, by the first reopen: neither they nor the transaction change it
-    def backing() -> str | None:
-        return backing_in_qemu(monitor, image)
+    def children() -> Children:
+        return children_in_qemu(monitor, image)
 
     def reopen(read_only: bool) -> None:
-        _reopen(monitor, image, read_only, backing=backing())
+        _reopen(monitor, image, read_only, children())
 
     if actions and not writable:
         reopen(False)

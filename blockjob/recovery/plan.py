@@ -49,8 +49,12 @@ from blockjob.statusxml.document import StatusDocument
 OUTCOMES = frozenset({JobState.COMPLETED, JobState.FAILED, JobState.CANCELLED})
 # Jobs that only pivot (finish "completed") after libvirt asked QEMU to complete them.
 MIRRORING = frozenset({JobType.COPY, JobType.ACTIVE_COMMIT})
-# QEMU statuses in which a job still takes a `job-cancel`.
-CANCELLABLE = frozenset({"created", "running", "paused", "ready", "standby"})
+# QEMU statuses in which a job still takes a `job-cancel` (QEMU's verb table; `pending`
+# is finalized first). `waiting`: done, waiting for the jobs of its transaction.
+CANCELLABLE = frozenset({"created", "running", "paused", "ready", "standby", "waiting"})
+# QEMU statuses of a paused job (`standby`: paused once ready), by `job-pause` or, with
+# `on-error` stop, by an I/O error. QEMU takes no `job-complete` from them.
+PAUSED = frozenset({"paused", "standby"})
 # The `type` of QEMU's job (`query-jobs`) for each recorded type.
 QEMU_TYPES = {
     JobType.PULL: "stream", JobType.COMMIT: "commit", JobType.ACTIVE_COMMIT: "commit",
@@ -77,10 +81,11 @@ class Decision(StrEnum):
     BACKUP_FAILED = "cancel-with-backup"  # a sibling job of its backup failed: cancel
     ASKED_AGAIN = "asked-again"          # a recorded abort or pivot QEMU never acted on
     UNDECIDABLE = "undecidable"          # pivot window without a device to ask
+    HELD = "pivot-held"                  # a recorded pivot of a job QEMU holds paused
 
 
 # Decisions that change nothing and need an operator.
-ATTENTION = frozenset({Decision.FOREIGN, Decision.UNDECIDABLE})
+ATTENTION = frozenset({Decision.FOREIGN, Decision.UNDECIDABLE, Decision.HELD})
 
 
 @dataclass(frozen=True)
@@ -550,6 +555,14 @@ def _asked_again(doc: StatusDocument, job: BlockJob, status: str | None) -> list
     return [merge, Complete(job.name)] if merge is not None else []
 
 
+def paused_by_error(name: str, status: str, io_status: str) -> str:
+    """The problem of an adopted job an I/O error paused (QEMU's `on-error` stop): it
+    makes no progress until an operator resumes or aborts it, while libvirt 9.0 says
+    it runs."""
+    return (f"job '{name}' is {status} by an I/O error (io-status {io_status}): it makes "
+            f"no progress until it is resumed (job-resume) or aborted")
+
+
 def plan_job(
     doc: StatusDocument, job: BlockJob, qjob: QemuJob | None,
     roots: Sequence[str] | None = None, backing: Mapping[str, str] | None = None, *,
@@ -581,6 +594,11 @@ def plan_job(
     if sibling is not None:
         return plan(Decision.BACKUP_FAILED, _cancel_with_backup(job),
                     f"job '{sibling}' of the same backup failed or was cancelled")
+    if job.state is JobState.PIVOTING and status in PAUSED:
+        return plan(Decision.HELD, [], f"the file records a pivot of job '{job.name}'; "
+                    f"QEMU holds the job {status} (paused), and takes no job-complete "
+                    f"until it is resumed (job-resume); libvirt 9.0 refuses to pivot or "
+                    f"abort it until QEMU says ready; nothing changed")
     again = _asked_again(doc, job, status)
     if again:
         return plan(Decision.ASKED_AGAIN, again, f"the file records {job.state}; QEMU still "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from blockjob.errors import BlockJobError, InputError, StatusXMLError
 from blockjob.inputs import MAX_INPUT_BYTES, check_regular, is_directory
-from blockjob.model import JobType
+from blockjob.model import BlockJob, JobType
 from blockjob.qemu.monitor import (
     CONCLUDED,
     Monitor,
@@ -29,6 +29,7 @@ from blockjob.qemu.monitor import (
     UnsafeQueryError,
     check_waits,
 )
+from blockjob.qemu.nodes import effective_node
 from blockjob.recovery.execute import (
     Context,
     Probe,
@@ -39,12 +40,22 @@ from blockjob.recovery.execute import (
     save,
 )
 from blockjob.recovery.parallel import affordable, file_key, run_ordered
-from blockjob.recovery.plan import ATTENTION, Decision, JobPlan, graph_questions, plan_job
+from blockjob.recovery.plan import (
+    ATTENTION,
+    PAUSED,
+    Decision,
+    JobPlan,
+    graph_questions,
+    paused_by_error,
+    plan_job,
+)
 from blockjob.recovery.report import DomainReport, JobReport, RecoveryReport
 from blockjob.recovery.steps import Drop, DropMirror, MergeBitmaps, Reenable, Step, describe
 from blockjob.recovery.verify import (
+    Failure,
     Observed,
     Touched,
+    Unusable,
     check_bases,
     check_chains,
     check_domain,
@@ -159,6 +170,16 @@ def _repairs(entry: _Pending) -> bool:
     return entry[0].decision in (Decision.INVALID, _STALE_MIRROR)
 
 
+def _held(doc: StatusDocument, entry: _Pending, disks: set[str | None]) -> BlockJob | None:
+    """The ended job `entry` drops, if a failed check about its disk (of `disks`; None:
+    one about no single disk) holds it in `doc`, the file as before the drops."""
+    step = entry[1]
+    job = doc.job(step.job) if isinstance(step, Drop) and not _repairs(entry) else None
+    if job is None or not (None in disks or job.disk in disks):
+        return None
+    return job
+
+
 class _Run:
     """One domain's recovery: the context plus what verification must look at."""
 
@@ -167,7 +188,7 @@ class _Run:
         self.dry_run = dry_run
         self.on_step = on_step
         self.touched: list[Touched] = []
-        self.unresolved: set[str] = set()
+        self.unresolved: set[Unusable] = set()
         self.finished: set[str] = set()
         self.failed: set[str] = set()  # jobs whose steps raised: kept, and not checked
         # What the file lets go of (jobs, stale mirrors) once the end state is verified,
@@ -200,6 +221,8 @@ class _Run:
             if plan.decision in ATTENTION:
                 report.problems.append(plan.note or str(plan.decision))
                 return
+            if plan.decision is Decision.ADOPT and plan.qemu_status in PAUSED:
+                self._paused(report, plan.qemu_status)
             if job.disk is not None and plan.decision in _ENDED:
                 self.finished.add(job.disk)
             touched = [s for s in plan.steps if isinstance(s, MergeBitmaps | Reenable)]
@@ -210,10 +233,23 @@ class _Run:
             if not self.dry_run or plan.qemu_status in (None, CONCLUDED):
                 # A base QEMU's job still writes to (before a planned cancel) may be writable.
                 self.touched += touched
+            self._unusable(touched)
             if plan.decision not in _REPLANNED or self.dry_run:
-                self.unresolved.update(ctx.unresolved)
                 return
         report.error = f"job '{report.job}' is still pending after job-finalize"
+
+    def _paused(self, report: JobReport, status: str) -> None:
+        """A job QEMU holds paused may be so by an I/O error (`query-block-jobs` tells):
+        that needs an operator, though the file is right (libvirt records it running)."""
+        io_status = self.ctx.monitor.io_failures().get(report.job)
+        if io_status is not None:
+            report.problems.append(paused_by_error(report.job, status, io_status))
+
+    def _unusable(self, touched: list[Touched]) -> None:
+        """Keep the job's bitmaps found unusable, each with the base it is on: another
+        disk's base may have bitmaps of those names, which verification still checks."""
+        self.unresolved.update((effective_node(step.base), name)
+                               for step in touched for name in self.ctx.unresolved)
 
     def _note(self, report: JobReport, plan: JobPlan) -> None:
         report.decision, report.qemu_status, report.note = (
@@ -258,27 +294,31 @@ class _Run:
     def conclude(self, *, mirrors: bool) -> tuple[list[JobReport], list[str]]:
         """Let go of the ended jobs (and, with `mirrors`, of stale `<mirror>`s), verify the
         end state against a fresh observation, and only then save. A failed check keeps
-        the ended jobs in the file, so the next run finds them, checks again, and no run
-        says ok while the state is wrong; repairs of what libvirt cannot load (an invalid
-        job, a stale `<mirror>` of a disk no kept job owns) are saved either way.
+        the ended jobs it is about in the file (`_held`), so the next run finds them,
+        checks again, and no run says ok while the state is wrong; the other ended jobs
+        leave, else one disk's stale chain kept another disk's finished job for good;
+        repairs of what libvirt cannot load (an invalid job, a stale `<mirror>` of a disk
+        no kept job owns) are saved either way.
         Returns the stale-mirror reports and the failed checks."""
         ctx = self.ctx
         before = ctx.doc.dumps()
         self._forget(self.pending)
         reports = self.stale_mirrors() if mirrors else []
         self._forget(self.pending)
-        failed = self.verify()
+        failures = self.verify()
+        failed = [failure.line for failure in failures]
         if self.dry_run:
             return reports, failed
         done = self.applied
-        if failed and not all(map(_repairs, done)):
+        if failures and not all(map(_repairs, done)):
             ctx.doc.reload(before)  # what the file still holds
-            # The ended jobs stay, and with them the `<mirror>` of a disk one of them owns.
-            ended = [step.job for entry in done if not _repairs(entry)
-                     and isinstance(step := entry[1], Drop)]
-            kept = {job.disk for name in ended if (job := ctx.doc.job(name)) is not None}
-            done = [entry for entry in done if _repairs(entry)
-                    and not (isinstance(entry[1], DropMirror) and entry[1].disk in kept)]
+            disks = {failure.disk for failure in failures}
+            # The held jobs stay, and with them the `<mirror>` of a disk one of them owns.
+            held = [job for entry in done if (job := _held(ctx.doc, entry, disks)) is not None]
+            names, kept = {job.name for job in held}, {job.disk for job in held}
+            done = [entry for entry in done
+                    if not (isinstance(step := entry[1], Drop) and step.job in names)
+                    and not (isinstance(step, DropMirror) and step.disk in kept)]
             self.applied, self.backup_files = [], []
             self._forget(done, hook=False)
         for entry, paths in self.backup_files:
@@ -306,7 +346,7 @@ class _Run:
                 ctx.backup_files = []
         self.pending = []
 
-    def verify(self) -> list[str]:
+    def verify(self) -> list[Failure]:
         """The end state, from a fresh observation (in a dry run: the state as found),
         asked after the last step: jobs first, then the node graph, its edges and the
         devices, all in one batch while no stream job can exist (`Monitor.observe`)."""
@@ -317,9 +357,9 @@ class _Run:
                 # The graph cannot be asked before the planned job-dismiss (README `QEMU
                 # care`): as found, nothing of it can be checked, and nothing is wrong.
                 return []
-            return [f"could not observe QEMU to verify: {exc}"]
+            return [Failure(f"could not observe QEMU to verify: {exc}")]
         except MonitorError as exc:
-            return [f"could not observe QEMU to verify: {exc}"]
+            return [Failure(f"could not observe QEMU to verify: {exc}")]
         if self.dry_run:  # only what does not depend on the planned steps
             return (check_bases(self.touched, seen.nodes, self.unresolved, planned=True)
                     + check_chains(self.ctx.doc, seen, set()))

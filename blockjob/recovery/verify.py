@@ -22,33 +22,49 @@ from blockjob.statusxml.disks import Disk
 from blockjob.statusxml.document import StatusDocument
 
 Touched = MergeBitmaps | Reenable
+# A listed bitmap already reported as unusable: (its base's node, its name). Names alone
+# are not enough: two disks' checkpoints share names, each on its own base.
+Unusable = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Failure:
+    """A failed check: its line, and the disk it is about (None: not one disk's, such as
+    a base's bitmaps). A failure holds back the ended jobs of its disk (of every disk,
+    for None): a later run must find them and check again."""
+
+    line: str
+    disk: str | None = None
 # The type of QEMU job a `<mirror job>` of each kind belongs to.
 _MIRROR_OWNERS = {str(kind): qemu for kind, qemu in QEMU_TYPES.items()}
 
 
 def check_bases(
-    touched: Sequence[Touched], nodes: Nodes, unresolved: set[str], *, planned: bool = False
-) -> list[str]:
+    touched: Sequence[Touched], nodes: Nodes, unresolved: Collection[Unusable], *,
+    planned: bool = False,
+) -> list[Failure]:
     """Every touched base read-only unless active; listed bitmaps recording and consistent
     (those already reported as unusable are left to that report). `planned`: the steps
     have not run (dry run), so a bitmap still disabled is no failure yet."""
-    failed: list[str] = []
+    failed: list[Failure] = []
     for step in touched:
         name = effective_node(step.base)
         node = nodes.get(name)
         if node is None:
-            failed.append(f"base {name} is not in QEMU's node graph")
+            failed.append(Failure(f"base {name} is not in QEMU's node graph"))
             continue
         if not step.base_is_active and not node.read_only:
-            failed.append(f"base {name} is writable; it must be read-only")
+            failed.append(Failure(f"base {name} is writable; it must be read-only"))
         for listed in step.listed:
             bitmap = node.bitmap(listed)
-            if listed in unresolved or (planned and bitmap is not None and not bitmap.inconsistent):
+            if (name, listed) in unresolved or (
+                    planned and bitmap is not None and not bitmap.inconsistent):
                 continue
             if bitmap is None or bitmap.inconsistent or not bitmap.recording:
                 state = ("missing" if bitmap is None else
                          "inconsistent" if bitmap.inconsistent else "disabled")
-                failed.append(f"bitmap '{listed}' in {name} is {state}; it must be recording")
+                failed.append(
+                    Failure(f"bitmap '{listed}' in {name} is {state}; it must be recording"))
     return failed
 
 
@@ -89,30 +105,30 @@ class Observed:
     roots: Sequence[str]
 
 
-def check_chains(doc: StatusDocument, seen: Observed, finished: set[str]) -> list[str]:
+def check_chains(doc: StatusDocument, seen: Observed, finished: set[str]) -> list[Failure]:
     """The chain of every disk without a job matches QEMU (on every run: a chain a
     former run left wrong stays attention). An image the file names no node of cannot be
     compared: a failure for the `finished` disks (a job of theirs ended), else skipped."""
-    failed: list[str] = []
+    failed: list[Failure] = []
     busy = {job.disk for job in doc.jobs}
     for disk in doc.disks:
         if disk.chain is None or disk.target in busy:
             continue
         try:
-            failed += _chain_failures(disk, disk.chain, seen.nodes, seen.backing, seen.roots)
+            lines = _chain_failures(disk, disk.chain, seen.nodes, seen.backing, seen.roots)
         except ValueError as exc:
-            if disk.target in finished:
-                failed.append(f"disk {disk.target}: {exc}")
+            lines = [f"disk {disk.target}: {exc}"] if disk.target in finished else []
+        failed += [Failure(line, disk.target) for line in lines]
     return failed
 
 
-def _absent_nodes(disk: Disk, nodes: Nodes) -> list[str]:
+def _absent_nodes(disk: Disk, nodes: Nodes) -> list[Failure]:
     """A disk whose job goes on: its chain moves, but every node the file names in it
     must be in QEMU (the daemon will address them when the job ends)."""
     images = disk.chain.images() if disk.chain is not None else []
     absent = [name for image in images if (name := node_of(image)) and name not in nodes]
-    return [f"disk {disk.target}: node {name} of the file's chain is not in QEMU's graph"
-            for name in absent[:1]]
+    return [Failure(f"disk {disk.target}: node {name} of the file's chain is not in QEMU's "
+                    f"graph", disk.target) for name in absent[:1]]
 
 
 def legacy_owner(mirror_job: str, jobs: Mapping[str, QemuJob], recorded: Collection[str]) -> bool:
@@ -125,20 +141,21 @@ def legacy_owner(mirror_job: str, jobs: Mapping[str, QemuJob], recorded: Collect
 
 def check_domain(
     doc: StatusDocument, seen: Observed, finished: set[str], failed_jobs: set[str]
-) -> list[str]:
+) -> list[Failure]:
     """`check_chains`, and the nodes of the disks with a job; no disk keeps a `<mirror>`
     without a job; every recorded job is known to QEMU, but for `failed_jobs` (their steps
     raised: that is their report)."""
     busy = {job.disk for job in doc.jobs}
     recorded = {job.name for job in doc.jobs}
-    failed = [f"disk {disk.target} has a <mirror> but no job" for disk in doc.disks
-              if disk.mirror_job is not None and disk.target not in busy
+    failed = [Failure(f"disk {disk.target} has a <mirror> but no job", disk.target)
+              for disk in doc.disks if disk.mirror_job is not None and disk.target not in busy
               and not legacy_owner(disk.mirror_job, seen.jobs, recorded)]
     failed += check_chains(doc, seen, finished)
-    failed += [line for disk in doc.disks if disk.target in busy
-               for line in _absent_nodes(disk, seen.nodes)]
+    failed += [failure for disk in doc.disks if disk.target in busy
+               for failure in _absent_nodes(disk, seen.nodes)]
     for job in doc.jobs:
         known = job.name in seen.jobs or job.name in failed_jobs
         if not known and not is_unresolved_record(doc, job):
-            failed.append(f"job '{job.name}' is recorded but QEMU does not know it")
+            failed.append(Failure(f"job '{job.name}' is recorded but QEMU does not know it",
+                                  job.disk))
     return failed
