@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 import blockjob
 from blockjob import BlockJob, JobState, JobType
 from blockjob.statusxml import document as document_module
-from blockjob.statusxml.disks import Disk, read_disk_at, read_disks
+from blockjob.statusxml.disks import Disk, known_names, read_disk_at, read_disks
 from blockjob.statusxml.parse import parse
 from tests.support.corpus import FIXTURES, status_file_params
 from tests.support.docs import disk, status
@@ -17,6 +18,22 @@ from tests.support.docs import disk, status
 DATA = Path(__file__).parent / "data"
 FIXTURE = FIXTURES / "blockjob-blockdev-in.xml"
 OURS = sorted(DATA.glob("*.xml"))
+# Node names where a walk of the chain's children must not look, or must not count: in the
+# disk's own `<privateData>`, of another type, namespaced, repeated, and in a mirror.
+CHAINS_SAMPLE = b"""<domstatus><domain><devices>
+<disk type='file'><privateData><nodename type='storage' name='outside'/></privateData>
+<source file='/a' index='2'><privateData><nodenames>
+<nodename type='storage' name='top-storage'/><nodename type='other' name='typed'/>
+<x:nodename xmlns:x='urn:x' type='format' name='spaced'/><nodename name='untyped'/>
+<nodename type='format' name='top-storage'/></nodenames></privateData></source>
+<backingStore type='file' index='1'><format type='qcow2'/><source file='/b'>
+<privateData><nodenames><nodename type='format' name='base-format'/>
+<nodename type='storage' name='typed'/></nodenames></privateData></source>
+<backingStore/></backingStore><target dev='vda'/>
+<mirror type='file' job='copy'><source file='/m'><privateData><nodenames>
+<nodename type='storage' name='mirror-storage'/></nodenames></privateData></source></mirror>
+<nodename type='storage' name='loose'/></disk>
+</devices></domain></domstatus>"""
 
 
 def _plain(data: bytes) -> dict[str, Disk]:
@@ -178,3 +195,32 @@ def test_an_image_with_a_non_ascii_name_in_its_source_reads_and_rewrites() -> No
     dumped = doc.dumps()
     assert "d\u0639name='x'".encode() in dumped and "<\u00e9t\u00e9/>".encode() in dumped
     assert blockjob.loads(dumped).dumps() == dumped
+
+
+def _names_by_walk(chains: list[etree._Element], wanted: set[str], mirror: bool) -> set[str]:
+    """`known_names` as a walk of each chain's children, one lxml iterator each."""
+    tags = ("source", "backingStore", "mirror") if mirror else ("source", "backingStore")
+    return {nodename.get("name") or "" for chain in chains for child in chain.iterchildren(*tags)
+            for nodename in child.iter("nodename")
+            if nodename.get("name") in wanted and nodename.get("type") in ("storage", "format")}
+
+
+def _chains_of(data: bytes) -> list[etree._Element]:
+    """The domain's disks and every orphan chain, each with names wanted of every kind."""
+    root = parse(data, "f")
+    return [*root.iterfind("domain/devices/disk"), *root.iterfind("blockjobs/blockjob/chains/*")]
+
+
+@pytest.mark.parametrize("path", [*status_file_params(), *OURS, CHAINS_SAMPLE])
+def test_known_names_agree_with_a_walk_of_every_chain(path: Path | bytes) -> None:
+    """The node names a job may refer to, found by one XPath query per chain, are those a
+    walk of its `<source>`, `<backingStore>` (and `<mirror>`) children finds: for every
+    name in the file (of any type, or namespaced, or outside those children), alone and
+    all at once."""
+    data = path if isinstance(path, bytes) else path.read_bytes()
+    for chain in _chains_of(data):
+        names = {n.get("name") or "" for n in chain.iter("{*}nodename")} | {"absent"}
+        for wanted in [names, *({name} for name in names)]:
+            for mirror in (False, True):
+                assert known_names([chain], wanted, mirror=mirror) == _names_by_walk(
+                    [chain], wanted, mirror), (chain.sourceline, wanted, mirror)

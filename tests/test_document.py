@@ -456,3 +456,38 @@ def test_a_disk_past_line_65535_is_not_taken_for_one_ending_on_line_65535() -> N
                                           b"dev='vdb'/></disk></metadata>"))
     decoyed.dumps()
     assert decoyed.disk_has_mirror("vdb")  # the decoy has none
+
+
+@pytest.mark.parametrize(("domain", "name"), [
+    ("<domain><name>vm1</name><uuid>u</uuid></domain>", "vm1"),  # first, as libvirt writes
+    ("<domain><uuid>u</uuid><name>vm2</name><name>vm3</name></domain>", "vm2"),
+    ("<domain><!-- <name>c</name> --><name>vm4</name></domain>", "vm4"),
+    ("<domain><x:name xmlns:x='urn:x'>n</x:name><name>vm5</name></domain>", "vm5"),
+    ("<domain><uuid>u</uuid></domain>", None),
+    ("<domain/>", None),
+])
+def test_the_domain_name_is_its_first_name_child_wherever_it_is(
+    domain: str, name: str | None
+) -> None:
+    """The first child is looked at first; any other place is searched as before."""
+    doc = blockjob.loads(f"<domstatus><blockjobs/>{domain}</domstatus>".encode())
+    assert doc.domain_name == name
+
+
+def test_the_first_domain_monitor_and_blockjobs_of_the_root_are_read() -> None:
+    """Namesakes in a namespace, in comments or nested are not the root's children read;
+    of two, the first is (a second `<blockjobs>` adds its jobs, and a warning)."""
+    doc = blockjob.loads(
+        b"<domstatus xmlns:x='urn:x'><!-- <monitor path='c'/> --><x:monitor path='x'/>"
+        b"<x:domain><name>x</name></x:domain><x:blockjobs>" + _BROKEN_JOB.encode() +
+        b"</x:blockjobs><vcpus><monitor path='nested'/></vcpus>"
+        b"<monitor path='first'/><monitor path='second'/>"
+        b"<blockjobs/><domain><name>vm1</name></domain><domain><name>vm2</name></domain>"
+        b"<blockjobs>" + _BROKEN_JOB.replace("'j'", "'k'").encode() + b"</blockjobs>"
+        b"</domstatus>")
+    assert (doc.monitor_path, doc.domain_name) == ("first", "vm1")
+    assert [job.name for job in doc.jobs] == ["k"]
+    assert [w for w in doc.warnings if "another <blockjobs>" in w] == ["<bytes>:1: another "
+                                                                      "<blockjobs>: its jobs "
+                                                                      "are read, and written "
+                                                                      "into the first"]

@@ -84,18 +84,26 @@ def _disk(target: str, disk: etree._Element, lines_above: int,
 
 
 _NODE_KINDS = frozenset({"storage", "format"})
+# In document order, as `iter("nodename")` of each child finds them, with the walk in C:
+# per child, a tag-filtered lxml iterator costs more to set up than this whole query.
+_NODENAMES = etree.XPath("(source|backingStore)/descendant-or-self::nodename")
+_NODENAMES_AND_MIRROR = etree.XPath("(source|backingStore|mirror)/descendant-or-self::nodename")
 # Compiled once; one XPath call walks the disks in C, where a loop makes a proxy per child.
 _FIRST_TARGETS = etree.XPath("devices/disk/target[1]")
 _FIRST_MIRRORS = etree.XPath("devices/disk/mirror[1]")  # few: most disks have none
 
 
-def known_names(elements: Iterable[etree._Element], wanted: set[str]) -> set[str]:
-    """Those of `wanted` that are storage or format node names anywhere below `elements`."""
+def known_names(chains: Iterable[etree._Element], wanted: set[str], *,
+                mirror: bool = False) -> set[str]:
+    """Those of `wanted` that are storage or format node names of the images below each of
+    `chains` (a `<disk>` of the domain, or an orphan job's own chain): anywhere in its
+    `<source>` and `<backingStore>` children and, with `mirror`, `<mirror>`."""
     found: set[str] = set()
     if not wanted:
         return found
-    for element in elements:
-        for nodename in element.iter("nodename"):
+    nodenames = _NODENAMES_AND_MIRROR if mirror else _NODENAMES
+    for chain in chains:
+        for nodename in nodenames(chain):
             name = nodename.get("name")
             if name in wanted and nodename.get("type") in _NODE_KINDS:
                 found.add(name)
@@ -149,13 +157,9 @@ class DiskRefs:
                     imaged.append(dev)
         self.mirror_images = tuple(imaged)
 
-    def __contains__(self, target: str) -> bool:
-        return target in self.elements
-
     def has_mirror(self, target: str) -> bool:
         return target in self._mirrors
 
     def known_names(self, target: str, wanted: set[str], *, mirror: bool) -> set[str]:
         """Those of `wanted` that name an image of the disk's chain, or of its mirror's."""
-        tags = ("source", "backingStore", "mirror") if mirror else ("source", "backingStore")
-        return known_names(self.elements[target].iterchildren(*tags), wanted)
+        return known_names((self.elements[target],), wanted, mirror=mirror)

@@ -52,6 +52,37 @@ _AFTER_BLOCKJOBS = (
 )
 
 
+def _first_name(domain: etree._Element) -> etree._Element | None:
+    """The domain's first `<name>`: its first child, as libvirt writes it, found without a
+    tag-filtered iterator (whose set-up costs more than reading that child)."""
+    first = domain[0] if len(domain) else None
+    if first is not None and first.tag == "name":
+        return first
+    return next(domain.iterchildren("name"), None)
+
+
+# The root's children a load reads, found by one query walked in C (a loop over the root's
+# dozen or more children makes a proxy and a tag string for each; find() parses its path on
+# every call): the first `<domain>` and `<monitor>`, and the first two `<blockjobs>`. There
+# is a second one only when two come back with one tag (see `_extra_blockjobs`).
+_TOP = etree.XPath("domain[1] | blockjobs[position() <= 2] | monitor[1]")
+
+
+def _top(root: etree._Element) -> tuple[dict[object, etree._Element], bool]:
+    """The first of each of `_TOP`'s children by tag, and whether there is another
+    `<blockjobs>`."""
+    found = _TOP(root)
+    assert isinstance(found, list)
+    top = {element.tag: element for element in reversed(found)}  # the first of each wins
+    return top, len(found) > len(top)
+
+
+def _anchor(root: etree._Element) -> etree._Element | None:
+    """Where `<blockjobs>` goes in a file that has none: before the first of these."""
+    top = first_children(root)
+    return next((top[tag] for tag in _AFTER_BLOCKJOBS if tag in top), None)
+
+
 def _root(root: etree._Element) -> etree._Element:
     return root
 
@@ -78,8 +109,7 @@ class StatusDocument:
                 root.sourceline,
                 f"root element is <{root.tag!s}>, expected <domstatus>",
             )
-        # One pass over the top level: find() would rescan it for every name.
-        top = first_children(root)
+        top, more_blockjobs = _top(root)
         domain = top.get("domain")
         blockjobs = top.get("blockjobs")
         monitor = top.get("monitor")
@@ -97,7 +127,8 @@ class StatusDocument:
         every = [blockjobs] if blockjobs is not None else []
         # libvirt reads the jobs of every `<blockjobs>` (`./blockjobs/blockjob`), and writes
         # them all in one: a second one is merged into the first on the next dump.
-        self._extra = _extra_blockjobs(root, blockjobs, domain) if blockjobs is not None else ()
+        self._extra = (_extra_blockjobs(root, blockjobs, domain)
+                       if more_blockjobs and blockjobs is not None else ())
         every += (root[extra.at] for extra in self._extra)
         jobs = read_jobs(every, ctx)
         ctx.warnings += (f"{self.filename}:{extra.line}: another <blockjobs>: its jobs are "
@@ -106,7 +137,7 @@ class StatusDocument:
         self._loaded_jobs = tuple(jobs)  # in the order read: a first dump may write them as read
         self.warnings: tuple[str, ...] = tuple(ctx.warnings)
         self.monitor_path = monitor.get("path") if monitor is not None else None
-        name = next(domain.iterchildren("name"), None) if domain is not None else None
+        name = _first_name(domain) if domain is not None else None
         self.domain_name = name.text if name is not None else None
 
         # Where `<blockjobs>` goes in the bytes only matters when the file is written back,
@@ -119,9 +150,7 @@ class StatusDocument:
         # counted when first asked for (`_tail_line`), the first line of the tail as loaded.
         self._cut_lines = 0
         self._tail_line_counted: int | None = None
-        anchor = blockjobs if blockjobs is not None else next(
-            (top[tag] for tag in _AFTER_BLOCKJOBS if tag in top), None
-        )
+        anchor = blockjobs if blockjobs is not None else _anchor(root)
         self._anchor = (str(anchor.tag), anchor.sourceline or 1) if anchor is not None else None
         self._replaces_blockjobs = blockjobs is not None
         self._root_line = root.sourceline or 1
@@ -547,8 +576,6 @@ class _Extra(NamedTuple):
 
 def _extra_blockjobs(root: etree._Element, first: etree._Element,
                      domain: etree._Element | None) -> tuple[_Extra, ...]:
-    if next(first.itersiblings("blockjobs"), None) is None:
-        return ()  # the usual case, told without a look at every child
     domain_at = root.index(domain) if domain is not None else len(root)
     return tuple(_Extra(i, child.sourceline or 1, i < domain_at) for i, child in enumerate(root)
                  if child.tag == "blockjobs" and child is not first)
