@@ -42,8 +42,9 @@ import pytest
 from blockjob.demo.lab import Lab
 from blockjob.jobs.active_commit import start_active_commit
 from blockjob.jobs.commit import CrashPoint
+from blockjob.model import StorageSource
 from blockjob.qemu.monitor import Monitor
-from blockjob.qemu.reopen import set_read_only
+from blockjob.qemu.reopen import Children, reopen_options
 from blockjob.qemu.wire import Connection
 from blockjob.recovery import recover
 from blockjob.recovery.execute import Probe
@@ -212,10 +213,10 @@ def _tamper_bitmaps(tb: Lab, sc: Scenario, monitor: Monitor) -> None:
             base = base_image(tb, "vda")
             read_only = monitor.query_nodes()[BASE].read_only
             if read_only:
-                set_read_only(monitor, base, False)
+                _set_read_only(monitor, base, False)
             monitor.execute("block-dirty-bitmap-remove", {"node": BASE, "name": name})
             if read_only:
-                set_read_only(monitor, base, True)
+                _set_read_only(monitor, base, True)
     if "np" in sc.extra:
         monitor.execute("block-dirty-bitmap-add", {"node": BASE, "name": "np",
                                                    "persistent": False, "disabled": True})
@@ -284,13 +285,22 @@ def _busy_backup(tb: Lab, monitor: Monitor) -> None:
     main loop for minutes in the drain of a `blockdev-reopen`.)"""
     add_image(monitor, tb, "busy", 20, None)
     base = base_image(tb, "vdb")
-    set_read_only(monitor, base, False)
+    _set_read_only(monitor, base, False)
     monitor.execute("blockdev-backup", {
         "job-id": BUSY, "device": VDB_BASE, "target": "libvirt-20-format",
         "sync": "incremental", "bitmap": "chk0", "auto-finalize": False,
         "auto-dismiss": False})
-    set_read_only(monitor, base, True)
+    _set_read_only(monitor, base, True)
     wait_until(lambda: job_status(monitor, BUSY) == "pending", "the backup pending")
+
+
+def _set_read_only(monitor: Monitor, image: StorageSource, read_only: bool) -> None:
+    """Reopen `image` linked to the children the file names: the scenario's own set-up,
+    where the file is right, may leave a concluded pull that keeps the graph from being
+    asked (recovery's own reopens ask it, after dismissing pulls first)."""
+    backing = image.backing.format_node if image.backing is not None else None
+    monitor.blockdev_reopen([reopen_options(
+        image, read_only=read_only, children=Children(image.storage_node, backing))])
 
 
 def _foreign_backup(monitor: Monitor, tb: Lab, job: str, index: int) -> None:
