@@ -4,7 +4,10 @@ pivot, abort, and the same end state as recovery."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from blockjob.jobs.commit import CommitError
 from blockjob.jobs.pivot import PivotCrashPoint
 from blockjob.jobs.requests import RequestError
 from blockjob.model import BlockJob, JobState, JobType, PullData
-from blockjob.qemu.monitor import MonitorUnavailableError, QMPCommandError
+from blockjob.qemu.monitor import Monitor, MonitorUnavailableError, QMPCommandError
 from blockjob.recovery import recover
 from blockjob.recovery.steps import MergeBitmaps, Reenable, Step
 from blockjob.store.status_store import DomainBusyError, StatusStore
@@ -312,6 +315,39 @@ def test_a_commit_whose_first_save_fails_leaves_the_document_as_the_file(tmp_pat
             t.abort(ACTIVE_JOB)
             to_end(t, ACTIVE_JOB)
         assert_active_aborted(tb)
+
+
+@contextmanager
+def late_answer(tb: Lab, monitor: Monitor, command: str) -> Iterator[None]:
+    """QEMU stops as `command` is sent and resumes at our next command (or at the end),
+    so `command` times out and QEMU then runs it: a late reply, as from a busy QEMU."""
+    pid = tb.qemu.pid or 0
+
+    def observe(when: str, sent: str) -> None:
+        if when == "before":
+            os.kill(pid, signal.SIGSTOP if sent == command else signal.SIGCONT)
+
+    monitor.observer = observe
+    try:
+        yield
+    finally:
+        monitor.observer = None
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_commit_whose_start_times_out_is_left_to_the_restart(tmp_path: Path) -> None:
+    """A `block-commit` that timed out was undone as if QEMU had refused it: base's
+    bitmaps re-enabled (and base reopened read-only) under the commit QEMU did start, which
+    then dirtied them or failed. An unanswered command undoes nothing: the job stays
+    `new` on file and the restart adopts it."""
+    with started(tmp_path) as tb:
+        with tracker(tb, timeout=0.5) as t, late_answer(tb, t.monitor, "block-commit"), \
+                pytest.raises(MonitorUnavailableError, match="timed out"):
+            t.start_commit("vda", MID, BASE)
+        assert state_on_file(tb, JOB) is JobState.NEW
+        with tracker(tb) as t:
+            to_end(t, JOB)
+        assert_completed(tb)
 
 
 def test_a_finish_whose_save_fails_leaves_the_document_as_the_file(tmp_path: Path) -> None:
