@@ -15,12 +15,14 @@ import pytest
 
 import blockjob
 from blockjob.demo.lab import Lab
+from blockjob.jobs.abort import AbortCrashPoint
 from blockjob.jobs.commit import CommitError
 from blockjob.jobs.pivot import PivotCrashPoint
 from blockjob.jobs.requests import RequestError
-from blockjob.model import BlockJob, JobState, JobType, PullData
+from blockjob.model import BlockJob, CommitData, JobState, JobType, PullData
 from blockjob.qemu.monitor import Monitor, MonitorUnavailableError, QMPCommandError
 from blockjob.recovery import recover
+from blockjob.recovery.plan import Decision
 from blockjob.recovery.steps import MergeBitmaps, Reenable, Step
 from blockjob.store.status_store import DomainBusyError, StatusStore
 from blockjob.tracker import JobTracker
@@ -40,6 +42,7 @@ from tests.support.qemu_fixtures import (
     job_status,
     started,
     wait_concluded,
+    wait_until,
 )
 from tests.support.tracking import (
     ACTIVE_JOB,
@@ -348,6 +351,30 @@ def test_a_commit_whose_start_times_out_is_left_to_the_restart(tmp_path: Path) -
         with tracker(tb) as t:
             to_end(t, JOB)
         assert_completed(tb)
+
+
+def test_an_abort_recorded_over_a_pending_job_is_asked_again_not_finalized(
+    tmp_path: Path
+) -> None:
+    """QEMU cancels a pending job (auto-finalize off): the chain stays. A daemon killed
+    between the `aborting` save and `job-cancel` left it pending, and the restart
+    finalized it instead: the commit asked to stop completed, mid left the chain."""
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.monitor.block_commit(JOB, device=TOP, top_node=MID, base_node=BASE,
+                                   speed=CRAWL, auto_finalize=False)
+            t.add_job(BlockJob(name=JOB, type=JobType.COMMIT, state=JobState.RUNNING,
+                               disk="vda", data=CommitData(base=BASE, top=MID, topparent=TOP)))
+            t.monitor.execute("block-job-set-speed", {"device": JOB, "speed": 0})
+            wait_until(lambda: job_status(t.monitor) == "pending", "the commit pending")
+            with pytest.raises(CrashError):
+                t.abort(JOB, crash=crash_at(AbortCrashPoint.ABORTING_PERSISTED))
+        with tracker(tb) as t:
+            assert [(r.job, r.decision) for r in t.reports] == [(JOB, Decision.FAILED)]
+            assert t.failed_checks == [] and t.doc.jobs == []
+            assert t.monitor.query_jobs() == {}
+            assert t.monitor.backing_of() == {TOP: MID, MID: BASE}
+        assert_chain(assert_file_sound(tb.status_path), TOP, MID, BASE)
 
 
 def test_a_finish_whose_save_fails_leaves_the_document_as_the_file(tmp_path: Path) -> None:
