@@ -236,6 +236,33 @@ def test_a_stream_job_recorded_with_add_job_is_followed(tmp_path: Path) -> None:
         assert MID not in t.monitor.query_nodes()
 
 
+def test_a_commit_ending_beside_a_concluded_pull_of_another_disk_is_finished(
+    tmp_path: Path
+) -> None:
+    """vda's commit concluded, then vdb's pull: the commit's event came first, and its
+    finish asked for the node graph while the stream waited for its dismiss. The guard
+    that keeps QEMU 7.2 from crashing raised UnsafeQueryError out of `wait_for`; the pull
+    is finished first, as a restart orders them."""
+    pull = "pull-vdb-libvirt-4-format"
+    with started(tmp_path, second_disk=True) as tb, tracker(tb) as t:
+        t.start_commit("vda", MID, BASE, speed=CRAWL)
+        t.monitor.execute("block-stream", {
+            "job-id": pull, "device": "libvirt-4-format", "base-node": "libvirt-6-format",
+            "auto-dismiss": False, "speed": CRAWL})
+        t.add_job(BlockJob(name=pull, type=JobType.PULL, state=JobState.RUNNING, jobflags=0,
+                           disk="vdb", data=PullData(base="libvirt-6-storage")))
+        for job in (JOB, pull):  # in this order, not followed meanwhile
+            t.monitor.execute("block-job-set-speed", {"device": job, "speed": 0})
+            wait_until(lambda job=job: job_status(t.monitor, job) == "concluded", job)
+        assert t.wait_for(lambda doc: doc.jobs == [], WAIT)
+        assert [(r.job, r.problems, r.error) for r in t.reports if r.problems or r.error] == []
+        assert t.monitor.query_jobs() == {}
+        doc = assert_file_sound(tb.status_path)
+        assert_chain(doc, TOP, BASE)
+        assert [image.format_node for image in doc.disk("vdb").chain.images()] == [
+            "libvirt-4-format", "libvirt-6-format"]
+
+
 def test_reenable_and_merge_are_the_steps_recovery_names(tmp_path: Path) -> None:
     """The finish of a live commit is recovery's plan: it names the same steps."""
     steps: list[Step] = []
