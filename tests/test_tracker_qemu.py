@@ -243,24 +243,54 @@ def test_a_commit_ending_beside_a_concluded_pull_of_another_disk_is_finished(
     finish asked for the node graph while the stream waited for its dismiss. The guard
     that keeps QEMU 7.2 from crashing raised UnsafeQueryError out of `wait_for`; the pull
     is finished first, as a restart orders them."""
-    pull = "pull-vdb-libvirt-4-format"
     with started(tmp_path, second_disk=True) as tb, tracker(tb) as t:
         t.start_commit("vda", MID, BASE, speed=CRAWL)
-        t.monitor.execute("block-stream", {
-            "job-id": pull, "device": "libvirt-4-format", "base-node": "libvirt-6-format",
-            "auto-dismiss": False, "speed": CRAWL})
-        t.add_job(BlockJob(name=pull, type=JobType.PULL, state=JobState.RUNNING, jobflags=0,
-                           disk="vdb", data=PullData(base="libvirt-6-storage")))
-        for job in (JOB, pull):  # in this order, not followed meanwhile
-            t.monitor.execute("block-job-set-speed", {"device": job, "speed": 0})
-            wait_until(lambda job=job: job_status(t.monitor, job) == "concluded", job)
+        start_pull_of_vdb(t)
+        for job in (JOB, VDB_PULL):  # in this order, not followed meanwhile
+            conclude(t, job)
         assert t.wait_for(lambda doc: doc.jobs == [], WAIT)
-        assert [(r.job, r.problems, r.error) for r in t.reports if r.problems or r.error] == []
-        assert t.monitor.query_jobs() == {}
-        doc = assert_file_sound(tb.status_path)
-        assert_chain(doc, TOP, BASE)
-        assert [image.format_node for image in doc.disk("vdb").chain.images()] == [
-            "libvirt-4-format", "libvirt-6-format"]
+        assert_both_finished(tb, t, TOP, BASE)
+
+
+def test_a_pivot_beside_a_concluded_pull_of_another_disk_is_done(tmp_path: Path) -> None:
+    """The pivot saved `pivoting`, then its merge's graph query met the concluded stream:
+    UnsafeQueryError, the job left `pivoting` (which libvirt neither pivots nor aborts)
+    with nothing asked of QEMU. The pull is finished first."""
+    with started(tmp_path, second_disk=True) as tb, tracker(tb) as t:
+        t.start_active_commit("vda", BASE)
+        to_ready(t)
+        start_pull_of_vdb(t)
+        conclude(t, VDB_PULL)
+        assert t.pivot(ACTIVE_JOB) == []
+        assert t.wait_for(lambda doc: doc.jobs == [], WAIT)
+        assert_both_finished(tb, t, BASE)
+
+
+VDB_PULL = "pull-vdb-libvirt-4-format"
+
+
+def start_pull_of_vdb(t: JobTracker) -> None:
+    """vdb's mid pulled into its top, crawling, recorded with `add_job`."""
+    t.monitor.execute("block-stream", {
+        "job-id": VDB_PULL, "device": "libvirt-4-format", "base-node": "libvirt-6-format",
+        "auto-dismiss": False, "speed": CRAWL})
+    t.add_job(BlockJob(name=VDB_PULL, type=JobType.PULL, state=JobState.RUNNING, jobflags=0,
+                       disk="vdb", data=PullData(base="libvirt-6-storage")))
+
+
+def conclude(t: JobTracker, job: str) -> None:
+    """Let `job` run to `concluded` in QEMU without following its events."""
+    t.monitor.execute("block-job-set-speed", {"device": job, "speed": 0})
+    wait_until(lambda: job_status(t.monitor, job) == "concluded", job)
+
+
+def assert_both_finished(tb: Lab, t: JobTracker, *vda: str) -> None:
+    assert [(r.job, r.problems, r.error) for r in t.reports if r.problems or r.error] == []
+    assert t.monitor.query_jobs() == {}
+    doc = assert_file_sound(tb.status_path)
+    assert_chain(doc, *vda)
+    assert [image.format_node for image in doc.disk("vdb").chain.images()] == [
+        "libvirt-4-format", "libvirt-6-format"]
 
 
 def test_reenable_and_merge_are_the_steps_recovery_names(tmp_path: Path) -> None:

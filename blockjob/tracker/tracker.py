@@ -235,8 +235,8 @@ class JobTracker:
     def _finish_concluded_pulls(self, name: str) -> None:
         """Finish first the recorded pulls whose stream job concluded, as a restart does
         (`recover_document`): until it is dismissed the node graph cannot be asked (README
-        `QEMU care`), and job `name`'s finish asks for it. Its own event may still be
-        queued behind this one: two disks' jobs ending together."""
+        `QEMU care`), and job `name`'s finish, or its pivot's merge, asks for it. The pull's
+        own event may still be queued: two disks' jobs ending together."""
         for stream in unsafe_streams(self.monitor.query_jobs()):
             pull = self.doc.job(stream)
             if stream != name and pull is not None \
@@ -328,6 +328,7 @@ class JobTracker:
     def pivot(self, name: str, *, crash: PivotHook | None = None) -> list[str]:
         """Pivot ready job `name`; returns bitmaps the merge skipped. The finish follows
         with the job's `concluded` event (`follow`, `wait_for`)."""
+        self._finish_concluded_pulls(name)  # the merge asks for the node graph
         with self._as_the_file():
             return request_pivot(self.owner, self.doc, name, self.monitor,
                                  merge=self._merge, crash=crash)[1]
