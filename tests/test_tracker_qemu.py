@@ -289,7 +289,9 @@ def assert_both_finished(tb: Lab, t: JobTracker, *vda: str) -> None:
     assert t.monitor.query_jobs() == {}
     doc = assert_file_sound(tb.status_path)
     assert_chain(doc, *vda)
-    assert [image.format_node for image in doc.disk("vdb").chain.images()] == [
+    vdb = doc.disk("vdb")
+    assert vdb is not None and vdb.chain is not None
+    assert [image.format_node for image in vdb.chain.images()] == [
         "libvirt-4-format", "libvirt-6-format"]
 
 
