@@ -176,11 +176,19 @@ def test_pending_is_recorded_then_finalized(state: JobState) -> None:
     assert plan.decision is Decision.FINALIZE and plan.steps == (pending, Finalize(NAME))
 
 
-@pytest.mark.parametrize("state", [JobState.PENDING, JobState.PIVOTING, JobState.ABORTING])
+@pytest.mark.parametrize("state", [JobState.PENDING, JobState.PIVOTING])
 def test_pending_keeps_a_recorded_request_or_pending(state: JobState) -> None:
     job = replace(COMMIT, state=state)
     plan = plan_job(document(job), job, qemu("pending"))
     assert plan.decision is Decision.FINALIZE and plan.steps == (Finalize(NAME),)
+
+
+def test_a_recorded_abort_of_a_pending_job_is_asked_again() -> None:
+    """Finalized, the job asked to stop would complete (real QEMU:
+    test_an_abort_recorded_over_a_pending_job_is_asked_again_not_finalized)."""
+    job = replace(COMMIT, state=JobState.ABORTING)
+    plan = plan_job(document(job), job, qemu("pending"))
+    assert plan.decision is Decision.ASKED_AGAIN and plan.steps == (Cancel(NAME),)
 
 
 def test_never_started_job_restores_bitmaps_and_base() -> None:

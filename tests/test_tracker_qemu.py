@@ -4,7 +4,10 @@ pivot, abort, and the same end state as recovery."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+import os
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 
@@ -12,12 +15,14 @@ import pytest
 
 import blockjob
 from blockjob.demo.lab import Lab
+from blockjob.jobs.abort import AbortCrashPoint
 from blockjob.jobs.commit import CommitError
 from blockjob.jobs.pivot import PivotCrashPoint
 from blockjob.jobs.requests import RequestError
-from blockjob.model import BlockJob, JobState, JobType, PullData
-from blockjob.qemu.monitor import MonitorUnavailableError, QMPCommandError
+from blockjob.model import BlockJob, CommitData, JobState, JobType, PullData
+from blockjob.qemu.monitor import Monitor, MonitorUnavailableError, QMPCommandError
 from blockjob.recovery import recover
+from blockjob.recovery.plan import Decision
 from blockjob.recovery.steps import MergeBitmaps, Reenable, Step
 from blockjob.store.status_store import DomainBusyError, StatusStore
 from blockjob.tracker import JobTracker
@@ -37,6 +42,7 @@ from tests.support.qemu_fixtures import (
     job_status,
     started,
     wait_concluded,
+    wait_until,
 )
 from tests.support.tracking import (
     ACTIVE_JOB,
@@ -230,6 +236,65 @@ def test_a_stream_job_recorded_with_add_job_is_followed(tmp_path: Path) -> None:
         assert MID not in t.monitor.query_nodes()
 
 
+def test_a_commit_ending_beside_a_concluded_pull_of_another_disk_is_finished(
+    tmp_path: Path
+) -> None:
+    """vda's commit concluded, then vdb's pull: the commit's event came first, and its
+    finish asked for the node graph while the stream waited for its dismiss. The guard
+    that keeps QEMU 7.2 from crashing raised UnsafeQueryError out of `wait_for`; the pull
+    is finished first, as a restart orders them."""
+    with started(tmp_path, second_disk=True) as tb, tracker(tb) as t:
+        t.start_commit("vda", MID, BASE, speed=CRAWL)
+        start_pull_of_vdb(t)
+        for job in (JOB, VDB_PULL):  # in this order, not followed meanwhile
+            conclude(t, job)
+        assert t.wait_for(lambda doc: doc.jobs == [], WAIT)
+        assert_both_finished(tb, t, TOP, BASE)
+
+
+def test_a_pivot_beside_a_concluded_pull_of_another_disk_is_done(tmp_path: Path) -> None:
+    """The pivot saved `pivoting`, then its merge's graph query met the concluded stream:
+    UnsafeQueryError, the job left `pivoting` (which libvirt neither pivots nor aborts)
+    with nothing asked of QEMU. The pull is finished first."""
+    with started(tmp_path, second_disk=True) as tb, tracker(tb) as t:
+        t.start_active_commit("vda", BASE)
+        to_ready(t)
+        start_pull_of_vdb(t)
+        conclude(t, VDB_PULL)
+        assert t.pivot(ACTIVE_JOB) == []
+        assert t.wait_for(lambda doc: doc.jobs == [], WAIT)
+        assert_both_finished(tb, t, BASE)
+
+
+VDB_PULL = "pull-vdb-libvirt-4-format"
+
+
+def start_pull_of_vdb(t: JobTracker) -> None:
+    """vdb's mid pulled into its top, crawling, recorded with `add_job`."""
+    t.monitor.execute("block-stream", {
+        "job-id": VDB_PULL, "device": "libvirt-4-format", "base-node": "libvirt-6-format",
+        "auto-dismiss": False, "speed": CRAWL})
+    t.add_job(BlockJob(name=VDB_PULL, type=JobType.PULL, state=JobState.RUNNING, jobflags=0,
+                       disk="vdb", data=PullData(base="libvirt-6-storage")))
+
+
+def conclude(t: JobTracker, job: str) -> None:
+    """Let `job` run to `concluded` in QEMU without following its events."""
+    t.monitor.execute("block-job-set-speed", {"device": job, "speed": 0})
+    wait_until(lambda: job_status(t.monitor, job) == "concluded", job)
+
+
+def assert_both_finished(tb: Lab, t: JobTracker, *vda: str) -> None:
+    assert [(r.job, r.problems, r.error) for r in t.reports if r.problems or r.error] == []
+    assert t.monitor.query_jobs() == {}
+    doc = assert_file_sound(tb.status_path)
+    assert_chain(doc, *vda)
+    vdb = doc.disk("vdb")
+    assert vdb is not None and vdb.chain is not None
+    assert [image.format_node for image in vdb.chain.images()] == [
+        "libvirt-4-format", "libvirt-6-format"]
+
+
 def test_reenable_and_merge_are_the_steps_recovery_names(tmp_path: Path) -> None:
     """The finish of a live commit is recovery's plan: it names the same steps."""
     steps: list[Step] = []
@@ -312,6 +377,66 @@ def test_a_commit_whose_first_save_fails_leaves_the_document_as_the_file(tmp_pat
             t.abort(ACTIVE_JOB)
             to_end(t, ACTIVE_JOB)
         assert_active_aborted(tb)
+
+
+@contextmanager
+def late_answer(tb: Lab, monitor: Monitor, command: str) -> Iterator[None]:
+    """QEMU stops as `command` is sent and resumes at our next command (or at the end),
+    so `command` times out and QEMU then runs it: a late reply, as from a busy QEMU."""
+    pid = tb.qemu.pid or 0
+
+    def observe(when: str, sent: str) -> None:
+        if when == "before":
+            os.kill(pid, signal.SIGSTOP if sent == command else signal.SIGCONT)
+
+    monitor.observer = observe
+    try:
+        yield
+    finally:
+        monitor.observer = None
+        os.kill(pid, signal.SIGCONT)
+
+
+def test_a_commit_whose_start_times_out_is_left_to_the_restart(tmp_path: Path) -> None:
+    """A `block-commit` that timed out was undone as if QEMU had refused it: base's
+    bitmaps re-enabled (and base reopened read-only) under the commit QEMU did start, which
+    then dirtied them or failed. An unanswered command undoes nothing: the job stays
+    `new` on file and the restart adopts it."""
+    with started(tmp_path) as tb:
+        with tracker(tb, timeout=0.5) as t:
+            with late_answer(tb, t.monitor, "block-commit"), \
+                    pytest.raises(MonitorUnavailableError, match="timed out"):
+                t.start_commit("vda", MID, BASE)
+            # Answered after the late block-commit (QEMU runs a client's commands in order).
+            assert JOB in t.monitor.query_jobs()
+        assert state_on_file(tb, JOB) is JobState.NEW
+        with tracker(tb) as t:
+            to_end(t, JOB)
+        assert_completed(tb)
+
+
+def test_an_abort_recorded_over_a_pending_job_is_asked_again_not_finalized(
+    tmp_path: Path
+) -> None:
+    """QEMU cancels a pending job (auto-finalize off): the chain stays. A daemon killed
+    between the `aborting` save and `job-cancel` left it pending, and the restart
+    finalized it instead: the commit asked to stop completed, mid left the chain."""
+    with started(tmp_path) as tb:
+        with tracker(tb) as t:
+            t.monitor.block_commit(JOB, device=TOP, top_node=MID, base_node=BASE,
+                                   speed=CRAWL, auto_finalize=False)
+            t.add_job(BlockJob(name=JOB, type=JobType.COMMIT, state=JobState.RUNNING,
+                               disk="vda", data=CommitData(base=BASE, top=MID, topparent=TOP)))
+            t.monitor.execute("block-job-set-speed", {"device": JOB, "speed": 0})
+            wait_until(lambda: job_status(t.monitor) == "pending", "the commit pending")
+            with pytest.raises(CrashError):
+                t.abort(JOB, crash=crash_at(AbortCrashPoint.ABORTING_PERSISTED))
+        with tracker(tb) as t:
+            assert [(r.job, r.decision) for r in t.reports] == [(JOB, Decision.FAILED)]
+            assert t.failed_checks == [] and t.doc.jobs == []
+            assert t.monitor.query_jobs() == {}
+            assert t.monitor.backing_of() == {TOP: MID, MID: BASE}
+        assert_chain(assert_file_sound(tb.status_path), TOP, MID, BASE)
 
 
 def test_a_finish_whose_save_fails_leaves_the_document_as_the_file(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from blockjob.errors import BlockJobError
 from blockjob.jobs.requests import forget_new_job, save_new_job
 from blockjob.model import BlockJob, CommitData, JobState, JobType, StorageSource
 from blockjob.qemu.bitmaps import bitmaps_to_disable, disable_actions
-from blockjob.qemu.monitor import Monitor, MonitorError
+from blockjob.qemu.monitor import Monitor, QMPCommandError
 from blockjob.qemu.nodes import effective_node
 from blockjob.qemu.reopen import restore_base, set_read_only
 from blockjob.statusxml.document import StatusDocument
@@ -138,8 +138,11 @@ def start_commit(
             if names:
                 _disable(qemu, base_image, base_node, names, crash)
             _block_commit(qemu, job, device=device, top=chain[0], base=base_image, speed=speed)
-        except MonitorError as exc:
+        except QMPCommandError as exc:
             # QEMU refused: undo the bitmap change and forget the job, as if never asked.
+            # Not on a lost or timed-out connection: QEMU may have started the job (a late
+            # reply), and re-enabling the bitmaps under it would let the commit dirty
+            # them. The job stays `new` on file; a restart adopts it or finds it unstarted.
             restore_base(qemu, base_image, names, read_only=True)
             forget_new_job(doc, job, mirror=False)
             owner.save(doc)

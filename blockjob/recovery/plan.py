@@ -52,6 +52,9 @@ MIRRORING = frozenset({JobType.COPY, JobType.ACTIVE_COMMIT})
 # QEMU statuses in which a job still takes a `job-cancel` (QEMU's verb table; `pending`
 # is finalized first). `waiting`: done, waiting for the jobs of its transaction.
 CANCELLABLE = frozenset({"created", "running", "paused", "ready", "standby", "waiting"})
+# A recorded abort is asked again in `pending` too (QEMU cancels a pending job, which then
+# concludes cancelled with the chain kept): finalizing it completed the job asked to stop.
+ABORTABLE = CANCELLABLE | {"pending"}
 # QEMU statuses of a paused job (`standby`: paused once ready), by `job-pause` or, with
 # `on-error` stop, by an I/O error. QEMU takes no `job-complete` from them.
 PAUSED = frozenset({"paused", "standby"})
@@ -407,9 +410,10 @@ def _missing_mirror(doc: StatusDocument, job: BlockJob) -> StorageSource | None:
 
 
 def _pending(job: BlockJob) -> list[Step]:
-    """libvirt 9.0 records `pending` only over `new` or `running` (a pivoting or aborting
-    job keeps what was asked). Saved before `job-finalize`, as state and newstate the way
-    libvirt 9.0 saves `ready` (README `Rules`)."""
+    """libvirt 9.0 records `pending` only over `new` or `running` (a pivoting job keeps
+    what was asked; an aborting one is cancelled instead: `ABORTABLE`). Saved before
+    `job-finalize`, as state and newstate the way libvirt 9.0 saves `ready` (README
+    `Rules`)."""
     if job.state not in (JobState.NEW, JobState.RUNNING):
         return []
     return [Record(job.name, state=JobState.PENDING, newstate=JobState.PENDING)]
@@ -548,7 +552,7 @@ def _asked_again(doc: StatusDocument, job: BlockJob, status: str | None) -> list
     on such a job ("still being ended"), for good. So recovery asks: `job-cancel`; for an
     active commit, the pivot's bitmap merge and `job-complete` (a copy's pivot may need its
     backing chain opened first: the tracker's `pivot` asks that one)."""
-    if job.state is JobState.ABORTING and status in CANCELLABLE:
+    if job.state is JobState.ABORTING and status in ABORTABLE:
         return [Cancel(job.name)]
     merge = merge_step(doc, job) if job.state is JobState.PIVOTING and status == "ready" \
         and job.type is JobType.ACTIVE_COMMIT else None
@@ -586,7 +590,7 @@ def plan_job(
         return _plan_invalid(doc, job, qjob, roots, plan)
     if qjob is None and is_unresolved_record(doc, job):
         return plan(Decision.UNRESOLVED, [*_reenable(doc, job), Drop(job.name)])
-    if status == "pending":
+    if status == "pending" and job.state is not JobState.ABORTING:
         return plan(Decision.FINALIZE, [*_pending(job), Finalize(job.name)])
     # A job QEMU already aborts needs no second job-cancel (QEMU would refuse it).
     sibling = failed_sibling(doc, job, qemu_jobs or {}) \

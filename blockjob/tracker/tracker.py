@@ -32,6 +32,7 @@ from blockjob.qemu.monitor import (
     QMPCommandError,
     check_waits,
     deadline_after,
+    unsafe_streams,
 )
 from blockjob.recovery.execute import Context, StepHook, run_step
 from blockjob.recovery.plan import (
@@ -227,8 +228,20 @@ class JobTracker:
             return False  # libvirt ignores other statuses and jobs it did not start
         if job.type is JobType.BACKUP and status == "concluded":
             self._cancel_backup_with(name)
+        self._finish_concluded_pulls(name)
         self.reconcile(name)
         return True
+
+    def _finish_concluded_pulls(self, name: str) -> None:
+        """Finish first the recorded pulls whose stream job concluded, as a restart does
+        (`recover_document`): until it is dismissed the node graph cannot be asked (README
+        `QEMU care`), and job `name`'s finish, or its pivot's merge, asks for it. The pull's
+        own event may still be queued: two disks' jobs ending together."""
+        for stream in unsafe_streams(self.monitor.query_jobs()):
+            pull = self.doc.job(stream)
+            if stream != name and pull is not None \
+                    and (pull.brokentype or pull.type) is JobType.PULL:
+                self.reconcile(stream)
 
     def _cancel_backup_with(self, ended: str) -> None:
         """libvirt cancels a backup's jobs still running once one of them failed or was
@@ -315,6 +328,7 @@ class JobTracker:
     def pivot(self, name: str, *, crash: PivotHook | None = None) -> list[str]:
         """Pivot ready job `name`; returns bitmaps the merge skipped. The finish follows
         with the job's `concluded` event (`follow`, `wait_for`)."""
+        self._finish_concluded_pulls(name)  # the merge asks for the node graph
         with self._as_the_file():
             return request_pivot(self.owner, self.doc, name, self.monitor,
                                  merge=self._merge, crash=crash)[1]
