@@ -305,6 +305,39 @@ def test_a_job_with_unknown_parts_is_written_as_read(keys: set[object]) -> None:
     assert doc.dumps() == _model(data, edit)
 
 
+def test_a_default_namespace_the_root_binds_to_a_prefix_is_written_as_read(
+    keys: set[object]
+) -> None:
+    # `xmlns='...'` is a value cut from the key: a root binding a prefix to its URI (outside
+    # the bytes) must not make the model write the kept child otherwise.
+    seen = _model(_base().replace(b"<disk dst='vdc'/>", b"<disk dst='vdc'/><k xmlns='urn:a'/>"))
+    blockjob.loads(seen).dumps()
+    assert keys
+    for root, uri in ((b"xmlns:x='urn:a'", b"urn:a"), (b"xmlns:x='urn:b'", b"urn:b")):
+        data = seen.replace(b"<domstatus ", b"<domstatus " + root + b" ") \
+            .replace(b"xmlns='urn:a'", b"xmlns='" + uri + b"'")
+        doc = blockjob.loads(data)
+        assert doc.dumps() == _model(data)
+        assert _as_read(doc)
+
+
+@pytest.mark.parametrize("char", ["\x7f", "\x85", "\u2028", "\ufeff", "\ufdd0", "\U0010ffff"])
+def test_a_value_with_a_character_xml_keeps_is_written_as_read(
+    char: str, keys: set[object]
+) -> None:
+    # Characters no XML reader normalizes and writing leaves alone, in a job's name, a
+    # kept attribute and an image's path.
+    seen = _model(_with_image().replace(b"name='c'", b"name='c' f='1'"))
+    blockjob.loads(seen).dumps()
+    assert keys
+    raw = char.encode()
+    data = seen.replace(b"name='c'", b"name='c" + raw + b"'") \
+        .replace(b"f='1'", b"f='" + raw + b"'").replace(b"file='/f'", b"file='/f" + raw + b"'")
+    doc = blockjob.loads(data)
+    assert doc.dumps() == _model(data)
+    assert _as_read(doc)
+
+
 def test_the_keys_kept_are_bounded(keys: set[object], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(asread, "AS_READ_MAX", 1)
     for data in (_base(), _base("failed")):
