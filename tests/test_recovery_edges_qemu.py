@@ -96,25 +96,35 @@ def test_concluded_stream_job_does_not_crash_qemu(tmp_path: Path, state: JobStat
             assert MID not in monitor.query_nodes()
 
 
+def _commit_beside_a_broken_pull(tb: Lab, directory: Path, stream: dict[str, object],
+                                 cancel: bool = False) -> None:
+    """vda's commit and a pull of vdb libvirt re-typed `broken`, both concluded in QEMU
+    (the pull's `block-stream` with `stream`'s arguments, cancelled if `cancel`)."""
+    commit(tb)
+    doc = blockjob.load(tb.status_path)
+    doc.add_job(BlockJob(BROKEN_PULL, JobType.BROKEN, JobState.RUNNING,
+                         brokentype=JobType.PULL, disk="vdb"))
+    StatusStore(directory).save(doc)
+    with tb.connect() as monitor:
+        monitor.execute("block-stream", {"job-id": BROKEN_PULL, "device": "libvirt-4-format",
+                                         "auto-dismiss": False, **stream})
+        if cancel:
+            monitor.job_cancel(BROKEN_PULL)
+    wait_concluded(tb)
+    wait_concluded(tb, BROKEN_PULL)
+
+
+BROKEN_PULL = "pull-vdb-libvirt-4-format"
+
+
 def test_a_pull_libvirt_typed_broken_is_dismissed_before_the_graph_is_asked(
     tmp_path: Path,
 ) -> None:
     """libvirt re-types an invalid pull QEMU still runs `broken` and cancels it; its
     concluded stream job must go before a commit's merge asks for the node graph (the
     commit, first in the file, failed: `query-named-block-nodes not sent`)."""
-    name = "pull-vdb-libvirt-4-format"
     with started(tmp_path, second_disk=True) as tb:
-        commit(tb)
-        doc = blockjob.load(tb.status_path)
-        doc.add_job(BlockJob(name, JobType.BROKEN, JobState.RUNNING, brokentype=JobType.PULL,
-                             disk="vdb"))
-        StatusStore(tmp_path).save(doc)
-        with tb.connect() as monitor:
-            monitor.execute("block-stream", {"job-id": name, "device": "libvirt-4-format",
-                                             "speed": 1, "auto-dismiss": False})
-            monitor.job_cancel(name)
-        wait_concluded(tb)
-        wait_concluded(tb, name)
+        _commit_beside_a_broken_pull(tb, tmp_path, {"speed": 1}, cancel=True)
         assert recover_ok(tb) == [Decision.COMPLETED, Decision.INVALID]
         assert_completed(tb)
         with tb.connect() as monitor:
@@ -129,21 +139,10 @@ def test_a_stale_chain_of_one_disk_holds_back_no_other_disks_finished_job(
     for good, which a restarted libvirt drops unfinished ("untracked by qemu"), keeping the
     committed image QEMU no longer has in vda's chain. Only the jobs a failed check is
     about stay."""
-    name = "pull-vdb-libvirt-4-format"
     stale = ("disk vdb: libvirt-4-format is backed by libvirt-6-format in QEMU, the file "
              "says libvirt-5-format")
     with started(tmp_path, second_disk=True) as tb:
-        commit(tb)
-        doc = blockjob.load(tb.status_path)
-        doc.add_job(BlockJob(name, JobType.BROKEN, JobState.RUNNING, brokentype=JobType.PULL,
-                             disk="vdb"))
-        StatusStore(tmp_path).save(doc)
-        with tb.connect() as monitor:
-            monitor.execute("block-stream", {"job-id": name, "device": "libvirt-4-format",
-                                             "base-node": "libvirt-6-format",
-                                             "auto-dismiss": False})
-        wait_concluded(tb)
-        wait_concluded(tb, name)
+        _commit_beside_a_broken_pull(tb, tmp_path, {"base-node": "libvirt-6-format"})
         report = recover([tb.status_path])
         assert report.domains[0].failed_checks == [stale] and not report.ok
         assert_completed(tb)
