@@ -53,7 +53,9 @@ def test_a_stopped_demo_leaves_no_qemu_and_no_temporary_directory(
         first = demo.stdout.readline()  # QEMU is up and the story has begun
         assert first.startswith("QEMU "), first
         qemu = int(first.split()[1])
-        assert _processes_mentioning(str(temp)) == [qemu]
+        # QEMU is seen where the last check looks (the demo's qemu-img and qemu-io runs
+        # may be there too for a moment)
+        assert qemu in _processes_mentioning(str(temp))
         while not first.startswith(after):
             first = demo.stdout.readline()
             assert first, "the demo ended before the moment to stop it"

@@ -268,7 +268,7 @@ def test_a_second_ctrl_c_ends_the_run_while_domains_hang_in_flight(
                 child.send_signal(signal.SIGINT)
                 # Gone well before the hung domains' 600 s.
                 _, err = child.communicate(timeout=LIMIT)
-        assert child.returncode == 130
+        assert child.returncode == 130, err
         assert "Traceback" not in err
 
 
