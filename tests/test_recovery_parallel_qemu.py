@@ -101,9 +101,10 @@ def _receive(conn: socket.socket) -> dict[str, object]:
 
 class SilentMonitor:
     """A QMP server that greets, accepts capabilities, then answers nothing until released:
-    a QEMU that hangs. It lets go when `release` is set, or after `LIMIT`."""
+    a QEMU that hangs. It lets go when `release` is set, or after `hold` seconds."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, hold: float = LIMIT) -> None:
+        self.hold = hold
         self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.server.bind(str(path))
         self.server.listen()
@@ -123,7 +124,7 @@ class SilentMonitor:
             conn.sendall(json.dumps(reply).encode() + b"\n")
             _receive(conn)  # the first real command: never answered
             self.asked.set()
-            self.release.wait(LIMIT)
+            self.release.wait(self.hold)
 
     def close(self) -> None:
         self.release.set()
@@ -132,8 +133,8 @@ class SilentMonitor:
 
 
 @contextmanager
-def silent_monitor(path: Path) -> Iterator[SilentMonitor]:
-    server = SilentMonitor(path)
+def silent_monitor(path: Path, hold: float = LIMIT) -> Iterator[SilentMonitor]:
+    server = SilentMonitor(path, hold)
     try:
         yield server
     finally:
