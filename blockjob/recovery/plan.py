@@ -108,7 +108,7 @@ class _Planner(Protocol):
                  problem: str | None = None) -> JobPlan: ...
 
 
-def _kind(job: BlockJob) -> JobType:
+def job_kind(job: BlockJob) -> JobType:
     """The job's type; for one libvirt re-typed `broken`, the type it had."""
     return job.brokentype or job.type
 
@@ -208,7 +208,7 @@ def _drop(
 ) -> Drop:
     """Forget `job`; a copy or active commit that is over (or was, before libvirt re-typed it
     `broken`) takes its disk's `<mirror>` along."""
-    drop_mirror = _kind(job) in MIRRORING and job.disk is not None \
+    drop_mirror = job_kind(job) in MIRRORING and job.disk is not None \
         and doc.disk_has_mirror(job.disk)
     backup = job.type is JobType.BACKUP
     if chain is None and not drop_mirror:
@@ -376,7 +376,7 @@ def _unpivoted_copy(doc: StatusDocument, job: BlockJob) -> list[Step]:
     they leave QEMU's graph, as libvirt 9.0 detaches a cancelled copy's mirror chain.
     An invalid copy (or one libvirt re-typed `broken`) as well: its `<mirror>` goes with
     it, and nodes left behind would be open in QEMU with nothing naming them."""
-    disk = _disk(doc, job) if _kind(job) is JobType.COPY else None
+    disk = _disk(doc, job) if job_kind(job) is JobType.COPY else None
     if disk is None or disk.mirror is None:
         return []
     left = _left(disk.mirror, disk.chain)
@@ -430,7 +430,7 @@ def _pivot_window(
     disk = _disk(doc, job)
     if disk is None or disk.chain is None:
         return None
-    target = disk.mirror if _kind(job) is JobType.COPY else _base(doc, job)
+    target = disk.mirror if job_kind(job) is JobType.COPY else _base(doc, job)
     # An image the file names no node of cannot be recognised among the devices' roots.
     if target is not None and node_of(target) in roots:
         return True
@@ -503,7 +503,7 @@ def graph_questions(job: BlockJob, qjob: QemuJob | None) -> tuple[bool, bool]:
     must be dismissed first, README `QEMU care`.)"""
     if job.invalid or job.type is JobType.BROKEN:
         # An invalid copy's mirror images leave QEMU, unless its device runs on them.
-        return _kind(job) is JobType.COPY, False
+        return job_kind(job) is JobType.COPY, False
     if qjob is None:
         open_end = _recorded(job) is None and job.state is not JobState.NEW
     else:
@@ -582,10 +582,10 @@ def plan_job(
              problem: str | None = None) -> JobPlan:
         return JobPlan(job.name, decision, status, tuple(steps), note, problem)
 
-    expected = QEMU_TYPES.get(_kind(job))
+    expected = QEMU_TYPES.get(job_kind(job))
     if qjob is not None and expected is not None and qjob.type != expected:
         return plan(Decision.FOREIGN, [], f"QEMU's job '{job.name}' is a {qjob.type} job, "
-                    f"the file records a {_kind(job)} ({expected}) job")
+                    f"the file records a {job_kind(job)} ({expected}) job")
     if job.invalid or job.type is JobType.BROKEN:
         return _plan_invalid(doc, job, qjob, roots, plan)
     if qjob is None and is_unresolved_record(doc, job):
@@ -627,7 +627,7 @@ def _plan_invalid(
     dropped with what it holds in QEMU (a backup's, create's or copy's images), as any
     end; a copy QEMU pivoted is finished as pivoted instead."""
     note = "; ".join(job.problems) or "invalid job data"
-    disk = _disk(doc, job) if _kind(job) is JobType.COPY else None
+    disk = _disk(doc, job) if job_kind(job) is JobType.COPY else None
     if disk is not None and disk.mirror is not None and _pivot_window(doc, job, roots):
         # The device runs on the copy: the file must say so, or libvirt restarts the
         # domain on images QEMU no longer runs.

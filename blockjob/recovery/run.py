@@ -46,6 +46,7 @@ from blockjob.recovery.plan import (
     Decision,
     JobPlan,
     graph_questions,
+    job_kind,
     paused_by_error,
     plan_job,
 )
@@ -352,13 +353,11 @@ class _Run:
         devices, all in one batch while no stream job can exist (`Monitor.observe`)."""
         try:
             seen = Observed(*self.ctx.monitor.observe())
-        except UnsafeQueryError as exc:
-            if self.dry_run:
+        except MonitorError as exc:
+            if self.dry_run and isinstance(exc, UnsafeQueryError):
                 # The graph cannot be asked before the planned job-dismiss (README `QEMU
                 # care`): as found, nothing of it can be checked, and nothing is wrong.
                 return []
-            return [Failure(f"could not observe QEMU to verify: {exc}")]
-        except MonitorError as exc:
             return [Failure(f"could not observe QEMU to verify: {exc}")]
         if self.dry_run:  # only what does not depend on the planned steps
             return (check_bases(self.touched, seen.nodes, self.unresolved, planned=True)
@@ -406,7 +405,7 @@ def recover_document(
     # Pulls first: while a pull's concluded stream job waits for its job-dismiss, the
     # node graph another job's plan may ask for cannot be asked (README `QEMU care`). A
     # pull libvirt re-typed `broken` too: QEMU still has its stream job.
-    for job in sorted(doc.jobs, key=lambda job: (job.brokentype or job.type) is not JobType.PULL):
+    for job in sorted(doc.jobs, key=lambda job: job_kind(job) is not JobType.PULL):
         report = JobReport(job.name, "unknown", None)
         reports.append(report)
         try:

@@ -39,6 +39,7 @@ from blockjob.recovery.plan import (
     CANCELLABLE,
     failed_sibling,
     is_unresolved_record,
+    job_kind,
     merge_step,
 )
 from blockjob.recovery.report import JobReport
@@ -239,8 +240,7 @@ class JobTracker:
         own event may still be queued: two disks' jobs ending together."""
         for stream in unsafe_streams(self.monitor.query_jobs()):
             pull = self.doc.job(stream)
-            if stream != name and pull is not None \
-                    and (pull.brokentype or pull.type) is JobType.PULL:
+            if stream != name and pull is not None and job_kind(pull) is JobType.PULL:
                 self.reconcile(stream)
 
     def _cancel_backup_with(self, ended: str) -> None:
