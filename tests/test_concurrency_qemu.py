@@ -24,6 +24,7 @@ from blockjob.recovery import recover
 from blockjob.recovery.execute import Probe
 from blockjob.store.lock import lock_file_of
 from blockjob.store.status_store import StoreConflictError
+from tests.support.campaign import FUZZ_ONLY, fuzz_only
 from tests.support.concurrent_lab import (
     ENV,
     FLOWS,
@@ -190,8 +191,7 @@ def test_two_recoveries_at_once_one_killed_end_as_one_run(tmp_path: Path) -> Non
     two_recoveries_one_killed(tmp_path, QUICK_FLOWS, seed=8)
 
 
-@pytest.mark.fuzz
-@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+@fuzz_only
 def test_two_recoveries_at_once_one_killed_campaign(tmp_path: Path) -> None:
     for seed in range(int(os.environ.get("BLOCKJOB_CONCURRENT_RUNS", "20"))):
         two_recoveries_one_killed(tmp_path / str(seed), list(FLOWS), seed)
@@ -244,8 +244,7 @@ def test_a_tracker_killed_while_recover_and_a_new_tracker_wait(tmp_path: Path) -
     tracker_killed_while_others_wait(tmp_path, "pivot", 1)  # the abort: make fuzz
 
 
-@pytest.mark.fuzz
-@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+@fuzz_only
 @pytest.mark.parametrize("flow", ["pivot", "abort"])
 def test_a_tracker_killed_while_others_wait_campaign(tmp_path: Path, flow: str) -> None:
     for seed in range(int(os.environ.get("BLOCKJOB_CONCURRENT_RUNS", "20"))):
@@ -273,9 +272,6 @@ def _directory(lock: Path) -> None:
 LOCK_GAMES = {"removed": _remove, "replaced": _replace, "a directory": _directory}
 # A removed lock file and a replaced one play alike: `make test` runs one of them.
 QUICK_GAMES = ["removed", "a directory"]
-FUZZ_ONLY = [pytest.mark.fuzz, pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ,
-                                                   reason="make fuzz only")]
-
 
 @pytest.mark.parametrize("game", [game if game in QUICK_GAMES else pytest.param(
     game, marks=FUZZ_ONLY) for game in LOCK_GAMES])
@@ -348,8 +344,7 @@ def test_libvirt_saving_during_a_recovery_is_never_overwritten(
     libvirt_saves_during_recover(tmp_path, flow, point)
 
 
-@pytest.mark.fuzz
-@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+@fuzz_only
 @pytest.mark.parametrize("flow", FLOWS)
 def test_libvirt_saving_at_every_point_of_a_recovery(tmp_path: Path, flow: str) -> None:
     _, points = _reference(tmp_path, [flow])
@@ -405,8 +400,7 @@ def test_libvirt_saving_under_a_tracker_is_never_overwritten(
     libvirt_saves_under_a_tracker(tmp_path, flow, after)
 
 
-@pytest.mark.fuzz
-@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+@fuzz_only
 @pytest.mark.parametrize("flow", ["pivot", "abort"])
 @pytest.mark.parametrize("after", range(6))  # each save of the flow
 def test_libvirt_saving_after_each_save_of_a_tracker(

@@ -51,6 +51,7 @@ from blockjob.recovery.execute import Probe
 from blockjob.statusxml.document import load
 from blockjob.store.status_store import StatusStore
 from tests.support import recovery_oracle as oracle
+from tests.support.campaign import fuzz_only
 from tests.support.finish_lab import (
     COPY,
     PULL,
@@ -483,8 +484,7 @@ def test_recovery_end_state_is_what_the_oracle_expects(tmp_path: Path, seed: int
     run_scenario(tmp_path, seed)
 
 
-@pytest.mark.fuzz
-@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+@fuzz_only
 def test_recovery_oracle_campaign(tmp_path: Path) -> None:
     count = int(os.environ.get("BLOCKJOB_ORACLE_SEEDS", "200"))
     start = int(os.environ.get("BLOCKJOB_ORACLE_FIRST", "100"))

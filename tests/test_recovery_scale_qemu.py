@@ -34,6 +34,7 @@ from blockjob.qemu.monitor import MonitorUnavailableError
 from blockjob.recovery import recover
 from blockjob.store.status_store import StatusStore
 from blockjob.tracker import JobTracker
+from tests.support.campaign import fuzz_only
 from tests.support.qemu_fixtures import QEMU_MARKS, wait_until
 from tests.test_recovery_parallel_qemu import silent_monitor
 from tests.test_store_support import status_bytes
@@ -277,8 +278,7 @@ def test_a_second_ctrl_c_ends_the_run_while_domains_hang_in_flight(
         assert "Traceback" not in err
 
 
-@pytest.mark.fuzz
-@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+@fuzz_only
 @SIGNALS
 def test_signals_at_random_instants_then_a_rerun_end_as_an_uninterrupted_run(
     tmp_path: Path, templates: Templates, how: signal.Signals
@@ -362,8 +362,7 @@ def test_a_qemu_killed_mid_run_costs_its_domain_alone(
     assert _qemu_killed_mid_run(tmp_path, templates, random.Random(7))
 
 
-@pytest.mark.fuzz
-@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+@fuzz_only
 def test_qemus_killed_at_random_commands_cost_their_domain_alone(
     tmp_path: Path, templates: Templates
 ) -> None:
@@ -413,8 +412,7 @@ def _mixed_fleet(root: Path, templates: Templates, jobs: int) -> tuple[int, str,
         return code, out.replace(str(silent), "@SILENT"), after
 
 
-@pytest.mark.fuzz
-@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+@fuzz_only
 def test_a_mixed_fleet_is_reported_in_order_with_the_worst_exit_code_whatever_the_jobs(
     tmp_path: Path, templates: Templates
 ) -> None:

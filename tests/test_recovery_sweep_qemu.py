@@ -26,6 +26,7 @@ from blockjob.demo.lab import Lab
 from blockjob.recovery import recover
 from blockjob.recovery.execute import Probe
 from tests.support import finish_lab
+from tests.support.campaign import fuzz_only
 from tests.support.finish_lab import exports
 from tests.support.qemu_fixtures import (
     QEMU_MARKS,
@@ -145,8 +146,7 @@ def test_killed_at_a_point_converges(
     sweep(tmp_path, flow, found[occurrence - 1])
 
 
-@pytest.mark.fuzz
-@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+@fuzz_only
 @pytest.mark.parametrize("flow", FLOWS)
 # More than the longest flow passes (a backup over two disks: about 54; its cancel's
 # polls of query-jobs vary a little).

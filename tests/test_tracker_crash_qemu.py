@@ -28,6 +28,7 @@ from blockjob.jobs.pivot import PivotCrashPoint
 from blockjob.model import JobState
 from blockjob.recovery import Decision, recover
 from blockjob.tracker import JobTracker
+from tests.support.campaign import fuzz_only
 from tests.support.finish_lab import backup_job, exports, record_pull, start_pull
 from tests.support.qemu_fixtures import (
     BASE,
@@ -231,8 +232,7 @@ def test_sigkill_at_a_random_instant_then_a_new_tracker_finishes(
     kill_anywhere_then_restart(tmp_path, flow, seed)
 
 
-@pytest.mark.fuzz
-@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+@fuzz_only
 @pytest.mark.parametrize("flow", ["pivot", "abort", "backup"])
 @pytest.mark.parametrize("seed", range(RANDOM_KILLS))
 def test_sigkill_at_many_random_instants(tmp_path: Path, flow: str, seed: int) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.campaign import FUZZ_ONLY, fuzz_only
 from tests.support.libvirt_lab import (
     LIBVIRT_MARKS,
     LabDomain,
@@ -135,10 +136,6 @@ def test_a_start_killed_before_qemu_had_the_job_leaves_libvirt_free(lab: Libvirt
         pivot_under_libvirt(dom, recorded_only(dom, "ready"))
 
 
-# `make fuzz` only, to keep `make test` short: what `make test` runs of the same path.
-FUZZ_ONLY = [pytest.mark.fuzz, pytest.mark.skipif(
-    "BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")]
-
 
 @pytest.mark.parametrize(("flow", "point", "chain"), [
     ("abort", "aborting-persisted", ("vda-top", "vda-mid", "vda-base")),
@@ -240,8 +237,7 @@ def test_a_daemon_killed_at_a_random_instant_hands_over_to_libvirt(lab: LibvirtL
     kill_anywhere_then_libvirt(lab, "pivot", 1)
 
 
-@pytest.mark.fuzz
-@pytest.mark.skipif("BLOCKJOB_FUZZ_EXAMPLES" not in os.environ, reason="make fuzz only")
+@fuzz_only
 @pytest.mark.parametrize("flow", ["pivot", "abort"])
 @pytest.mark.parametrize("seed", range(LIBVIRT_KILLS))
 def test_a_daemon_killed_at_many_random_instants_hands_over_to_libvirt(
