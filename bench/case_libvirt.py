@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from bench.cpu import seconds_between, thread_times
 from bench.table import Row
 from bench.timing import Budget
 
@@ -151,30 +152,22 @@ def _by_libvirt(lab: LibvirtLab, domains: list[LabDomain], _jobs: int) -> tuple[
 
 def _by_blockjob(_lab: LibvirtLab, domains: list[LabDomain], jobs: int) -> tuple[float, str]:
     paths = [dom.namespace_status_path for dom in domains]
-    qemu = _cpu_seconds(dom.qemu_pid for dom in domains)
+    pids = [dom.qemu_pid for dom in domains if dom.qemu_pid is not None]
+    qemu = thread_times(pids)
     ours = _children_cpu()
     start = time.perf_counter()
     _python_in(domains[0], "-m", "blockjob", "recover", "--jobs", str(jobs), *paths)
     seconds = time.perf_counter() - start
     ours = _children_cpu() - ours
-    qemu = _cpu_seconds(dom.qemu_pid for dom in domains) - qemu
+    used = seconds_between(qemu, thread_times(pids))
     return seconds, (f"{seconds * 1e3:.0f} ms for the whole process ({ours * 1e3:.0f} ms of "
-                     f"its CPU, {qemu * 1e3:.0f} ms of the QEMUs' CPU meanwhile)")
+                     f"its CPU, {used * 1e3:.0f} ms of the QEMUs' CPU meanwhile)")
 
 
 def _children_cpu() -> float:
     """CPU seconds of the waited-for child processes so far (nsenter passes its child's on)."""
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     return used.ru_utime + used.ru_stime
-
-
-def _cpu_seconds(pids: Iterable[int | None]) -> float:
-    """CPU seconds processes `pids` have used (fields 14 and 15 of /proc/PID/stat)."""
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / _TICK
 
 
 def _blockjob_startup(lab: LibvirtLab) -> float:

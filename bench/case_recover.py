@@ -8,7 +8,6 @@ expected bitmaps in base), and the same end state, field for field, in every mod
 
 from __future__ import annotations
 
-import os
 import statistics
 import tempfile
 import time
@@ -16,13 +15,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.cpu import seconds_between, thread_times
 from bench.fleet import Templates, end_state, fleet, reconciled
 from bench.table import Row
 from bench.timing import Budget
-from blockjob.demo.lab import Lab
 from blockjob.recovery import recover
-
-_TICK = os.sysconf("SC_CLK_TCK")
 
 
 class EndStateError(RuntimeError):
@@ -36,23 +33,16 @@ class Sample:
     qemu: float  # CPU seconds of all the QEMUs during it
 
 
-def _qemu_cpu(labs: Sequence[Lab]) -> float:
-    total = 0
-    for lab in labs:
-        # Fields 14 and 15 of /proc/PID/stat (after the parenthesised name): utime, stime.
-        fields = Path(f"/proc/{lab.qemu.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total / _TICK
-
-
 def _measure(root: Path, count: int, jobs: int, templates: Templates) -> tuple[Sample, set[str]]:
     """Recover `count` fresh domains `jobs` at a time; the time and the end states."""
     with fleet(root, count, templates) as labs:
-        qemu, cpu = _qemu_cpu(labs), time.process_time()
+        pids = [lab.qemu.pid for lab in labs if lab.qemu.pid is not None]
+        qemu, cpu = thread_times(pids), time.process_time()
         start = time.perf_counter()
         report = recover([lab.status_path for lab in labs], jobs=jobs)
         wall = time.perf_counter() - start
-        sample = Sample(wall, time.process_time() - cpu, _qemu_cpu(labs) - qemu)
+        sample = Sample(wall, time.process_time() - cpu,
+                        seconds_between(qemu, thread_times(pids)))
         wrong = [domain.file for domain, lab in zip(report.domains, labs, strict=True)
                  if domain.needs_attention or not reconciled(lab)]
         if wrong:
