@@ -13,11 +13,11 @@ may not say what is below its last image, one written by a libvirt that omits a 
 image's format layer names no format node of it, and a hand-edited one may name the
 wrong storage node.
 
-QEMU also resets every other option a reopen leaves out to its default, so the reopen
-repeats those of the node's that differ from it, as libvirt's full option set does:
+QEMU also resets the other options a reopen leaves out to their defaults, so the reopen
+repeats those of the node's that differ from them, as libvirt's full option set does:
 `cache.direct`, `cache.no-flush` and `detect-zeroes` as QEMU has them now
-(`query-named-block-nodes`), and `discard`, which QEMU does not report, as the domain's
-disk says (`<driver discard>`).
+(`query-named-block-nodes`), and `discard`, which QEMU does not report (7.2 keeps it when
+left out), as the domain's disk says (`<driver discard>`).
 """
 
 from __future__ import annotations
