@@ -122,7 +122,7 @@ def start_commit(
     except ValueError as exc:  # an image without node names
         raise CommitError(str(exc)) from None
     base_image = next(i for i in chain if i.matches(base))
-    found = doc.disk(disk)  # there: `_new_job` found it
+    found = doc.disk(disk)  # `_new_job` found it; its `<driver discard>` for base's reopens
     discard = found.discard if found is not None else None
     own = monitor is None
     qemu = monitor or Monitor.connect(doc.monitor_path or "")

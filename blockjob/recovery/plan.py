@@ -153,8 +153,8 @@ def _disk_chain(doc: StatusDocument, job: BlockJob) -> StorageSource | None:
 
 
 def _discard(doc: StatusDocument, job: BlockJob) -> str | None:
-    """The `<driver discard>` of the job's disk: QEMU does not report it, and a reopen of
-    one of its images that left it out would reset it."""
+    """The `<driver discard>` of the job's disk, which QEMU does not report: reopens of its
+    images repeat it, as libvirt's do."""
     disk = _disk(doc, job)
     return disk.discard if disk is not None else None
 
