@@ -71,6 +71,16 @@ def test_fast_path_agrees_on_our_files(path: Path) -> None:
     _fast_reads(path.read_bytes())
 
 
+def test_a_disks_discard_mode_is_read_from_its_first_driver() -> None:
+    """What base's reopens repeat (QEMU does not report it); libvirt reads the first
+    `<driver>`."""
+    unmap = disk("vda", (2, 1)).replace(
+        "type='qcow2'/>", "type='qcow2' discard='unmap'/><driver discard='ignore'/>", 1)
+    data = status("<blockjobs active='no'/>", unmap + "\n" + disk("vdb", (4, 3)))
+    assert _fast_reads(data) == 2
+    assert [d.discard for d in blockjob.loads(data).disks] == ["unmap", None]
+
+
 def _fixture() -> bytes:
     if not FIXTURE.is_file():
         pytest.skip(f"{FIXTURE} not found")

@@ -41,6 +41,14 @@ def test_node_reply_keeps_named_bitmaps_and_the_inconsistent_flag() -> None:
     assert node.bitmap("bm") is node.bitmaps[0] and node.bitmap("other") is None
 
 
+def test_node_reply_keeps_the_options_a_reopen_must_repeat() -> None:
+    node = _node({"node-name": "n", "drv": "qcow2", "ro": True, "detect_zeroes": "unmap",
+                  "cache": {"writeback": True, "direct": True, "no-flush": False}})
+    assert (node.direct, node.no_flush, node.detect_zeroes) == (True, False, "unmap")
+    bare = _node({"node-name": "n", "drv": "qcow2", "ro": True})  # as QEMU's defaults
+    assert (bare.direct, bare.no_flush, bare.detect_zeroes) == (False, False, "off")
+
+
 @needs_qemu
 def test_queries_and_command_errors(tmp_path: Path) -> None:
     with started(tmp_path) as tb, tb.connect() as monitor:

@@ -118,7 +118,7 @@ def test_a_wrong_storage_node_in_the_file_never_becomes_bases_file_child(
         assert disk is not None and disk.chain is not None
         base = next(i for i in disk.chain.images() if i.format_node == BASE)
         with tb.connect() as monitor:  # as a run killed inside the merge leaves it
-            set_read_only(monitor, base, False)
+            set_read_only(monitor, base, False, kept={})
         text = tb.status_path.read_text()
         tb.status_path.write_text(text.replace(f"'{files[BASE]}'", f"'{files[BOTTOM]}'"))
         assert recover_ok(tb) == [Decision.COMPLETED]

@@ -320,7 +320,8 @@ def test_missing_bitmap_after_a_completed_commit_is_reported_on_every_run(
         wait_concluded(tb)
         with tb.connect() as monitor:  # someone removed a listed bitmap meanwhile
             transaction_on(monitor, base_image(tb), [{
-                "type": "block-dirty-bitmap-remove", "data": {"node": BASE, "name": "chk0"}}])
+                "type": "block-dirty-bitmap-remove", "data": {"node": BASE, "name": "chk0"}}],
+                discard=None)
         problem = "bitmap 'chk0' is gone from libvirt-3-format; nothing to re-enable"
         for decision in ("finish-completed", "unresolved-bitmaps", "unresolved-bitmaps"):
             report = recover([tb.status_path])
@@ -344,7 +345,8 @@ def test_a_listed_bitmap_the_merge_makes_anew_is_not_kept_as_unresolved(
         wait_concluded(tb)
         with tb.connect() as monitor:
             transaction_on(monitor, base_image(tb), [{
-                "type": "block-dirty-bitmap-remove", "data": {"node": BASE, "name": "chk1"}}])
+                "type": "block-dirty-bitmap-remove", "data": {"node": BASE, "name": "chk1"}}],
+                discard=None)
         report = recover([tb.status_path])
         assert report.ok and [j.decision for j in report.domains[0].jobs] == ["finish-completed"]
         assert not assert_file_sound(tb.status_path).jobs
@@ -535,6 +537,40 @@ def test_a_concluded_commit_is_finished_and_verified_after_its_last_step(
                                 for command in _OBSERVE]
         assert seen[-2:] == ["before save", "after save"]
         assert_completed(tb)
+
+
+@pytest.mark.parametrize("discard", [None, "unmap"], ids=["no-discard", "discard-unmap"])
+def test_bases_reopens_repeat_the_disks_discard_and_else_are_sent_as_before(
+    tmp_path: Path, discard: str | None,
+) -> None:
+    """QEMU does not report a node's discard mode: base's reopens take it from the disk's
+    `<driver discard>`, as libvirt does. A base with QEMU's defaults on a disk without it
+    gets the very command it got before the reopens kept options."""
+    sent: list[list[tuple[str, object]]] = []
+    with started(tmp_path / "qemu") as tb:
+        commit(tb)
+        wait_concluded(tb)
+        if discard is not None:
+            text = tb.status_path.read_text()
+            tb.status_path.write_text(text.replace(
+                "type='qcow2'/>", f"type='qcow2' discard='{discard}'/>", 1))
+        with tb.connect() as qemu:
+            scripts = _relayed(qemu, {"query-named-block-nodes", "x-debug-query-block-graph",
+                                      "blockdev-reopen", "transaction", "job-dismiss",
+                                      "blockdev-del", *_OBSERVE})
+            relay = scripts["blockdev-reopen"]
+
+            def reopen(request: dict[str, Any]) -> Iterable[bytes]:
+                sent.extend(list(options.items()) for options in request["arguments"]["options"])
+                return relay(request)
+
+            with peer(tmp_path, {**scripts, "blockdev-reopen": reopen}) as server:
+                _through(tb, server)
+                assert recover([tb.status_path]).ok
+    kept = [("discard", "unmap")] if discard is not None else []
+    assert sent == [[("node-name", BASE), ("driver", "qcow2"), ("file", "libvirt-3-storage"),
+                     ("read-only", read_only), ("backing", None), *kept]
+                    for read_only in (False, True)]
 
 
 def test_a_job_qemu_lost_after_the_plan_looked_fails_the_check(tmp_path: Path) -> None:

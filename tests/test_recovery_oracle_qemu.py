@@ -301,7 +301,7 @@ def _set_read_only(monitor: Monitor, image: StorageSource, read_only: bool) -> N
     asked (recovery's own reopens ask it, after dismissing pulls first)."""
     backing = image.backing.format_node if image.backing is not None else None
     monitor.blockdev_reopen([reopen_options(
-        image, read_only=read_only, children=Children(image.storage_node, backing))])
+        image, read_only=read_only, children=Children(image.storage_node, backing), kept={})])
 
 
 def _foreign_backup(monitor: Monitor, tb: Lab, job: str, index: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -199,6 +200,44 @@ def test_never_started_job_restores_bitmaps_and_base() -> None:
     assert isinstance(reenable, Reenable) and not reenable.base_is_active
     assert reenable.base.format_node == "libvirt-3-format"
     assert drop == Drop(NAME)
+
+
+LAB = Path(__file__).parent / "data" / "lab"
+DRIVER = b"<driver name='qemu' type='qcow2'/>"
+
+
+def _lab_file(name: str, state: JobState) -> tuple[blockjob.StatusDocument, BlockJob]:
+    doc = blockjob.load(LAB / name)
+    job = replace(doc.jobs[0], state=state)
+    doc.replace_job(job)
+    return doc, job
+
+
+# (document, job, QEMU's job) of each plan whose steps reopen an image of the disk.
+BASE_STEPS: dict[str, Callable[[], tuple[blockjob.StatusDocument, BlockJob, QemuJob | None]]] = {
+    "commit-completed": lambda: (document(), COMMIT, qemu("concluded")),
+    "commit-unstarted": lambda: (document(replace(COMMIT, state=JobState.NEW)),
+                                 replace(COMMIT, state=JobState.NEW), None),
+    "pull-completed": lambda: (*_lab_file("pull-running.xml", JobState.RUNNING),
+                               QemuJob("pull-vda-libvirt-2-format", "stream", "concluded")),
+    "copy-pivoted": lambda: (*_lab_file("shallow-copy-ready.xml", JobState.PIVOTING),
+                             QemuJob("copy-vda-libvirt-1-format", "mirror", "concluded")),
+}
+
+
+@pytest.mark.parametrize("case", BASE_STEPS)
+@pytest.mark.parametrize("discard", [None, "unmap"])
+def test_the_steps_that_reopen_carry_the_disks_discard(case: str, discard: str | None) -> None:
+    """QEMU does not report a node's discard mode, and a reopen that leaves it out resets
+    it: the disk's `<driver discard>` goes with the steps."""
+    doc, job, qjob = BASE_STEPS[case]()
+    if discard is not None:
+        data = doc.dumps()
+        assert DRIVER in data
+        doc = blockjob.loads(data.replace(DRIVER, DRIVER[:-2] + b" discard='unmap'/>"))
+    steps = [step for step in plan_job(doc, job, qjob).steps
+             if isinstance(step, MergeBitmaps | Reenable)]
+    assert steps and [step.discard for step in steps] == [discard] * len(steps)
 
 
 def test_vanished_running_job_is_dropped_with_a_note() -> None:

@@ -347,7 +347,7 @@ def test_base_left_writable_is_attention_in_a_dry_run_and_made_read_only(tmp_pat
         commit(tb)
         wait_concluded(tb)
         with tb.connect() as monitor:
-            set_read_only(monitor, base_image(tb), False)
+            set_read_only(monitor, base_image(tb), False, kept={})
         dry = recover([tb.status_path], dry_run=True)
         assert not dry.ok
         assert dry.domains[0].failed_checks == ["base libvirt-3-format is writable; it must be "

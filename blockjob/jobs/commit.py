@@ -10,7 +10,7 @@ recovery does at each one, and the tests crash at every one of them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from enum import StrEnum
 
@@ -20,7 +20,7 @@ from blockjob.model import BlockJob, CommitData, JobState, JobType, StorageSourc
 from blockjob.qemu.bitmaps import bitmaps_to_disable, disable_actions
 from blockjob.qemu.monitor import Monitor, QMPCommandError
 from blockjob.qemu.nodes import effective_node
-from blockjob.qemu.reopen import restore_base, set_read_only
+from blockjob.qemu.reopen import kept_options, restore_base, set_read_only
 from blockjob.statusxml.document import StatusDocument
 from blockjob.statusxml.node import written_as_is
 from blockjob.statusxml.sources import disk_mirror_node
@@ -122,6 +122,8 @@ def start_commit(
     except ValueError as exc:  # an image without node names
         raise CommitError(str(exc)) from None
     base_image = next(i for i in chain if i.matches(base))
+    found = doc.disk(disk)  # `_new_job` found it; its `<driver discard>` for base's reopens
+    discard = found.discard if found is not None else None
     own = monitor is None
     qemu = monitor or Monitor.connect(doc.monitor_path or "")
     try:
@@ -136,14 +138,15 @@ def start_commit(
         crash(CrashPoint.JOB_PERSISTED)
         try:
             if names:
-                _disable(qemu, base_image, base_node, names, crash)
+                kept = kept_options(nodes.get(base_node), discard)
+                _disable(qemu, base_image, base_node, names, crash, kept=kept)
             _block_commit(qemu, job, device=device, top=chain[0], base=base_image, speed=speed)
         except QMPCommandError as exc:
             # QEMU refused: undo the bitmap change and forget the job, as if never asked.
             # Not on a lost or timed-out connection: QEMU may have started the job (a late
             # reply), and re-enabling the bitmaps under it would let the commit dirty
             # them. The job stays `new` on file; a restart adopts it or finds it unstarted.
-            restore_base(qemu, base_image, names, read_only=True)
+            restore_base(qemu, base_image, names, discard=discard, read_only=True)
             forget_new_job(doc, job, mirror=False)
             owner.save(doc)
             raise CommitError(f"QEMU refused the commit: {exc}") from exc
@@ -176,14 +179,15 @@ def _check_recordable(names: tuple[str, ...], base_node: str) -> None:
 
 
 def _disable(
-    qemu: Monitor, base: StorageSource, base_node: str, names: tuple[str, ...], crash: CrashHook
+    qemu: Monitor, base: StorageSource, base_node: str, names: tuple[str, ...], crash: CrashHook,
+    *, kept: Mapping[str, object],
 ) -> None:
     # Not `transaction_on`: a crash point must be able to fire while base is writable.
-    set_read_only(qemu, base, False)
+    set_read_only(qemu, base, False, kept=kept)
     crash(CrashPoint.BASE_WRITABLE)
     qemu.transaction(disable_actions(base_node, names))
     crash(CrashPoint.BITMAPS_DISABLED)
-    set_read_only(qemu, base, True)
+    set_read_only(qemu, base, True, kept=kept)
     crash(CrashPoint.BASE_READ_ONLY)
 
 

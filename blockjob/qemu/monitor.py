@@ -149,6 +149,10 @@ class BlockNode:
     read_only: bool
     bitmaps: tuple[Bitmap, ...] = ()
     filename: str | None = None  # QEMU's `file`: the image's file (or a json: name)
+    # Options a `blockdev-reopen` resets unless it repeats them (`blockjob.qemu.reopen`).
+    direct: bool = False  # cache.direct
+    no_flush: bool = False  # cache.no-flush
+    detect_zeroes: str = "off"
 
     def bitmap(self, name: str) -> Bitmap | None:
         for bitmap in self.bitmaps:
@@ -271,12 +275,16 @@ def _roots(raw: object) -> tuple[str, ...]:
 
 def _node(item: object) -> BlockNode:
     raw = _mapping(item)
+    cache = _mapping(raw.get("cache", {}))
     return BlockNode(
         node_name=_text(raw, "node-name"),
         driver=str(raw["drv"]),
         read_only=bool(raw["ro"]),
         bitmaps=_bitmaps(raw.get("dirty-bitmaps", [])),
         filename=_text(raw, "file") if "file" in raw else None,
+        direct=bool(cache.get("direct", False)),
+        no_flush=bool(cache.get("no-flush", False)),
+        detect_zeroes=_text(raw, "detect_zeroes") if "detect_zeroes" in raw else "off",
     )
 
 

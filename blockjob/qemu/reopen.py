@@ -12,18 +12,24 @@ both are the nodes QEMU has now (`x-debug-query-block-graph`), never the file's:
 may not say what is below its last image, one written by a libvirt that omits a raw
 image's format layer names no format node of it, and a hand-edited one may name the
 wrong storage node.
+
+QEMU also resets the other options a reopen leaves out to their defaults, so the reopen
+repeats those of the node's that differ from them, as libvirt's full option set does:
+`cache.direct`, `cache.no-flush` and `detect-zeroes` as QEMU has them now
+(`query-named-block-nodes`), and `discard`, which QEMU does not report (7.2 keeps it when
+left out), as the domain's disk says (`<driver discard>`).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
 from blockjob.model import StorageSource
 from blockjob.qemu.bitmaps import TMP_ACTIVEWRITE, Nodes, reenable_actions, remove_actions
-from blockjob.qemu.monitor import Monitor, MonitorError
+from blockjob.qemu.monitor import BlockNode, Monitor, MonitorError
 from blockjob.qemu.nodes import effective_node
 
 
@@ -35,11 +41,30 @@ class Children:
     backing: str | None
 
 
+def kept_options(node: BlockNode | None, discard: str | None) -> dict[str, object]:
+    """The options of a format node a reopen must repeat, else QEMU resets them: those
+    that differ from QEMU's default. `node`: the node as QEMU reports it now; `discard`:
+    the domain's disk's `<driver discard>`. QEMU refuses `detect-zeroes` `unmap` without
+    `discard` `unmap`, so a node that has it proves the discard mode too."""
+    kept: dict[str, object] = {}
+    if node is not None:
+        cache = {name: True for name, on in (("direct", node.direct),
+                                              ("no-flush", node.no_flush)) if on}
+        if cache:
+            kept["cache"] = cache
+        if node.detect_zeroes != "off":
+            kept["detect-zeroes"] = node.detect_zeroes
+    if discard == "unmap" or kept.get("detect-zeroes") == "unmap":
+        kept["discard"] = "unmap"
+    return kept
+
+
 def reopen_options(
-    image: StorageSource, *, read_only: bool, children: Children
+    image: StorageSource, *, read_only: bool, children: Children,
+    kept: Mapping[str, object],
 ) -> dict[str, object]:
     """The full option set `blockdev-reopen` needs for `image`'s format node, linked to
-    the `children` QEMU has now."""
+    the `children` QEMU has now, with the `kept` options (`kept_options`)."""
     if image.format_node is None:
         raise ValueError(f"image {image.path!r} lacks a format node name")
     if children.file is None:
@@ -52,6 +77,7 @@ def reopen_options(
         "read-only": read_only,
         # Omitting "backing" would ask QEMU to reopen the image's header backing file.
         "backing": children.backing,
+        **kept,
     }
 
 
@@ -62,23 +88,29 @@ def children_in_qemu(monitor: Monitor, image: StorageSource) -> Children:
     return Children(files.get(node), backing.get(node))
 
 
-def set_read_only(monitor: Monitor, image: StorageSource, read_only: bool) -> None:
-    """Reopen `image` read-only or read-write, linked to its children as QEMU has them."""
-    _reopen(monitor, image, read_only, children_in_qemu(monitor, image))
+def set_read_only(
+    monitor: Monitor, image: StorageSource, read_only: bool, *, kept: Mapping[str, object]
+) -> None:
+    """Reopen `image` read-only or read-write, linked to its children as QEMU has them,
+    with the `kept` options (`kept_options`)."""
+    _reopen(monitor, image, read_only, children_in_qemu(monitor, image), kept)
 
 
 def _reopen(
-    monitor: Monitor, image: StorageSource, read_only: bool, children: Children
+    monitor: Monitor, image: StorageSource, read_only: bool, children: Children,
+    kept: Mapping[str, object],
 ) -> None:
-    monitor.blockdev_reopen([reopen_options(image, read_only=read_only, children=children)])
+    monitor.blockdev_reopen([reopen_options(image, read_only=read_only, children=children,
+                                            kept=kept)])
 
 
 def transaction_on(
     monitor: Monitor, image: StorageSource, actions: Sequence[dict[str, object]],
-    *, read_only_after: bool = True, nodes: Nodes | None = None,
+    *, discard: str | None, read_only_after: bool = True, nodes: Nodes | None = None,
 ) -> None:
     """Run `actions` in one transaction with `image` writable, then leave it read-only
     when `read_only_after` (a backing image) whether or not it was writable before.
+    `discard`: the domain's disk's `<driver discard>`, which the reopens repeat.
 
     Looks at QEMU first (`nodes`: the caller's observation, made just before with no
     command since, from which it computed `actions`), so a run killed inside the window
@@ -90,13 +122,15 @@ def transaction_on(
         nodes = monitor.query_nodes()
     node = nodes.get(image.format_node or "")
     writable = node is not None and not node.read_only
+    # Taken before the reopens, which keep them: the transaction changes only bitmaps.
+    kept = kept_options(node, discard)
 
     @cache  # asked once, by the first reopen: neither they nor the transaction change it
     def children() -> Children:
         return children_in_qemu(monitor, image)
 
     def reopen(read_only: bool) -> None:
-        _reopen(monitor, image, read_only, children())
+        _reopen(monitor, image, read_only, children(), kept)
 
     if actions and not writable:
         reopen(False)
@@ -115,12 +149,13 @@ def transaction_on(
 
 
 def restore_base(
-    monitor: Monitor, base: StorageSource, listed: Sequence[str], *, read_only: bool = True,
-    nodes: Nodes | None = None,
+    monitor: Monitor, base: StorageSource, listed: Sequence[str], *, discard: str | None,
+    read_only: bool = True, nodes: Nodes | None = None,
 ) -> tuple[list[str], Nodes, int]:
     """Enable the listed base bitmaps that are still disabled (one transaction, base
     writable around it) and, with `read_only`, leave base read-only (also when a killed
-    run left it writable). `nodes`: the caller's observation, made just before.
+    run left it writable). `nodes`: the caller's observation, made just before;
+    `discard`: as for `transaction_on`.
 
     Returns the problems with bitmaps that could not be re-enabled, the node graph they
     were judged on (taken before the transaction, which enables and removes bitmaps but
@@ -130,5 +165,5 @@ def restore_base(
     name = effective_node(base)
     actions, problems = reenable_actions(name, listed, nodes)
     transaction_on(monitor, base, actions + remove_actions(name, TMP_ACTIVEWRITE, nodes),
-                   read_only_after=read_only, nodes=nodes)
+                   discard=discard, read_only_after=read_only, nodes=nodes)
     return problems, nodes, len(actions)

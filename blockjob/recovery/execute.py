@@ -126,7 +126,7 @@ def _merge(ctx: Context, step: MergeBitmaps) -> None:
     if not all(name in nodes for name in committed):
         # Committed nodes are deleted only after the merge, which enables every listed
         # bitmap: one still disabled means they left QEMU some other way, unmerged.
-        if _restore(ctx, Reenable(step.base, step.listed, keep_writable), nodes):
+        if _restore(ctx, Reenable(step.base, step.listed, keep_writable, step.discard), nodes):
             ctx.problems.append(
                 f"committed images {', '.join(committed)} left QEMU before their bitmaps "
                 f"were merged into {base}: the listed bitmaps were re-enabled without "
@@ -136,13 +136,14 @@ def _merge(ctx: Context, step: MergeBitmaps) -> None:
     ctx.problems.extend(p for p in problems if "invalid chain" in p)
     _bitmap_problems(ctx, [p for p in problems if "invalid chain" not in p],
                      unusable(base, step.listed, nodes, added(actions)))
-    transaction_on(ctx.monitor, step.base, actions, read_only_after=not keep_writable,
-                   nodes=nodes)
+    transaction_on(ctx.monitor, step.base, actions, discard=step.discard,
+                   read_only_after=not keep_writable, nodes=nodes)
 
 
 def _restore(ctx: Context, step: Reenable, nodes: Nodes | None = None) -> int:
     """Carry out `step`; returns how many listed bitmaps were still disabled."""
     problems, nodes, enabled = restore_base(ctx.monitor, step.base, step.listed,
+                                            discard=step.discard,
                                             read_only=not step.base_is_active, nodes=nodes)
     _bitmap_problems(ctx, problems, unusable(effective_node(step.base), step.listed, nodes))
     return enabled

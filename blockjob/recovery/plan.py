@@ -152,6 +152,13 @@ def _disk_chain(doc: StatusDocument, job: BlockJob) -> StorageSource | None:
     return disk.chain if disk is not None else None
 
 
+def _discard(doc: StatusDocument, job: BlockJob) -> str | None:
+    """The `<driver discard>` of the job's disk, which QEMU does not report: reopens of its
+    images repeat it, as libvirt's do."""
+    disk = _disk(doc, job)
+    return disk.discard if disk is not None else None
+
+
 def _base(doc: StatusDocument, job: BlockJob) -> StorageSource | None:
     data = job.commit
     return doc.resolve_node(job, data.base) if data is not None and data.base else None
@@ -192,7 +199,8 @@ def _reenable(doc: StatusDocument, job: BlockJob, *, always: bool = False) -> li
     if base is None:
         return []
     active = _is_top(_disk_chain(doc, job), base)
-    return [Reenable(base, job.disabled_base_bitmaps, base_is_active=active)]
+    return [Reenable(base, job.disabled_base_bitmaps, base_is_active=active,
+                     discard=_discard(doc, job))]
 
 
 def _record(job: BlockJob, outcome: JobState, qjob: QemuJob | None) -> list[Step]:
@@ -253,7 +261,8 @@ def merge_step(doc: StatusDocument, job: BlockJob) -> MergeBitmaps | None:
     below_top = chain.images()[chain.images().index(committed[0]):]
     return MergeBitmaps(base, tuple(committed), tuple(map(effective_node, below_top)),
                         job.disabled_base_bitmaps,
-                        base_is_active=_is_top(without(chain, committed), base))
+                        base_is_active=_is_top(without(chain, committed), base),
+                        discard=_discard(doc, job))
 
 
 def _completed(doc: StatusDocument, job: BlockJob, qjob: QemuJob | None) -> list[Step]:
@@ -291,7 +300,7 @@ def _pivoted_copy(
     pivoted = _copy_chain(job, mirror, chain)
     left = _left(chain, pivoted) if chain is not None else ()
     deleted = [DeleteNodes(left)] if left else []
-    carried = _copy_bitmaps(job, mirror, chain)
+    carried = _copy_bitmaps(job, mirror, chain, _discard(doc, job))
     return [*carried, *_dismiss(job, qjob), *deleted, _drop(doc, job, pivoted)]
 
 
@@ -308,7 +317,7 @@ def _create_end(job: BlockJob) -> list[Step]:
 
 
 def _copy_bitmaps(
-    job: BlockJob, mirror: StorageSource, chain: StorageSource | None
+    job: BlockJob, mirror: StorageSource, chain: StorageSource | None, discard: str | None
 ) -> list[Step]:
     """libvirt 9.0 carries the checkpoints over to a pivoted copy: the bitmaps of the
     disk's chain (a shallow copy's: of its top only) are merged into the copy's top,
@@ -317,7 +326,7 @@ def _copy_bitmaps(
     if mirror.format == "raw":
         return []
     copied = images[:1] if (job.jobflags or 0) & COPY_SHALLOW else images
-    return _carry_bitmaps(mirror, copied, images)
+    return _carry_bitmaps(mirror, copied, images, discard)
 
 
 def _copy_chain(
@@ -341,26 +350,30 @@ def _pulled(doc: StatusDocument, job: BlockJob) -> list[Step]:
     base_name = job.data.base if isinstance(job.data, PullData) else None
     base = doc.resolve_node(job, base_name) if base_name else None
     removed = images_between(chain, chain.backing, base)
-    return [*_pull_bitmaps(chain, removed), DeleteNodes(tuple(removed)),
+    return [*_pull_bitmaps(chain, removed, _discard(doc, job)), DeleteNodes(tuple(removed)),
             Drop(job.name, job.disk, without(chain, removed))]
 
 
-def _pull_bitmaps(chain: StorageSource, removed: Sequence[StorageSource]) -> list[Step]:
+def _pull_bitmaps(
+    chain: StorageSource, removed: Sequence[StorageSource], discard: str | None
+) -> list[Step]:
     """libvirt 9.0 merges the pulled images' bitmaps into the disk's top before they go:
     a checkpoint's changes recorded in them would otherwise be missing from the next
     incremental backup. Runs after `job-dismiss` (README `QEMU care`)."""
-    return _carry_bitmaps(chain, removed, chain.images())
+    return _carry_bitmaps(chain, removed, chain.images(), discard)
 
 
 def _carry_bitmaps(
-    into: StorageSource, leaving: Sequence[StorageSource], chain: Sequence[StorageSource]
+    into: StorageSource, leaving: Sequence[StorageSource], chain: Sequence[StorageSource],
+    discard: str | None,
 ) -> list[Step]:
     """Merge the bitmaps of `leaving` (images of `chain`) into `into`, the disk's active
-    layer once they left; nothing when an image has no node name to merge by."""
+    layer once they left (`discard`: the disk's); nothing when an image has no node name
+    to merge by."""
     if not leaving or None in map(node_of, [into, *chain]):
         return []
     return [MergeBitmaps(into, tuple(leaving), tuple(map(effective_node, chain)), (),
-                         base_is_active=True)]
+                         base_is_active=True, discard=discard)]
 
 
 def _ended_badly(

@@ -60,6 +60,7 @@ class MergeBitmaps:
     chain: tuple[str, ...]  # node names of the chain they leave, top to bottom
     listed: tuple[str, ...]
     base_is_active: bool = False
+    discard: str | None = None  # the disk's `<driver discard>`, which base's reopens repeat
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ class Reenable:
     base: StorageSource
     listed: tuple[str, ...]
     base_is_active: bool = False
+    discard: str | None = None  # as in MergeBitmaps
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,8 @@ class Disk:
     line: int
     mirror_ready: bool = False  # `<mirror ready='yes'>`
     mirror_line: int = 0  # the `<mirror>` element's line; 0 without a mirror
+    # `<driver discard>`, which libvirt gives every image of the chain: a reopen repeats it.
+    discard: str | None = None
 
 
 def read_disks(domain: etree._Element | None, data: bytes | None = None) -> dict[str, Disk]:
@@ -72,6 +74,7 @@ def _disk(target: str, disk: etree._Element, lines_above: int,
           line: Callable[[etree._Element], int] = _sourceline) -> Disk:
     """`lines_above`: lines of the file before the bytes `disk` was parsed from."""
     mirror = next(disk.iterchildren("mirror"), None)
+    driver = next(disk.iterchildren("driver"), None)
     return Disk(
         target=target,
         chain=read_disk_chain(disk),
@@ -80,6 +83,7 @@ def _disk(target: str, disk: etree._Element, lines_above: int,
         line=line(disk) + lines_above,
         mirror_ready=mirror is not None and mirror.get("ready") == "yes",
         mirror_line=line(mirror) + lines_above if mirror is not None else 0,
+        discard=driver.get("discard") if driver is not None else None,
     )
 
 
