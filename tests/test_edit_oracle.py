@@ -336,8 +336,11 @@ def test_the_oracle_sees_a_byte_changed_outside_and_the_wrong_element_removed() 
     (b"<domstatus>text <blockjobs/> more\n  <backups/>\n</domstatus>", "add"),
     (b"<domstatus>\n  <blockjobs active='no'/>\n!\n  <job async='backup'/>\n  <backups/>\n"
      b"</domstatus>\n", "end_backup"),
-], ids=["blockjobs-amid-text", "backup-parts-after-text"])
+    (b"<domstatus>\n  <blockjobs active='no'/>!-- <blockjobs active='yes'><blockjob name='c' "
+     b"type='copy' state='ready'/></blockjobs> -->\n  <backups/>\n</domstatus>\n", "add"),
+], ids=["blockjobs-amid-text", "backup-parts-after-text", "second-blockjobs-amid-text"])
 def test_edits_beside_text_of_the_root(data: bytes, edit: str) -> None:
     # Found by the mutation campaign: the oracle then counted the blanks the edit adds or
-    # removes around the element it rewrites.
+    # removes around the element it rewrites, and (the third) it dropped the blanks on both
+    # sides of a removed element in the old bytes, where the new ones keep both, joined.
     run_edits(data, [edit])
