@@ -24,6 +24,7 @@ from tests.support import scenario
 from tests.support.qemu_fixtures import (
     BASE,
     JOB,
+    MID,
     QEMU_MARKS,
     TOP,
     assert_chain,
@@ -127,15 +128,20 @@ def test_a_wrong_storage_node_in_the_file_never_becomes_bases_file_child(
             set_read_only(monitor, base, False)
         good, bad = f"'{files[BASE]}'", f"'{files[BOTTOM]}'"
         tb.status_path.write_text(tb.status_path.read_text().replace(good, bad))
+        line = (f"check failed: disk vda: {BASE} ({base.path}) reads {files[BASE]} in QEMU, "
+                f"the file says {files[BOTTOM]}")
+        before = tb.status_path.read_bytes()
+        assert main(["recover", "--dry-run", str(tb.status_path)]) == 1  # the state as found
+        assert line in capsys.readouterr().out and tb.status_path.read_bytes() == before
         for _ in range(2):
             assert main(["recover", str(tb.status_path)]) == 1
-            assert (f"check failed: disk vda: {BASE} ({base.path}) reads {files[BASE]} in "
-                    f"QEMU, the file says {files[BOTTOM]}") in capsys.readouterr().out
+            assert line in capsys.readouterr().out
             kept = blockjob.load(tb.status_path).job(JOB)
             assert kept is not None and kept.newstate == JobState.COMPLETED
             assert _file_children(tb)[BASE] == files[BASE]
-            with tb.connect() as monitor:
-                assert monitor.query_nodes()[BASE].read_only
+            with tb.connect() as monitor:  # the commit's steps all ran
+                nodes = monitor.query_nodes()
+            assert nodes[BASE].read_only and MID not in nodes
         # All but the bottom's own name, the last: jobs come first, a chain top first.
         text = tb.status_path.read_text()
         tb.status_path.write_text(text.replace(bad, good, text.count(bad) - 1))

@@ -130,10 +130,9 @@ class Observed:
 
 
 def check_chains(doc: StatusDocument, seen: Observed, finished: set[str]) -> list[Failure]:
-    """The chain of every disk without a job matches QEMU, and so do its images' storage
-    nodes (on every run: a chain a former run left wrong stays attention). An image the
-    file names no node of cannot be compared: a failure for the `finished` disks (a job
-    of theirs ended), else skipped."""
+    """The chain of every disk without a job matches QEMU (on every run: a chain a
+    former run left wrong stays attention). An image the file names no node of cannot be
+    compared: a failure for the `finished` disks (a job of theirs ended), else skipped."""
     failed: list[Failure] = []
     busy = {job.disk for job in doc.jobs}
     for disk in doc.disks:
@@ -144,8 +143,15 @@ def check_chains(doc: StatusDocument, seen: Observed, finished: set[str]) -> lis
         except ValueError as exc:
             lines = [f"disk {disk.target}: {exc}"] if disk.target in finished else []
         failed += [Failure(line, disk.target) for line in lines]
-        failed += _storage_failures(disk, seen.nodes, seen.files)
     return failed
+
+
+def check_storage(doc: StatusDocument, seen: Observed) -> list[Failure]:
+    """`_storage_failures` of every disk, with a job or without: a job moves backing
+    edges, never an image's file child, and no step of recovery changes one (a dry run
+    checks it as found too)."""
+    return [failure for disk in doc.disks
+            for failure in _storage_failures(disk, seen.nodes, seen.files)]
 
 
 def _absent_nodes(disk: Disk, nodes: Nodes) -> list[Failure]:
@@ -168,10 +174,9 @@ def legacy_owner(mirror_job: str, jobs: Mapping[str, QemuJob], recorded: Collect
 def check_domain(
     doc: StatusDocument, seen: Observed, finished: set[str], failed_jobs: set[str]
 ) -> list[Failure]:
-    """`check_chains`, and the nodes of the disks with a job and their images' storage
-    nodes (a job moves backing edges, never an image's file child); no disk keeps a `<mirror>`
-    without a job; every recorded job is known to QEMU, but for `failed_jobs` (their steps
-    raised: that is their report)."""
+    """`check_chains`, the nodes of the disks with a job, and `check_storage`; no disk
+    keeps a `<mirror>` without a job; every recorded job is known to QEMU, but for
+    `failed_jobs` (their steps raised: that is their report)."""
     busy = {job.disk for job in doc.jobs}
     recorded = {job.name for job in doc.jobs}
     failed = [Failure(f"disk {disk.target} has a <mirror> but no job", disk.target)
@@ -179,8 +184,8 @@ def check_domain(
               and not legacy_owner(disk.mirror_job, seen.jobs, recorded)]
     failed += check_chains(doc, seen, finished)
     failed += [failure for disk in doc.disks if disk.target in busy
-               for failure in (_absent_nodes(disk, seen.nodes)
-                               + _storage_failures(disk, seen.nodes, seen.files))]
+               for failure in _absent_nodes(disk, seen.nodes)]
+    failed += check_storage(doc, seen)
     for job in doc.jobs:
         known = job.name in seen.jobs or job.name in failed_jobs
         if not known and not is_unresolved_record(doc, job):
