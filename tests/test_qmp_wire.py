@@ -463,8 +463,10 @@ def test_replies_are_matched_by_id_whatever_their_order(tmp_path: Path) -> None:
 
 
 def test_view_asks_in_one_batch_only_while_no_stream_job_can_conclude(tmp_path: Path) -> None:
-    graph = {"nodes": [{"id": 1, "name": "top"}, {"id": 2, "name": "base"}],
-             "edges": [{"parent": 1, "child": 2, "name": "backing"}]}
+    graph = {"nodes": [{"id": 1, "name": "top"}, {"id": 2, "name": "base"},
+                       {"id": 3, "name": "base-storage"}],
+             "edges": [{"parent": 1, "child": 2, "name": "backing"},
+                       {"parent": 2, "child": 3, "name": "file"}]}
     devices = [{"device": "vda", "inserted": {"node-name": "top"}}, {"device": "cd"}]
     nodes = [{"node-name": "top", "drv": "qcow2", "ro": False},
              {"node-name": "base", "drv": "qcow2", "ro": True}]
@@ -481,15 +483,16 @@ def test_view_asks_in_one_batch_only_while_no_stream_job_can_conclude(tmp_path: 
         seen: list[str] = []
         monitor.observer = lambda when, command: seen.append(f"{when} {command}")
         monitor.query_jobs()
-        found, backing, roots = monitor.view()
+        found, backing, files, roots = monitor.view()
         assert sorted(found) == ["base", "top"] and found["base"].read_only
-        assert backing == {"top": "base"} and roots == ("top",)
+        assert backing == {"top": "base"} and files == {"base": "base-storage"}
+        assert roots == ("top",)
         assert seen[2:] == [  # sent at once, then read
             "before query-named-block-nodes", "before x-debug-query-block-graph",
             "before query-block", "after query-named-block-nodes",
             "after x-debug-query-block-graph", "after query-block"]
         monitor.query_jobs()  # a stream job runs now: each graph query looks first
-        assert monitor.view()[1:] == (backing, roots)
+        assert monitor.view()[1:] == (backing, files, roots)
         assert server.commands[5:] == [
             "query-jobs", "query-jobs", "query-named-block-nodes", "query-jobs",
             "x-debug-query-block-graph", "query-block"]
@@ -511,7 +514,7 @@ def test_observe_asks_jobs_and_graph_in_one_batch_only_while_no_stream_job_can_e
         seen: list[str] = []
         monitor.observer = lambda when, command: seen.append(f"{when} {command}")
         assert monitor.observe()[0]["j0"].type == "commit"  # nothing known: the jobs first
-        assert monitor.observe()[1:] == ({}, {}, ())  # no stream job: all four at once
+        assert monitor.observe()[1:] == ({}, {}, {}, ())  # no stream job: all four at once
         assert seen[8:12] == [f"before {command}" for command in ["query-jobs", *graph]]
         monitor.execute("block-stream", {"device": "x"})  # may have started one
         with pytest.raises(UnsafeQueryError, match="block-stream job 'j0' is concluded"):

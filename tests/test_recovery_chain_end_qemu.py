@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 import blockjob
+from blockjob.cli import main
 from blockjob.demo.images import ImageSpec, MiB, Write
 from blockjob.demo.lab import DiskSpec, Lab
 from blockjob.model import BlockJob, JobState, JobType, PullData, StorageSource
@@ -20,6 +23,8 @@ from blockjob.store.status_store import StatusStore
 from tests.support import scenario
 from tests.support.qemu_fixtures import (
     BASE,
+    JOB,
+    MID,
     QEMU_MARKS,
     TOP,
     assert_chain,
@@ -105,11 +110,13 @@ def _file_children(tb: Lab) -> dict[str, str]:
 
 
 def test_a_wrong_storage_node_in_the_file_never_becomes_bases_file_child(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Base's read-only reopen named the file's storage node of base: one that exists but
     is the bottom's became base's file (nothing refuses a reader), so the guest read the
-    bottom's clusters as base's, and QEMU could no longer list base's bitmaps."""
+    bottom's clusters as base's, and QEMU could no longer list base's bitmaps. Then
+    verification, which compared only backing edges, said ok and kept the wrong name in
+    the file for the next daemon to act on: now every run says so, and keeps the job."""
     with _lab(tmp_path) as tb:
         commit(tb)
         wait_concluded(tb)
@@ -119,9 +126,26 @@ def test_a_wrong_storage_node_in_the_file_never_becomes_bases_file_child(
         base = next(i for i in disk.chain.images() if i.format_node == BASE)
         with tb.connect() as monitor:  # as a run killed inside the merge leaves it
             set_read_only(monitor, base, False, kept={})
+        good, bad = f"'{files[BASE]}'", f"'{files[BOTTOM]}'"
+        tb.status_path.write_text(tb.status_path.read_text().replace(good, bad))
+        line = (f"check failed: disk vda: {BASE} ({base.path}) reads {files[BASE]} in QEMU, "
+                f"the file says {files[BOTTOM]}")
+        before = tb.status_path.read_bytes()
+        assert main(["recover", "--dry-run", str(tb.status_path)]) == 1  # the state as found
+        assert line in capsys.readouterr().out and tb.status_path.read_bytes() == before
+        for _ in range(2):
+            assert main(["recover", str(tb.status_path)]) == 1
+            assert line in capsys.readouterr().out
+            kept = blockjob.load(tb.status_path).job(JOB)
+            assert kept is not None and kept.newstate == JobState.COMPLETED
+            assert _file_children(tb)[BASE] == files[BASE]
+            with tb.connect() as monitor:  # the commit's steps all ran
+                nodes = monitor.query_nodes()
+            assert nodes[BASE].read_only and MID not in nodes
+        # All but the bottom's own name, the last: jobs come first, a chain top first.
         text = tb.status_path.read_text()
-        tb.status_path.write_text(text.replace(f"'{files[BASE]}'", f"'{files[BOTTOM]}'"))
+        tb.status_path.write_text(text.replace(bad, good, text.count(bad) - 1))
         assert recover_ok(tb) == [Decision.COMPLETED]
-        assert _file_children(tb)[BASE] == files[BASE]
-        with tb.connect() as monitor:
-            assert monitor.query_nodes()[BASE].read_only
+        doc = assert_file_sound(tb.status_path)
+        assert doc.jobs == []
+        assert_chain(doc, TOP, BASE, BOTTOM)

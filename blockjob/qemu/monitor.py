@@ -16,7 +16,6 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import partial
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -243,19 +242,22 @@ def _nodes(raw: object) -> dict[str, BlockNode]:
     return {node.node_name: node for node in map(_node, _list(raw))}
 
 
-def _edges(child: str, raw: object) -> dict[str, str]:
-    """Each named node's `child` (`backing`, `file`) node, from the graph's edges."""
+def _children(raw: object) -> tuple[dict[str, str], dict[str, str]]:
+    """Each named node's `file` child and `backing` node, from one walk of the graph's
+    edges."""
     graph = _mapping(raw)
     names = {node["id"]: node.get("name") for node in map(_mapping, _list(graph["nodes"]))}
-    return {
-        str(names[edge["parent"]]): str(names[edge["child"]])
-        for edge in map(_mapping, _list(graph["edges"]))
-        if edge["name"] == child and names.get(edge["parent"]) and names.get(edge["child"])
-    }
+    found: dict[str, dict[str, str]] = {"file": {}, "backing": {}}
+    for edge in map(_mapping, _list(graph["edges"])):
+        kind, parent, child = (found.get(edge["name"]), names.get(edge["parent"]),
+                               names.get(edge["child"]))
+        if kind is not None and parent and child:
+            kind[str(parent)] = str(child)
+    return found["file"], found["backing"]
 
 
-_backing = partial(_edges, "backing")
-_files = partial(_edges, "file")
+def _backing(raw: object) -> dict[str, str]:
+    return _children(raw)[1]
 
 
 def _graph_nodes(raw: object) -> set[str]:
@@ -293,8 +295,8 @@ _JOBS: tuple[str, None] = ("query-jobs", None)
 _NODES: tuple[str, Mapping[str, object]] = ("query-named-block-nodes", {"flat": True})
 _GRAPH: tuple[str, None] = ("x-debug-query-block-graph", None)
 _DEVICES: tuple[str, None] = ("query-block", None)
-# The nodes by name, each named node's backing node, the devices' root nodes.
-View = tuple[dict[str, BlockNode], dict[str, str], tuple[str, ...]]
+# The nodes by name, each named node's backing node and file child, the devices' root nodes.
+View = tuple[dict[str, BlockNode], dict[str, str], dict[str, str], tuple[str, ...]]
 
 
 class Monitor:
@@ -474,8 +476,7 @@ class Monitor:
     def children_of(self) -> tuple[dict[str, str], dict[str, str]]:
         """Each named node's file child and backing node, from one graph query."""
         self._refuse_if_unsafe(_GRAPH[0])
-        raw = self.execute(*_GRAPH)
-        return self._parsed(_GRAPH[0], _files, raw), self._parsed(_GRAPH[0], _backing, raw)
+        return self._parsed(_GRAPH[0], _children, self.execute(*_GRAPH))
 
     def node_names(self) -> set[str]:
         """The names of the graph's nodes: what `query_nodes()` lists, for a third of
@@ -499,19 +500,21 @@ class Monitor:
         return self._parsed("query-block-exports", _exported, raw)
 
     def view(self) -> View:
-        """`query_nodes()`, `backing_of()` and `device_roots()`, asked in one batch when
-        no stream job can conclude meanwhile (see `_stream_free`), one by one else."""
+        """`query_nodes()`, `children_of()` (backing, then file) and `device_roots()`,
+        asked in one batch when no stream job can conclude meanwhile (see `_stream_free`),
+        one by one else."""
         if not self._stream_free:
-            return self.query_nodes(), self.backing_of(), self.device_roots()
+            nodes, (files, backing) = self.query_nodes(), self.children_of()
+            return nodes, backing, files, self.device_roots()
         nodes, graph, devices = self.execute_all([_NODES, _GRAPH, _DEVICES])
         return self._view(nodes, graph, devices)
 
     def _view(self, nodes: object, graph: object, devices: object) -> View:
-        return (self._parsed(_NODES[0], _nodes, nodes), self._parsed(_GRAPH[0], _backing, graph),
+        files, backing = self._parsed(_GRAPH[0], _children, graph)
+        return (self._parsed(_NODES[0], _nodes, nodes), backing, files,
                 self._parsed(_DEVICES[0], _roots, devices))
 
-    def observe(self) -> tuple[dict[str, QemuJob], dict[str, BlockNode], dict[str, str],
-                               tuple[str, ...]]:
+    def observe(self) -> tuple[dict[str, QemuJob], *View]:
         """`query_jobs()`, then `view()`: one batch of four when no stream job can exist
         (see `_stream_free`), else the jobs first; UnsafeQueryError, with nothing of the
         graph asked, when they hold a concluded stream job."""

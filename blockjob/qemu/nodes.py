@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from blockjob.element import Node
 from blockjob.model import StorageSource
 
 
@@ -12,6 +13,27 @@ def node_of(image: StorageSource) -> str | None:
     """The node QEMU users address: the format node, or the storage node without one;
     None when the file names neither (written before libvirt recorded node names)."""
     return image.format_node or image.storage_node
+
+
+def file_child(image: StorageSource) -> str | None:
+    """The node the file says `image`'s format node reads: the node of its storage slice
+    when it has one (libvirt puts a `raw` node with the slice's offset and size between a
+    format layer and its storage), else its storage node; None when it names neither."""
+    return _slice_node(image.source) or image.storage_node
+
+
+def _slice_node(source: Node) -> str | None:
+    """The slice node's name, read as libvirt reads it: only for a source with a storage
+    `<slice>`, from `<privateData><nodenames><nodename type='slice-storage'>`."""
+    slices = source.child("slices")
+    if slices is None or not any(
+            kid.tag == "slice" and kid.attr("type") == "storage" for kid in slices.children):
+        return None
+    private = source.child("privateData")
+    names = private.child("nodenames") if private is not None else None
+    found = (kid.attr("name") for kid in (names.children if names is not None else ())
+             if kid.tag == "nodename" and kid.attr("type") == "slice-storage")
+    return next(found, None) or None
 
 
 def effective_node(image: StorageSource) -> str:

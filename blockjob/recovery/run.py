@@ -60,6 +60,7 @@ from blockjob.recovery.verify import (
     check_bases,
     check_chains,
     check_domain,
+    check_storage,
     legacy_owner,
 )
 from blockjob.statusxml.document import StatusDocument
@@ -361,7 +362,7 @@ class _Run:
             return [Failure(f"could not observe QEMU to verify: {exc}")]
         if self.dry_run:  # only what does not depend on the planned steps
             return (check_bases(self.touched, seen.nodes, self.unresolved, planned=True)
-                    + check_chains(self.ctx.doc, seen, set()))
+                    + check_chains(self.ctx.doc, seen, set()) + check_storage(self.ctx.doc, seen))
         failed = check_bases(self.touched, seen.nodes, self.unresolved)
         return failed + check_domain(self.ctx.doc, seen, self.finished, self.failed)
 

@@ -4,7 +4,13 @@ Each failed check is one line naming what is wrong; recovery reports them as
 attention. The checks do not trust the steps that ran: a base some job touched must be
 read-only (unless it is now the disk's active layer), every listed bitmap enabled and
 consistent, each disk's chain in the file exactly the chain QEMU runs (a disk whose job
-goes on: every node of it in QEMU), and no job left in the file that QEMU does not know.
+goes on: every node of it in QEMU), each image's format node reading the storage (or
+slice) node the file names, and no job left in the file that QEMU does not know.
+
+A wrong storage node is reported, never written into the file: which side is wrong is not
+known (the file may name libvirt's node where QEMU's is auto-named `#block...`, or QEMU's
+graph may be what someone changed), and a name copied from QEMU would make whoever reads
+the file next address a node libvirt never made.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from dataclasses import dataclass
 from blockjob.model import StorageSource
 from blockjob.qemu.bitmaps import Nodes
 from blockjob.qemu.monitor import QemuJob
-from blockjob.qemu.nodes import effective_node, node_of
+from blockjob.qemu.nodes import effective_node, file_child, node_of
 from blockjob.recovery.plan import QEMU_TYPES, is_unresolved_record
 from blockjob.recovery.steps import MergeBitmaps, Reenable
 from blockjob.statusxml.disks import Disk
@@ -95,13 +101,31 @@ def _chain_failures(disk: Disk, chain: StorageSource, nodes: Nodes,
     return []
 
 
+def _storage_failures(disk: Disk, nodes: Nodes, files: Mapping[str, str]) -> list[Failure]:
+    """Each image of the disk's chain whose format node QEMU has must read, as its file
+    child, the node the file names (an image without a format node, such as a raw image
+    opened without one, has no such edge; one QEMU lacks is the chain checks' to report)."""
+    images = disk.chain.images() if disk.chain is not None else []
+    failed = []
+    for image in images:
+        fmt = image.format_node
+        if fmt is None or fmt not in nodes or (named := file_child(image)) is None:
+            continue
+        if (has := files.get(fmt)) != named:
+            failed.append(Failure(
+                f"disk {disk.target}: {fmt} ({image.path}) reads {has or 'no node'} in "
+                f"QEMU, the file says {named}", disk.target))
+    return failed
+
+
 @dataclass(frozen=True)
 class Observed:
-    """A fresh look at QEMU: jobs, node graph, backing edges, device roots."""
+    """A fresh look at QEMU: jobs, node graph, backing edges, file edges, device roots."""
 
     jobs: Mapping[str, QemuJob]
     nodes: Nodes
     backing: Mapping[str, str]
+    files: Mapping[str, str]
     roots: Sequence[str]
 
 
@@ -120,6 +144,14 @@ def check_chains(doc: StatusDocument, seen: Observed, finished: set[str]) -> lis
             lines = [f"disk {disk.target}: {exc}"] if disk.target in finished else []
         failed += [Failure(line, disk.target) for line in lines]
     return failed
+
+
+def check_storage(doc: StatusDocument, seen: Observed) -> list[Failure]:
+    """`_storage_failures` of every disk, with a job or without: a job moves backing
+    edges, never an image's file child, and no step of recovery changes one (a dry run
+    checks it as found too)."""
+    return [failure for disk in doc.disks
+            for failure in _storage_failures(disk, seen.nodes, seen.files)]
 
 
 def _absent_nodes(disk: Disk, nodes: Nodes) -> list[Failure]:
@@ -142,9 +174,9 @@ def legacy_owner(mirror_job: str, jobs: Mapping[str, QemuJob], recorded: Collect
 def check_domain(
     doc: StatusDocument, seen: Observed, finished: set[str], failed_jobs: set[str]
 ) -> list[Failure]:
-    """`check_chains`, and the nodes of the disks with a job; no disk keeps a `<mirror>`
-    without a job; every recorded job is known to QEMU, but for `failed_jobs` (their steps
-    raised: that is their report)."""
+    """`check_chains`, the nodes of the disks with a job, and `check_storage`; no disk
+    keeps a `<mirror>` without a job; every recorded job is known to QEMU, but for
+    `failed_jobs` (their steps raised: that is their report)."""
     busy = {job.disk for job in doc.jobs}
     recorded = {job.name for job in doc.jobs}
     failed = [Failure(f"disk {disk.target} has a <mirror> but no job", disk.target)
@@ -153,6 +185,7 @@ def check_domain(
     failed += check_chains(doc, seen, finished)
     failed += [failure for disk in doc.disks if disk.target in busy
                for failure in _absent_nodes(disk, seen.nodes)]
+    failed += check_storage(doc, seen)
     for job in doc.jobs:
         known = job.name in seen.jobs or job.name in failed_jobs
         if not known and not is_unresolved_record(doc, job):
