@@ -41,5 +41,11 @@ def test_a_misspelled_field_is_refused_not_defaulted() -> None:
         build({**fields, "delete_commited_images": True})
     with pytest.raises(TypeError, match=r"missing \['delete_committed_images'\]"):
         build(fields)
+    # Out of the fields' order (checked as a set) and in it (checked as a list) alike.
     assert build({**fields, "delete_committed_images": True}) == CommitData(
         base="b", top="t", delete_committed_images=True)
+    in_order = {"base": "b", "top": "t", "topparent": None, "delete_committed_images": True,
+                "disabled_base_bitmaps": ()}
+    assert build(in_order) == CommitData(base="b", top="t", delete_committed_images=True)
+    with pytest.raises(TypeError, match=r"unknown fields \['extra'\], missing \[\]"):
+        build({**in_order, "extra": 1})

