@@ -93,10 +93,10 @@ _Kids = dict[object, etree._Element]
 
 
 @functools.lru_cache(maxsize=64)  # a daemon's files carry a handful of distinct values
-def _jobflags(text: str | None) -> int | None:
+def _jobflags(text: str) -> int | None:
     """libvirt's (>= 9) `virXMLPropUInt(node, "jobflags", 16, ...)`: 32 bits, and `-N`
     wraps around (`virStrToLong_ui`)."""
-    return c_unsigned(text, 16, negative=True) if text is not None else None
+    return c_unsigned(text, 16, negative=True)
 
 
 class _Job:
@@ -113,13 +113,13 @@ class _Job:
     __slots__ = ("attrs", "ctx", "element", "kids", "known", "nodes", "position", "problems",
                  "repeats")
 
-    def __init__(
-        self, element: etree._Element, attrs: dict[str, str], kids: _Kids, problems: list[str],
-        *, ctx: ReadContext, position: tuple[int, str],
+    def __init__(  # positional: a class called with keywords packs them in a dict, per job
+        self, element: etree._Element, attrs: dict[str, str], problems: list[str],
+        ctx: ReadContext, position: tuple[int, str], /,
     ) -> None:
         self.element = element
         self.attrs = attrs
-        self.kids = kids
+        self.kids = kids = first_children(element)
         # Also True for two comments (one key): then only the slower, exact way is taken.
         self.repeats = len(kids) != len(element)
         self.problems = problems
@@ -448,8 +448,8 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     if newstate_text is not None and newstate is None:
         problems.append(ctx.problem(element, f"unknown new state '{newstate_text}'"))
 
-    kids = first_children(element)
-    job = _Job(element, attrs, kids, problems, ctx=ctx, position=(position, name))
+    job = _Job(element, attrs, problems, ctx, (position, name))
+    kids = job.kids
     disk_el = kids.get("disk")
     dst = mirror_text = None
     if disk_el is not None:  # `job.attr`, inline: every job but an orphan has a disk
@@ -465,7 +465,7 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
                                 f"disk mirror='{mirror_text}': only 'yes' is known"))
 
     flags_text = get("jobflags") or None
-    jobflags = _jobflags(flags_text)
+    jobflags = _jobflags(flags_text) if flags_text is not None else None  # most have none
     if flags_text is not None and jobflags is None:
         ctx.warn(element, f"job '{name}': unparsable jobflags '{flags_text}' dropped")
 
