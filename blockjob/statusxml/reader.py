@@ -8,7 +8,6 @@ raises: two jobs with one name, or two jobs on one disk.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,7 +25,7 @@ from blockjob.model import (
     JobType,
     StorageSource,
 )
-from blockjob.statusxml.build import builder
+from blockjob.statusxml.build import builder, filler
 from blockjob.statusxml.disks import DiskRefs, known_names
 from blockjob.statusxml.lazyimages import LoadedBlockjobs, Path
 from blockjob.statusxml.mapping import (
@@ -287,11 +286,10 @@ def _data_reader(kind: JobType) -> Callable[[_Job], JobData]:
     does: it is a problem of the job, and the fields not read yet keep their defaults,
     as do those no row of this type fills (`topparent` of an active commit).
     """
-    cls = DATA_CLASSES[kind]
-    build = builder(cls)
     rows = sorted(ROWS_OF_TYPE[kind], key=lambda row: row.xml not in _PARSE_FIRST)
     readers = tuple((row.field, _READERS[row.kind](row, kind)) for row in rows)
-    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    # `read_data` sets only these fields in a copy of the defaults, so they are checked once.
+    defaults, build = filler(DATA_CLASSES[kind], (name for name, _ in readers))
 
     def read_data(job: _Job) -> JobData:
         values = defaults.copy()
