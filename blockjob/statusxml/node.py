@@ -52,7 +52,7 @@ def written_as_is(value: str) -> bool:
 def compiled_xpath(path: str) -> etree.XPath:
     """`path` compiled for the load path. Without lxml's EXSLT regular expressions (`re:`,
     which no query here uses): an XPath object registers them in its context on every
-    call, about 2,400 instructions of a call's 12,000."""
+    call, about 2,400 of the 8,400 instructions of a call that finds nothing."""
     return etree.XPath(path, regexp=False)
 
 
