@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import blockjob
-from blockjob.model import CommitData
-from blockjob.statusxml.build import builder
+from blockjob.model import BlockJob, CommitData
+from blockjob.statusxml.build import builder, filler
 from blockjob.statusxml.document import StatusDocument, loads
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,5 +41,26 @@ def test_a_misspelled_field_is_refused_not_defaulted() -> None:
         build({**fields, "delete_commited_images": True})
     with pytest.raises(TypeError, match=r"missing \['delete_committed_images'\]"):
         build(fields)
+    # Out of the fields' order (checked as a set) and in it (checked as a list) alike.
     assert build({**fields, "delete_committed_images": True}) == CommitData(
         base="b", top="t", delete_committed_images=True)
+    in_order = {"base": "b", "top": "t", "topparent": None, "delete_committed_images": True,
+                "disabled_base_bitmaps": ()}
+    assert build(in_order) == CommitData(base="b", top="t", delete_committed_images=True)
+    with pytest.raises(TypeError, match=r"unknown fields \['extra'\], missing \[\]"):
+        build({**in_order, "extra": 1})
+
+
+def test_the_data_readers_filler_checks_the_names_it_may_set_once_up_front() -> None:
+    # The reader's data classes are filled from their defaults without a check per job, so
+    # a misspelled name must be refused when the reader is made, never yield a default.
+    with pytest.raises(TypeError, match=r"unknown fields \['delete_commited_images'\]"):
+        filler(CommitData, ["base", "delete_commited_images"])
+    with pytest.raises(TypeError, match=r"fields without a default \['name', 'state', 'type'\]"):
+        filler(BlockJob, [])
+    defaults, build = filler(CommitData, ["base", "top", "delete_committed_images"])
+    values = defaults.copy()
+    values.update(base="b", top="t", delete_committed_images=True)
+    built = build(values)
+    assert built == CommitData(base="b", top="t", delete_committed_images=True)
+    assert defaults == vars(CommitData())  # the defaults themselves are left alone

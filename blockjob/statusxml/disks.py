@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from lxml import etree
 
 from blockjob.model import StorageSource
-from blockjob.statusxml.node import TRUSTED_PARSER
+from blockjob.statusxml.node import TRUSTED_PARSER, compiled_xpath
 from blockjob.statusxml.sources import read_disk_chain, read_mirror_chain
 from blockjob.statusxml.spans import SourceLines, element_span
 
@@ -90,11 +90,11 @@ def _disk(target: str, disk: etree._Element, lines_above: int,
 _NODE_KINDS = frozenset({"storage", "format"})
 # In document order, as `iter("nodename")` of each child finds them, with the walk in C:
 # per child, a tag-filtered lxml iterator costs more to set up than this whole query.
-_NODENAMES = etree.XPath("(source|backingStore)/descendant-or-self::nodename")
-_NODENAMES_AND_MIRROR = etree.XPath("(source|backingStore|mirror)/descendant-or-self::nodename")
+_NODENAMES = compiled_xpath("(source|backingStore)/descendant-or-self::nodename")
+_NODENAMES_AND_MIRROR = compiled_xpath("(source|backingStore|mirror)/descendant-or-self::nodename")
 # Compiled once; one XPath call walks the disks in C, where a loop makes a proxy per child.
-_FIRST_TARGETS = etree.XPath("devices/disk/target[1]")
-_FIRST_MIRRORS = etree.XPath("devices/disk/mirror[1]")  # few: most disks have none
+_FIRST_TARGETS = compiled_xpath("devices/disk/target[1]")
+_FIRST_MIRRORS = compiled_xpath("devices/disk/mirror[1]")  # few: most disks have none
 
 
 def known_names(chains: Iterable[etree._Element], wanted: set[str], *,

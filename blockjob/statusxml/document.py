@@ -26,6 +26,7 @@ from blockjob.statusxml.lazyimages import LoadedBlockjobs
 from blockjob.statusxml.mapping import node_references
 from blockjob.statusxml.node import (
     TRUSTED_PARSER,
+    compiled_xpath,
     first_children,
     kept_node,
     write_node,
@@ -65,7 +66,7 @@ def _first_name(domain: etree._Element) -> etree._Element | None:
 # dozen or more children makes a proxy and a tag string for each; find() parses its path on
 # every call): the first `<domain>` and `<monitor>`, and the first two `<blockjobs>`. There
 # is a second one only when two come back with one tag (see `_extra_blockjobs`).
-_TOP = etree.XPath("domain[1] | blockjobs[position() <= 2] | monitor[1]")
+_TOP = compiled_xpath("domain[1] | blockjobs[position() <= 2] | monitor[1]")
 
 
 def _top(root: etree._Element) -> tuple[dict[object, etree._Element], bool]:

@@ -8,7 +8,6 @@ raises: two jobs with one name, or two jobs on one disk.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -26,7 +25,7 @@ from blockjob.model import (
     JobType,
     StorageSource,
 )
-from blockjob.statusxml.build import builder
+from blockjob.statusxml.build import builder, filler
 from blockjob.statusxml.disks import DiskRefs, known_names
 from blockjob.statusxml.lazyimages import LoadedBlockjobs, Path
 from blockjob.statusxml.mapping import (
@@ -93,10 +92,10 @@ _Kids = dict[object, etree._Element]
 
 
 @functools.lru_cache(maxsize=64)  # a daemon's files carry a handful of distinct values
-def _jobflags(text: str | None) -> int | None:
+def _jobflags(text: str) -> int | None:
     """libvirt's (>= 9) `virXMLPropUInt(node, "jobflags", 16, ...)`: 32 bits, and `-N`
     wraps around (`virStrToLong_ui`)."""
-    return c_unsigned(text, 16, negative=True) if text is not None else None
+    return c_unsigned(text, 16, negative=True)
 
 
 class _Job:
@@ -113,13 +112,13 @@ class _Job:
     __slots__ = ("attrs", "ctx", "element", "kids", "known", "nodes", "position", "problems",
                  "repeats")
 
-    def __init__(
-        self, element: etree._Element, attrs: dict[str, str], kids: _Kids, problems: list[str],
-        *, ctx: ReadContext, position: tuple[int, str],
+    def __init__(  # positional: a class called with keywords packs them in a dict, per job
+        self, element: etree._Element, attrs: dict[str, str], problems: list[str],
+        ctx: ReadContext, position: tuple[int, str], /,
     ) -> None:
         self.element = element
         self.attrs = attrs
-        self.kids = kids
+        self.kids = kids = first_children(element)
         # Also True for two comments (one key): then only the slower, exact way is taken.
         self.repeats = len(kids) != len(element)
         self.problems = problems
@@ -287,11 +286,10 @@ def _data_reader(kind: JobType) -> Callable[[_Job], JobData]:
     does: it is a problem of the job, and the fields not read yet keep their defaults,
     as do those no row of this type fills (`topparent` of an active commit).
     """
-    cls = DATA_CLASSES[kind]
-    build = builder(cls)
     rows = sorted(ROWS_OF_TYPE[kind], key=lambda row: row.xml not in _PARSE_FIRST)
     readers = tuple((row.field, _READERS[row.kind](row, kind)) for row in rows)
-    defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+    # `read_data` sets only these fields in a copy of the defaults, so they are checked once.
+    defaults, build = filler(DATA_CLASSES[kind], (name for name, _ in readers))
 
     def read_data(job: _Job) -> JobData:
         values = defaults.copy()
@@ -448,8 +446,8 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
     if newstate_text is not None and newstate is None:
         problems.append(ctx.problem(element, f"unknown new state '{newstate_text}'"))
 
-    kids = first_children(element)
-    job = _Job(element, attrs, kids, problems, ctx=ctx, position=(position, name))
+    job = _Job(element, attrs, problems, ctx, (position, name))
+    kids = job.kids
     disk_el = kids.get("disk")
     dst = mirror_text = None
     if disk_el is not None:  # `job.attr`, inline: every job but an orphan has a disk
@@ -465,7 +463,7 @@ def read_job(element: etree._Element, position: int, ctx: ReadContext) -> BlockJ
                                 f"disk mirror='{mirror_text}': only 'yes' is known"))
 
     flags_text = get("jobflags") or None
-    jobflags = _jobflags(flags_text)
+    jobflags = _jobflags(flags_text) if flags_text is not None else None  # most have none
     if flags_text is not None and jobflags is None:
         ctx.warn(element, f"job '{name}': unparsable jobflags '{flags_text}' dropped")
 
