@@ -256,10 +256,6 @@ def _children(raw: object) -> tuple[dict[str, str], dict[str, str]]:
     return found["file"], found["backing"]
 
 
-def _backing(raw: object) -> dict[str, str]:
-    return _children(raw)[1]
-
-
 def _graph_nodes(raw: object) -> set[str]:
     # The graph also has a node for each job and each device (block backend).
     return {str(node["name"]) for node in map(_mapping, _list(_mapping(raw)["nodes"]))
@@ -470,8 +466,7 @@ class Monitor:
     def backing_of(self) -> dict[str, str]:
         """Each named node's backing node, from the graph's edges. QEMU has no stable
         query for them; `x-debug-query-block-graph` exists since QEMU 4.0."""
-        self._refuse_if_unsafe(_GRAPH[0])
-        return self._parsed(_GRAPH[0], _backing, self.execute(*_GRAPH))
+        return self.children_of()[1]
 
     def children_of(self) -> tuple[dict[str, str], dict[str, str]]:
         """Each named node's file child and backing node, from one graph query."""
